@@ -1,0 +1,101 @@
+"""What a node is told to do: identity, where to meet, what to stream or watch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from protocol import limits
+
+
+@dataclass(frozen=True, slots=True)
+class FileSource:
+    """A video file (anything OpenCV decodes), paced at its own frame rate."""
+
+    path: str
+    loop: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PatternSource:
+    """The built-in moving test pattern (frame number and capture time drawn on it)."""
+
+    width: int = 1280
+    height: int = 720
+    fps: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSource:
+    """A camera by OpenCV index."""
+
+    index: int = 0
+
+
+SourceSpec = FileSource | PatternSource | CameraSource
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Timers of the node. Tests shorten them; defaults suit real networks."""
+
+    ping_interval_s: float = 0.25  # link heartbeat + clock probe
+    link_timeout_s: float = 1.0  # silence after which a neighbour is dead
+    tracker_heartbeat_s: float = 1.0
+    connect_timeout_s: float = 2.0
+    stats_interval_s: float = 1.0
+    stats_window_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything a node needs to run.
+
+    Attributes:
+        name: display name (at most limits.MAX_NAME_CHARS).
+        room: the room to join.
+        tracker: tracker address, or None to find one by mDNS / run tracker-less (lan).
+        lan: use zeroconf discovery (advertise self, find peers and trackers).
+        listen_host / listen_port: where children connect (port 0 picks one).
+        advertise_host: the address others should dial; None lets the tracker fill it in.
+        max_children: fan-out; None picks the default for the role.
+        source: what to stream; None means watch.
+        resolution: the layer (frame height) this peer wants to see.
+        record_path: write what is received to this video file.
+        decode: decode received frames (display or record); relays that only forward
+            and viewers that neither display nor record leave frames encoded.
+    """
+
+    name: str
+    room: str = "lobby"
+    tracker: tuple[str, int] | None = None
+    lan: bool = False
+    listen_host: str = "0.0.0.0"
+    listen_port: int = 0
+    advertise_host: str | None = None
+    max_children: int | None = None
+    source: SourceSpec | None = None
+    resolution: int = 720
+    record_path: str | None = None
+    decode: bool = False
+    timing: Timing = field(default_factory=Timing)
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.name) > limits.MAX_NAME_CHARS:
+            raise ValueError(f"name must be 1-{limits.MAX_NAME_CHARS} characters")
+        if not self.room or len(self.room) > limits.MAX_ROOM_CHARS:
+            raise ValueError(f"room must be 1-{limits.MAX_ROOM_CHARS} characters")
+        if self.resolution not in limits.LAYERS:
+            raise ValueError(f"resolution must be one of {limits.LAYERS}")
+        if self.max_children is not None and not 0 <= self.max_children <= 64:
+            raise ValueError("max_children must be between 0 and 64")
+
+    @property
+    def streaming(self) -> bool:
+        return self.source is not None
+
+    @property
+    def fanout(self) -> int:
+        """Children this peer accepts: the streamer's upload is children x stream."""
+        if self.max_children is not None:
+            return self.max_children
+        return 4 if self.streaming else 3

@@ -1,0 +1,164 @@
+"""Events a node reports to whoever drives it (CLI, GUI bridge, tests).
+
+Past-tense names; each is a frozen dataclass. ``to_json()`` gives the ``--events``
+line format: ``{"event": <kind>, "t": <unix seconds>, ...fields}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEvent:
+    KIND: ClassVar[str] = "event"
+    t: float = field(default_factory=time.time, kw_only=True)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"event": self.KIND}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                value = dataclasses.asdict(value)
+            elif isinstance(value, tuple):
+                value = [_plain(v) for v in value]
+            data[f.name] = value
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Ready(NodeEvent):
+    KIND: ClassVar[str] = "ready"
+    id: str
+    listen: str
+
+
+@dataclass(frozen=True, slots=True)
+class Joined(NodeEvent):
+    KIND: ClassVar[str] = "joined"
+    parent: str
+    parent_id: str
+    depth: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class ParentLost(NodeEvent):
+    KIND: ClassVar[str] = "parent_lost"
+    parent: str
+    parent_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stats(NodeEvent):
+    """Once a second, over a sliding window."""
+
+    KIND: ClassVar[str] = "stats"
+    fps: float
+    kbps_in: float
+    kbps_out: float
+    latency_ms: float | None  # p50, capture to receive, across the whole path
+    latency_p95_ms: float | None
+    loss_pct: float
+    frames: int  # frames received (or produced, for the streamer) in total
+    dropped: int  # frames dropped toward children in total
+    lost: int  # frames missing by sequence gaps in total
+    width: int
+    height: int
+    depth: int | None
+    parent: str | None
+    children: int
+    layer: int  # what this peer asked for
+
+
+@dataclass(frozen=True, slots=True)
+class ChatReceived(NodeEvent):
+    KIND: ClassVar[str] = "chat"
+    id: str
+    origin_id: str
+    sender: str
+    text: str
+    sent_at: float
+    own: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data = NodeEvent.to_json(self)
+        data["from"] = self.sender
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStarted(NodeEvent):
+    KIND: ClassVar[str] = "stream_started"
+    streamer: str
+    streamer_id: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnded(NodeEvent):
+    KIND: ClassVar[str] = "stream_ended"
+    streamer: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LockDenied(NodeEvent):
+    KIND: ClassVar[str] = "lock_denied"
+    holder: str
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRaised(NodeEvent):
+    KIND: ClassVar[str] = "error"
+    message: str
+    fatal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TreePeer:
+    """One peer in the room as everyone's tree view draws it."""
+
+    id: str
+    name: str
+    parent_id: str | None
+    depth: int | None
+    layer: int | None
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class TreeChanged(NodeEvent):
+    """The room's peers and who forwards to whom (from the tracker or LAN)."""
+
+    KIND: ClassVar[str] = "tree"
+    peers: tuple[TreePeer, ...]
+    self_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceProgress(NodeEvent):
+    """Streamer only: position in the file (duration None for live sources)."""
+
+    KIND: ClassVar[str] = "progress"
+    position_s: float
+    duration_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped(NodeEvent):
+    """The node has left the room and closed everything."""
+
+    KIND: ClassVar[str] = "stopped"
+    reason: str

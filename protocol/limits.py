@@ -1,0 +1,44 @@
+"""Every bound the protocol enforces, each with the reason it has that value.
+
+The decoder checks declared lengths against these right after reading a header, so a
+peer can never make us buffer more than the limit.
+"""
+
+from __future__ import annotations
+
+PROTOCOL_VERSION = 1
+# Versions this build can speak; Hello negotiates the highest common one.
+SUPPORTED_VERSIONS = (1,)
+
+MAGIC = b"TC"
+# magic(2) version(1) kind(1) meta length(4) payload length(4)
+HEADER_BYTES = 12
+
+# A peer list of MAX_ROOM_PEERS entries at ~200 bytes each fits; anything bigger is abuse.
+MAX_META_BYTES = 64 * 1024
+# A 1080p JPEG at quality 80 is 150-400 KB; 4 MiB leaves room for noisy camera
+# frames while capping what one frame can make a receiver buffer.
+MAX_VIDEO_PAYLOAD_BYTES = 4 * 1024 * 1024
+# Control messages carry no binary payload today; allow a little for future kinds.
+MAX_CONTROL_PAYLOAD_BYTES = 64 * 1024
+
+# Shown in lists and chat; longer names break layouts and add nothing.
+MAX_NAME_CHARS = 32
+MAX_ROOM_CHARS = 32
+# One chat line, like IRC-sized messages; pasting a book is not chat.
+MAX_CHAT_CHARS = 500
+MAX_REASON_CHARS = 200
+MAX_HOST_CHARS = 255  # DNS name limit
+MAX_ID_CHARS = 64
+# Path to the root: a tree of fan-out 2 with depth 64 holds more peers than exist.
+MAX_PATH_LEN = 64
+# Redirects and Bye hints: a handful of candidates is plenty to re-attach.
+MAX_CANDIDATES = 32
+# Peers a tracker keeps per room and lists to a client.
+MAX_ROOM_PEERS = 256
+# Chat ids exchanged in one backfill offer (matches the chat history kept).
+MAX_CHAT_IDS = 256
+# Video frame geometry: nothing above 8K.
+MAX_DIMENSION_PX = 8192
+# Layers (frame heights) a viewer can ask for.
+LAYERS = (360, 480, 720, 1080)
