@@ -37,6 +37,7 @@ __all__ = [
     "Pong",
     "Redirect",
     "Register",
+    "RoomQuery",
     "StreamClaim",
     "StreamDenied",
     "StreamGranted",
@@ -72,6 +73,7 @@ class MessageType(IntEnum):
     STREAM_DENIED = 37
     STREAM_RELEASE = 38
     STREAMER_CHANGED = 39
+    ROOM_QUERY = 40
 
 
 Meta = dict[str, object]
@@ -737,6 +739,21 @@ class StreamerChanged(_Base):
 
 
 @dataclass(frozen=True, slots=True)
+class RoomQuery(_Base):
+    """Look at a room without joining it (the start screen); answered by a PeerList."""
+
+    KIND: ClassVar[MessageType] = MessageType.ROOM_QUERY
+    room: str
+
+    def to_meta(self) -> Meta:
+        return {"room": self.room}
+
+    @classmethod
+    def from_meta(cls, meta: Meta, payload: bytes) -> RoomQuery:
+        return cls(room=_str(meta, "room", limits.MAX_ROOM_CHARS, allow_empty=False))
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """A kind this build does not know; receivers skip it (forward compatibility)."""
 
@@ -748,7 +765,7 @@ class Unknown:
 Message = (
     Hello | JoinRequest | Accept | PathUpdate | Redirect | VideoFrame | LayerDemand | Chat
     | ChatHave | Ping | Pong | Bye | Error | Register | PeerList | Heartbeat | StreamClaim
-    | StreamGranted | StreamDenied | StreamRelease | StreamerChanged
+    | StreamGranted | StreamDenied | StreamRelease | StreamerChanged | RoomQuery
 )
 
 _CLASSES: dict[int, type[_Base]] = {
@@ -756,7 +773,7 @@ _CLASSES: dict[int, type[_Base]] = {
     for cls in (
         Hello, JoinRequest, Accept, PathUpdate, Redirect, VideoFrame, LayerDemand, Chat,
         ChatHave, Ping, Pong, Bye, Error, Register, PeerList, Heartbeat, StreamClaim,
-        StreamGranted, StreamDenied, StreamRelease, StreamerChanged,
+        StreamGranted, StreamDenied, StreamRelease, StreamerChanged, RoomQuery,
     )
 }
 

@@ -11,6 +11,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
+import numpy.typing as npt
+
 
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -162,3 +165,16 @@ class Stopped(NodeEvent):
 
     KIND: ClassVar[str] = "stopped"
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedFrame:
+    """A picture for display: BGR uint8, shape (height, width, 3). Not an event line;
+    handed to ``on_frame`` (latest wins on the receiving side)."""
+
+    image: npt.NDArray[np.uint8] = field(repr=False)
+    width: int
+    height: int
+    seq: int
+    epoch: int
+    captured_at: float
