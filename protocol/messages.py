@@ -165,19 +165,24 @@ def _check_len(what: str, value: str, max_chars: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class PathEntry:
-    """One peer on a path to the root: its id and display name."""
+    """One peer on a path to the root: its id, display name and, when it accepts
+    children, where it listens (so an orphan can dial its grandparent directly)."""
 
     id: str
     name: str
+    host: str | None = None
+    port: int | None = None
 
     def to_meta(self) -> Meta:
-        return {"id": self.id, "name": self.name}
+        return {"id": self.id, "name": self.name, "host": self.host, "port": self.port}
 
     @classmethod
     def from_meta(cls, meta: Meta) -> PathEntry:
         return cls(
             id=_str(meta, "id", limits.MAX_ID_CHARS, allow_empty=False),
             name=_str(meta, "name", limits.MAX_NAME_CHARS),
+            host=_opt_str(meta, "host", limits.MAX_HOST_CHARS),
+            port=None if meta.get("port") is None else _int(meta, "port", 1, 65535),
         )
 
 
