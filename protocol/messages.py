@@ -352,10 +352,11 @@ class Accept(_Base):
     epoch: int
     source_width: int = 0
     source_height: int = 0
+    fps: float = 30.0
 
     def to_meta(self) -> Meta:
         return {"path": [p.to_meta() for p in self.path], "epoch": self.epoch,
-                "sw": self.source_width, "sh": self.source_height}
+                "sw": self.source_width, "sh": self.source_height, "fps": self.fps}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Accept:
@@ -364,7 +365,18 @@ class Accept(_Base):
             raise _bad("path", "empty")
         return cls(path=path, epoch=_int(meta, "epoch"),
                    source_width=_int(meta, "sw", 0, limits.MAX_DIMENSION_PX),
-                   source_height=_int(meta, "sh", 0, limits.MAX_DIMENSION_PX))
+                   source_height=_int(meta, "sh", 0, limits.MAX_DIMENSION_PX),
+                   fps=_fps(meta))
+
+
+def _fps(meta: Meta) -> float:
+    # Older peers may omit it; 30 is what most sources run at.
+    if meta.get("fps") is None:
+        return 30.0
+    fps = _float(meta, "fps")
+    if not 0.0 < fps <= 1000.0:
+        raise _bad("fps", f"{fps} outside (0, 1000]")
+    return fps
 
 
 @dataclass(frozen=True, slots=True)
