@@ -6,6 +6,7 @@ peer and the tracker feed it bytes and get typed messages back (and the reverse)
 
 from protocol.errors import (
     ErrorCode,
+    FieldError,
     FrameTooLargeError,
     LocalProtocolError,
     ProtocolError,
@@ -17,6 +18,7 @@ from protocol.messages import __all__ as _message_names
 
 __all__ = [
     "ErrorCode",
+    "FieldError",
     "FrameDecoder",
     "FrameTooLargeError",
     "LocalProtocolError",

@@ -46,6 +46,20 @@ class RemoteProtocolError(ProtocolError):
     """The remote side sent bytes that break the protocol."""
 
 
+class FieldError(RemoteProtocolError):
+    """A metadata field is missing or has a bad type, range or length.
+
+    Attributes:
+        field: the field's path, e.g. ``"name"`` or ``"peers[3].port"``.
+        why: what is wrong with it.
+    """
+
+    def __init__(self, field: str, why: str) -> None:
+        super().__init__(f"field {field!r}: {why}", ErrorCode.MALFORMED)
+        self.field = field
+        self.why = why
+
+
 class FrameTooLargeError(RemoteProtocolError):
     """A declared length exceeds its limit; raised before anything is buffered."""
 

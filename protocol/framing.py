@@ -18,6 +18,7 @@ Contract: for any input, the decoder returns messages or raises
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 
@@ -43,24 +44,45 @@ def payload_limit(kind: int) -> int:
     return limits.MAX_CONTROL_PAYLOAD_BYTES
 
 
+def meta_limit(kind: int) -> int:
+    """The largest metadata section a frame of this kind may declare."""
+    if kind == MessageType.PEER_LIST:
+        return limits.MAX_PEER_LIST_META_BYTES
+    return limits.MAX_META_BYTES
+
+
 # Largest frame the decoder can ever accept; its buffer stays under this plus one chunk.
-MAX_FRAME_BYTES = limits.HEADER_BYTES + limits.MAX_META_BYTES + limits.MAX_VIDEO_PAYLOAD_BYTES
+# (No kind has both the large meta and the video payload; this is a safe upper bound.)
+MAX_FRAME_BYTES = (limits.HEADER_BYTES + limits.MAX_PEER_LIST_META_BYTES
+                   + limits.MAX_VIDEO_PAYLOAD_BYTES)
 
 
 def encode(message: Message) -> bytes:
     """Serialize one message to its wire bytes.
 
     Raises:
-        LocalProtocolError: the message breaks a limit (we never send what peers reject).
+        LocalProtocolError: the message breaks a limit or a field rule (we never send
+            what the other side's decoder would reject).
     """
-    meta = json.dumps(message.to_meta(), separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode()
+    fields = message.to_meta()
     payload = message.payload()
-    if len(meta) > limits.MAX_META_BYTES:
-        raise LocalProtocolError(f"metadata of {len(meta)} bytes exceeds {limits.MAX_META_BYTES}")
+    try:
+        # The decoder's own validation, run on what we are about to send: one set of
+        # rules for both directions instead of a second, drifting copy for encoding.
+        type(message).from_meta(fields, payload)
+    except RemoteProtocolError as exc:
+        raise LocalProtocolError(
+            f"cannot send {type(message).__name__}: {exc.reason}", exc.code) from exc
+    meta = json.dumps(fields, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode()
+    if len(meta) > meta_limit(message.KIND):
+        raise LocalProtocolError(
+            f"metadata of {len(meta)} bytes exceeds {meta_limit(message.KIND)}",
+            ErrorCode.TOO_LARGE)
     if len(payload) > payload_limit(message.KIND):
         raise LocalProtocolError(
-            f"payload of {len(payload)} bytes exceeds {payload_limit(message.KIND)}")
+            f"payload of {len(payload)} bytes exceeds {payload_limit(message.KIND)}",
+            ErrorCode.TOO_LARGE)
     header = _HEADER.pack(limits.MAGIC, FRAMING_VERSION, message.KIND, len(meta), len(payload))
     return b"".join((header, meta, payload))
 
@@ -107,9 +129,13 @@ class FrameDecoder:
         self._header = None
         try:
             message = self._build(kind, meta_bytes, payload)
-            self._parse_header()
         except ProtocolError as exc:
             raise self._fail(exc) from exc
+        # If the next frame's header is bad, this message was still whole and valid:
+        # deliver it (it may be the Bye explaining why); the decoder is failed and
+        # the next call raises.
+        with contextlib.suppress(ProtocolError):
+            self._parse_header()
         return message
 
     def __iter__(self) -> FrameDecoder:
@@ -140,8 +166,8 @@ class FrameDecoder:
         elif version != FRAMING_VERSION:
             error = RemoteProtocolError(f"unsupported framing version {version}",
                                         ErrorCode.BAD_VERSION)
-        elif meta_len > limits.MAX_META_BYTES:
-            error = FrameTooLargeError("metadata", meta_len, limits.MAX_META_BYTES)
+        elif meta_len > meta_limit(kind):
+            error = FrameTooLargeError(f"metadata of kind {kind}", meta_len, meta_limit(kind))
         elif payload_len > payload_limit(kind):
             error = FrameTooLargeError(f"payload of kind {kind}", payload_len, payload_limit(kind))
         if error is not None:

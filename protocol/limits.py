@@ -14,8 +14,12 @@ MAGIC = b"TC"
 # magic(2) version(1) kind(1) meta length(4) payload length(4)
 HEADER_BYTES = 12
 
-# A peer list of MAX_ROOM_PEERS entries at ~200 bytes each fits; anything bigger is abuse.
+# Metadata of every kind but PeerList: the largest (a Redirect or Bye with
+# MAX_CANDIDATES candidates, every string at its limit) is ~48 KB; more is abuse.
 MAX_META_BYTES = 64 * 1024
+# A PeerList of MAX_ROOM_PEERS entries with every string at its limit in 4-byte UTF-8
+# characters is ~470 KB (tested); only the tracker sends it, peers only receive it.
+MAX_PEER_LIST_META_BYTES = 512 * 1024
 # A 1080p JPEG at quality 80 is 150-400 KB; 4 MiB leaves room for noisy camera
 # frames while capping what one frame can make a receiver buffer.
 MAX_VIDEO_PAYLOAD_BYTES = 4 * 1024 * 1024

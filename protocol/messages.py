@@ -9,12 +9,14 @@ length. Unknown fields are ignored (newer peers may add some); unknown kinds dec
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar, TypeVar
 
 from protocol import limits
-from protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from protocol.errors import FieldError, LocalProtocolError
 
 __all__ = [
     "Accept",
@@ -83,8 +85,15 @@ T = TypeVar("T")
 # --- field readers: each raises RemoteProtocolError naming the field ----------------
 
 
-def _bad(key: str, why: str) -> RemoteProtocolError:
-    return RemoteProtocolError(f"field {key!r}: {why}", ErrorCode.MALFORMED)
+def _bad(key: str, why: str) -> FieldError:
+    return FieldError(key, why)
+
+
+# C0 and C1 control characters: in a name or id they break one-line displays and logs.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# JSON can spell a lone surrogate ("\ud800") but UTF-8 cannot: accepting one would make
+# us fail later, when we re-encode the value (a tracker relaying a peer's name).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _get(meta: Meta, key: str) -> object:
@@ -113,7 +122,9 @@ def _float(meta: Meta, key: str) -> float:
     return result
 
 
-def _str(meta: Meta, key: str, max_chars: int, *, allow_empty: bool = True) -> str:
+def _str(meta: Meta, key: str, max_chars: int, *, allow_empty: bool = True,
+         text: bool = False) -> str:
+    """A string field; ``text`` (chat, reasons) may hold newlines and tabs, names not."""
     value = _get(meta, key)
     if not isinstance(value, str):
         raise _bad(key, "expected a string")
@@ -121,7 +132,15 @@ def _str(meta: Meta, key: str, max_chars: int, *, allow_empty: bool = True) -> s
         raise _bad(key, f"{len(value)} characters, limit is {max_chars}")
     if not allow_empty and not value:
         raise _bad(key, "empty")
+    _check_chars(key, value, text=text)
     return value
+
+
+def _check_chars(key: str, value: str, *, text: bool = False) -> None:
+    if _SURROGATE.search(value):
+        raise _bad(key, "lone surrogate (not valid Unicode text)")
+    if not text and _CONTROL.search(value):
+        raise _bad(key, "control character")
 
 
 def _opt_str(meta: Meta, key: str, max_chars: int) -> str | None:
@@ -152,6 +171,17 @@ def _dict_items(meta: Meta, key: str, max_items: int) -> list[Meta]:
         if not isinstance(item, dict):
             raise _bad(key, "expected a list of objects")
     return items  # type: ignore[return-value]
+
+
+def _nested(meta: Meta, key: str, max_items: int, parse: Callable[[Meta], T]) -> tuple[T, ...]:
+    """Parse a list of objects; an error names the item, e.g. ``peers[3].port``."""
+    result = []
+    for index, item in enumerate(_dict_items(meta, key, max_items)):
+        try:
+            result.append(parse(item))
+        except FieldError as exc:
+            raise _bad(f"{key}[{index}].{exc.field}", exc.why) from exc
+    return tuple(result)
 
 
 def _check_len(what: str, value: str, max_chars: int) -> None:
@@ -360,7 +390,7 @@ class Accept(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Accept:
-        path = tuple(PathEntry.from_meta(m) for m in _dict_items(meta, "path", limits.MAX_PATH_LEN))
+        path = _nested(meta, "path", limits.MAX_PATH_LEN, PathEntry.from_meta)
         if not path:
             raise _bad("path", "empty")
         return cls(path=path, epoch=_int(meta, "epoch"),
@@ -391,7 +421,7 @@ class PathUpdate(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> PathUpdate:
-        path = tuple(PathEntry.from_meta(m) for m in _dict_items(meta, "path", limits.MAX_PATH_LEN))
+        path = _nested(meta, "path", limits.MAX_PATH_LEN, PathEntry.from_meta)
         if not path:
             raise _bad("path", "empty")
         return cls(path=path)
@@ -410,9 +440,9 @@ class Redirect(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Redirect:
-        cands = _dict_items(meta, "candidates", limits.MAX_CANDIDATES)
-        return cls(candidates=tuple(Candidate.from_meta(c) for c in cands),
-                   reason=_str(meta, "reason", limits.MAX_REASON_CHARS))
+        return cls(candidates=_nested(meta, "candidates", limits.MAX_CANDIDATES,
+                                      Candidate.from_meta),
+                   reason=_str(meta, "reason", limits.MAX_REASON_CHARS, text=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,7 +518,7 @@ class Chat(_Base):
             origin_id=_str(meta, "oid", limits.MAX_ID_CHARS, allow_empty=False),
             origin_name=_str(meta, "from", limits.MAX_NAME_CHARS),
             sent_at=_float(meta, "t"),
-            text=_str(meta, "text", limits.MAX_CHAT_CHARS),
+            text=_str(meta, "text", limits.MAX_CHAT_CHARS, text=True),
         )
 
 
@@ -507,6 +537,8 @@ class ChatHave(_Base):
         ids = _list(meta, "ids", limits.MAX_CHAT_IDS)
         if not all(isinstance(i, str) and 0 < len(i) <= 2 * limits.MAX_ID_CHARS for i in ids):
             raise _bad("ids", "expected a list of chat ids")
+        for i in ids:
+            _check_chars("ids", i)  # type: ignore[arg-type]
         return cls(msg_ids=tuple(ids))  # type: ignore[arg-type]
 
 
@@ -561,9 +593,9 @@ class Bye(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Bye:
-        cands = _dict_items(meta, "candidates", limits.MAX_CANDIDATES)
-        return cls(reason=_str(meta, "reason", limits.MAX_REASON_CHARS),
-                   candidates=tuple(Candidate.from_meta(c) for c in cands),
+        return cls(reason=_str(meta, "reason", limits.MAX_REASON_CHARS, text=True),
+                   candidates=_nested(meta, "candidates", limits.MAX_CANDIDATES,
+                                      Candidate.from_meta),
                    code=_int(meta, "code", 0, 255))
 
 
@@ -581,7 +613,7 @@ class Error(_Base):
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Error:
         return cls(code=_int(meta, "code", 0, 255),
-                   reason=_str(meta, "reason", limits.MAX_REASON_CHARS))
+                   reason=_str(meta, "reason", limits.MAX_REASON_CHARS, text=True))
 
 
 # --- tracker messages -------------------------------------------------------------------
@@ -640,10 +672,9 @@ class PeerList(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> PeerList:
-        peers = _dict_items(meta, "peers", limits.MAX_ROOM_PEERS)
         return cls(
             room=_str(meta, "room", limits.MAX_ROOM_CHARS),
-            peers=tuple(PeerInfo.from_meta(p) for p in peers),
+            peers=_nested(meta, "peers", limits.MAX_ROOM_PEERS, PeerInfo.from_meta),
             streamer_id=_opt_str(meta, "streamer_id", limits.MAX_ID_CHARS),
             streamer_name=_opt_str(meta, "streamer_name", limits.MAX_NAME_CHARS),
             epoch=_int(meta, "epoch"),
