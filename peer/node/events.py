@@ -83,6 +83,7 @@ class Stats(NodeEvent):
     parent: str | None
     children: int
     layer: int  # what this peer asked for
+    layer_in: int | None = None  # the layer arriving from the parent (max of subtree)
 
 
 @dataclass(frozen=True, slots=True)

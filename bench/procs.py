@@ -1,0 +1,126 @@
+"""Start and watch Treecast processes (tracker, headless peers) for demos and benchmarks.
+
+Every process started here is tracked by pid and ended by ``Session.close()``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+PYTHON = sys.executable
+
+
+@dataclass
+class Peer:
+    """A running ``treecast-peer`` and the events it printed."""
+
+    name: str
+    proc: subprocess.Popen[str]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def last(self, kind: str) -> dict[str, Any] | None:
+        with self.lock:
+            for event in reversed(self.events):
+                if event.get("event") == kind:
+                    return event
+        return None
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [e for e in self.events if e.get("event") == kind]
+
+
+class Session:
+    """A tracker plus peers as child processes of this one."""
+
+    def __init__(self, netns_prefix: Sequence[str] = ()) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+        self.peers: dict[str, Peer] = {}
+        self.tracker_port: int | None = None
+        self._prefix = list(netns_prefix)
+
+    def start_tracker(self, *extra: str) -> int:
+        proc = subprocess.Popen(
+            [*self._prefix, PYTHON, "-m", "tracker", "--host", "127.0.0.1", "--port", "0",
+             "--no-mdns", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if "listening on" not in line:
+            raise RuntimeError(f"tracker did not start: {line!r}")
+        self.tracker_port = int(line.rsplit(":", 1)[1])
+        return self.tracker_port
+
+    def start_peer(self, name: str, *args: str, tracker: str | None = None,
+                   stdin: bool = False) -> Peer:
+        tracker = tracker or f"127.0.0.1:{self.tracker_port}"
+        argv = [*self._prefix, PYTHON, "-m", "peer.node.cli", "--name", name,
+                "--tracker", tracker, "--listen", "127.0.0.1:0", "--events", "-", *args]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                text=True, bufsize=1)
+        self.procs.append(proc)
+        peer = Peer(name, proc)
+        self.peers[name] = peer
+        threading.Thread(target=self._pump, args=(peer,), daemon=True).start()
+        return peer
+
+    @staticmethod
+    def _pump(peer: Peer) -> None:
+        assert peer.proc.stdout is not None
+        for line in peer.proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            with peer.lock:
+                peer.events.append(event)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        os.kill(self.peers[name].proc.pid, sig)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+
+@contextmanager
+def session(netns_prefix: Sequence[str] = ()) -> Iterator[Session]:
+    s = Session(netns_prefix)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+__all__ = ["Peer", "Session", "session", "wait_for"]

@@ -1,0 +1,200 @@
+"""``treecast-peer``: the headless peer (scripts, tests, benchmarks, relays).
+
+Exit codes: 0 clean exit, 1 unexpected failure, 2 bad input (arguments, video file,
+camera), 3 the streamer lock is held by someone else, 4 tracker unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from typing import TextIO
+
+from peer.node.config import CameraSource, FileSource, NodeConfig, PatternSource, SourceSpec
+from peer.node.errors import LockDeniedError, MediaError, NodeError, TrackerUnreachableError
+from peer.node.events import NodeEvent
+from protocol import limits
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_LOCK_DENIED, EXIT_NO_TRACKER = 0, 1, 2, 3, 4
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}")
+    w, h = int(width), int(height)
+    if not (16 <= w <= limits.MAX_DIMENSION_PX and 16 <= h <= limits.MAX_DIMENSION_PX):
+        raise argparse.ArgumentTypeError(f"size out of range: {text!r}")
+    return w, h
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="treecast-peer", description="Treecast headless peer: stream or watch.")
+    parser.add_argument("--name", help="display name")
+    parser.add_argument("--tracker", type=_address, metavar="HOST:PORT")
+    parser.add_argument("--lan", action="store_true",
+                        help="find peers and trackers on the LAN by mDNS (no tracker needed)")
+    parser.add_argument("--list", action="store_true",
+                        help="print the rooms and streams visible on the LAN, then exit")
+    parser.add_argument("--room", default="lobby")
+    parser.add_argument("--listen", type=_address, default=("0.0.0.0", 0), metavar="HOST:PORT")
+    parser.add_argument("--advertise", metavar="HOST",
+                        help="address others should dial (default: as the tracker sees us)")
+    parser.add_argument("--max-children", type=int, metavar="N")
+    role = parser.add_mutually_exclusive_group()
+    role.add_argument("--stream", metavar="PATH", help="stream a video file")
+    role.add_argument("--test-pattern", nargs="?", const="1280x720", type=str,
+                      metavar="WxH", help="stream the built-in test pattern")
+    role.add_argument("--camera", type=int, metavar="N", help="stream camera N")
+    role.add_argument("--watch", action="store_true", help="watch (the default)")
+    parser.add_argument("--loop", action="store_true", help="repeat the video file")
+    parser.add_argument("--fps", type=float, default=30.0, help="test pattern frame rate")
+    parser.add_argument("--resolution", type=int, default=720, choices=limits.LAYERS)
+    parser.add_argument("--record", metavar="PATH")
+    parser.add_argument("--events", metavar="PATH|-")
+    parser.add_argument("--duration", type=float, metavar="SECONDS")
+    parser.add_argument("--chat-stdin", action="store_true",
+                        help="send each stdin line as chat (/res N changes resolution, "
+                             "/quit leaves)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> NodeConfig:
+    source: SourceSpec | None = None
+    if args.stream:
+        source = FileSource(args.stream, loop=args.loop)
+    elif args.test_pattern:
+        width, height = _size(args.test_pattern)
+        source = PatternSource(width, height, args.fps)
+    elif args.camera is not None:
+        source = CameraSource(args.camera)
+    return NodeConfig(
+        name=args.name, room=args.room, tracker=args.tracker, lan=args.lan,
+        listen_host=args.listen[0], listen_port=args.listen[1], advertise_host=args.advertise,
+        max_children=args.max_children, source=source, resolution=args.resolution,
+        record_path=args.record, decode=args.record is not None)
+
+
+class EventWriter:
+    """Writes one JSON object per line; flushes so readers see events live."""
+
+    def __init__(self, out: TextIO | None) -> None:
+        self._out = out
+
+    def __call__(self, event: NodeEvent) -> None:
+        if self._out is None:
+            return
+        with contextlib.suppress(ValueError, OSError):  # closed pipe at exit
+            self._out.write(json.dumps(event.to_json(), separators=(",", ":")) + "\n")
+            self._out.flush()
+
+
+async def _stdin_commands(node: object, stop: asyncio.Event) -> None:
+    from peer.node.node import Node
+
+    assert isinstance(node, Node)
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            return
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            if text.startswith("/res "):
+                await node.set_resolution(int(text.split()[1]))
+            elif text == "/quit":
+                stop.set()
+            else:
+                await node.send_chat(text)
+        except ValueError as exc:
+            print(f"treecast-peer: {exc}", file=sys.stderr)
+
+
+async def run(args: argparse.Namespace, config: NodeConfig, writer: EventWriter) -> int:
+    from peer.node.node import Node
+
+    node = Node(config, writer)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+    except LockDeniedError as exc:
+        print(f"treecast-peer: {exc}", file=sys.stderr)
+        return EXIT_LOCK_DENIED
+    except TrackerUnreachableError as exc:
+        print(f"treecast-peer: {exc}", file=sys.stderr)
+        return EXIT_NO_TRACKER
+    except MediaError as exc:
+        print(f"treecast-peer: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except NodeError as exc:
+        print(f"treecast-peer: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.chat_stdin:
+        loop.create_task(_stdin_commands(node, stop))
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(node.wait_stopped())]
+    if args.duration is not None:
+        waiters.append(asyncio.ensure_future(asyncio.sleep(args.duration)))
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
+    await node.stop("quit")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.list:
+        from peer.node.discovery import format_sessions, list_lan
+
+        print(format_sessions(asyncio.run(list_lan())))
+        return EXIT_OK
+    if not args.name:
+        parser.error("--name is required")
+    if args.tracker is None and not args.lan:
+        parser.error("give --tracker HOST:PORT, or --lan to find peers on the LAN")
+    try:
+        config = config_from_args(args)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        parser.error(str(exc))
+    out: TextIO | None = None
+    if args.events == "-":
+        out = sys.stdout
+    elif args.events:
+        try:
+            out = open(args.events, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            parser.error(f"cannot write events to {args.events}: {exc.strerror}")
+    try:
+        return asyncio.run(run(args, config, EventWriter(out)))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        if out is not None and out is not sys.stdout:
+            out.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Where a node learns who is in the room, who streams, and takes the streamer lock.
+
+Two implementations share one small interface so the node does not care which it has:
+``TrackerDirectory`` (a tracker over TCP; across the internet) and ``LanDirectory``
+(zeroconf only, no tracker; see peer/node/lan_directory.py).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from peer.node.events import TreePeer
+from peer.node.tracker_client import TrackerClient
+from protocol import Candidate, PeerList, StreamerChanged
+
+
+@dataclass(frozen=True, slots=True)
+class StreamerInfo:
+    id: str
+    name: str
+    epoch: int
+
+
+class Directory(Protocol):
+    """What the node needs from discovery and the lock."""
+
+    async def open(self) -> None:
+        """Connect / start discovery. Raises TrackerUnreachableError."""
+
+    def candidates(self) -> list[Candidate]:
+        """Peers in the tree that may take a child: shallowest, then freest first."""
+
+    def address_of(self, peer_id: str) -> tuple[str, int] | None:
+        """Where a peer of the room listens, if known."""
+
+    def streamer(self) -> StreamerInfo | None:
+        """The room's current streamer, if any."""
+
+    def tree(self) -> tuple[TreePeer, ...]:
+        """Everyone in the room with their parent and layer (for tree views)."""
+
+    def own_host(self) -> str | None:
+        """Our address as the others see it (None until known)."""
+
+    def reachable(self) -> bool:
+        """Whether others can dial us (peers that cannot are leaves only)."""
+
+    async def claim(self) -> int:
+        """Take the streamer lock; returns the epoch. Raises LockDeniedError."""
+
+    def lease_valid(self) -> bool:
+        """True while we hold an unexpired streamer lease."""
+
+    async def release(self) -> None:
+        """Give the lock back."""
+
+    def set_position(self, *, depth: int | None, free_slots: int, parent_id: str | None,
+                     layer: int | None, streaming: bool) -> None:
+        """Tell the room where we sit in the tree."""
+
+    async def close(self) -> None:
+        """Leave the room."""
+
+
+def order_candidates(candidates: list[Candidate]) -> list[Candidate]:
+    """Shallowest with a free slot first; full ones last (they redirect to children).
+
+    Ties are shuffled so that many joiners do not all dial the same peer at once.
+    """
+    shuffled = candidates[:]
+    random.shuffle(shuffled)
+    return sorted(shuffled, key=lambda c: (c.free_slots == 0, c.depth))
+
+
+class TrackerDirectory:
+    """A Directory backed by a tracker connection."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        peer_id: str,
+        name: str,
+        room: str,
+        listen_host: str | None,
+        listen_port: int | None,
+        heartbeat_s: float,
+        on_change: Callable[[str], None],
+    ) -> None:
+        self._peer_id = peer_id
+        self._on_change = on_change
+        self._streamer: StreamerInfo | None = None
+        self._client = TrackerClient(
+            host, port, peer_id=peer_id, name=name, room=room, listen_host=listen_host,
+            listen_port=listen_port, heartbeat_s=heartbeat_s,
+            on_peer_list=self._on_peer_list, on_streamer_changed=self._on_streamer_changed,
+            on_closed=self._on_closed)
+
+    async def open(self) -> None:
+        peers = await self._client.connect()
+        self._on_peer_list(peers)
+
+    def _on_peer_list(self, peers: PeerList) -> None:
+        streamer = (StreamerInfo(peers.streamer_id, peers.streamer_name or "?", peers.epoch)
+                    if peers.streamer_id else None)
+        if streamer != self._streamer:
+            self._streamer = streamer
+            self._on_change("streamer")
+        self._on_change("peers")
+
+    def _on_streamer_changed(self, message: StreamerChanged) -> None:
+        streamer = (StreamerInfo(message.streamer_id, message.streamer_name or "?",
+                                 message.epoch) if message.streamer_id else None)
+        if streamer != self._streamer:
+            self._streamer = streamer
+            self._on_change("streamer")
+
+    def _on_closed(self, reason: str) -> None:
+        self._on_change("closed")
+
+    def candidates(self) -> list[Candidate]:
+        peers = self._client.peers
+        if peers is None:
+            return []
+        found = [c for p in peers.peers if p.id != self._peer_id
+                 if (c := p.candidate()) is not None]
+        return order_candidates(found)
+
+    def address_of(self, peer_id: str) -> tuple[str, int] | None:
+        peers = self._client.peers
+        for p in peers.peers if peers else ():
+            if p.id == peer_id and p.host and p.port:
+                return p.host, p.port
+        return None
+
+    def streamer(self) -> StreamerInfo | None:
+        return self._streamer
+
+    def tree(self) -> tuple[TreePeer, ...]:
+        peers = self._client.peers
+        return tuple(TreePeer(p.id, p.name, p.parent_id, p.depth, p.layer, p.role)
+                     for p in (peers.peers if peers else ()))
+
+    def _me(self) -> object | None:
+        peers = self._client.peers
+        for p in peers.peers if peers else ():
+            if p.id == self._peer_id:
+                return p
+        return None
+
+    def own_host(self) -> str | None:
+        peers = self._client.peers
+        for p in peers.peers if peers else ():
+            if p.id == self._peer_id:
+                return p.host
+        return None
+
+    def reachable(self) -> bool:
+        peers = self._client.peers
+        for p in peers.peers if peers else ():
+            if p.id == self._peer_id:
+                return p.reachable
+        # Not listed yet: assume reachable until the connect-back check says otherwise.
+        return True
+
+    async def claim(self) -> int:
+        granted = await self._client.claim_stream()
+        return granted.epoch
+
+    def lease_valid(self) -> bool:
+        return self._client.lease_valid()
+
+    async def release(self) -> None:
+        await self._client.release_stream()
+
+    def set_position(self, *, depth: int | None, free_slots: int, parent_id: str | None,
+                     layer: int | None, streaming: bool) -> None:
+        self._client.set_position(depth=depth, free_slots=free_slots, parent_id=parent_id,
+                                  layer=layer)
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,241 @@
+"""One TCP link to a neighbour peer: framing in, two send queues out.
+
+Theory of operation
+-------------------
+A link owns a reader task and a writer task. The reader feeds a ``FrameDecoder`` and
+hands each message to the node's handler; a ``ProtocolError`` is caught here, in one
+place: the link sends a Bye carrying the reason and closes. Nothing else is affected.
+
+The writer serves two queues: control messages (chat, pings, demand, bye) first, in
+order and never dropped, then video. The video queue is small and bounded; when a
+frame arrives and the queue is full the *oldest* frame is dropped and counted. A child
+that cannot keep up therefore loses frames but never slows its parent or siblings:
+each child has its own queue and its own writer awaiting its own socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from peer.node.clock import ClockEstimator
+from protocol import Bye, FrameDecoder, Message, ProtocolError, Unknown, encode
+from protocol.messages import PathEntry
+
+log = logging.getLogger(__name__)
+
+# A few frames smooth out scheduling jitter; more would only add latency (at 30 fps
+# each queued frame is 33 ms of delay before it is dropped as stale anyway).
+VIDEO_QUEUE_FRAMES = 3
+READ_CHUNK_BYTES = 256 * 1024
+# Control messages are small and never dropped, but a neighbour that stops reading
+# must not make us hold unbounded chat: past this the link is closed.
+MAX_CONTROL_BACKLOG = 2048
+
+
+class Role(Enum):
+    PENDING = "pending"  # handshake in progress
+    PARENT = "parent"  # this link leads to our parent
+    CHILD = "child"  # this link leads to one of our children
+
+
+@dataclass(slots=True)
+class LinkCounters:
+    """Wire bytes both ways (framing included) and frames dropped from the queue."""
+
+    bytes_in: int = 0
+    bytes_out: int = 0
+    video_bytes_out: int = 0
+    frames_dropped: int = 0
+
+
+MessageHandler = Callable[["PeerLink", Message], Awaitable[None]]
+CloseHandler = Callable[["PeerLink", str], None]
+
+
+class PeerLink:
+    """A framed, queued TCP connection to one neighbour."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        on_message: MessageHandler,
+        on_close: CloseHandler,
+        outbound: bool,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._on_message = on_message
+        self._on_close = on_close
+        self.outbound = outbound
+        self.role = Role.PENDING
+        self.peer_id: str | None = None
+        self.name = "?"
+        self.listen: tuple[str, int] | None = None
+        self.layer = 0  # for a child: the layer its subtree needs
+        self.path: tuple[PathEntry, ...] = ()  # for the parent: root .. parent
+        self.root_offset: float | None = None  # parent's estimate of root - parent clock
+        self.clock = ClockEstimator()
+        self.counters = LinkCounters()
+        self.last_heard = time.monotonic()
+        self.closed = False
+        self.close_reason = ""
+        self._control: deque[bytes] = deque()
+        self._video: deque[bytes] = deque()
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            # Frames are whole messages; Nagle would hold the tail of each one back.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = writer.get_extra_info("peername")
+        self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
+
+    def __repr__(self) -> str:
+        return f"<PeerLink {self.name} {self.role.value} {self.remote}>"
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._read_loop(), name=f"link-read {self.remote}"),
+            asyncio.create_task(self._write_loop(), name=f"link-write {self.remote}"),
+        ]
+
+    # --- sending ------------------------------------------------------------------
+
+    def send(self, message: Message) -> None:
+        """Queue a control message (never dropped while the link lives)."""
+        self.send_bytes(encode(message))
+
+    def send_bytes(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if len(self._control) >= MAX_CONTROL_BACKLOG:
+            self.close("neighbour stopped reading control messages")
+            return
+        self._control.append(data)
+        self._wakeup.set()
+
+    def send_video(self, data: bytes) -> bool:
+        """Queue an encoded video frame; drops the oldest queued one when full.
+
+        Returns:
+            False when a frame had to be dropped to make room.
+        """
+        if self.closed:
+            return True
+        dropped = False
+        if len(self._video) >= VIDEO_QUEUE_FRAMES:
+            self._video.popleft()
+            self.counters.frames_dropped += 1
+            dropped = True
+        self._video.append(data)
+        self._wakeup.set()
+        return not dropped
+
+    @property
+    def queued_frames(self) -> int:
+        return len(self._video)
+
+    async def _write_loop(self) -> None:
+        try:
+            while not self.closed:
+                if not self._control and not self._video:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                if self._control:
+                    data = self._control.popleft()
+                else:
+                    data = self._video.popleft()
+                    self.counters.video_bytes_out += len(data)
+                self.counters.bytes_out += len(data)
+                self._writer.write(data)
+                await self._writer.drain()
+        except (ConnectionError, OSError) as exc:
+            self.close(f"send failed: {exc}")
+        except asyncio.CancelledError:
+            pass
+
+    # --- receiving ----------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        decoder = FrameDecoder()
+        reason = "connection closed by peer"
+        try:
+            while not self.closed:
+                data = await self._reader.read(READ_CHUNK_BYTES)
+                if not data:
+                    break
+                self.last_heard = time.monotonic()
+                self.counters.bytes_in += len(data)
+                decoder.receive_data(data)
+                while (message := decoder.next_message()) is not None:
+                    if isinstance(message, Unknown):
+                        continue  # a newer peer's kind: skip it on purpose
+                    await self._on_message(self, message)
+                    if self.closed:
+                        return
+        except ProtocolError as exc:
+            reason = f"protocol error: {exc.reason}"
+            log.warning("closing link to %s (%s): %s", self.name, self.remote, exc.reason[:200])
+            self._send_now(Bye(reason=exc.reason, code=int(exc.code)))
+        except (ConnectionError, OSError) as exc:
+            reason = f"connection lost: {exc}"
+        except asyncio.CancelledError:
+            return
+        self.close(reason)
+
+    def _send_now(self, message: Message) -> None:
+        with contextlib.suppress(Exception):
+            self._writer.write(encode(message))
+
+    # --- closing ------------------------------------------------------------------
+
+    def close(self, reason: str, bye: Message | None = None) -> None:
+        """Close the link (idempotent); ``bye`` is flushed first when given."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        if bye is not None:
+            self._send_now(bye)
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        self._on_close(self, reason)
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def open_link(
+    host: str,
+    port: int,
+    *,
+    timeout: float,
+    on_message: MessageHandler,
+    on_close: CloseHandler,
+) -> PeerLink:
+    """Dial a peer. Raises OSError / TimeoutError when it cannot be reached."""
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, limit=READ_CHUNK_BYTES), timeout)
+    return PeerLink(reader, writer, on_message=on_message, on_close=on_close, outbound=True)
+
