@@ -1,0 +1,415 @@
+"""Unit tests of the tracker's sans-IO state: time is injected, nothing sleeps."""
+
+from __future__ import annotations
+
+import pytest
+
+from protocol.errors import ErrorCode
+from protocol.messages import (
+    Bye,
+    Chat,
+    Error,
+    Heartbeat,
+    Hello,
+    PeerList,
+    Ping,
+    Pong,
+    Register,
+    RoomQuery,
+    StreamClaim,
+    StreamDenied,
+    StreamerChanged,
+    StreamGranted,
+    StreamRelease,
+    Unknown,
+    VideoFrame,
+)
+from tracker.config import TrackerConfig
+from tracker.state import ConnectBack, TrackerState
+
+CFG = TrackerConfig(lease_s=3.0, peer_timeout_s=10.0, update_interval_s=0.5,
+                    max_peers_per_room=4, max_connections_per_address=3,
+                    max_messages_per_s=10.0, burst_messages=5)
+
+
+def new_state(**changes: object) -> TrackerState:
+    from dataclasses import replace
+    return TrackerState(replace(CFG, **changes))  # type: ignore[arg-type]
+
+
+def join(state: TrackerState, conn: int, pid: str, *, room: str = "lobby", now: float = 0.0,
+         host: str | None = "10.0.0.9", port: int | None = 7000,
+         address: str | None = None) -> list[tuple[int, object]]:
+    assert state.connect(conn, address or f"10.0.0.{conn}", now) == []
+    return state.receive(conn, Register(pid, pid.upper(), room, host, port), now)
+
+
+def to(out: list[tuple[int, object]], conn: int) -> list[object]:
+    return [m for c, m in out if c == conn]
+
+
+def kinds(out: list[tuple[int, object]]) -> list[tuple[int, str]]:
+    return [(c, type(m).__name__) for c, m in out]
+
+
+# --- registration and peer lists -------------------------------------------------------
+
+
+def test_register_replies_with_peer_list() -> None:
+    state = new_state()
+    out = join(state, 1, "a")
+    assert len(out) == 1
+    conn, reply = out[0]
+    assert conn == 1 and isinstance(reply, PeerList)
+    assert reply.room == "lobby" and reply.your_id == "a" and reply.epoch == 0
+    assert reply.streamer_id is None
+    (info,) = reply.peers
+    assert (info.id, info.name, info.host, info.port) == ("a", "A", "10.0.0.9", 7000)
+    assert (info.reachable, info.role, info.depth, info.free_slots) == (False, "viewer", None, 0)
+
+
+@pytest.mark.parametrize("host", [None, "0.0.0.0", "::", ""])
+def test_unspecified_host_is_replaced_by_the_seen_address(host: str | None) -> None:
+    state = new_state()
+    out = join(state, 1, "a", host=host, address="192.0.2.7")
+    assert to(out, 1)[0].peers[0].host == "192.0.2.7"  # type: ignore[attr-defined]
+    assert state.take_checks() == [ConnectBack(1, "a", "192.0.2.7", 7000)]
+
+
+def test_explicit_host_is_kept_and_no_port_means_no_check() -> None:
+    state = new_state()
+    join(state, 1, "a", host="peer.example", port=None)
+    assert state.room_peers("lobby")[0].host == "peer.example"
+    assert state.take_checks() == []
+
+
+def test_second_peer_joins_and_first_gets_a_push() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    out = join(state, 2, "b", now=1.0)
+    # b gets its reply; a gets the (immediate, first after quiet) push; b no duplicate.
+    assert kinds(out) == [(2, "PeerList"), (1, "PeerList")]
+    for conn, msg in out:
+        assert [p.id for p in msg.peers] == ["a", "b"]  # type: ignore[attr-defined]
+        assert msg.your_id == {1: "a", 2: "b"}[conn]  # type: ignore[attr-defined]
+
+
+def test_pushes_are_coalesced_per_interval() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    join(state, 2, "b", now=1.0)  # pushed at 1.0
+    out = state.receive(1, Heartbeat(depth=0, free_slots=4), 1.1)
+    assert out == []  # changed, but pushed 0.1 s ago
+    out = state.receive(2, Heartbeat(depth=1, free_slots=3, parent_id="a", layer=720), 1.2)
+    assert out == []
+    assert state.get_timer() == pytest.approx(1.5)
+    assert state.handle_timer(1.4) == []
+    out = state.handle_timer(1.5)
+    assert sorted(kinds(out)) == [(1, "PeerList"), (2, "PeerList")]
+    peers = {p.id: p for p in to(out, 1)[0].peers}  # type: ignore[attr-defined]
+    assert (peers["a"].depth, peers["a"].free_slots) == (0, 4)
+    assert (peers["b"].depth, peers["b"].parent_id, peers["b"].layer) == (1, "a", 720)
+    # Nothing else pending (only the idle timers: a was last heard at 1.1).
+    assert state.get_timer() == pytest.approx(11.1)
+
+
+def test_unchanged_heartbeat_pushes_nothing() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    join(state, 2, "b", now=1.0)
+    assert state.receive(1, Heartbeat(), 5.0) == []
+    assert state.handle_timer(6.0) == []
+
+
+def test_rooms_are_separate() -> None:
+    state = new_state()
+    join(state, 1, "a", room="r1")
+    out = join(state, 2, "b", room="r2")
+    assert kinds(out) == [(2, "PeerList")]
+    assert sorted(state.rooms()) == ["r1", "r2"]
+
+
+def test_leave_pushes_and_empty_room_disappears() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    join(state, 2, "b", now=1.0)
+    out = state.disconnect(2, 5.0)
+    assert kinds(out) == [(1, "PeerList")]
+    assert [p.id for p in to(out, 1)[0].peers] == ["a"]  # type: ignore[attr-defined]
+    assert state.disconnect(2, 5.0) == []  # idempotent
+    assert state.disconnect(1, 5.0) == []
+    assert state.rooms() == [] and state.connection_count == 0
+
+
+def test_room_query_does_not_join() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    state.connect(9, "10.0.0.99", 0.0)
+    out = state.receive(9, RoomQuery("lobby"), 1.0)
+    assert kinds(out) == [(9, "PeerList")]
+    reply = out[0][1]
+    assert reply.your_id is None and [p.id for p in reply.peers] == ["a"]  # type: ignore[attr-defined]
+    assert len(state.room_peers("lobby")) == 1
+    assert state.receive(9, RoomQuery("empty"), 1.0) == [(9, PeerList("empty", ()))]
+    assert state.rooms() == ["lobby"]
+
+
+def test_room_full() -> None:
+    state = new_state(max_peers_per_room=2)
+    join(state, 1, "a")
+    join(state, 2, "b")
+    out = join(state, 3, "c")
+    assert kinds(out) == [(3, "Error"), (3, "Bye")]
+    assert out[0][1] == Error(ErrorCode.ROOM_FULL, "room 'lobby' is full (2 peers)")
+    assert out[1][1].code == ErrorCode.ROOM_FULL  # type: ignore[attr-defined]
+    assert state.connection_count == 2
+    assert kinds(join(state, 4, "d", room="other")) == [(4, "PeerList")]
+
+
+def test_same_peer_id_replaces_the_old_connection() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    state.receive(1, StreamClaim(), 0.0)
+    out = join(state, 2, "a", now=1.0)
+    assert to(out, 1) == [Bye("replaced by a newer connection", code=ErrorCode.UNEXPECTED)]
+    assert state.lock("lobby") is None  # the old connection held it
+    assert [p.id for p in to(out, 2)[0].peers] == ["a"]  # type: ignore[attr-defined]
+    assert state.connection_count == 1
+
+
+def test_connections_per_address() -> None:
+    state = new_state()
+    for conn in range(3):
+        assert state.connect(conn, "10.1.1.1", 0.0) == []
+    (refusal,) = state.connect(3, "10.1.1.1", 0.0)
+    assert refusal[0] == 3 and refusal[1].code == ErrorCode.TOO_MANY_CONNECTIONS  # type: ignore[attr-defined]
+    assert state.connect(4, "10.1.1.2", 0.0) == []
+    state.disconnect(0, 1.0)
+    assert state.connect(5, "10.1.1.1", 1.0) == []
+
+
+def test_total_connections() -> None:
+    state = new_state(max_connections=2, max_connections_per_address=5)
+    assert state.connect(1, "a", 0.0) == [] and state.connect(2, "b", 0.0) == []
+    assert state.connect(3, "c", 0.0)[0][1].code == ErrorCode.TOO_MANY_CONNECTIONS  # type: ignore[attr-defined]
+
+
+def test_connect_back_result_marks_reachable_and_pushes() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    join(state, 2, "b", now=1.0)
+    check_a, check_b = state.take_checks()
+    assert state.take_checks() == []
+    out = state.check_done(check_a, True, 2.0)
+    assert sorted(kinds(out)) == [(1, "PeerList"), (2, "PeerList")]
+    assert {p.id: p.reachable for p in state.room_peers("lobby")} == {"a": True, "b": False}
+    assert state.check_done(check_b, False, 3.0) == []  # no change, no push
+    state.disconnect(2, 4.0)
+    assert state.check_done(check_b, True, 5.0) == []  # registration gone
+
+
+def test_connect_back_for_a_replaced_registration_is_ignored() -> None:
+    state = new_state()
+    join(state, 1, "a", port=7000)
+    (old,) = state.take_checks()
+    state.disconnect(1, 1.0)
+    join(state, 1, "a", port=7001, now=2.0)  # connection id reused, new port
+    state.check_done(old, True, 3.0)
+    assert state.room_peers("lobby")[0].reachable is False
+
+
+# --- limits and protocol misuse ----------------------------------------------------------
+
+
+def test_rate_limit_token_bucket() -> None:
+    state = new_state()
+    join(state, 1, "a")  # 1 token used of 5
+    for _ in range(4):
+        assert state.receive(1, Heartbeat(), 0.0) == []
+    out = state.receive(1, Heartbeat(), 0.0)
+    assert out[0] == (1, Bye("more than 10 messages per second", code=ErrorCode.RATE_LIMITED))
+    assert state.connection_count == 0
+
+
+def test_rate_limit_refills_over_time() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    now = 0.0
+    for _ in range(200):  # 10/s is exactly the refill rate: never limited
+        now += 0.1
+        assert state.receive(1, Heartbeat(), now) == []
+
+
+def test_idle_connection_is_closed() -> None:
+    state = new_state()
+    state.connect(1, "10.0.0.1", 0.0)  # never says anything (half-open)
+    join(state, 2, "b", now=0.0)
+    state.receive(2, Heartbeat(), 5.0)
+    assert state.get_timer() == pytest.approx(10.0)
+    assert state.handle_timer(9.9) == []
+    out = state.handle_timer(10.0)
+    assert out == [(1, Bye("silent for 10 s", code=ErrorCode.TIMEOUT))]
+    out = state.handle_timer(15.0)
+    assert out[0] == (2, Bye("silent for 10 s", code=ErrorCode.TIMEOUT))
+    assert state.connection_count == 0 and state.rooms() == []
+
+
+@pytest.mark.parametrize("message", [
+    Hello("x", "x", "lobby"),
+    VideoFrame(1, 1, 0.0, 2, 2, 360, b"x"),
+    Chat("a:1", "a", "A", 0.0, "hi"),
+    PeerList("lobby", ()),
+    StreamGranted(1, 1.0),
+    StreamDenied("a", "A"),
+    StreamerChanged(None, None, 0),
+])
+def test_peer_kinds_are_unexpected(message: object) -> None:
+    state = new_state()
+    join(state, 1, "a")
+    join(state, 2, "b")
+    out = state.receive(1, message, 1.0)  # type: ignore[arg-type]
+    assert out[0] == (1, Bye(f"{type(message).__name__} is not a tracker message",
+                             code=ErrorCode.UNEXPECTED))
+    assert [p.id for p in state.room_peers("lobby")] == ["b"]
+
+
+@pytest.mark.parametrize("message", [Heartbeat(), StreamClaim(), StreamRelease()])
+def test_lock_and_heartbeat_need_registration(message: object) -> None:
+    state = new_state()
+    state.connect(1, "10.0.0.1", 0.0)
+    (out,) = state.receive(1, message, 0.0)  # type: ignore[arg-type]
+    assert out[1].code == ErrorCode.UNEXPECTED  # type: ignore[attr-defined]
+
+
+def test_register_twice_and_bad_versions() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    out = state.receive(1, Register("a", "A", "lobby", None, None), 0.0)
+    assert out[0] == (1, Bye("already registered", code=ErrorCode.UNEXPECTED))
+    state.connect(2, "10.0.0.2", 0.0)
+    out = state.receive(2, Register("b", "B", "lobby", None, None, versions=(99,)), 0.0)
+    assert out[0][1].code == ErrorCode.BAD_VERSION  # type: ignore[attr-defined]
+
+
+def test_unknown_kinds_error_and_ping_are_harmless() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    assert state.receive(1, Unknown(99, {"x": 1}, b""), 0.0) == []
+    assert state.receive(1, Error(1, "meh"), 0.0) == []
+    assert state.receive(1, Ping(4.5), 2.0) == [(1, Pong(4.5, 2.0, 2.0))]
+    assert state.connection_count == 1
+
+
+def test_bye_from_peer_leaves_quietly() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    join(state, 2, "b", now=1.0)
+    out = state.receive(2, Bye("bye"), 5.0)
+    assert kinds(out) == [(1, "PeerList")]
+    assert state.receive(2, Heartbeat(), 5.0) == []  # gone: late input ignored
+
+
+# --- streamer lock -----------------------------------------------------------------------
+
+
+def test_claim_grant_deny_and_announce() -> None:
+    state = new_state()
+    join(state, 1, "a", host="10.0.0.1", port=7001)
+    join(state, 2, "b", now=1.0)
+    out = state.receive(1, StreamClaim(), 2.0)
+    announce = StreamerChanged("a", "A", 1, "10.0.0.1", 7001)
+    assert to(out, 1) == [announce, StreamGranted(1, 3.0), to(out, 1)[2]]
+    assert to(out, 2) == [announce, to(out, 2)[1]]
+    peer_list = to(out, 2)[1]
+    assert peer_list.streamer_id == "a" and peer_list.epoch == 1  # type: ignore[attr-defined]
+    assert {p.id: p.role for p in peer_list.peers} == {"a": "streamer", "b": "viewer"}  # type: ignore[attr-defined]
+    assert state.receive(2, StreamClaim(), 2.1) == [(2, StreamDenied("a", "A"))]
+    # Idempotent for the holder: same epoch back.
+    assert state.receive(1, StreamClaim(), 2.2) == [(1, StreamGranted(1, 3.0))]
+
+
+def test_heartbeat_renews_and_confirms_only_for_the_holder() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    join(state, 2, "b")
+    state.receive(1, StreamClaim(), 0.0)
+    assert sorted(kinds(state.handle_timer(0.5))) == [(1, "PeerList"), (2, "PeerList")]
+    now = 0.0
+    for _ in range(10):  # well past the 3 s lease, renewed every 2 s
+        now += 2.0
+        assert state.handle_timer(now) == []
+        assert state.receive(1, Heartbeat(), now) == [(1, StreamGranted(1, 3.0))]
+        assert state.receive(2, Heartbeat(), now) == []
+    assert state.lock("lobby").expires_at == pytest.approx(now + 3.0)  # type: ignore[union-attr]
+
+
+def test_lease_expires_without_messages() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    join(state, 2, "b")
+    state.receive(1, StreamClaim(), 0.0)
+    assert state.get_timer() == pytest.approx(0.5)  # the coalesced push of the new role
+    state.handle_timer(0.5)
+    assert state.get_timer() == pytest.approx(3.0)
+    assert state.handle_timer(2.9) == []
+    out = state.handle_timer(3.0)
+    ended = StreamerChanged(None, None, 1)
+    assert to(out, 1)[0] == ended and to(out, 2)[0] == ended
+    assert state.lock("lobby") is None
+    # The ex-holder's heartbeat gets no renewal; b can claim with a higher epoch.
+    assert state.receive(1, Heartbeat(), 3.1) == []
+    assert to(state.receive(2, StreamClaim(), 3.2), 2)[1] == StreamGranted(2, 3.0)
+
+
+def test_claim_after_expiry_succeeds_before_the_timer_runs() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    join(state, 2, "b")
+    state.receive(1, StreamClaim(), 0.0)
+    out = state.receive(2, StreamClaim(), 10.0)  # no handle_timer since
+    assert StreamGranted(2, 3.0) in to(out, 2)
+    assert StreamerChanged(None, None, 1) in to(out, 1)
+    assert StreamerChanged("b", "B", 2, "10.0.0.9", 7000) in to(out, 1)
+
+
+def test_release_and_disconnect_free_the_lock() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    join(state, 2, "b")
+    state.receive(1, StreamClaim(), 0.0)
+    assert state.receive(2, StreamRelease(), 0.1) == []  # not the holder: no-op
+    out = state.receive(1, StreamRelease(), 0.2)
+    assert StreamerChanged(None, None, 1) in to(out, 2)
+    state.receive(2, StreamClaim(), 0.3)
+    out = state.disconnect(2, 0.4)
+    assert to(out, 1)[0] == StreamerChanged(None, None, 2)
+
+
+def test_epochs_never_reused_after_the_room_empties() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    state.receive(1, StreamClaim(), 0.0)
+    state.disconnect(1, 1.0)
+    assert state.rooms() == []
+    join(state, 2, "b", now=2.0)
+    out = state.receive(2, StreamClaim(), 2.0)
+    assert StreamGranted(2, 3.0) in to(out, 2)
+    join(state, 3, "c", room="other", now=2.0)
+    assert StreamGranted(3, 3.0) in to(state.receive(3, StreamClaim(), 2.0), 3)
+
+
+def test_new_peer_sees_the_current_streamer() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    state.receive(1, StreamClaim(), 0.0)
+    reply = to(join(state, 2, "b", now=0.5), 2)[0]
+    assert (reply.streamer_id, reply.streamer_name, reply.epoch) == ("a", "A", 1)  # type: ignore[attr-defined]
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="max_peers_per_room"):
+        TrackerConfig(max_peers_per_room=257)
+    with pytest.raises(ValueError, match="lease_s"):
+        TrackerConfig(lease_s=0)
+    with pytest.raises(ValueError, match="burst_messages"):
+        TrackerConfig(burst_messages=0)

@@ -1,0 +1,65 @@
+"""The tracker's limits and timers, each with the reason for its default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol import limits
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerConfig:
+    """Limits and timers of one tracker. Tests shorten the timers; defaults suit real
+    networks.
+
+    Attributes:
+        lease_s: the streamer lock's lease. The holder renews it with every message
+            (its heartbeats, every second by default); three missed heartbeats free the
+            room for someone else.
+        peer_timeout_s: a connection that sends nothing for this long is closed (dead
+            peer, half-open TCP, a client that connected and never spoke).
+        max_peers_per_room: registrations per room; one more gets ROOM_FULL. Capped by
+            what one PeerList can carry (limits.MAX_ROOM_PEERS).
+        max_connections_per_address: open connections from one IP address: enough for
+            a lab of peers behind one NAT, too few to exhaust the tracker's sockets.
+        max_connections: open connections in total (file descriptors are finite).
+        max_messages_per_s: token-bucket refill rate per connection. A peer sends ~1
+            heartbeat per second plus rare claims; 50/s is far above honest use.
+        burst_messages: token-bucket size: short bursts (a reconnect storm of claims
+            and queries) pass, a sustained flood does not.
+        connect_back_timeout_s: how long the reachability check waits for the peer's
+            listener to accept; unanswered means "behind NAT/firewall".
+        max_connect_backs: connect-back checks running at once, so registrations cannot
+            make the tracker open unbounded outgoing connections.
+        update_interval_s: at most one PeerList push per room per interval: heartbeats
+            of a busy room coalesce into one update instead of one per change.
+        max_write_buffer_bytes: a connection whose unsent output grows past this does
+            not read what we send (stuck or hostile) and is dropped; room for a few
+            full PeerLists.
+    """
+
+    lease_s: float = 3.0
+    peer_timeout_s: float = 10.0
+    max_peers_per_room: int = limits.MAX_ROOM_PEERS
+    max_connections_per_address: int = 64
+    max_connections: int = 4096
+    max_messages_per_s: float = 50.0
+    burst_messages: int = 100
+    connect_back_timeout_s: float = 2.0
+    max_connect_backs: int = 32
+    update_interval_s: float = 0.5
+    max_write_buffer_bytes: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_peers_per_room <= limits.MAX_ROOM_PEERS:
+            raise ValueError(f"max_peers_per_room must be 1-{limits.MAX_ROOM_PEERS}")
+        for name in ("lease_s", "peer_timeout_s", "max_messages_per_s",
+                     "connect_back_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.update_interval_s < 0:
+            raise ValueError("update_interval_s must not be negative")
+        for name in ("max_connections_per_address", "max_connections", "burst_messages",
+                     "max_connect_backs", "max_write_buffer_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")

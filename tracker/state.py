@@ -1,0 +1,448 @@
+"""The tracker's registry and streamer lock, sans-IO.
+
+Theory of operation
+-------------------
+``TrackerState`` knows connections by an integer id that the adapter (server.py)
+chooses. The adapter reports what happens to a connection (``connect``, ``receive``,
+``disconnect``) and when time passes (``handle_timer``), always with ``now`` from one
+monotonic clock. Every such call returns ``Outbound`` pairs (connection id, message)
+for the adapter to send, in order. A ``Bye`` is always the last message for its
+connection: the state forgets the connection when it emits one, and the adapter closes
+the connection once the Bye is written.
+
+Rooms. A connection joins one room with Register; it is then a *peer* (PeerInfo in
+the room's PeerList). A room exists while it has peers. Every change to a room (join,
+leave, a heartbeat that changes a listed field, a reachability result, a new streamer)
+bumps the room's version. Pushes are coalesced: the first change after a quiet period
+is pushed at once, later ones at most once per ``update_interval_s``; a peer that
+already saw the current version (the newcomer, who got a PeerList as its reply) is
+skipped.
+
+Streamer lock. Each room has at most one holder. A grant carries an epoch from one
+tracker-wide counter, so epochs only ever rise, in every room, even across a room
+emptying and coming back: a peer that saw epoch N can drop any frame stamped < N. The
+lease runs ``lease_s`` from the holder's last message; a heartbeat from the holder is
+answered with StreamGranted (same epoch) as a renewal confirmation. The lock ends on
+StreamRelease, on the holder's disconnect, or when the lease runs out; each end and
+each new grant is announced to the room with StreamerChanged.
+
+Expiry is computed from ``now`` whenever a room's lock is touched, so a claim that
+arrives after the lease ran out succeeds even if ``handle_timer`` has not run yet.
+
+Connect-back. A Register with a port queues a ``ConnectBack`` (``take_checks``); the
+adapter tries a TCP connection and reports with ``check_done``. Until then the peer
+is listed as not reachable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from protocol import limits
+from protocol.errors import ErrorCode
+from protocol.messages import (
+    Bye,
+    Error,
+    Heartbeat,
+    Message,
+    PeerInfo,
+    PeerList,
+    Ping,
+    Pong,
+    Register,
+    RoomQuery,
+    StreamClaim,
+    StreamDenied,
+    StreamerChanged,
+    StreamGranted,
+    StreamRelease,
+    Unknown,
+)
+from tracker.config import TrackerConfig
+
+Outbound = tuple[int, Message]
+"""A message to send on a connection, by connection id."""
+
+# A listen address the peer cannot know from the inside: use what we see instead.
+_UNSPECIFIED_HOSTS = frozenset({"", "0.0.0.0", "::"})
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectBack:
+    """A reachability check to run: connect to ``host:port``, close at once.
+
+    Attributes:
+        conn: the registering connection (the result applies only while it is open).
+        peer_id: the peer that registered on it.
+        host: where its listener should be.
+        port: the listener's port.
+    """
+
+    conn: int
+    peer_id: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class LockView:
+    """A room's streamer lock as seen from outside (tests, logs)."""
+
+    holder_id: str
+    holder_name: str
+    epoch: int
+    expires_at: float
+
+
+@dataclass(slots=True)
+class _Peer:
+    conn: int
+    id: str
+    name: str
+    room: str
+    host: str | None
+    port: int | None
+    reachable: bool = False
+    depth: int | None = None
+    free_slots: int = 0
+    parent_id: str | None = None
+    layer: int | None = None
+    seen_version: int = -1
+
+
+@dataclass(slots=True)
+class _Conn:
+    id: int
+    address: str
+    last_seen: float
+    tokens: float
+    refilled_at: float
+    peer: _Peer | None = None
+
+
+@dataclass(slots=True)
+class _Lock:
+    peer: _Peer
+    epoch: int
+    expires_at: float
+
+
+@dataclass(slots=True)
+class _Room:
+    name: str
+    peers: dict[str, _Peer] = field(default_factory=dict)  # by id, in join order
+    lock: _Lock | None = None
+    epoch: int = 0  # the last epoch granted here (0: never)
+    version: int = 0
+    pushed_version: int = 0
+    last_push: float = -math.inf
+
+
+class TrackerState:
+    """Rooms, registrations and streamer locks of one tracker (sans-IO).
+
+    Args:
+        config: limits and timers.
+    """
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self._conns: dict[int, _Conn] = {}
+        self._per_address: dict[str, int] = {}
+        self._rooms: dict[str, _Room] = {}
+        self._dirty: set[str] = set()
+        self._checks: list[ConnectBack] = []
+        self._last_epoch = 0
+
+    # --- events from the adapter ------------------------------------------------------
+
+    def connect(self, conn: int, address: str, now: float) -> list[Outbound]:
+        """A connection was accepted from ``address`` (an IP address).
+
+        Returns:
+            A Bye for this connection if a connection limit refuses it, else nothing.
+        """
+        assert conn not in self._conns, "connection ids must be unique"
+        cfg = self.config
+        if len(self._conns) >= cfg.max_connections:
+            return [(conn, Bye("tracker is full", code=ErrorCode.TOO_MANY_CONNECTIONS))]
+        if self._per_address.get(address, 0) >= cfg.max_connections_per_address:
+            return [(conn, Bye(f"more than {cfg.max_connections_per_address} connections "
+                               f"from {address}", code=ErrorCode.TOO_MANY_CONNECTIONS))]
+        self._conns[conn] = _Conn(conn, address, now, float(cfg.burst_messages), now)
+        self._per_address[address] = self._per_address.get(address, 0) + 1
+        return []
+
+    def receive(self, conn: int, message: Message | Unknown, now: float) -> list[Outbound]:
+        """A decoded message arrived on ``conn``."""
+        c = self._conns.get(conn)
+        if c is None:
+            return []  # already closed by us (a Bye went out); late input is moot
+        out: list[Outbound] = []
+        c.last_seen = now
+        if not self._take_token(c, now):
+            self._close(c, f"more than {self.config.max_messages_per_s:g} messages per second",
+                        ErrorCode.RATE_LIMITED, now, out)
+            return self._flushed(out, now)
+        if c.peer is not None:
+            room = self._rooms[c.peer.room]
+            self._expire(room, now, out)
+            if room.lock is not None and room.lock.peer is c.peer:
+                # Any sign of life from the holder renews the lease ("expired when the
+                # holder sends nothing for lease_s").
+                room.lock.expires_at = now + self.config.lease_s
+        if isinstance(message, Unknown):
+            pass  # a newer peer's kind: ignored on purpose (forward compatibility)
+        elif isinstance(message, Register):
+            self._register(c, message, now, out)
+        elif isinstance(message, Heartbeat):
+            self._heartbeat(c, message, now, out)
+        elif isinstance(message, StreamClaim):
+            self._claim(c, now, out)
+        elif isinstance(message, StreamRelease):
+            self._release_by(c, now, out)
+        elif isinstance(message, RoomQuery):
+            out.append((c.id, self._peer_list(message.room, None)))
+        elif isinstance(message, Ping):
+            out.append((c.id, Pong(message.t0, now, now)))
+        elif isinstance(message, Bye):
+            self._drop(c, now, out)  # a polite goodbye: nothing to answer
+        elif isinstance(message, Error):
+            pass  # the peer complains about something we sent; nothing to do
+        else:
+            self._close(c, f"{type(message).__name__} is not a tracker message",
+                        ErrorCode.UNEXPECTED, now, out)
+        return self._flushed(out, now)
+
+    def disconnect(self, conn: int, now: float) -> list[Outbound]:
+        """``conn`` is gone (EOF, reset, or closed after a Bye). Idempotent."""
+        c = self._conns.get(conn)
+        out: list[Outbound] = []
+        if c is not None:
+            self._drop(c, now, out)
+        return self._flushed(out, now)
+
+    def handle_timer(self, now: float) -> list[Outbound]:
+        """Expire leases, close idle connections, send due PeerList pushes."""
+        out: list[Outbound] = []
+        for room in list(self._rooms.values()):
+            self._expire(room, now, out)
+        deadline = now - self.config.peer_timeout_s
+        for c in [c for c in self._conns.values() if c.last_seen <= deadline]:
+            self._close(c, f"silent for {self.config.peer_timeout_s:g} s", ErrorCode.TIMEOUT,
+                        now, out)
+        return self._flushed(out, now)
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` has something to do next (None: nothing pending)."""
+        times = [c.last_seen + self.config.peer_timeout_s for c in self._conns.values()]
+        times += [r.lock.expires_at for r in self._rooms.values() if r.lock is not None]
+        times += [self._rooms[name].last_push + self.config.update_interval_s
+                  for name in self._dirty]
+        return min(times, default=None)
+
+    def take_checks(self) -> list[ConnectBack]:
+        """The connect-back checks queued since the last call."""
+        checks, self._checks = self._checks, []
+        return checks
+
+    def check_done(self, check: ConnectBack, reachable: bool, now: float) -> list[Outbound]:
+        """Report a connect-back result; ignored if that registration is gone."""
+        out: list[Outbound] = []
+        c = self._conns.get(check.conn)
+        peer = c.peer if c is not None else None
+        if (peer is not None and peer.id == check.peer_id and peer.host == check.host
+                and peer.port == check.port and peer.reachable != reachable):
+            peer.reachable = reachable
+            self._changed(self._rooms[peer.room])
+        return self._flushed(out, now)
+
+    # --- views (tests, logs) -----------------------------------------------------------
+
+    def lock(self, room: str) -> LockView | None:
+        """The room's current lock as last updated (expiry is applied on events)."""
+        r = self._rooms.get(room)
+        if r is None or r.lock is None:
+            return None
+        return LockView(r.lock.peer.id, r.lock.peer.name, r.lock.epoch, r.lock.expires_at)
+
+    def room_peers(self, room: str) -> list[PeerInfo]:
+        """The room's PeerList entries, in join order."""
+        return list(self._peer_list(room, None).peers)
+
+    def rooms(self) -> list[str]:
+        """Names of the rooms that have peers."""
+        return list(self._rooms)
+
+    @property
+    def connection_count(self) -> int:
+        """Open connections the state knows about."""
+        return len(self._conns)
+
+    # --- handlers ----------------------------------------------------------------------
+
+    def _register(self, c: _Conn, msg: Register, now: float, out: list[Outbound]) -> None:
+        if c.peer is not None:
+            self._close(c, "already registered", ErrorCode.UNEXPECTED, now, out)
+            return
+        if not set(msg.versions) & set(limits.SUPPORTED_VERSIONS):
+            self._close(c, f"no common protocol version (tracker speaks "
+                           f"{list(limits.SUPPORTED_VERSIONS)})", ErrorCode.BAD_VERSION, now, out)
+            return
+        room = self._rooms.get(msg.room)
+        old = room.peers.get(msg.peer_id) if room is not None else None
+        if old is not None:
+            # Same peer id again: the peer restarted and its old TCP connection may be
+            # half-open for another peer_timeout_s. The new connection wins.
+            self._close(self._conns[old.conn], "replaced by a newer connection",
+                        ErrorCode.UNEXPECTED, now, out)
+            room = self._rooms.get(msg.room)
+        if room is not None and len(room.peers) >= self.config.max_peers_per_room:
+            reason = f"room {msg.room!r} is full ({self.config.max_peers_per_room} peers)"
+            out.append((c.id, Error(ErrorCode.ROOM_FULL, reason)))
+            self._close(c, reason, ErrorCode.ROOM_FULL, now, out)
+            return
+        if room is None:
+            room = self._rooms[msg.room] = _Room(msg.room)
+        host = c.address if msg.host is None or msg.host in _UNSPECIFIED_HOSTS else msg.host
+        peer = _Peer(c.id, msg.peer_id, msg.name, msg.room, host, msg.port)
+        c.peer = peer
+        room.peers[peer.id] = peer
+        self._changed(room)
+        peer.seen_version = room.version
+        out.append((c.id, self._peer_list(room.name, peer.id)))
+        if msg.port is not None:
+            self._checks.append(ConnectBack(c.id, peer.id, host, msg.port))
+
+    def _heartbeat(self, c: _Conn, msg: Heartbeat, now: float, out: list[Outbound]) -> None:
+        peer = c.peer
+        if peer is None:
+            self._close(c, "Heartbeat before Register", ErrorCode.UNEXPECTED, now, out)
+            return
+        position = (msg.depth, msg.free_slots, msg.parent_id, msg.layer)
+        if position != (peer.depth, peer.free_slots, peer.parent_id, peer.layer):
+            peer.depth, peer.free_slots, peer.parent_id, peer.layer = position
+            self._changed(self._rooms[peer.room])
+        lock = self._rooms[peer.room].lock
+        if lock is not None and lock.peer is peer:
+            out.append((c.id, StreamGranted(lock.epoch, self.config.lease_s)))
+
+    def _claim(self, c: _Conn, now: float, out: list[Outbound]) -> None:
+        peer = c.peer
+        if peer is None:
+            self._close(c, "StreamClaim before Register", ErrorCode.UNEXPECTED, now, out)
+            return
+        room = self._rooms[peer.room]
+        lock = room.lock
+        if lock is not None and lock.peer is not peer:
+            out.append((c.id, StreamDenied(lock.peer.id, lock.peer.name)))
+            return
+        if lock is None:
+            self._last_epoch += 1
+            lock = room.lock = _Lock(peer, self._last_epoch, now + self.config.lease_s)
+            room.epoch = lock.epoch
+            self._announce(room, out)
+        # A claim by the holder is idempotent: the same epoch again (lease renewed above).
+        out.append((c.id, StreamGranted(lock.epoch, self.config.lease_s)))
+
+    def _release_by(self, c: _Conn, now: float, out: list[Outbound]) -> None:
+        peer = c.peer
+        if peer is None:
+            self._close(c, "StreamRelease before Register", ErrorCode.UNEXPECTED, now, out)
+            return
+        room = self._rooms[peer.room]
+        if room.lock is not None and room.lock.peer is peer:
+            self._release(room, out)
+        # A release by a non-holder (its lease already expired) is a harmless no-op.
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _take_token(self, c: _Conn, now: float) -> bool:
+        cfg = self.config
+        c.tokens = min(float(cfg.burst_messages),
+                       c.tokens + (now - c.refilled_at) * cfg.max_messages_per_s)
+        c.refilled_at = now
+        if c.tokens < 1.0:
+            return False
+        c.tokens -= 1.0
+        return True
+
+    def _expire(self, room: _Room, now: float, out: list[Outbound]) -> None:
+        if room.lock is not None and now >= room.lock.expires_at:
+            self._release(room, out)
+
+    def _release(self, room: _Room, out: list[Outbound]) -> None:
+        room.lock = None
+        self._announce(room, out)
+
+    def _announce(self, room: _Room, out: list[Outbound]) -> None:
+        """Tell the room who streams now (roles in the PeerList change too)."""
+        lock = room.lock
+        if lock is None:
+            msg = StreamerChanged(None, None, room.epoch)
+        else:
+            msg = StreamerChanged(lock.peer.id, lock.peer.name, lock.epoch, lock.peer.host,
+                                  lock.peer.port)
+        out.extend((p.conn, msg) for p in room.peers.values())
+        self._changed(room)
+
+    def _changed(self, room: _Room) -> None:
+        room.version += 1
+        self._dirty.add(room.name)
+
+    def _close(self, c: _Conn, reason: str, code: ErrorCode, now: float,
+               out: list[Outbound]) -> None:
+        out.append((c.id, Bye(reason, code=code)))
+        self._drop(c, now, out)
+
+    def _drop(self, c: _Conn, now: float, out: list[Outbound]) -> None:
+        """Forget a connection (after its Bye, or when it is gone)."""
+        del self._conns[c.id]
+        left = self._per_address[c.address] - 1
+        if left:
+            self._per_address[c.address] = left
+        else:
+            del self._per_address[c.address]
+        peer = c.peer
+        if peer is None:
+            return
+        room = self._rooms[peer.room]
+        del room.peers[peer.id]
+        if room.lock is not None and room.lock.peer is peer:
+            self._release(room, out)
+        if room.peers:
+            self._changed(room)
+        else:
+            del self._rooms[room.name]
+            self._dirty.discard(room.name)
+
+    def _flushed(self, out: list[Outbound], now: float) -> list[Outbound]:
+        """Append the PeerList pushes that are due (coalescing) and return ``out``."""
+        for name in list(self._dirty):
+            room = self._rooms[name]
+            if now < room.last_push + self.config.update_interval_s:
+                continue  # pushed recently: handle_timer sends it when the interval ends
+            self._dirty.discard(name)
+            room.last_push = now
+            shared = self._peer_list(name, None)  # built once, personalised per peer
+            for peer in room.peers.values():
+                if peer.seen_version != room.version:
+                    peer.seen_version = room.version
+                    out.append((peer.conn, dataclasses.replace(shared, your_id=peer.id)))
+        return out
+
+    def _peer_list(self, name: str, your_id: str | None) -> PeerList:
+        room = self._rooms.get(name)
+        if room is None:
+            return PeerList(name, (), your_id=your_id)
+        lock = room.lock
+        holder = lock.peer if lock is not None else None
+        peers = tuple(
+            PeerInfo(p.id, p.name, p.host, p.port, p.depth, p.free_slots, p.reachable,
+                     "streamer" if p is holder else "viewer", p.parent_id, p.layer)
+            for p in room.peers.values()
+        )
+        return PeerList(name, peers, holder.id if holder else None,
+                        holder.name if holder else None, room.epoch, your_id)
