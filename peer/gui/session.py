@@ -1,0 +1,317 @@
+"""What the streamer and viewer screens share: header, banner, video, stats, chat, tree.
+
+A session view is bound to one :class:`~peer.gui.bridge.NodeBridge` for its whole
+life; leaving or retrying builds a new bridge and a new view (see ``app.py``). Views
+only connect to the bridge's signals and call its slots: they never touch the node.
+"""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import Qt, pyqtSignal, pyqtSlot
+from PyQt6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from peer.gui.bridge import (
+    ChatReceived,
+    ErrorRaised,
+    Joined,
+    LockDenied,
+    NodeBridge,
+    ParentLost,
+    SessionRequest,
+    Stopped,
+    StreamEnded,
+    StreamStarted,
+)
+from peer.gui.chat import ChatPanel
+from peer.gui.stats import StatsPanel
+from peer.gui.theme import icon
+from peer.gui.tree import RelayTreeView
+from peer.gui.video import VideoWidget
+from peer.gui.widgets import Banner, card, muted_label
+
+
+def tracker_text(request: SessionRequest) -> str:
+    """How the meeting point reads in messages."""
+    if request.tracker is None:
+        return "on this network"
+    host, port = request.tracker
+    return f"at {host}:{port}"
+
+
+class SessionView(QWidget):
+    """Base of the streamer and viewer screens.
+
+    Subclasses add their controls under the video (``self.controls``) and extra
+    tabs, and override the ``on_*`` hooks they care about.
+
+    Signals:
+        leave_requested(): back to the start screen.
+        retry_requested(): leave and join again with the same request.
+        watch_requested(): leave and join the room's stream as a viewer instead.
+    """
+
+    leave_requested = pyqtSignal()
+    retry_requested = pyqtSignal()
+    watch_requested = pyqtSignal()
+
+    placeholder_text = ""
+
+    def __init__(
+        self, bridge: NodeBridge, request: SessionRequest, parent: QWidget | None = None
+    ) -> None:
+        """Args:
+        bridge: the session's node bridge (not started yet).
+        request: what the start screen asked for.
+        parent: Qt parent.
+        """
+        super().__init__(parent)
+        self.setObjectName("page")
+        self.bridge = bridge
+        self.request = request
+        self.leaving = False
+        self.streamer_name: str | None = None
+        self._build()
+        self._connect()
+
+    # -- layout ---------------------------------------------------------------------
+
+    def _build(self) -> None:
+        root = QVBoxLayout(self)
+        root.setContentsMargins(16, 12, 16, 16)
+        root.setSpacing(10)
+        self.root_layout = root
+
+        self.header = QWidget(self)
+        header = QHBoxLayout(self.header)
+        header.setContentsMargins(0, 0, 0, 0)
+        header.setSpacing(10)
+        self.title = QLabel(self.request.room, self.header)
+        self.title.setStyleSheet("font-size: 16pt; font-weight: 600;")
+        self.live_badge = QLabel("LIVE", self.header)
+        self.live_badge.setObjectName("live")
+        self.live_badge.hide()
+        self.subtitle = muted_label("", self.header)
+        self.subtitle.setWordWrap(False)
+        self.leave_button = QPushButton("Leave", self.header)
+        self.leave_button.setIcon(icon(self, "SP_ArrowBack"))
+        self.leave_button.clicked.connect(self.leave_requested)
+        header.addWidget(self.title)
+        header.addWidget(self.live_badge)
+        header.addWidget(self.subtitle, 1)
+        self.header_extra = QHBoxLayout()
+        header.addLayout(self.header_extra)
+        header.addWidget(self.leave_button)
+        root.addWidget(self.header)
+
+        self.banner = Banner(self)
+        self.banner.action_triggered.connect(self._on_banner_action)
+        root.addWidget(self.banner)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.setChildrenCollapsible(False)
+        left = QWidget(self.splitter)
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.setSpacing(10)
+        self.video = VideoWidget(self.placeholder_text, left)
+        left_layout.addWidget(self.video, 1)
+        self.controls = QWidget(left)
+        self.controls_layout = QHBoxLayout(self.controls)
+        self.controls_layout.setContentsMargins(0, 0, 0, 0)
+        self.controls_layout.setSpacing(8)
+        left_layout.addWidget(self.controls)
+        self.stats_card = card(left)
+        stats_layout = QVBoxLayout(self.stats_card)
+        stats_layout.setContentsMargins(0, 0, 0, 0)
+        self.stats = StatsPanel(self.stats_card)
+        stats_layout.addWidget(self.stats)
+        self.stats_card.setMaximumHeight(200)
+        left_layout.addWidget(self.stats_card)
+
+        self.side = QTabWidget(self.splitter)
+        self.side.setMinimumWidth(300)
+        self.chat = ChatPanel(self.side)
+        self.tree = RelayTreeView(self.side)
+        self.side.addTab(self.chat, "Chat")
+        self.add_side_tabs()
+        self.side.addTab(self.tree, "Relay tree")
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.side)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([900, 340])
+        root.addWidget(self.splitter, 1)
+        self.build_controls()
+
+    def add_side_tabs(self) -> None:
+        """Subclasses add tabs between Chat and Relay tree."""
+
+    def build_controls(self) -> None:
+        """Subclasses fill ``self.controls_layout``."""
+
+    def _connect(self) -> None:
+        b = self.bridge
+        b.started.connect(self._on_started)
+        b.chat_received.connect(self._on_chat)
+        self.chat.send_requested.connect(b.send_chat)
+        b.chat_sent.connect(self.chat.on_chat_sent)
+        b.stats_updated.connect(self.stats.update_stats)
+        b.tree_changed.connect(self.tree.set_tree)
+        b.tree_changed.connect(self.on_tree_changed)
+        b.frame_ready.connect(self._on_frame_ready)
+        b.action_failed.connect(self._on_action_failed)
+        b.error_raised.connect(self._on_error_raised)
+        b.parent_lost.connect(self._on_parent_lost)
+        b.joined.connect(self._on_joined)
+        b.stream_started.connect(self._on_stream_started)
+        b.stream_ended.connect(self._on_stream_ended)
+        b.lock_denied.connect(self._on_lock_denied)
+        b.stopped.connect(self._on_stopped)
+
+    # -- bridge signals ---------------------------------------------------------------
+
+    @pyqtSlot()
+    def _on_frame_ready(self) -> None:
+        self.video.set_image(self.bridge.take_frame())
+
+    @pyqtSlot()
+    def _on_started(self) -> None:
+        self.chat.set_input_enabled(True)
+        self.on_started()
+
+    def on_started(self) -> None:
+        """The node is in the room."""
+
+    @pyqtSlot(object)
+    def _on_chat(self, message: ChatReceived) -> None:
+        self.chat.add_message(message)
+
+    def on_tree_changed(self, tree: object) -> None:
+        """The relay tree changed (the tree view already updates itself)."""
+
+    @pyqtSlot(object)
+    def _on_joined(self, event: Joined) -> None:
+        self.banner.clear("warning")
+        self.on_joined(event)
+
+    def on_joined(self, event: Joined) -> None:
+        """Attached to a parent."""
+
+    @pyqtSlot(object)
+    def _on_parent_lost(self, event: ParentLost) -> None:
+        who = event.parent or "the peer we received from"
+        self.banner.show_message(
+            "warning",
+            f"Lost the connection to {who}. Re-joining the stream through another peer…",
+        )
+
+    @pyqtSlot(object)
+    def _on_stream_started(self, event: StreamStarted) -> None:
+        self.streamer_name = event.streamer
+        if event.streamer_id != self.bridge.peer_id:
+            self.chat.add_notice(f"{event.streamer} went live")
+        self.on_stream_started(event)
+
+    def on_stream_started(self, event: StreamStarted) -> None:
+        """A stream started in the room."""
+
+    @pyqtSlot(object)
+    def _on_stream_ended(self, event: StreamEnded) -> None:
+        whose = f"{event.streamer}'s stream" if event.streamer else "The stream"
+        self.chat.add_notice(f"{whose} ended ({event.reason})")
+        self.on_stream_ended(event)
+
+    def on_stream_ended(self, event: StreamEnded) -> None:
+        """The room's stream ended."""
+
+    @pyqtSlot(object)
+    def _on_lock_denied(self, event: LockDenied) -> None:
+        self.show_lock_denied(event.holder)
+
+    def show_lock_denied(self, holder: str) -> None:
+        """Someone else streams in this room: say who, offer to watch or go back."""
+        self.banner.show_message(
+            "error",
+            f"{holder} is already streaming in “{self.request.room}”. Only one person "
+            "can stream in a room: watch their stream, or go back and pick another room.",
+            [("watch", "Watch instead"), ("back", "Back")],
+        )
+
+    @pyqtSlot(object)
+    def _on_error_raised(self, event: ErrorRaised) -> None:
+        if event.fatal:
+            self.banner.show_message(
+                "error", event.message, [("retry", "Retry"), ("back", "Back")]
+            )
+        else:
+            self.banner.show_message("warning", event.message, [("dismiss", "Dismiss")])
+
+    @pyqtSlot(object)
+    def _on_stopped(self, event: Stopped) -> None:
+        if self.leaving:
+            return
+        self.chat.set_input_enabled(False)
+        if self.banner.level != "error":
+            self.banner.show_message(
+                "error",
+                f"You are no longer in the room ({event.reason}).",
+                [("retry", "Join again"), ("back", "Back")],
+            )
+
+    @pyqtSlot(str, str, str)
+    def _on_action_failed(self, action: str, kind: str, message: str) -> None:
+        if self.leaving or kind == "closed":
+            return
+        if action == "send_chat":
+            self.chat.show_error(message)
+            return
+        self.on_action_failed(action, kind, message)
+
+    def on_action_failed(self, action: str, kind: str, message: str) -> None:
+        """Say in the window why an action failed, with the next step."""
+        if kind == "tracker":
+            self.banner.show_message(
+                "error",
+                f"Can't reach the tracker {tracker_text(self.request)}. Check the address "
+                f"and that the tracker is running, then retry. ({message})",
+                [("retry", "Retry"), ("back", "Back")],
+            )
+        elif kind == "lock":
+            holder = message.split(" is already streaming")[0] if message else "Someone"
+            self.show_lock_denied(holder)
+        elif action == "start":
+            self.banner.show_message(
+                "error", f"Couldn't join the room: {message}",
+                [("retry", "Retry"), ("back", "Back")],
+            )
+        else:
+            self.banner.show_message("error", message, [("dismiss", "Dismiss")])
+
+    # -- banner and leaving -------------------------------------------------------------
+
+    @pyqtSlot(str)
+    def _on_banner_action(self, key: str) -> None:
+        if key == "back":
+            self.leave_requested.emit()
+        elif key == "retry":
+            self.retry_requested.emit()
+        elif key == "watch":
+            self.watch_requested.emit()
+        else:
+            self.banner.clear()
+
+    def set_leaving(self) -> None:
+        """The session is closing: freeze the controls until the node is gone."""
+        self.leaving = True
+        self.chat.set_input_enabled(False)
+        self.controls.setEnabled(False)
+        self.leave_button.setEnabled(False)
+        self.banner.show_message("info", "Leaving the room…")

@@ -1,0 +1,527 @@
+"""The start screen: who you are, where to meet, which room, stream or watch."""
+
+from __future__ import annotations
+
+import getpass
+import html
+from typing import Any
+
+from PyQt6.QtCore import QSettings, Qt, QTimer, pyqtSignal, pyqtSlot
+from PyQt6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QRadioButton,
+    QSizePolicy,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from peer.gui.bridge import (
+    MAX_NAME_CHARS,
+    MAX_ROOM_CHARS,
+    LanSessionInfo,
+    LanSessions,
+    RoomProbe,
+    RoomStatus,
+    SessionRequest,
+)
+from peer.gui.theme import Colors, icon
+from peer.gui.widgets import card, muted_label, section_label
+
+DEFAULT_ROOM = "lobby"
+# Typing an address fires a question per keystroke otherwise.
+STATUS_DEBOUNCE_MS = 400
+# The tracker's answer goes stale as people come and go; ask again now and then.
+STATUS_REFRESH_MS = 5000
+
+KEY_NAME = "start/name"
+KEY_MODE = "start/mode"
+KEY_TRACKER = "start/tracker"
+KEY_ROOM = "start/room"
+
+
+def parse_address(text: str) -> tuple[str, int] | None:
+    """Parse "host:port" (or "[v6]:port"); None when it is not a usable address."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            return None
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or ":" in host:
+            return None
+    if not host or not port_text.isdigit():
+        return None
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        return None
+    return host, port
+
+
+def choose_record_path(parent: QWidget) -> str | None:
+    """Ask where to record (a save dialog). Tests replace this function."""
+    path, _ = QFileDialog.getSaveFileName(
+        parent, "Record the stream to…", "treecast-recording.mp4",
+        "Video (*.mp4 *.avi *.mkv)",
+    )
+    return path or None
+
+
+def _default_name() -> str:
+    try:
+        return getpass.getuser()[:MAX_NAME_CHARS]
+    except Exception:  # no login name (containers, odd platforms): leave it empty
+        return ""
+
+
+class StartScreen(QWidget):
+    """First screen: name, LAN session or tracker address, room, stream or watch.
+
+    Signals:
+        stream_requested(SessionRequest): "Start streaming" with valid fields and
+            nobody else streaming in the room.
+        join_requested(SessionRequest): "Join stream" with valid fields.
+    """
+
+    stream_requested = pyqtSignal(object)
+    join_requested = pyqtSignal(object)
+
+    def __init__(
+        self,
+        settings: QSettings | None = None,
+        probe: RoomProbe | None = None,
+        lan: LanSessions | Any | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        """Args:
+        settings: where fields are remembered (organization "Treecast" by default).
+        probe: asks the tracker who streams in the room (a worker-thread probe by
+            default).
+        lan: live LAN sessions (an mDNS browser by default).
+        parent: Qt parent.
+        """
+        super().__init__(parent)
+        self.setObjectName("page")
+        self.settings = settings if settings is not None else QSettings("Treecast", "Treecast")
+        self.probe = probe if probe is not None else RoomProbe(parent=self)
+        self.lan = lan if lan is not None else LanSessions(parent=self)
+        self.status: RoomStatus | None = None
+        self.holder: str | None = None
+        self.record_path: str | None = None
+        self._lan_sessions: list[LanSessionInfo] = []
+
+        self._build()
+        self._restore()
+
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(STATUS_DEBOUNCE_MS)
+        self._debounce.timeout.connect(self.refresh_status)
+        self._refresh = QTimer(self)
+        self._refresh.setInterval(STATUS_REFRESH_MS)
+        self._refresh.timeout.connect(self.refresh_status)
+
+        self.probe.room_checked.connect(self._on_room_checked)
+        self.lan.sessions_changed.connect(self.set_lan_sessions)
+        for edit in (self.name_edit, self.room_edit, self.tracker_edit):
+            edit.textChanged.connect(self._on_fields_changed)
+        self.mode_group.idToggled.connect(self._on_mode_toggled)
+        self._on_mode_toggled(0, True)
+        self._update_buttons()
+
+    # -- layout ---------------------------------------------------------------------
+
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(24, 24, 24, 24)
+        outer.addStretch(1)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        box = card(self)
+        box.setMinimumWidth(520)
+        box.setMaximumWidth(600)
+        box.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        row.addWidget(box, 3)
+        row.addStretch(1)
+        outer.addLayout(row)
+        outer.addStretch(1)
+
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(32, 28, 32, 28)
+        layout.setSpacing(8)
+        title = QLabel("Treecast", box)
+        title.setObjectName("title")
+        subtitle = QLabel("Live video, passed along from peer to peer.", box)
+        subtitle.setObjectName("subtitle")
+        layout.addWidget(title)
+        layout.addWidget(subtitle)
+        layout.addSpacing(14)
+
+        layout.addWidget(section_label("Your name", box))
+        self.name_edit = QLineEdit(box)
+        self.name_edit.setMaxLength(MAX_NAME_CHARS)
+        self.name_edit.setPlaceholderText("How others see you")
+        layout.addWidget(self.name_edit)
+        layout.addSpacing(8)
+
+        layout.addWidget(section_label("Where to meet", box))
+        modes = QHBoxLayout()
+        self.lan_radio = QRadioButton("On this network", box)
+        self.tracker_radio = QRadioButton("Through a tracker", box)
+        self.mode_group = QButtonGroup(self)
+        self.mode_group.addButton(self.lan_radio, 0)
+        self.mode_group.addButton(self.tracker_radio, 1)
+        modes.addWidget(self.lan_radio)
+        modes.addWidget(self.tracker_radio)
+        modes.addStretch(1)
+        layout.addLayout(modes)
+
+        self.where_stack = QStackedWidget(box)
+        lan_page = QWidget()
+        lan_layout = QVBoxLayout(lan_page)
+        lan_layout.setContentsMargins(0, 0, 0, 0)
+        self.lan_list = QListWidget(lan_page)
+        self.lan_list.setMinimumHeight(96)
+        self.lan_list.setMaximumHeight(130)
+        self.lan_list.currentItemChanged.connect(self._on_lan_selected)
+        lan_layout.addWidget(self.lan_list)
+        tracker_page = QWidget()
+        tracker_layout = QVBoxLayout(tracker_page)
+        tracker_layout.setContentsMargins(0, 0, 0, 0)
+        self.tracker_edit = QLineEdit(tracker_page)
+        self.tracker_edit.setPlaceholderText("host:port, e.g. 192.168.1.20:7000")
+        tracker_layout.addWidget(self.tracker_edit)
+        tracker_layout.addWidget(
+            muted_label("The address of a Treecast tracker (treecast-tracker).", tracker_page)
+        )
+        tracker_layout.addStretch(1)
+        self.where_stack.addWidget(lan_page)
+        self.where_stack.addWidget(tracker_page)
+        layout.addWidget(self.where_stack)
+        layout.addSpacing(8)
+
+        layout.addWidget(section_label("Room", box))
+        self.room_edit = QLineEdit(box)
+        self.room_edit.setMaxLength(MAX_ROOM_CHARS)
+        self.room_edit.setPlaceholderText(DEFAULT_ROOM)
+        layout.addWidget(self.room_edit)
+        self.status_label = QLabel(box)
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextFormat(Qt.TextFormat.RichText)
+        layout.addWidget(self.status_label)
+        layout.addSpacing(4)
+
+        record_row = QHBoxLayout()
+        self.record_check = QCheckBox("Record what I watch", box)
+        self.record_check.toggled.connect(self._on_record_toggled)
+        self.record_label = muted_label("", box)
+        self.record_label.setWordWrap(False)
+        self.record_button = QPushButton("Choose…", box)
+        self.record_button.clicked.connect(self._choose_record_path)
+        self.record_button.setVisible(False)
+        record_row.addWidget(self.record_check)
+        record_row.addWidget(self.record_label, 1)
+        record_row.addWidget(self.record_button)
+        layout.addLayout(record_row)
+
+        self.error_label = QLabel(box)
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet(f"color: {Colors.DANGER};")
+        self.error_label.hide()
+        layout.addWidget(self.error_label)
+        layout.addSpacing(10)
+
+        buttons = QHBoxLayout()
+        buttons.setSpacing(12)
+        self.stream_button = QPushButton("Start streaming", box)
+        self.stream_button.setObjectName("big")
+        self.stream_button.clicked.connect(self._on_stream_clicked)
+        self.join_button = QPushButton("Join stream", box)
+        self.join_button.setObjectName("big")
+        self.join_button.clicked.connect(self._on_join_clicked)
+        buttons.addWidget(self.stream_button, 1)
+        buttons.addWidget(self.join_button, 1)
+        layout.addLayout(buttons)
+
+    def _restore(self) -> None:
+        name = str(self.settings.value(KEY_NAME, "") or "") or _default_name()
+        self.name_edit.setText(name)
+        self.tracker_edit.setText(str(self.settings.value(KEY_TRACKER, "") or ""))
+        self.room_edit.setText(str(self.settings.value(KEY_ROOM, DEFAULT_ROOM) or DEFAULT_ROOM))
+        mode = str(self.settings.value(KEY_MODE, "lan") or "lan")
+        (self.tracker_radio if mode == "tracker" else self.lan_radio).setChecked(True)
+        self.where_stack.setCurrentIndex(1 if mode == "tracker" else 0)
+        self._fill_lan_list()
+
+    def save(self) -> None:
+        """Remember the fields for next time."""
+        self.settings.setValue(KEY_NAME, self.name_edit.text().strip())
+        self.settings.setValue(KEY_MODE, self.mode)
+        self.settings.setValue(KEY_TRACKER, self.tracker_edit.text().strip())
+        self.settings.setValue(KEY_ROOM, self.room)
+        self.settings.sync()
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def activate(self) -> None:
+        """The screen is shown: browse the LAN and ask the tracker again."""
+        self.lan.start()
+        self._refresh.start()
+        self.refresh_status()
+        self._update_buttons()
+
+    def deactivate(self) -> None:
+        """The screen is hidden: stop asking the tracker."""
+        self._refresh.stop()
+        self._debounce.stop()
+        self.probe.cancel()
+
+    def shutdown(self) -> None:
+        """Stop the worker threads (app exit)."""
+        self.deactivate()
+        self.probe.close()
+        self.lan.close()
+
+    # -- fields ---------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        """ "lan" or "tracker"."""
+        return "tracker" if self.tracker_radio.isChecked() else "lan"
+
+    @property
+    def room(self) -> str:
+        """The room typed in (the default when empty)."""
+        return self.room_edit.text().strip() or DEFAULT_ROOM
+
+    def tracker_address(self) -> tuple[str, int] | None:
+        """The tracker to use: the typed one, or the selected LAN session's."""
+        if self.mode == "tracker":
+            return parse_address(self.tracker_edit.text())
+        session = self._lan_session_for(self.room)
+        return session.tracker if session is not None else None
+
+    def problems(self) -> list[str]:
+        """What stops the buttons from working, in plain words (empty when fine)."""
+        problems = []
+        if not self.name_edit.text().strip():
+            problems.append("Type your name.")
+        if self.mode == "tracker" and parse_address(self.tracker_edit.text()) is None:
+            problems.append("Type the tracker's address as host:port.")
+        if self.record_check.isChecked() and not self.record_path:
+            problems.append("Choose where to record.")
+        return problems
+
+    def request(self, streaming: bool) -> SessionRequest:
+        """The session the fields describe."""
+        return SessionRequest(
+            name=self.name_edit.text().strip(),
+            room=self.room,
+            tracker=self.tracker_address(),
+            lan=self.mode == "lan",
+            streaming=streaming,
+            record_path=None if streaming else self.record_path,
+        )
+
+    def set_record_path(self, path: str | None) -> None:
+        """Record to this file when joining (None: do not record)."""
+        self.record_path = path or None
+        self.record_label.setText(self.record_path or "")
+        self.record_label.setToolTip(self.record_path or "")
+        self.record_check.blockSignals(True)
+        self.record_check.setChecked(self.record_path is not None)
+        self.record_check.blockSignals(False)
+        self.record_button.setVisible(self.record_path is not None)
+        self._update_buttons()
+
+    def show_error(self, text: str) -> None:
+        """Say why the last request could not go ahead."""
+        self.error_label.setText(text)
+        self.error_label.setVisible(bool(text))
+
+    # -- room status ----------------------------------------------------------------
+
+    @pyqtSlot()
+    def refresh_status(self) -> None:
+        """Find out (again) who streams in the chosen room."""
+        room = self.room
+        if self.mode == "lan":
+            session = self._lan_session_for(room)
+            if session is None:
+                self._set_holder(None, 0, room)
+                return
+            if session.tracker is None:
+                self._set_holder(session.streamer, session.peers, room)
+                return
+            host, port = session.tracker
+        else:
+            address = parse_address(self.tracker_edit.text())
+            if address is None:
+                self.probe.cancel()
+                self.holder = None
+                self.status_label.setText("")
+                return
+            host, port = address
+        self.probe.check(host, port, room)
+
+    @pyqtSlot(object)
+    def _on_room_checked(self, status: RoomStatus) -> None:
+        self.status = status
+        if status.error is not None:
+            self.holder = None
+            if status.error == "unavailable":
+                self.status_label.setText("")
+            else:
+                self.status_label.setText(
+                    f'<span style="color:{Colors.WARN}">Can\'t reach the tracker at '
+                    f"{html.escape(status.host)}:{status.port} right now.</span>"
+                )
+            self._update_buttons()
+            return
+        self._set_holder(status.streamer, status.peers, status.room)
+
+    def _set_holder(self, streamer: str | None, peers: int, room: str) -> None:
+        self.holder = streamer
+        room_html = html.escape(room)
+        if streamer:
+            watching = max(peers - 1, 0)
+            who = "1 watching" if watching == 1 else f"{watching} watching"
+            self.status_label.setText(
+                f'<span style="color:{Colors.LIVE}">●</span> <b>{html.escape(streamer)}</b>'
+                f" is live in “{room_html}” · {who}"
+            )
+        else:
+            self.status_label.setText(
+                f'<span style="color:{Colors.MUTED}">Nobody is streaming in '
+                f"“{room_html}” yet.</span>"
+            )
+        self._update_buttons()
+
+    # -- LAN sessions -----------------------------------------------------------------
+
+    @pyqtSlot(list)
+    def set_lan_sessions(self, sessions: list[LanSessionInfo]) -> None:
+        """Show the sessions found on the LAN (keeps the selection by room)."""
+        self._lan_sessions = list(sessions)
+        self._fill_lan_list()
+        if self.mode == "lan":
+            self.refresh_status()
+            self._update_buttons()
+
+    def _fill_lan_list(self) -> None:
+        selected = self.room
+        self.lan_list.blockSignals(True)
+        self.lan_list.clear()
+        if not self._lan_sessions:
+            item = QListWidgetItem("Looking for sessions on this network…")
+            item.setFlags(Qt.ItemFlag.NoItemFlags)
+            self.lan_list.addItem(item)
+        for session in sorted(self._lan_sessions, key=lambda s: s.room):
+            who = f"{session.streamer} is live" if session.streamer else "no stream yet"
+            count = "1 peer" if session.peers == 1 else f"{session.peers} peers"
+            item = QListWidgetItem(f"{session.room}  —  {who} · {count}")
+            item.setData(Qt.ItemDataRole.UserRole, session.room)
+            item.setIcon(icon(self, "SP_DriveNetIcon"))
+            self.lan_list.addItem(item)
+            if session.room == selected:
+                self.lan_list.setCurrentItem(item)
+        self.lan_list.blockSignals(False)
+
+    def _lan_session_for(self, room: str) -> LanSessionInfo | None:
+        for session in self._lan_sessions:
+            if session.room == room:
+                return session
+        return None
+
+    @pyqtSlot(QListWidgetItem, QListWidgetItem)
+    def _on_lan_selected(self, current: QListWidgetItem | None, _: Any = None) -> None:
+        if current is None:
+            return
+        room = current.data(Qt.ItemDataRole.UserRole)
+        if room:
+            self.room_edit.setText(str(room))
+
+    # -- reactions -------------------------------------------------------------------
+
+    def _on_mode_toggled(self, button_id: int, checked: bool) -> None:
+        if not checked:
+            return
+        self.where_stack.setCurrentIndex(1 if self.mode == "tracker" else 0)
+        self._on_fields_changed()
+
+    def _on_fields_changed(self, *_: Any) -> None:
+        self.holder = None
+        self.show_error("")
+        if self.mode == "tracker" and parse_address(self.tracker_edit.text()) is not None:
+            self.status_label.setText(
+                f'<span style="color:{Colors.MUTED}">Checking the room…</span>'
+            )
+        self._debounce.start()
+        self._update_buttons()
+
+    def _on_record_toggled(self, checked: bool) -> None:
+        if checked:
+            path = choose_record_path(self)
+            self.set_record_path(path)
+        else:
+            self.set_record_path(None)
+
+    def _choose_record_path(self) -> None:
+        path = choose_record_path(self)
+        if path:
+            self.set_record_path(path)
+
+    def _update_buttons(self) -> None:
+        problems = self.problems()
+        tip = " ".join(problems)
+        self.join_button.setEnabled(not problems)
+        self.join_button.setToolTip(tip)
+        stream_problems = [p for p in problems if "record" not in p]
+        self.stream_button.setEnabled(not stream_problems)
+        if self.holder:
+            self.stream_button.setToolTip(f"{self.holder} is streaming in this room.")
+        else:
+            self.stream_button.setToolTip(" ".join(stream_problems))
+        # Someone is live: watching is the likely next step, so it gets the accent.
+        self._set_style(self.stream_button, "bigSecondary" if self.holder else "big")
+
+    @staticmethod
+    def _set_style(button: QPushButton, name: str) -> None:
+        if button.objectName() == name:
+            return
+        button.setObjectName(name)
+        style = button.style()
+        if style is not None:  # re-polish so the stylesheet rule for the name applies
+            style.unpolish(button)
+            style.polish(button)
+
+    def _on_stream_clicked(self) -> None:
+        if self.holder:
+            # The tracker would refuse the lock anyway; say so before leaving the screen.
+            self.show_error(
+                f"{self.holder} is already streaming in “{self.room}”. "
+                "Join their stream, or pick another room."
+            )
+            return
+        if self.problems() and not self.stream_button.isEnabled():
+            return
+        self.show_error("")
+        self.save()
+        self.stream_requested.emit(self.request(streaming=True))
+
+    def _on_join_clicked(self) -> None:
+        if self.problems():
+            return
+        self.show_error("")
+        self.save()
+        self.join_requested.emit(self.request(streaming=False))

@@ -1,0 +1,167 @@
+"""Who forwards to whom: the relay tree view and the streamer's viewers table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PyQt6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, pyqtSlot
+from PyQt6.QtGui import QBrush, QColor, QFont
+from PyQt6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem, QWidget
+
+from peer.gui.bridge import TreeChanged, TreePeer
+from peer.gui.theme import Colors
+
+_Index = QModelIndex | QPersistentModelIndex
+
+
+def layer_text(layer: int | None) -> str:
+    """"720p" for a layer, a dash when unknown."""
+    return "—" if layer is None else f"{layer}p"
+
+
+def _role_order(peer: TreePeer) -> tuple[int, str]:
+    # The streamer on top, then peers by name, so the view does not jump around.
+    return (0 if peer.role == "streamer" else 1, peer.name.lower())
+
+
+class RelayTreeView(QTreeWidget):
+    """The room's relay tree: each peer under the peer that forwards to it.
+
+    Peers whose parent is unknown (joining, or orphaned and re-joining) are shown at
+    the top level, after the streamer. Our own peer is highlighted.
+    """
+
+    COLUMNS = ("Peer", "Resolution", "Role")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        """Args:
+        parent: Qt parent.
+        """
+        super().__init__(parent)
+        self.setColumnCount(len(self.COLUMNS))
+        self.setHeaderLabels(list(self.COLUMNS))
+        self.setRootIsDecorated(True)
+        self.setUniformRowHeights(True)
+        self.setAlternatingRowColors(False)
+        self.setSelectionMode(QTreeWidget.SelectionMode.NoSelection)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        header = self.header()
+        if header is not None:
+            header.setStretchLastSection(False)
+            header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+            header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+            header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        self.self_id = ""
+        self.items: dict[str, QTreeWidgetItem] = {}
+
+    @pyqtSlot(object)
+    def set_tree(self, tree: TreeChanged) -> None:
+        """Rebuild the view from a TreeChanged event."""
+        self.self_id = tree.self_id
+        self.clear()
+        self.items = {}
+        by_id = {peer.id: peer for peer in tree.peers}
+        children: dict[str | None, list[TreePeer]] = {}
+        for peer in tree.peers:
+            parent = peer.parent_id if peer.parent_id in by_id else None
+            children.setdefault(parent, []).append(peer)
+
+        def add(peer: TreePeer, under: QTreeWidgetItem | None) -> None:
+            item = self._item(peer)
+            if under is None:
+                self.addTopLevelItem(item)
+            else:
+                under.addChild(item)
+            self.items[peer.id] = item
+            for child in sorted(children.get(peer.id, []), key=_role_order):
+                if child.id not in self.items:  # a cycle in stale data must not loop
+                    add(child, item)
+
+        for peer in sorted(children.get(None, []), key=_role_order):
+            add(peer, None)
+        # Peers only reachable through a cycle (inconsistent snapshot): show them anyway.
+        for peer in sorted(tree.peers, key=_role_order):
+            if peer.id not in self.items:
+                add(peer, None)
+        self.expandAll()
+
+    def _item(self, peer: TreePeer) -> QTreeWidgetItem:
+        own = peer.id == self.self_id
+        name = f"{peer.name} (you)" if own else peer.name
+        role = peer.role
+        if peer.depth is not None and role != "streamer":
+            role = f"{role} · depth {peer.depth}"
+        item = QTreeWidgetItem([name, layer_text(peer.layer), role])
+        item.setToolTip(0, f"{peer.name} ({peer.id})")
+        if peer.role == "streamer":
+            item.setForeground(0, QBrush(QColor(Colors.LIVE)))
+        if own:
+            font = QFont(self.font())
+            font.setBold(True)
+            for column in range(len(self.COLUMNS)):
+                item.setFont(column, font)
+                item.setBackground(column, QBrush(QColor(Colors.SURFACE_2)))
+            item.setForeground(0, QBrush(QColor(Colors.OWN)))
+        return item
+
+
+class PeerTableModel(QAbstractTableModel):
+    """The streamer's viewers: who, at what resolution, and through whom."""
+
+    HEADERS = ("Viewer", "Resolution", "Through")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        """Args:
+        parent: Qt parent.
+        """
+        super().__init__(parent)
+        self._rows: list[tuple[str, str, str]] = []
+        self._self_id = ""
+
+    @pyqtSlot(object)
+    def set_tree(self, tree: TreeChanged) -> None:
+        """Take the viewers (everyone but us and the streamer) from a TreeChanged."""
+        names = {peer.id: peer.name for peer in tree.peers}
+        rows = []
+        for peer in sorted(tree.peers, key=_role_order):
+            if peer.id == tree.self_id or peer.role == "streamer":
+                continue
+            if peer.parent_id is None:
+                via = "joining…"
+            elif peer.parent_id == tree.self_id:
+                via = "you (direct)"
+            else:
+                via = names.get(peer.parent_id, peer.parent_id)
+            rows.append((peer.name, layer_text(peer.layer), via))
+        self.beginResetModel()
+        self._rows = rows
+        self._self_id = tree.self_id
+        self.endResetModel()
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 (Qt API)
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 (Qt API)
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._rows[index.row()][index.column()]
+        return None
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if (
+            role == Qt.ItemDataRole.DisplayRole
+            and orientation == Qt.Orientation.Horizontal
+            and 0 <= section < len(self.HEADERS)
+        ):
+            return self.HEADERS[section]
+        return None
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """The table's content (for tests and the viewers count)."""
+        return list(self._rows)

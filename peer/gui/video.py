@@ -1,0 +1,118 @@
+"""The video surface: paints the latest picture, letterboxed, never stretched."""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import QRect, QSize, Qt, pyqtSignal
+from PyQt6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPaintEvent
+from PyQt6.QtWidgets import QSizePolicy, QWidget
+
+from peer.gui.theme import Colors
+
+
+def letterbox(image_size: QSize, area: QRect) -> QRect:
+    """The largest rectangle with the image's aspect ratio centred in ``area``.
+
+    Args:
+        image_size: the picture's size in pixels.
+        area: where it may be drawn.
+
+    Returns:
+        The target rectangle (empty when either size is empty).
+    """
+    if image_size.isEmpty() or area.isEmpty():
+        return QRect()
+    scaled = image_size.scaled(area.size(), Qt.AspectRatioMode.KeepAspectRatio)
+    x = area.x() + (area.width() - scaled.width()) // 2
+    y = area.y() + (area.height() - scaled.height()) // 2
+    return QRect(x, y, scaled.width(), scaled.height())
+
+
+class VideoWidget(QWidget):
+    """Shows the most recent frame scaled to fit, with black bars (letterbox).
+
+    Painting only ever uses the newest image handed over; ``update()`` coalesces
+    repaints, so a burst of frames costs at most one paint per screen refresh.
+
+    Signals:
+        double_clicked(): the user double-clicked the picture (fullscreen toggle).
+    """
+
+    double_clicked = pyqtSignal()
+
+    def __init__(self, placeholder: str = "", parent: QWidget | None = None) -> None:
+        """Args:
+        placeholder: text shown while there is no picture.
+        parent: Qt parent.
+        """
+        super().__init__(parent)
+        self._image: QImage | None = None
+        self._placeholder = placeholder
+        self.frames_shown = 0
+        self.setMinimumSize(320, 180)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        # We paint every pixel ourselves: skip Qt's background erase.
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
+
+    @property
+    def image(self) -> QImage | None:
+        """The picture being shown, if any."""
+        return self._image
+
+    def set_image(self, image: QImage | None) -> None:
+        """Show a new picture (None keeps the current one)."""
+        if image is None or image.isNull():
+            return
+        self._image = image
+        self.frames_shown += 1
+        self.update()
+
+    def clear(self, placeholder: str | None = None) -> None:
+        """Drop the picture and show the placeholder text instead."""
+        self._image = None
+        if placeholder is not None:
+            self._placeholder = placeholder
+        self.update()
+
+    def set_placeholder(self, text: str) -> None:
+        """Text shown while there is no picture."""
+        self._placeholder = text
+        if self._image is None:
+            self.update()
+
+    def placeholder(self) -> str:
+        """The current placeholder text."""
+        return self._placeholder
+
+    def image_rect(self) -> QRect:
+        """Where the picture is drawn (empty when there is none)."""
+        if self._image is None:
+            return QRect()
+        return letterbox(self._image.size(), self.rect())
+
+    def paintEvent(self, event: QPaintEvent | None) -> None:
+        painter = QPainter(self)
+        try:
+            painter.fillRect(self.rect(), QColor(Colors.VIDEO_BG))
+            if self._image is None:
+                self._paint_placeholder(painter)
+                return
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+            painter.drawImage(self.image_rect(), self._image)
+        finally:
+            painter.end()
+
+    def _paint_placeholder(self, painter: QPainter) -> None:
+        if not self._placeholder:
+            return
+        font = QFont(self.font())
+        font.setPointSizeF(max(font.pointSizeF() * 1.3, 11.0))
+        painter.setFont(font)
+        painter.setPen(QColor(Colors.MUTED))
+        painter.drawText(
+            self.rect().adjusted(20, 20, -20, -20),
+            Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+            self._placeholder,
+        )
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent | None) -> None:
+        self.double_clicked.emit()

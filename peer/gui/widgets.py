@@ -1,0 +1,153 @@
+"""Small building blocks shared by the screens: cards, banners, headings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from peer.gui.theme import Colors
+
+
+def card(parent: QWidget | None = None) -> QFrame:
+    """A rounded surface that groups related controls."""
+    frame = QFrame(parent)
+    frame.setObjectName("card")
+    return frame
+
+
+def section_label(text: str, parent: QWidget | None = None) -> QLabel:
+    """A small upper-case heading above a group of controls."""
+    label = QLabel(text.upper(), parent)
+    label.setObjectName("section")
+    return label
+
+
+def muted_label(text: str = "", parent: QWidget | None = None) -> QLabel:
+    """Secondary text (hints, statuses)."""
+    label = QLabel(text, parent)
+    label.setObjectName("muted")
+    label.setWordWrap(True)
+    return label
+
+
+_LEVEL_COLORS = {
+    "error": Colors.DANGER,
+    "warning": Colors.WARN,
+    "info": Colors.ACCENT,
+    "ok": Colors.LIVE,
+}
+
+
+class Banner(QFrame):
+    """A strip that says what went wrong in plain words, and offers the next step.
+
+    Hidden while there is nothing to say.
+
+    Signals:
+        action_triggered(str): the key of the button the user pressed.
+    """
+
+    action_triggered = pyqtSignal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        """Args:
+        parent: Qt parent.
+        """
+        super().__init__(parent)
+        self.setObjectName("banner")
+        self.level = ""
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(14, 10, 10, 10)
+        layout.setSpacing(10)
+        self._text = QLabel(self)
+        self._text.setWordWrap(True)
+        self._text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self._text, 1)
+        self._buttons_box = QHBoxLayout()
+        self._buttons_box.setSpacing(6)
+        layout.addLayout(self._buttons_box)
+        self._buttons: dict[str, QPushButton] = {}
+        self.hide()
+
+    def text(self) -> str:
+        """The message shown (empty when hidden)."""
+        return self._text.text() if self.level else ""
+
+    def action_keys(self) -> list[str]:
+        """Keys of the buttons offered now."""
+        return list(self._buttons)
+
+    def button(self, key: str) -> QPushButton:
+        """The button for an action key (KeyError when not offered)."""
+        return self._buttons[key]
+
+    def show_message(
+        self, level: str, text: str, actions: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Show a message.
+
+        Args:
+            level: "error", "warning", "info" or "ok" (sets the colour).
+            text: the sentence to show.
+            actions: (key, button label) pairs; pressing one emits its key.
+        """
+        self.level = level
+        color = _LEVEL_COLORS.get(level, Colors.ACCENT)
+        self.setStyleSheet(
+            f"QFrame#banner {{ background: {Colors.SURFACE_2};"
+            f" border: 1px solid {color}; border-left: 4px solid {color};"
+            f" border-radius: 8px; }}"
+        )
+        self._text.setText(text)
+        for button in self._buttons.values():
+            self._buttons_box.removeWidget(button)
+            button.deleteLater()
+        self._buttons = {}
+        for index, (key, label) in enumerate(actions):
+            button = QPushButton(label, self)
+            if index == 0 and level == "error":
+                button.setObjectName("primary")
+            button.clicked.connect(lambda _=False, k=key: self.action_triggered.emit(k))
+            self._buttons_box.addWidget(button)
+            self._buttons[key] = button
+        self.show()
+
+    def clear(self, level: str | None = None) -> None:
+        """Hide the banner (only if it shows ``level``, when given)."""
+        if level is None or level == self.level:
+            self.level = ""
+            self._text.setText("")
+            self.hide()
+
+
+class Metric(QWidget):
+    """A value with its name under it, for the stats panel."""
+
+    def __init__(self, name: str, parent: QWidget | None = None) -> None:
+        """Args:
+        name: the caption.
+        parent: Qt parent.
+        """
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        self.value = QLabel("—", self)
+        self.value.setObjectName("metricValue")
+        self.caption = QLabel(name, self)
+        self.caption.setObjectName("metricName")
+        layout.addWidget(self.value)
+        layout.addWidget(self.caption)
+
+    def set(self, text: str) -> None:
+        """Show a new value."""
+        self.value.setText(text)
