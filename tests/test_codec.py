@@ -150,6 +150,28 @@ def test_resize() -> None:
         resize(image, 0, 10)
 
 
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        ((1920, 1080), (640, 360)),
+        ((1920, 1080), (854, 480)),
+        ((1920, 1080), (1280, 720)),
+        ((1281, 721), (640, 360)),
+        ((3840, 2160), (854, 480)),
+    ],
+)
+def test_resize_shrink_close_to_area_average(
+    source: tuple[int, int], target: tuple[int, int]
+) -> None:
+    image = smooth_frame(*source)
+    noise = np.random.default_rng(3).integers(0, 30, image.shape, dtype=np.uint8)
+    image = cv2.add(image, noise)
+    reference = cv2.resize(image, target, interpolation=cv2.INTER_AREA)
+    result = resize(image, *target)
+    assert result.shape == (target[1], target[0], 3) and result.dtype == np.uint8
+    assert cv2.PSNR(result, reference) > 33
+
+
 def test_encode_layers_only_requested() -> None:
     image = smooth_frame(1920, 1080)
     layers = encode_layers(image, [720, 360, 360])
