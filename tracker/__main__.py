@@ -1,0 +1,101 @@
+"""``treecast-tracker``: run the tracker until SIGINT/SIGTERM.
+
+The first line on stdout is ``treecast-tracker listening on HOST:PORT`` (flushed), so
+scripts and tests can start it with ``--port 0`` and read the port it picked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from tracker.config import TrackerConfig
+from tracker.server import TrackerServer
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also used by the docs and tests)."""
+    defaults = TrackerConfig()
+    parser = argparse.ArgumentParser(
+        prog="treecast-tracker",
+        description="Treecast tracker: rooms, peer lists and the streamer lock.")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on "
+                        "(default: %(default)s)")
+    parser.add_argument("--port", type=int, default=7700,
+                        help="port to listen on; 0 picks a free one (default: %(default)s)")
+    parser.add_argument("--no-mdns", action="store_true",
+                        help="do not advertise the tracker on the LAN (mDNS)")
+    parser.add_argument("--lease", type=float, default=defaults.lease_s, metavar="S",
+                        help="streamer lock lease in seconds (default: %(default)s)")
+    parser.add_argument("--peer-timeout", type=float, default=defaults.peer_timeout_s,
+                        metavar="S", help="close a connection silent this long "
+                        "(default: %(default)s)")
+    parser.add_argument("--max-peers-per-room", type=int, default=defaults.max_peers_per_room,
+                        metavar="N", help="(default: %(default)s)")
+    parser.add_argument("--max-connections-per-address", type=int,
+                        default=defaults.max_connections_per_address, metavar="N",
+                        help="(default: %(default)s)")
+    parser.add_argument("--max-messages-per-s", type=float,
+                        default=defaults.max_messages_per_s, metavar="N",
+                        help="per-connection message rate (default: %(default)s)")
+    parser.add_argument("--update-interval", type=float, default=defaults.update_interval_s,
+                        metavar="S", help="at most one peer-list push per room per "
+                        "interval (default: %(default)s)")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``treecast-tracker`` and ``python -m tracker``.
+
+    Returns:
+        The process exit status: 0 after a clean stop, 1 if it cannot listen.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = TrackerConfig(
+            lease_s=args.lease,
+            peer_timeout_s=args.peer_timeout,
+            max_peers_per_room=args.max_peers_per_room,
+            max_connections_per_address=args.max_connections_per_address,
+            max_messages_per_s=args.max_messages_per_s,
+            update_interval_s=args.update_interval,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(_serve(config, args.host, args.port))
+    except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
+        return 0
+
+
+async def _serve(config: TrackerConfig, host: str, port: int) -> int:
+    server = TrackerServer(config, host=host, port=port)
+    try:
+        await server.start()
+    except OSError as exc:
+        print(f"treecast-tracker: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        bound_host, bound_port = server.address
+        print(f"treecast-tracker listening on {bound_host}:{bound_port}", flush=True)
+        # --no-mdns is accepted for now; LAN advertising lives in tracker/mdns.py.
+        await stop.wait()
+    finally:
+        await server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""The tracker's asyncio adapter: sockets in, ``TrackerState`` calls, messages out.
+
+This is the only tracker module that touches sockets. Each accepted connection gets a
+``FrameDecoder`` and a reader task; everything it decodes goes to the state with the
+loop's monotonic time, and whatever the state returns is written out here
+(``_dispatch``). One timer task sleeps until the state's next deadline (lease expiry,
+idle timeout, coalesced push) or until an event may have moved it earlier.
+Connect-back checks run as separate tasks, bounded by a semaphore, so a slow or
+black-holed listener never holds up the loop.
+
+A ``RemoteProtocolError`` is caught in exactly one place per connection (the reader
+loop): it is logged as one warning line with the peer's address, answered with a Bye
+carrying the reason and code, and closes that connection only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+
+from protocol import limits
+from protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from protocol.framing import FrameDecoder, encode
+from protocol.messages import Bye, Message
+from tracker.config import TrackerConfig
+from tracker.state import ConnectBack, Outbound, TrackerState
+
+log = logging.getLogger("tracker")
+
+_READ_BYTES = 64 * 1024
+# How long close() lets the goodbyes flush before it cancels what is left.
+_SHUTDOWN_GRACE_S = 1.0
+# Bye codes that mean a client misbehaved (worth a warning); the rest are routine.
+_ABUSE_CODES = frozenset({ErrorCode.MALFORMED, ErrorCode.TOO_LARGE, ErrorCode.RATE_LIMITED,
+                          ErrorCode.UNEXPECTED, ErrorCode.TOO_MANY_CONNECTIONS})
+
+
+@dataclass(slots=True)
+class _Link:
+    id: int
+    ip: str
+    label: str  # "ip:port" for logs
+    writer: asyncio.StreamWriter
+    closing: bool = False
+
+
+class TrackerServer:
+    """Serves a ``TrackerState`` over TCP.
+
+    Args:
+        config: limits and timers.
+        host: address to listen on ("0.0.0.0": every IPv4 interface).
+        port: port to listen on (0 picks a free one; see ``address``).
+    """
+
+    def __init__(self, config: TrackerConfig | None = None, *, host: str = "0.0.0.0",
+                 port: int = 7700) -> None:
+        self.config = config or TrackerConfig()
+        self.state = TrackerState(self.config)
+        self._host = host
+        self._port = port
+        self._server: asyncio.Server | None = None
+        self._links: dict[int, _Link] = {}
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._check_slots = asyncio.Semaphore(self.config.max_connect_backs)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) actually listened on.
+
+        Raises:
+            RuntimeError: the server is not started.
+        """
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("tracker is not listening")
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    async def start(self) -> None:
+        """Bind and start accepting connections.
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        self._server = await asyncio.start_server(self._handle, self._host, self._port)
+        self._timer_task = asyncio.create_task(self._run_timers(), name="tracker-timers")
+
+    async def close(self) -> None:
+        """Say Bye to every connection, stop listening and end every task."""
+        if self._server is None:
+            return
+        self._server.close()
+        for link in list(self._links.values()):
+            self._write(link, Bye("tracker shutting down", code=ErrorCode.UNEXPECTED))
+        if self._tasks:
+            # Reader tasks end by themselves once their Bye is flushed and the socket
+            # closed; wait a bounded moment for that, then cancel what is left.
+            await asyncio.wait(list(self._tasks), timeout=_SHUTDOWN_GRACE_S)
+        tasks = [*self._tasks, *([self._timer_task] if self._timer_task else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
+
+    async def __aenter__(self) -> TrackerServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- connections ------------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        peer = writer.get_extra_info("peername")
+        ip = str(peer[0]) if peer else "?"
+        label = f"{ip}:{peer[1]}" if peer else "?"
+        link = _Link(next(self._ids), ip, label, writer)
+        self._links[link.id] = link
+        loop = asyncio.get_running_loop()
+        try:
+            self._dispatch(self.state.connect(link.id, ip, loop.time()))
+            decoder = FrameDecoder()
+            while not link.closing:
+                # No timeout here: the state's idle timer closes silent connections,
+                # which ends this read with EOF.
+                data = await reader.read(_READ_BYTES)
+                if not data:
+                    break
+                try:
+                    decoder.receive_data(data)
+                    for message in decoder:
+                        self._dispatch(self.state.receive(link.id, message, loop.time()))
+                        if link.closing:
+                            break
+                except RemoteProtocolError as exc:
+                    reason = exc.reason[: limits.MAX_REASON_CHARS]
+                    log.warning("closing %s: %s", link.label, reason)
+                    self._write(link, Bye(reason, code=exc.code))
+                    break
+        except (ConnectionError, OSError):
+            pass  # reset by the peer: same as EOF
+        except asyncio.CancelledError:
+            pass  # server closing
+        finally:
+            self._links.pop(link.id, None)
+            self._close_link(link)
+            self._dispatch(self.state.disconnect(link.id, loop.time()))
+            self._tasks.discard(task)
+
+    def _dispatch(self, out: list[Outbound]) -> None:
+        """Write what the state returned, start queued checks, re-arm the timer."""
+        for conn, message in out:
+            link = self._links.get(conn)
+            if link is not None:
+                if isinstance(message, Bye):
+                    level = logging.WARNING if message.code in _ABUSE_CODES else logging.INFO
+                    log.log(level, "closing %s: %s", link.label, message.reason)
+                self._write(link, message)
+        for check in self.state.take_checks():
+            self._spawn(self._connect_back(check))
+        self._wake.set()
+
+    def _write(self, link: _Link, message: Message) -> None:
+        if link.closing:
+            return
+        try:
+            data = encode(message)
+        except LocalProtocolError:
+            log.exception("cannot encode %s for %s", type(message).__name__, link.label)
+            return
+        transport = link.writer.transport
+        if transport.is_closing():
+            return
+        link.writer.write(data)
+        if isinstance(message, Bye):
+            self._close_link(link)  # the Bye is flushed before the socket closes
+        elif transport.get_write_buffer_size() > self.config.max_write_buffer_bytes:
+            # It does not read what we send: drop it rather than buffer without bound.
+            log.warning("dropping %s: %d bytes unread", link.label,
+                        transport.get_write_buffer_size())
+            link.closing = True
+            transport.abort()
+
+    def _close_link(self, link: _Link) -> None:
+        link.closing = True
+        link.writer.close()
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- time and reachability --------------------------------------------------------
+
+    async def _run_timers(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            deadline = self.state.get_timer()
+            delay = None if deadline is None else max(0.0, deadline - loop.time())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            out = self.state.handle_timer(loop.time())
+            if out:
+                self._dispatch(out)
+
+    async def _connect_back(self, check: ConnectBack) -> None:
+        """Can the peer's listener be reached? Connect, close at once, report."""
+        reachable = False
+        async with self._check_slots:
+            try:
+                async with asyncio.timeout(self.config.connect_back_timeout_s):
+                    _, writer = await asyncio.open_connection(check.host, check.port)
+                    reachable = True
+                    writer.close()
+                    await writer.wait_closed()
+            except (OSError, TimeoutError, ValueError):  # refused, unroutable, bad name
+                pass
+        log.info("connect-back to %s:%d for %s: %s", check.host, check.port, check.peer_id,
+                 "reachable" if reachable else "unreachable")
+        self._dispatch(self.state.check_done(check, reachable,
+                                             asyncio.get_running_loop().time()))
