@@ -122,6 +122,10 @@ def _float(meta: Meta, key: str) -> float:
     return result
 
 
+def _opt_float(meta: Meta, key: str) -> float | None:
+    return None if meta.get(key) is None else _float(meta, key)
+
+
 def _str(meta: Meta, key: str, max_chars: int, *, allow_empty: bool = True,
          text: bool = False) -> str:
     """A string field; ``text`` (chat, reasons) may hold newlines and tabs, names not."""
@@ -685,51 +689,69 @@ class PeerList(_Base):
 @dataclass(frozen=True, slots=True)
 class Heartbeat(_Base):
     """I am alive (renews my registration and, if I stream, my lease), and where I
-    sit in the tree (for everyone's tree view). ``depth`` None: not in the tree yet."""
+    sit in the tree (for everyone's tree view). ``depth`` None: not in the tree yet.
+    ``sent_at`` is the sender's own clock; the tracker echoes it in StreamGranted."""
 
     KIND: ClassVar[MessageType] = MessageType.HEARTBEAT
     depth: int | None = None
     free_slots: int = 0
     parent_id: str | None = None
     layer: int | None = None
+    sent_at: float | None = None
 
     def to_meta(self) -> Meta:
         return {"depth": self.depth, "free": self.free_slots, "parent": self.parent_id,
-                "layer": self.layer}
+                "layer": self.layer, "t": self.sent_at}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Heartbeat:
         depth = None if meta.get("depth") is None else _int(meta, "depth", 0, limits.MAX_PATH_LEN)
         return cls(depth=depth, free_slots=_int(meta, "free", 0, 1024),
                    parent_id=_opt_str(meta, "parent", limits.MAX_ID_CHARS),
-                   layer=None if meta.get("layer") is None else _layer(meta))
+                   layer=None if meta.get("layer") is None else _layer(meta),
+                   sent_at=_opt_float(meta, "t"))
 
 
 @dataclass(frozen=True, slots=True)
 class StreamClaim(_Base):
-    """Ask for the room's streamer lock."""
+    """Ask for the room's streamer lock. ``sent_at``: as in Heartbeat."""
 
     KIND: ClassVar[MessageType] = MessageType.STREAM_CLAIM
+    sent_at: float | None = None
+
+    def to_meta(self) -> Meta:
+        return {"t": self.sent_at}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> StreamClaim:
-        return cls()
+        return cls(sent_at=_opt_float(meta, "t"))
 
 
 @dataclass(frozen=True, slots=True)
 class StreamGranted(_Base):
-    """You hold the lock; ``epoch`` is the fencing token, renew within ``lease_s``."""
+    """You hold the lock; ``epoch`` is the fencing token, renew within ``lease_s``.
+
+    ``request_sent_at`` echoes the ``sent_at`` of the claim or heartbeat this answers.
+    The tracker's lease runs from when it *received* that request, which is after it
+    was sent, so ``request_sent_at + lease_s`` on the holder's clock never outlives
+    the tracker's lease, whatever the network delay.
+    """
 
     KIND: ClassVar[MessageType] = MessageType.STREAM_GRANTED
     epoch: int
     lease_s: float
+    request_sent_at: float | None = None
 
     def to_meta(self) -> Meta:
-        return {"epoch": self.epoch, "lease": self.lease_s}
+        return {"epoch": self.epoch, "lease": self.lease_s, "rt": self.request_sent_at}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> StreamGranted:
-        return cls(epoch=_int(meta, "epoch", 1), lease_s=_float(meta, "lease"))
+        lease = _float(meta, "lease")
+        if lease <= 0:
+            raise _bad("lease", "must be positive")
+        return cls(epoch=_int(meta, "epoch", 1), lease_s=lease,
+                   request_sent_at=_opt_float(meta, "rt"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,8 +74,11 @@ SAMPLES = [
     PeerList("lobby", ()),
     Heartbeat(),
     Heartbeat(depth=2, free_slots=3, parent_id="p1", layer=1080),
+    Heartbeat(sent_at=12.75),
     StreamClaim(),
+    StreamClaim(sent_at=0.5),
     StreamGranted(1, 3.0),
+    StreamGranted(9, 0.25, request_sent_at=12.75),
     StreamDenied("root", "Rita"),
     StreamRelease(),
     StreamerChanged("root", "Rita", 2, "10.0.0.1", 7000),
@@ -308,6 +311,7 @@ def test_exact_error_messages() -> None:
         (MessageType.ACCEPT, {"path": [], "epoch": 1}, "field 'path': empty"),
         (MessageType.CHAT_HAVE, {"ids": [""]}, "field 'ids': expected a list of chat ids"),
         (MessageType.STREAM_GRANTED, {"epoch": 0, "lease": 1}, "field 'epoch': 0 outside"),
+        (MessageType.STREAM_GRANTED, {"epoch": 1, "lease": 0}, "field 'lease': must be positive"),
     ]
     for kind, meta, text in cases:
         decoder = FrameDecoder()

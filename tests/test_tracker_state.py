@@ -343,6 +343,14 @@ def test_heartbeat_renews_and_confirms_only_for_the_holder() -> None:
     assert state.lock("lobby").expires_at == pytest.approx(now + 3.0)  # type: ignore[union-attr]
 
 
+def test_grants_echo_the_request_time() -> None:
+    state = new_state()
+    join(state, 1, "a")
+    out = state.receive(1, StreamClaim(sent_at=41.5), 0.0)
+    assert StreamGranted(1, 3.0, 41.5) in to(out, 1)
+    assert state.receive(1, Heartbeat(sent_at=42.5), 1.0) == [(1, StreamGranted(1, 3.0, 42.5))]
+
+
 def test_lease_expires_without_messages() -> None:
     state = new_state()
     join(state, 1, "a")

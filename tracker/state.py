@@ -22,9 +22,10 @@ Streamer lock. Each room has at most one holder. A grant carries an epoch from o
 tracker-wide counter, so epochs only ever rise, in every room, even across a room
 emptying and coming back: a peer that saw epoch N can drop any frame stamped < N. The
 lease runs ``lease_s`` from the holder's last message; a heartbeat from the holder is
-answered with StreamGranted (same epoch) as a renewal confirmation. The lock ends on
-StreamRelease, on the holder's disconnect, or when the lease runs out; each end and
-each new grant is announced to the room with StreamerChanged.
+answered with StreamGranted (same epoch) as a renewal confirmation, echoing the
+request's ``sent_at`` so the holder can date its lease from when it asked. The lock
+ends on StreamRelease, on the holder's disconnect, or when the lease runs out; each
+end and each new grant is announced to the room with StreamerChanged.
 
 Expiry is computed from ``now`` whenever a room's lock is touched, so a claim that
 arrives after the lease ran out succeeds even if ``handle_timer`` has not run yet.
@@ -200,7 +201,7 @@ class TrackerState:
         elif isinstance(message, Heartbeat):
             self._heartbeat(c, message, now, out)
         elif isinstance(message, StreamClaim):
-            self._claim(c, now, out)
+            self._claim(c, message, now, out)
         elif isinstance(message, StreamRelease):
             self._release_by(c, now, out)
         elif isinstance(message, RoomQuery):
@@ -327,9 +328,9 @@ class TrackerState:
             self._changed(self._rooms[peer.room])
         lock = self._rooms[peer.room].lock
         if lock is not None and lock.peer is peer:
-            out.append((c.id, StreamGranted(lock.epoch, self.config.lease_s)))
+            out.append((c.id, StreamGranted(lock.epoch, self.config.lease_s, msg.sent_at)))
 
-    def _claim(self, c: _Conn, now: float, out: list[Outbound]) -> None:
+    def _claim(self, c: _Conn, msg: StreamClaim, now: float, out: list[Outbound]) -> None:
         peer = c.peer
         if peer is None:
             self._close(c, "StreamClaim before Register", ErrorCode.UNEXPECTED, now, out)
@@ -345,7 +346,7 @@ class TrackerState:
             room.epoch = lock.epoch
             self._announce(room, out)
         # A claim by the holder is idempotent: the same epoch again (lease renewed above).
-        out.append((c.id, StreamGranted(lock.epoch, self.config.lease_s)))
+        out.append((c.id, StreamGranted(lock.epoch, self.config.lease_s, msg.sent_at)))
 
     def _release_by(self, c: _Conn, now: float, out: list[Outbound]) -> None:
         peer = c.peer
