@@ -199,7 +199,7 @@ class StartScreen(QWidget):
         tracker_layout = QVBoxLayout(tracker_page)
         tracker_layout.setContentsMargins(0, 0, 0, 0)
         self.tracker_edit = QLineEdit(tracker_page)
-        self.tracker_edit.setPlaceholderText("host:port, e.g. 192.168.1.20:7000")
+        self.tracker_edit.setPlaceholderText("host:port, e.g. 192.168.1.20:7700")
         tracker_layout.addWidget(self.tracker_edit)
         tracker_layout.addWidget(
             muted_label("The address of a Treecast tracker (treecast-tracker).", tracker_page)

@@ -13,7 +13,7 @@ from PyQt6.QtCore import QObject, pyqtSignal
 
 from peer.gui.bridge import LanSessionInfo, RoomStatus
 from peer.node.config import NodeConfig, SourceSpec
-from peer.node.errors import LockDeniedError, MediaError, TrackerUnreachableError
+from peer.node.errors import LockDeniedError, MediaError
 from peer.node.events import (
     ChatReceived,
     DecodedFrame,

@@ -1,0 +1,248 @@
+"""The main window on a fake node: sessions open and close, errors are shown in the
+window with a next step, chat/stats/tree/resolution work, nothing leaks."""
+
+from __future__ import annotations
+
+import threading
+
+from fakes import bgr_frame, stats
+from PyQt6.QtCore import Qt
+
+from peer.gui import streamer as streamer_mod
+from peer.gui.bridge import FileSource, PatternSource
+from peer.gui.streamer import StreamerView
+from peer.gui.viewer import ViewerView
+from peer.node.errors import TrackerUnreachableError
+from peer.node.events import (
+    ChatReceived,
+    ErrorRaised,
+    Joined,
+    ParentLost,
+    SourceProgress,
+    StreamEnded,
+)
+
+T = 10000  # generous: a slow shared CI machine
+
+
+def join(qtbot, window) -> ViewerView:
+    with qtbot.wait_signal(window.session_opened, timeout=T) as blocker:
+        window.start_screen.join_button.click()
+    view = blocker.args[0]
+    assert isinstance(view, ViewerView)
+    qtbot.waitUntil(lambda: view.bridge.is_started, timeout=T)
+    return view
+
+
+def stream(qtbot, window) -> StreamerView:
+    with qtbot.wait_signal(window.session_opened, timeout=T) as blocker:
+        window.start_screen.stream_button.click()
+    view = blocker.args[0]
+    assert isinstance(view, StreamerView)
+    qtbot.waitUntil(lambda: view.live_button.isEnabled(), timeout=T)
+    return view
+
+
+def leave(qtbot, window) -> None:
+    with qtbot.wait_signal(window.session_closed, timeout=T):
+        window.view.leave_button.click()
+    assert window.stack.currentWidget() is window.start_screen
+
+
+def test_join_shows_viewer_then_back_to_start(qtbot, window, factory) -> None:
+    view = join(qtbot, window)
+    assert factory.node.config.source is None and factory.node.config.decode
+    qtbot.waitUntil(lambda: "Watching Alice" in view.subtitle.text(), timeout=T)
+    assert view.live_badge.isVisible()
+    leave(qtbot, window)
+    assert factory.node.called("stop") == [("left",)]
+    assert not any(t.name == "treecast-node" for t in threading.enumerate())
+
+
+def test_chat_send_and_receive_with_history(qtbot, window, factory) -> None:
+    factory.script.history = (("Alice", "welcome!"), ("Bob", "hi all"))
+    view = join(qtbot, window)
+    qtbot.waitUntil(lambda: len(view.chat.chat_messages()) == 2, timeout=T)
+    assert view.chat.input.isEnabled()
+    qtbot.keyClicks(view.chat.input, "hello there")
+    qtbot.keyClick(view.chat.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: len(view.chat.chat_messages()) == 3, timeout=T)
+    own = view.chat.chat_messages()[-1]
+    assert own.own and own.text == "hello there"
+    html = view.chat.view.toPlainText()
+    assert "Dana (you) hello there" in html and "Alice welcome!" in html
+    # An older message (late history) lands in time order, a duplicate is ignored.
+    early = ChatReceived(id="old", origin_id="id-Eve", sender="Eve", text="first!",
+                         sent_at=1.0)
+    factory.node.emit(early)
+    factory.node.emit(early)
+    qtbot.waitUntil(lambda: len(view.chat.chat_messages()) == 4, timeout=T)
+    assert view.chat.chat_messages()[0].text == "first!"
+    assert view.chat.view.toPlainText().index("first!") < html.index("welcome!") + 200
+
+
+def test_chat_error_shown_under_the_input(qtbot, window, factory) -> None:
+    view = join(qtbot, window)
+    view.chat.send_requested.emit("x" * 600)  # past the node's limit
+    qtbot.waitUntil(lambda: view.chat.error.isVisible(), timeout=T)
+    assert "1-500" in view.chat.error.text()
+
+
+def test_tracker_unreachable_offers_retry_and_back(qtbot, window, factory) -> None:
+    factory.script.start_error = TrackerUnreachableError("connection refused")
+    window.start_screen.tracker_radio.setChecked(True)
+    window.start_screen.tracker_edit.setText("127.0.0.1:9")
+    with qtbot.wait_signal(window.session_opened, timeout=T) as blocker:
+        window.start_screen.join_button.click()
+    view = blocker.args[0]
+    qtbot.waitUntil(lambda: view.banner.level == "error", timeout=T)
+    assert "Can't reach the tracker at 127.0.0.1:9" in view.banner.text()
+    assert view.banner.action_keys() == ["retry", "back"]
+    # Retry builds a fresh node; this time it works.
+    factory.script.start_error = None
+    with qtbot.wait_signal(window.session_opened, timeout=T) as again:
+        view.banner.button("retry").click()
+    assert len(factory.nodes) == 2
+    qtbot.waitUntil(lambda: again.args[0].bridge.is_started, timeout=T)
+    leave(qtbot, window)
+
+
+def test_lock_denied_shown_in_window_and_watch_instead(qtbot, window, factory) -> None:
+    factory.script.lock_holder = "Alice"
+    view = stream(qtbot, window)
+    view.live_button.click()
+    qtbot.waitUntil(lambda: view.banner.level == "error", timeout=T)
+    assert "Alice is already streaming in “lobby”" in view.banner.text()
+    assert view.banner.action_keys() == ["watch", "back"]
+    assert view.live_button.text() == "Go live"
+    with qtbot.wait_signal(window.session_opened, timeout=T) as blocker:
+        view.banner.button("watch").click()
+    assert isinstance(blocker.args[0], ViewerView)
+
+
+def test_streamer_goes_live_with_chosen_file_and_shows_viewers(
+        qtbot, window, factory, monkeypatch) -> None:
+    view = stream(qtbot, window)
+    monkeypatch.setattr(streamer_mod, "choose_video_file", lambda parent: "/videos/clip.mp4")
+    view.source_combo.setCurrentIndex(streamer_mod.SOURCE_FILE)
+    assert view.source() is None and not view.live_button.isEnabled()  # no file yet
+    view.browse_button.click()
+    view.loop_check.setChecked(True)
+    assert view.source() == FileSource("/videos/clip.mp4", loop=True)
+    with qtbot.wait_signal(view.bridge.streaming_changed, timeout=T):
+        view.live_button.click()
+    node = factory.node
+    assert node.called("start_streaming") == [(FileSource("/videos/clip.mp4", loop=True),)]
+    assert view.live_badge.isVisible() and view.live_button.text() == "Stop streaming"
+    assert not view.source_combo.isEnabled()
+    node.emit(node.tree(("Bob", "Dana", 480), ("Carol", "Bob", 360)))
+    node.emit(SourceProgress(position_s=30.0, duration_s=120.0))
+    qtbot.waitUntil(lambda: view.viewers_model.rowCount() == 2, timeout=T)
+    assert view.viewers_model.rows() == [("Bob", "480p", "you (direct)"),
+                                         ("Carol", "360p", "Bob")]
+    assert view.side.tabText(1) == "Viewers (2)"
+    qtbot.waitUntil(lambda: view.progress_label.text() == "0:30 / 2:00", timeout=T)
+    assert view.progress.value() == 250
+    # The preview shows captured frames.
+    node.push_frame(bgr_frame(640, 360))
+    qtbot.waitUntil(lambda: view.video.image is not None, timeout=T)
+    with qtbot.wait_signal(view.bridge.streaming_changed, timeout=T) as off:
+        view.live_button.click()
+    assert off.args == [False]
+    assert view.live_button.text() == "Go live"
+
+
+def test_unreadable_file_is_explained(qtbot, window, factory) -> None:
+    factory.script.media_error = "cannot open /videos/broken.mp4 (not a video)."
+    view = stream(qtbot, window)
+    view.set_file("/videos/broken.mp4")
+    view.live_button.click()
+    qtbot.waitUntil(lambda: view.banner.level == "error", timeout=T)
+    assert "Can't stream the broken.mp4" in view.banner.text()
+    assert "Pick another file" in view.banner.text()
+    assert view.live_button.isEnabled()
+
+
+def test_resolution_choice_reaches_the_node(qtbot, window, factory) -> None:
+    factory.script.layers = (360, 480, 720)
+    view = join(qtbot, window)
+    qtbot.waitUntil(lambda: not view.layer_enabled(1080), timeout=T)
+    assert view.layer_enabled(360) and view.layer_enabled(720)
+    combo = view.resolution_combo
+    combo.setCurrentIndex(1)
+    combo.activated.emit(1)  # what a user's pick emits
+    qtbot.waitUntil(lambda: view.layer == 480, timeout=T)
+    assert factory.node.called("set_resolution") == [(480,)]
+
+
+def test_stats_and_tree_update(qtbot, window, factory) -> None:
+    view = join(qtbot, window)
+    node = factory.node
+    for i in range(3):
+        node.emit(stats(t=1000.0 + i, latency_ms=80.0 + i, fps=25.0))
+    node.emit(node.tree(("Bob", "Dana", 480)))
+    qtbot.waitUntil(lambda: view.stats.updates == 3, timeout=T)
+    assert view.stats.value("fps") == "25.0"
+    assert view.stats.value("latency") == "82 / 140 ms"
+    assert view.stats.value("parent") == "Alice"
+    assert view.stats.history_len() == 3
+    qtbot.waitUntil(lambda: "id-Bob" in view.tree.items, timeout=T)
+    me = view.tree.items["id-Dana"]
+    assert me.text(0) == "Dana (you)" and me.font(0).bold()
+    assert me.parent() is view.tree.items["id-Alice"]
+    assert view.tree.items["id-Bob"].parent() is me
+
+
+def test_parent_lost_then_rejoined_and_stream_end(qtbot, window, factory) -> None:
+    view = join(qtbot, window)
+    node = factory.node
+    node.emit(ParentLost(parent="Bob", parent_id="id-Bob", reason="eof"))
+    qtbot.waitUntil(lambda: view.banner.level == "warning", timeout=T)
+    assert "Lost the connection to Bob" in view.banner.text()
+    node.emit(Joined(parent="Alice", parent_id="id-Alice", depth=1, width=1280, height=720))
+    qtbot.waitUntil(lambda: view.banner.level == "", timeout=T)
+    node.emit(StreamEnded(streamer="Alice", reason="stream ended"))
+    qtbot.waitUntil(lambda: view.banner.level == "info", timeout=T)
+    assert "Alice's stream has ended" in view.banner.text()
+    assert view.banner.action_keys() == ["back"]
+    assert not view.live_badge.isVisible()
+    node.emit(ErrorRaised(message="lost the connection to the tracker"))
+    qtbot.waitUntil(lambda: view.banner.level == "warning", timeout=T)
+    with qtbot.wait_signal(window.session_closed, timeout=T):
+        node.emit(ErrorRaised(message="the node broke", fatal=True))
+        qtbot.waitUntil(lambda: view.banner.level == "error", timeout=T)
+        view.banner.button("back").click()
+
+
+def test_video_keeps_aspect_and_fullscreen_toggles(qtbot, window, factory) -> None:
+    view = join(qtbot, window)
+    factory.node.push_frame(bgr_frame(1280, 720))
+    qtbot.waitUntil(lambda: view.video.image is not None, timeout=T)
+    rect = view.video.image_rect()
+    assert abs(rect.width() / rect.height() - 16 / 9) < 0.02
+    assert view.video.rect().contains(rect)
+    qtbot.keyClick(view, Qt.Key.Key_F11)
+    assert view.fullscreen and not view.side.isVisible()
+    qtbot.keyClick(view, Qt.Key.Key_Escape)
+    assert not view.fullscreen and view.side.isVisible()
+    qtbot.mouseDClick(view.video, Qt.MouseButton.LeftButton)
+    assert view.fullscreen
+    qtbot.mouseDClick(view.video, Qt.MouseButton.LeftButton)
+    assert not view.fullscreen
+    view.fullscreen_button.click()
+    assert view.fullscreen
+    view.toggle_fullscreen()
+    assert not view.fullscreen
+
+
+def test_closing_the_window_leaves_and_ends_threads(qtbot, window, factory) -> None:
+    join(qtbot, window)
+    window.close()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=T)
+    assert factory.node.called("stop") == [("left",)]
+    assert window.bridge is None
+
+
+def test_pattern_is_the_default_source(qtbot, window) -> None:
+    view = stream(qtbot, window)
+    assert view.source() == PatternSource()

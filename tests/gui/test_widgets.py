@@ -1,0 +1,116 @@
+"""Video letterboxing, the relay tree and viewers model, the stats panel, the banner."""
+
+from __future__ import annotations
+
+import pytest
+from fakes import stats
+from PyQt6.QtCore import QRect, QSize, Qt
+from PyQt6.QtGui import QImage
+
+from peer.gui.bridge import TreeChanged, TreePeer
+from peer.gui.stats import HISTORY_S, StatsPanel, format_stats
+from peer.gui.tree import PeerTableModel, RelayTreeView
+from peer.gui.video import VideoWidget, letterbox
+from peer.gui.widgets import Banner
+
+
+@pytest.mark.parametrize(("image", "area", "expected"), [
+    (QSize(1280, 720), QRect(0, 0, 800, 800), QRect(0, 175, 800, 450)),   # bars top/bottom
+    (QSize(640, 480), QRect(0, 0, 1600, 900), QRect(200, 0, 1200, 900)),  # bars left/right
+    (QSize(1920, 1080), QRect(10, 20, 320, 180), QRect(10, 20, 320, 180)),  # exact fit
+    (QSize(0, 0), QRect(0, 0, 100, 100), QRect()),
+])
+def test_letterbox(image: QSize, area: QRect, expected: QRect) -> None:
+    assert letterbox(image, area) == expected
+
+
+def test_video_widget_paints_latest_frame_with_aspect(qtbot) -> None:
+    video = VideoWidget("Waiting…")
+    qtbot.addWidget(video)
+    video.resize(900, 400)
+    video.show()
+    video.grab()  # placeholder paint must not fail
+    assert video.image_rect().isNull()
+    image = QImage(640, 480, QImage.Format.Format_RGB32)
+    image.fill(0xFF3366)
+    video.set_image(image)
+    video.set_image(None)  # "no new frame" keeps the current one
+    assert video.image is image and video.frames_shown == 1
+    rect = video.image_rect()
+    assert rect.height() == 400 and rect.width() == 533
+    shot = video.grab().toImage()
+    assert shot.pixelColor(450, 200).red() == 0xFF  # picture in the middle
+    assert shot.pixelColor(5, 200).red() == 0       # black bar at the side
+    with qtbot.wait_signal(video.double_clicked, timeout=5000):
+        qtbot.mouseDClick(video, Qt.MouseButton.LeftButton)
+
+
+def _tree() -> TreeChanged:
+    return TreeChanged(self_id="b", peers=(
+        TreePeer("c", "Carol", "b", 2, 360, "viewer"),
+        TreePeer("a", "Alice", None, 0, None, "streamer"),
+        TreePeer("b", "Bob", "a", 1, 720, "viewer"),
+        TreePeer("d", "Dave", None, None, 480, "viewer"),      # joining
+        TreePeer("e", "Eve", "f", 3, 480, "viewer"),           # cycle in stale data
+        TreePeer("f", "Finn", "e", 3, 480, "viewer"),
+    ))
+
+
+def test_relay_tree_nests_peers_and_marks_own(qtbot) -> None:
+    view = RelayTreeView()
+    qtbot.addWidget(view)
+    view.set_tree(_tree())
+    top = [view.topLevelItem(i).text(0) for i in range(view.topLevelItemCount())]
+    assert top[:2] == ["Alice", "Dave"]
+    assert view.items["b"].parent() is view.items["a"]
+    assert view.items["c"].parent() is view.items["b"]
+    assert view.items["b"].text(0) == "Bob (you)" and view.items["b"].font(0).bold()
+    assert view.items["c"].text(1) == "360p" and view.items["a"].text(1) == "—"
+    assert set(view.items) == {"a", "b", "c", "d", "e", "f"}  # cycle shown, no hang
+
+
+def test_viewers_model(qtmodeltester) -> None:
+    model = PeerTableModel()
+    model.set_tree(_tree())
+    qtmodeltester.check(model)
+    rows = model.rows()
+    assert ("Carol", "360p", "you (direct)") in rows
+    assert ("Dave", "480p", "joining…") in rows
+    assert all(name not in ("Alice", "Bob") for name, _, _ in rows)
+    assert model.headerData(2, Qt.Orientation.Horizontal) == "Through"
+
+
+def test_stats_panel_formats_and_keeps_a_minute(qtbot) -> None:
+    panel = StatsPanel()
+    qtbot.addWidget(panel)
+    for i in range(100):
+        panel.update_stats(stats(t=1000.0 + i))
+    assert panel.history_len() == int(HISTORY_S) + 1
+    panel.update_stats(stats(t=2000.0, latency_ms=None, latency_p95_ms=None, depth=None,
+                             parent=None, kbps_out=25000.0))
+    assert panel.value("latency") == "—"
+    assert panel.value("kbps_out") == "25.0 M"
+    assert panel.value("depth") == "—" and panel.value("parent") == "—"
+    assert panel.history_len() == 1
+    panel.clear()
+    assert panel.value("fps") == "—"
+
+
+def test_format_stats() -> None:
+    text = format_stats(stats(loss_pct=1.5, height=480, children=0))
+    assert text["loss"] == "1.5 %"
+    assert text["resolution"] == "480p" and text["children"] == "0"
+
+
+def test_banner_actions(qtbot) -> None:
+    banner = Banner()
+    qtbot.addWidget(banner)
+    banner.show_message("error", "It broke.", [("retry", "Retry"), ("back", "Back")])
+    assert banner.text() == "It broke." and banner.action_keys() == ["retry", "back"]
+    with qtbot.wait_signal(banner.action_triggered, timeout=5000) as blocker:
+        banner.button("back").click()
+    assert blocker.args == ["back"]
+    banner.clear("warning")  # another level: stays
+    assert banner.level == "error"
+    banner.clear()
+    assert banner.text() == "" and banner.isHidden()
