@@ -726,8 +726,8 @@ class LanSessions(QObject):
     """Live list of Treecast sessions on the LAN (mDNS), for the start screen.
 
     Runs ``peer.node.discovery.LanBrowser`` on its own loop thread. When discovery
-    is not available (not built yet, zeroconf missing, no network) the list simply
-    stays empty and ``available`` is False.
+    is not available (zeroconf missing, no network) the list simply stays empty and
+    ``available`` stays False.
 
     Signals:
         sessions_changed(list): the current list of LanSessionInfo.
@@ -736,48 +736,63 @@ class LanSessions(QObject):
     sessions_changed = pyqtSignal(list)
     _sessions_posted = pyqtSignal(list)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        browser_factory: Callable[[Callable[[], None]], Any] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
         """Args:
+        browser_factory: on_change -> browser with async start()/close() and
+            sessions(); ``LanBrowser`` by default (tests pass a fake).
         parent: Qt parent.
         """
         super().__init__(parent)
+        self._factory = browser_factory
         self._runner: NodeThread | None = None
         self._browser: Any = None
         self.available = False
         _queued(self._sessions_posted, self._on_sessions)
 
     def start(self) -> None:
-        """Begin browsing (no-op when discovery is not available)."""
+        """Begin browsing (no-op when running, or when discovery is not available)."""
         if self._runner is not None:
             return
-        try:
-            from peer.node.discovery import LanBrowser
-        except ImportError:
-            log.info("LAN discovery not available")
-            return
+        factory = self._factory
+        if factory is None:
+            try:
+                from peer.node.discovery import LanBrowser
+            except ImportError:
+                log.info("LAN discovery not available")
+                return
+
+            def factory(on_change: Callable[[], None]) -> Any:
+                return LanBrowser(on_change=on_change)
+
+        make = factory
         self._runner = NodeThread(name="treecast-lan").start()
 
         async def open_browser() -> None:
-            self._browser = LanBrowser(on_change=self._changed)
-            opener = getattr(self._browser, "start", None)
-            if opener is not None:
-                result = opener()
-                if inspect.isawaitable(result):
-                    await result
+            # Built on the loop thread: zeroconf's async API binds to the running loop.
+            self._browser = make(self._changed)
+            result = self._browser.start()
+            if inspect.isawaitable(result):
+                await result
+            self.available = True
             self._changed()
 
         future = self._runner.submit(open_browser())
         future.add_done_callback(self._opened)
 
     def _opened(self, future: concurrent.futures.Future[None]) -> None:
-        if future.cancelled() or future.exception() is not None:
-            log.warning("LAN discovery failed to start: %s",
-                        None if future.cancelled() else future.exception())
+        if future.cancelled():
             return
-        self.available = True
+        exc = future.exception()
+        if exc is not None:
+            # No multicast, no interface...: the tracker field still works.
+            log.warning("LAN discovery failed to start: %s", exc)
 
-    def _changed(self, *args: Any) -> None:
-        """on_change of the browser: any thread; read the list and hop to Qt."""
+    def _changed(self) -> None:
+        """on_change of the browser (loop thread): read the list and hop to Qt."""
         browser = self._browser
         if browser is None:
             return
@@ -794,23 +809,24 @@ class LanSessions(QObject):
         self.sessions_changed.emit(sessions)
 
     def close(self) -> None:
-        """Stop browsing and end the discovery thread."""
+        """Stop browsing; the discovery thread ends by itself right after (no wait)."""
         runner, self._runner = self._runner, None
         if runner is None:
             return
         browser, self._browser = self._browser, None
+        self.available = False
 
         async def close_browser() -> None:
-            for name in ("close", "aclose", "stop"):
-                closer = getattr(browser, name, None)
-                if closer is not None:
-                    result = closer()
+            try:
+                if browser is not None:
+                    result = browser.close()
                     if inspect.isawaitable(result):
+                        # Bounded: a stuck network must not keep the thread alive.
                         await asyncio.wait_for(result, 2.0)
-                    return
+            finally:
+                runner.request_stop()
 
-        if browser is not None and runner.running:
-            with contextlib.suppress(Exception):
-                runner.submit(close_browser())
-        # Called at app exit only; the close above is bounded, so is this wait.
-        runner.stop(timeout=3.0)
+        try:
+            runner.submit(close_browser())
+        except RuntimeError:  # the loop already ended
+            runner.request_stop()

@@ -112,6 +112,16 @@ class NodeThread:
             with contextlib.suppress(RuntimeError):  # loop closed between check and call
                 self.loop.call_soon_threadsafe(callback, *args)
 
+    def request_stop(self) -> None:
+        """Ask the loop to stop without waiting (any thread, the loop's own included).
+
+        The thread then cancels what is left, closes the loop and ends by itself.
+        """
+        self._stopping = True
+        if self._thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                self.loop.call_soon_threadsafe(self.loop.stop)
+
     def stop(self, timeout: float = 5.0) -> bool:
         """Cancel what still runs on the loop, close the loop and join the thread.
 

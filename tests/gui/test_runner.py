@@ -88,6 +88,18 @@ def test_stop_from_the_loop_thread_is_refused() -> None:
             runner.submit(stop_self()).result(timeout=10)
 
 
+def test_request_stop_from_inside_ends_the_thread() -> None:
+    runner = NodeThread(name="t-self-stop").start()
+
+    async def finish() -> None:
+        runner.request_stop()
+
+    runner.submit(finish())
+    runner._thread.join(10)
+    assert not runner._thread.is_alive() and runner.loop.is_closed()
+    assert runner.stop()  # nothing left to do
+
+
 def test_start_twice_is_refused() -> None:
     with NodeThread() as runner, pytest.raises(RuntimeError, match="once"):
         runner.start()
