@@ -1,0 +1,463 @@
+"""The peer's side of the tracker link (asyncio, no Qt).
+
+``TrackerClient`` registers in a room, keeps the registration alive with heartbeats
+(which also carry our position in the tree), follows the room's PeerList and streamer,
+and takes, renews and releases the streamer lock. ``query_room`` looks at a room
+without joining it (the start screen).
+
+Lease accounting: every claim and heartbeat carries our monotonic send time, and the
+tracker echoes it in each StreamGranted. The tracker's lease runs from when it
+received that request, so ``echoed send time + lease_s`` on our clock never outlives
+the tracker's lease, however slow the network: ``lease_valid()`` is safe to gate
+streaming on.
+
+Liveness: the tracker only speaks when something changes, so when we have heard
+nothing for a heartbeat interval we add a Ping (answered with a Pong). A link silent
+for ``silence_s`` is dead; EOF, a reset, a Bye or bad bytes end it too. Every network
+await has a timeout. The client never reconnects by itself: ``on_closed`` tells the
+owner, which decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from peer.node.errors import LockDeniedError, TrackerUnreachableError
+from protocol import limits
+from protocol.errors import RemoteProtocolError
+from protocol.framing import FrameDecoder, encode
+from protocol.messages import (
+    Bye,
+    Error,
+    Heartbeat,
+    Message,
+    PeerList,
+    Ping,
+    Register,
+    RoomQuery,
+    StreamClaim,
+    StreamDenied,
+    StreamerChanged,
+    StreamGranted,
+    StreamRelease,
+    Unknown,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_READ_BYTES = 64 * 1024
+# However short the heartbeat, give a loaded machine this long before calling the
+# tracker dead for silence (EOF and resets are noticed at once anyway).
+_MIN_SILENCE_S = 5.0
+# How long writing may stall (tracker not reading) before the link counts as broken.
+_WRITE_TIMEOUT_S = 5.0
+
+
+def _ignore(_: object) -> None:
+    return None
+
+
+class TrackerClient:
+    """One peer's persistent connection to the tracker.
+
+    Args:
+        host: the tracker's address.
+        port: the tracker's port.
+        peer_id: our peer id (unique in the room).
+        name: our display name.
+        room: the room to join.
+        listen_host: where children dial us; None lets the tracker use the address
+            it sees us connect from.
+        listen_port: our listen port; None if we take no children.
+        heartbeat_s: heartbeat period (the tracker's idle timeout and lease are
+            several of these).
+        on_peer_list: called with every PeerList pushed after the one ``connect``
+            returns.
+        on_streamer_changed: called when the room's streamer changes (or ends).
+        on_closed: called with a reason when the link drops without our ``close``.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        peer_id: str,
+        name: str,
+        room: str,
+        listen_host: str | None,
+        listen_port: int | None,
+        heartbeat_s: float = 1.0,
+        on_peer_list: Callable[[PeerList], None] = _ignore,
+        on_streamer_changed: Callable[[StreamerChanged], None] = _ignore,
+        on_closed: Callable[[str], None] = _ignore,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._register = Register(peer_id, name, room, listen_host, listen_port)
+        self._heartbeat_s = heartbeat_s
+        self._silence_s = max(5 * heartbeat_s, _MIN_SILENCE_S)
+        self._on_peer_list = on_peer_list
+        self._on_streamer_changed = on_streamer_changed
+        self._on_closed = on_closed
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._decoder = FrameDecoder()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._peers: PeerList | None = None
+        self._position = Heartbeat()
+        self._epoch: int | None = None
+        self._valid_until = 0.0
+        self._claim_lock = asyncio.Lock()
+        self._claim_reply: asyncio.Future[StreamGranted | StreamDenied] | None = None
+        self._claim_sent_at = 0.0
+        self._last_heard = 0.0
+        self._closed = False  # by us
+        self._broken: str | None = None  # by the tracker or the network
+
+    # --- public API -------------------------------------------------------------------
+
+    @property
+    def peers(self) -> PeerList | None:
+        """The latest PeerList of our room (None before ``connect``)."""
+        return self._peers
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch of the lock we hold, or None."""
+        return self._epoch
+
+    @property
+    def connected(self) -> bool:
+        """True from a successful ``connect`` until the link ends."""
+        return self._writer is not None and not self._closed and self._broken is None
+
+    def lease_valid(self) -> bool:
+        """True while our last grant or renewal is younger than the lease.
+
+        Dated from when we *sent* the request it answered (see module docs).
+        """
+        return self._epoch is not None and time.monotonic() < self._valid_until
+
+    async def connect(self, timeout: float = 3.0) -> PeerList:
+        """Connect, register, and return the room's PeerList.
+
+        Raises:
+            TrackerUnreachableError: refused, timed out, closed, or refused by the
+                tracker (e.g. room full); the message says which.
+        """
+        if self._writer is not None:
+            raise RuntimeError("connect() called twice")
+        connected = False
+        try:
+            async with asyncio.timeout(timeout):
+                self._reader, self._writer = await asyncio.open_connection(
+                    self._host, self._port)
+                self._writer.write(encode(self._register))
+                await self._writer.drain()
+                while True:
+                    message = await self._read_message()
+                    if isinstance(message, PeerList) and message.your_id is not None:
+                        break
+                    if isinstance(message, Bye):
+                        raise _Refused(message.reason)
+                    if isinstance(message, Error):
+                        log.warning("tracker error while registering: %s", message.reason)
+            connected = True
+        except (OSError, TimeoutError, EOFError, RemoteProtocolError, _Refused) as exc:
+            raise TrackerUnreachableError(
+                f"cannot reach tracker at {self._host}:{self._port}: {_why(exc, timeout)}"
+            ) from exc
+        finally:
+            if not connected:  # failed or cancelled: leave no socket behind
+                await self._close_writer()
+                self._reader = self._writer = None
+                self._decoder = FrameDecoder()
+        self._peers = message
+        self._last_heard = time.monotonic()
+        self._tasks = [
+            asyncio.create_task(self._read_loop(), name="tracker-read"),
+            asyncio.create_task(self._heartbeat_loop(), name="tracker-heartbeat"),
+        ]
+        return message
+
+    async def claim_stream(self, timeout: float = 3.0) -> StreamGranted:
+        """Ask for the room's streamer lock (idempotent while we hold it).
+
+        Raises:
+            LockDeniedError: someone else streams; carries their name.
+            TrackerUnreachableError: no link, or no answer within ``timeout``.
+        """
+        async with self._claim_lock:
+            self._check_link()
+            loop = asyncio.get_running_loop()
+            reply: asyncio.Future[StreamGranted | StreamDenied] = loop.create_future()
+            self._claim_reply = reply
+            self._claim_sent_at = time.monotonic()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._send(StreamClaim(sent_at=self._claim_sent_at))
+                    answer = await reply
+            except TimeoutError as exc:
+                raise TrackerUnreachableError(
+                    f"tracker at {self._host}:{self._port} did not answer the stream "
+                    f"claim within {timeout:g} s") from exc
+            finally:
+                self._claim_reply = None
+        if isinstance(answer, StreamDenied):
+            raise LockDeniedError(answer.holder_name or answer.holder_id)
+        return answer
+
+    async def release_stream(self) -> None:
+        """Give the lock back (no-op if we do not hold it or the link is gone)."""
+        if self._epoch is None:
+            return
+        self._lose_lock()
+        if self.connected:
+            with contextlib.suppress(TrackerUnreachableError):
+                await self._send(StreamRelease())
+
+    def set_position(self, *, depth: int | None, free_slots: int, parent_id: str | None,
+                     layer: int | None) -> None:
+        """Where we sit in the tree; sent at once if it changed, then every heartbeat."""
+        position = Heartbeat(depth=depth, free_slots=free_slots, parent_id=parent_id,
+                             layer=layer)
+        if position == self._position:
+            return
+        self._position = position
+        if self.connected:
+            self._write(self._heartbeat())  # drained by the next heartbeat
+
+    async def close(self) -> None:
+        """Release the lock if held, say Bye and close. Safe to call at any time."""
+        if self._closed:
+            return
+        self._closed = True
+        writer = self._writer
+        if writer is not None and self._broken is None:
+            if self._epoch is not None:
+                self._write(StreamRelease())
+            self._write(Bye("leaving"))
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await writer.drain()
+        self._lose_lock()
+        await self._stop_tasks()
+        await self._close_writer()
+
+    # --- internals --------------------------------------------------------------------
+
+    def _check_link(self) -> None:
+        if not self.connected:
+            why = self._broken or ("closed" if self._closed else "not connected")
+            raise TrackerUnreachableError(
+                f"cannot reach tracker at {self._host}:{self._port}: {why}")
+
+    def _heartbeat(self) -> Heartbeat:
+        p = self._position
+        return Heartbeat(p.depth, p.free_slots, p.parent_id, p.layer, time.monotonic())
+
+    def _write(self, message: Message) -> None:
+        if self._writer is not None and not self._writer.transport.is_closing():
+            self._writer.write(encode(message))
+
+    async def _send(self, *messages: Message) -> None:
+        self._check_link()
+        for message in messages:
+            self._write(message)
+        assert self._writer is not None
+        try:
+            async with asyncio.timeout(_WRITE_TIMEOUT_S):
+                await self._writer.drain()
+        except (OSError, TimeoutError) as exc:
+            self._link_lost(f"cannot send to the tracker: {_why(exc, _WRITE_TIMEOUT_S)}")
+            raise TrackerUnreachableError(
+                f"cannot reach tracker at {self._host}:{self._port}: {self._broken}") from exc
+
+    async def _read_message(self) -> Message | Unknown:
+        """The next message (callers bound the wait). Raises EOFError on EOF."""
+        assert self._reader is not None
+        while (message := self._decoder.next_message()) is None:
+            data = await self._reader.read(_READ_BYTES)
+            if not data:
+                raise EOFError("the tracker closed the connection")
+            self._decoder.receive_data(data)
+        return message
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self._silence_s):
+                        message = await self._read_message()
+                except TimeoutError:
+                    self._link_lost(f"tracker silent for {self._silence_s:g} s")
+                    return
+                self._last_heard = time.monotonic()
+                if isinstance(message, Bye):
+                    self._link_lost(f"tracker closed the link: {message.reason}")
+                    return
+                self._handle(message)
+        except RemoteProtocolError as exc:
+            reason = exc.reason[: limits.MAX_REASON_CHARS]
+            log.warning("tracker %s:%d sent bad data: %s", self._host, self._port, reason)
+            self._write(Bye(reason, code=exc.code))
+            self._link_lost(f"tracker sent bad data: {reason}")
+        except (EOFError, OSError) as exc:
+            self._link_lost(str(exc) or type(exc).__name__)
+
+    def _handle(self, message: Message | Unknown) -> None:
+        if isinstance(message, PeerList):
+            if message.your_id is None:
+                return  # an answer to a RoomQuery; we send none on this link
+            self._peers = message
+            _call(self._on_peer_list, message)
+        elif isinstance(message, StreamerChanged):
+            if message.streamer_id != self._register.peer_id:
+                self._lose_lock()
+            _call(self._on_streamer_changed, message)
+        elif isinstance(message, StreamGranted):
+            self._granted(message)
+        elif isinstance(message, StreamDenied):
+            self._answer_claim(message)
+        elif isinstance(message, Error):
+            log.warning("tracker error %d: %s", message.code, message.reason)
+        # Pong and unknown kinds: hearing them is all that matters (liveness).
+
+    def _granted(self, message: StreamGranted) -> None:
+        sent = message.request_sent_at
+        claim_pending = self._claim_reply is not None and not self._claim_reply.done()
+        if claim_pending and sent in (None, self._claim_sent_at):
+            self._epoch = message.epoch  # the answer to our claim: a grant or a re-grant
+            self._valid_until = 0.0
+        elif message.epoch != self._epoch:
+            if self._epoch is None and not claim_pending and sent == self._claim_sent_at:
+                # The late answer to a claim that timed out: the tracker thinks we hold
+                # the lock and our heartbeats would renew it forever. Give it back.
+                self._write(StreamRelease())
+            # Otherwise a renewal of a lock we gave up or replaced since: the tracker
+            # has moved on (its StreamerChanged is on the way), and so do we.
+            return
+        # An old tracker that echoes nothing: date the lease from now (less safe).
+        start = sent if sent is not None else time.monotonic()
+        self._valid_until = max(self._valid_until, start + message.lease_s)
+        self._answer_claim(message)
+
+    def _answer_claim(self, answer: StreamGranted | StreamDenied) -> None:
+        if self._claim_reply is not None and not self._claim_reply.done():
+            self._claim_reply.set_result(answer)
+
+    async def _heartbeat_loop(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self._heartbeat_s)  # the period, not a sync wait
+                messages: list[Message] = [self._heartbeat()]
+                if time.monotonic() - self._last_heard > self._heartbeat_s:
+                    messages.append(Ping(time.monotonic()))  # ask for a sign of life
+                await self._send(*messages)
+        except TrackerUnreachableError:
+            return  # _link_lost has reported it
+
+    def _lose_lock(self) -> None:
+        self._epoch = None
+        self._valid_until = 0.0
+
+    def _link_lost(self, reason: str) -> None:
+        """The link ended without our close(): tell the owner once, stop the tasks."""
+        if self._broken is not None or self._closed:
+            return
+        self._broken = reason
+        self._lose_lock()
+        if self._claim_reply is not None and not self._claim_reply.done():
+            self._claim_reply.set_exception(TrackerUnreachableError(
+                f"cannot reach tracker at {self._host}:{self._port}: {reason}"))
+        if self._writer is not None:
+            self._writer.close()
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        log.info("tracker link lost: %s", reason)
+        _call(self._on_closed, reason)
+
+    async def _stop_tasks(self) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _close_writer(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        with contextlib.suppress(Exception):  # reset by the tracker: closed all the same
+            async with asyncio.timeout(1.0):
+                await self._writer.wait_closed()
+
+
+class _Refused(Exception):
+    """The tracker said Bye while we registered (room full, bad version...)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"refused: {reason}")
+
+
+def _why(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, RemoteProtocolError):
+        return f"bad reply: {exc.reason}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _call(callback: Callable[[T], None], arg: T) -> None:
+    """Run an owner's callback; its bugs must not break the tracker link."""
+    try:
+        callback(arg)
+    except Exception:
+        log.exception("tracker client callback failed")
+
+
+async def query_room(host: str, port: int, room: str, timeout: float = 3.0) -> PeerList:
+    """Who is in ``room`` and who streams there, without joining it.
+
+    Raises:
+        TrackerUnreachableError: refused, timed out, closed or garbled.
+    """
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(encode(RoomQuery(room)))
+            await writer.drain()
+            decoder = FrameDecoder()
+            while True:
+                data = await reader.read(_READ_BYTES)
+                if not data:
+                    raise EOFError("the tracker closed the connection")
+                decoder.receive_data(data)
+                for message in decoder:
+                    if isinstance(message, PeerList):
+                        return message
+                    if isinstance(message, Bye):
+                        raise _Refused(message.reason)
+    except (OSError, TimeoutError, EOFError, RemoteProtocolError, _Refused) as exc:
+        raise TrackerUnreachableError(
+            f"cannot reach tracker at {host}:{port}: {_why(exc, timeout)}") from exc
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await writer.wait_closed()
+
