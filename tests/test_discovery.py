@@ -417,9 +417,14 @@ async def test_update_rejects_another_id(closing: list[object]) -> None:
     closing.append(advertiser)
     with pytest.raises(ValueError, match="before start"):
         await advertiser.update(make_peer())
-    await advertiser.start(make_peer())
+    peer = make_peer()
+    await advertiser.start(peer)
     with pytest.raises(ValueError, match="cannot change"):
         await advertiser.update(make_peer())
+    with pytest.raises(ValueError, match="IPv4"):
+        await advertiser.update(dataclasses.replace(peer, host="example.org"))
+    await advertiser.close()
+    await advertiser.update(dataclasses.replace(peer, free_slots=0))  # no-op after close
 
 
 async def test_same_instance_name_gets_a_suffix(room: str, closing: list[object]) -> None:

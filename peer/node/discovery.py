@@ -612,19 +612,25 @@ class LanAdvertiser:
     async def update(self, peer: LanPeer) -> None:
         """Advertise new values (depth, free slots, role, ...) for the same peer.
 
-        Coalesces: the record is re-announced by the refresh task right away, and
-        updates that arrive while an announcement is under way are merged into the next.
+        Does not wait for the network: the refresh task announces the record right
+        away; the latest update wins (a newer one cancels the repeats of an older one).
+        After ``close`` this does nothing, so a late position change of a node that is
+        shutting down is harmless.
 
         Args:
             peer: the new record; its id must be the one given to ``start``.
 
         Raises:
-            ValueError: if not started, or the id changed (close and start a new one).
+            ValueError: if not started yet, the id changed (close and start a new
+                advertiser instead), or the host is not an IPv4 literal.
         """
-        if self._announced is None or self._closed:
-            raise ValueError("LanAdvertiser.update before start or after close")
+        if self._closed:
+            return
+        if self._announced is None:
+            raise ValueError("LanAdvertiser.update before start")
         if peer.id != self._announced.id:
             raise ValueError("the peer id cannot change; start a new advertiser")
+        advertise_addresses(peer.host, self._interfaces)
         encode_txt(peer)
         self._wanted = peer
         self._wake.set()
