@@ -91,7 +91,7 @@ class ChatPanel(QWidget):
         """Allow typing (only once the node is in the room)."""
         self.input.setEnabled(enabled)
         self.input.setPlaceholderText(
-            "Write a message…" if enabled else "Chat opens once you are in the room…"
+            "Write a message…" if enabled else "Chat opens after joining…"
         )
         self._on_text_changed(self.input.text())
 

@@ -281,8 +281,9 @@ class SessionView(QWidget):
             self.banner.show_message(
                 "error",
                 f"Can't reach the tracker {tracker_text(self.request)}. Check the address "
-                f"and that the tracker is running, then retry. ({message})",
+                "and that the tracker is running, then retry.",
                 [("retry", "Retry"), ("back", "Back")],
+                details=message,
             )
         elif kind == "lock":
             holder = message.split(" is already streaming")[0] if message else "Someone"

@@ -260,7 +260,7 @@ class StartScreen(QWidget):
         self.room_edit.setText(str(self.settings.value(KEY_ROOM, DEFAULT_ROOM) or DEFAULT_ROOM))
         mode = str(self.settings.value(KEY_MODE, "lan") or "lan")
         (self.tracker_radio if mode == "tracker" else self.lan_radio).setChecked(True)
-        self.where_stack.setCurrentIndex(1 if mode == "tracker" else 0)
+        self._show_where_page(1 if mode == "tracker" else 0)
         self._fill_lan_list()
 
     def save(self) -> None:
@@ -330,6 +330,9 @@ class StartScreen(QWidget):
             tracker=self.tracker_address(),
             lan=self.mode == "lan",
             streaming=streaming,
+            # The streamer's node is a viewer until it goes live: the smallest layer
+            # keeps that cheap (it shows no one else's video anyway).
+            resolution=360 if streaming else 720,
             record_path=None if streaming else self.record_path,
         )
 
@@ -456,8 +459,20 @@ class StartScreen(QWidget):
     def _on_mode_toggled(self, button_id: int, checked: bool) -> None:
         if not checked:
             return
-        self.where_stack.setCurrentIndex(1 if self.mode == "tracker" else 0)
+        self._show_where_page(1 if self.mode == "tracker" else 0)
         self._on_fields_changed()
+
+    def _show_where_page(self, index: int) -> None:
+        # A stack is as tall as its tallest page; ignoring the hidden page's size lets
+        # the short tracker page leave no hole in the card.
+        for page_index in range(self.where_stack.count()):
+            page = self.where_stack.widget(page_index)
+            if page is not None:
+                policy = (QSizePolicy.Policy.Preferred if page_index == index
+                          else QSizePolicy.Policy.Ignored)
+                page.setSizePolicy(policy, policy)
+        self.where_stack.setCurrentIndex(index)
+        self.where_stack.adjustSize()
 
     def _on_fields_changed(self, *_: Any) -> None:
         self.holder = None

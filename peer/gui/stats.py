@@ -20,8 +20,8 @@ HISTORY_S = 60.0
 # (key, caption) of the numbers shown, in grid order.
 METRICS = (
     ("fps", "FPS"),
-    ("kbps_in", "kbps in"),
-    ("kbps_out", "kbps out"),
+    ("kbps_in", "in"),
+    ("kbps_out", "out"),
     ("latency", "latency p50 / p95"),
     ("loss", "loss"),
     ("resolution", "resolution"),
@@ -36,7 +36,8 @@ def _ms(value: float | None) -> str:
 
 
 def _fmt_kbps(value: float) -> str:
-    return f"{value / 1000:.1f} M" if value >= 10_000 else f"{value:.0f}"
+    # kbps up to 10 Mbps reads naturally; beyond, Mbps keeps the number short.
+    return f"{value / 1000:.1f} Mbps" if value >= 10_000 else f"{value:.0f} kbps"
 
 
 def format_stats(stats: Stats) -> dict[str, str]:
@@ -62,8 +63,11 @@ def format_stats(stats: Stats) -> dict[str, str]:
 class _Plot(pg.PlotWidget):
     """A small time plot with two series and a legend."""
 
-    def __init__(self, title: str, unit: str, names: tuple[str, str]) -> None:
+    def __init__(
+        self, title: str, unit: str, names: tuple[str, str], empty_top: float
+    ) -> None:
         super().__init__(background=Colors.SURFACE)
+        self.empty_top = empty_top
         self.setMinimumHeight(120)
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
@@ -98,7 +102,7 @@ class _Plot(pg.PlotWidget):
         finite = [v for v in (*a, *b) if math.isfinite(v)]
         top = max(finite, default=0.0)
         # 35 % headroom keeps the lines clear of the legend in the top band.
-        self.getPlotItem().setYRange(0, top * 1.35 if top > 0 else 1.0, padding=0)
+        self.getPlotItem().setYRange(0, top * 1.35 if top > 0 else self.empty_top, padding=0)
 
 
 class StatsPanel(QWidget):
@@ -130,8 +134,9 @@ class StatsPanel(QWidget):
         left.addStretch(1)
         layout.addLayout(left)
 
-        self.latency_plot = _Plot("Latency (ms)", "", ("p50", "p95"))
-        self.bandwidth_plot = _Plot("Bandwidth (kbps)", "", ("in", "out"))
+        self.latency_plot = _Plot("Latency (ms)", "", ("p50", "p95"), empty_top=100.0)
+        # Mbps on the axis: kbps tick labels (e.g. 25000) do not fit the narrow axis.
+        self.bandwidth_plot = _Plot("Bandwidth (Mbps)", "", ("in", "out"), empty_top=10.0)
         layout.addWidget(self.latency_plot, 1)
         layout.addWidget(self.bandwidth_plot, 1)
 
@@ -158,7 +163,9 @@ class StatsPanel(QWidget):
         xs = [t - stats.t for t, *_ in self._history]
         columns = list(zip(*(row[1:] for row in self._history), strict=True))
         self.latency_plot.set_series(xs, list(columns[0]), list(columns[1]))
-        self.bandwidth_plot.set_series(xs, list(columns[2]), list(columns[3]))
+        self.bandwidth_plot.set_series(
+            xs, [v / 1000 for v in columns[2]], [v / 1000 for v in columns[3]]
+        )
 
     def history_len(self) -> int:
         """Samples kept for the plots (at most a minute's worth)."""

@@ -203,6 +203,14 @@ class StreamerView(SessionView):
 
     # -- bridge signals -------------------------------------------------------------------
 
+    @pyqtSlot()
+    def _on_frame_ready(self) -> None:
+        image = self.bridge.take_frame()
+        # Before going live the node is a plain viewer of the room: another peer's
+        # stream must not pass for our preview.
+        if self.bridge.is_streaming or self._pending:
+            self.video.set_image(image)
+
     def on_started(self) -> None:
         self.subtitle.setText("In the room. Pick a source and go live.")
         self._update_controls()
@@ -244,6 +252,10 @@ class StreamerView(SessionView):
     def on_stream_started(self, event: StreamStarted) -> None:
         if event.streamer_id != self.bridge.peer_id and not self.bridge.is_streaming:
             self.subtitle.setText(f"{event.streamer} is streaming in this room.")
+            self.video.clear(
+                f"{event.streamer} is streaming in this room.\n"
+                "Only one person streams at a time."
+            )
 
     def on_stream_ended(self, event: StreamEnded) -> None:
         if self._pending or self.bridge.is_streaming:

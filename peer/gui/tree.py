@@ -31,7 +31,7 @@ class RelayTreeView(QTreeWidget):
     the top level, after the streamer. Our own peer is highlighted.
     """
 
-    COLUMNS = ("Peer", "Resolution", "Role")
+    COLUMNS = ("Peer", "Resolution", "Depth")
 
     def __init__(self, parent: QWidget | None = None) -> None:
         """Args:
@@ -51,6 +51,7 @@ class RelayTreeView(QTreeWidget):
             header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
             header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
             header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+            header.setMinimumSectionSize(48)
         self.self_id = ""
         self.items: dict[str, QTreeWidgetItem] = {}
 
@@ -88,12 +89,15 @@ class RelayTreeView(QTreeWidget):
     def _item(self, peer: TreePeer) -> QTreeWidgetItem:
         own = peer.id == self.self_id
         name = f"{peer.name} (you)" if own else peer.name
-        role = peer.role
-        if peer.depth is not None and role != "streamer":
-            role = f"{role} · depth {peer.depth}"
-        item = QTreeWidgetItem([name, layer_text(peer.layer), role])
-        item.setToolTip(0, f"{peer.name} ({peer.id})")
-        if peer.role == "streamer":
+        streamer = peer.role == "streamer"
+        if streamer:
+            name = f"● {name}"
+        depth = "0" if streamer else ("—" if peer.depth is None else str(peer.depth))
+        # The streamer sends every layer its subtree needs: its own layer means nothing.
+        layer = "source" if streamer else layer_text(peer.layer)
+        item = QTreeWidgetItem([name, layer, depth])
+        item.setToolTip(0, f"{peer.name} · {peer.role} · id {peer.id}")
+        if streamer:
             item.setForeground(0, QBrush(QColor(Colors.LIVE)))
         if own:
             font = QFont(self.font())

@@ -91,7 +91,11 @@ class Banner(QFrame):
         return self._buttons[key]
 
     def show_message(
-        self, level: str, text: str, actions: Sequence[tuple[str, str]] = ()
+        self,
+        level: str,
+        text: str,
+        actions: Sequence[tuple[str, str]] = (),
+        details: str = "",
     ) -> None:
         """Show a message.
 
@@ -99,7 +103,9 @@ class Banner(QFrame):
             level: "error", "warning", "info" or "ok" (sets the colour).
             text: the sentence to show.
             actions: (key, button label) pairs; pressing one emits its key.
+            details: technical detail, shown as the tooltip (kept out of the sentence).
         """
+        self._text.setToolTip(details)
         self.level = level
         color = _LEVEL_COLORS.get(level, Colors.ACCENT)
         self.setStyleSheet(

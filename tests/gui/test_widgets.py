@@ -61,11 +61,11 @@ def test_relay_tree_nests_peers_and_marks_own(qtbot) -> None:
     qtbot.addWidget(view)
     view.set_tree(_tree())
     top = [view.topLevelItem(i).text(0) for i in range(view.topLevelItemCount())]
-    assert top[:2] == ["Alice", "Dave"]
+    assert top[:2] == ["● Alice", "Dave"]
     assert view.items["b"].parent() is view.items["a"]
     assert view.items["c"].parent() is view.items["b"]
     assert view.items["b"].text(0) == "Bob (you)" and view.items["b"].font(0).bold()
-    assert view.items["c"].text(1) == "360p" and view.items["a"].text(1) == "—"
+    assert view.items["c"].text(1) == "360p" and view.items["a"].text(1) == "source"
     assert set(view.items) == {"a", "b", "c", "d", "e", "f"}  # cycle shown, no hang
 
 
@@ -89,7 +89,7 @@ def test_stats_panel_formats_and_keeps_a_minute(qtbot) -> None:
     panel.update_stats(stats(t=2000.0, latency_ms=None, latency_p95_ms=None, depth=None,
                              parent=None, kbps_out=25000.0))
     assert panel.value("latency") == "—"
-    assert panel.value("kbps_out") == "25.0 M"
+    assert panel.value("kbps_out") == "25.0 Mbps"
     assert panel.value("depth") == "—" and panel.value("parent") == "—"
     assert panel.history_len() == 1
     panel.clear()

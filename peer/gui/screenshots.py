@@ -1,0 +1,225 @@
+"""Take the app's screenshots from a real local session: ``python -m peer.gui.screenshots``.
+
+Starts a tracker (``python -m tracker --port 0``), a streamer window on the test
+pattern, a viewer window, and a few headless peers (``treecast-peer``) so the tree has
+some depth, then saves a PNG of each screen to ``docs/screenshots/``. Runs under Xvfb
+or with QT_QPA_PLATFORM=offscreen (set here when there is no display).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WINDOW_SIZE = (1280, 800)
+# Enough for a minute-long plot to show a real trend, short enough for `make`.
+WARMUP_S = 12.0
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+@contextlib.contextmanager
+def tracker_process() -> Iterator[tuple[str, int]]:
+    """A tracker on a free loopback port; yields its address."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracker", "--host", "127.0.0.1", "--port", "0", "--no-mdns"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_env(), cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()  # "treecast-tracker listening on H:P"
+        host, _, port = line.rpartition(" ")[2].rpartition(":")
+        if not port.isdigit():
+            raise RuntimeError(f"tracker did not start: {line!r}")
+        yield host, int(port)
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def headless_peer(name: str, tracker: tuple[str, int], resolution: int,
+                  chat: bool = False) -> subprocess.Popen[str]:
+    """A ``treecast-peer`` viewer (the same node, no Qt)."""
+    args = [
+        sys.executable, "-m", "peer.node.cli", "--name", name,
+        "--tracker", f"{tracker[0]}:{tracker[1]}", "--room", "lobby",
+        "--listen", "127.0.0.1:0", "--resolution", str(resolution),
+    ]
+    if chat:
+        args.append("--chat-stdin")
+    return subprocess.Popen(
+        args, stdin=subprocess.PIPE if chat else subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, env=_env(), cwd=ROOT,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the session and write the screenshots.
+
+    Args:
+        argv: command-line arguments.
+
+    Returns:
+        The exit status.
+    """
+    parser = argparse.ArgumentParser(prog="python -m peer.gui.screenshots")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--warmup", type=float, default=WARMUP_S,
+                        help="seconds of streaming before the session screenshots")
+    args = parser.parse_args(argv)
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    from PyQt6.QtCore import QCoreApplication, QEventLoop, QSettings
+    from PyQt6.QtWidgets import QApplication, QWidget
+
+    from peer.gui import theme
+    from peer.gui.app import MainWindow
+    from peer.gui.bridge import SessionRequest
+    from peer.gui.streamer import StreamerView
+    from peer.gui.viewer import ViewerView
+
+    app = QApplication([sys.argv[0]])
+    app.setOrganizationName("Treecast")
+    app.setApplicationName("Treecast")
+    theme.apply(app)
+    settings_dir = tempfile.TemporaryDirectory(prefix="treecast-shots-")
+    windows: list[MainWindow] = []
+    peers: list[subprocess.Popen[str]] = []
+
+    def pump(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            time.sleep(0.01)
+
+    def wait_until(what: str, cond: Callable[[], bool], timeout: float = 20.0) -> None:
+        end = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > end:
+                raise RuntimeError(f"timed out waiting for: {what}")
+            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            time.sleep(0.01)
+
+    def window(name: str, tracker: tuple[str, int], room: str = "lobby") -> MainWindow:
+        settings = QSettings(os.path.join(settings_dir.name, f"{name}.ini"),
+                             QSettings.Format.IniFormat)
+        win = MainWindow(settings=settings)
+        win.resize(*WINDOW_SIZE)
+        screen = win.start_screen
+        screen.name_edit.setText(name)
+        screen.tracker_radio.setChecked(True)
+        screen.tracker_edit.setText(f"{tracker[0]}:{tracker[1]}")
+        screen.room_edit.setText(room)
+        win.show()
+        windows.append(win)
+        return win
+
+    def shoot(widget: QWidget, name: str) -> None:
+        pump(0.3)  # let the last signals paint
+        path = args.out / name
+        widget.grab().save(str(path))
+        print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+    try:
+        with tracker_process() as tracker:
+            # 1. Start screen, empty room.
+            alice = window("Alice", tracker)
+            wait_until("room status", lambda: "Nobody" in alice.start_screen.status_label.text())
+            shoot(alice, "start.png")
+
+            # 2. Alice streams the test pattern.
+            alice.start_screen.stream_button.click()
+            streamer = alice.view
+            assert isinstance(streamer, StreamerView)
+            wait_until("streamer in the room", streamer.live_button.isEnabled)
+            streamer.live_button.click()
+            wait_until("streaming", lambda: streamer.bridge.is_streaming)
+
+            # 3. Viewers: headless peers fill the tree; Bob watches in the app.
+            peers.append(headless_peer("Carol", tracker, 480, chat=True))
+            for name, layer in (("Dave", 360), ("Erin", 720), ("Finn", 360)):
+                peers.append(headless_peer(name, tracker, layer))
+            bob = window("Bob", tracker)
+            wait_until("Alice is live", lambda: "Alice" in bob.start_screen.status_label.text())
+            shoot(bob, "start-live.png")
+            bob.start_screen.join_button.click()
+            viewer = bob.view
+            assert isinstance(viewer, ViewerView)
+            wait_until("video", lambda: viewer.video.frames_shown > 10, timeout=30)
+
+            # 4. Chat from the app and from a headless peer.
+            streamer.chat.send_requested.emit("Welcome! This is the test pattern.")
+            pump(0.5)
+            viewer.chat.send_requested.emit("Looks sharp from here :)")
+            carol_in = peers[0].stdin
+            if carol_in is not None:
+                carol_in.write("hi from the terminal\n")
+                carol_in.flush()
+            pump(args.warmup)
+
+            streamer.side.setCurrentWidget(streamer.viewers_table)
+            shoot(alice, "streamer.png")
+            shoot(bob, "viewer.png")
+            viewer.side.setCurrentWidget(viewer.tree)
+            shoot(bob, "viewer-tree.png")
+            streamer.side.setCurrentWidget(streamer.tree)
+            shoot(alice, "streamer-tree.png")
+
+            # 5. Errors: a second streamer in the same room, an unreachable tracker.
+            eve = window("Eve", tracker)
+            wait_until("Alice is live", lambda: eve.start_screen.holder == "Alice")
+            eve.start_screen.stream_button.click()  # refused on the start screen
+            shoot(eve, "start-refused.png")
+            eve.open_session(SessionRequest("Eve", "lobby", tracker, False, True))
+            denied = eve.view
+            assert isinstance(denied, StreamerView)
+            wait_until("Eve in the room", denied.live_button.isEnabled)
+            denied.live_button.click()
+            wait_until("lock denied", lambda: denied.banner.level == "error")
+            shoot(eve, "lock-denied.png")
+
+            lost = window("Gus", ("127.0.0.1", 1))
+            lost.start_screen.join_button.click()
+            lost_view = lost.view
+            assert lost_view is not None
+            wait_until("tracker error", lambda: lost_view.banner.level == "error")
+            shoot(lost, "tracker-unreachable.png")
+    finally:
+        for win in windows:
+            win.close()
+        with contextlib.suppress(RuntimeError):
+            wait_until("windows closed", lambda: all(w.bridge is None for w in windows), 20)
+        for win in windows:
+            win.start_screen.shutdown()
+        for proc in peers:
+            proc.terminate()
+        for proc in peers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+            if proc.poll() is None:
+                proc.kill()
+        QCoreApplication.processEvents()
+        settings_dir.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
