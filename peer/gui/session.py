@@ -78,6 +78,7 @@ class SessionView(QWidget):
         self.request = request
         self.leaving = False
         self.streamer_name: str | None = None
+        self.streamer_id: str | None = None
         self._build()
         self._connect()
 
@@ -216,6 +217,7 @@ class SessionView(QWidget):
     @pyqtSlot(object)
     def _on_stream_started(self, event: StreamStarted) -> None:
         self.streamer_name = event.streamer
+        self.streamer_id = event.streamer_id
         if event.streamer_id != self.bridge.peer_id:
             self.chat.add_notice(f"{event.streamer} went live")
         self.on_stream_started(event)
@@ -225,6 +227,7 @@ class SessionView(QWidget):
 
     @pyqtSlot(object)
     def _on_stream_ended(self, event: StreamEnded) -> None:
+        self.streamer_name = self.streamer_id = None
         whose = f"{event.streamer}'s stream" if event.streamer else "The stream"
         self.chat.add_notice(f"{whose} ended ({event.reason})")
         self.on_stream_ended(event)

@@ -94,6 +94,7 @@ class _Plot(pg.PlotWidget):
             item.plot(pen=pg.mkPen(Colors.PLOT_A, width=2), name=names[0]),
             item.plot(pen=pg.mkPen(Colors.PLOT_B, width=2), name=names[1]),
         )
+        self.set_series([], [], [])
 
     def set_series(self, xs: list[float], a: list[float], b: list[float]) -> None:
         """Draw both series; the y axis starts at 0 (a trend reads right only then)."""

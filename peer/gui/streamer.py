@@ -215,6 +215,15 @@ class StreamerView(SessionView):
         self.subtitle.setText("In the room. Pick a source and go live.")
         self._update_controls()
 
+    def _idle_placeholder(self) -> str:
+        other = self.streamer_id not in (None, self.bridge.peer_id)
+        if other and not self.bridge.is_streaming:
+            return (
+                f"{self.streamer_name} is streaming in this room.\n"
+                "Only one person streams at a time."
+            )
+        return self.placeholder_text
+
     @pyqtSlot(bool)
     def _on_streaming_changed(self, streaming: bool) -> None:
         self._pending = False
@@ -224,7 +233,7 @@ class StreamerView(SessionView):
             self.banner.clear()
         else:
             self.subtitle.setText("Not streaming. Pick a source and go live.")
-            self.video.clear(self.placeholder_text)
+            self.video.clear(self._idle_placeholder())
             self.progress.hide()
             self.progress_label.hide()
         self._update_controls()
@@ -252,10 +261,7 @@ class StreamerView(SessionView):
     def on_stream_started(self, event: StreamStarted) -> None:
         if event.streamer_id != self.bridge.peer_id and not self.bridge.is_streaming:
             self.subtitle.setText(f"{event.streamer} is streaming in this room.")
-            self.video.clear(
-                f"{event.streamer} is streaming in this room.\n"
-                "Only one person streams at a time."
-            )
+            self.video.clear(self._idle_placeholder())
 
     def on_stream_ended(self, event: StreamEnded) -> None:
         if self._pending or self.bridge.is_streaming:
@@ -271,7 +277,7 @@ class StreamerView(SessionView):
         if action in ("start_streaming", "stop_streaming"):
             self._pending = False
             self._update_controls()
-            self.video.clear(self.placeholder_text)
+            self.video.clear(self._idle_placeholder())
         if action == "start_streaming" and kind == "media":
             what = (
                 os.path.basename(self.file_edit.text())
