@@ -13,11 +13,13 @@ import json
 import logging
 import signal
 import sys
+import threading
 from typing import TextIO
 
 from peer.node.config import CameraSource, FileSource, NodeConfig, PatternSource, SourceSpec
 from peer.node.errors import LockDeniedError, MediaError, NodeError, TrackerUnreachableError
 from peer.node.events import NodeEvent
+from peer.node.node import Node
 from protocol import limits
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_LOCK_DENIED, EXIT_NO_TRACKER = 0, 1, 2, 3, 4
@@ -103,15 +105,18 @@ class EventWriter:
             self._out.flush()
 
 
-async def _stdin_commands(node: object, stop: asyncio.Event) -> None:
-    from peer.node.node import Node
+def _read_stdin(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
+    # A daemon thread: a blocked readline must never keep the process from exiting.
+    for line in sys.stdin:
+        loop.call_soon_threadsafe(lines.put_nowait, line)
+    loop.call_soon_threadsafe(lines.put_nowait, None)
 
-    assert isinstance(node, Node)
-    loop = asyncio.get_running_loop()
-    while not stop.is_set():
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line:
-            return
+
+async def _stdin_commands(node: Node, stop: asyncio.Event) -> None:
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    threading.Thread(target=_read_stdin, args=(asyncio.get_running_loop(), lines),
+                     name="stdin", daemon=True).start()
+    while (line := await lines.get()) is not None:
         text = line.strip()
         if not text:
             continue
@@ -127,8 +132,6 @@ async def _stdin_commands(node: object, stop: asyncio.Event) -> None:
 
 
 async def run(args: argparse.Namespace, config: NodeConfig, writer: EventWriter) -> int:
-    from peer.node.node import Node
-
     node = Node(config, writer)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -149,14 +152,15 @@ async def run(args: argparse.Namespace, config: NodeConfig, writer: EventWriter)
     except NodeError as exc:
         print(f"treecast-peer: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    if args.chat_stdin:
-        loop.create_task(_stdin_commands(node, stop))
+    commands = asyncio.ensure_future(_stdin_commands(node, stop)) if args.chat_stdin else None
     waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(node.wait_stopped())]
     if args.duration is not None:
         waiters.append(asyncio.ensure_future(asyncio.sleep(args.duration)))
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for waiter in waiters:
         waiter.cancel()
+    if commands is not None:
+        commands.cancel()
     await node.stop("quit")
     return EXIT_OK
 

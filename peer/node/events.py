@@ -64,6 +64,25 @@ class ParentLost(NodeEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class Resumed(NodeEvent):
+    """The first frame after a repair: how long video stopped and what was lost."""
+
+    KIND: ClassVar[str] = "resumed"
+    parent: str
+    gap_ms: float  # from noticing the parent was gone to this frame
+    lost: int  # frames missing across the gap (by sequence numbers)
+
+
+@dataclass(frozen=True, slots=True)
+class EpochSeen(NodeEvent):
+    """Frames of a new stream epoch started arriving (fencing is visible here)."""
+
+    KIND: ClassVar[str] = "epoch"
+    epoch: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class Stats(NodeEvent):
     """Once a second, over a sliding window."""
 

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # each queued frame is 33 ms of delay before it is dropped as stale anyway).
 VIDEO_QUEUE_FRAMES = 3
 READ_CHUNK_BYTES = 256 * 1024
+# About two 1080p frames: enough to keep a fast link busy between writer wake-ups.
+SEND_BUFFER_BYTES = 512 * 1024
 # Control messages are small and never dropped, but a neighbour that stops reading
 # must not make us hold unbounded chat: past this the link is closed.
 MAX_CONTROL_BACKLOG = 2048
@@ -98,6 +100,9 @@ class PeerLink:
             # Frames are whole messages; Nagle would hold the tail of each one back.
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                # Bytes parked in the kernel are stale video we can no longer drop;
+                # a bounded buffer moves the backlog into our drop-oldest queue.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         peer = writer.get_extra_info("peername")
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
 

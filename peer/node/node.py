@@ -34,20 +34,26 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from zeroconf import InterfaceChoice
+from zeroconf._utils.net import InterfacesType
+
 from peer.node import codec, layers
 from peer.node.chat import ChatRouter
 from peer.node.config import NodeConfig, SourceSpec
 from peer.node.directory import Directory, TrackerDirectory
+from peer.node.discovery import find_tracker
 from peer.node.errors import LockDeniedError, MediaError, NodeError, TrackerUnreachableError
 from peer.node.events import (
     ChatReceived,
     DecodedFrame,
+    EpochSeen,
     ErrorRaised,
     Joined,
     LockDenied,
     NodeEvent,
     ParentLost,
     Ready,
+    Resumed,
     SourceProgress,
     Stats,
     Stopped,
@@ -55,8 +61,9 @@ from peer.node.events import (
     StreamStarted,
     TreeChanged,
 )
+from peer.node.lan_directory import LanDirectory
 from peer.node.link import PeerLink, Role, open_link
-from peer.node.media import CapturedFrame, PacedCapture, open_source
+from peer.node.media import CapturedFrame, FrameSource, PacedCapture, open_source
 from peer.node.recorder import Recorder
 from peer.node.stats import StreamStats
 from peer.node.workers import LatestWorker
@@ -88,6 +95,8 @@ STREAM_ENDED = "stream ended"
 # Joins give up on a candidate list after this many dials, then refresh and retry.
 MAX_JOIN_ATTEMPTS = 24
 JOIN_RETRY_S = (0.05, 0.2, 0.5, 1.0)
+# How long a --lan peer listens for a tracker before running tracker-less.
+LAN_TRACKER_WAIT_S = 1.5
 
 
 @dataclass(slots=True)
@@ -145,6 +154,11 @@ class Node:
         self._bytes_seen = (0, 0)
         self._pending: dict[PeerLink, asyncio.Future[Message]] = {}
         self._layer_in: int | None = None
+        self._stale_frames = 0  # frames refused for an old epoch
+        self._epoch_seen = 0
+        self._last_seq = -1
+        # When video stopped because the parent went: (monotonic time, last seq seen).
+        self._lost_at: tuple[float, int] | None = None
 
     # --- public API ---------------------------------------------------------------
 
@@ -183,20 +197,33 @@ class Node:
             TrackerUnreachableError, LockDeniedError, MediaError: with readable text.
         """
         cfg = self.config
+        opened: FrameSource | None = None
+        if cfg.source is not None:
+            # A bad file is the user's first mistake to hear about, before any network.
+            try:
+                opened = await asyncio.get_running_loop().run_in_executor(
+                    None, open_source, cfg.source)
+            except MediaError as exc:
+                raise self._fatal(exc) from None
         try:
             self._server = await asyncio.start_server(
                 self._on_inbound, cfg.listen_host, cfg.listen_port)
         except OSError as exc:
+            if opened is not None:
+                opened.close()
             raise self._fatal(NodeError(
-                f"cannot listen on {cfg.listen_host}:{cfg.listen_port}: {exc.strerror}"))
+                f"cannot listen on {cfg.listen_host}:{cfg.listen_port}: {exc.strerror}"
+            )) from None
         sock = self._server.sockets[0].getsockname()
         self.listen = (sock[0], sock[1])
-        self._directory = self._make_directory()
         try:
+            self._directory = await self._make_directory()
             await self._directory.open()
         except TrackerUnreachableError as exc:
             await self._close_server()
-            raise self._fatal(exc)
+            if opened is not None:
+                opened.close()
+            raise self._fatal(exc) from None
         self._emit(Ready(id=self.peer_id, listen=f"{self.listen[0]}:{self.listen[1]}"))
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="node-tick"))
         self._tasks.append(asyncio.create_task(self._join_loop(), name="node-join"))
@@ -204,7 +231,7 @@ class Node:
         self._on_directory_change("peers")
         if cfg.source is not None:
             try:
-                await self.start_streaming(cfg.source)
+                await self.start_streaming(cfg.source, opened)
             except NodeError:
                 await self.stop("could not start streaming")
                 raise
@@ -261,8 +288,13 @@ class Node:
         for link in self._active_links():
             link.send_bytes(data)
 
-    async def start_streaming(self, source: SourceSpec) -> None:
+    async def start_streaming(self, source: SourceSpec,
+                              opened: FrameSource | None = None) -> None:
         """Become the room's streamer (root of the tree).
+
+        Args:
+            source: what to stream.
+            opened: the source already opened from ``source`` (start() checks it early).
 
         Raises:
             MediaError: the source cannot be opened. LockDeniedError: someone streams.
@@ -271,10 +303,12 @@ class Node:
         if self.streaming:
             return
         loop = asyncio.get_running_loop()
-        try:
-            frame_source = await loop.run_in_executor(None, open_source, source)
-        except MediaError as exc:
-            raise self._fatal(exc)
+        frame_source = opened
+        if frame_source is None:
+            try:
+                frame_source = await loop.run_in_executor(None, open_source, source)
+            except MediaError as exc:
+                raise self._fatal(exc) from None
         try:
             epoch = await self._directory.claim()
         except LockDeniedError as exc:
@@ -283,7 +317,7 @@ class Node:
             raise
         except TrackerUnreachableError as exc:
             frame_source.close()
-            raise self._fatal(exc)
+            raise self._fatal(exc) from None
         if self._parent is not None:
             self._parent.close("became the streamer", Bye(reason="becoming the streamer"))
         for child in list(self._children):
@@ -410,8 +444,11 @@ class Node:
                 return
             self._emit(ParentLost(parent=link.name, parent_id=link.peer_id or "",
                                   reason=reason))
+            self._lost_at = (time.monotonic(), self._last_seq)
             if reason == STREAM_ENDED:
                 # The stream is over: pass it down and wait for the next one.
+                self._lost_at = None
+                self._last_seq = -1
                 for child in list(self._children):
                     child.close(STREAM_ENDED, Bye(reason=STREAM_ENDED))
                 self._path = ()
@@ -506,7 +543,7 @@ class Node:
             width, height = self._source_size or (0, 0)
             link.send(Accept(path=self._own_path(), epoch=self._epoch,
                              source_width=width, source_height=height, fps=self._fps))
-            link.send(self._chat.have())
+            link.send(self._chat.open_link(link.peer_id or "", time.time()))
             self._update_demand()
             self._report_position()
             return
@@ -551,10 +588,20 @@ class Node:
         if link is not self._parent:
             return  # only the parent sends video; anything else is ignored
         if frame.epoch < self._epoch:
+            self._stale_frames += 1
             return  # fenced: a streamer that lost its lock
         self._epoch = frame.epoch
+        if frame.epoch != self._epoch_seen:
+            self._epoch_seen = frame.epoch
+            self._emit(EpochSeen(epoch=frame.epoch, seq=frame.seq))
         self._layer_in = frame.layer
         now = time.time()
+        if self._lost_at is not None:
+            gap_ms = (time.monotonic() - self._lost_at[0]) * 1000.0
+            lost = max(0, frame.seq - self._lost_at[1] - 1) if self._lost_at[1] >= 0 else 0
+            self._lost_at = None
+            self._emit(Resumed(parent=link.name, gap_ms=round(gap_ms, 1), lost=lost))
+        self._last_seq = frame.seq
         offset = self._root_offset()
         latency = None if offset is None else now + offset - frame.captured_at
         self._stats.frame_received(now, len(frame.jpeg), frame.seq, frame.epoch, latency)
@@ -687,7 +734,8 @@ class Node:
             link.close("join refused")
             return False
         if any(p.id == self.peer_id for p in answer.path) or self._stopping \
-                or self.streaming or self._parent is not None:
+                or self.streaming or self._parent is not None or answer.epoch < self._epoch:
+            # A loop, a tree fenced off by a newer epoch, or a join we no longer need.
             link.close("loop or no longer needed", Bye(reason="join withdrawn"))
             return False
         self._attach(link, answer)
@@ -705,7 +753,7 @@ class Node:
         self._demand_sent = None
         self._set_path(accept.path)
         self._update_demand()
-        link.send(self._chat.have())
+        link.send(self._chat.open_link(link.peer_id or "", time.time()))
         width, height = self._display_size()
         self._emit(Joined(parent=link.name, parent_id=link.peer_id or "",
                           depth=len(accept.path), width=width, height=height))
@@ -842,16 +890,24 @@ class Node:
         self._directory.set_position(depth=self.depth, free_slots=free, parent_id=parent_id,
                                      layer=layer, streaming=self.streaming)
 
-    def _make_directory(self) -> Directory:
+    async def _make_directory(self) -> Directory:
         if self._directory_factory is not None:
             return self._directory_factory(self)
         cfg = self.config
-        if cfg.tracker is None:
+        assert self.listen is not None
+        tracker = cfg.tracker
+        if tracker is None and cfg.lan:
+            tracker = await find_tracker(LAN_TRACKER_WAIT_S, _lan_interfaces(cfg.listen_host))
+            if tracker is None:
+                return LanDirectory(peer_id=self.peer_id, name=cfg.name, room=cfg.room,
+                                    listen_host=cfg.listen_host, listen_port=self.listen[1],
+                                    on_change=self._on_directory_change)
+        if tracker is None:
             raise self._fatal(TrackerUnreachableError(
                 "no tracker given (use --tracker HOST:PORT, or --lan on a LAN)"))
         host, port = self._advertised_for_registration()
         return TrackerDirectory(
-            cfg.tracker[0], cfg.tracker[1], peer_id=self.peer_id, name=cfg.name,
+            tracker[0], tracker[1], peer_id=self.peer_id, name=cfg.name,
             room=cfg.room, listen_host=host, listen_port=port,
             heartbeat_s=cfg.timing.tracker_heartbeat_s, on_change=self._on_directory_change)
 
@@ -872,7 +928,9 @@ class Node:
                     self._streamer_announced = None
                     self._emit(StreamEnded(streamer=None, reason=STREAM_ENDED))
                 return
-            self._epoch = max(self._epoch, streamer.epoch)
+            # The directory is the authority on the current epoch (on a LAN the tie-break
+            # winner may hold the lower one); frames of any other epoch are fenced off.
+            self._epoch = streamer.epoch
             if self.streaming and streamer.id != self.peer_id:
                 asyncio.get_running_loop().create_task(
                     self._end_stream("another peer took the streamer lock"))
@@ -909,6 +967,13 @@ class Node:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
             self._server = None
+
+
+def _lan_interfaces(listen_host: str) -> InterfacesType:
+    """mDNS on the address we are bound to, or on every interface for a wildcard."""
+    if listen_host in ("0.0.0.0", "::", ""):
+        return InterfaceChoice.All
+    return [listen_host]
 
 
 def _round(value: float | None) -> float | None:

@@ -1,0 +1,186 @@
+"""The relay tree end to end: real tracker and peer processes on loopback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.procs import Peer, session, wait_for
+from protocol import Hello, JoinRequest, Ping, encode
+
+pytestmark = pytest.mark.slow
+
+
+def _stats(peer: Peer) -> dict:
+    return peer.last("stats") or {}
+
+
+def _counts(peers: list[Peer]) -> tuple[int, int]:
+    frames = sum(_stats(p).get("frames", 0) for p in peers)
+    lost = sum(_stats(p).get("lost", 0) for p in peers)
+    return frames, lost
+
+
+def test_eight_viewers_form_a_deep_tree_at_their_own_resolutions() -> None:
+    resolutions = [720, 480, 360, 720, 360, 480, 1080, 360]
+    with session() as s:
+        s.start_tracker()
+        root = s.start_peer("root", "--test-pattern", "1280x720", "--fps", "10",
+                            "--max-children", "2")
+        assert wait_for(lambda: root.last("stream_started"), 30), root.proc.stderr
+        viewers = [s.start_peer(f"v{i}", "--watch", "--resolution", str(r),
+                                "--max-children", "2")
+                   for i, r in enumerate(resolutions)]
+        assert wait_for(lambda: all(_stats(v).get("frames", 0) >= 30 for v in viewers), 90), \
+            [(v.name, _stats(v)) for v in viewers]
+
+        # Steady state: count frames and losses over a few seconds.
+        frames0, lost0 = _counts(viewers)
+        time.sleep(5)
+        frames1, lost1 = _counts(viewers)
+        received, lost = frames1 - frames0, lost1 - lost0
+        assert received > 8 * 10 * 3  # every viewer kept receiving
+        assert lost / (received + lost) < 0.01
+
+        for viewer, wanted in zip(viewers, resolutions, strict=True):
+            stats = _stats(viewer)
+            assert stats["height"] == min(wanted, 720), (viewer.name, stats)
+            assert stats["width"] == stats["height"] * 16 // 9
+            joined = viewer.last("joined")
+            assert joined is not None and joined["parent"]
+        depths = [_stats(v)["depth"] for v in viewers]
+        assert max(depths) >= 3
+        assert _stats(root)["children"] <= 2
+        assert all(_stats(v)["children"] <= 2 for v in viewers)
+
+
+def test_resolution_change_takes_effect_and_demand_follows_upstream() -> None:
+    with session() as s:
+        s.start_tracker()
+        root = s.start_peer("root", "--test-pattern", "1280x720", "--fps", "10",
+                            "--max-children", "1")
+        assert wait_for(lambda: root.last("stream_started"), 30)
+        relay = s.start_peer("relay", "--watch", "--resolution", "360", "--max-children", "1")
+        assert wait_for(lambda: relay.last("joined"), 30)
+        leaf = s.start_peer("leaf", "--watch", "--resolution", "720", "--chat-stdin",
+                            stdin=True)
+        assert wait_for(lambda: _stats(leaf).get("frames", 0) > 10, 60)
+        # The relay shows 360 but carries 720 for its child.
+        assert _stats(relay)["layer_in"] == 720
+        assert _stats(relay)["height"] == 360
+        assert _stats(leaf)["layer_in"] == 720
+
+        assert leaf.proc.stdin is not None
+        leaf.proc.stdin.write("/res 360\n")
+        leaf.proc.stdin.flush()
+        changed_at = time.time()
+        assert wait_for(lambda: _stats(leaf).get("layer_in") == 360
+                        and _stats(relay).get("layer_in") == 360, 10)
+        # Stats are sampled once a second; the change itself lands well inside that.
+        first = next(e for e in leaf.all("stats") if e.get("layer_in") == 360)
+        assert first["t"] - changed_at < 2.5
+        assert _stats(leaf)["height"] == 360
+
+
+def _slow_child(port: int) -> socket.socket:
+    """A child that joins, keeps its link alive with pings, and never reads."""
+    sock = socket.socket()
+    # Before connect, so the advertised TCP window stays tiny.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(encode(Hello(peer_id="slowpoke", name="slowpoke", room="lobby")))
+    sock.sendall(encode(JoinRequest(layer=720)))
+    return sock
+
+
+def test_a_viewer_that_stops_reading_does_not_slow_its_siblings() -> None:
+    with session() as s:
+        s.start_tracker()
+        root = s.start_peer("root", "--test-pattern", "1280x720", "--fps", "10",
+                            "--max-children", "3", "--listen", "127.0.0.1:0")
+        assert wait_for(lambda: root.last("ready") and root.last("stream_started"), 30)
+        port = int(root.last("ready")["listen"].rsplit(":", 1)[1])
+        a = s.start_peer("a", "--watch", "--resolution", "720")
+        b = s.start_peer("b", "--watch", "--resolution", "720")
+        assert wait_for(lambda: _stats(a).get("frames", 0) > 10
+                        and _stats(b).get("frames", 0) > 10, 60)
+        slow = _slow_child(port)
+        try:
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:  # keep the silent reader "alive"
+                slow.sendall(encode(Ping(t0=time.time())))
+                time.sleep(0.2)
+            assert _stats(root)["children"] == 3  # still attached, just not reading
+            assert _stats(root)["dropped"] > 0  # its queue dropped oldest frames
+            for sibling in (a, b):
+                assert _stats(sibling)["fps"] >= 7, _stats(sibling)
+                assert _stats(sibling)["loss_pct"] < 1.0
+        finally:
+            slow.close()
+
+
+def _peer_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "peer.node.cli", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_missing_video_file_is_one_clear_line_and_exit_2(tmp_path) -> None:
+    result = _peer_cli("--name", "x", "--tracker", "127.0.0.1:9", "--stream",
+                       str(tmp_path / "nope.mp4"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"treecast-peer: video file not found: {tmp_path / 'nope.mp4'}"]
+
+
+def test_not_a_video_file_is_exit_2(tmp_path) -> None:
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n")
+    result = _peer_cli("--name", "x", "--tracker", "127.0.0.1:9", "--stream", str(fake))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_arguments_are_exit_2() -> None:
+    assert _peer_cli("--name", "x", "--tracker", "nowhere").returncode == 2
+    assert _peer_cli("--tracker", "127.0.0.1:1").returncode == 2  # no name
+    result = _peer_cli("--name", "x", "--tracker", "127.0.0.1:1", "--resolution", "999")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_unreachable_tracker_is_exit_4() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, not listening: connections are refused
+        result = _peer_cli("--name", "x", "--tracker", f"127.0.0.1:{port}", "--watch")
+    assert result.returncode == 4
+    assert "tracker" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_second_streamer_is_denied_with_the_holders_name_exit_3() -> None:
+    with session() as s:
+        s.start_tracker()
+        first = s.start_peer("alice", "--test-pattern", "320x240", "--fps", "5")
+        assert wait_for(lambda: first.last("stream_started"), 30)
+        second = s.start_peer("bob", "--test-pattern", "320x240", "--fps", "5")
+        assert second.proc.wait(30) == 3
+        assert wait_for(lambda: second.last("lock_denied"), 5)
+        assert second.last("lock_denied")["holder"] == "alice"
+
+
+def test_sigterm_leaves_cleanly_and_children_are_told() -> None:
+    with session() as s:
+        s.start_tracker()
+        root = s.start_peer("root", "--test-pattern", "640x360", "--fps", "10")
+        assert wait_for(lambda: root.last("stream_started"), 30)
+        viewer = s.start_peer("v", "--watch", "--resolution", "360")
+        assert wait_for(lambda: _stats(viewer).get("frames", 0) > 5, 60)
+        root.proc.terminate()
+        assert root.proc.wait(15) == 0
+        assert root.last("stopped") is not None
+        assert wait_for(lambda: viewer.last("stream_ended"), 15)
