@@ -53,6 +53,7 @@ from peer.node.events import (
     NodeEvent,
     ParentLost,
     Ready,
+    Resumed,
     SourceProgress,
     Stats,
     Stopped,
@@ -84,6 +85,7 @@ __all__ = [
     "ParentLost",
     "PatternSource",
     "Ready",
+    "Resumed",
     "RoomProbe",
     "RoomStatus",
     "SessionRequest",
@@ -246,6 +248,7 @@ class NodeBridge(QObject):
         ready(Ready): the node listens and has an id.
         joined(Joined): attached to a parent (first time or after a repair).
         parent_lost(ParentLost): the parent went away; the node is re-joining.
+        resumed(Resumed): video flows again after a repair (gap and frames lost).
         stats_updated(Stats): once a second.
         chat_received(ChatReceived): a chat line (history, others', or our own).
         stream_started(StreamStarted): a streamer went live in the room.
@@ -269,6 +272,7 @@ class NodeBridge(QObject):
     ready = pyqtSignal(object)
     joined = pyqtSignal(object)
     parent_lost = pyqtSignal(object)
+    resumed = pyqtSignal(object)
     stats_updated = pyqtSignal(object)
     chat_received = pyqtSignal(object)
     stream_started = pyqtSignal(object)
@@ -434,6 +438,7 @@ class NodeBridge(QObject):
             Ready: self.ready,
             Joined: self.joined,
             ParentLost: self.parent_lost,
+            Resumed: self.resumed,
             Stats: self.stats_updated,
             ChatReceived: self.chat_received,
             StreamStarted: self.stream_started,

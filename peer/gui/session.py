@@ -7,7 +7,7 @@ only connect to the bridge's signals and call its slots: they never touch the no
 
 from __future__ import annotations
 
-from PyQt6.QtCore import Qt, pyqtSignal, pyqtSlot
+from PyQt6.QtCore import Qt, QTimer, pyqtSignal, pyqtSlot
 from PyQt6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -25,6 +25,7 @@ from peer.gui.bridge import (
     LockDenied,
     NodeBridge,
     ParentLost,
+    Resumed,
     SessionRequest,
     Stopped,
     StreamEnded,
@@ -36,6 +37,9 @@ from peer.gui.theme import icon
 from peer.gui.tree import RelayTreeView
 from peer.gui.video import VideoWidget
 from peer.gui.widgets import Banner, card, muted_label
+
+# How long "back on the stream" stays up: long enough to read, short enough to forget.
+RESUMED_NOTICE_MS = 5000
 
 
 def tracker_text(request: SessionRequest) -> str:
@@ -114,6 +118,9 @@ class SessionView(QWidget):
 
         self.banner = Banner(self)
         self.banner.action_triggered.connect(self._on_banner_action)
+        self._ok_timer = QTimer(self)
+        self._ok_timer.setSingleShot(True)
+        self._ok_timer.timeout.connect(lambda: self.banner.clear("ok"))
         root.addWidget(self.banner)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
@@ -171,6 +178,7 @@ class SessionView(QWidget):
         b.action_failed.connect(self._on_action_failed)
         b.error_raised.connect(self._on_error_raised)
         b.parent_lost.connect(self._on_parent_lost)
+        b.resumed.connect(self._on_resumed)
         b.joined.connect(self._on_joined)
         b.stream_started.connect(self._on_stream_started)
         b.stream_ended.connect(self._on_stream_ended)
@@ -213,6 +221,18 @@ class SessionView(QWidget):
             "warning",
             f"Lost the connection to {who}. Re-joining the stream through another peer…",
         )
+
+    @pyqtSlot(object)
+    def _on_resumed(self, event: Resumed) -> None:
+        if self.banner.level not in ("", "warning", "ok"):
+            return  # an error or notice with a next step stays
+        missed = "" if not event.lost else f", {event.lost} frames missed"
+        self.banner.show_message(
+            "ok", f"Back on the stream via {event.parent} after "
+            f"{event.gap_ms / 1000:.1f} s{missed}."
+        )
+        # Good news needs no action: it goes away on its own.
+        self._ok_timer.start(RESUMED_NOTICE_MS)
 
     @pyqtSlot(object)
     def _on_stream_started(self, event: StreamStarted) -> None:

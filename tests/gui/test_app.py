@@ -18,6 +18,7 @@ from peer.node.events import (
     ErrorRaised,
     Joined,
     ParentLost,
+    Resumed,
     SourceProgress,
     StreamEnded,
 )
@@ -201,6 +202,9 @@ def test_parent_lost_then_rejoined_and_stream_end(qtbot, window, factory) -> Non
     assert "Lost the connection to Bob" in view.banner.text()
     node.emit(Joined(parent="Alice", parent_id="id-Alice", depth=1, width=1280, height=720))
     qtbot.waitUntil(lambda: view.banner.level == "", timeout=T)
+    node.emit(Resumed(parent="Alice", gap_ms=420.0, lost=12))
+    qtbot.waitUntil(lambda: view.banner.level == "ok", timeout=T)
+    assert view.banner.text() == "Back on the stream via Alice after 0.4 s, 12 frames missed."
     node.emit(StreamEnded(streamer="Alice", reason="stream ended"))
     qtbot.waitUntil(lambda: view.banner.level == "info", timeout=T)
     assert "Alice's stream has ended" in view.banner.text()
