@@ -49,7 +49,7 @@ def test_eight_viewers_form_a_deep_tree_at_their_own_resolutions() -> None:
         for viewer, wanted in zip(viewers, resolutions, strict=True):
             stats = _stats(viewer)
             assert stats["height"] == min(wanted, 720), (viewer.name, stats)
-            assert stats["width"] == stats["height"] * 16 // 9
+            assert abs(stats["width"] - stats["height"] * 16 / 9) <= 2  # even widths
             joined = viewer.last("joined")
             assert joined is not None and joined["parent"]
         depths = [_stats(v)["depth"] for v in viewers]
