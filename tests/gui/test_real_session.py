@@ -1,0 +1,95 @@
+"""The app on the real node: a tracker process, a headless streamer (treecast-peer) and
+the app as viewer, all on loopback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from peer.gui.screenshots import ROOT, _env, tracker_process
+from peer.gui.viewer import ViewerView
+
+pytestmark = pytest.mark.slow
+T = 30000  # real processes on a slow shared machine
+
+
+@pytest.fixture
+def live_room():
+    """A tracker and a headless streamer on the test pattern; yields (tracker, events)."""
+    with tracker_process() as tracker:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "peer.node.cli", "--name", "Alice",
+             "--tracker", f"{tracker[0]}:{tracker[1]}", "--listen", "127.0.0.1:0",
+             "--test-pattern", "640x360", "--fps", "15", "--chat-stdin", "--events", "-"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True, env=_env(), cwd=ROOT,
+        )
+        events: list[dict] = []
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # ends at EOF when the process exits
+                if line.startswith("{"):
+                    events.append(json.loads(line))
+
+        reader = threading.Thread(target=read, name="test-peer-events")
+        reader.start()
+        try:
+            yield tracker, proc, events
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            reader.join(10)
+
+
+def test_app_watches_and_chats_with_a_headless_streamer(qtbot, themed, settings, lan,
+                                                        live_room) -> None:
+    from peer.gui.app import MainWindow
+
+    tracker, streamer, events = live_room
+    qtbot.waitUntil(lambda: any(e["event"] == "stream_started" for e in events), timeout=T)
+    win = MainWindow(settings=settings, lan=lan)  # the real node and tracker query
+    try:
+        screen = win.start_screen
+        screen.name_edit.setText("Bob")
+        screen.tracker_radio.setChecked(True)
+        screen.tracker_edit.setText(f"{tracker[0]}:{tracker[1]}")
+        win.show()
+        qtbot.waitUntil(lambda: screen.holder == "Alice", timeout=T)
+        with qtbot.wait_signal(win.session_opened, timeout=T) as opened:
+            screen.join_button.click()
+        view = opened.args[0]
+        assert isinstance(view, ViewerView)
+        qtbot.waitUntil(lambda: view.video.frames_shown >= 3, timeout=T)
+        image = view.video.image
+        assert image is not None and (image.width(), image.height()) == (640, 360)
+        # The source is 360p: nothing above it can be picked.
+        qtbot.waitUntil(lambda: not view.layer_enabled(480), timeout=T)
+        qtbot.waitUntil(lambda: view.stats.updates >= 1, timeout=T)
+        qtbot.waitUntil(lambda: {"Alice", "Bob"} <= {
+            item.text(0).lstrip("● ").removesuffix(" (you)") for item in view.tree.items.values()
+        }, timeout=T)
+
+        view.chat.send_requested.emit("hello from the app")
+        qtbot.waitUntil(lambda: any(e["event"] == "chat" and e["text"] == "hello from the app"
+                                    for e in events), timeout=T)
+        assert streamer.stdin is not None
+        streamer.stdin.write("hello from the terminal\n")
+        streamer.stdin.flush()
+        qtbot.waitUntil(lambda: any(m.text == "hello from the terminal" and m.sender == "Alice"
+                                    for m in view.chat.chat_messages()), timeout=T)
+        own = [m for m in view.chat.chat_messages() if m.own]
+        assert [m.text for m in own] == ["hello from the app"]
+    finally:
+        win.close()
+        qtbot.waitUntil(lambda: not win.isVisible() and win.bridge is None, timeout=T)
+        win.start_screen.shutdown()
+        win.deleteLater()
