@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-from bench.procs import Peer, Session, session, wait_for
+from bench.procs import Peer, session, wait_for
 
 VIEWERS = [("ana", 720), ("ben", 480), ("cai", 360), ("dee", 720), ("eli", 360),
            ("fay", 480), ("gus", 1080), ("hal", 360)]
@@ -26,10 +26,10 @@ def _row(peer: Peer) -> str:
     depth = stats.get("depth")
     res = f"{stats.get('width', 0)}x{stats.get('height', 0)}" if stats else "-"
     return (f"{peer.name:<8} {str(depth) if depth is not None else '-':>5} "
-            f"{str(stats.get('parent') or '-'):<8} {res:>10} {fmt('fps', '.1f'):>6} "
+            f"{stats.get('parent') or '-'!s:<8} {res:>10} {fmt('fps', '.1f'):>6} "
             f"{fmt('latency_ms', '.1f'):>8} {fmt('latency_p95_ms', '.1f'):>8} "
             f"{fmt('loss_pct', '.2f'):>7} {fmt('kbps_out', '.0f'):>9} "
-            f"{str(stats.get('children', '-')):>4}")
+            f"{stats.get('children', '-')!s:>4}")
 
 
 HEADER = (f"{'peer':<8} {'depth':>5} {'parent':<8} {'res':>10} {'fps':>6} {'p50 ms':>8} "

@@ -94,6 +94,8 @@ class FrameDecoder:
         self._buffer = bytearray()
         self._header: tuple[int, int, int] | None = None  # kind, meta_len, payload_len
         self._error: ProtocolError | None = None
+        # Wire size of the message last returned (framing included), for accounting.
+        self.last_message_bytes = 0
 
     @property
     def buffered_bytes(self) -> int:
@@ -127,6 +129,7 @@ class FrameDecoder:
         payload = bytes(self._buffer[limits.HEADER_BYTES + meta_len : end])
         del self._buffer[:end]
         self._header = None
+        self.last_message_bytes = end
         try:
             message = self._build(kind, meta_bytes, payload)
         except ProtocolError as exc:

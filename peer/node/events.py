@@ -103,6 +103,11 @@ class Stats(NodeEvent):
     children: int
     layer: int  # what this peer asked for
     layer_in: int | None = None  # the layer arriving from the parent (max of subtree)
+    # Totals on all links, framing included: video vs everything else (control).
+    bytes_in: int = 0
+    bytes_out: int = 0
+    video_bytes_in: int = 0
+    video_bytes_out: int = 0
 
 
 @dataclass(frozen=True, slots=True)

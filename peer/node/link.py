@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from peer.node.clock import ClockEstimator
-from protocol import Bye, FrameDecoder, Message, ProtocolError, Unknown, encode
+from protocol import Bye, FrameDecoder, Message, ProtocolError, Unknown, VideoFrame, encode
 from protocol.messages import PathEntry
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class LinkCounters:
 
     bytes_in: int = 0
     bytes_out: int = 0
+    video_bytes_in: int = 0
     video_bytes_out: int = 0
     frames_dropped: int = 0
 
@@ -187,6 +188,8 @@ class PeerLink:
                 while (message := decoder.next_message()) is not None:
                     if isinstance(message, Unknown):
                         continue  # a newer peer's kind: skip it on purpose
+                    if isinstance(message, VideoFrame):
+                        self.counters.video_bytes_in += decoder.last_message_bytes
                     await self._on_message(self, message)
                     if self.closed:
                         return

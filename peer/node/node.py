@@ -62,7 +62,7 @@ from peer.node.events import (
     TreeChanged,
 )
 from peer.node.lan_directory import LanDirectory
-from peer.node.link import PeerLink, Role, open_link
+from peer.node.link import LinkCounters, PeerLink, Role, open_link
 from peer.node.media import CapturedFrame, FrameSource, PacedCapture, open_source
 from peer.node.recorder import Recorder
 from peer.node.stats import StreamStats
@@ -150,8 +150,8 @@ class Node:
         self._stopping = False
         self._stopped = asyncio.Event()
         self._streamer_announced: str | None = None
-        self._dropped_closed = 0  # frames dropped on links since closed
-        self._bytes_seen = (0, 0)
+        self._closed_counters: list[LinkCounters] = []  # totals of links gone
+        self._bytes_out_seen = 0
         self._pending: dict[PeerLink, asyncio.Future[Message]] = {}
         self._layer_in: int | None = None
         self._stale_frames = 0  # frames refused for an old epoch
@@ -426,7 +426,7 @@ class Node:
 
     def _on_link_closed(self, link: PeerLink, reason: str) -> None:
         self._links.discard(link)
-        self._dropped_closed += link.counters.frames_dropped
+        self._closed_counters.append(link.counters)
         future = self._pending.pop(link, None)
         if future is not None and not future.done():
             future.set_exception(ConnectionError(reason))
@@ -848,22 +848,24 @@ class Node:
 
     def _stats_event(self) -> Stats:
         now = time.time()
-        links = list(self._links)
-        bytes_in = sum(c.counters.bytes_in for c in links)
-        bytes_out = sum(c.counters.bytes_out for c in links)
-        self._stats.bytes_sent(now, max(0, bytes_out - self._bytes_seen[1]))
-        self._bytes_seen = (bytes_in, bytes_out)
+        totals = LinkCounters()
+        for counters in [*self._closed_counters, *(link.counters for link in self._links)]:
+            for name in LinkCounters.__slots__:
+                setattr(totals, name, getattr(totals, name) + getattr(counters, name))
+        self._stats.bytes_sent(now, max(0, totals.bytes_out - self._bytes_out_seen))
+        self._bytes_out_seen = totals.bytes_out
         snap = self._stats.snapshot(now)
         width, height = self._display_size()
-        dropped = self._dropped_closed + sum(c.counters.frames_dropped for c in links)
         return Stats(
             fps=round(snap.fps, 2), kbps_in=round(snap.kbps_in, 1),
             kbps_out=round(snap.kbps_out, 1),
             latency_ms=_round(snap.latency_p50_ms), latency_p95_ms=_round(snap.latency_p95_ms),
-            loss_pct=round(snap.loss_pct, 3), frames=snap.frames, dropped=dropped,
-            lost=snap.lost, width=width, height=height, depth=self.depth,
-            parent=self.parent_name, children=len(self._children), layer=self._layer,
-            layer_in=self._layer_in)
+            loss_pct=round(snap.loss_pct, 3), frames=snap.frames,
+            dropped=totals.frames_dropped, lost=snap.lost, width=width, height=height,
+            depth=self.depth, parent=self.parent_name, children=len(self._children),
+            layer=self._layer, layer_in=self._layer_in, bytes_in=totals.bytes_in,
+            bytes_out=totals.bytes_out, video_bytes_in=totals.video_bytes_in,
+            video_bytes_out=totals.video_bytes_out)
 
     def _display_size(self) -> tuple[int, int]:
         if self._source_size is None:
