@@ -24,7 +24,8 @@ WINDOW_SIZE = (1280, 800)
 WARMUP_S = 12.0
 
 
-def _env() -> dict[str, str]:
+def subprocess_env() -> dict[str, str]:
+    """The environment for child processes: this checkout first on PYTHONPATH."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
@@ -35,7 +36,8 @@ def tracker_process() -> Iterator[tuple[str, int]]:
     """A tracker on a free loopback port; yields its address."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tracker", "--host", "127.0.0.1", "--port", "0", "--no-mdns"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_env(), cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=subprocess_env(), cwd=ROOT,
     )
     try:
         assert proc.stdout is not None
@@ -65,7 +67,8 @@ def headless_peer(name: str, tracker: tuple[str, int], resolution: int,
         args.append("--chat-stdin")
     return subprocess.Popen(
         args, stdin=subprocess.PIPE if chat else subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, env=_env(), cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        env=subprocess_env(), cwd=ROOT,
     )
 
 

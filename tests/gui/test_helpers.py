@@ -6,6 +6,8 @@ import asyncio
 import threading
 from dataclasses import dataclass
 
+import pytest
+
 from peer.gui import bridge as bridge_mod
 from peer.gui.bridge import LanSessionInfo, LanSessions, RoomProbe, RoomStatus
 
@@ -119,3 +121,33 @@ def test_room_query_accepts_sync_and_async_clients(monkeypatch) -> None:
     module.query_room = refused  # type: ignore[attr-defined]
     status = bridge_mod._query_room_blocking("h", 1, "lobby")
     assert status.error == "refused"
+
+
+def test_lan_sessions_with_the_real_browser_on_loopback(qtbot) -> None:
+    """A streamer advertised with mDNS on 127.0.0.1 shows up in the start screen list."""
+    discovery = pytest.importorskip("peer.node.discovery")
+    from peer.node.runner import NodeThread
+
+    lan = LanSessions(browser_factory=lambda cb: discovery.LanBrowser(["127.0.0.1"],
+                                                                      on_change=cb))
+    advertiser_thread = NodeThread(name="test-advertiser").start()
+    advertiser = None
+    try:
+        async def advertise():
+            adv = discovery.LanAdvertiser(["127.0.0.1"])
+            await adv.start(discovery.LanPeer(
+                id="s1", name="Alice", room="garden", role="streamer", depth=0,
+                free_slots=4, version=1, host="127.0.0.1", port=40001, claim=1))
+            return adv
+
+        advertiser = advertiser_thread.submit(advertise()).result(timeout=20)
+        seen: list[list[LanSessionInfo]] = []
+        lan.sessions_changed.connect(seen.append)
+        lan.start()
+        qtbot.waitUntil(lambda: any(s.room == "garden" and s.streamer == "Alice"
+                                    for batch in seen for s in batch), timeout=T)
+    finally:
+        lan.close()
+        if advertiser is not None:
+            advertiser_thread.submit(advertiser.close()).result(timeout=20)
+        advertiser_thread.stop()

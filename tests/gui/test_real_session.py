@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from peer.gui.screenshots import ROOT, _env, tracker_process
+from peer.gui.screenshots import ROOT, subprocess_env, tracker_process
 from peer.gui.viewer import ViewerView
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ def live_room():
              "--tracker", f"{tracker[0]}:{tracker[1]}", "--listen", "127.0.0.1:0",
              "--test-pattern", "640x360", "--fps", "15", "--chat-stdin", "--events", "-"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True, env=_env(), cwd=ROOT,
+            text=True, env=subprocess_env(), cwd=ROOT,
         )
         events: list[dict] = []
 
