@@ -184,3 +184,81 @@ def test_sigterm_leaves_cleanly_and_children_are_told() -> None:
         assert root.proc.wait(15) == 0
         assert root.last("stopped") is not None
         assert wait_for(lambda: viewer.last("stream_ended"), 15)
+
+
+def _make_video(path, frames: int = 60, size: tuple[int, int] = (640, 360),
+                fps: float = 20.0) -> None:
+    import cv2
+    import numpy as np
+
+    fourcc = cv2.VideoWriter_fourcc(*("mp4v" if str(path).endswith(".mp4") else "MJPG"))
+    writer = cv2.VideoWriter(str(path), fourcc, fps, size)
+    assert writer.isOpened()
+    for i in range(frames):
+        image = np.full((size[1], size[0], 3), (i * 4) % 256, dtype=np.uint8)
+        cv2.putText(image, str(i), (20, 60), cv2.FONT_HERSHEY_SIMPLEX, 2, (255, 255, 255), 3)
+        writer.write(image)
+    writer.release()
+
+
+def _frame_count(path) -> tuple[int, int, int]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    count = 0
+    width = height = 0
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        count += 1
+        height, width = image.shape[:2]
+    cap.release()
+    return count, width, height
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_stream_a_video_file_and_record_it_at_the_viewers_resolution(tmp_path, suffix) -> None:
+    source = tmp_path / f"clip{suffix}"
+    _make_video(source, frames=40, size=(1280, 720))
+    recording = tmp_path / "seen.mp4"
+    with session() as s:
+        s.start_tracker()
+        viewer = s.start_peer("v", "--watch", "--resolution", "360", "--record", str(recording))
+        assert wait_for(lambda: viewer.last("ready"), 30)
+        root = s.start_peer("root", "--stream", str(source), "--loop")
+        assert wait_for(lambda: _stats(viewer).get("frames", 0) >= 30, 60)
+        progress = root.last("progress")
+        assert progress is not None and progress["duration_s"] == pytest.approx(2.0, abs=0.2)
+        viewer.proc.terminate()  # SIGTERM finalizes the recording
+        assert viewer.proc.wait(15) == 0
+    count, width, height = _frame_count(recording)
+    assert count >= 20
+    assert (width, height) == (640, 360)
+
+
+def test_a_file_without_loop_ends_the_stream(tmp_path) -> None:
+    source = tmp_path / "short.avi"
+    _make_video(source, frames=20, fps=20.0)
+    with session() as s:
+        s.start_tracker()
+        viewer = s.start_peer("v", "--watch", "--resolution", "360")
+        assert wait_for(lambda: viewer.last("ready"), 30)
+        root = s.start_peer("root", "--stream", str(source))
+        assert wait_for(lambda: root.last("stream_ended") is not None, 30)
+        assert wait_for(lambda: viewer.last("stream_ended") is not None, 15)
+
+
+def test_missing_camera_is_a_clear_error_exit_2() -> None:
+    result = _peer_cli("--name", "x", "--tracker", "127.0.0.1:9", "--camera", "7")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "treecast-peer: no camera at index 7"
+
+
+def test_duration_ends_the_peer_cleanly() -> None:
+    with session() as s:
+        s.start_tracker()
+        root = s.start_peer("root", "--test-pattern", "320x240", "--fps", "5",
+                            "--duration", "2")
+        assert root.proc.wait(30) == 0
+        assert root.last("stopped") is not None
