@@ -378,15 +378,14 @@ class Node:
             return
         encoded = await loop.run_in_executor(
             self._executor, codec.encode_layers, frame.image, wanted)
-        total = 0
         for layer, enc in encoded.items():
             data = encode(VideoFrame(self._epoch, seq, frame.captured_at, enc.width,
                                      enc.height, layer, enc.jpeg))
-            total += len(enc.jpeg)
             for child in self._children:
                 if self._clamp(child.layer) == layer:
                     child.send_video(data)
-        self._stats.frame_produced(time.time(), total, seq)
+        # Nothing comes in at the root: its bandwidth is what it sends (kbps_out).
+        self._stats.frame_produced(time.time(), 0, seq)
 
     async def _end_stream(self, reason: str) -> None:
         if self._capture is None:
