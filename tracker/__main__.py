@@ -12,8 +12,16 @@ import logging
 import signal
 import sys
 
+from zeroconf import InterfaceChoice
+
+# zeroconf re-exports this without listing it in __all__.
+from zeroconf._utils.net import InterfacesType
+
 from tracker.config import TrackerConfig
+from tracker.mdns import TrackerAdvertiser
 from tracker.server import TrackerServer
+
+log = logging.getLogger("tracker")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,12 +79,29 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(_serve(config, args.host, args.port))
+        return asyncio.run(_serve(config, args.host, args.port, mdns=not args.no_mdns))
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
         return 0
 
 
-async def _serve(config: TrackerConfig, host: str, port: int) -> int:
+async def _advertise(host: str, port: int) -> TrackerAdvertiser | None:
+    """Advertise the tracker on the LAN; a failure only costs LAN discovery.
+
+    A wildcard host advertises every IPv4 address of this machine on every interface;
+    a specific one advertises that address on its own interface only.
+    """
+    wildcard = host in ("", "0.0.0.0", "::")
+    interfaces: InterfacesType = InterfaceChoice.All if wildcard else [host]
+    try:
+        advertiser = TrackerAdvertiser(port, None if wildcard else host, interfaces)
+        await advertiser.start()
+    except Exception as exc:  # no multicast, an IPv6 or named host, a name clash, ...
+        log.warning("not advertising the tracker on the LAN (mDNS): %s", exc)
+        return None
+    return advertiser
+
+
+async def _serve(config: TrackerConfig, host: str, port: int, *, mdns: bool = True) -> int:
     server = TrackerServer(config, host=host, port=port)
     try:
         await server.start()
@@ -84,15 +109,19 @@ async def _serve(config: TrackerConfig, host: str, port: int) -> int:
         print(f"treecast-tracker: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
     stop = asyncio.Event()
+    advertiser: TrackerAdvertiser | None = None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         bound_host, bound_port = server.address
         print(f"treecast-tracker listening on {bound_host}:{bound_port}", flush=True)
-        # --no-mdns is accepted for now; LAN advertising lives in tracker/mdns.py.
+        if mdns:
+            advertiser = await _advertise(host, bound_port)
         await stop.wait()
     finally:
+        if advertiser is not None:
+            await advertiser.close()  # goodbye packets: peers stop offering us at once
         await server.close()
     return 0
 
