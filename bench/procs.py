@@ -50,9 +50,11 @@ class Session:
         self.tracker_port: int | None = None
         self._prefix = list(netns_prefix)
 
-    def start_tracker(self, *extra: str) -> int:
+    def start_tracker(self, *extra: str, host: str = "127.0.0.1",
+                      prefix: Sequence[str] | None = None) -> int:
+        """Start a tracker (``prefix``, e.g. ``ip netns exec NS``, replaces the session's)."""
         proc = subprocess.Popen(
-            [*self._prefix, PYTHON, "-m", "tracker", "--host", "127.0.0.1", "--port", "0",
+            [*self._argv_prefix(prefix), PYTHON, "-m", "tracker", "--host", host, "--port", "0",
              "--no-mdns", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.procs.append(proc)
@@ -64,11 +66,20 @@ class Session:
         return self.tracker_port
 
     def start_peer(self, name: str, *args: str, tracker: str | None = None,
-                   stdin: bool = False) -> Peer:
+                   stdin: bool = False, module: str = "peer.node.cli",
+                   listen: str = "127.0.0.1:0", prefix: Sequence[str] | None = None,
+                   stderr: Any = subprocess.PIPE) -> Peer:
+        """Start a headless peer and collect its events.
+
+        ``module`` may name another entry point with the same command line (e.g.
+        ``bench.probe``); ``prefix`` replaces the session's (e.g. ``ip netns exec NS``);
+        ``stderr`` is where its stderr goes (a pipe nobody reads can fill up: benchmarks
+        pass a file).
+        """
         tracker = tracker or f"127.0.0.1:{self.tracker_port}"
-        argv = [*self._prefix, PYTHON, "-m", "peer.node.cli", "--name", name,
-                "--tracker", tracker, "--listen", "127.0.0.1:0", "--events", "-", *args]
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        argv = [*self._argv_prefix(prefix), PYTHON, "-m", module, "--name", name,
+                "--tracker", tracker, "--listen", listen, "--events", "-", *args]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr,
                                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                                 text=True, bufsize=1)
         self.procs.append(proc)
@@ -76,6 +87,9 @@ class Session:
         self.peers[name] = peer
         threading.Thread(target=self._pump, args=(peer,), daemon=True).start()
         return peer
+
+    def _argv_prefix(self, prefix: Sequence[str] | None) -> list[str]:
+        return list(self._prefix if prefix is None else prefix)
 
     @staticmethod
     def _pump(peer: Peer) -> None:

@@ -1,0 +1,151 @@
+"""A headless peer for benchmarks: the real Node, plus per-frame timing lines.
+
+Same command line as ``treecast-peer`` (``python -m peer.node.cli``) and the same event
+lines, plus once a second a ``probe`` line the node itself does not emit::
+
+    {"event": "probe", "t": ..., "recv": [[seq, arrival, captured_at, root_offset], ...],
+     "dec": [[seq, decoded_at, captured_at], ...]}
+
+* ``recv``: every video frame from the parent, stamped when the node's ``_on_video``
+  starts handling it (the moment it also stamps for its own latency statistics, before
+  forwarding). ``root_offset`` is the node's estimate of (root clock - our clock), or
+  None while unknown: ``arrival + root_offset - captured_at`` is the latency the node
+  reports, ``arrival - captured_at`` the true one when streamer and viewer share one
+  clock (loopback, network namespaces).
+* ``dec`` (with ``--probe-decode``): frames as the node's display path hands them over,
+  decoded (and resized to our layer): capture to decoded picture, "glass to glass"
+  minus the screen. The node emits no event for this; a GUI gets the same callback.
+
+``--cprofile PATH`` writes a cProfile of the node's thread to PATH at exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import json
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from peer.node.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_LOCK_DENIED,
+    EXIT_NO_TRACKER,
+    EXIT_OK,
+    EventWriter,
+    build_parser,
+    config_from_args,
+)
+from peer.node.errors import LockDeniedError, MediaError, NodeError, TrackerUnreachableError
+from peer.node.events import DecodedFrame
+from peer.node.link import PeerLink
+from peer.node.node import Node
+from protocol import VideoFrame
+
+
+class Probe:
+    """Collects frame timings from the node's thread and its decode worker."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.recv: list[list[Any]] = []
+        self.dec: list[list[Any]] = []
+
+    def on_frame(self, frame: DecodedFrame) -> None:  # decode worker thread
+        done = time.time()
+        with self._lock:
+            self.dec.append([frame.seq, done, frame.captured_at])
+
+    def hook(self, node: Node) -> None:
+        original = node._on_video
+
+        def on_video(link: PeerLink, frame: VideoFrame) -> None:
+            arrival = time.time()
+            if link is node._parent:
+                offset = node._root_offset()
+                with self._lock:
+                    self.recv.append([frame.seq, arrival, frame.captured_at, offset])
+            original(link, frame)
+
+        node._on_video = on_video  # type: ignore[method-assign]
+
+    def flush(self, out: Any) -> None:
+        with self._lock:
+            recv, self.recv = self.recv, []
+            dec, self.dec = self.dec, []
+        if not recv and not dec:
+            return
+        line = {"event": "probe", "t": time.time(), "recv": recv, "dec": dec}
+        with contextlib.suppress(ValueError, OSError):
+            out.write(json.dumps(line, separators=(",", ":")) + "\n")
+            out.flush()
+
+
+async def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    writer = EventWriter(sys.stdout)
+    probe = Probe()
+    node = Node(config, writer, probe.on_frame if args.probe_decode else None)
+    probe.hook(node)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+    except LockDeniedError:
+        return EXIT_LOCK_DENIED
+    except TrackerUnreachableError:
+        return EXIT_NO_TRACKER
+    except MediaError:
+        return EXIT_BAD_INPUT
+    except NodeError:
+        return EXIT_FAILURE
+
+    async def flush_loop() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            probe.flush(sys.stdout)
+
+    flusher = asyncio.ensure_future(flush_loop())
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(node.wait_stopped())]
+    if args.duration is not None:
+        waiters.append(asyncio.ensure_future(asyncio.sleep(args.duration)))
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in [*waiters, flusher]:
+        waiter.cancel()
+    probe.flush(sys.stdout)
+    await node.stop("quit")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    parser.add_argument("--probe-decode", action="store_true",
+                        help="decode every frame (as a display would) and report when done")
+    parser.add_argument("--cprofile", metavar="PATH", help="profile the node thread")
+    args = parser.parse_args(argv)
+    if not args.name or args.tracker is None:
+        parser.error("--name and --tracker are required")
+    profiler = cProfile.Profile() if args.cprofile else None
+    if profiler is not None:
+        profiler.enable()
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.cprofile)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
