@@ -33,9 +33,6 @@ class Directory(Protocol):
     def candidates(self) -> list[Candidate]:
         """Peers in the tree that may take a child: shallowest, then freest first."""
 
-    def address_of(self, peer_id: str) -> tuple[str, int] | None:
-        """Where a peer of the room listens, if known."""
-
     def streamer(self) -> StreamerInfo | None:
         """The room's current streamer, if any."""
 
@@ -130,13 +127,6 @@ class TrackerDirectory:
                  if (c := p.candidate()) is not None]
         return order_candidates(found)
 
-    def address_of(self, peer_id: str) -> tuple[str, int] | None:
-        peers = self._client.peers
-        for p in peers.peers if peers else ():
-            if p.id == peer_id and p.host and p.port:
-                return p.host, p.port
-        return None
-
     def streamer(self) -> StreamerInfo | None:
         return self._streamer
 
@@ -144,13 +134,6 @@ class TrackerDirectory:
         peers = self._client.peers
         return tuple(TreePeer(p.id, p.name, p.parent_id, p.depth, p.layer, p.role)
                      for p in (peers.peers if peers else ()))
-
-    def _me(self) -> object | None:
-        peers = self._client.peers
-        for p in peers.peers if peers else ():
-            if p.id == self._peer_id:
-                return p
-        return None
 
     def own_host(self) -> str | None:
         peers = self._client.peers

@@ -92,12 +92,6 @@ class LanDirectory:
                 found.append(candidate)
         return order_candidates(found)
 
-    def address_of(self, peer_id: str) -> tuple[str, int] | None:
-        for peer in self._others():
-            if peer.id == peer_id:
-                return peer.host, peer.port
-        return None
-
     def streamer(self) -> StreamerInfo | None:
         return self._streamer
 

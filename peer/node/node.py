@@ -835,8 +835,10 @@ class Node:
             now = time.monotonic()
             for link in list(self._links):
                 if link.role is Role.PENDING:
-                    continue
-                if now - link.last_heard > timing.link_timeout_s:
+                    # A connection that never finishes its handshake holds nothing of ours.
+                    if now - link.last_heard > 2 * timing.connect_timeout_s:
+                        link.close("handshake timed out")
+                elif now - link.last_heard > timing.link_timeout_s:
                     link.close(f"no heartbeat for {timing.link_timeout_s:g} s")
                 else:
                     link.send(Ping(t0=time.time()))
