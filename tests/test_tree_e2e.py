@@ -262,3 +262,10 @@ def test_duration_ends_the_peer_cleanly() -> None:
                             "--duration", "2")
         assert root.proc.wait(30) == 0
         assert root.last("stopped") is not None
+
+
+def test_unwritable_recording_path_is_exit_2(tmp_path) -> None:
+    result = _peer_cli("--name", "x", "--tracker", "127.0.0.1:9", "--watch",
+                       "--record", str(tmp_path / "missing" / "out.mp4"))
+    assert result.returncode == 2
+    assert "cannot record" in result.stderr and "Traceback" not in result.stderr

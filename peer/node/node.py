@@ -140,7 +140,7 @@ class Node:
             "transcode", self._executor, self._transcode_work, self._transcode_done)
         self._display: LatestWorker[VideoFrame, None] = LatestWorker(
             "display", self._executor, self._display_work, lambda item, result: None)
-        self._recorder = Recorder(config.record_path, 30.0) if config.record_path else None
+        self._recorder: Recorder | None = None
         self._capture: PacedCapture | None = None
         self._stream_task: asyncio.Task[None] | None = None
         self._seq = 0
@@ -197,6 +197,8 @@ class Node:
             TrackerUnreachableError, LockDeniedError, MediaError: with readable text.
         """
         cfg = self.config
+        if cfg.record_path:
+            await self.set_recording(cfg.record_path)
         opened: FrameSource | None = None
         if cfg.source is not None:
             # A bad file is the user's first mistake to hear about, before any network.
@@ -265,8 +267,7 @@ class Node:
                 await self._directory.close()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._executor.shutdown)
-        if self._recorder is not None:
-            self._recorder.close()
+        await self.set_recording(None)
         self._emit(Stopped(reason=reason))
         self._stopped.set()
 
@@ -279,6 +280,21 @@ class Node:
             raise ValueError(f"resolution must be one of {limits.LAYERS}")
         self._layer = layer
         self._update_demand()
+
+    async def set_recording(self, path: str | None) -> None:
+        """Start recording what we watch to ``path`` (None stops and finalizes).
+
+        Raises:
+            MediaError: the format is unsupported or the file cannot be written.
+        """
+        old, self._recorder = self._recorder, None
+        if old is not None:
+            await asyncio.get_running_loop().run_in_executor(None, old.close)
+        if path is not None:
+            try:
+                self._recorder = Recorder(path, self._fps)
+            except MediaError as exc:
+                raise self._fatal(exc) from None
 
     async def send_chat(self, text: str) -> None:
         """Send a chat line to the whole room (ValueError when empty or too long)."""
@@ -635,14 +651,15 @@ class Node:
                     child.send_video(data)
 
     def _display_work(self, frame: VideoFrame) -> None:
+        recorder = self._recorder  # read once: set_recording may swap it meanwhile
         image = codec.decode_jpeg(frame.jpeg)
         want = self._clamp(self._layer)
         if frame.layer > want and self._source_size is not None:
             width, height = layers.layer_size(want, *self._source_size)
             image = codec.resize(image, width, height)
         height, width = image.shape[:2]
-        if self._recorder is not None:
-            self._recorder.write(image)
+        if recorder is not None:
+            recorder.write(image)
         if self._on_frame is not None:
             self._on_frame(DecodedFrame(image, width, height, frame.seq, frame.epoch,
                                         frame.captured_at))
