@@ -126,6 +126,7 @@ class NodeLike(Protocol):
     async def send_chat(self, text: str) -> None: ...
     async def start_streaming(self, source: SourceSpec) -> None: ...
     async def stop_streaming(self) -> None: ...
+    async def set_recording(self, path: str | None) -> None: ...
     def available_layers(self) -> tuple[int, ...]: ...
 
 
@@ -169,7 +170,9 @@ class SessionRequest:
         lan: find peers (and a tracker) with mDNS on the local network.
         streaming: True for the streamer view, False to watch.
         resolution: the layer a viewer asks for first.
-        record_path: where a viewer records what it watches, or None.
+
+    Recording is not part of the request: the viewer starts and stops it during the
+    session (:meth:`NodeBridge.set_recording`).
     """
 
     name: str
@@ -178,14 +181,13 @@ class SessionRequest:
     lan: bool
     streaming: bool
     resolution: int = 720
-    record_path: str | None = None
 
 
 def make_config(request: SessionRequest, source: SourceSpec | None = None) -> NodeConfig:
     """Turn a start-screen request into the node's configuration.
 
     The app always decodes: the viewer displays (and maybe records) and the streamer
-    shows its preview.
+    shows its preview. Recording starts later, from the viewer screen.
 
     Raises:
         ValueError: a field is out of range (the node config checks them).
@@ -197,7 +199,6 @@ def make_config(request: SessionRequest, source: SourceSpec | None = None) -> No
         lan=request.lan,
         source=source,
         resolution=request.resolution,
-        record_path=request.record_path,
         decode=True,
     )
 
@@ -264,6 +265,8 @@ class NodeBridge(QObject):
         streaming_changed(bool): we went live (True) or stopped streaming (False).
         resolution_changed(int): the node accepted a new layer.
         chat_sent(): the node accepted our chat line.
+        recording_changed(object): recording to this path started (str), or the
+            recording stopped and the file is finished (None).
         action_failed(str, str, str): action, kind ("tracker", "lock", "media",
             "invalid", "node", "error", "closed") and a message to show.
         closed(): the node stopped and its thread ended; the bridge can be dropped.
@@ -288,6 +291,7 @@ class NodeBridge(QObject):
     streaming_changed = pyqtSignal(bool)
     resolution_changed = pyqtSignal(int)
     chat_sent = pyqtSignal()
+    recording_changed = pyqtSignal(object)
     action_failed = pyqtSignal(str, str, str)
     closed = pyqtSignal()
 
@@ -332,6 +336,12 @@ class NodeBridge(QObject):
         self._closed = False
         self._started = False
         self._streaming = False
+        self._recording: str | None = None
+        # Loop thread only: ErrorRaised events held back while set_recording runs,
+        # messages of the recordings that failed meanwhile, calls in flight.
+        self._held_errors: list[ErrorRaised] | None = None
+        self._recording_failures: set[str] = set()
+        self._recording_calls = 0
         self._joiner: threading.Thread | None = None
         # A child timer dies with the bridge, so it can never fire into a dead object.
         self._grace_timer = QTimer(self)
@@ -365,6 +375,11 @@ class NodeBridge(QObject):
         return self._streaming
 
     @property
+    def recording_path(self) -> str | None:
+        """The file being recorded to (None when not recording)."""
+        return self._recording
+
+    @property
     def is_closed(self) -> bool:
         """True once the node thread has ended."""
         return self._closed
@@ -381,6 +396,9 @@ class NodeBridge(QObject):
     def _post_event(self, event: NodeEvent) -> None:
         """on_event: runs on the node's loop thread."""
         if self._closing.is_set() and not isinstance(event, Stopped):
+            return
+        if self._held_errors is not None and isinstance(event, ErrorRaised):
+            self._held_errors.append(event)  # see _record
             return
         layers: tuple[int, ...] | None = None
         if isinstance(event, Joined | StreamStarted | Ready):
@@ -456,6 +474,12 @@ class NodeBridge(QObject):
             # Our own stream ended (file over, lock lost): we are a viewer again.
             self._streaming = False
             self.streaming_changed.emit(False)
+        if isinstance(event, Stopped):
+            # The node left the room; stopping finished any recording too.
+            self._started = False
+            if self._recording is not None:
+                self._recording = None
+                self.recording_changed.emit(None)
         signal.emit(event)
 
     @pyqtSlot(tuple)
@@ -482,6 +506,10 @@ class NodeBridge(QObject):
                 message = f"Something went wrong ({type(exc).__name__}: {exc})."
             else:
                 message = str(exc) or type(exc).__name__
+            if action == "set_recording":
+                # The node drops the old recorder before opening the new one: a failed
+                # start (or a failed finish) leaves it not recording.
+                self._recording = None
             self.action_failed.emit(action, kind, message)
             return
         if action == "start":
@@ -499,6 +527,9 @@ class NodeBridge(QObject):
             self.resolution_changed.emit(int(extra))
         elif action == "send_chat":
             self.chat_sent.emit()
+        elif action == "set_recording":
+            self._recording = extra
+            self.recording_changed.emit(extra)
 
     def _submit(
         self, action: str, make: Callable[[], Coroutine[Any, Any, Any]], extra: Any = None
@@ -532,6 +563,36 @@ class NodeBridge(QObject):
     def stop_streaming(self) -> None:
         """Stop streaming and release the lock; we stay in the room."""
         self._submit("stop_streaming", self._node.stop_streaming)
+
+    def set_recording(self, path: str | None) -> None:
+        """Record what we watch to ``path`` (None: stop and finish the file).
+
+        ``recording_changed`` confirms; a bad path or format comes back as
+        ``action_failed("set_recording", "media", message)``.
+        """
+        self._submit("set_recording", lambda: self._record(path), path)
+
+    async def _record(self, path: str | None) -> None:
+        # The node also reports a recording it cannot open as a fatal ErrorRaised (its
+        # start-up convention: the headless peer exits then). Mid-session the node
+        # carries on, so that report is held back here and the failure is said once,
+        # through action_failed. Runs on the loop thread, like the node's on_event.
+        if self._held_errors is None:
+            self._held_errors = []
+        self._recording_calls += 1
+        try:
+            await self._node.set_recording(path)
+        except MediaError as exc:
+            self._recording_failures.add(str(exc))
+            raise
+        finally:
+            self._recording_calls -= 1
+            if self._recording_calls == 0:
+                held, self._held_errors = self._held_errors, None
+                failures, self._recording_failures = self._recording_failures, set()
+                for event in held:
+                    if event.message not in failures:
+                        self._post_event(event)
 
     @pyqtSlot()
     def shutdown(self, reason: str = "quit") -> None:
@@ -575,6 +636,7 @@ class NodeBridge(QObject):
         self._closed = True
         self._streaming = False
         self._started = False
+        self._recording = None
         if self._joiner is not None:
             self._joiner.join(1.0)  # it only emits after stop(): this returns at once
         self.closed.emit()

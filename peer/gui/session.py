@@ -330,7 +330,11 @@ class SessionView(QWidget):
         elif key == "watch":
             self.watch_requested.emit()
         else:
-            self.banner.clear()
+            self.on_banner_action(key)
+
+    def on_banner_action(self, key: str) -> None:
+        """A banner button this class does not handle (the default dismisses)."""
+        self.banner.clear()
 
     def set_leaving(self) -> None:
         """The session is closing: freeze the controls until the node is gone."""

@@ -9,8 +9,6 @@ from typing import Any
 from PyQt6.QtCore import QSettings, Qt, QTimer, pyqtSignal, pyqtSlot
 from PyQt6.QtWidgets import (
     QButtonGroup,
-    QCheckBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -68,15 +66,6 @@ def parse_address(text: str) -> tuple[str, int] | None:
     return host, port
 
 
-def choose_record_path(parent: QWidget) -> str | None:
-    """Ask where to record (a save dialog). Tests replace this function."""
-    path, _ = QFileDialog.getSaveFileName(
-        parent, "Record the stream to…", "treecast-recording.mp4",
-        "Video (*.mp4 *.avi *.mkv)",
-    )
-    return path or None
-
-
 def _default_name() -> str:
     try:
         return getpass.getuser()[:MAX_NAME_CHARS]
@@ -117,7 +106,6 @@ class StartScreen(QWidget):
         self.lan = lan if lan is not None else LanSessions(parent=self)
         self.status: RoomStatus | None = None
         self.holder: str | None = None
-        self.record_path: str | None = None
         self._lan_sessions: list[LanSessionInfo] = []
 
         self._build()
@@ -219,20 +207,6 @@ class StartScreen(QWidget):
         self.status_label.setWordWrap(True)
         self.status_label.setTextFormat(Qt.TextFormat.RichText)
         layout.addWidget(self.status_label)
-        layout.addSpacing(4)
-
-        record_row = QHBoxLayout()
-        self.record_check = QCheckBox("Record what I watch", box)
-        self.record_check.toggled.connect(self._on_record_toggled)
-        self.record_label = muted_label("", box)
-        self.record_label.setWordWrap(False)
-        self.record_button = QPushButton("Choose…", box)
-        self.record_button.clicked.connect(self._choose_record_path)
-        self.record_button.setVisible(False)
-        record_row.addWidget(self.record_check)
-        record_row.addWidget(self.record_label, 1)
-        record_row.addWidget(self.record_button)
-        layout.addLayout(record_row)
 
         self.error_label = QLabel(box)
         self.error_label.setWordWrap(True)
@@ -318,8 +292,6 @@ class StartScreen(QWidget):
             problems.append("Type your name.")
         if self.mode == "tracker" and parse_address(self.tracker_edit.text()) is None:
             problems.append("Type the tracker's address as host:port.")
-        if self.record_check.isChecked() and not self.record_path:
-            problems.append("Choose where to record.")
         return problems
 
     def request(self, streaming: bool) -> SessionRequest:
@@ -333,19 +305,7 @@ class StartScreen(QWidget):
             # The streamer's node is a viewer until it goes live: the smallest layer
             # keeps that cheap (it shows no one else's video anyway).
             resolution=360 if streaming else 720,
-            record_path=None if streaming else self.record_path,
         )
-
-    def set_record_path(self, path: str | None) -> None:
-        """Record to this file when joining (None: do not record)."""
-        self.record_path = path or None
-        self.record_label.setText(self.record_path or "")
-        self.record_label.setToolTip(self.record_path or "")
-        self.record_check.blockSignals(True)
-        self.record_check.setChecked(self.record_path is not None)
-        self.record_check.blockSignals(False)
-        self.record_button.setVisible(self.record_path is not None)
-        self._update_buttons()
 
     def show_error(self, text: str) -> None:
         """Say why the last request could not go ahead."""
@@ -484,29 +444,16 @@ class StartScreen(QWidget):
         self._debounce.start()
         self._update_buttons()
 
-    def _on_record_toggled(self, checked: bool) -> None:
-        if checked:
-            path = choose_record_path(self)
-            self.set_record_path(path)
-        else:
-            self.set_record_path(None)
-
-    def _choose_record_path(self) -> None:
-        path = choose_record_path(self)
-        if path:
-            self.set_record_path(path)
-
     def _update_buttons(self) -> None:
         problems = self.problems()
         tip = " ".join(problems)
         self.join_button.setEnabled(not problems)
         self.join_button.setToolTip(tip)
-        stream_problems = [p for p in problems if "record" not in p]
-        self.stream_button.setEnabled(not stream_problems)
+        self.stream_button.setEnabled(not problems)
         if self.holder:
             self.stream_button.setToolTip(f"{self.holder} is streaming in this room.")
         else:
-            self.stream_button.setToolTip(" ".join(stream_problems))
+            self.stream_button.setToolTip(tip)
         # Someone is live: watching is the likely next step, so it gets the accent.
         self._set_style(self.stream_button, "bigSecondary" if self.holder else "big")
 

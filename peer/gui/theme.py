@@ -6,7 +6,8 @@ Every colour the views use comes from :class:`Colors` so screens stay consistent
 
 from __future__ import annotations
 
-from PyQt6.QtGui import QColor, QFont, QIcon, QPalette
+from PyQt6.QtCore import Qt
+from PyQt6.QtGui import QColor, QFont, QIcon, QPainter, QPalette, QPixmap
 from PyQt6.QtWidgets import QApplication, QStyle, QWidget
 
 
@@ -63,6 +64,10 @@ QLabel#metricValue {{
 QLabel#metricName {{
     color: {Colors.MUTED};
     font-size: 8pt;
+}}
+QLabel#rec {{
+    color: {Colors.DANGER};
+    font-weight: 700;
 }}
 QLabel#live {{
     background: {Colors.DANGER};
@@ -258,6 +263,22 @@ def icon(widget: QWidget, name: str) -> QIcon:
     pixmap = getattr(QStyle.StandardPixmap, name)
     style = widget.style() or QApplication.style()
     return style.standardIcon(pixmap) if style is not None else QIcon()
+
+
+def dot_icon(color: str, size: int = 16) -> QIcon:
+    """A filled circle (the "record" mark)."""
+    pixmap = QPixmap(size, size)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    try:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(color))
+        margin = size // 5
+        painter.drawEllipse(margin, margin, size - 2 * margin, size - 2 * margin)
+    finally:
+        painter.end()
+    return QIcon(pixmap)
 
 
 def label_style(color: str, bold: bool = False) -> str:

@@ -47,6 +47,7 @@ class VideoWidget(QWidget):
         super().__init__(parent)
         self._image: QImage | None = None
         self._placeholder = placeholder
+        self._badge = ""
         self.frames_shown = 0
         self.setMinimumSize(320, 180)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -83,6 +84,16 @@ class VideoWidget(QWidget):
         """The current placeholder text."""
         return self._placeholder
 
+    def set_badge(self, text: str) -> None:
+        """A small red tag over the top-right corner (e.g. "● REC"); "" hides it."""
+        if text != self._badge:
+            self._badge = text
+            self.update()
+
+    def badge(self) -> str:
+        """The tag shown over the picture ("" when none)."""
+        return self._badge
+
     def image_rect(self) -> QRect:
         """Where the picture is drawn (empty when there is none)."""
         if self._image is None:
@@ -95,9 +106,11 @@ class VideoWidget(QWidget):
             painter.fillRect(self.rect(), QColor(Colors.VIDEO_BG))
             if self._image is None:
                 self._paint_placeholder(painter)
-                return
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-            painter.drawImage(self.image_rect(), self._image)
+            else:
+                painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+                painter.drawImage(self.image_rect(), self._image)
+            if self._badge:
+                self._paint_badge(painter)
         finally:
             painter.end()
 
@@ -113,6 +126,21 @@ class VideoWidget(QWidget):
             Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
             self._placeholder,
         )
+
+    def _paint_badge(self, painter: QPainter) -> None:
+        font = QFont(self.font())
+        font.setBold(True)
+        painter.setFont(font)
+        metrics = painter.fontMetrics()
+        width = metrics.horizontalAdvance(self._badge) + 16
+        height = metrics.height() + 8
+        box = QRect(self.width() - width - 12, 12, width, height)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(0, 0, 0, 170))
+        painter.drawRoundedRect(box, 4, 4)
+        painter.setPen(QColor(Colors.DANGER))
+        painter.drawText(box, Qt.AlignmentFlag.AlignCenter, self._badge)
 
     def mouseDoubleClickEvent(self, event: QMouseEvent | None) -> None:
         self.double_clicked.emit()

@@ -3,22 +3,58 @@
 from __future__ import annotations
 
 import os
+import re
+import time
 
-from PyQt6.QtCore import Qt, pyqtSignal, pyqtSlot
+from PyQt6.QtCore import QStandardPaths, Qt, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QKeySequence, QShortcut, QStandardItemModel
-from PyQt6.QtWidgets import QComboBox, QLabel, QPushButton, QWidget
+from PyQt6.QtWidgets import QComboBox, QFileDialog, QLabel, QPushButton, QWidget
 
 from peer.gui.bridge import LAYERS, Joined, NodeBridge, SessionRequest, StreamEnded, StreamStarted
-from peer.gui.session import SessionView
-from peer.gui.theme import Colors, icon
-from peer.gui.widgets import muted_label
+from peer.gui.session import RESUMED_NOTICE_MS, SessionView
+from peer.gui.theme import Colors, dot_icon, icon
+
+# The containers the node records to (its recorder also takes .m4v).
+RECORD_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
+RECORD_FILTER = "Video (*.mp4 *.avi *.mkv *.mov)"
+
+
+def suggested_recording_path(room: str) -> str:
+    """Where the save dialog starts: the Videos folder, the room and the time."""
+    folder = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.MoviesLocation)
+    if not folder or not os.path.isdir(folder):
+        folder = os.path.expanduser("~")
+    safe_room = re.sub(r"[^\w.-]+", "-", room).strip("-.") or "stream"
+    stamp = time.strftime("%Y-%m-%d-%H%M")
+    return os.path.join(folder, f"treecast-{safe_room}-{stamp}.mp4")
+
+
+def with_video_suffix(path: str) -> str:
+    """Add ".mp4" to a name typed without an extension (the dialog may not)."""
+    return path if os.path.splitext(path)[1] else path + ".mp4"
+
+
+def choose_recording_path(parent: QWidget, suggested: str) -> str | None:
+    """Ask where to record (a save dialog). Tests replace this function."""
+    path, _ = QFileDialog.getSaveFileName(parent, "Record the stream to…", suggested,
+                                          RECORD_FILTER)
+    return with_video_suffix(path) if path else None
+
+
+def _reason(message: str, path: str) -> str:
+    """The node's message without the "cannot record to PATH: " the banner says too."""
+    prefix = f"cannot record to {path}: "
+    reason = message[len(prefix):] if message.startswith(prefix) else message
+    return reason.rstrip(".") or "unknown error"
 
 
 class ViewerView(SessionView):
     """Watch the room's stream.
 
-    Recording is chosen on the start screen before joining (the node records from
-    the start, ``NodeConfig.record_path``); this screen shows that it is on.
+    "Record" asks for a file and starts recording what we watch, at the resolution
+    we receive (``NodeBridge.set_recording``); "Stop recording" finishes the file.
+    While recording a red "● REC name" shows next to the button (and "● REC" over
+    the video in fullscreen).
 
     Signals:
         fullscreen_changed(bool): the video went fullscreen (True) or back.
@@ -38,6 +74,10 @@ class ViewerView(SessionView):
         self.fullscreen = False
         self._was_maximized = False
         self._layer = request.resolution
+        self._record_pending = False
+        self._record_target: str | None = None  # the path asked for, while pending
+        self._last_recording: str | None = None  # the file being written, to name it
+        self._record_warning = ""  # the banner text of a failed attempt, to clear it
         super().__init__(bridge, request, parent)
         self.subtitle.setText("Connecting…")
         self.video.double_clicked.connect(self.toggle_fullscreen)
@@ -46,6 +86,9 @@ class ViewerView(SessionView):
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, lambda: self.set_fullscreen(False))
         self.bridge.layers_changed.connect(self.set_available_layers)
         self.bridge.resolution_changed.connect(self._on_resolution_changed)
+        self.bridge.recording_changed.connect(self._on_recording_changed)
+        self.bridge.stopped.connect(self._update_record_controls)
+        self._update_record_controls()
 
     def build_controls(self) -> None:
         self.resolution_label = QLabel("Resolution", self.controls)
@@ -61,19 +104,17 @@ class ViewerView(SessionView):
         self.fullscreen_button.setIcon(icon(self, "SP_TitleBarMaxButton"))
         self.fullscreen_button.setToolTip("Fullscreen (F11 or double-click; Esc leaves)")
         self.fullscreen_button.clicked.connect(self.toggle_fullscreen)
-        self.record_label = muted_label("", self.controls)
-        self.record_label.setWordWrap(False)
-        if self.request.record_path:
-            name = os.path.basename(self.request.record_path)
-            self.record_label.setText(
-                f'<span style="color:{Colors.DANGER}">●</span> Recording to {name}'
-            )
-            self.record_label.setToolTip(self.request.record_path)
+        self.record_button = QPushButton("Record", self.controls)
+        self.record_button.clicked.connect(self.toggle_recording)
+        self.record_indicator = QLabel(self.controls)
+        self.record_indicator.setObjectName("rec")
+        self.record_indicator.hide()
         self.controls_layout.addWidget(self.resolution_label)
         self.controls_layout.addWidget(self.resolution_combo)
         self.controls_layout.addWidget(self.fullscreen_button)
         self.controls_layout.addSpacing(12)
-        self.controls_layout.addWidget(self.record_label)
+        self.controls_layout.addWidget(self.record_button)
+        self.controls_layout.addWidget(self.record_indicator)
         self.controls_layout.addStretch(1)
 
     # -- resolution -------------------------------------------------------------------
@@ -123,19 +164,114 @@ class ViewerView(SessionView):
                 "warning", f"Couldn't change the resolution: {message}", [("dismiss", "OK")]
             )
             return
-        if action == "start" and kind == "media":
-            self.banner.show_message(
-                "error",
-                f"Can't record to {self.request.record_path}: {message} "
-                "Go back and pick another file, or turn recording off.",
-                [("back", "Back")],
-            )
+        if action == "set_recording":
+            self._on_recording_failed(message)
             return
         super().on_action_failed(action, kind, message)
+
+    # -- recording --------------------------------------------------------------------
+
+    @property
+    def recording(self) -> bool:
+        """True while the node records (as it confirmed)."""
+        return self.bridge.recording_path is not None
+
+    @pyqtSlot()
+    def toggle_recording(self) -> None:
+        """Record: ask for a file and start; Stop recording: finish the file."""
+        if self._record_pending or not self.bridge.is_started:
+            return
+        if self.recording:
+            self._record_target = None
+        else:
+            path = choose_recording_path(self, suggested_recording_path(self.request.room))
+            if not path:
+                return  # the dialog was cancelled
+            self._record_target = path
+        self._record_pending = True
+        self._update_record_controls()
+        self.bridge.set_recording(self._record_target)
+
+    @pyqtSlot(object)
+    def _on_recording_changed(self, path: str | None) -> None:
+        finished, self._last_recording = self._last_recording, path
+        self._record_target = None
+        self._record_pending = False
+        self._update_record_controls()
+        if self._record_warning and self.banner.text() == self._record_warning:
+            self.banner.clear()  # an earlier failed attempt is settled now
+        self._record_warning = ""
+        if path is None and finished and not self.leaving:
+            self.banner.show_message(
+                "ok", f"Saved the recording to {os.path.basename(finished)}.",
+                details=finished,
+            )
+            self._ok_timer.start(RESUMED_NOTICE_MS)
+
+    def _on_recording_failed(self, message: str) -> None:
+        target, self._record_target = self._record_target, None
+        self._record_pending = False
+        self._update_record_controls()
+        if target is None:  # stopping failed: the node has dropped the recording anyway
+            finished = self._last_recording or "the file"
+            self._last_recording = None
+            self.banner.show_message(
+                "warning",
+                f"The recording stopped, but {os.path.basename(finished)} may be incomplete "
+                f"({message}). Press Record to start a new file.",
+                [("dismiss", "OK")], details=message,
+            )
+            return
+        self.banner.show_message(
+            "warning",
+            f"Couldn't record to {os.path.basename(target)}: {_reason(message, target)}. "
+            "Choose a file ending in .mp4, .avi, .mkv or .mov in a folder you can "
+            "write to.",
+            [("record", "Choose another file…"), ("dismiss", "OK")],
+            details=message,
+        )
+        self._record_warning = self.banner.text()
+
+    def on_banner_action(self, key: str) -> None:
+        if key == "record":
+            self.banner.clear()
+            self.toggle_recording()
+        else:
+            super().on_banner_action(key)
+
+    @pyqtSlot()
+    def _update_record_controls(self) -> None:
+        recording = self.recording
+        self.record_button.setText("Stop recording" if recording else "Record")
+        self.record_button.setIcon(
+            icon(self, "SP_MediaStop") if recording else dot_icon(Colors.DANGER)
+        )
+        self.record_button.setEnabled(
+            self.bridge.is_started and not self._record_pending and not self.leaving
+        )
+        if self._record_pending:
+            self.record_button.setToolTip("Stopping…" if recording else "Starting…")
+        elif recording:
+            self.record_button.setToolTip("Finish the recording file")
+        else:
+            self.record_button.setToolTip(
+                "Record what you watch to a video file, at the resolution you receive"
+            )
+        path = self.bridge.recording_path
+        if path is not None:
+            self.record_indicator.setText(f"● REC {os.path.basename(path)}")
+            self.record_indicator.setToolTip(f"Recording to {path}")
+        self.record_indicator.setVisible(path is not None)
+        self._update_video_badge()
+
+    def _update_video_badge(self) -> None:
+        # Controls are hidden in fullscreen: the video itself says it is recorded.
+        self.video.set_badge("● REC" if self.fullscreen and self.recording else "")
 
     # -- stream state -------------------------------------------------------------------
 
     def on_started(self) -> None:
+        self._update_record_controls()
         if self.streamer_name is None:
             self.subtitle.setText("In the room. Waiting for someone to stream…")
             self.video.set_placeholder("Nobody is streaming in this room yet.\n"
@@ -191,6 +327,7 @@ class ViewerView(SessionView):
                 window.showMaximized()
             else:
                 window.showNormal()
+        self._update_video_badge()
         self.fullscreen_changed.emit(on)
 
     def set_leaving(self) -> None:

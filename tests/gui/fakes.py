@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from peer.node.errors import LockDeniedError, MediaError
 from peer.node.events import (
     ChatReceived,
     DecodedFrame,
+    ErrorRaised,
     Joined,
     NodeEvent,
     Ready,
@@ -40,6 +42,11 @@ class Script:
     layers: tuple[int, ...] = (360, 480, 720)
     history: tuple[tuple[str, str], ...] = ()  # (sender, text) sent before we joined
     block_stop: bool = False  # stop() never returns (a wedged node)
+    record_error: str | None = None  # set_recording(path) raises MediaError(...)
+
+
+# What the real recorder accepts (peer.node.recorder.FOURCC_BY_EXTENSION).
+RECORD_EXTENSIONS = (".mp4", ".mov", ".m4v", ".avi", ".mkv")
 
 
 class FakeNode:
@@ -60,6 +67,7 @@ class FakeNode:
         self.calls: list[tuple[str, tuple[object, ...]]] = []
         self.layer = config.resolution
         self.source: SourceSpec | None = None
+        self.recording: str | None = None
         self.threads: set[str] = set()
         self._chat_serial = 0
 
@@ -110,6 +118,7 @@ class FakeNode:
         self._record("stop", reason)
         if self.script.block_stop:
             await asyncio.Event().wait()
+        self.recording = None  # the real node finishes the file here
         self.emit(Stopped(reason=reason))
 
     async def set_resolution(self, layer: int) -> None:
@@ -127,6 +136,24 @@ class FakeNode:
             id=f"{self.peer_id}:{self._chat_serial}", origin_id=self.peer_id,
             sender=self.config.name, text=text, sent_at=time.time(), own=True,
         ))
+
+    async def set_recording(self, path: str | None) -> None:
+        """Like the real node: the old recording ends first; a bad path raises
+        MediaError after a fatal ErrorRaised with the same message."""
+        self._record("set_recording", path)
+        self.recording = None
+        await asyncio.sleep(0)
+        if path is None:
+            return
+        extension = os.path.splitext(path)[1].lower()
+        message = self.script.record_error
+        if message is None and extension not in RECORD_EXTENSIONS:
+            message = (f"unsupported recording format {extension or '(no extension)'}: "
+                       f"use {', '.join(RECORD_EXTENSIONS)}")
+        if message is not None:
+            self.emit(ErrorRaised(message=message, fatal=True))
+            raise MediaError(message)
+        self.recording = path
 
     async def start_streaming(self, source: SourceSpec) -> None:
         self._record("start_streaming", source)

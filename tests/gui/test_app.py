@@ -9,6 +9,7 @@ from fakes import bgr_frame, stats
 from PyQt6.QtCore import Qt
 
 from peer.gui import streamer as streamer_mod
+from peer.gui import viewer as viewer_mod
 from peer.gui.bridge import FileSource, PatternSource
 from peer.gui.streamer import StreamerView
 from peer.gui.viewer import ViewerView
@@ -237,6 +238,87 @@ def test_video_keeps_aspect_and_fullscreen_toggles(qtbot, window, factory) -> No
     assert view.fullscreen
     view.toggle_fullscreen()
     assert not view.fullscreen
+
+
+def test_record_toggle_reaches_the_node(qtbot, window, factory, monkeypatch) -> None:
+    view = join(qtbot, window)
+    node = factory.node
+    assert view.record_button.text() == "Record" and view.record_button.isEnabled()
+    assert not view.record_indicator.isVisible()
+    asked: list[str] = []
+
+    def cancel(parent, suggested):
+        asked.append(suggested)
+        return None
+
+    monkeypatch.setattr(viewer_mod, "choose_recording_path", cancel)
+    view.record_button.click()  # dialog cancelled: nothing happens
+    assert asked and asked[0].endswith(".mp4") and "treecast-lobby-" in asked[0]
+    monkeypatch.setattr(viewer_mod, "choose_recording_path",
+                        lambda parent, suggested: "/videos/seen.mp4")
+    with qtbot.wait_signal(view.bridge.recording_changed, timeout=T):
+        view.record_button.click()
+        assert not view.record_button.isEnabled()  # no double start while pending
+    assert node.called("set_recording") == [("/videos/seen.mp4",)]
+    assert node.recording == "/videos/seen.mp4"
+    assert view.recording and view.record_button.text() == "Stop recording"
+    assert view.record_indicator.isVisible()
+    assert view.record_indicator.text() == "● REC seen.mp4"
+    assert view.record_indicator.toolTip() == "Recording to /videos/seen.mp4"
+    # Fullscreen hides the controls: the video shows that it is being recorded.
+    assert view.video.badge() == ""
+    view.toggle_fullscreen()
+    assert view.video.badge() == "● REC"
+    view.toggle_fullscreen()
+    assert view.video.badge() == ""
+    with qtbot.wait_signal(view.bridge.recording_changed, timeout=T):
+        view.record_button.click()
+    assert node.called("set_recording")[-1] == (None,) and node.recording is None
+    assert not view.recording and view.record_button.text() == "Record"
+    assert not view.record_indicator.isVisible()
+    assert view.banner.level == "ok"
+    assert view.banner.text() == "Saved the recording to seen.mp4."
+
+
+def test_recording_error_is_shown_in_plain_words(qtbot, window, factory, monkeypatch) -> None:
+    view = join(qtbot, window)
+    monkeypatch.setattr(viewer_mod, "choose_recording_path",
+                        lambda parent, suggested: "/videos/notes.txt")
+    view.record_button.click()
+    qtbot.waitUntil(lambda: view.banner.level == "warning", timeout=T)
+    text = view.banner.text()
+    assert text.startswith("Couldn't record to notes.txt: unsupported recording format .txt")
+    assert "Choose a file ending in .mp4, .avi, .mkv or .mov" in text
+    assert view.banner.action_keys() == ["record", "dismiss"]
+    assert not view.recording and view.record_button.text() == "Record"
+    assert view.record_button.isEnabled() and not view.record_indicator.isVisible()
+    # The session goes on: no fatal error, chat still works.
+    assert view.chat.input.isEnabled()
+    # A missing folder, reported the node's way, reads without the repeated path.
+    factory.script.record_error = "cannot record to /gone/seen.mp4: folder /gone does not exist"
+    monkeypatch.setattr(viewer_mod, "choose_recording_path",
+                        lambda parent, suggested: "/gone/seen.mp4")
+    view.banner.button("record").click()  # the next step: choose another file
+    qtbot.waitUntil(lambda: "folder /gone does not exist" in view.banner.text(), timeout=T)
+    assert view.banner.text().startswith("Couldn't record to seen.mp4: folder /gone does")
+    # Then a good file: recording starts and the stale warning goes away.
+    factory.script.record_error = None
+    monkeypatch.setattr(viewer_mod, "choose_recording_path",
+                        lambda parent, suggested: "/videos/ok.mkv")
+    with qtbot.wait_signal(view.bridge.recording_changed, timeout=T):
+        view.banner.button("record").click()
+    assert view.recording and view.banner.level == ""
+    assert view.record_indicator.text() == "● REC ok.mkv"
+
+
+def test_leaving_while_recording_finishes_the_file(qtbot, window, factory, monkeypatch) -> None:
+    view = join(qtbot, window)
+    monkeypatch.setattr(viewer_mod, "choose_recording_path",
+                        lambda parent, suggested: "/videos/seen.mp4")
+    with qtbot.wait_signal(view.bridge.recording_changed, timeout=T):
+        view.record_button.click()
+    leave(qtbot, window)
+    assert factory.node.called("stop") == [("left",)] and factory.node.recording is None
 
 
 def test_closing_the_window_leaves_and_ends_threads(qtbot, window, factory) -> None:

@@ -14,7 +14,7 @@ from PyQt6.QtGui import QColor
 from peer.gui import bridge as bridge_mod
 from peer.gui.bridge import NodeBridge, PatternSource, SessionRequest, frame_to_qimage, make_config
 from peer.node.errors import MediaError, TrackerUnreachableError
-from peer.node.events import ChatReceived, Joined, Stats
+from peer.node.events import ChatReceived, ErrorRaised, Joined, Stats, Stopped
 
 REQUEST = SessionRequest(name="Dana", room="lobby", tracker=("127.0.0.1", 7700), lan=False,
                          streaming=False)
@@ -38,10 +38,11 @@ def make_bridge(qtbot, factory):
 
 def test_make_config_always_decodes_and_keeps_fields() -> None:
     request = SessionRequest(name="Dana", room="r1", tracker=None, lan=True, streaming=False,
-                             resolution=480, record_path="/tmp/x.mp4")
+                             resolution=480)
     config = make_config(request, PatternSource())
     assert config.decode and config.lan and config.tracker is None
-    assert (config.room, config.resolution, config.record_path) == ("r1", 480, "/tmp/x.mp4")
+    # Recording starts from the viewer screen, never at join.
+    assert (config.room, config.resolution, config.record_path) == ("r1", 480, None)
     assert config.source == PatternSource()
 
 
@@ -121,6 +122,44 @@ def test_media_error_on_start_streaming(qtbot, make_bridge, factory) -> None:
         b.start_streaming(PatternSource())
     assert blocker.args == ["start_streaming", "media", "cannot open clip.mp4: not a video"]
     assert not b.is_streaming
+
+
+def test_recording_on_off_and_bad_path(qtbot, make_bridge, factory) -> None:
+    b = make_bridge()
+    errors: list[object] = []
+    b.error_raised.connect(errors.append)
+    with qtbot.wait_signal(b.started, timeout=10000):
+        b.start()
+    with qtbot.wait_signal(b.recording_changed, timeout=10000) as on:
+        b.set_recording("/tmp/seen.mkv")
+    assert on.args == ["/tmp/seen.mkv"] and b.recording_path == "/tmp/seen.mkv"
+    with qtbot.wait_signal(b.recording_changed, timeout=10000) as off:
+        b.set_recording(None)
+    assert off.args == [None] and b.recording_path is None
+    with qtbot.wait_signal(b.action_failed, timeout=10000) as failed:
+        b.set_recording("/tmp/notes.txt")
+    assert failed.args[:2] == ["set_recording", "media"]
+    assert "unsupported recording format .txt" in failed.args[2]
+    assert b.recording_path is None
+    # The node's fatal ErrorRaised for the same failure is not passed on: the session
+    # goes on, and the failure was reported once, as action_failed.
+    factory.node.emit(ErrorRaised(message="later, unrelated"))
+    qtbot.waitUntil(lambda: len(errors) == 1, timeout=10000)
+    assert [e.message for e in errors] == ["later, unrelated"]
+    assert factory.node.called("set_recording") == [
+        ("/tmp/seen.mkv",), (None,), ("/tmp/notes.txt",)]
+    assert factory.node.threads == {"treecast-node"}
+
+
+def test_node_stop_ends_the_recording(qtbot, make_bridge, factory) -> None:
+    b = make_bridge()
+    with qtbot.wait_signal(b.started, timeout=10000):
+        b.start()
+    with qtbot.wait_signal(b.recording_changed, timeout=10000):
+        b.set_recording("/tmp/seen.mp4")
+    with qtbot.wait_signal(b.recording_changed, timeout=10000) as off:
+        factory.node.emit(Stopped(reason="kicked"))
+    assert off.args == [None] and b.recording_path is None and not b.is_started
 
 
 def test_frame_to_qimage_owns_its_pixels_and_swaps_channels() -> None:

@@ -93,3 +93,63 @@ def test_app_watches_and_chats_with_a_headless_streamer(qtbot, themed, settings,
         qtbot.waitUntil(lambda: not win.isVisible() and win.bridge is None, timeout=T)
         win.start_screen.shutdown()
         win.deleteLater()
+
+
+def test_app_records_what_it_watches_with_the_real_node(qtbot, themed, settings, lan, live_room,
+                                                        tmp_path, monkeypatch) -> None:
+    import cv2
+
+    from peer.gui import viewer as viewer_mod
+    from peer.gui.app import MainWindow
+
+    tracker, _streamer, events = live_room
+    qtbot.waitUntil(lambda: any(e["event"] == "stream_started" for e in events), timeout=T)
+    win = MainWindow(settings=settings, lan=lan)
+    try:
+        screen = win.start_screen
+        screen.name_edit.setText("Bob")
+        screen.tracker_radio.setChecked(True)
+        screen.tracker_edit.setText(f"{tracker[0]}:{tracker[1]}")
+        win.show()
+        with qtbot.wait_signal(win.session_opened, timeout=T) as opened:
+            screen.join_button.click()
+        view = opened.args[0]
+        assert isinstance(view, ViewerView)
+        qtbot.waitUntil(lambda: view.video.frames_shown >= 1 and view.record_button.isEnabled(),
+                        timeout=T)
+        errors: list[object] = []
+        view.bridge.error_raised.connect(errors.append)
+
+        # A folder that does not exist: said in the window, the session goes on.
+        missing = str(tmp_path / "missing" / "seen.mp4")
+        monkeypatch.setattr(viewer_mod, "choose_recording_path", lambda parent, s: missing)
+        view.record_button.click()
+        qtbot.waitUntil(lambda: view.banner.level == "warning", timeout=T)
+        assert "Couldn't record to seen.mp4" in view.banner.text()
+        assert "does not exist" in view.banner.text()
+        assert not view.recording and view.record_button.isEnabled()
+        assert errors == []  # the node's fatal-looking report of it is not passed on
+
+        target = tmp_path / "seen.avi"
+        monkeypatch.setattr(viewer_mod, "choose_recording_path", lambda parent, s: str(target))
+        with qtbot.wait_signal(view.bridge.recording_changed, timeout=T):
+            view.record_button.click()
+        assert view.record_indicator.text() == "● REC seen.avi"
+        shown = view.video.frames_shown
+        qtbot.waitUntil(lambda: view.video.frames_shown >= shown + 10, timeout=T)
+        with qtbot.wait_signal(view.bridge.recording_changed, timeout=T) as stopped:
+            view.record_button.click()
+        assert stopped.args == [None]
+        assert view.banner.text() == "Saved the recording to seen.avi."
+        assert view.banner.level == "ok"  # the earlier failure did not end the session
+        capture = cv2.VideoCapture(str(target))
+        try:
+            ok, frame = capture.read()
+            assert ok and frame.shape[:2] == (360, 640)  # the resolution we watch
+        finally:
+            capture.release()
+    finally:
+        win.close()
+        qtbot.waitUntil(lambda: not win.isVisible() and win.bridge is None, timeout=T)
+        win.start_screen.shutdown()
+        win.deleteLater()

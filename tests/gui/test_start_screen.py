@@ -7,7 +7,6 @@ import pytest
 from fakes import FakeLan, FakeTracker
 from PyQt6.QtCore import QSettings
 
-from peer.gui import start as start_mod
 from peer.gui.bridge import LanSessionInfo, RoomProbe, SessionRequest
 from peer.gui.start import StartScreen, parse_address
 
@@ -119,16 +118,3 @@ def test_unreachable_tracker_is_said_in_plain_words(qtbot, screen, tracker) -> N
     qtbot.waitUntil(lambda: "Can't reach the tracker" in screen.status_label.text(),
                     timeout=10000)
     assert screen.join_button.isEnabled()  # joining still says why in the session
-
-
-def test_record_option_needs_a_path(qtbot, screen, monkeypatch) -> None:
-    monkeypatch.setattr(start_mod, "choose_record_path", lambda parent: None)
-    screen.record_check.setChecked(True)
-    assert not screen.record_check.isChecked()  # cancelled dialog: no recording
-    monkeypatch.setattr(start_mod, "choose_record_path", lambda parent: "/tmp/rec.mp4")
-    screen.record_check.setChecked(True)
-    assert screen.record_path == "/tmp/rec.mp4"
-    assert screen.request(streaming=False).record_path == "/tmp/rec.mp4"
-    assert screen.request(streaming=True).record_path is None
-    screen.record_check.setChecked(False)
-    assert screen.request(streaming=False).record_path is None

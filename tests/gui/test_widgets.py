@@ -114,3 +114,26 @@ def test_banner_actions(qtbot) -> None:
     assert banner.level == "error"
     banner.clear()
     assert banner.text() == "" and banner.isHidden()
+
+
+def test_recording_file_names(qapp) -> None:
+    from peer.gui.viewer import suggested_recording_path, with_video_suffix
+
+    assert with_video_suffix("/v/seen") == "/v/seen.mp4"
+    assert with_video_suffix("/v/seen.mkv") == "/v/seen.mkv"
+    assert with_video_suffix("/v/seen.txt") == "/v/seen.txt"  # the node explains that one
+    path = suggested_recording_path("movie night/2")
+    name = path.rsplit("/", 1)[-1]
+    assert name.startswith("treecast-movie-night-2-") and name.endswith(".mp4")
+
+
+def test_video_badge(qtbot) -> None:
+    video = VideoWidget()
+    qtbot.addWidget(video)
+    video.resize(400, 300)
+    video.set_badge("● REC")
+    shot = video.grab().toImage()
+    assert video.badge() == "● REC"
+    # Something red is drawn in the top-right corner, nothing at the top-left.
+    assert any(shot.pixelColor(x, y).red() > 150 for x in range(300, 400) for y in range(10, 40))
+    assert all(shot.pixelColor(x, 20).red() < 50 for x in range(0, 100))
