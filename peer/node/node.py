@@ -156,6 +156,7 @@ class Node:
         self._layer_in: int | None = None
         self._stale_frames = 0  # frames refused for an old epoch
         self._epoch_seen = 0
+        self._epoch_changes = 0  # streams seen: what the stats fence by, never going back
         self._last_seq = -1
         # When video stopped because the parent went: (monotonic time, last seq seen).
         self._lost_at: tuple[float, int] | None = None
@@ -602,12 +603,13 @@ class Node:
     def _on_video(self, link: PeerLink, frame: VideoFrame) -> None:
         if link is not self._parent:
             return  # only the parent sends video; anything else is ignored
-        if frame.epoch < self._epoch:
+        if not self._live_epoch(frame.epoch):
             self._stale_frames += 1
             return  # fenced: a streamer that lost its lock
         self._epoch = frame.epoch
         if frame.epoch != self._epoch_seen:
             self._epoch_seen = frame.epoch
+            self._epoch_changes += 1
             self._emit(EpochSeen(epoch=frame.epoch, seq=frame.seq))
         self._layer_in = frame.layer
         now = time.time()
@@ -619,7 +621,10 @@ class Node:
         self._last_seq = frame.seq
         offset = self._root_offset()
         latency = None if offset is None else now + offset - frame.captured_at
-        self._stats.frame_received(now, len(frame.jpeg), frame.seq, frame.epoch, latency)
+        # The stats fence off older epochs by number; on a LAN the current stream may
+        # have the lower one, so they get a count of streams seen, which only grows.
+        self._stats.frame_received(now, len(frame.jpeg), frame.seq, self._epoch_changes,
+                                   latency)
         same: bytes | None = None
         lower: set[int] = set()
         for child in self._children:
@@ -641,7 +646,7 @@ class Node:
 
     def _transcode_done(self, job: _Transcode, result: dict[int, codec.EncodedLayer]) -> None:
         f = job.frame
-        if f.epoch < self._epoch:
+        if not self._live_epoch(f.epoch):
             return
         for layer, enc in result.items():
             data = encode(VideoFrame(f.epoch, f.seq, f.captured_at, enc.width, enc.height,
@@ -663,6 +668,18 @@ class Node:
         if self._on_frame is not None:
             self._on_frame(DecodedFrame(image, width, height, frame.seq, frame.epoch,
                                         frame.captured_at))
+
+    def _live_epoch(self, epoch: int) -> bool:
+        """Whether frames (or a tree) of ``epoch`` belong to the current stream.
+
+        Tracker epochs only grow, so anything not older is current (a new stream's
+        frames may arrive before the tracker's news of it). On a LAN the tie-break
+        winner holds the EARLIER claim: a higher epoch is a losing streamer's, so only
+        the epoch of the streamer the directory names is current.
+        """
+        if isinstance(self._directory, LanDirectory):
+            return epoch == self._epoch
+        return epoch >= self._epoch
 
     def _clamp(self, layer: int) -> int:
         if self._source_size is None:
@@ -750,7 +767,8 @@ class Node:
             link.close("join refused")
             return False
         if any(p.id == self.peer_id for p in answer.path) or self._stopping \
-                or self.streaming or self._parent is not None or answer.epoch < self._epoch:
+                or self.streaming or self._parent is not None \
+                or not self._live_epoch(answer.epoch):
             # A loop, a tree fenced off by a newer epoch, or a join we no longer need.
             link.close("loop or no longer needed", Bye(reason="join withdrawn"))
             return False
