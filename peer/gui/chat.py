@@ -5,7 +5,6 @@ from __future__ import annotations
 import bisect
 import html
 import time
-import zlib
 
 from PyQt6.QtCore import pyqtSignal, pyqtSlot
 from PyQt6.QtWidgets import (
@@ -21,8 +20,9 @@ from PyQt6.QtWidgets import (
 from peer.gui.bridge import MAX_CHAT_CHARS, ChatReceived
 from peer.gui.theme import Colors
 
-# Others' names get a stable colour each (hash of their id), picked from hues that
-# read well on the dark surface; our own name always uses Colors.OWN.
+# Others' names get a colour each, picked from hues that read well on the dark
+# surface, in the order people first speak (so the first few never share one); our
+# own name always uses Colors.OWN.
 NAME_COLORS = ("#7cc4ff", "#b69cff", "#ff9ec7", "#7ee0c3", "#ffb27a", "#a5d86e", "#f7a8a8")
 # A long session must not grow the panel without bound; the node's own history is
 # bounded too, so the panel keeps a bit more than a late joiner can receive.
@@ -56,6 +56,7 @@ class ChatPanel(QWidget):
         self._lines: list[str] = []
         self._messages: list[ChatReceived | None] = []  # None marks an app notice
         self._serial = 0
+        self._colors: dict[str, str] = {}  # origin id -> its name colour
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 10, 10, 10)
@@ -150,12 +151,20 @@ class ChatPanel(QWidget):
             color = Colors.OWN
             name += " (you)"
         else:
-            color = NAME_COLORS[zlib.crc32(message.origin_id.encode()) % len(NAME_COLORS)]
+            color = self.name_color(message.origin_id)
         text = html.escape(message.text)
         return (
             f'<span style="color:{Colors.MUTED}">{_clock(message.sent_at)}</span> '
             f'<b style="color:{color}">{name}</b> {text}'
         )
+
+    def name_color(self, origin_id: str) -> str:
+        """The colour of someone's name: the next free one the first time they speak."""
+        color = self._colors.get(origin_id)
+        if color is None:
+            color = NAME_COLORS[len(self._colors) % len(NAME_COLORS)]
+            self._colors[origin_id] = color
+        return color
 
     def _render(self) -> None:
         self.view.setHtml("".join(f"<div>{line}</div>" for line in self._lines))

@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from PyQt6.QtWidgets import QApplication, QWidget
 
     from peer.gui import theme
+    from peer.gui import viewer as viewer_mod
     from peer.gui.app import MainWindow
     from peer.gui.bridge import SessionRequest
     from peer.gui.streamer import StreamerView
@@ -161,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, layer in (("Dave", 360), ("Erin", 720), ("Finn", 360)):
                 peers.append(headless_peer(name, tracker, layer))
             bob = window("Bob", tracker)
-            wait_until("Alice is live", lambda: "Alice" in bob.start_screen.status_label.text())
+            # Wait for the headless peers too, so the room shows who watches.
+            wait_until("Alice is live, four watching", lambda: (
+                bob.start_screen.holder == "Alice" and bob.start_screen.status is not None
+                and bob.start_screen.status.peers >= 5), timeout=30)
             shoot(bob, "start-live.png")
             bob.start_screen.join_button.click()
             viewer = bob.view
@@ -183,6 +187,18 @@ def main(argv: list[str] | None = None) -> int:
             shoot(bob, "viewer.png")
             viewer.side.setCurrentWidget(viewer.tree)
             shoot(bob, "viewer-tree.png")
+
+            # Bob records what he watches (the save dialog answered in advance).
+            name = os.path.basename(viewer_mod.suggested_recording_path("lobby"))
+            recording = os.path.join(settings_dir.name, name)
+            viewer_mod.choose_recording_path = lambda parent, suggested: recording
+            viewer.side.setCurrentWidget(viewer.chat)
+            viewer.record_button.click()
+            wait_until("recording", lambda: viewer.recording)
+            pump(2.0)
+            shoot(bob, "viewer-recording.png")
+            viewer.record_button.click()
+            wait_until("recording saved", lambda: not viewer.recording)
             streamer.side.setCurrentWidget(streamer.tree)
             shoot(alice, "streamer-tree.png")
 

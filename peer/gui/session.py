@@ -296,6 +296,10 @@ class SessionView(QWidget):
         if action == "send_chat":
             self.chat.show_error(message)
             return
+        if action == "start":
+            # Not "Connecting…" or "Joining…" any more: say where things stand.
+            self.subtitle.setText("Not in the room")
+            self.video.clear(f"Couldn't join “{self.request.room}”.")
         self.on_action_failed(action, kind, message)
 
     def on_action_failed(self, action: str, kind: str, message: str) -> None:

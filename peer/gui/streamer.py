@@ -70,6 +70,7 @@ class StreamerView(SessionView):
         parent: Qt parent.
         """
         self._pending = False
+        self._tree: TreeChanged | None = None
         super().__init__(bridge, request, parent)
         self.subtitle.setText("Connecting…")
         self.bridge.streaming_changed.connect(self._on_streaming_changed)
@@ -86,7 +87,7 @@ class StreamerView(SessionView):
         header = self.viewers_table.horizontalHeader()
         if header is not None:
             header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.side.addTab(self.viewers_table, "Viewers (0)")
+        self.side.addTab(self.viewers_table, "Viewers")
 
     def build_controls(self) -> None:
         self.source_combo = QComboBox(self.controls)
@@ -212,7 +213,10 @@ class StreamerView(SessionView):
             self.video.set_image(image)
 
     def on_started(self) -> None:
-        self.subtitle.setText("In the room. Pick a source and go live.")
+        if self.streamer_id not in (None, self.bridge.peer_id):
+            self.subtitle.setText(f"{self.streamer_name} is streaming in this room.")
+        else:
+            self.subtitle.setText("In the room. Pick a source and go live.")
         self._update_controls()
 
     def _idle_placeholder(self) -> str:
@@ -236,6 +240,7 @@ class StreamerView(SessionView):
             self.video.clear(self._idle_placeholder())
             self.progress.hide()
             self.progress_label.hide()
+        self._show_viewers()
         self._update_controls()
 
     @pyqtSlot(object)
@@ -254,9 +259,19 @@ class StreamerView(SessionView):
 
     def on_tree_changed(self, tree: object) -> None:
         assert isinstance(tree, TreeChanged)
-        self.viewers_model.set_tree(tree)
+        self._tree = tree
+        self._show_viewers()
+
+    def _show_viewers(self) -> None:
+        """Our viewers while live; before that the room's peers watch someone else."""
+        live = self.bridge.is_streaming and self._tree is not None
+        tree = self._tree if live else None
+        self.viewers_model.set_tree(
+            tree or TreeChanged(peers=(), self_id=self.bridge.peer_id)
+        )
         index = self.side.indexOf(self.viewers_table)
-        self.side.setTabText(index, f"Viewers ({self.viewers_model.rowCount()})")
+        count = f" ({self.viewers_model.rowCount()})" if live else ""
+        self.side.setTabText(index, f"Viewers{count}")
 
     def on_stream_started(self, event: StreamStarted) -> None:
         if event.streamer_id != self.bridge.peer_id and not self.bridge.is_streaming:

@@ -281,6 +281,22 @@ def dot_icon(color: str, size: int = 16) -> QIcon:
     return QIcon(pixmap)
 
 
+def square_icon(color: str, size: int = 16) -> QIcon:
+    """A filled square (the "stop" mark), in a colour that shows on dark buttons."""
+    pixmap = QPixmap(size, size)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    try:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(color))
+        margin = size // 4
+        painter.drawRoundedRect(margin, margin, size - 2 * margin, size - 2 * margin, 1.5, 1.5)
+    finally:
+        painter.end()
+    return QIcon(pixmap)
+
+
 def label_style(color: str, bold: bool = False) -> str:
     """Inline stylesheet for a coloured label."""
     weight = "font-weight: 600;" if bold else ""

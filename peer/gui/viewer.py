@@ -12,7 +12,7 @@ from PyQt6.QtWidgets import QComboBox, QFileDialog, QLabel, QPushButton, QWidget
 
 from peer.gui.bridge import LAYERS, Joined, NodeBridge, SessionRequest, StreamEnded, StreamStarted
 from peer.gui.session import RESUMED_NOTICE_MS, SessionView
-from peer.gui.theme import Colors, dot_icon, icon
+from peer.gui.theme import Colors, dot_icon, icon, square_icon
 
 # The containers the node records to (its recorder also takes .m4v).
 RECORD_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
@@ -244,7 +244,7 @@ class ViewerView(SessionView):
         recording = self.recording
         self.record_button.setText("Stop recording" if recording else "Record")
         self.record_button.setIcon(
-            icon(self, "SP_MediaStop") if recording else dot_icon(Colors.DANGER)
+            square_icon(Colors.TEXT) if recording else dot_icon(Colors.DANGER)
         )
         self.record_button.setEnabled(
             self.bridge.is_started and not self._record_pending and not self.leaving

@@ -73,6 +73,7 @@ def test_chat_send_and_receive_with_history(qtbot, window, factory) -> None:
     assert own.own and own.text == "hello there"
     html = view.chat.view.toPlainText()
     assert "Dana (you) hello there" in html and "Alice welcome!" in html
+    assert view.chat.name_color("id-Alice") != view.chat.name_color("id-Bob")
     # An older message (late history) lands in time order, a duplicate is ignored.
     early = ChatReceived(id="old", origin_id="id-Eve", sender="Eve", text="first!",
                          sent_at=1.0)
@@ -99,6 +100,8 @@ def test_tracker_unreachable_offers_retry_and_back(qtbot, window, factory) -> No
     view = blocker.args[0]
     qtbot.waitUntil(lambda: view.banner.level == "error", timeout=T)
     assert "Can't reach the tracker at 127.0.0.1:9" in view.banner.text()
+    assert view.subtitle.text() == "Not in the room"  # not "Connecting…" forever
+    assert view.video.placeholder() == "Couldn't join “lobby”."
     assert view.banner.action_keys() == ["retry", "back"]
     # Retry builds a fresh node; this time it works.
     factory.script.start_error = None
@@ -117,6 +120,10 @@ def test_lock_denied_shown_in_window_and_watch_instead(qtbot, window, factory) -
     assert "Alice is already streaming in “lobby”" in view.banner.text()
     assert view.banner.action_keys() == ["watch", "back"]
     assert view.live_button.text() == "Go live"
+    assert view.subtitle.text() == "Alice is streaming in this room."
+    # Alice's viewers are not ours: the tab stays empty until we are live.
+    view.bridge.tree_changed.emit(factory.node.tree(("Bob", "Alice", 480)))
+    assert view.viewers_model.rowCount() == 0 and view.side.tabText(1) == "Viewers"
     with qtbot.wait_signal(window.session_opened, timeout=T) as blocker:
         view.banner.button("watch").click()
     assert isinstance(blocker.args[0], ViewerView)
