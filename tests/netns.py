@@ -329,6 +329,22 @@ def uncap_upload(host: Host) -> None:
          check=False)
 
 
+def partition(host: Host) -> None:
+    """Cut ``host`` off the Lan: its port leaves the bridge (``heal`` plugs it back).
+
+    The host's own ``eth0`` stays up with its address (no carrier change for the
+    processes in it to react to): packets it sends simply reach nobody, as when a
+    switch port or a Wi-Fi client is isolated.
+    """
+    _run(["ip", "-n", host.lan.bridge_netns, "link", "set", f"h{host.index}", "nomaster"])
+
+
+def heal(host: Host) -> None:
+    """Undo ``partition``: the host's port joins the bridge again."""
+    _run(["ip", "-n", host.lan.bridge_netns, "link", "set", f"h{host.index}",
+          "master", "br0"])
+
+
 class JsonLines:
     """Reads JSON lines from a process's stdout (``stdout=subprocess.PIPE``) with deadlines.
 
@@ -396,8 +412,81 @@ class JsonLines:
                     f"stderr: {stderr_tail(self.proc)}")
             self._pump(min(remaining, 0.5))
 
+    def find(self, predicate: Callable[[dict[str, Any]], bool],
+             timeout: float = 30.0) -> dict[str, Any]:
+        """The first line ever read that satisfies ``predicate``, waiting for it if need be.
 
-# --- For the streaming tests across hosts (to come once the node lands) --------------
+        Unlike ``next`` this neither uses nor moves the cursor: for conditions whose
+        order relative to other lines is not known.
+
+        Raises:
+            TimeoutError: none arrived in time or the process ended.
+        """
+        deadline = time.monotonic() + timeout
+        checked = 0
+        while True:
+            for line in self.lines[checked:]:
+                if predicate(line):
+                    return line
+            checked = len(self.lines)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (self.eof and self.proc.poll() is not None):
+                raise TimeoutError(
+                    f"no matching line within {timeout} s (exit code {self.proc.poll()}); "
+                    f"last lines: {self.lines[-3:]}; other output: {self.other[-3:]}; "
+                    f"stderr: {stderr_tail(self.proc)}")
+            self._pump(min(remaining, 0.2))
+
+    def read_for(self, seconds: float) -> None:
+        """Read whatever the process prints for ``seconds`` (into ``lines``)."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            self._pump(min(remaining, 0.2))
+
+    def next_text(self, predicate: Callable[[str], bool], timeout: float = 30.0) -> str:
+        """The first non-JSON line (e.g. a banner) that satisfies ``predicate``.
+
+        Raises:
+            TimeoutError: none arrived in time or the process ended.
+        """
+        deadline = time.monotonic() + timeout
+        checked = 0
+        while True:
+            for text in self.other[checked:]:
+                if predicate(text):
+                    return text
+            checked = len(self.other)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (self.eof and self.proc.poll() is not None):
+                raise TimeoutError(
+                    f"no matching text line within {timeout} s (exit code "
+                    f"{self.proc.poll()}); other output: {self.other[-3:]}; "
+                    f"stderr: {stderr_tail(self.proc)}")
+            self._pump(min(remaining, 0.5))
+
+
+# --- Treecast processes ---------------------------------------------------------------
+
+
+def first_of(readers: Sequence[JsonLines], predicate: Callable[[dict[str, Any]], bool],
+             timeout: float = 30.0) -> tuple[int, dict[str, Any]]:
+    """The first of several processes to print a line satisfying ``predicate``.
+
+    Returns:
+        (index of the reader, the line); lines are searched from the start as in
+        ``JsonLines.find``.
+
+    Raises:
+        TimeoutError: no reader had one in time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        for index, reader in enumerate(readers):
+            with contextlib.suppress(TimeoutError):
+                return index, reader.find(predicate, timeout=0.05)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no matching line from any of {len(readers)} processes "
+                               f"within {timeout} s")
 
 
 def start_peer(host: Host, *cli_args: str, **popen_kwargs: Any) -> tuple[subprocess.Popen[Any],
@@ -416,6 +505,51 @@ def start_peer(host: Host, *cli_args: str, **popen_kwargs: Any) -> tuple[subproc
     popen_kwargs.setdefault("stdout", subprocess.PIPE)
     proc = python(host, "-m", "peer.node.cli", *cli_args, "--events", "-", **popen_kwargs)
     return proc, JsonLines(proc)
+
+
+def start_tracker(host: Host, *cli_args: str) -> tuple[subprocess.Popen[Any], JsonLines, int]:
+    """Run ``python -m tracker --port 0`` in ``host`` and wait for its port.
+
+    Args:
+        host: where to run it.
+        *cli_args: more arguments (without ``--no-mdns`` it advertises itself by mDNS;
+            ``tracker_advertised`` waits for that).
+
+    Returns:
+        The process, a reader of its stdout, and the port it listens on.
+    """
+    proc = python(host, "-m", "tracker", "--port", "0", *cli_args, stdout=subprocess.PIPE)
+    lines = JsonLines(proc)
+    banner = lines.next_text(lambda t: "listening on" in t, timeout=60)
+    return proc, lines, int(banner.rsplit(":", 1)[1])
+
+
+def wait_for_log(proc: subprocess.Popen[Any], text: str, timeout: float = 30.0) -> None:
+    """Wait until ``text`` appears in a ``python()`` process's stderr log.
+
+    Raises:
+        TimeoutError: it did not appear in time or the process ended first.
+    """
+    deadline = time.monotonic() + timeout
+    while text not in (log := stderr_tail(proc, 100_000)):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise TimeoutError(f"{text!r} not logged within {timeout} s (exit code "
+                               f"{proc.poll()}); stderr: {log[-2000:]}")
+        time.sleep(0.1)
+
+
+def run_cli(host: Host, *cli_args: str, timeout: float = 60.0) -> tuple[int, str, str]:
+    """Run ``treecast-peer`` in ``host`` to completion (e.g. ``--list``).
+
+    Returns:
+        (exit code, stdout, the end of stderr).
+
+    Raises:
+        subprocess.TimeoutExpired: it did not finish in time (it is killed at cleanup).
+    """
+    proc = python(host, "-m", "peer.node.cli", *cli_args, stdout=subprocess.PIPE)
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out.decode(errors="replace"), stderr_tail(proc)
 
 
 # --- pytest -------------------------------------------------------------------------
