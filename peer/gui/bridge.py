@@ -339,9 +339,6 @@ class NodeBridge(QObject):
         self._recording: str | None = None
         # Loop thread only: ErrorRaised events held back while set_recording runs,
         # messages of the recordings that failed meanwhile, calls in flight.
-        self._held_errors: list[ErrorRaised] | None = None
-        self._recording_failures: set[str] = set()
-        self._recording_calls = 0
         self._joiner: threading.Thread | None = None
         # A child timer dies with the bridge, so it can never fire into a dead object.
         self._grace_timer = QTimer(self)
@@ -396,9 +393,6 @@ class NodeBridge(QObject):
     def _post_event(self, event: NodeEvent) -> None:
         """on_event: runs on the node's loop thread."""
         if self._closing.is_set() and not isinstance(event, Stopped):
-            return
-        if self._held_errors is not None and isinstance(event, ErrorRaised):
-            self._held_errors.append(event)  # see _record
             return
         layers: tuple[int, ...] | None = None
         if isinstance(event, Joined | StreamStarted | Ready):
@@ -573,26 +567,7 @@ class NodeBridge(QObject):
         self._submit("set_recording", lambda: self._record(path), path)
 
     async def _record(self, path: str | None) -> None:
-        # The node also reports a recording it cannot open as a fatal ErrorRaised (its
-        # start-up convention: the headless peer exits then). Mid-session the node
-        # carries on, so that report is held back here and the failure is said once,
-        # through action_failed. Runs on the loop thread, like the node's on_event.
-        if self._held_errors is None:
-            self._held_errors = []
-        self._recording_calls += 1
-        try:
-            await self._node.set_recording(path)
-        except MediaError as exc:
-            self._recording_failures.add(str(exc))
-            raise
-        finally:
-            self._recording_calls -= 1
-            if self._recording_calls == 0:
-                held, self._held_errors = self._held_errors, None
-                failures, self._recording_failures = self._recording_failures, set()
-                for event in held:
-                    if event.message not in failures:
-                        self._post_event(event)
+        await self._node.set_recording(path)
 
     @pyqtSlot()
     def shutdown(self, reason: str = "quit") -> None:

@@ -141,6 +141,7 @@ class Node:
         self._display: LatestWorker[VideoFrame, None] = LatestWorker(
             "display", self._executor, self._display_work, lambda item, result: None)
         self._recorder: Recorder | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._capture: PacedCapture | None = None
         self._stream_task: asyncio.Task[None] | None = None
         self._seq = 0
@@ -198,8 +199,12 @@ class Node:
             TrackerUnreachableError, LockDeniedError, MediaError: with readable text.
         """
         cfg = self.config
+        self._loop = asyncio.get_running_loop()
         if cfg.record_path:
-            await self.set_recording(cfg.record_path)
+            try:
+                await self.set_recording(cfg.record_path)
+            except MediaError as exc:
+                raise self._fatal(exc) from None
         opened: FrameSource | None = None
         if cfg.source is not None:
             # A bad file is the user's first mistake to hear about, before any network.
@@ -292,10 +297,7 @@ class Node:
         if old is not None:
             await asyncio.get_running_loop().run_in_executor(None, old.close)
         if path is not None:
-            try:
-                self._recorder = Recorder(path, self._fps)
-            except MediaError as exc:
-                raise self._fatal(exc) from None
+            self._recorder = Recorder(path, self._fps)
 
     async def send_chat(self, text: str) -> None:
         """Send a chat line to the whole room (ValueError when empty or too long)."""
@@ -664,7 +666,11 @@ class Node:
             image = codec.resize(image, width, height)
         height, width = image.shape[:2]
         if recorder is not None:
-            recorder.write(image)
+            try:
+                recorder.write(image)
+            except MediaError as exc:
+                assert self._loop is not None  # set by start(), before any frame
+                self._loop.call_soon_threadsafe(self._recording_failed, recorder, exc)
         if self._on_frame is not None:
             self._on_frame(DecodedFrame(image, width, height, frame.seq, frame.epoch,
                                         frame.captured_at))
@@ -680,6 +686,12 @@ class Node:
         if isinstance(self._directory, LanDirectory):
             return epoch == self._epoch
         return epoch >= self._epoch
+
+    def _recording_failed(self, recorder: Recorder, exc: MediaError) -> None:
+        if self._recorder is recorder:  # report once, and only for the current one
+            self._recorder = None
+            recorder.close()
+            self._emit(ErrorRaised(message=f"recording stopped: {exc}"))
 
     def _clamp(self, layer: int) -> int:
         if self._source_size is None:

@@ -18,7 +18,6 @@ from peer.node.errors import LockDeniedError, MediaError
 from peer.node.events import (
     ChatReceived,
     DecodedFrame,
-    ErrorRaised,
     Joined,
     NodeEvent,
     Ready,
@@ -139,7 +138,7 @@ class FakeNode:
 
     async def set_recording(self, path: str | None) -> None:
         """Like the real node: the old recording ends first; a bad path raises
-        MediaError after a fatal ErrorRaised with the same message."""
+        MediaError (and emits nothing: the session goes on)."""
         self._record("set_recording", path)
         self.recording = None
         await asyncio.sleep(0)
@@ -151,7 +150,6 @@ class FakeNode:
             message = (f"unsupported recording format {extension or '(no extension)'}: "
                        f"use {', '.join(RECORD_EXTENSIONS)}")
         if message is not None:
-            self.emit(ErrorRaised(message=message, fatal=True))
             raise MediaError(message)
         self.recording = path
 

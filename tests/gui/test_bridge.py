@@ -141,8 +141,7 @@ def test_recording_on_off_and_bad_path(qtbot, make_bridge, factory) -> None:
     assert failed.args[:2] == ["set_recording", "media"]
     assert "unsupported recording format .txt" in failed.args[2]
     assert b.recording_path is None
-    # The node's fatal ErrorRaised for the same failure is not passed on: the session
-    # goes on, and the failure was reported once, as action_failed.
+    # The failure was reported once, as action_failed; other errors still come through.
     factory.node.emit(ErrorRaised(message="later, unrelated"))
     qtbot.waitUntil(lambda: len(errors) == 1, timeout=10000)
     assert [e.message for e in errors] == ["later, unrelated"]
