@@ -46,3 +46,8 @@ MAX_CHAT_IDS = 256
 MAX_DIMENSION_PX = 8192
 # Layers (frame heights) a viewer can ask for.
 LAYERS = (360, 480, 720, 1080)
+
+# Messages per second a peer may send on one link, all kinds: 60 fps video, pings at
+# 4/s and chat leave plenty of room; the burst absorbs a chat backfill of MAX_CHAT_IDS.
+MAX_LINK_MESSAGES_PER_S = 400
+MAX_LINK_MESSAGES_BURST = 800

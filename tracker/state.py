@@ -61,6 +61,7 @@ from protocol.messages import (
     StreamRelease,
     Unknown,
 )
+from protocol.ratelimit import TokenBucket
 from tracker.config import TrackerConfig
 
 Outbound = tuple[int, Message]
@@ -118,8 +119,7 @@ class _Conn:
     id: int
     address: str
     last_seen: float
-    tokens: float
-    refilled_at: float
+    bucket: TokenBucket
     peer: _Peer | None = None
 
 
@@ -172,7 +172,8 @@ class TrackerState:
         if self._per_address.get(address, 0) >= cfg.max_connections_per_address:
             return [(conn, Bye(f"more than {cfg.max_connections_per_address} connections "
                                f"from {address}", code=ErrorCode.TOO_MANY_CONNECTIONS))]
-        self._conns[conn] = _Conn(conn, address, now, float(cfg.burst_messages), now)
+        self._conns[conn] = _Conn(conn, address, now,
+                                  TokenBucket(cfg.max_messages_per_s, cfg.burst_messages, now))
         self._per_address[address] = self._per_address.get(address, 0) + 1
         return []
 
@@ -183,7 +184,7 @@ class TrackerState:
             return []  # already closed by us (a Bye went out); late input is moot
         out: list[Outbound] = []
         c.last_seen = now
-        if not self._take_token(c, now):
+        if not c.bucket.take(now):
             self._close(c, f"more than {self.config.max_messages_per_s:g} messages per second",
                         ErrorCode.RATE_LIMITED, now, out)
             return self._flushed(out, now)
@@ -359,16 +360,6 @@ class TrackerState:
         # A release by a non-holder (its lease already expired) is a harmless no-op.
 
     # --- internals ---------------------------------------------------------------------
-
-    def _take_token(self, c: _Conn, now: float) -> bool:
-        cfg = self.config
-        c.tokens = min(float(cfg.burst_messages),
-                       c.tokens + (now - c.refilled_at) * cfg.max_messages_per_s)
-        c.refilled_at = now
-        if c.tokens < 1.0:
-            return False
-        c.tokens -= 1.0
-        return True
 
     def _expire(self, room: _Room, now: float, out: list[Outbound]) -> None:
         if room.lock is not None and now >= room.lock.expires_at:

@@ -26,8 +26,20 @@ from dataclasses import dataclass
 from enum import Enum
 
 from peer.node.clock import ClockEstimator
-from protocol import Bye, FrameDecoder, Message, ProtocolError, Unknown, VideoFrame, encode
+from protocol import (
+    Bye,
+    ErrorCode,
+    FrameDecoder,
+    Message,
+    ProtocolError,
+    RemoteProtocolError,
+    Unknown,
+    VideoFrame,
+    encode,
+    limits,
+)
 from protocol.messages import PathEntry
+from protocol.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +108,8 @@ class PeerLink:
         self._video: deque[bytes] = deque()
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._bucket = TokenBucket(limits.MAX_LINK_MESSAGES_PER_S,
+                                   limits.MAX_LINK_MESSAGES_BURST, time.monotonic())
         sock = writer.get_extra_info("socket")
         if sock is not None:
             # Frames are whole messages; Nagle would hold the tail of each one back.
@@ -186,6 +200,10 @@ class PeerLink:
                 self.counters.bytes_in += len(data)
                 decoder.receive_data(data)
                 while (message := decoder.next_message()) is not None:
+                    if not self._bucket.take(time.monotonic()):
+                        raise RemoteProtocolError(
+                            f"more than {limits.MAX_LINK_MESSAGES_PER_S} messages per second",
+                            ErrorCode.RATE_LIMITED)
                     if isinstance(message, Unknown):
                         continue  # a newer peer's kind: skip it on purpose
                     if isinstance(message, VideoFrame):
