@@ -48,6 +48,10 @@ class Directory(Protocol):
     async def claim(self) -> int:
         """Take the streamer lock; returns the epoch. Raises LockDeniedError."""
 
+    def is_live_epoch(self, epoch: int, newest: int) -> bool:
+        """Whether frames of ``epoch`` are the current stream's (fencing), given the
+        newest epoch this node has accepted so far."""
+
     def lease_valid(self) -> bool:
         """True while we hold an unexpired streamer lease."""
 
@@ -153,6 +157,11 @@ class TrackerDirectory:
     async def claim(self) -> int:
         granted = await self._client.claim_stream()
         return granted.epoch
+
+    def is_live_epoch(self, epoch: int, newest: int) -> bool:
+        # Tracker epochs only grow: anything not older is current (a new stream's frames
+        # may arrive before the tracker's news of it).
+        return epoch >= newest
 
     def lease_valid(self) -> bool:
         return self._client.lease_valid()

@@ -118,6 +118,11 @@ class LanDirectory:
         self._on_browser_change()
         return self._claim
 
+    def is_live_epoch(self, epoch: int, newest: int) -> bool:
+        # The tie-break winner holds the EARLIER claim, so a higher epoch may be a
+        # losing streamer's: only the epoch of the streamer we see is current.
+        return self._streamer is not None and epoch == self._streamer.epoch
+
     def lease_valid(self) -> bool:
         return self._claim != 0 and (self._streamer is None or
                                      self._streamer.id == self._peer_id)

@@ -676,16 +676,10 @@ class Node:
                                         frame.captured_at))
 
     def _live_epoch(self, epoch: int) -> bool:
-        """Whether frames (or a tree) of ``epoch`` belong to the current stream.
-
-        Tracker epochs only grow, so anything not older is current (a new stream's
-        frames may arrive before the tracker's news of it). On a LAN the tie-break
-        winner holds the EARLIER claim: a higher epoch is a losing streamer's, so only
-        the epoch of the streamer the directory names is current.
-        """
-        if isinstance(self._directory, LanDirectory):
-            return epoch == self._epoch
-        return epoch >= self._epoch
+        """Whether frames (or a tree) of ``epoch`` belong to the current stream."""
+        if self._directory is None:
+            return epoch >= self._epoch
+        return self._directory.is_live_epoch(epoch, self._epoch)
 
     def _recording_failed(self, recorder: Recorder, exc: MediaError) -> None:
         if self._recorder is recorder:  # report once, and only for the current one
