@@ -1,0 +1,38 @@
+"""The layering rules, enforced: each package imports with what it must not use blocked.
+
+protocol/ is sans-IO (no sockets, asyncio, Qt, OpenCV); the tracker needs no media or
+Qt; the node never imports Qt. Each check runs in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _modules(package: str) -> list[str]:
+    path = ROOT / package.replace(".", "/")
+    return [package] + [f"{package}.{m.name}" for m in pkgutil.iter_modules([str(path)])]
+
+
+@pytest.mark.parametrize(("package", "blocked"), [
+    ("protocol", ["socket", "asyncio", "threading", "PyQt6", "cv2", "numpy", "zeroconf"]),
+    ("tracker", ["PyQt6", "cv2", "numpy"]),
+    ("peer.node", ["PyQt6"]),
+])
+def test_package_imports_without_what_it_must_not_use(package: str, blocked: list[str]) -> None:
+    modules = [m for m in _modules(package) if not m.endswith("__main__")]
+    code = "\n".join([
+        "import sys",
+        *(f"sys.modules[{name!r}] = None" for name in blocked),
+        *(f"import {module}" for module in modules),
+    ])
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
