@@ -531,11 +531,21 @@ def _done(pending: Awaitable[object] | None) -> bool:
 
 
 async def _cancel(pending: Awaitable[object] | None) -> None:
-    """Cancel a task (ours, or zeroconf's announcement series) and wait for it to end."""
+    """Cancel a task (ours, or zeroconf's announcement series) and wait for it to end.
+
+    The CancelledError of ``pending`` is swallowed, but never one aimed at the caller:
+    the refresh task cancels the previous announcement series on every update, and if
+    ``close`` cancelled the refresh task right then, swallowing that would keep it
+    running and ``close`` (and with it a node's stop) waiting for it forever.
+    """
     if isinstance(pending, asyncio.Future) and not pending.done():
         pending.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await pending
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
 
 
 class LanAdvertiser:
