@@ -14,15 +14,18 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.procs import Peer, Session
+from bench.procs import PYTHON, Peer, Session
+from protocol import FrameDecoder, Ping, ProtocolError, encode
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -32,18 +35,72 @@ PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 # --- processes ----------------------------------------------------------------------
 
 
+# Event kinds the benchmarks never read. ``tree`` lines list the whole room and come on
+# every change (20 KB per line per peer at 128 peers): they are skipped unparsed.
+SKIPPED_PREFIXES = tuple(f'{{"event":"{kind}"'.encode() for kind in ("tree", "chat"))
+POLL_S = 0.05
+
+
 class BenchSession(Session):
-    """A Session whose peers log stderr to files (a pipe nobody reads can fill up)."""
+    """A Session whose peers write their events to files, read back by one thread.
+
+    With ``--events -`` a peer writes its event lines into a pipe from its event loop:
+    when the reader falls behind (a hundred peers saturating two cores starve this
+    process too) the pipe fills and the peer blocks, heartbeats and all. A file never
+    blocks the writer, so what we measure is the peers, not our reading. Stderr goes
+    to a log file per peer as well.
+    """
 
     def __init__(self, netns_prefix: Sequence[str] = ()) -> None:
         super().__init__(netns_prefix)
         self.log_dir = Path(tempfile.mkdtemp(prefix="treecast-bench-"))
+        self._files: dict[str, tuple[Peer, Any]] = {}
+        self._files_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reader = threading.Thread(target=self._read_files, name="bench-events",
+                                        daemon=True)
+        self._reader.start()
 
-    def start_peer(self, name: str, *args: str, **kwargs: Any) -> Peer:
-        if "stderr" not in kwargs:
-            with (self.log_dir / f"{name}.log").open("wb") as log:
-                return super().start_peer(name, *args, stderr=log, **kwargs)
-        return super().start_peer(name, *args, **kwargs)
+    def start_peer(self, name: str, *args: str, tracker: str | None = None,
+                   stdin: bool = False, module: str = "peer.node.cli",
+                   listen: str = "127.0.0.1:0", prefix: Sequence[str] | None = None,
+                   stderr: Any = None) -> Peer:
+        tracker = tracker or f"127.0.0.1:{self.tracker_port}"
+        events = self.log_dir / f"{name}.{len(self.procs)}.events"
+        events.touch()
+        argv = [*self._argv_prefix(prefix), PYTHON, "-m", module, "--name", name,
+                "--tracker", tracker, "--listen", listen, "--events", str(events), *args]
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                    stderr=log if stderr is None else stderr,
+                                    stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)
+        self.procs.append(proc)
+        peer = Peer(name, proc)  # type: ignore[arg-type]
+        self.peers[name] = peer
+        with self._files_lock:
+            self._files[f"{name}.{len(self.procs)}"] = (peer, events.open("rb"))
+        return peer
+
+    def _read_files(self) -> None:
+        partial: dict[str, bytes] = {}
+        while not self._stop.is_set():
+            with self._files_lock:
+                files = list(self._files.items())
+            for key, (peer, handle) in files:
+                data = handle.read()
+                if not data:
+                    continue
+                *lines, partial[key] = (partial.get(key, b"") + data).split(b"\n")
+                parsed = []
+                for line in lines:
+                    if not line or line.startswith(SKIPPED_PREFIXES):
+                        continue
+                    with contextlib.suppress(ValueError):
+                        parsed.append(json.loads(line))
+                if parsed:
+                    with peer.lock:
+                        peer.events.extend(parsed)
+            self._stop.wait(POLL_S)
 
     def stderr_tail(self, name: str, chars: int = 1500) -> str:
         with contextlib.suppress(OSError):
@@ -54,6 +111,12 @@ class BenchSession(Session):
         try:
             super().close()
         finally:
+            self._stop.set()
+            self._reader.join(2.0)
+            with self._files_lock:
+                for _, handle in self._files.values():
+                    handle.close()
+                self._files.clear()
             shutil.rmtree(self.log_dir, ignore_errors=True)
 
 
@@ -88,7 +151,10 @@ def require(ok: bool, what: str, s: BenchSession | None = None,
         for peer in peers:
             if peer.proc.poll() is not None or not peer.last("joined"):
                 tail = s.stderr_tail(peer.name)
-                detail += f"\n--- {peer.name} (exit {peer.proc.poll()}):\n{tail}"
+                with peer.lock:
+                    kinds = [e.get("event") for e in peer.events[-8:]]
+                detail += (f"\n--- {peer.name} (exit {peer.proc.poll()}, last events {kinds}):"
+                           f"\n{tail}")
                 break
     raise BenchError(what + detail)
 
@@ -202,14 +268,19 @@ def counter_at(peer: Peer, key: str, t: float) -> float | None:
     return None
 
 
+STALLED = 0.9  # received / produced below this in a window: the viewer stalled
+
+
 def delivery(viewer: Peer, streamer: Peer, t0: float, t1: float) -> dict[str, Any] | None:
     """What a viewer got of what the streamer produced in a steady window.
 
-    * ``delivered``: frames received / frames produced over the viewer's own stats ticks
-      inside [t0, t1], the streamer's count interpolated at those instants (exact to
-      about one frame: the streamer paces at a constant rate).
-    * ``delivered_seq``: received / (received + sequence gaps) over the same ticks
-      (exact; blind to a viewer that receives nothing at all, which ``delivered`` sees).
+    * ``delivered_seq``: frames received / frames produced, over the viewer's own first
+      and last stats tick inside [t0, t1]. Exact: ``frames + lost`` grows by one per
+      sequence number the streamer produced (a frame arrives or leaves a gap), so this
+      is received / (received + gaps). Blind only to a viewer that receives nothing
+      at all, which ``delivered`` sees.
+    * ``delivered``: received over the streamer's produced count interpolated at the
+      same instants (exact to about one frame).
     """
     d = window_delta(viewer, t0, t1)
     if d is None:
@@ -258,7 +329,9 @@ def probe_samples(peer: Peer, t0: float, t1: float, kind: str = "recv") -> list[
 def fmt(value: Any, spec: str = ".1f") -> str:
     if value is None:
         return "-"
-    if isinstance(value, float):
+    if isinstance(value, float) and spec.endswith("d"):
+        value = round(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return format(value, spec)
     return str(value)
 
@@ -298,3 +371,137 @@ def save(name: str, result: dict[str, Any], out: Path | None = None) -> Path:
 def run_cmd(argv: Sequence[str]) -> str:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=10,
                           check=False).stdout
+
+
+class TrackerPinger:
+    """Pings the tracker over its own connection every 0.2 s: its responsiveness.
+
+    The tracker answers a Ping from any connection; a slow answer means its event loop
+    was busy (or starved), and the streamer's lease renewals wait just the same.
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.rtts: list[tuple[float, float]] = []  # (sent at, round trip ms)
+        self._stop = threading.Event()
+        self._sock = socket.create_connection((host, port), timeout=30)
+        self._thread = threading.Thread(target=self._run, name="tracker-ping", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        decoder = FrameDecoder()
+        with contextlib.suppress(OSError, ProtocolError):
+            while not self._stop.is_set():
+                sent = time.time()
+                self._sock.sendall(encode(Ping(t0=sent)))
+                while decoder.next_message() is None:
+                    data = self._sock.recv(65536)
+                    if not data:
+                        return
+                    decoder.receive_data(data)
+                self.rtts.append((sent, (time.time() - sent) * 1000))
+                self._stop.wait(0.2)
+
+    def max_between(self, t0: float, t1: float) -> float | None:
+        return max((ms for sent, ms in self.rtts if t0 <= sent <= t1), default=None)
+
+    def close(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self._thread.join(2.0)
+
+
+def stream_alive(streamer: Peer) -> None:
+    """Raise BenchError if the streamer has ended its stream (e.g. lost its lock)."""
+    ended = streamer.last("stream_ended")
+    if ended is not None:
+        raise BenchError(f"the streamer ended the stream: {ended.get('reason')}")
+
+
+def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: int = 4,
+                  timeout: float = 90.0, streamer: Peer | None = None, nice: int = 0,
+                  **kwargs: Any) -> list[Peer]:
+    """Start viewers (``--watch`` + ``args``) and wait until every one receives frames.
+
+    At most ``in_flight`` are starting at once (started, not yet registered with the
+    tracker): on two cores, dozens of interpreters importing OpenCV at once starve the
+    tracker past the node's 3 s registration timeout (and the streamer's lease renewals
+    with it). A viewer that gives up on the tracker anyway (exit 4) is started again, up
+    to twice. With ``streamer``, fails at once if the stream ends. ``nice`` runs the
+    viewers at that niceness (see bench_scale).
+    """
+    if nice:
+        kwargs["prefix"] = [*s._argv_prefix(kwargs.get("prefix")), "nice", "-n", str(nice)]
+    deadline = time.monotonic() + timeout
+    viewers: list[Peer] = []
+    retries: dict[str, int] = {}
+
+    def starting() -> int:
+        return sum(1 for v in viewers if v.proc.poll() is None and not v.last("ready"))
+
+    def restart_failed() -> None:
+        for i, v in enumerate(viewers):
+            if v.proc.poll() == 4 and retries.get(v.name, 0) < 2:
+                retries[v.name] = retries.get(v.name, 0) + 1
+                viewers[i] = s.start_peer(v.name, "--watch", *args, **kwargs)
+
+    for name in names:
+        while starting() >= in_flight and time.monotonic() < deadline:
+            restart_failed()
+            time.sleep(0.02)
+        viewers.append(s.start_peer(name, "--watch", *args, **kwargs))
+
+    def all_streaming() -> bool:
+        restart_failed()
+        if streamer is not None:
+            stream_alive(streamer)
+        return all(streaming(v) for v in viewers)
+
+    require(wait_until(all_streaming, max(1.0, deadline - time.monotonic()), 0.25),
+            f"not all of {len(viewers)} viewers receive frames within {timeout:g} s: "
+            f"{[v.name for v in viewers if not streaming(v)][:10]}", s,
+            [v for v in viewers if not streaming(v)])
+    if retries:
+        print(f"  (restarted after tracker timeouts: {sorted(retries)})", flush=True)
+    return viewers
+
+
+def viewer_summary(viewers: Sequence[Peer], streamer: Peer, t0: float,
+                   t1: float) -> dict[str, Any]:
+    """Delivery and latency of a crowd of viewers over a steady window.
+
+    Call it a stats tick (> 1 s) after ``t1``, so the streamer has reported on both
+    sides of every viewer tick inside the window.
+    """
+    per = [delivery(v, streamer, t0, t1) for v in viewers]
+    got = [d for d in per if d is not None]
+    delivered_seq = [d["delivered_seq"] for d in got if d["delivered_seq"] is not None]
+    # Time-based ratio is exact only to about a frame: it serves to spot a viewer that
+    # stalled (receives nothing, so it has no sequence gaps either).
+    stalled = [v.name for v, d in zip(viewers, per, strict=True)
+               if d is None or (d["delivered"] is not None and d["delivered"] < STALLED)]
+    windows = [stats_between(v, t0, t1) for v in viewers]
+    p50 = [m for w in windows if (m := median_of(w, "latency_ms")) is not None]
+    p95 = [m for w in windows if (m := median_of(w, "latency_p95_ms")) is not None]
+    loss = [e["loss_pct"] for w in windows for e in w]
+    depths = [e.get("depth") for w in windows for e in w if e.get("depth") is not None]
+    received = sum(d["received"] for d in got)
+    both = [d for d in got if d["produced"]]
+    produced = sum(d["produced"] for d in both)
+    lost = sum(d["lost"] for d in got)
+    return {
+        "viewers": len(viewers),
+        "measured": len(got),
+        "delivered": received / (received + lost) if received + lost else None,
+        "delivered_min": min(delivered_seq, default=None),
+        "received_per_produced": (sum(d["received"] for d in both) / produced
+                                  if produced else None),
+        "stalled": stalled,
+        "lost_frames": lost,
+        "loss_pct_max": max(loss, default=None),
+        "latency_p50_ms_median": statistics.median(p50) if p50 else None,
+        "latency_p95_ms_median": statistics.median(p95) if p95 else None,
+        "latency_p95_ms_max": max(p95, default=None),
+        "depth_max": max(depths, default=None),
+    }

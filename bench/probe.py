@@ -87,9 +87,9 @@ class Probe:
             out.flush()
 
 
-async def run(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace, out: Any) -> int:
     config = config_from_args(args)
-    writer = EventWriter(sys.stdout)
+    writer = EventWriter(out)
     probe = Probe()
     node = Node(config, writer, probe.on_frame if args.probe_decode else None)
     probe.hook(node)
@@ -112,7 +112,7 @@ async def run(args: argparse.Namespace) -> int:
     async def flush_loop() -> None:
         while True:
             await asyncio.sleep(1.0)
-            probe.flush(sys.stdout)
+            probe.flush(out)
 
     flusher = asyncio.ensure_future(flush_loop())
     waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(node.wait_stopped())]
@@ -121,7 +121,7 @@ async def run(args: argparse.Namespace) -> int:
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for waiter in [*waiters, flusher]:
         waiter.cancel()
-    probe.flush(sys.stdout)
+    probe.flush(out)
     await node.stop("quit")
     return EXIT_OK
 
@@ -137,11 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     profiler = cProfile.Profile() if args.cprofile else None
     if profiler is not None:
         profiler.enable()
+    out = sys.stdout if args.events in (None, "-") else open(args.events, "a")  # noqa: SIM115
     try:
-        return asyncio.run(run(args))
+        return asyncio.run(run(args, out))
     except KeyboardInterrupt:
         return EXIT_OK
     finally:
+        if out is not sys.stdout:
+            out.close()
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(args.cprofile)

@@ -1,0 +1,190 @@
+"""Scale: how many headless 360p viewers this machine holds, and where the knee is.
+
+One streamer (640x360 test pattern, 10 fps, like ``bench_tree_vs_star``) and the relay
+tree with the default fan-out (4 at the root, 3 below), all on loopback. Viewers are
+added in steps; after each step, over a steady window: delivered fraction (by sequence
+numbers, see ``bench.common.delivery``), latency (median over viewers of their p50 and
+p95, and the worst p95), CPU per peer from /proc/<pid>/stat (mean viewer, the streamer,
+the tracker), the whole machine's busy CPU (/proc/stat: other users' load included)
+and memory per peer. The ramp stops at the last step, when delivery falls below
+``STOP_DELIVERED``, or when the time budget is spent.
+
+The viewers run at niceness 10 (``--nice``): on a real network the streamer and the
+tracker have machines of their own, while here a wave of viewer interpreters starting
+at once (each ~0.7 s of CPU to import OpenCV) saturates both cores and would starve
+them. A thread pings the tracker every 0.2 s over its own connection: the worst round
+trip during each join wave and during the steady window show how responsive it stays
+(the streamer's lease renewals wait in the same loop).
+
+The knee is the first step where delivery falls below 99.5 %, the machine is more than
+90 % busy in steady state, or the session failed while growing to it (a viewer that
+never gets frames, the streamer ending its stream).
+
+Run: ``python -m bench.bench_scale [--quick] [--steps 16 32 ...]``.
+Writes bench/results/scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    BenchError,
+    CpuMeter,
+    TrackerPinger,
+    bench_session,
+    machine,
+    median_of,
+    rss_mb,
+    save,
+    sigterm_as_exit,
+    start_streamer,
+    start_viewers,
+    stats_between,
+    system_cpu,
+    table,
+    viewer_summary,
+)
+from bench.procs import Peer
+
+SIZE, FPS, LAYER = "640x360", 10.0, 360
+FULL_STEPS = [16, 32, 64, 96, 128, 160, 192]
+QUICK_STEPS = [8, 16, 32]
+STOP_DELIVERED = 0.95
+WARMUP_S = 2.0
+
+
+def find_tracker_pid(s: Any) -> int | None:
+    return s.procs[0].pid if s.procs else None
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--steps", type=int, nargs="+", default=None)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--budget", type=float, default=None, help="seconds for the ramp")
+    parser.add_argument("--nice", type=int, default=10,
+                        help="niceness of the viewer processes (0: same as the streamer)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    sigterm_as_exit()
+    steps = args.steps or (QUICK_STEPS if args.quick else FULL_STEPS)
+    seconds = args.seconds or (3.0 if args.quick else 6.0)
+    budget = args.budget or (30.0 if args.quick else 170.0)
+    result: dict[str, Any] = {"quick": args.quick, "seconds": seconds, "source": SIZE,
+                              "fps": FPS, "viewer_nice": args.nice, **machine(), "rows": []}
+    began = time.monotonic()
+    with bench_session() as s, contextlib.ExitStack() as stack:
+        port = s.start_tracker("--max-connections-per-address", "4096",
+                               "--max-peers-per-room", "256")
+        tracker_pid = find_tracker_pid(s)
+        pinger = TrackerPinger(port)
+        stack.callback(pinger.close)
+        streamer = start_streamer(s, SIZE, FPS, "--max-children", "4")
+        viewers: list[Peer] = []
+        for n in steps:
+            if time.monotonic() - began > budget:
+                print(f"time budget ({budget:g} s) spent before N={n}")
+                break
+            started, join_t0 = time.monotonic(), time.time()
+            names = [f"v{i}" for i in range(len(viewers), n)]
+            try:
+                viewers += start_viewers(s, names, "--resolution", str(LAYER),
+                                         "--max-children", "3", timeout=90.0,
+                                         streamer=streamer, nice=args.nice)
+            except BenchError as exc:
+                reason = str(exc).splitlines()[0]
+                result["failed"] = {"n": n, "reason": reason,
+                                    "tracker_ping_max_ms": pinger.max_between(join_t0,
+                                                                              time.time())}
+                print(f"N={n}: failed: {reason}", flush=True)
+                break
+            join_s = time.monotonic() - started
+            join_ping = pinger.max_between(join_t0, time.time())
+            time.sleep(WARMUP_S)
+            pids = {"streamer": streamer.proc.pid, **{v.name: v.proc.pid for v in viewers}}
+            if tracker_pid is not None:
+                pids["tracker"] = tracker_pid
+            meter = CpuMeter(pids).start()
+            busy0, total0 = system_cpu()
+            t0 = time.time()
+            time.sleep(seconds)
+            t1 = time.time()
+            busy1, total1 = system_cpu()
+            cpu = meter.stop()
+            rss = [m for v in viewers if (m := rss_mb(v.proc.pid)) is not None]
+            time.sleep(1.1)
+            viewer_cpu = [cpu[v.name] for v in viewers if v.name in cpu]
+            summary = viewer_summary(viewers, streamer, t0, t1)
+            window = stats_between(streamer, t0, t1)
+            row = {
+                "n": n,
+                "join_s": round(join_s, 2),
+                "viewer_cpu_pct_mean": statistics.mean(viewer_cpu) if viewer_cpu else None,
+                "viewer_cpu_pct_max": max(viewer_cpu, default=None),
+                "streamer_cpu_pct": cpu.get("streamer"),
+                "tracker_cpu_pct": cpu.get("tracker"),
+                "peers_cpu_pct_total": sum(cpu.values()),
+                "machine_busy_pct": 100.0 * (busy1 - busy0) / max(1, total1 - total0)
+                * (result["cpus"] or 1),
+                "viewer_rss_mb_mean": statistics.mean(rss) if rss else None,
+                "streamer_fps": median_of(window, "fps"),
+                "streamer_kbps_out": median_of(window, "kbps_out"),
+                "tracker_ping_join_max_ms": join_ping,
+                "tracker_ping_steady_max_ms": pinger.max_between(t0, t1),
+                **summary,
+            }
+            result["rows"].append(row)
+            print(f"N={n}: delivered {row['delivered']}, viewer CPU "
+                  f"{row['viewer_cpu_pct_mean']:.2f} %, machine {row['machine_busy_pct']:.0f} %, "
+                  f"p95 {row['latency_p95_ms_median']} ms", flush=True)
+            if row["delivered"] is not None and row["delivered"] < STOP_DELIVERED:
+                break
+            if streamer.last("stream_ended"):
+                result["failed"] = {"n": n, "reason": "the streamer ended the stream: "
+                                    f"{(streamer.last('stream_ended') or {}).get('reason')}"}
+                break
+    rows = result["rows"]
+    knee = None
+    for row in rows:
+        if (row["delivered"] or 0) < 0.995 or (row["machine_busy_pct"] or 0) > 0.9 * 100 * (
+                result["cpus"] or 1):
+            knee = row["n"]
+            break
+    result["knee_n"] = knee
+    text = table(
+        ["N", "depth", "join s", "delivered %", "worst %", "stalled", "p50 ms", "p95 ms med",
+         "p95 ms max", "CPU %/viewer", "streamer %", "tracker %", "peers % total",
+         "machine %", "RSS MB/viewer", "trk ping join ms", "trk ping steady ms"],
+        [[r["n"], r["depth_max"], r["join_s"],
+          None if r["delivered"] is None else 100 * r["delivered"],
+          None if r["delivered_min"] is None else 100 * r["delivered_min"], len(r["stalled"]),
+          r["latency_p50_ms_median"], r["latency_p95_ms_median"], r["latency_p95_ms_max"],
+          r["viewer_cpu_pct_mean"], r["streamer_cpu_pct"], r["tracker_cpu_pct"],
+          r["peers_cpu_pct_total"], r["machine_busy_pct"], r["viewer_rss_mb_mean"],
+          r["tracker_ping_join_max_ms"], r["tracker_ping_steady_max_ms"]]
+         for r in rows],
+        ["d", "d", ".1f", ".2f", ".2f", "d", ".1f", ".1f", ".1f", ".2f", ".1f", ".1f", ".0f",
+         ".0f", ".0f", ".0f", ".0f"])
+    result["table"] = text
+    print(f"\nscale: headless {SIZE} viewers at {FPS:g} fps, tree (fan-out 4/3), loopback, "
+          f"{result['cpus']} CPUs, {seconds:g} s windows")
+    print(text)
+    if result.get("failed"):
+        failed = result["failed"]
+        print(f"failed while growing to N={failed['n']}: {failed['reason']}")
+        if knee is None:
+            knee = result["knee_n"] = failed["n"]
+    print(f"knee: {knee if knee is not None else 'not reached'}")
+    save("scale", result, args.out)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Tree vs star: the same N viewers served by the relay tree and by the streamer alone.
+
+* tree: the streamer takes at most 4 children, every viewer at most 3 (the defaults);
+  the others are redirected down the tree.
+* star: the client-server design: the streamer takes every viewer (``--max-children``
+  the largest N), the viewers forward nothing (``--max-children 0``).
+
+N = 4, 16, 64 (quick: 4, 16), all processes on loopback; one session per topology, with
+viewers added up to each N in turn. 64 viewer processes plus a
+streamer on two cores is heavy, so the stream is a 640x360 test pattern at 10 fps and
+the viewers are headless (they never decode: forwarding needs no pixels).
+
+Per run, over a steady window after every viewer receives frames: the streamer's upload
+(``kbps_out``) and CPU, delivered fraction (frames received / frames the streamer
+produced, counted by sequence numbers: see ``bench.common.delivery``; all viewers and
+the worst one), viewers that stalled, the worst loss_pct, and latency (per viewer the
+median over the window of its p50 and p95; median and worst viewer).
+
+Run: ``python -m bench.bench_tree_vs_star [--quick] [--n 4 16 64]``.
+Writes bench/results/tree_vs_star.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    CpuMeter,
+    bench_session,
+    machine,
+    median_of,
+    save,
+    sigterm_as_exit,
+    start_streamer,
+    start_viewers,
+    stats_between,
+    table,
+    viewer_summary,
+)
+from bench.procs import Peer
+
+SIZE, FPS, LAYER = "640x360", 10.0, 360
+TREE_ROOT_FANOUT, TREE_FANOUT = 4, 3
+WARMUP_S = 2.0
+
+
+def ramp(topology: str, counts: list[int], seconds: float) -> list[dict[str, Any]]:
+    """One session per topology; viewers are added up to each N in turn and measured.
+
+    Adding viewers to a running session is what a fresh session of N would do too: they
+    join the tree (or the streamer) the same way; it saves starting everything again.
+    """
+    root_fanout = TREE_ROOT_FANOUT if topology == "tree" else max(counts)
+    fanout = TREE_FANOUT if topology == "tree" else 0
+    results = []
+    with bench_session() as s:
+        s.start_tracker("--max-connections-per-address", "1024")
+        streamer = start_streamer(s, SIZE, FPS, "--max-children", str(root_fanout))
+        viewers: list[Peer] = []
+        for n in counts:
+            started = time.monotonic()
+            viewers += start_viewers(s, [f"v{i}" for i in range(len(viewers), n)],
+                                     "--resolution", str(LAYER), "--max-children", str(fanout),
+                                     streamer=streamer)
+            join_s = time.monotonic() - started
+            time.sleep(WARMUP_S)
+            pids = {"streamer": streamer.proc.pid, **{v.name: v.proc.pid for v in viewers}}
+            meter = CpuMeter(pids).start()
+            t0 = time.time()
+            time.sleep(seconds)
+            t1 = time.time()
+            cpu = meter.stop()
+            time.sleep(1.1)  # a stats tick of the streamer after the window
+            window = stats_between(streamer, t0, t1)
+            viewer_cpu = [cpu[v.name] for v in viewers if v.name in cpu]
+            r = {
+                "topology": topology,
+                "n": n,
+                "root_fanout": root_fanout,
+                "fanout": fanout,
+                "join_s": round(join_s, 2),
+                "streamer_children": median_of(window, "children"),
+                "streamer_kbps_out": median_of(window, "kbps_out"),
+                "streamer_fps": median_of(window, "fps"),
+                "streamer_cpu_pct": cpu.get("streamer"),
+                "viewer_cpu_pct_mean": (sum(viewer_cpu) / len(viewer_cpu)
+                                        if viewer_cpu else None),
+                **viewer_summary(viewers, streamer, t0, t1),
+            }
+            results.append(r)
+            print(f"{topology} N={n}: streamer {r['streamer_kbps_out']} kbit/s, "
+                  f"delivered {r['delivered']}", flush=True)
+    return results
+
+
+COLUMNS = ["topology", "N", "root kids", "depth", "streamer kbit/s", "streamer CPU %",
+           "delivered %", "worst %", "stalled", "lost", "loss % max", "p50 ms",
+           "p95 ms med", "p95 ms max"]
+SPECS = ["", "d", ".0f", "d", ".0f", ".1f", ".2f", ".2f", "d", "d", ".2f", ".1f", ".1f",
+         ".1f"]
+
+
+def row(r: dict[str, Any]) -> list[Any]:
+    def percent(x: float | None) -> float | None:
+        return None if x is None else 100 * x
+    return [r["topology"], r["n"], r["streamer_children"], r["depth_max"],
+            r["streamer_kbps_out"], r["streamer_cpu_pct"], percent(r["delivered"]),
+            percent(r["delivered_min"]), len(r["stalled"]), r["lost_frames"],
+            r["loss_pct_max"], r["latency_p50_ms_median"], r["latency_p95_ms_median"],
+            r["latency_p95_ms_max"]]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--n", type=int, nargs="+", default=None, help="viewer counts")
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    sigterm_as_exit()
+    counts = args.n or ([4, 16] if args.quick else [4, 16, 64])
+    seconds = args.seconds or (3.0 if args.quick else 10.0)
+    result: dict[str, Any] = {"quick": args.quick, "seconds": seconds, "source": SIZE,
+                              "fps": FPS, **machine(), "runs": []}
+    for topology in ("tree", "star"):
+        result["runs"] += ramp(topology, counts, seconds)
+    result["runs"].sort(key=lambda r: (r["n"], r["topology"] != "tree"))
+    text = table(COLUMNS, [row(r) for r in result["runs"]], SPECS)
+    result["table"] = text
+    print(f"\ntree vs star ({SIZE} test pattern at {FPS:g} fps, headless viewers, loopback, "
+          f"{seconds:g} s window)")
+    print(text)
+    save("tree_vs_star", result, args.out)
+    return result
+
+
+if __name__ == "__main__":
+    main()
