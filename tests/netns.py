@@ -422,17 +422,23 @@ class JsonLines:
         Raises:
             TimeoutError: none arrived in time or the process ended.
         """
+        return self._first(lambda: self.lines, predicate, timeout, "line")
+
+    def _first(self, seen: Callable[[], list[Any]], predicate: Callable[[Any], bool],
+               timeout: float, what: str) -> Any:
+        """The first item of ``seen()`` (which grows as we read) matching ``predicate``."""
         deadline = time.monotonic() + timeout
         checked = 0
         while True:
-            for line in self.lines[checked:]:
-                if predicate(line):
-                    return line
-            checked = len(self.lines)
+            items = seen()
+            for item in items[checked:]:
+                if predicate(item):
+                    return item
+            checked = len(items)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (self.eof and self.proc.poll() is not None):
                 raise TimeoutError(
-                    f"no matching line within {timeout} s (exit code {self.proc.poll()}); "
+                    f"no matching {what} within {timeout} s (exit code {self.proc.poll()}); "
                     f"last lines: {self.lines[-3:]}; other output: {self.other[-3:]}; "
                     f"stderr: {stderr_tail(self.proc)}")
             self._pump(min(remaining, 0.2))
@@ -449,20 +455,8 @@ class JsonLines:
         Raises:
             TimeoutError: none arrived in time or the process ended.
         """
-        deadline = time.monotonic() + timeout
-        checked = 0
-        while True:
-            for text in self.other[checked:]:
-                if predicate(text):
-                    return text
-            checked = len(self.other)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or (self.eof and self.proc.poll() is not None):
-                raise TimeoutError(
-                    f"no matching text line within {timeout} s (exit code "
-                    f"{self.proc.poll()}); other output: {self.other[-3:]}; "
-                    f"stderr: {stderr_tail(self.proc)}")
-            self._pump(min(remaining, 0.5))
+        text: str = self._first(lambda: self.other, predicate, timeout, "text line")
+        return text
 
 
 # --- Treecast processes ---------------------------------------------------------------
