@@ -20,6 +20,10 @@ Glass to glass: a chain of three at 720 whose leaf decodes every frame, as a dis
 does (``--probe-decode``: the node's display path with a callback at the decoded
 picture). The node has no event for decode completion; see docs/PERFORMANCE.md.
 
+``--quick`` runs one chain, 720-720-720-480, whose depth-3 peer also decodes (glass to
+glass) and transcodes for the depth-4 leaf: both share its two worker threads, so its
+figures are a smoke test, not the reference.
+
 Run: ``python -m bench.bench_latency [--quick]``. Writes bench/results/latency.json.
 """
 
@@ -56,13 +60,17 @@ CHAINS = {
     "untouched": [720, 720, 720, 720, 720],
     "transcode": [720, 720, 480, 480, 480],
 }
+# --quick: one chain for everything: depth 3 also decodes (glass to glass) and feeds a
+# 480 leaf (a transcoding hop).
+QUICK_CHAINS = {"quick": [720, 720, 720, 480]}
 
 
-def build_chain(s: BenchSession, layers: list[int], decode_leaf: bool = False) -> list[Peer]:
+def build_chain(s: BenchSession, layers: list[int], decode_depth: int | None = None
+                ) -> list[Peer]:
     start_streamer(s, SIZE, FPS, "--max-children", "1")
     chain: list[Peer] = []
     for depth, layer in enumerate(layers, start=1):
-        extra = ["--probe-decode"] if decode_leaf and depth == len(layers) else []
+        extra = ["--probe-decode"] if depth == decode_depth else []
         peer = s.start_peer(f"d{depth}", "--watch", "--resolution", str(layer),
                             "--max-children", "1", *extra, module="bench.probe")
         require(wait_until(lambda p=peer: p.last("joined"), 20), f"d{depth} did not join",
@@ -105,46 +113,43 @@ def measure_chain(chain: list[Peer], t0: float, t1: float) -> list[dict[str, Any
     return rows
 
 
-def run_chain(layers: list[int], seconds: float) -> list[dict[str, Any]]:
+def run_chain(layers: list[int], seconds: float, decode_depth: int | None = None
+              ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Per-depth rows, and glass-to-glass figures at ``decode_depth`` if given."""
     with bench_session() as s:
         s.start_tracker()
-        chain = build_chain(s, layers)
+        chain = build_chain(s, layers, decode_depth)
         time.sleep(CLOCK_WARMUP_S)
         t0 = time.time()
         time.sleep(seconds)
         t1 = time.time()
         time.sleep(1.2)  # the probes print once a second
-        return measure_chain(chain, t0, t1)
+        rows = measure_chain(chain, t0, t1)
+        g2g = glass_to_glass(chain[decode_depth - 1], decode_depth, layers[decode_depth - 1],
+                             t0, t1) if decode_depth else None
+        return rows, g2g
 
 
-def run_glass_to_glass(seconds: float) -> dict[str, Any]:
-    with bench_session() as s:
-        s.start_tracker()
-        chain = build_chain(s, [720, 720, 720], decode_leaf=True)
-        time.sleep(CLOCK_WARMUP_S)
-        t0 = time.time()
-        time.sleep(seconds)
-        t1 = time.time()
-        time.sleep(1.2)
-        leaf = chain[-1]
-        recv = probe_samples(leaf, t0, t1)
-        dec = probe_samples(leaf, t0, t1, "dec")
-        arrival = {row[0]: row[1] for row in recv}
-        recv_ms = [(r[1] - r[2]) * 1000 for r in recv]
-        dec_ms = [(r[1] - r[2]) * 1000 for r in dec]
-        decode_ms = [(r[1] - arrival[r[0]]) * 1000 for r in dec if r[0] in arrival]
-        return {
-            "depth": 3,
-            "layer": 720,
-            "frames_received": len(recv),
-            "frames_decoded": len(dec),
-            "receive_p50_ms": pct(recv_ms, 50),
-            "receive_p95_ms": pct(recv_ms, 95),
-            "decoded_p50_ms": pct(dec_ms, 50),
-            "decoded_p95_ms": pct(dec_ms, 95),
-            "decode_step_p50_ms": pct(decode_ms, 50),
-            "decode_step_p95_ms": pct(decode_ms, 95),
-        }
+def glass_to_glass(leaf: Peer, depth: int, layer: int, t0: float, t1: float
+                   ) -> dict[str, Any]:
+    recv = probe_samples(leaf, t0, t1)
+    dec = probe_samples(leaf, t0, t1, "dec")
+    arrival = {row[0]: row[1] for row in recv}
+    recv_ms = [(r[1] - r[2]) * 1000 for r in recv]
+    dec_ms = [(r[1] - r[2]) * 1000 for r in dec]
+    decode_ms = [(r[1] - arrival[r[0]]) * 1000 for r in dec if r[0] in arrival]
+    return {
+        "depth": depth,
+        "layer": layer,
+        "frames_received": len(recv),
+        "frames_decoded": len(dec),
+        "receive_p50_ms": pct(recv_ms, 50),
+        "receive_p95_ms": pct(recv_ms, 95),
+        "decoded_p50_ms": pct(dec_ms, 50),
+        "decoded_p95_ms": pct(dec_ms, 95),
+        "decode_step_p50_ms": pct(decode_ms, 50),
+        "decode_step_p95_ms": pct(decode_ms, 95),
+    }
 
 
 def print_chain(name: str, rows: list[dict[str, Any]]) -> str:
@@ -183,12 +188,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     sigterm_as_exit()
-    seconds = args.seconds or (6.0 if args.quick else 15.0)
+    seconds = args.seconds or (4.0 if args.quick else 12.0)
     info = machine()
     result: dict[str, Any] = {"quick": args.quick, "seconds": seconds, "source": SIZE,
                               "fps": FPS, **info, "chains": {}, "tables": {}}
-    for name, layers in CHAINS.items():
-        rows = run_chain(layers, seconds)
+    g2g: dict[str, Any] | None = None
+    chains = QUICK_CHAINS if args.quick else CHAINS
+    for name, layers in chains.items():
+        decode_depth = 3 if args.quick else None
+        rows, g2g = run_chain(layers, seconds, decode_depth)
         result["chains"][name] = {"layers": layers, "rows": rows,
                                   "added_per_hop": added_per_hop(rows)}
         result["tables"][name] = print_chain(name, rows)
@@ -196,7 +204,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if hop["hops"]:
                 print(f"added per {kind} hop (median over depths {hop['hops']}): "
                       f"p50 {hop['p50_ms']:.2f} ms, p95 {hop['p95_ms']:.2f} ms")
-    g2g = run_glass_to_glass(seconds)
+    if g2g is None:
+        _, g2g = run_chain([720, 720, 720], seconds, decode_depth=3)
+    assert g2g is not None
     result["glass_to_glass"] = g2g
     text = table(["depth", "received", "decoded", "recv p50", "recv p95", "decoded p50",
                   "decoded p95", "decode p50", "decode p95"],

@@ -110,7 +110,8 @@ def outage(peer: Peer, t_kill: float, t_end: float) -> dict[str, Any] | None:
             "stall_ms": (row[1] - prev[1]) * 1000, "lost": row[0] - prev[0] - 1}
 
 
-def run(s: BenchSession, counts: dict[str, int], rng: random.Random) -> list[dict[str, Any]]:
+def run(s: BenchSession, counts: dict[str, int], rng: random.Random,
+        viewers_n: int = VIEWERS) -> list[dict[str, Any]]:
     streamer = start_streamer(s, SIZE, FPS, "--max-children", str(FANOUT))
     serial = 0
 
@@ -121,7 +122,7 @@ def run(s: BenchSession, counts: dict[str, int], rng: random.Random) -> list[dic
         return start_viewers(s, names, "--resolution", str(LAYER), "--max-children",
                              str(FANOUT), module="bench.probe", streamer=streamer)
 
-    viewers = new_viewers(VIEWERS)
+    viewers = new_viewers(viewers_n)
     plan = [kind for kind, n in counts.items() for _ in range(n)]
     rng.shuffle(plan)
     events: list[dict[str, Any]] = []
@@ -216,13 +217,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     sigterm_as_exit()
     counts = {
-        "kill": args.kills if args.kills is not None else (4 if args.quick else 24),
-        "leave": args.leaves if args.leaves is not None else (2 if args.quick else 8),
+        "kill": args.kills if args.kills is not None else (2 if args.quick else 24),
+        "leave": args.leaves if args.leaves is not None else (1 if args.quick else 8),
         "freeze": args.freezes if args.freezes is not None else (1 if args.quick else 4),
     }
     with bench_session() as s:
         s.start_tracker()
-        rows = run(s, counts, random.Random(args.seed))
+        rows = run(s, counts, random.Random(args.seed), 8 if args.quick else VIEWERS)
     summaries = [summarize(rows, kind) for kind in counts if counts[kind]]
     text = table(
         ["event", "n", "peers hit", "outage p50", "p95", "max", "stall p50", "p95", "max",

@@ -6,7 +6,8 @@
   the largest N), the viewers forward nothing (``--max-children 0``).
 
 N = 4, 16, 64 (quick: 4, 16), all processes on loopback; one session per topology, with
-viewers added up to each N in turn. 64 viewer processes plus a
+viewers added up to each N in turn (``--quick``: both topologies side by side in two
+rooms of one session, sharing the CPU). 64 viewer processes plus a
 streamer on two cores is heavy, so the stream is a 640x360 test pattern at 10 fps and
 the viewers are headless (they never decode: forwarding needs no pixels).
 
@@ -38,6 +39,7 @@ from bench.common import (
     start_viewers,
     stats_between,
     table,
+    upload_kbps,
     viewer_summary,
 )
 from bench.procs import Peer
@@ -47,52 +49,71 @@ TREE_ROOT_FANOUT, TREE_FANOUT = 4, 3
 WARMUP_S = 2.0
 
 
-def ramp(topology: str, counts: list[int], seconds: float) -> list[dict[str, Any]]:
-    """One session per topology; viewers are added up to each N in turn and measured.
+def ramp(topologies: list[str], counts: list[int], seconds: float,
+         warmup: float = WARMUP_S) -> list[dict[str, Any]]:
+    """One session; viewers are added up to each N in turn and measured.
 
     Adding viewers to a running session is what a fresh session of N would do too: they
     join the tree (or the streamer) the same way; it saves starting everything again.
+    Several topologies run side by side in rooms of their own (``--quick`` does that to
+    save time; they then share the CPU).
     """
-    root_fanout = TREE_ROOT_FANOUT if topology == "tree" else max(counts)
-    fanout = TREE_FANOUT if topology == "tree" else 0
     results = []
     with bench_session() as s:
         s.start_tracker("--max-connections-per-address", "1024")
-        streamer = start_streamer(s, SIZE, FPS, "--max-children", str(root_fanout))
-        viewers: list[Peer] = []
+        streamers: dict[str, Peer] = {}
+        viewers: dict[str, list[Peer]] = {}
+        for topology in topologies:
+            root_fanout = TREE_ROOT_FANOUT if topology == "tree" else max(counts)
+            streamers[topology] = start_streamer(
+                s, SIZE, FPS, "--max-children", str(root_fanout), "--room", topology,
+                name=f"{topology}-streamer")
+            viewers[topology] = []
+        windows = []
         for n in counts:
-            started = time.monotonic()
-            viewers += start_viewers(s, [f"v{i}" for i in range(len(viewers), n)],
-                                     "--resolution", str(LAYER), "--max-children", str(fanout),
-                                     streamer=streamer)
-            join_s = time.monotonic() - started
-            time.sleep(WARMUP_S)
-            pids = {"streamer": streamer.proc.pid, **{v.name: v.proc.pid for v in viewers}}
+            join_s = {}
+            for topology in topologies:
+                started = time.monotonic()
+                have = viewers[topology]
+                have += start_viewers(
+                    s, [f"{topology}-v{i}" for i in range(len(have), n)], "--room", topology,
+                    "--resolution", str(LAYER), "--max-children",
+                    str(TREE_FANOUT if topology == "tree" else 0),
+                    streamer=streamers[topology])
+                join_s[topology] = time.monotonic() - started
+            time.sleep(warmup)
+            pids = {p.name: p.proc.pid for p in [*streamers.values(),
+                                                 *(v for vs in viewers.values() for v in vs)]}
             meter = CpuMeter(pids).start()
             t0 = time.time()
             time.sleep(seconds)
             t1 = time.time()
-            cpu = meter.stop()
-            time.sleep(1.1)  # a stats tick of the streamer after the window
-            window = stats_between(streamer, t0, t1)
-            viewer_cpu = [cpu[v.name] for v in viewers if v.name in cpu]
-            r = {
-                "topology": topology,
-                "n": n,
-                "root_fanout": root_fanout,
-                "fanout": fanout,
-                "join_s": round(join_s, 2),
-                "streamer_children": median_of(window, "children"),
-                "streamer_kbps_out": median_of(window, "kbps_out"),
-                "streamer_fps": median_of(window, "fps"),
-                "streamer_cpu_pct": cpu.get("streamer"),
-                "viewer_cpu_pct_mean": (sum(viewer_cpu) / len(viewer_cpu)
-                                        if viewer_cpu else None),
-                **viewer_summary(viewers, streamer, t0, t1),
-            }
-            results.append(r)
-            print(f"{topology} N={n}: streamer {r['streamer_kbps_out']} kbit/s, "
-                  f"delivered {r['delivered']}", flush=True)
+            windows.append((n, t0, t1, meter.stop(), {t: list(v) for t, v in viewers.items()},
+                            join_s))
+        time.sleep(1.1)  # a stats tick of each streamer after the last window
+        for n, t0, t1, cpu, crowd, join_s in windows:
+            for topology in topologies:
+                streamer, them = streamers[topology], crowd[topology]
+                window = stats_between(streamer, t0, t1)
+                viewer_cpu = [cpu[v.name] for v in them if v.name in cpu]
+                r = {
+                    "topology": topology,
+                    "n": n,
+                    "root_fanout": TREE_ROOT_FANOUT if topology == "tree" else max(counts),
+                    "fanout": TREE_FANOUT if topology == "tree" else 0,
+                    "side_by_side": len(topologies) > 1,
+                    "join_s": round(join_s[topology], 2),
+                    "streamer_children": median_of(window, "children"),
+                    "streamer_kbps_out": upload_kbps(streamer, t0, t1),
+                    "streamer_fps": median_of(window, "fps"),
+                    "streamer_cpu_pct": cpu.get(streamer.name),
+                    "viewer_cpu_pct_mean": (sum(viewer_cpu) / len(viewer_cpu)
+                                            if viewer_cpu else None),
+                    **viewer_summary(them, streamer, t0, t1),
+                }
+                results.append(r)
+                print(f"{topology} N={n}: streamer {r['streamer_kbps_out']} kbit/s, "
+                      f"delivered {r['delivered']}", flush=True)
     return results
 
 
@@ -125,8 +146,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     result: dict[str, Any] = {"quick": args.quick, "seconds": seconds, "source": SIZE,
                               "fps": FPS, **machine(), "runs": []}
-    for topology in ("tree", "star"):
-        result["runs"] += ramp(topology, counts, seconds)
+    if args.quick:  # side by side, to fit the quick run's time
+        result["runs"] += ramp(["tree", "star"], counts, seconds, 1.0)
+    else:
+        for topology in ("tree", "star"):
+            result["runs"] += ramp([topology], counts, seconds)
     result["runs"].sort(key=lambda r: (r["n"], r["topology"] != "tree"))
     text = table(COLUMNS, [row(r) for r in result["runs"]], SPECS)
     result["table"] = text

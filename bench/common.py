@@ -505,3 +505,13 @@ def viewer_summary(viewers: Sequence[Peer], streamer: Peer, t0: float,
         "latency_p95_ms_max": max(p95, default=None),
         "depth_max": max(depths, default=None),
     }
+
+
+def upload_kbps(peer: Peer, t0: float, t1: float) -> float | None:
+    """What a peer sent (all links, framing included) over its ticks inside [t0, t1],
+    from its byte totals: exact, unlike ``kbps_out``, a 5 s sliding window that lags
+    behind a change (new children)."""
+    d = window_delta(peer, t0, t1)
+    if d is None or d["seconds"] <= 0:
+        return None
+    return d["bytes_out"] * 8 / 1000 / d["seconds"]
