@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     sigterm_as_exit()
     counts = sorted(args.n or ([2, 4] if args.quick else [2, 3, 4, 8]))
-    seconds = args.seconds or (3.0 if args.quick else 6.0)
+    seconds = args.seconds or (3.0 if args.quick else 5.0)
     result: dict[str, Any] = {"quick": args.quick, "seconds": seconds, "source": SIZE,
                               "fps": FPS, **machine()}
     from tests.netns import netns_unavailable

@@ -217,9 +217,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     sigterm_as_exit()
     counts = {
-        "kill": args.kills if args.kills is not None else (2 if args.quick else 24),
-        "leave": args.leaves if args.leaves is not None else (1 if args.quick else 8),
-        "freeze": args.freezes if args.freezes is not None else (1 if args.quick else 4),
+        "kill": args.kills if args.kills is not None else (2 if args.quick else 20),
+        "leave": args.leaves if args.leaves is not None else (1 if args.quick else 6),
+        "freeze": args.freezes if args.freezes is not None else (1 if args.quick else 3),
     }
     with bench_session() as s:
         s.start_tracker()

@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     sigterm_as_exit()
     steps = args.steps or (QUICK_STEPS if args.quick else FULL_STEPS)
-    seconds = args.seconds or (3.0 if args.quick else 5.0)
-    budget = args.budget or (30.0 if args.quick else 170.0)
+    seconds = args.seconds or (3.0 if args.quick else 6.0)
+    budget = args.budget or (30.0 if args.quick else 130.0)
     result: dict[str, Any] = {"quick": args.quick, "seconds": seconds, "source": SIZE,
                               "fps": FPS, "viewer_nice": args.nice, **machine(), "rows": []}
     began = time.monotonic()
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 break
             join_s = time.monotonic() - started
             join_ping = pinger.max_between(join_t0, time.time())
+            latency_from = time.time() + 1.0 + 5.0  # stats windows that start after the join
             time.sleep(1.0 if args.quick else WARMUP_S)
             pids = {"streamer": streamer.proc.pid, **{v.name: v.proc.pid for v in viewers}}
             if tracker_pid is not None:
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rss = [m for v in viewers if (m := rss_mb(v.proc.pid)) is not None]
             time.sleep(1.1)
             viewer_cpu = [cpu[v.name] for v in viewers if v.name in cpu]
-            summary = viewer_summary(viewers, streamer, t0, t1)
+            summary = viewer_summary(viewers, streamer, t0, t1, latency_from)
             window = stats_between(streamer, t0, t1)
             row = {
                 "n": n,

@@ -47,6 +47,7 @@ from bench.procs import Peer
 SIZE, FPS, LAYER = "640x360", 10.0, 360
 TREE_ROOT_FANOUT, TREE_FANOUT = 4, 3
 WARMUP_S = 2.0
+STATS_WINDOW_S = 5.0  # the node's stats window: latency figures cover the 5 s before
 
 
 def ramp(topologies: list[str], counts: list[int], seconds: float,
@@ -71,7 +72,7 @@ def ramp(topologies: list[str], counts: list[int], seconds: float,
             viewers[topology] = []
         windows = []
         for n in counts:
-            join_s = {}
+            join_s: dict[str, float] = {}
             for topology in topologies:
                 started = time.monotonic()
                 have = viewers[topology]
@@ -81,6 +82,7 @@ def ramp(topologies: list[str], counts: list[int], seconds: float,
                     str(TREE_FANOUT if topology == "tree" else 0),
                     streamer=streamers[topology])
                 join_s[topology] = time.monotonic() - started
+            joined_at = time.time()
             time.sleep(warmup)
             pids = {p.name: p.proc.pid for p in [*streamers.values(),
                                                  *(v for vs in viewers.values() for v in vs)]}
@@ -89,9 +91,9 @@ def ramp(topologies: list[str], counts: list[int], seconds: float,
             time.sleep(seconds)
             t1 = time.time()
             windows.append((n, t0, t1, meter.stop(), {t: list(v) for t, v in viewers.items()},
-                            join_s))
+                            join_s, joined_at + 1.0 + STATS_WINDOW_S))
         time.sleep(1.1)  # a stats tick of each streamer after the last window
-        for n, t0, t1, cpu, crowd, join_s in windows:
+        for n, t0, t1, cpu, crowd, join_s, latency_from in windows:
             for topology in topologies:
                 streamer, them = streamers[topology], crowd[topology]
                 window = stats_between(streamer, t0, t1)
@@ -109,7 +111,7 @@ def ramp(topologies: list[str], counts: list[int], seconds: float,
                     "streamer_cpu_pct": cpu.get(streamer.name),
                     "viewer_cpu_pct_mean": (sum(viewer_cpu) / len(viewer_cpu)
                                             if viewer_cpu else None),
-                    **viewer_summary(them, streamer, t0, t1),
+                    **viewer_summary(them, streamer, t0, t1, latency_from),
                 }
                 results.append(r)
                 print(f"{topology} N={n}: streamer {r['streamer_kbps_out']} kbit/s, "
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     sigterm_as_exit()
     counts = args.n or ([4, 16] if args.quick else [4, 16, 64])
-    seconds = args.seconds or (3.0 if args.quick else 10.0)
+    seconds = args.seconds or (3.0 if args.quick else 8.0)
     result: dict[str, Any] = {"quick": args.quick, "seconds": seconds, "source": SIZE,
                               "fps": FPS, **machine(), "runs": []}
     if args.quick:  # side by side, to fit the quick run's time

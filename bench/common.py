@@ -468,11 +468,13 @@ def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: 
 
 
 def viewer_summary(viewers: Sequence[Peer], streamer: Peer, t0: float,
-                   t1: float) -> dict[str, Any]:
+                   t1: float, latency_from: float | None = None) -> dict[str, Any]:
     """Delivery and latency of a crowd of viewers over a steady window.
 
     Call it a stats tick (> 1 s) after ``t1``, so the streamer has reported on both
-    sides of every viewer tick inside the window.
+    sides of every viewer tick inside the window. Latency comes from the stats events
+    at or after ``latency_from`` (when given and there are some): each covers the 5 s
+    before it, so that keeps a join wave before the window out of the figures.
     """
     per = [delivery(v, streamer, t0, t1) for v in viewers]
     got = [d for d in per if d is not None]
@@ -482,8 +484,10 @@ def viewer_summary(viewers: Sequence[Peer], streamer: Peer, t0: float,
     stalled = [v.name for v, d in zip(viewers, per, strict=True)
                if d is None or (d["delivered"] is not None and d["delivered"] < STALLED)]
     windows = [stats_between(v, t0, t1) for v in viewers]
-    p50 = [m for w in windows if (m := median_of(w, "latency_ms")) is not None]
-    p95 = [m for w in windows if (m := median_of(w, "latency_p95_ms")) is not None]
+    late = [[e for e in w if latency_from is None or e["t"] >= latency_from] or w
+            for w in windows]
+    p50 = [m for w in late if (m := median_of(w, "latency_ms")) is not None]
+    p95 = [m for w in late if (m := median_of(w, "latency_p95_ms")) is not None]
     loss = [e["loss_pct"] for w in windows for e in w]
     depths = [e.get("depth") for w in windows for e in w if e.get("depth") is not None]
     received = sum(d["received"] for d in got)
