@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     sigterm_as_exit()
-    seconds = args.seconds or (4.0 if args.quick else 12.0)
+    seconds = args.seconds or (3.0 if args.quick else 12.0)
     with bench_session() as s:
         s.start_tracker()
         streamer = start_streamer(s, SIZE, FPS, "--max-children", "1")
