@@ -98,7 +98,8 @@ class TrackerServer:
             return
         self._server.close()
         for link in list(self._links.values()):
-            self._write(link, Bye("tracker shutting down", code=ErrorCode.UNEXPECTED))
+            bye = Bye("tracker shutting down", code=ErrorCode.UNEXPECTED)
+            self._write(link, bye, self._encode(bye, link))
         if self._tasks:
             # Reader tasks end by themselves once their Bye is flushed and the socket
             # closed; wait a bounded moment for that, then cancel what is left.
@@ -147,7 +148,8 @@ class TrackerServer:
                 except RemoteProtocolError as exc:
                     reason = exc.reason[: limits.MAX_REASON_CHARS]
                     log.warning("closing %s: %s", link.label, reason)
-                    self._write(link, Bye(reason, code=exc.code))
+                    bye = Bye(reason, code=exc.code)
+                    self._write(link, bye, self._encode(bye, link))
                     break
         except (ConnectionError, OSError):
             pass  # reset by the peer: same as EOF
@@ -161,24 +163,30 @@ class TrackerServer:
 
     def _dispatch(self, out: list[Outbound]) -> None:
         """Write what the state returned, start queued checks, re-arm the timer."""
+        encoded: dict[int, bytes | None] = {}  # by message identity: a push is shared
         for conn, message in out:
             link = self._links.get(conn)
             if link is not None:
                 if isinstance(message, Bye):
                     level = logging.WARNING if message.code in _ABUSE_CODES else logging.INFO
                     log.log(level, "closing %s: %s", link.label, message.reason)
-                self._write(link, message)
+                if id(message) not in encoded:
+                    encoded[id(message)] = self._encode(message, link)
+                self._write(link, message, encoded[id(message)])
         for check in self.state.take_checks():
             self._spawn(self._connect_back(check))
         self._wake.set()
 
-    def _write(self, link: _Link, message: Message) -> None:
-        if link.closing:
-            return
+    @staticmethod
+    def _encode(message: Message, link: _Link) -> bytes | None:
         try:
-            data = encode(message)
+            return encode(message)
         except LocalProtocolError:
             log.exception("cannot encode %s for %s", type(message).__name__, link.label)
+            return None
+
+    def _write(self, link: _Link, message: Message, data: bytes | None) -> None:
+        if link.closing or data is None:
             return
         transport = link.writer.transport
         if transport.is_closing():

@@ -37,7 +37,6 @@ is listed as not reachable.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -418,11 +417,13 @@ class TrackerState:
                 continue  # pushed recently: handle_timer sends it when the interval ends
             self._dirty.discard(name)
             room.last_push = now
-            shared = self._peer_list(name, None)  # built once, personalised per peer
+            # One object for everyone (no per-peer your_id: each peer got its id in the
+            # register reply), so the server encodes a push once, not once per peer.
+            shared = self._peer_list(name, None)
             for peer in room.peers.values():
                 if peer.seen_version != room.version:
                     peer.seen_version = room.version
-                    out.append((peer.conn, dataclasses.replace(shared, your_id=peer.id)))
+                    out.append((peer.conn, shared))
         return out
 
     def _peer_list(self, name: str, your_id: str | None) -> PeerList:

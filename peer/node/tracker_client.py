@@ -314,8 +314,8 @@ class TrackerClient:
 
     def _handle(self, message: Message | Unknown) -> None:
         if isinstance(message, PeerList):
-            if message.your_id is None:
-                return  # an answer to a RoomQuery; we send none on this link
+            # Pushes are shared by the whole room (your_id None): we learnt our id
+            # from the register reply.
             self._peers = message
             _call(self._on_peer_list, message)
         elif isinstance(message, StreamerChanged):
