@@ -49,6 +49,9 @@ VIDEO_QUEUE_FRAMES = 3
 READ_CHUNK_BYTES = 256 * 1024
 # About two 1080p frames: enough to keep a fast link busy between writer wake-ups.
 SEND_BUFFER_BYTES = 512 * 1024
+# About one 720p frame; see the socket options in PeerLink.
+NOTSENT_LOWAT_BYTES = 128 * 1024
+TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # 25 on Linux
 # Control messages are small and never dropped, but a neighbour that stops reading
 # must not make us hold unbounded chat: past this the link is closed.
 MAX_CONTROL_BACKLOG = 2048
@@ -118,6 +121,10 @@ class PeerLink:
                 # Bytes parked in the kernel are stale video we can no longer drop;
                 # a bounded buffer moves the backlog into our drop-oldest queue.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+                # Linux: report writable only while little is unsent, so a slow link's
+                # backlog waits in our queue (where old frames are dropped), not in the
+                # kernel (where they would add seconds of delay).
+                sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, NOTSENT_LOWAT_BYTES)
         peer = writer.get_extra_info("peername")
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
 

@@ -95,6 +95,8 @@ STREAM_ENDED = "stream ended"
 # Joins give up on a candidate list after this many dials, then refresh and retry.
 MAX_JOIN_ATTEMPTS = 24
 JOIN_RETRY_S = (0.05, 0.2, 0.5, 1.0)
+# A parent we lost is not dialled again for this long (it may be frozen, not gone).
+AVOID_LOST_PARENT_S = 5.0
 # How long a --lan peer listens for a tracker before running tracker-less.
 LAN_TRACKER_WAIT_S = 1.5
 
@@ -155,6 +157,7 @@ class Node:
         self._bytes_out_seen = 0
         self._pending: dict[PeerLink, asyncio.Future[Message]] = {}
         self._layer_in: int | None = None
+        self._avoid: dict[str, float] = {}  # peer id -> monotonic time until not dialled
         self._stale_frames = 0  # frames refused for an old epoch
         self._epoch_seen = 0
         self._epoch_changes = 0  # streams seen: what the stats fence by, never going back
@@ -462,6 +465,10 @@ class Node:
                 return
             self._emit(ParentLost(parent=link.name, parent_id=link.peer_id or "",
                                   reason=reason))
+            if link.peer_id:
+                # A frozen parent may still be listed (or redirected to) for a while:
+                # dialling it would cost a whole connect timeout.
+                self._avoid[link.peer_id] = time.monotonic() + AVOID_LOST_PARENT_S
             self._lost_at = (time.monotonic(), self._last_seq)
             if reason == STREAM_ENDED:
                 # The stream is over: pass it down and wait for the next one.
@@ -724,7 +731,9 @@ class Node:
         queue = self._preferred + self._directory.candidates()
         self._preferred = []
         descendants = self._descendant_ids()
-        tried: set[str] = set()
+        now = time.monotonic()
+        self._avoid = {k: until for k, until in self._avoid.items() if until > now}
+        tried: set[str] = set(self._avoid)
         attempts = 0
         while queue and attempts < MAX_JOIN_ATTEMPTS and not self._stopping:
             candidate = queue.pop(0)
