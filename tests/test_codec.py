@@ -252,6 +252,22 @@ def test_transcode_down_uses_reduced_decode(
         assert decode_jpeg(out[layer].jpeg).shape[0] == layer
 
 
+def test_transcode_down_reuses_a_picture_already_decoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image = smooth_frame(1280, 720)
+    jpeg = encode_jpeg(image)
+    decoded = decode_jpeg(jpeg)
+
+    def no_decode(*args: object) -> None:
+        raise AssertionError("decoded a frame it was given decoded")
+
+    monkeypatch.setattr(codec.cv2, "imdecode", no_decode)
+    out = transcode_down(jpeg, 1280, 720, [480, 360], decoded)
+    assert {k: (v.width, v.height) for k, v in out.items()} == {480: (854, 480),
+                                                               360: (640, 360)}
+
+
 def test_transcode_down_rejects_size_mismatch_and_garbage() -> None:
     jpeg = encode_jpeg(smooth_frame(640, 360))
     with pytest.raises(CodecError, match="metadata"):

@@ -269,3 +269,22 @@ def test_unwritable_recording_path_is_exit_2(tmp_path) -> None:
                        "--record", str(tmp_path / "missing" / "out.mp4"))
     assert result.returncode == 2
     assert "cannot record" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_recording_relay_decodes_once_for_its_picture_and_its_lower_child(tmp_path) -> None:
+    recording = tmp_path / "relay.avi"
+    with session() as s:
+        s.start_tracker()
+        root = s.start_peer("root", "--test-pattern", "1280x720", "--fps", "10",
+                            "--max-children", "1")
+        assert wait_for(lambda: root.last("stream_started"), 30)
+        relay = s.start_peer("relay", "--watch", "--resolution", "720", "--max-children", "1",
+                             "--record", str(recording))
+        assert wait_for(lambda: relay.last("joined"), 30)
+        leaf = s.start_peer("leaf", "--watch", "--resolution", "360")
+        assert wait_for(lambda: _stats(leaf).get("frames", 0) >= 20, 60)
+        assert _stats(leaf)["layer_in"] == 360  # transcoded by the relay
+        relay.proc.terminate()
+        assert relay.proc.wait(15) == 0
+    count, width, height = _frame_count(recording)
+    assert count >= 10 and (width, height) == (1280, 720)

@@ -289,7 +289,8 @@ def _reduced_mode(sizes: Iterable[tuple[int, int]], source_width: int, source_he
 
 
 def transcode_down(
-    jpeg: bytes, source_width: int, source_height: int, layers: Iterable[int]
+    jpeg: bytes, source_width: int, source_height: int, layers: Iterable[int],
+    decoded: Image | None = None,
 ) -> dict[int, EncodedLayer]:
     """A relay's transcoder: one received JPEG in, one JPEG per requested layer out.
 
@@ -302,6 +303,8 @@ def transcode_down(
         source_width: the received frame's width, as its metadata says.
         source_height: the received frame's height, as its metadata says.
         layers: the layers children asked for (normally lower than the received one).
+        decoded: the frame already decoded at full size (a relay that also displays
+            decodes once for both); None decodes here.
 
     Returns:
         ``{layer: EncodedLayer}`` for each requested layer.
@@ -319,7 +322,8 @@ def transcode_down(
     to_encode = {size for size in sizes.values() if size != (width, height)}
     encoded: dict[tuple[int, int], bytes] = {(width, height): jpeg}
     if to_encode:
-        decoded = _decode(jpeg, _reduced_mode(to_encode, width, height))
+        if decoded is None:
+            decoded = _decode(jpeg, _reduced_mode(to_encode, width, height))
         for w, h in to_encode:
             encoded[(w, h)] = encode_jpeg(resize(decoded, w, h))
     return {layer: EncodedLayer(layer, w, h, encoded[(w, h)]) for layer, (w, h) in sizes.items()}

@@ -105,6 +105,12 @@ LAN_TRACKER_WAIT_S = 1.5
 class _Transcode:
     frame: VideoFrame
     layers: frozenset[int]
+    display: bool  # we also show/record it: decode once, at full size, for both
+
+
+# What the display worker gets: a frame and, when the transcoder decoded it, its picture.
+_Shown = tuple[VideoFrame, "codec.Image | None"]
+_Transcoded = tuple[dict[int, "codec.EncodedLayer"], "codec.Image | None"]
 
 
 class Node:
@@ -138,9 +144,9 @@ class Node:
         self._chat = ChatRouter(self.peer_id, config.name)
         self._stats = StreamStats(config.timing.stats_window_s)
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="treecast-cpu")
-        self._transcoder: LatestWorker[_Transcode, dict[int, codec.EncodedLayer]] = LatestWorker(
+        self._transcoder: LatestWorker[_Transcode, _Transcoded] = LatestWorker(
             "transcode", self._executor, self._transcode_work, self._transcode_done)
-        self._display: LatestWorker[VideoFrame, None] = LatestWorker(
+        self._display: LatestWorker[_Shown, None] = LatestWorker(
             "display", self._executor, self._display_work, lambda item, result: None)
         self._recorder: Recorder | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -644,29 +650,37 @@ class Node:
                 child.send_video(same)
             else:
                 lower.add(target)
+        display = self._on_frame is not None or self._recorder is not None
         if lower:
-            self._transcoder.submit(_Transcode(frame, frozenset(lower)))
-        if self._on_frame is not None or self._recorder is not None:
-            self._display.submit(frame)
+            # The display picture comes from the transcoder's decode (one per frame).
+            self._transcoder.submit(_Transcode(frame, frozenset(lower), display))
+        elif display:
+            self._display.submit((frame, None))
 
-    def _transcode_work(self, job: _Transcode) -> dict[int, codec.EncodedLayer]:
+    def _transcode_work(self, job: _Transcode) -> _Transcoded:
         f = job.frame
-        return codec.transcode_down(f.jpeg, f.width, f.height, job.layers)
+        image = codec.decode_jpeg(f.jpeg) if job.display else None
+        return codec.transcode_down(f.jpeg, f.width, f.height, job.layers, image), image
 
-    def _transcode_done(self, job: _Transcode, result: dict[int, codec.EncodedLayer]) -> None:
+    def _transcode_done(self, job: _Transcode, result: _Transcoded) -> None:
         f = job.frame
+        encoded, image = result
+        if job.display:
+            self._display.submit((f, image))
         if not self._live_epoch(f.epoch):
             return
-        for layer, enc in result.items():
+        for layer, enc in encoded.items():
             data = encode(VideoFrame(f.epoch, f.seq, f.captured_at, enc.width, enc.height,
                                      layer, enc.jpeg))
             for child in self._children:
                 if self._clamp(child.layer) == layer:
                     child.send_video(data)
 
-    def _display_work(self, frame: VideoFrame) -> None:
+    def _display_work(self, item: _Shown) -> None:
+        frame, image = item
         recorder = self._recorder  # read once: set_recording may swap it meanwhile
-        image = codec.decode_jpeg(frame.jpeg)
+        if image is None:
+            image = codec.decode_jpeg(frame.jpeg)
         want = self._clamp(self._layer)
         if frame.layer > want and self._source_size is not None:
             width, height = layers.layer_size(want, *self._source_size)
