@@ -8,20 +8,34 @@ length. Unknown fields are ignored (newer peers may add some); unknown kinds dec
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import ClassVar, TypeVar
+from typing import ClassVar
 
 from protocol import limits
-from protocol.errors import FieldError, LocalProtocolError
+from protocol.errors import FieldError
+from protocol.fields import (
+    Meta,
+    check_len,
+    check_text,
+    read_float,
+    read_int,
+    read_layer,
+    read_list,
+    read_nested,
+    read_opt_float,
+    read_opt_int,
+    read_opt_layer,
+    read_opt_port,
+    read_opt_str,
+    read_str,
+    read_versions,
+)
+from protocol.records import MAX_FREE_SLOTS, Candidate, PathEntry, PeerInfo
 
 __all__ = [
     "Accept",
     "Bye",
-    "Candidate",
     "Chat",
     "ChatHave",
     "Error",
@@ -31,9 +45,7 @@ __all__ = [
     "LayerDemand",
     "Message",
     "MessageType",
-    "PathEntry",
     "PathUpdate",
-    "PeerInfo",
     "PeerList",
     "Ping",
     "Pong",
@@ -78,237 +90,6 @@ class MessageType(IntEnum):
     ROOM_QUERY = 40
 
 
-Meta = dict[str, object]
-T = TypeVar("T")
-
-
-# --- field readers: each raises RemoteProtocolError naming the field ----------------
-
-
-def _bad(key: str, why: str) -> FieldError:
-    return FieldError(key, why)
-
-
-# C0 and C1 control characters: in a name or id they break one-line displays and logs.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-# JSON can spell a lone surrogate ("\ud800") but UTF-8 cannot: accepting one would make
-# us fail later, when we re-encode the value (a tracker relaying a peer's name).
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _get(meta: Meta, key: str) -> object:
-    if key not in meta:
-        raise _bad(key, "missing")
-    return meta[key]
-
-
-def _int(meta: Meta, key: str, lo: int = 0, hi: int = 2**53) -> int:
-    value = _get(meta, key)
-    # bool is an int subclass in Python but never a valid integer on our wire
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _bad(key, "expected an integer")
-    if not lo <= value <= hi:
-        raise _bad(key, f"{value} outside [{lo}, {hi}]")
-    return value
-
-
-def _float(meta: Meta, key: str) -> float:
-    value = _get(meta, key)
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise _bad(key, "expected a number")
-    result = float(value)
-    if not math.isfinite(result):
-        raise _bad(key, "not finite")
-    return result
-
-
-def _opt_float(meta: Meta, key: str) -> float | None:
-    return None if meta.get(key) is None else _float(meta, key)
-
-
-def _str(meta: Meta, key: str, max_chars: int, *, allow_empty: bool = True,
-         text: bool = False) -> str:
-    """A string field; ``text`` (chat, reasons) may hold newlines and tabs, names not."""
-    value = _get(meta, key)
-    if not isinstance(value, str):
-        raise _bad(key, "expected a string")
-    if len(value) > max_chars:
-        raise _bad(key, f"{len(value)} characters, limit is {max_chars}")
-    if not allow_empty and not value:
-        raise _bad(key, "empty")
-    _check_chars(key, value, text=text)
-    return value
-
-
-def _check_chars(key: str, value: str, *, text: bool = False) -> None:
-    if _SURROGATE.search(value):
-        raise _bad(key, "lone surrogate (not valid Unicode text)")
-    if not text and _CONTROL.search(value):
-        raise _bad(key, "control character")
-
-
-def _opt_str(meta: Meta, key: str, max_chars: int) -> str | None:
-    if meta.get(key) is None:
-        return None
-    return _str(meta, key, max_chars)
-
-
-def _bool(meta: Meta, key: str) -> bool:
-    value = _get(meta, key)
-    if not isinstance(value, bool):
-        raise _bad(key, "expected a boolean")
-    return value
-
-
-def _list(meta: Meta, key: str, max_items: int) -> list[object]:
-    value = _get(meta, key)
-    if not isinstance(value, list):
-        raise _bad(key, "expected a list")
-    if len(value) > max_items:
-        raise _bad(key, f"{len(value)} items, limit is {max_items}")
-    return value
-
-
-def _dict_items(meta: Meta, key: str, max_items: int) -> list[Meta]:
-    items = _list(meta, key, max_items)
-    for item in items:
-        if not isinstance(item, dict):
-            raise _bad(key, "expected a list of objects")
-    return items  # type: ignore[return-value]
-
-
-def _nested(meta: Meta, key: str, max_items: int, parse: Callable[[Meta], T]) -> tuple[T, ...]:
-    """Parse a list of objects; an error names the item, e.g. ``peers[3].port``."""
-    result = []
-    for index, item in enumerate(_dict_items(meta, key, max_items)):
-        try:
-            result.append(parse(item))
-        except FieldError as exc:
-            raise _bad(f"{key}[{index}].{exc.field}", exc.why) from exc
-    return tuple(result)
-
-
-def _check_len(what: str, value: str, max_chars: int) -> None:
-    """Encode-side check: we never send what the other side would reject."""
-    if len(value) > max_chars:
-        raise LocalProtocolError(f"{what} has {len(value)} characters, limit is {max_chars}")
-
-
-# --- shared value types ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PathEntry:
-    """One peer on a path to the root: its id, display name and, when it accepts
-    children, where it listens (so an orphan can dial its grandparent directly)."""
-
-    id: str
-    name: str
-    host: str | None = None
-    port: int | None = None
-
-    def to_meta(self) -> Meta:
-        return {"id": self.id, "name": self.name, "host": self.host, "port": self.port}
-
-    @classmethod
-    def from_meta(cls, meta: Meta) -> PathEntry:
-        return cls(
-            id=_str(meta, "id", limits.MAX_ID_CHARS, allow_empty=False),
-            name=_str(meta, "name", limits.MAX_NAME_CHARS),
-            host=_opt_str(meta, "host", limits.MAX_HOST_CHARS),
-            port=None if meta.get("port") is None else _int(meta, "port", 1, 65535),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A peer one may try to join: where it listens and how deep/full it is."""
-
-    id: str
-    name: str
-    host: str
-    port: int
-    depth: int = 0
-    free_slots: int = 0
-
-    def to_meta(self) -> Meta:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "host": self.host,
-            "port": self.port,
-            "depth": self.depth,
-            "free": self.free_slots,
-        }
-
-    @classmethod
-    def from_meta(cls, meta: Meta) -> Candidate:
-        return cls(
-            id=_str(meta, "id", limits.MAX_ID_CHARS, allow_empty=False),
-            name=_str(meta, "name", limits.MAX_NAME_CHARS),
-            host=_str(meta, "host", limits.MAX_HOST_CHARS, allow_empty=False),
-            port=_int(meta, "port", 1, 65535),
-            depth=_int(meta, "depth", 0, limits.MAX_PATH_LEN),
-            free_slots=_int(meta, "free", 0, 1024),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class PeerInfo:
-    """A peer as the tracker lists it."""
-
-    id: str
-    name: str
-    host: str | None
-    port: int | None
-    depth: int | None
-    free_slots: int
-    reachable: bool
-    role: str = "viewer"
-    parent_id: str | None = None
-    layer: int | None = None
-
-    def to_meta(self) -> Meta:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "host": self.host,
-            "port": self.port,
-            "depth": self.depth,
-            "free": self.free_slots,
-            "reachable": self.reachable,
-            "role": self.role,
-            "parent": self.parent_id,
-            "layer": self.layer,
-        }
-
-    @classmethod
-    def from_meta(cls, meta: Meta) -> PeerInfo:
-        port = None if meta.get("port") is None else _int(meta, "port", 1, 65535)
-        depth = None if meta.get("depth") is None else _int(meta, "depth", 0, limits.MAX_PATH_LEN)
-        return cls(
-            id=_str(meta, "id", limits.MAX_ID_CHARS, allow_empty=False),
-            name=_str(meta, "name", limits.MAX_NAME_CHARS),
-            host=_opt_str(meta, "host", limits.MAX_HOST_CHARS),
-            port=port,
-            depth=depth,
-            free_slots=_int(meta, "free", 0, 1024),
-            reachable=_bool(meta, "reachable"),
-            role=_str(meta, "role", 16),
-            parent_id=_opt_str(meta, "parent", limits.MAX_ID_CHARS),
-            layer=None if meta.get("layer") is None else _layer(meta),
-        )
-
-    def candidate(self) -> Candidate | None:
-        """This peer as a join candidate, if it can accept children at all."""
-        if self.host is None or self.port is None or not self.reachable or self.depth is None:
-            return None
-        return Candidate(self.id, self.name, self.host, self.port, self.depth, self.free_slots)
-
-
-# --- messages -------------------------------------------------------------------------
-
-
 @dataclass(frozen=True, slots=True)
 class _Base:
     KIND: ClassVar[MessageType]
@@ -331,21 +112,17 @@ class Hello(_Base):
     versions: tuple[int, ...] = limits.SUPPORTED_VERSIONS
 
     def to_meta(self) -> Meta:
-        _check_len("name", self.name, limits.MAX_NAME_CHARS)
+        check_len("name", self.name, limits.MAX_NAME_CHARS)
         return {"id": self.peer_id, "name": self.name, "room": self.room,
                 "versions": list(self.versions)}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Hello:
-        versions = _list(meta, "versions", 16)
-        if not versions or not all(isinstance(v, int) and not isinstance(v, bool)
-                                   for v in versions):
-            raise _bad("versions", "expected a non-empty list of integers")
         return cls(
-            peer_id=_str(meta, "id", limits.MAX_ID_CHARS, allow_empty=False),
-            name=_str(meta, "name", limits.MAX_NAME_CHARS),
-            room=_str(meta, "room", limits.MAX_ROOM_CHARS),
-            versions=tuple(versions),  # type: ignore[arg-type]
+            peer_id=read_str(meta, "id", limits.MAX_ID_CHARS, allow_empty=False),
+            name=read_str(meta, "name", limits.MAX_NAME_CHARS),
+            room=read_str(meta, "room", limits.MAX_ROOM_CHARS),
+            versions=read_versions(meta),
         )
 
 
@@ -364,17 +141,10 @@ class JoinRequest(_Base):
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> JoinRequest:
         return cls(
-            layer=_layer(meta),
-            listen_host=_opt_str(meta, "host", limits.MAX_HOST_CHARS),
-            listen_port=None if meta.get("port") is None else _int(meta, "port", 1, 65535),
+            layer=read_layer(meta),
+            listen_host=read_opt_str(meta, "host", limits.MAX_HOST_CHARS),
+            listen_port=read_opt_port(meta),
         )
-
-
-def _layer(meta: Meta) -> int:
-    layer = _int(meta, "layer", 0, limits.MAX_DIMENSION_PX)
-    if layer not in limits.LAYERS:
-        raise _bad("layer", f"{layer} is not one of {limits.LAYERS}")
-    return layer
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,12 +164,12 @@ class Accept(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Accept:
-        path = _nested(meta, "path", limits.MAX_PATH_LEN, PathEntry.from_meta)
+        path = read_nested(meta, "path", limits.MAX_PATH_LEN, PathEntry.from_meta)
         if not path:
-            raise _bad("path", "empty")
-        return cls(path=path, epoch=_int(meta, "epoch"),
-                   source_width=_int(meta, "sw", 0, limits.MAX_DIMENSION_PX),
-                   source_height=_int(meta, "sh", 0, limits.MAX_DIMENSION_PX),
+            raise FieldError("path", "empty")
+        return cls(path=path, epoch=read_int(meta, "epoch"),
+                   source_width=read_int(meta, "sw", 0, limits.MAX_DIMENSION_PX),
+                   source_height=read_int(meta, "sh", 0, limits.MAX_DIMENSION_PX),
                    fps=_fps(meta))
 
 
@@ -407,9 +177,9 @@ def _fps(meta: Meta) -> float:
     # Older peers may omit it; 30 is what most sources run at.
     if meta.get("fps") is None:
         return 30.0
-    fps = _float(meta, "fps")
+    fps = read_float(meta, "fps")
     if not 0.0 < fps <= 1000.0:
-        raise _bad("fps", f"{fps} outside (0, 1000]")
+        raise FieldError("fps", f"{fps} outside (0, 1000]")
     return fps
 
 
@@ -425,9 +195,9 @@ class PathUpdate(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> PathUpdate:
-        path = _nested(meta, "path", limits.MAX_PATH_LEN, PathEntry.from_meta)
+        path = read_nested(meta, "path", limits.MAX_PATH_LEN, PathEntry.from_meta)
         if not path:
-            raise _bad("path", "empty")
+            raise FieldError("path", "empty")
         return cls(path=path)
 
 
@@ -444,9 +214,9 @@ class Redirect(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Redirect:
-        return cls(candidates=_nested(meta, "candidates", limits.MAX_CANDIDATES,
+        return cls(candidates=read_nested(meta, "candidates", limits.MAX_CANDIDATES,
                                       Candidate.from_meta),
-                   reason=_str(meta, "reason", limits.MAX_REASON_CHARS, text=True))
+                   reason=read_str(meta, "reason", limits.MAX_REASON_CHARS, text=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,14 +242,14 @@ class VideoFrame(_Base):
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> VideoFrame:
         if not payload:
-            raise _bad("payload", "video frame without JPEG data")
+            raise FieldError("payload", "video frame without JPEG data")
         return cls(
-            epoch=_int(meta, "e"),
-            seq=_int(meta, "s"),
-            captured_at=_float(meta, "c"),
-            width=_int(meta, "w", 1, limits.MAX_DIMENSION_PX),
-            height=_int(meta, "h", 1, limits.MAX_DIMENSION_PX),
-            layer=_layer(meta),
+            epoch=read_int(meta, "e"),
+            seq=read_int(meta, "s"),
+            captured_at=read_float(meta, "c"),
+            width=read_int(meta, "w", 1, limits.MAX_DIMENSION_PX),
+            height=read_int(meta, "h", 1, limits.MAX_DIMENSION_PX),
+            layer=read_layer(meta),
             jpeg=payload,
         )
 
@@ -496,7 +266,7 @@ class LayerDemand(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> LayerDemand:
-        return cls(layer=_layer(meta))
+        return cls(layer=read_layer(meta))
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,18 +281,18 @@ class Chat(_Base):
     text: str
 
     def to_meta(self) -> Meta:
-        _check_len("chat text", self.text, limits.MAX_CHAT_CHARS)
+        check_len("chat text", self.text, limits.MAX_CHAT_CHARS)
         return {"id": self.msg_id, "oid": self.origin_id, "from": self.origin_name,
                 "t": self.sent_at, "text": self.text}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Chat:
         return cls(
-            msg_id=_str(meta, "id", 2 * limits.MAX_ID_CHARS, allow_empty=False),
-            origin_id=_str(meta, "oid", limits.MAX_ID_CHARS, allow_empty=False),
-            origin_name=_str(meta, "from", limits.MAX_NAME_CHARS),
-            sent_at=_float(meta, "t"),
-            text=_str(meta, "text", limits.MAX_CHAT_CHARS, text=True),
+            msg_id=read_str(meta, "id", 2 * limits.MAX_ID_CHARS, allow_empty=False),
+            origin_id=read_str(meta, "oid", limits.MAX_ID_CHARS, allow_empty=False),
+            origin_name=read_str(meta, "from", limits.MAX_NAME_CHARS),
+            sent_at=read_float(meta, "t"),
+            text=read_str(meta, "text", limits.MAX_CHAT_CHARS, text=True),
         )
 
 
@@ -538,11 +308,11 @@ class ChatHave(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> ChatHave:
-        ids = _list(meta, "ids", limits.MAX_CHAT_IDS)
+        ids = read_list(meta, "ids", limits.MAX_CHAT_IDS)
         if not all(isinstance(i, str) and 0 < len(i) <= 2 * limits.MAX_ID_CHARS for i in ids):
-            raise _bad("ids", "expected a list of chat ids")
+            raise FieldError("ids", "expected a list of chat ids")
         for i in ids:
-            _check_chars("ids", i)  # type: ignore[arg-type]
+            check_text("ids", i)  # type: ignore[arg-type]
         return cls(msg_ids=tuple(ids))  # type: ignore[arg-type]
 
 
@@ -558,7 +328,7 @@ class Ping(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Ping:
-        return cls(t0=_float(meta, "t0"))
+        return cls(t0=read_float(meta, "t0"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -577,8 +347,8 @@ class Pong(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Pong:
-        ro = None if meta.get("ro") is None else _float(meta, "ro")
-        return cls(t0=_float(meta, "t0"), t1=_float(meta, "t1"), t2=_float(meta, "t2"),
+        ro = read_opt_float(meta, "ro")
+        return cls(t0=read_float(meta, "t0"), t1=read_float(meta, "t1"), t2=read_float(meta, "t2"),
                    root_offset=ro)
 
 
@@ -597,10 +367,10 @@ class Bye(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Bye:
-        return cls(reason=_str(meta, "reason", limits.MAX_REASON_CHARS, text=True),
-                   candidates=_nested(meta, "candidates", limits.MAX_CANDIDATES,
+        return cls(reason=read_str(meta, "reason", limits.MAX_REASON_CHARS, text=True),
+                   candidates=read_nested(meta, "candidates", limits.MAX_CANDIDATES,
                                       Candidate.from_meta),
-                   code=_int(meta, "code", 0, 255))
+                   code=read_int(meta, "code", 0, 255))
 
 
 @dataclass(frozen=True, slots=True)
@@ -616,8 +386,8 @@ class Error(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Error:
-        return cls(code=_int(meta, "code", 0, 255),
-                   reason=_str(meta, "reason", limits.MAX_REASON_CHARS, text=True))
+        return cls(code=read_int(meta, "code", 0, 255),
+                   reason=read_str(meta, "reason", limits.MAX_REASON_CHARS, text=True))
 
 
 # --- tracker messages -------------------------------------------------------------------
@@ -636,24 +406,20 @@ class Register(_Base):
     versions: tuple[int, ...] = limits.SUPPORTED_VERSIONS
 
     def to_meta(self) -> Meta:
-        _check_len("name", self.name, limits.MAX_NAME_CHARS)
-        _check_len("room", self.room, limits.MAX_ROOM_CHARS)
+        check_len("name", self.name, limits.MAX_NAME_CHARS)
+        check_len("room", self.room, limits.MAX_ROOM_CHARS)
         return {"id": self.peer_id, "name": self.name, "room": self.room,
                 "host": self.host, "port": self.port, "versions": list(self.versions)}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Register:
-        versions = _list(meta, "versions", 16)
-        if not versions or not all(isinstance(v, int) and not isinstance(v, bool)
-                                   for v in versions):
-            raise _bad("versions", "expected a non-empty list of integers")
         return cls(
-            peer_id=_str(meta, "id", limits.MAX_ID_CHARS, allow_empty=False),
-            name=_str(meta, "name", limits.MAX_NAME_CHARS, allow_empty=False),
-            room=_str(meta, "room", limits.MAX_ROOM_CHARS, allow_empty=False),
-            host=_opt_str(meta, "host", limits.MAX_HOST_CHARS),
-            port=None if meta.get("port") is None else _int(meta, "port", 1, 65535),
-            versions=tuple(versions),  # type: ignore[arg-type]
+            peer_id=read_str(meta, "id", limits.MAX_ID_CHARS, allow_empty=False),
+            name=read_str(meta, "name", limits.MAX_NAME_CHARS, allow_empty=False),
+            room=read_str(meta, "room", limits.MAX_ROOM_CHARS, allow_empty=False),
+            host=read_opt_str(meta, "host", limits.MAX_HOST_CHARS),
+            port=read_opt_port(meta),
+            versions=read_versions(meta),
         )
 
 
@@ -677,12 +443,12 @@ class PeerList(_Base):
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> PeerList:
         return cls(
-            room=_str(meta, "room", limits.MAX_ROOM_CHARS),
-            peers=_nested(meta, "peers", limits.MAX_ROOM_PEERS, PeerInfo.from_meta),
-            streamer_id=_opt_str(meta, "streamer_id", limits.MAX_ID_CHARS),
-            streamer_name=_opt_str(meta, "streamer_name", limits.MAX_NAME_CHARS),
-            epoch=_int(meta, "epoch"),
-            your_id=_opt_str(meta, "you", limits.MAX_ID_CHARS),
+            room=read_str(meta, "room", limits.MAX_ROOM_CHARS),
+            peers=read_nested(meta, "peers", limits.MAX_ROOM_PEERS, PeerInfo.from_meta),
+            streamer_id=read_opt_str(meta, "streamer_id", limits.MAX_ID_CHARS),
+            streamer_name=read_opt_str(meta, "streamer_name", limits.MAX_NAME_CHARS),
+            epoch=read_int(meta, "epoch"),
+            your_id=read_opt_str(meta, "you", limits.MAX_ID_CHARS),
         )
 
 
@@ -705,11 +471,11 @@ class Heartbeat(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Heartbeat:
-        depth = None if meta.get("depth") is None else _int(meta, "depth", 0, limits.MAX_PATH_LEN)
-        return cls(depth=depth, free_slots=_int(meta, "free", 0, 1024),
-                   parent_id=_opt_str(meta, "parent", limits.MAX_ID_CHARS),
-                   layer=None if meta.get("layer") is None else _layer(meta),
-                   sent_at=_opt_float(meta, "t"))
+        depth = read_opt_int(meta, "depth", 0, limits.MAX_PATH_LEN)
+        return cls(depth=depth, free_slots=read_int(meta, "free", 0, MAX_FREE_SLOTS),
+                   parent_id=read_opt_str(meta, "parent", limits.MAX_ID_CHARS),
+                   layer=read_opt_layer(meta),
+                   sent_at=read_opt_float(meta, "t"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -724,7 +490,7 @@ class StreamClaim(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> StreamClaim:
-        return cls(sent_at=_opt_float(meta, "t"))
+        return cls(sent_at=read_opt_float(meta, "t"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -747,11 +513,11 @@ class StreamGranted(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> StreamGranted:
-        lease = _float(meta, "lease")
+        lease = read_float(meta, "lease")
         if lease <= 0:
-            raise _bad("lease", "must be positive")
-        return cls(epoch=_int(meta, "epoch", 1), lease_s=lease,
-                   request_sent_at=_opt_float(meta, "rt"))
+            raise FieldError("lease", "must be positive")
+        return cls(epoch=read_int(meta, "epoch", 1), lease_s=lease,
+                   request_sent_at=read_opt_float(meta, "rt"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -767,8 +533,8 @@ class StreamDenied(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> StreamDenied:
-        return cls(holder_id=_str(meta, "holder_id", limits.MAX_ID_CHARS),
-                   holder_name=_str(meta, "holder", limits.MAX_NAME_CHARS))
+        return cls(holder_id=read_str(meta, "holder_id", limits.MAX_ID_CHARS),
+                   holder_name=read_str(meta, "holder", limits.MAX_NAME_CHARS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -800,11 +566,11 @@ class StreamerChanged(_Base):
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> StreamerChanged:
         return cls(
-            streamer_id=_opt_str(meta, "id", limits.MAX_ID_CHARS),
-            streamer_name=_opt_str(meta, "name", limits.MAX_NAME_CHARS),
-            epoch=_int(meta, "epoch"),
-            host=_opt_str(meta, "host", limits.MAX_HOST_CHARS),
-            port=None if meta.get("port") is None else _int(meta, "port", 1, 65535),
+            streamer_id=read_opt_str(meta, "id", limits.MAX_ID_CHARS),
+            streamer_name=read_opt_str(meta, "name", limits.MAX_NAME_CHARS),
+            epoch=read_int(meta, "epoch"),
+            host=read_opt_str(meta, "host", limits.MAX_HOST_CHARS),
+            port=read_opt_port(meta),
         )
 
 
@@ -820,7 +586,7 @@ class RoomQuery(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> RoomQuery:
-        return cls(room=_str(meta, "room", limits.MAX_ROOM_CHARS, allow_empty=False))
+        return cls(room=read_str(meta, "room", limits.MAX_ROOM_CHARS, allow_empty=False))
 
 
 @dataclass(frozen=True, slots=True)

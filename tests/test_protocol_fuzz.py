@@ -13,17 +13,16 @@ from protocol import framing, limits
 from protocol.errors import ProtocolError, RemoteProtocolError
 from protocol.framing import FrameDecoder, encode
 from protocol.messages import (
-    Candidate,
     Chat,
     Heartbeat,
     MessageType,
-    PeerInfo,
     PeerList,
     Ping,
     Register,
     StreamerChanged,
     VideoFrame,
 )
+from protocol.records import Candidate, PeerInfo
 
 # The machine is slow and shared: judge properties, never per-example speed.
 FUZZ = settings(deadline=None, max_examples=200,

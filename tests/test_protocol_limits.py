@@ -19,15 +19,12 @@ from protocol.framing import FrameDecoder, encode
 from protocol.messages import (
     Accept,
     Bye,
-    Candidate,
     Chat,
     ChatHave,
     Error,
     Hello,
     MessageType,
-    PathEntry,
     PathUpdate,
-    PeerInfo,
     PeerList,
     Ping,
     Redirect,
@@ -39,6 +36,7 @@ from protocol.messages import (
     Unknown,
     VideoFrame,
 )
+from protocol.records import Candidate, PathEntry, PeerInfo
 
 
 def _header(kind: int, meta_len: int, payload_len: int) -> bytes:

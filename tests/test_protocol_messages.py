@@ -13,7 +13,6 @@ from protocol.framing import FrameDecoder, encode
 from protocol.messages import (
     Accept,
     Bye,
-    Candidate,
     Chat,
     ChatHave,
     Error,
@@ -22,9 +21,7 @@ from protocol.messages import (
     JoinRequest,
     LayerDemand,
     MessageType,
-    PathEntry,
     PathUpdate,
-    PeerInfo,
     PeerList,
     Ping,
     Pong,
@@ -40,6 +37,7 @@ from protocol.messages import (
     VideoFrame,
     message_class,
 )
+from protocol.records import Candidate, PathEntry, PeerInfo
 
 CAND = Candidate("c1", "Carol", "10.0.0.3", 7000, depth=2, free_slots=1)
 PATH = (PathEntry("root", "Rita"), PathEntry("p1", "Pete"))

@@ -47,7 +47,6 @@ from protocol.messages import (
     Error,
     Heartbeat,
     Message,
-    PeerInfo,
     PeerList,
     Ping,
     Pong,
@@ -61,6 +60,7 @@ from protocol.messages import (
     Unknown,
 )
 from protocol.ratelimit import TokenBucket
+from protocol.records import PeerInfo
 from tracker.config import TrackerConfig
 
 Outbound = tuple[int, Message]

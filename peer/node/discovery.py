@@ -75,7 +75,7 @@ from zeroconf._utils.net import InterfacesType
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from protocol import limits
-from protocol.messages import Candidate
+from protocol.records import Candidate
 
 __all__ = [
     "LAN_CLAIM_WAIT_S",

@@ -38,8 +38,8 @@ from protocol import (
     encode,
     limits,
 )
-from protocol.messages import PathEntry
 from protocol.ratelimit import TokenBucket
+from protocol.records import PathEntry
 
 log = logging.getLogger(__name__)
 
