@@ -19,8 +19,10 @@ from PyQt6.QtWidgets import (
 )
 
 from peer.gui.bridge import (
+    Action,
     ChatReceived,
     ErrorRaised,
+    FailureKind,
     Joined,
     LockDenied,
     NodeBridge,
@@ -289,22 +291,22 @@ class SessionView(QWidget):
                 [("retry", "Join again"), ("back", "Back")],
             )
 
-    @pyqtSlot(str, str, str)
-    def _on_action_failed(self, action: str, kind: str, message: str) -> None:
-        if self.leaving or kind == "closed":
+    @pyqtSlot(object, object, str)
+    def _on_action_failed(self, action: Action, kind: FailureKind, message: str) -> None:
+        if self.leaving or kind is FailureKind.CLOSED:
             return
-        if action == "send_chat":
+        if action is Action.SEND_CHAT:
             self.chat.show_error(message)
             return
-        if action == "start":
+        if action is Action.START:
             # Not "Connecting…" or "Joining…" any more: say where things stand.
             self.subtitle.setText("Not in the room")
             self.video.clear(f"Couldn't join “{self.request.room}”.")
         self.on_action_failed(action, kind, message)
 
-    def on_action_failed(self, action: str, kind: str, message: str) -> None:
+    def on_action_failed(self, action: Action, kind: FailureKind, message: str) -> None:
         """Say in the window why an action failed, with the next step."""
-        if kind == "tracker":
+        if kind is FailureKind.TRACKER:
             self.banner.show_message(
                 "error",
                 f"Can't reach the tracker {tracker_text(self.request)}. Check the address "
@@ -312,10 +314,10 @@ class SessionView(QWidget):
                 [("retry", "Retry"), ("back", "Back")],
                 details=message,
             )
-        elif kind == "lock":
+        elif kind is FailureKind.LOCK:
             holder = message.split(" is already streaming")[0] if message else "Someone"
             self.show_lock_denied(holder)
-        elif action == "start":
+        elif action is Action.START:
             self.banner.show_message(
                 "error", f"Couldn't join the room: {message}",
                 [("retry", "Retry"), ("back", "Back")],

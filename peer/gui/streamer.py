@@ -20,7 +20,9 @@ from PyQt6.QtWidgets import (
 )
 
 from peer.gui.bridge import (
+    Action,
     CameraSource,
+    FailureKind,
     FileSource,
     NodeBridge,
     PatternSource,
@@ -288,12 +290,12 @@ class StreamerView(SessionView):
                 [("dismiss", "OK")],
             )
 
-    def on_action_failed(self, action: str, kind: str, message: str) -> None:
-        if action in ("start_streaming", "stop_streaming"):
+    def on_action_failed(self, action: Action, kind: FailureKind, message: str) -> None:
+        if action in (Action.START_STREAMING, Action.STOP_STREAMING):
             self._pending = False
             self._update_controls()
             self.video.clear(self._idle_placeholder())
-        if action == "start_streaming" and kind == "media":
+        if action is Action.START_STREAMING and kind is FailureKind.MEDIA:
             what = (
                 os.path.basename(self.file_edit.text())
                 if self.source_combo.currentIndex() == SOURCE_FILE

@@ -10,7 +10,16 @@ from PyQt6.QtCore import QStandardPaths, Qt, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QKeySequence, QShortcut, QStandardItemModel
 from PyQt6.QtWidgets import QComboBox, QFileDialog, QLabel, QPushButton, QWidget
 
-from peer.gui.bridge import LAYERS, Joined, NodeBridge, SessionRequest, StreamEnded, StreamStarted
+from peer.gui.bridge import (
+    LAYERS,
+    Action,
+    FailureKind,
+    Joined,
+    NodeBridge,
+    SessionRequest,
+    StreamEnded,
+    StreamStarted,
+)
 from peer.gui.session import RESUMED_NOTICE_MS, SessionView
 from peer.gui.theme import Colors, dot_icon, icon, square_icon
 
@@ -156,15 +165,15 @@ class ViewerView(SessionView):
         self._layer = layer
         self.resolution_combo.setCurrentIndex(LAYERS.index(layer))
 
-    def on_action_failed(self, action: str, kind: str, message: str) -> None:
-        if action == "set_resolution":
+    def on_action_failed(self, action: Action, kind: FailureKind, message: str) -> None:
+        if action is Action.SET_RESOLUTION:
             # Put the choice back to what we really receive.
             self.resolution_combo.setCurrentIndex(LAYERS.index(self._layer))
             self.banner.show_message(
                 "warning", f"Couldn't change the resolution: {message}", [("dismiss", "OK")]
             )
             return
-        if action == "set_recording":
+        if action is Action.SET_RECORDING:
             self._on_recording_failed(message)
             return
         super().on_action_failed(action, kind, message)

@@ -11,8 +11,16 @@ from fakes import bgr_frame, stats
 from PyQt6.QtCore import QThread
 from PyQt6.QtGui import QColor
 
-from peer.gui import bridge as bridge_mod
-from peer.gui.bridge import NodeBridge, PatternSource, SessionRequest, frame_to_qimage, make_config
+from peer.gui.bridge import node_bridge as bridge_mod
+from peer.gui.bridge import (
+    Action,
+    FailureKind,
+    NodeBridge,
+    PatternSource,
+    SessionRequest,
+    frame_to_qimage,
+    make_config,
+)
 from peer.node.errors import MediaError, TrackerUnreachableError
 from peer.node.events import ChatReceived, ErrorRaised, Joined, Stats, Stopped
 
@@ -75,7 +83,7 @@ def test_start_failure_reported_with_kind(qtbot, make_bridge, factory) -> None:
     b = make_bridge()
     with qtbot.wait_signal(b.action_failed, timeout=10000) as blocker:
         b.start()
-    assert blocker.args == ["start", "tracker", "connection refused"]
+    assert blocker.args == [Action.START, FailureKind.TRACKER, "connection refused"]
     assert not b.is_started
 
 
@@ -90,10 +98,10 @@ def test_actions_reach_the_node_and_confirm(qtbot, make_bridge, factory) -> None
         b.send_chat("hello")
     with qtbot.wait_signal(b.action_failed, timeout=10000) as failed:
         b.send_chat("   ")
-    assert failed.args[:2] == ["send_chat", "invalid"]
+    assert failed.args[:2] == [Action.SEND_CHAT, FailureKind.INVALID]
     with qtbot.wait_signal(b.action_failed, timeout=10000) as failed:
         b.set_resolution(1080)
-    assert failed.args[:2] == ["set_resolution", "invalid"]
+    assert failed.args[:2] == [Action.SET_RESOLUTION, FailureKind.INVALID]
     node = factory.node
     assert node.called("set_resolution") == [(480,), (1080,)]
     assert node.called("send_chat") == [("hello",), ("   ",)]
@@ -120,7 +128,7 @@ def test_media_error_on_start_streaming(qtbot, make_bridge, factory) -> None:
         b.start()
     with qtbot.wait_signal(b.action_failed, timeout=10000) as blocker:
         b.start_streaming(PatternSource())
-    assert blocker.args == ["start_streaming", "media", "cannot open clip.mp4: not a video"]
+    assert blocker.args == [Action.START_STREAMING, FailureKind.MEDIA, "cannot open clip.mp4: not a video"]
     assert not b.is_streaming
 
 
@@ -138,7 +146,7 @@ def test_recording_on_off_and_bad_path(qtbot, make_bridge, factory) -> None:
     assert off.args == [None] and b.recording_path is None
     with qtbot.wait_signal(b.action_failed, timeout=10000) as failed:
         b.set_recording("/tmp/notes.txt")
-    assert failed.args[:2] == ["set_recording", "media"]
+    assert failed.args[:2] == [Action.SET_RECORDING, FailureKind.MEDIA]
     assert "unsupported recording format .txt" in failed.args[2]
     assert b.recording_path is None
     # The failure was reported once, as action_failed; other errors still come through.
@@ -201,7 +209,7 @@ def test_shutdown_stops_node_and_thread(qtbot, make_bridge, factory) -> None:
     assert not any(t.name == "treecast-node" for t in threading.enumerate())
     with qtbot.wait_signal(b.action_failed, timeout=5000) as blocker:
         b.send_chat("too late")
-    assert blocker.args[:2] == ["send_chat", "closed"]
+    assert blocker.args[:2] == [Action.SEND_CHAT, FailureKind.CLOSED]
     b.shutdown()  # idempotent
 
 

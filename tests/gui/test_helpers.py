@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from peer.gui import bridge as bridge_mod
+from peer.gui.bridge import rooms as bridge_mod
 from peer.gui.bridge import LanSessionInfo, LanSessions, RoomProbe, RoomStatus
 
 T = 10000

@@ -21,9 +21,8 @@ it. Three kinds of traffic cross the thread boundary, each in one direction only
   signal (``started``, ``streaming_changed``, ``action_failed``...). Nothing here ever
   waits on a future in the GUI thread.
 
-This module is the only one in ``peer.gui`` that imports ``peer.node``: the names the
-views need (event classes, source specs) are re-exported from here so the rest of the
-GUI depends on one adapter, not on the node's internals.
+The ``peer.gui.bridge`` package is the only part of ``peer.gui`` that imports
+``peer.node``; its ``__init__`` re-exports the names the views need.
 """
 
 from __future__ import annotations
@@ -31,19 +30,19 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import inspect
 import logging
 import threading
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
-from PyQt6.QtCore import QObject, Qt, QTimer, pyqtSignal, pyqtSlot
+from PyQt6.QtCore import QObject, QTimer, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QImage
 
-from peer.node.config import CameraSource, FileSource, NodeConfig, PatternSource, SourceSpec
-from peer.node.errors import LockDeniedError, MediaError, NodeError, TrackerUnreachableError
+from peer.gui.bridge._threads import queued
+from peer.gui.bridge.actions import Action, FailureKind, failure_kind
+from peer.gui.bridge.frames import LatestFrame, frame_to_qimage
+from peer.node.config import NodeConfig, SourceSpec
+from peer.node.errors import NodeError
 from peer.node.events import (
     ChatReceived,
     DecodedFrame,
@@ -60,59 +59,14 @@ from peer.node.events import (
     StreamEnded,
     StreamStarted,
     TreeChanged,
-    TreePeer,
 )
 from peer.node.runner import NodeThread
-from protocol import limits
-
-__all__ = [
-    "LAYERS",
-    "MAX_CHAT_CHARS",
-    "MAX_NAME_CHARS",
-    "MAX_ROOM_CHARS",
-    "STOP_GRACE_MS",
-    "CameraSource",
-    "ChatReceived",
-    "ErrorRaised",
-    "FileSource",
-    "Joined",
-    "LanSessionInfo",
-    "LanSessions",
-    "LockDenied",
-    "NodeBridge",
-    "NodeError",
-    "NodeFactory",
-    "ParentLost",
-    "PatternSource",
-    "Ready",
-    "Resumed",
-    "RoomProbe",
-    "RoomStatus",
-    "SessionRequest",
-    "SourceProgress",
-    "SourceSpec",
-    "Stats",
-    "Stopped",
-    "StreamEnded",
-    "StreamStarted",
-    "TreeChanged",
-    "TreePeer",
-    "make_config",
-]
 
 log = logging.getLogger(__name__)
-
-LAYERS = limits.LAYERS
-MAX_NAME_CHARS = limits.MAX_NAME_CHARS
-MAX_ROOM_CHARS = limits.MAX_ROOM_CHARS
-MAX_CHAT_CHARS = limits.MAX_CHAT_CHARS
 
 # node.stop() sends Byes and waits for the tracker; past this the bridge tears the
 # loop down anyway so closing the window never hangs on a dead network.
 STOP_GRACE_MS = 4000
-# A tracker answers a room query in milliseconds on a LAN; a few seconds covers a
-# slow WAN without leaving the start screen stale for long.
-ROOM_QUERY_TIMEOUT_S = 3.0
 
 
 class NodeLike(Protocol):
@@ -136,11 +90,6 @@ NodeFactory = Callable[
 ]
 
 
-def _queued(signal: Any, slot: Callable[..., None]) -> None:
-    """Connect so the slot always runs later in the receiver's (GUI) thread."""
-    signal.connect(slot, Qt.ConnectionType.QueuedConnection)
-
-
 def default_node_factory(
     config: NodeConfig,
     on_event: Callable[[NodeEvent], None],
@@ -157,86 +106,6 @@ def default_node_factory(
         raise NodeError(f"The peer node is not available in this build ({exc}).") from exc
     node: NodeLike = Node(config, on_event=on_event, on_frame=on_frame)
     return node
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRequest:
-    """What the start screen asks for, in GUI terms.
-
-    Attributes:
-        name: the user's display name.
-        room: the room to meet in.
-        tracker: (host, port) of the tracker, or None to meet on the LAN only.
-        lan: find peers (and a tracker) with mDNS on the local network.
-        streaming: True for the streamer view, False to watch.
-        resolution: the layer a viewer asks for first.
-
-    Recording is not part of the request: the viewer starts and stops it during the
-    session (:meth:`NodeBridge.set_recording`).
-    """
-
-    name: str
-    room: str
-    tracker: tuple[str, int] | None
-    lan: bool
-    streaming: bool
-    resolution: int = 720
-
-
-def make_config(request: SessionRequest, source: SourceSpec | None = None) -> NodeConfig:
-    """Turn a start-screen request into the node's configuration.
-
-    The app always decodes: the viewer displays (and maybe records) and the streamer
-    shows its preview. Recording starts later, from the viewer screen.
-
-    Raises:
-        ValueError: a field is out of range (the node config checks them).
-    """
-    return NodeConfig(
-        name=request.name,
-        room=request.room,
-        tracker=request.tracker,
-        lan=request.lan,
-        source=source,
-        resolution=request.resolution,
-        decode=True,
-    )
-
-
-def failure_kind(exc: BaseException) -> str:
-    """Classify an action's exception for the views' wording and next step."""
-    if isinstance(exc, TrackerUnreachableError):
-        return "tracker"
-    if isinstance(exc, LockDeniedError):
-        return "lock"
-    if isinstance(exc, MediaError):
-        return "media"
-    if isinstance(exc, ValueError):
-        return "invalid"
-    if isinstance(exc, NodeError):
-        return "node"
-    return "error"
-
-
-def frame_to_qimage(image: np.ndarray[Any, np.dtype[np.uint8]]) -> QImage:
-    """Convert a BGR uint8 array (h, w, 3) into a QImage that owns its pixels.
-
-    Runs on the node's frame thread. QImage built on a numpy buffer only borrows it,
-    so the result must be a real copy before the array is reused: converting to
-    RGB32 (the format QPainter draws fastest) allocates a new image, and that
-    conversion is also where BGR becomes RGB.
-    """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected a BGR uint8 image, got {image.shape} {image.dtype}")
-    if not image.flags.c_contiguous:
-        image = np.ascontiguousarray(image)
-    height, width = image.shape[:2]
-    borrowed = QImage(
-        image.data,  # type: ignore[call-overload]  # PyQt takes any buffer, stubs say bytes
-        width, height, image.strides[0], QImage.Format.Format_BGR888,
-    )
-    owned: QImage = borrowed.convertToFormat(QImage.Format.Format_RGB32)
-    return owned
 
 
 class NodeBridge(QObject):
@@ -267,8 +136,8 @@ class NodeBridge(QObject):
         chat_sent(): the node accepted our chat line.
         recording_changed(object): recording to this path started (str), or the
             recording stopped and the file is finished (None).
-        action_failed(str, str, str): action, kind ("tracker", "lock", "media",
-            "invalid", "node", "error", "closed") and a message to show.
+        action_failed(Action, FailureKind, str): which action failed, why (for the
+            wording and the next step) and a message to show.
         closed(): the node stopped and its thread ended; the bridge can be dropped.
     """
 
@@ -292,14 +161,14 @@ class NodeBridge(QObject):
     resolution_changed = pyqtSignal(int)
     chat_sent = pyqtSignal()
     recording_changed = pyqtSignal(object)
-    action_failed = pyqtSignal(str, str, str)
+    action_failed = pyqtSignal(object, object, str)
     closed = pyqtSignal()
 
     # Cross-thread hops: emitted on the node/frame threads, delivered in the GUI thread.
     _event_posted = pyqtSignal(object)
     _layers_posted = pyqtSignal(tuple)
     _frame_posted = pyqtSignal()
-    _done_posted = pyqtSignal(str, object, object)
+    _done_posted = pyqtSignal(object, object, object)
     _joined_posted = pyqtSignal()
 
     def __init__(
@@ -321,15 +190,13 @@ class NodeBridge(QObject):
         """
         super().__init__(parent)
         self.config = config
-        _queued(self._event_posted, self._on_node_event)
-        _queued(self._layers_posted, self._on_node_layers)
-        _queued(self._frame_posted, self._on_node_frame)
-        _queued(self._done_posted, self._on_action_done)
-        _queued(self._joined_posted, self._on_thread_joined)
+        queued(self._event_posted, self._on_node_event)
+        queued(self._layers_posted, self._on_node_layers)
+        queued(self._frame_posted, self._on_node_frame)
+        queued(self._done_posted, self._on_action_done)
+        queued(self._joined_posted, self._on_thread_joined)
 
-        self._frame_lock = threading.Lock()
-        self._latest: QImage | None = None
-        self._frame_notified = False
+        self._frame = LatestFrame()
         # Set from the GUI thread when closing; read by the other threads so late
         # callbacks stop posting into a bridge that is going away.
         self._closing = threading.Event()
@@ -383,10 +250,7 @@ class NodeBridge(QObject):
 
     def take_frame(self) -> QImage | None:
         """Hand over the latest picture (or None) and re-arm ``frame_ready``."""
-        with self._frame_lock:
-            image, self._latest = self._latest, None
-            self._frame_notified = False
-        return image
+        return self._frame.take()
 
     # -- node thread / frame thread side ------------------------------------------
 
@@ -420,23 +284,19 @@ class NodeBridge(QObject):
         except ValueError:
             log.warning("dropping a frame the GUI cannot show", exc_info=True)
             return
-        with self._frame_lock:
-            self._latest = image
-            notify = not self._frame_notified
-            self._frame_notified = True
-        if notify:
+        if self._frame.put(image):
             with contextlib.suppress(RuntimeError):
                 self._frame_posted.emit()
 
     def _post_done(
-        self, action: str, future: concurrent.futures.Future[Any], extra: Any = None
+        self, action: Action, future: concurrent.futures.Future[Any], extra: Any = None
     ) -> None:
         """Done-callback of every action: runs on the node thread."""
         if future.cancelled():
             exc: BaseException | None = asyncio.CancelledError()
         else:
             exc = future.exception()
-        if action == "start_streaming" and exc is None:
+        if action is Action.START_STREAMING and exc is None:
             # The source is open now, so the node knows which layers exist.
             extra = self._safe_layers()
         with contextlib.suppress(RuntimeError):
@@ -484,9 +344,9 @@ class NodeBridge(QObject):
     def _on_node_frame(self) -> None:
         self.frame_ready.emit()
 
-    @pyqtSlot(str, object, object)
-    def _on_action_done(self, action: str, exc: BaseException | None, extra: Any) -> None:
-        if action == "stop":
+    @pyqtSlot(object, object, object)
+    def _on_action_done(self, action: Action, exc: BaseException | None, extra: Any) -> None:
+        if action is Action.STOP:
             self._tear_down()
             return
         if self._closing.is_set():
@@ -495,41 +355,41 @@ class NodeBridge(QObject):
             if isinstance(exc, asyncio.CancelledError):
                 return
             kind = failure_kind(exc)
-            if kind == "error":
+            if kind is FailureKind.ERROR:
                 log.error("%s failed", action, exc_info=exc)
                 message = f"Something went wrong ({type(exc).__name__}: {exc})."
             else:
                 message = str(exc) or type(exc).__name__
-            if action == "set_recording":
+            if action is Action.SET_RECORDING:
                 # The node drops the old recorder before opening the new one: a failed
                 # start (or a failed finish) leaves it not recording.
                 self._recording = None
             self.action_failed.emit(action, kind, message)
             return
-        if action == "start":
+        if action is Action.START:
             self._started = True
             self.started.emit()
-        elif action == "start_streaming":
+        elif action is Action.START_STREAMING:
             self._streaming = True
             self.streaming_changed.emit(True)
             if extra is not None:
                 self.layers_changed.emit(extra)
-        elif action == "stop_streaming":
+        elif action is Action.STOP_STREAMING:
             self._streaming = False
             self.streaming_changed.emit(False)
-        elif action == "set_resolution":
+        elif action is Action.SET_RESOLUTION:
             self.resolution_changed.emit(int(extra))
-        elif action == "send_chat":
+        elif action is Action.SEND_CHAT:
             self.chat_sent.emit()
-        elif action == "set_recording":
+        elif action is Action.SET_RECORDING:
             self._recording = extra
             self.recording_changed.emit(extra)
 
     def _submit(
-        self, action: str, make: Callable[[], Coroutine[Any, Any, Any]], extra: Any = None
+        self, action: Action, make: Callable[[], Coroutine[Any, Any, Any]], extra: Any = None
     ) -> None:
         if self._closing.is_set() or not self._runner.running:
-            self.action_failed.emit(action, "closed", "The session is closing.")
+            self.action_failed.emit(action, FailureKind.CLOSED, "The session is closing.")
             return
         future = self._runner.submit(make())
         future.add_done_callback(lambda f: self._post_done(action, f, extra))
@@ -537,34 +397,34 @@ class NodeBridge(QObject):
     @pyqtSlot()
     def start(self) -> None:
         """Join the room (and stream, when the config has a source)."""
-        self._submit("start", self._node.start)
+        self._submit(Action.START, self._node.start)
 
     @pyqtSlot(int)
     def set_resolution(self, layer: int) -> None:
         """Ask for another layer; ``resolution_changed`` confirms it."""
-        self._submit("set_resolution", lambda: self._node.set_resolution(layer), layer)
+        self._submit(Action.SET_RESOLUTION, lambda: self._node.set_resolution(layer), layer)
 
     @pyqtSlot(str)
     def send_chat(self, text: str) -> None:
         """Send a chat line; it comes back as ``chat_received`` with own=True."""
-        self._submit("send_chat", lambda: self._node.send_chat(text))
+        self._submit(Action.SEND_CHAT, lambda: self._node.send_chat(text))
 
     def start_streaming(self, source: SourceSpec) -> None:
         """Claim the room's streamer lock and stream ``source``."""
-        self._submit("start_streaming", lambda: self._node.start_streaming(source))
+        self._submit(Action.START_STREAMING, lambda: self._node.start_streaming(source))
 
     @pyqtSlot()
     def stop_streaming(self) -> None:
         """Stop streaming and release the lock; we stay in the room."""
-        self._submit("stop_streaming", self._node.stop_streaming)
+        self._submit(Action.STOP_STREAMING, self._node.stop_streaming)
 
     def set_recording(self, path: str | None) -> None:
         """Record what we watch to ``path`` (None: stop and finish the file).
 
         ``recording_changed`` confirms; a bad path or format comes back as
-        ``action_failed("set_recording", "media", message)``.
+        ``action_failed(Action.SET_RECORDING, FailureKind.MEDIA, message)``.
         """
-        self._submit("set_recording", lambda: self._record(path), path)
+        self._submit(Action.SET_RECORDING, lambda: self._record(path), path)
 
     async def _record(self, path: str | None) -> None:
         await self._node.set_recording(path)
@@ -579,13 +439,12 @@ class NodeBridge(QObject):
         if self._closing.is_set():
             return
         self._closing.set()
-        with self._frame_lock:
-            self._latest = None
+        self._frame.drop()
         if not self._runner.running:
             self._tear_down()
             return
         future = self._runner.submit(self._node.stop(reason))
-        future.add_done_callback(lambda f: self._post_done("stop", f))
+        future.add_done_callback(lambda f: self._post_done(Action.STOP, f))
         self._grace_timer.start(STOP_GRACE_MS)
 
     def _tear_down(self) -> None:
@@ -617,258 +476,3 @@ class NodeBridge(QObject):
         self.closed.emit()
 
 
-# -- start screen helpers ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RoomStatus:
-    """Who streams in a room, as the tracker says.
-
-    Attributes:
-        host / port / room: what was asked.
-        streamer: the streamer's name, or None when nobody streams.
-        peers: peers in the room.
-        error: why the tracker could not be asked, or None.
-    """
-
-    host: str
-    port: int
-    room: str
-    streamer: str | None = None
-    peers: int = 0
-    error: str | None = None
-
-
-def _query_room_blocking(host: str, port: int, room: str) -> RoomStatus:
-    try:
-        from peer.node.tracker_client import query_room
-    except ImportError:
-        return RoomStatus(host, port, room, error="unavailable")
-    try:
-        result: Any = query_room(host, port, room, ROOM_QUERY_TIMEOUT_S)
-        if inspect.isawaitable(result):
-            # Either flavour of API works: an async one runs on a private loop here.
-            async def wait() -> Any:
-                return await result
-
-            result = asyncio.run(wait())
-    except (NodeError, OSError, TimeoutError) as exc:
-        return RoomStatus(host, port, room, error=str(exc) or type(exc).__name__)
-    except Exception as exc:  # a misbehaving tracker must not break the start screen
-        log.warning("room query failed", exc_info=True)
-        return RoomStatus(host, port, room, error=str(exc) or type(exc).__name__)
-    streamer = getattr(result, "streamer_name", None) or None
-    if streamer is None and getattr(result, "streamer_id", None):
-        streamer = "someone"
-    return RoomStatus(host, port, room, streamer=streamer, peers=len(result.peers))
-
-
-class RoomProbe(QObject):
-    """Asks a tracker who streams in a room, on a worker thread.
-
-    Only the answer to the latest question is reported: typing an address fires many
-    questions and the start screen only cares about the last one.
-
-    Signals:
-        room_checked(RoomStatus): the answer to the latest :meth:`check`.
-    """
-
-    room_checked = pyqtSignal(object)
-    _answer_posted = pyqtSignal(int, object)
-
-    def __init__(
-        self,
-        query: Callable[[str, int, str], RoomStatus] | None = None,
-        parent: QObject | None = None,
-    ) -> None:
-        """Args:
-        query: blocking (host, port, room) -> RoomStatus; the tracker client by
-            default, tests pass a fake.
-        parent: Qt parent.
-        """
-        super().__init__(parent)
-        self._query = query or _query_room_blocking
-        self._generation = 0
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        _queued(self._answer_posted, self._on_answer)
-
-    def check(self, host: str, port: int, room: str) -> None:
-        """Ask (again); any answer to an earlier question is dropped."""
-        self._generation += 1
-        generation = self._generation
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="treecast-room-query"
-            )
-
-        def run() -> None:
-            status = self._query(host, port, room)
-            with contextlib.suppress(RuntimeError):
-                self._answer_posted.emit(generation, status)
-
-        self._pool.submit(run)
-
-    def cancel(self) -> None:
-        """Forget pending questions (their answers will be ignored)."""
-        self._generation += 1
-
-    def close(self) -> None:
-        """Stop the worker thread (after its current question, at most a timeout)."""
-        self.cancel()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-
-    @pyqtSlot(int, object)
-    def _on_answer(self, generation: int, status: RoomStatus) -> None:
-        if generation == self._generation:
-            self.room_checked.emit(status)
-
-
-@dataclass(frozen=True, slots=True)
-class LanSessionInfo:
-    """A room seen on the local network.
-
-    Attributes:
-        room: the room's name.
-        streamer: who streams there, or None.
-        peers: how many peers advertise it.
-        tracker: a tracker found on the LAN for it, or None.
-    """
-
-    room: str
-    streamer: str | None
-    peers: int
-    tracker: tuple[str, int] | None
-
-
-def _session_info(session: Any) -> LanSessionInfo:
-    tracker = getattr(session, "tracker", None)
-    if tracker is not None:
-        try:
-            host, port = tracker
-            tracker = (str(host), int(port))
-        except (TypeError, ValueError):
-            tracker = None
-    streamer = getattr(session, "streamer", None)
-    if streamer is None:
-        streamer = getattr(session, "streamer_name", None)
-    peers = getattr(session, "peers", 0)
-    if not isinstance(peers, int):
-        peers = len(peers) if hasattr(peers, "__len__") else 0
-    return LanSessionInfo(
-        room=str(getattr(session, "room", "?")),
-        streamer=streamer,
-        peers=peers,
-        tracker=tracker,
-    )
-
-
-class LanSessions(QObject):
-    """Live list of Treecast sessions on the LAN (mDNS), for the start screen.
-
-    Runs ``peer.node.discovery.LanBrowser`` on its own loop thread. When discovery
-    is not available (zeroconf missing, no network) the list simply stays empty and
-    ``available`` stays False.
-
-    Signals:
-        sessions_changed(list): the current list of LanSessionInfo.
-    """
-
-    sessions_changed = pyqtSignal(list)
-    _sessions_posted = pyqtSignal(list)
-
-    def __init__(
-        self,
-        browser_factory: Callable[[Callable[[], None]], Any] | None = None,
-        parent: QObject | None = None,
-    ) -> None:
-        """Args:
-        browser_factory: on_change -> browser with async start()/close() and
-            sessions(); ``LanBrowser`` by default (tests pass a fake).
-        parent: Qt parent.
-        """
-        super().__init__(parent)
-        self._factory = browser_factory
-        self._runner: NodeThread | None = None
-        self._browser: Any = None
-        self.available = False
-        _queued(self._sessions_posted, self._on_sessions)
-
-    def start(self) -> None:
-        """Begin browsing (no-op when running, or when discovery is not available)."""
-        if self._runner is not None:
-            return
-        factory = self._factory
-        if factory is None:
-            try:
-                from peer.node.discovery import LanBrowser
-            except ImportError:
-                log.info("LAN discovery not available")
-                return
-
-            def factory(on_change: Callable[[], None]) -> Any:
-                return LanBrowser(on_change=on_change)
-
-        make = factory
-        self._runner = NodeThread(name="treecast-lan").start()
-
-        async def open_browser() -> None:
-            # Built on the loop thread: zeroconf's async API binds to the running loop.
-            self._browser = make(self._changed)
-            result = self._browser.start()
-            if inspect.isawaitable(result):
-                await result
-            self.available = True
-            self._changed()
-
-        future = self._runner.submit(open_browser())
-        future.add_done_callback(self._opened)
-
-    def _opened(self, future: concurrent.futures.Future[None]) -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None:
-            # No multicast, no interface...: the tracker field still works.
-            log.warning("LAN discovery failed to start: %s", exc)
-
-    def _changed(self) -> None:
-        """on_change of the browser (loop thread): read the list and hop to Qt."""
-        browser = self._browser
-        if browser is None:
-            return
-        try:
-            sessions = [_session_info(s) for s in browser.sessions()]
-        except Exception:
-            log.debug("reading LAN sessions failed", exc_info=True)
-            return
-        with contextlib.suppress(RuntimeError):
-            self._sessions_posted.emit(sessions)
-
-    @pyqtSlot(list)
-    def _on_sessions(self, sessions: list[LanSessionInfo]) -> None:
-        self.sessions_changed.emit(sessions)
-
-    def close(self) -> None:
-        """Stop browsing; the discovery thread ends by itself right after (no wait)."""
-        runner, self._runner = self._runner, None
-        if runner is None:
-            return
-        browser, self._browser = self._browser, None
-        self.available = False
-
-        async def close_browser() -> None:
-            try:
-                if browser is not None:
-                    result = browser.close()
-                    if inspect.isawaitable(result):
-                        # Bounded: a stuck network must not keep the thread alive.
-                        await asyncio.wait_for(result, 2.0)
-            finally:
-                runner.request_stop()
-
-        try:
-            runner.submit(close_browser())
-        except RuntimeError:  # the loop already ended
-            runner.request_stop()

@@ -1,0 +1,132 @@
+"""Asking a tracker about rooms from the start screen, off the GUI thread."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from PyQt6.QtCore import QObject, pyqtSignal, pyqtSlot
+
+from peer.gui.bridge._threads import queued
+from peer.node.errors import NodeError
+
+log = logging.getLogger(__name__)
+
+# A tracker answers a room query in milliseconds on a LAN; a few seconds covers a
+# slow WAN without leaving the start screen stale for long.
+ROOM_QUERY_TIMEOUT_S = 3.0
+
+
+
+
+@dataclass(frozen=True, slots=True)
+class RoomStatus:
+    """Who streams in a room, as the tracker says.
+
+    Attributes:
+        host / port / room: what was asked.
+        streamer: the streamer's name, or None when nobody streams.
+        peers: peers in the room.
+        error: why the tracker could not be asked, or None.
+    """
+
+    host: str
+    port: int
+    room: str
+    streamer: str | None = None
+    peers: int = 0
+    error: str | None = None
+
+
+def _query_room_blocking(host: str, port: int, room: str) -> RoomStatus:
+    try:
+        from peer.node.tracker_client import query_room
+    except ImportError:
+        return RoomStatus(host, port, room, error="unavailable")
+    try:
+        result: Any = query_room(host, port, room, ROOM_QUERY_TIMEOUT_S)
+        if inspect.isawaitable(result):
+            # Either flavour of API works: an async one runs on a private loop here.
+            async def wait() -> Any:
+                return await result
+
+            result = asyncio.run(wait())
+    except (NodeError, OSError, TimeoutError) as exc:
+        return RoomStatus(host, port, room, error=str(exc) or type(exc).__name__)
+    except Exception as exc:  # a misbehaving tracker must not break the start screen
+        log.warning("room query failed", exc_info=True)
+        return RoomStatus(host, port, room, error=str(exc) or type(exc).__name__)
+    streamer = getattr(result, "streamer_name", None) or None
+    if streamer is None and getattr(result, "streamer_id", None):
+        streamer = "someone"
+    return RoomStatus(host, port, room, streamer=streamer, peers=len(result.peers))
+
+
+class RoomProbe(QObject):
+    """Asks a tracker who streams in a room, on a worker thread.
+
+    Only the answer to the latest question is reported: typing an address fires many
+    questions and the start screen only cares about the last one.
+
+    Signals:
+        room_checked(RoomStatus): the answer to the latest :meth:`check`.
+    """
+
+    room_checked = pyqtSignal(object)
+    _answer_posted = pyqtSignal(int, object)
+
+    def __init__(
+        self,
+        query: Callable[[str, int, str], RoomStatus] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        """Args:
+        query: blocking (host, port, room) -> RoomStatus; the tracker client by
+            default, tests pass a fake.
+        parent: Qt parent.
+        """
+        super().__init__(parent)
+        self._query = query or _query_room_blocking
+        self._generation = 0
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        queued(self._answer_posted, self._on_answer)
+
+    def check(self, host: str, port: int, room: str) -> None:
+        """Ask (again); any answer to an earlier question is dropped."""
+        self._generation += 1
+        generation = self._generation
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="treecast-room-query"
+            )
+
+        def run() -> None:
+            status = self._query(host, port, room)
+            with contextlib.suppress(RuntimeError):
+                self._answer_posted.emit(generation, status)
+
+        self._pool.submit(run)
+
+    def cancel(self) -> None:
+        """Forget pending questions (their answers will be ignored)."""
+        self._generation += 1
+
+    def close(self) -> None:
+        """Stop the worker thread (after its current question, at most a timeout)."""
+        self.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    @pyqtSlot(int, object)
+    def _on_answer(self, generation: int, status: RoomStatus) -> None:
+        if generation == self._generation:
+            self.room_checked.emit(status)
+
+
