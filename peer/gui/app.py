@@ -80,6 +80,9 @@ class MainWindow(QMainWindow):
 
         self.bridge: NodeBridge | None = None
         self.view: SessionView | None = None
+        # Our peer ids in this run of the app: chat shows our lines from before a
+        # rejoin as ours too.
+        self.own_peer_ids: set[str] = set()
         self._after_close: Callable[[], None] | None = None
         self._quitting = False
         self._force_timer = QTimer(self)
@@ -106,6 +109,8 @@ class MainWindow(QMainWindow):
             view = StreamerView(bridge, request, self.stack)
         else:
             view = ViewerView(bridge, request, self.stack)
+        view.chat.own_ids = self.own_peer_ids
+        self.own_peer_ids.add(bridge.peer_id)
         view.leave_requested.connect(self.leave_session)
         view.retry_requested.connect(lambda: self._leave_then(lambda: self.open_session(request)))
         view.watch_requested.connect(
@@ -118,14 +123,23 @@ class MainWindow(QMainWindow):
         self.start_screen.deactivate()
         self.stack.addWidget(view)
         self.stack.setCurrentWidget(view)
-        self.setWindowTitle(f"Treecast — {request.room}")
+        # The room only: Qt appends the application display name ("— Treecast").
+        self.setWindowTitle(request.room)
         self.session_opened.emit(view)
         bridge.start()
 
     @pyqtSlot()
     def leave_session(self) -> None:
         """Leave the room and go back to the start screen (once the node stopped)."""
-        self._leave_then(None)
+        if self.may_end_broadcast():
+            self._leave_then(None)
+
+    def may_end_broadcast(self) -> bool:
+        """True unless we stream to viewers and the user does not want to stop."""
+        view = self.view
+        if not isinstance(view, StreamerView) or view.leaving:
+            return True
+        return view.confirm_end()
 
     def _leave_then(self, then: Callable[[], None] | None) -> None:
         if self.bridge is None or self.view is None:
@@ -166,6 +180,8 @@ class MainWindow(QMainWindow):
             return
         if self.bridge is not None:
             event.ignore()
+            if not self._quitting and not self.may_end_broadcast():
+                return
             if not self._quitting:
                 self._quitting = True
                 self._after_close = None

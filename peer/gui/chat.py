@@ -27,6 +27,8 @@ NAME_COLORS = ("#7cc4ff", "#b69cff", "#ff9ec7", "#7ee0c3", "#ffb27a", "#a5d86e",
 # A long session must not grow the panel without bound; the node's own history is
 # bounded too, so the panel keeps a bit more than a late joiner can receive.
 MAX_LINES = 1000
+# The length counter appears this close to the limit, so it is there before it matters.
+COUNTER_FROM_CHARS = MAX_CHAT_CHARS - 100
 
 
 def _clock(timestamp: float) -> str:
@@ -57,6 +59,10 @@ class ChatPanel(QWidget):
         self._messages: list[ChatReceived | None] = []  # None marks an app notice
         self._serial = 0
         self._colors: dict[str, str] = {}  # origin id -> its name colour
+        self._ids_by_name: dict[str, set[str]] = {}  # sender name -> origin ids seen
+        # Our peer ids, this session's and earlier ones' (the window shares the set
+        # between sessions): our own lines from before a rejoin are still "(you)".
+        self.own_ids: set[str] = set()
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 10, 10, 10)
@@ -76,16 +82,23 @@ class ChatPanel(QWidget):
         row.setSpacing(6)
         self.input = QLineEdit(self)
         self.input.setPlaceholderText("Write a message…")
-        self.input.setMaxLength(MAX_CHAT_CHARS)
+        self.input.setAccessibleName("Chat message")
+        # No maxLength: it would cut a pasted text silently. The counter says instead.
         self.input.returnPressed.connect(self._submit)
         self.input.textChanged.connect(self._on_text_changed)
         self.send_button = QPushButton("Send", self)
         self.send_button.setObjectName("primary")
         self.send_button.setEnabled(False)
+        self.send_button.setToolTip("Send (Enter)")
         self.send_button.clicked.connect(self._submit)
         row.addWidget(self.input, 1)
         row.addWidget(self.send_button)
         layout.addLayout(row)
+        self.counter = QLabel(self)
+        self.counter.setObjectName("muted")
+        self.counter.hide()
+        layout.addWidget(self.counter)
+        self.view.setAccessibleName("Chat messages")
         self.set_input_enabled(False)
 
     def set_input_enabled(self, enabled: bool) -> None:
@@ -102,6 +115,16 @@ class ChatPanel(QWidget):
         if message.id in self._seen:
             return
         self._seen.add(message.id)
+        ids = self._ids_by_name.setdefault(message.sender, set())
+        if message.origin_id not in ids:
+            ids.add(message.origin_id)
+            if len(ids) == 2:
+                # Two people now share this name: earlier lines need the tag too.
+                self._lines = [
+                    self._format(m) if m is not None and m.sender == message.sender else line
+                    for line, m in zip(self._lines, self._messages, strict=True)
+                ]
+                self._render()
         self._serial += 1
         key = (message.sent_at, self._serial)
         index = bisect.bisect(self._keys, key)
@@ -117,18 +140,27 @@ class ChatPanel(QWidget):
             self._render()
         self._scroll_to_end()
 
-    def add_notice(self, text: str) -> None:
-        """A line from the app itself (someone went live, the stream ended...)."""
+    def add_notice(self, text: str, at: float | None = None) -> None:
+        """A line from the app itself (someone went live, the stream ended...).
+
+        Args:
+            text: the sentence.
+            at: when it happened (unix seconds); now by default.
+        """
         self._serial += 1
-        key = (time.time(), self._serial)
+        key = (time.time() if at is None else at, self._serial)
         line = (
             f'<span style="color:{Colors.MUTED}">{_clock(key[0])} · '
             f"<i>{html.escape(text)}</i></span>"
         )
-        self._keys.append(key)
-        self._lines.append(line)
-        self._messages.append(None)
-        self.view.append(line)
+        index = bisect.bisect(self._keys, key)
+        self._keys.insert(index, key)
+        self._lines.insert(index, line)
+        self._messages.insert(index, None)
+        if index == len(self._lines) - 1:
+            self.view.append(line)
+        else:
+            self._render()
         self._scroll_to_end()
 
     def chat_messages(self) -> list[ChatReceived]:
@@ -145,9 +177,19 @@ class ChatPanel(QWidget):
         """The node took our line: clear any earlier error."""
         self.error.hide()
 
+    def is_own(self, message: ChatReceived) -> bool:
+        """Ours: sent by this session's node or by ours in an earlier session."""
+        return message.own or message.origin_id in self.own_ids
+
+    def display_name(self, message: ChatReceived) -> str:
+        """The sender's name, tagged with a short id when two people share it."""
+        if len(self._ids_by_name.get(message.sender, ())) > 1:
+            return f"{message.sender} #{message.origin_id[-4:]}"
+        return message.sender
+
     def _format(self, message: ChatReceived) -> str:
-        name = html.escape(message.sender)
-        if message.own:
+        name = html.escape(self.display_name(message))
+        if self.is_own(message):
             color = Colors.OWN
             name += " (you)"
         else:
@@ -175,11 +217,23 @@ class ChatPanel(QWidget):
             bar.setValue(bar.maximum())
 
     def _on_text_changed(self, text: str) -> None:
-        self.send_button.setEnabled(self.input.isEnabled() and bool(text.strip()))
+        length = len(text.strip())
+        too_long = length > MAX_CHAT_CHARS
+        self.send_button.setEnabled(self.input.isEnabled() and 0 < length <= MAX_CHAT_CHARS)
+        if too_long:
+            self.counter.setText(
+                f"{length} / {MAX_CHAT_CHARS} characters: "
+                f"{length - MAX_CHAT_CHARS} too many to send."
+            )
+            self.counter.setStyleSheet(f"color: {Colors.DANGER};")
+        else:
+            self.counter.setText(f"{length} / {MAX_CHAT_CHARS} characters")
+            self.counter.setStyleSheet("")
+        self.counter.setVisible(length >= COUNTER_FROM_CHARS)
 
     def _submit(self) -> None:
         text = self.input.text().strip()
-        if not text or not self.input.isEnabled():
+        if not text or not self.input.isEnabled() or len(text) > MAX_CHAT_CHARS:
             return
         self.input.clear()
         self.error.hide()

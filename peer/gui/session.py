@@ -27,11 +27,15 @@ from peer.gui.bridge import (
     LockDenied,
     NodeBridge,
     ParentLost,
+    Ready,
     Resumed,
     SessionRequest,
+    Stats,
     Stopped,
     StreamEnded,
     StreamStarted,
+    TreeChanged,
+    TreePeer,
 )
 from peer.gui.chat import ChatPanel
 from peer.gui.stats import StatsPanel
@@ -42,6 +46,26 @@ from peer.gui.widgets import Banner, card, muted_label
 
 # How long "back on the stream" stays up: long enough to read, short enough to forget.
 RESUMED_NOTICE_MS = 5000
+
+
+# The node's stream-end reasons that need no explanation: the stream simply ended.
+ORDINARY_END_REASONS = frozenset({"stream ended", "stopped", "quit", "left", ""})
+# Reasons with a known cause, in words a viewer understands.
+END_REASON_WORDS = {
+    "lost the streamer lock": "the connection to the tracker was lost for too long",
+    "another peer took the streamer lock": "someone else took over as the streamer",
+}
+
+
+def end_reason_words(reason: object) -> str:
+    """A stream-end reason as words for a sentence (never the raw code)."""
+    text = str(getattr(reason, "value", reason)).strip()
+    return END_REASON_WORDS.get(text, text.rstrip(".") or "it stopped")
+
+
+def viewers_of(tree: TreeChanged) -> list[TreePeer]:
+    """The peers watching the room's stream: everyone but the streamer."""
+    return [peer for peer in tree.peers if peer.role != "streamer"]
 
 
 def tracker_text(request: SessionRequest) -> str:
@@ -85,6 +109,8 @@ class SessionView(QWidget):
         self.leaving = False
         self.streamer_name: str | None = None
         self.streamer_id: str | None = None
+        # The name the room knows us by: the tracker may have made it unique ("Bob (2)").
+        self.own_name = request.name
         self._build()
         self._connect()
 
@@ -138,6 +164,10 @@ class SessionView(QWidget):
         self.controls_layout.setContentsMargins(0, 0, 0, 0)
         self.controls_layout.setSpacing(8)
         left_layout.addWidget(self.controls)
+        # A line under the controls that says why one of them is greyed out.
+        self.controls_hint = muted_label("", left)
+        self.controls_hint.hide()
+        left_layout.addWidget(self.controls_hint)
         self.stats_card = card(left)
         stats_layout = QVBoxLayout(self.stats_card)
         stats_layout.setContentsMargins(0, 0, 0, 0)
@@ -173,7 +203,8 @@ class SessionView(QWidget):
         b.chat_received.connect(self._on_chat)
         self.chat.send_requested.connect(b.send_chat)
         b.chat_sent.connect(self.chat.on_chat_sent)
-        b.stats_updated.connect(self.stats.update_stats)
+        b.ready.connect(self._on_ready)
+        b.stats_updated.connect(self.update_stats)
         b.tree_changed.connect(self.tree.set_tree)
         b.tree_changed.connect(self.on_tree_changed)
         b.frame_ready.connect(self._on_frame_ready)
@@ -192,6 +223,20 @@ class SessionView(QWidget):
     @pyqtSlot()
     def _on_frame_ready(self) -> None:
         self.video.set_image(self.bridge.take_frame())
+
+    @pyqtSlot(object)
+    def _on_ready(self, event: Ready) -> None:
+        name = getattr(event, "name", None)
+        if isinstance(name, str) and name and name != self.own_name:
+            self.own_name = name
+            self.chat.add_notice(f"Someone here is already called {self.request.name}: "
+                                 f"you are “{name}” in this room.")
+        self.chat.own_ids.add(event.id)
+
+    @pyqtSlot(object)
+    def update_stats(self, stats: Stats) -> None:
+        """A stats event for the panel (subclasses may adjust what it shows)."""
+        self.stats.update_stats(stats)
 
     @pyqtSlot()
     def _on_started(self) -> None:
@@ -241,7 +286,10 @@ class SessionView(QWidget):
         self.streamer_name = event.streamer
         self.streamer_id = event.streamer_id
         if event.streamer_id != self.bridge.peer_id:
-            self.chat.add_notice(f"{event.streamer} went live")
+            # Before we are in the room the stream was already running: "went live"
+            # stamped with our joining time would be wrong.
+            verb = "went live" if self.bridge.is_started else "is live"
+            self.chat.add_notice(f"{event.streamer} {verb}", event.t)
         self.on_stream_started(event)
 
     def on_stream_started(self, event: StreamStarted) -> None:
@@ -249,10 +297,16 @@ class SessionView(QWidget):
 
     @pyqtSlot(object)
     def _on_stream_ended(self, event: StreamEnded) -> None:
+        self.chat.add_notice(self.stream_end_text(event), event.t)
         self.streamer_name = self.streamer_id = None
-        whose = f"{event.streamer}'s stream" if event.streamer else "The stream"
-        self.chat.add_notice(f"{whose} ended ({event.reason})")
         self.on_stream_ended(event)
+
+    def stream_end_text(self, event: StreamEnded) -> str:
+        """The sentence that says a stream ended, and why when it is not ordinary."""
+        whose = f"{event.streamer}'s stream" if event.streamer else "The stream"
+        if str(getattr(event.reason, "value", event.reason)) in ORDINARY_END_REASONS:
+            return f"{whose} has ended."
+        return f"{whose} stopped unexpectedly: {end_reason_words(event.reason)}."
 
     def on_stream_ended(self, event: StreamEnded) -> None:
         """The room's stream ended."""
@@ -287,7 +341,7 @@ class SessionView(QWidget):
         if self.banner.level != "error":
             self.banner.show_message(
                 "error",
-                f"You are no longer in the room ({event.reason}).",
+                f"You are no longer in the room: {end_reason_words(event.reason)}.",
                 [("retry", "Join again"), ("back", "Back")],
             )
 

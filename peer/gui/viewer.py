@@ -301,13 +301,12 @@ class ViewerView(SessionView):
 
     def on_stream_ended(self, event: StreamEnded) -> None:
         self.live_badge.hide()
-        who = f"{event.streamer}'s stream" if event.streamer else "The stream"
+        sentence = self.stream_end_text(event)
         self.subtitle.setText("Waiting for someone to stream…")
-        self.video.clear(f"{who} has ended.")
+        self.video.clear(sentence)
         self.banner.show_message(
             "info",
-            f"{who} has ended ({event.reason}). Stay here to watch the next stream in "
-            "this room, or go back.",
+            f"{sentence} Stay here to watch the next stream in this room, or go back.",
             [("back", "Back")],
         )
 

@@ -45,6 +45,22 @@ def settings(tmp_path: Path):
 
 
 @pytest.fixture
+def video_file(tmp_path: Path) -> str:
+    """A real two-second 160x90 video (MJPG avi: every OpenCV build writes it)."""
+    import cv2
+    import numpy as np
+
+    path = str(tmp_path / "clip.avi")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 90))
+    assert writer.isOpened()
+    for index in range(20):
+        image = np.full((90, 160, 3), index * 10, np.uint8)
+        writer.write(image)
+    writer.release()
+    return path
+
+
+@pytest.fixture
 def factory() -> FakeNodeFactory:
     return FakeNodeFactory()
 

@@ -36,12 +36,16 @@ def join(qtbot, window) -> ViewerView:
     return view
 
 
-def stream(qtbot, window) -> StreamerView:
+def stream(qtbot, window, someone_live: bool = False) -> StreamerView:
+    if not someone_live:
+        window.node_factory.script.streamer = None  # the room is free to stream in
     with qtbot.wait_signal(window.session_opened, timeout=T) as blocker:
         window.start_screen.stream_button.click()
     view = blocker.args[0]
     assert isinstance(view, StreamerView)
-    qtbot.waitUntil(lambda: view.live_button.isEnabled(), timeout=T)
+    qtbot.waitUntil(lambda: view.bridge.is_started, timeout=T)
+    if not someone_live:
+        qtbot.waitUntil(lambda: view.live_button.isEnabled(), timeout=T)
     return view
 
 
@@ -130,18 +134,23 @@ def test_lock_denied_shown_in_window_and_watch_instead(qtbot, window, factory) -
 
 
 def test_streamer_goes_live_with_chosen_file_and_shows_viewers(
-        qtbot, window, factory, monkeypatch) -> None:
+        qtbot, window, factory, monkeypatch, video_file) -> None:
     view = stream(qtbot, window)
-    monkeypatch.setattr(streamer_mod, "choose_video_file", lambda parent: "/videos/clip.mp4")
+    monkeypatch.setattr(streamer_mod, "choose_video_file", lambda parent: video_file)
     view.source_combo.setCurrentIndex(streamer_mod.SOURCE_FILE)
     assert view.source() is None and not view.live_button.isEnabled()  # no file yet
+    assert view.live_hint.text() == "Choose a video file first."
     view.browse_button.click()
     view.loop_check.setChecked(True)
-    assert view.source() == FileSource("/videos/clip.mp4", loop=True)
+    assert view.source() == FileSource(video_file, loop=True)
+    # The file is tried before going live: its first picture is the preview.
+    qtbot.waitUntil(lambda: view.live_button.isEnabled(), timeout=T)
+    assert view.video.image is not None and view.video.badge() == "PREVIEW"
+    assert view.subtitle.text().startswith("Preview: 160x90 at 10 fps · 0:02.")
     with qtbot.wait_signal(view.bridge.streaming_changed, timeout=T):
         view.live_button.click()
     node = factory.node
-    assert node.called("start_streaming") == [(FileSource("/videos/clip.mp4", loop=True),)]
+    assert node.called("start_streaming") == [(FileSource(video_file, loop=True),)]
     assert view.live_badge.isVisible() and view.live_button.text() == "Stop streaming"
     assert not view.source_combo.isEnabled()
     node.emit(node.tree(("Bob", "Dana", 480), ("Carol", "Bob", 360)))
@@ -155,20 +164,49 @@ def test_streamer_goes_live_with_chosen_file_and_shows_viewers(
     # The preview shows captured frames.
     node.push_frame(bgr_frame(640, 360))
     qtbot.waitUntil(lambda: view.video.image is not None, timeout=T)
+    # Two people watch: stopping asks first; "Cancel" keeps the broadcast going.
+    asked: list[int] = []
+    monkeypatch.setattr(streamer_mod, "confirm_end_broadcast",
+                        lambda parent, viewers: asked.append(viewers) or False)
+    view.live_button.click()
+    assert asked == [2] and view.bridge.is_streaming and not node.called("stop_streaming")
+    monkeypatch.setattr(streamer_mod, "confirm_end_broadcast", lambda parent, viewers: True)
     with qtbot.wait_signal(view.bridge.streaming_changed, timeout=T) as off:
         view.live_button.click()
     assert off.args == [False]
     assert view.live_button.text() == "Go live"
+    # Our own end reads as ours, in words: no "Dana's stream ended (stopped)".
+    qtbot.waitUntil(lambda: "You stopped streaming." in view.chat.view.toPlainText(), timeout=T)
+    assert "Dana's stream" not in view.chat.view.toPlainText()
 
 
-def test_unreadable_file_is_explained(qtbot, window, factory) -> None:
-    factory.script.media_error = "cannot open /videos/broken.mp4 (not a video)."
+def test_a_file_that_is_not_a_video_is_refused_when_picked(
+        qtbot, window, factory, tmp_path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a video")
     view = stream(qtbot, window)
-    view.set_file("/videos/broken.mp4")
+    # The path field takes a pasted path; Enter (editingFinished) tries it.
+    view.source_combo.setCurrentIndex(streamer_mod.SOURCE_FILE)
+    view.file_edit.setText(str(notes))
+    view.file_edit.editingFinished.emit()
+    qtbot.waitUntil(lambda: view.live_hint.text().startswith("Can't use this source:"),
+                    timeout=T)
+    assert "not a video file" in view.live_hint.text()
+    assert not view.live_button.isEnabled() and view.live_hint.isVisible()
+    assert view.video.placeholder().startswith("Can't use this source:")
+
+
+def test_media_error_at_go_live_is_explained(qtbot, window, factory, video_file) -> None:
+    factory.script.media_error = "cannot open clip.avi (not a video)."
+    view = stream(qtbot, window)
+    view.set_file(video_file)
+    qtbot.waitUntil(lambda: view.live_button.isEnabled(), timeout=T)
     view.live_button.click()
     qtbot.waitUntil(lambda: view.banner.level == "error", timeout=T)
-    assert "Can't stream the broken.mp4" in view.banner.text()
-    assert "Pick another file" in view.banner.text()
+    assert view.banner.text() == (
+        "Can't stream the clip.avi: cannot open clip.avi (not a video). "
+        "Pick another file or source."
+    )
     assert view.live_button.isEnabled()
 
 

@@ -11,7 +11,6 @@ from fakes import bgr_frame, stats
 from PyQt6.QtCore import QThread
 from PyQt6.QtGui import QColor
 
-from peer.gui.bridge import node_bridge as bridge_mod
 from peer.gui.bridge import (
     Action,
     FailureKind,
@@ -21,6 +20,7 @@ from peer.gui.bridge import (
     frame_to_qimage,
     make_config,
 )
+from peer.gui.bridge import node_bridge as bridge_mod
 from peer.node.errors import MediaError, TrackerUnreachableError
 from peer.node.events import ChatReceived, ErrorRaised, Joined, Stats, Stopped
 
@@ -128,7 +128,8 @@ def test_media_error_on_start_streaming(qtbot, make_bridge, factory) -> None:
         b.start()
     with qtbot.wait_signal(b.action_failed, timeout=10000) as blocker:
         b.start_streaming(PatternSource())
-    assert blocker.args == [Action.START_STREAMING, FailureKind.MEDIA, "cannot open clip.mp4: not a video"]
+    assert blocker.args == [Action.START_STREAMING, FailureKind.MEDIA,
+                            "cannot open clip.mp4: not a video"]
     assert not b.is_streaming
 
 

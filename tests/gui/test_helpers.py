@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from peer.gui.bridge import rooms as bridge_mod
 from peer.gui.bridge import LanSessionInfo, LanSessions, RoomProbe, RoomStatus
+from peer.gui.bridge import rooms as bridge_mod
 
 T = 10000
 

@@ -8,6 +8,7 @@ One module per job:
 * :mod:`.request`: ``SessionRequest`` (the start screen's answer) and its ``NodeConfig``.
 * :mod:`.rooms`: asking a tracker about a room from the start screen.
 * :mod:`.lan`: the sessions seen on the local network.
+* :mod:`.preview`: trying a source (and showing its first picture) before going live.
 
 The views import everything from here (event classes and source specs included), so
 the GUI depends on one adapter, not on the node's internals.
@@ -19,6 +20,7 @@ from peer.gui.bridge.actions import Action, FailureKind, failure_kind
 from peer.gui.bridge.frames import LatestFrame, frame_to_qimage
 from peer.gui.bridge.lan import LanSessionInfo, LanSessions
 from peer.gui.bridge.node_bridge import STOP_GRACE_MS, NodeBridge, NodeFactory, NodeLike
+from peer.gui.bridge.preview import SourceInfo, SourcePreview
 from peer.gui.bridge.request import SessionRequest, make_config
 from peer.gui.bridge.rooms import RoomProbe, RoomStatus
 from peer.node.config import CameraSource, FileSource, PatternSource, SourceSpec
@@ -74,6 +76,8 @@ __all__ = [
     "RoomProbe",
     "RoomStatus",
     "SessionRequest",
+    "SourceInfo",
+    "SourcePreview",
     "SourceProgress",
     "SourceSpec",
     "Stats",
