@@ -19,7 +19,7 @@ from protocol.errors import (
 from protocol.framing import FrameDecoder, encode
 from protocol.messages import *  # noqa: F403
 from protocol.messages import __all__ as _message_names
-from protocol.records import Candidate, PathEntry, PeerInfo
+from protocol.records import Candidate, PathEntry, PeerInfo, TreeLevel
 
 __all__ = [
     "Candidate",
@@ -32,6 +32,7 @@ __all__ = [
     "PeerInfo",
     "ProtocolError",
     "RemoteProtocolError",
+    "TreeLevel",
     "encode",
     *_message_names,
 ]

@@ -38,8 +38,13 @@ MAX_ID_CHARS = 64
 MAX_PATH_LEN = 64
 # Redirects and Bye hints: a handful of candidates is plenty to re-attach.
 MAX_CANDIDATES = 32
-# Peers a tracker keeps per room and lists to a client.
+# Peers one PeerList carries: a room up to this size is listed whole (the GUI draws
+# the whole tree); a larger one is sent as a bounded selection plus per-depth counts.
 MAX_ROOM_PEERS = 256
+# Peers one room may hold at a tracker (and the largest count a PeerList may report):
+# a tracker process holds 10,000 with heartbeats (docs/PERFORMANCE.md); 100,000 leaves
+# room for several trackers sharing a room, while bounding what a count can claim.
+MAX_TRACKER_ROOM_PEERS = 100_000
 # Chat ids exchanged in one backfill offer (matches the chat history kept).
 MAX_CHAT_IDS = 256
 # Video frame geometry: nothing above 8K.

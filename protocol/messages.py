@@ -31,7 +31,7 @@ from protocol.fields import (
     read_str,
     read_versions,
 )
-from protocol.records import MAX_FREE_SLOTS, Candidate, PathEntry, PeerInfo
+from protocol.records import MAX_FREE_SLOTS, Candidate, PathEntry, PeerInfo, TreeLevel
 
 __all__ = [
     "Accept",
@@ -425,7 +425,16 @@ class Register(_Base):
 
 @dataclass(frozen=True, slots=True)
 class PeerList(_Base):
-    """The room as the tracker sees it, sent on register and whenever it changes."""
+    """The room as the tracker sees it, sent on register and whenever it changes.
+
+    A small room is listed whole (``peers`` is everyone, ``total == len(peers)``). A
+    room larger than one list can carry is sent in a bounded form: ``peers`` holds the
+    receiver, the streamer and a few join candidates chosen for the receiver, ``total``
+    the room's size and ``levels`` the tree in aggregate (peers and free slots per
+    depth), so a list's size and the tracker's work per peer do not grow with the room.
+    ``your_id``/``your_name`` are set in the reply to Register: the id and the display
+    name the tracker registered (a name already taken in the room gets a suffix).
+    """
 
     KIND: ClassVar[MessageType] = MessageType.PEER_LIST
     room: str
@@ -434,14 +443,32 @@ class PeerList(_Base):
     streamer_name: str | None = None
     epoch: int = 0
     your_id: str | None = None
+    total: int = 0
+    levels: tuple[TreeLevel, ...] = ()
+    your_name: str | None = None
+
+    @property
+    def room_size(self) -> int:
+        """Peers in the room (an older tracker sends no total: its list is complete)."""
+        return max(self.total, len(self.peers))
+
+    @property
+    def complete(self) -> bool:
+        """Whether ``peers`` lists the whole room."""
+        return self.room_size == len(self.peers)
 
     def to_meta(self) -> Meta:
         return {"room": self.room, "peers": [p.to_meta() for p in self.peers],
                 "streamer_id": self.streamer_id, "streamer_name": self.streamer_name,
-                "epoch": self.epoch, "you": self.your_id}
+                "epoch": self.epoch, "you": self.your_id, "total": self.total,
+                "levels": [level.to_meta() for level in self.levels],
+                "you_name": self.your_name}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> PeerList:
+        levels: tuple[TreeLevel, ...] = ()
+        if meta.get("levels") is not None:
+            levels = read_nested(meta, "levels", limits.MAX_PATH_LEN + 1, TreeLevel.from_meta)
         return cls(
             room=read_str(meta, "room", limits.MAX_ROOM_CHARS),
             peers=read_nested(meta, "peers", limits.MAX_ROOM_PEERS, PeerInfo.from_meta),
@@ -449,6 +476,10 @@ class PeerList(_Base):
             streamer_name=read_opt_str(meta, "streamer_name", limits.MAX_NAME_CHARS),
             epoch=read_int(meta, "epoch"),
             your_id=read_opt_str(meta, "you", limits.MAX_ID_CHARS),
+            # Older trackers send neither: their list is the whole room.
+            total=read_opt_int(meta, "total", 0, limits.MAX_TRACKER_ROOM_PEERS) or 0,
+            levels=levels,
+            your_name=read_opt_str(meta, "you_name", limits.MAX_NAME_CHARS),
         )
 
 

@@ -1,4 +1,5 @@
-"""Records nested inside messages: a peer on a path, a join candidate, a listed peer.
+"""Records nested inside messages: a peer on a path, a join candidate, a listed peer,
+one depth of a room's tree in aggregate.
 
 Each record has ``to_meta()`` and a ``from_meta(meta)`` classmethod that validates
 every field; the messages that carry lists of them (Accept, Redirect, Bye, PeerList)
@@ -21,7 +22,7 @@ from protocol.fields import (
     read_str,
 )
 
-__all__ = ["Candidate", "PathEntry", "PeerInfo"]
+__all__ = ["Candidate", "PathEntry", "PeerInfo", "TreeLevel"]
 
 # Children a peer may advertise room for; far above any real upload's fan-out.
 MAX_FREE_SLOTS = 1024
@@ -134,3 +135,23 @@ class PeerInfo:
         if self.host is None or self.port is None or not self.reachable or self.depth is None:
             return None
         return Candidate(self.id, self.name, self.host, self.port, self.depth, self.free_slots)
+
+
+@dataclass(frozen=True, slots=True)
+class TreeLevel:
+    """One depth of a room's tree in aggregate: how many peers sit there and how many
+    children they could still take. ``depth`` None: registered, not in the tree yet."""
+
+    depth: int | None
+    peers: int
+    free_slots: int
+
+    def to_meta(self) -> Meta:
+        return {"depth": self.depth, "peers": self.peers, "free": self.free_slots}
+
+    @classmethod
+    def from_meta(cls, meta: Meta) -> TreeLevel:
+        return cls(depth=read_opt_int(meta, "depth", 0, limits.MAX_PATH_LEN),
+                   peers=read_int(meta, "peers", 0, limits.MAX_TRACKER_ROOM_PEERS),
+                   free_slots=read_int(meta, "free", 0,
+                                       MAX_FREE_SLOTS * limits.MAX_TRACKER_ROOM_PEERS))

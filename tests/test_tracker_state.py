@@ -417,7 +417,14 @@ def test_new_peer_sees_the_current_streamer() -> None:
 
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="max_peers_per_room"):
-        TrackerConfig(max_peers_per_room=257)
+        TrackerConfig(max_peers_per_room=100_001)
+    TrackerConfig(max_peers_per_room=100_000)
+    with pytest.raises(ValueError, match="full_list_peers"):
+        TrackerConfig(full_list_peers=257)
+    with pytest.raises(ValueError, match="candidates"):
+        TrackerConfig(candidates=255)
+    with pytest.raises(ValueError, match="refresh_s"):
+        TrackerConfig(refresh_s=0)
     with pytest.raises(ValueError, match="lease_s"):
         TrackerConfig(lease_s=0)
     with pytest.raises(ValueError, match="burst_messages"):

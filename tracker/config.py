@@ -18,8 +18,22 @@ class TrackerConfig:
             room for someone else.
         peer_timeout_s: a connection that sends nothing for this long is closed (dead
             peer, half-open TCP, a client that connected and never spoke).
-        max_peers_per_room: registrations per room; one more gets ROOM_FULL. Capped by
-            what one PeerList can carry (limits.MAX_ROOM_PEERS).
+        max_peers_per_room: registrations per room; one more gets ROOM_FULL. Rooms
+            past ``full_list_peers`` are listed in a bounded form, so this is bounded
+            by memory and CPU (about 1 KB and, with 1 s heartbeats, 20-30 us of CPU
+            per second per peer; see docs/PERFORMANCE.md), not by message sizes.
+        full_list_peers: a room up to this size is listed whole to everyone (the GUI
+            draws its whole tree); a larger one gets per-peer bounded lists. At most
+            what one PeerList may carry (limits.MAX_ROOM_PEERS).
+        candidates: join candidates in a bounded list: enough that a joiner whose
+            first choices filled up meanwhile still has somewhere to go.
+        refresh_s: how often a peer of a large room gets a fresh bounded list while
+            the room changes. Joins do not wait for it (the Register reply carries
+            candidates, full peers redirect), so it can be slow; it sets the tracker's
+            bytes per peer per second.
+        reserve_s: how long a candidate handed to a joiner counts as (a share of) a
+            taken slot, so a join storm spreads over the peers with room instead of
+            all dialing the same one; about a join's round trips.
         max_connections_per_address: open connections from one IP address: enough for
             a lab of peers behind one NAT, too few to exhaust the tracker's sockets.
         max_connections: open connections in total (file descriptors are finite).
@@ -40,7 +54,11 @@ class TrackerConfig:
 
     lease_s: float = 3.0
     peer_timeout_s: float = 10.0
-    max_peers_per_room: int = limits.MAX_ROOM_PEERS
+    max_peers_per_room: int = 20_000
+    full_list_peers: int = 200
+    candidates: int = 8
+    refresh_s: float = 5.0
+    reserve_s: float = 1.0
     max_connections_per_address: int = 64
     max_connections: int = 4096
     max_messages_per_s: float = 50.0
@@ -51,10 +69,18 @@ class TrackerConfig:
     max_write_buffer_bytes: int = 4 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        if not 1 <= self.max_peers_per_room <= limits.MAX_ROOM_PEERS:
-            raise ValueError(f"max_peers_per_room must be 1-{limits.MAX_ROOM_PEERS}")
+        if not 1 <= self.max_peers_per_room <= limits.MAX_TRACKER_ROOM_PEERS:
+            raise ValueError(
+                f"max_peers_per_room must be 1-{limits.MAX_TRACKER_ROOM_PEERS}")
+        if not 1 <= self.full_list_peers <= limits.MAX_ROOM_PEERS:
+            raise ValueError(f"full_list_peers must be 1-{limits.MAX_ROOM_PEERS}")
+        # The receiver, the streamer and the candidates share one list.
+        if not 1 <= self.candidates <= limits.MAX_ROOM_PEERS - 2:
+            raise ValueError(f"candidates must be 1-{limits.MAX_ROOM_PEERS - 2}")
+        if self.reserve_s < 0:
+            raise ValueError("reserve_s must not be negative")
         for name in ("lease_s", "peer_timeout_s", "max_messages_per_s",
-                     "connect_back_timeout_s"):
+                     "connect_back_timeout_s", "refresh_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
         if self.update_interval_s < 0:

@@ -11,12 +11,23 @@ connection: the state forgets the connection when it emits one, and the adapter 
 the connection once the Bye is written.
 
 Rooms. A connection joins one room with Register; it is then a *peer* (PeerInfo in
-the room's PeerList). A room exists while it has peers. Every change to a room (join,
-leave, a heartbeat that changes a listed field, a reachability result, a new streamer)
-bumps the room's version. Pushes are coalesced: the first change after a quiet period
-is pushed at once, later ones at most once per ``update_interval_s``; a peer that
+the room's PeerList), under a display name unique in the room (a second "Bob" becomes
+"Bob (2)"; the reply's ``your_name`` says which). A room exists while it has peers.
+Every change to a room (join, leave, a heartbeat that changes a listed field, a
+reachability result, a new streamer) bumps the room's version.
+
+Small rooms (up to ``full_list_peers``) are listed whole, as one PeerList object
+shared by everyone. Pushes are coalesced: the first change after a quiet period is
+pushed at once, later ones at most once per ``update_interval_s``; a peer that
 already saw the current version (the newcomer, who got a PeerList as its reply) is
-skipped.
+skipped. The work per push is bounded by ``full_list_peers``.
+
+Large rooms are never listed whole and a change pushes nothing: each peer gets its own
+bounded PeerList (itself, the streamer, ``candidates`` join candidates picked for it,
+the room's size and the tree per depth; see tracker/room.py) in the reply to Register
+and then at most every ``refresh_s`` while the room changes. A change costs O(1)
+index updates, a refresh O(candidates): the tracker's work per peer per second stays
+flat however large the room grows. StreamerChanged still reaches everyone at once.
 
 Streamer lock. Each room has at most one holder. A grant carries an epoch from one
 tracker-wide counter, so epochs only ever rise, in every room, even across a room
@@ -38,7 +49,9 @@ is listed as not reachable.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import random
+from collections import deque
+from dataclasses import dataclass, replace
 
 from protocol import limits
 from protocol.errors import ErrorCode
@@ -62,6 +75,7 @@ from protocol.messages import (
 from protocol.ratelimit import TokenBucket
 from protocol.records import PeerInfo
 from tracker.config import TrackerConfig
+from tracker.room import Peer, Room
 
 Outbound = tuple[int, Message]
 """A message to send on a connection, by connection id."""
@@ -98,46 +112,27 @@ class LockView:
 
 
 @dataclass(slots=True)
-class _Peer:
-    conn: int
-    id: str
-    name: str
-    room: str
-    host: str | None
-    port: int | None
-    reachable: bool = False
-    depth: int | None = None
-    free_slots: int = 0
-    parent_id: str | None = None
-    layer: int | None = None
-    seen_version: int = -1
-
-
-@dataclass(slots=True)
 class _Conn:
     id: int
     address: str
     last_seen: float
     bucket: TokenBucket
-    peer: _Peer | None = None
+    peer: Peer | None = None
 
 
 @dataclass(slots=True)
 class _Lock:
-    peer: _Peer
+    peer: Peer
     epoch: int
     expires_at: float
 
 
 @dataclass(slots=True)
-class _Room:
-    name: str
-    peers: dict[str, _Peer] = field(default_factory=dict)  # by id, in join order
+class _Room(Room):
     lock: _Lock | None = None
     epoch: int = 0  # the last epoch granted here (0: never)
-    version: int = 0
-    pushed_version: int = 0
     last_push: float = -math.inf
+    large: bool = False  # listed in bounded form (see _changed)
 
 
 class TrackerState:
@@ -145,16 +140,23 @@ class TrackerState:
 
     Args:
         config: limits and timers.
+        rng: where candidate picks get their randomness (tests and the simulator seed
+            it; default: a fresh unseeded generator).
     """
 
-    def __init__(self, config: TrackerConfig | None = None) -> None:
+    def __init__(self, config: TrackerConfig | None = None, *,
+                 rng: random.Random | None = None) -> None:
         self.config = config or TrackerConfig()
+        self._rng = rng or random.Random()
         self._conns: dict[int, _Conn] = {}
         self._per_address: dict[str, int] = {}
         self._rooms: dict[str, _Room] = {}
         self._dirty: set[str] = set()
         self._checks: list[ConnectBack] = []
         self._last_epoch = 0
+        # Per-peer refreshes of large rooms, due times in order: every peer is
+        # re-queued refresh_s after its turn, so appending keeps the deque sorted.
+        self._refresh: deque[tuple[float, Peer]] = deque()
 
     # --- events from the adapter ------------------------------------------------------
 
@@ -205,7 +207,7 @@ class TrackerState:
         elif isinstance(message, StreamRelease):
             self._release_by(c, now, out)
         elif isinstance(message, RoomQuery):
-            out.append((c.id, self._peer_list(message.room, None)))
+            out.append((c.id, self._room_view(message.room, now)))
         elif isinstance(message, Ping):
             out.append((c.id, Pong(message.t0, now, now)))
         elif isinstance(message, Bye):
@@ -234,6 +236,7 @@ class TrackerState:
         for c in [c for c in self._conns.values() if c.last_seen <= deadline]:
             self._close(c, f"silent for {self.config.peer_timeout_s:g} s", ErrorCode.TIMEOUT,
                         now, out)
+        self._refresh_due(now, out)
         return self._flushed(out, now)
 
     def get_timer(self) -> float | None:
@@ -242,6 +245,8 @@ class TrackerState:
         times += [r.lock.expires_at for r in self._rooms.values() if r.lock is not None]
         times += [self._rooms[name].last_push + self.config.update_interval_s
                   for name in self._dirty]
+        if self._refresh:
+            times.append(self._refresh[0][0])
         return min(times, default=None)
 
     def take_checks(self) -> list[ConnectBack]:
@@ -255,9 +260,11 @@ class TrackerState:
         c = self._conns.get(check.conn)
         peer = c.peer if c is not None else None
         if (peer is not None and peer.id == check.peer_id and peer.host == check.host
-                and peer.port == check.port and peer.reachable != reachable):
-            peer.reachable = reachable
-            self._changed(self._rooms[peer.room])
+                and peer.port == check.port):
+            room = self._rooms[peer.room]
+            if room.update(peer, depth=peer.depth, free_slots=peer.free_slots,
+                           parent_id=peer.parent_id, layer=peer.layer, reachable=reachable):
+                self._changed(room, now)
         return self._flushed(out, now)
 
     # --- views (tests, logs) -----------------------------------------------------------
@@ -270,8 +277,12 @@ class TrackerState:
         return LockView(r.lock.peer.id, r.lock.peer.name, r.lock.epoch, r.lock.expires_at)
 
     def room_peers(self, room: str) -> list[PeerInfo]:
-        """The room's PeerList entries, in join order."""
-        return list(self._peer_list(room, None).peers)
+        """Every peer of the room as listed, in join order (whatever the room's size)."""
+        r = self._rooms.get(room)
+        if r is None:
+            return []
+        holder = r.lock.peer if r.lock is not None else None
+        return [p.info(_role(p, holder)) for p in r.peers.values()]
 
     def rooms(self) -> list[str]:
         """Names of the rooms that have peers."""
@@ -300,7 +311,7 @@ class TrackerState:
             self._close(self._conns[old.conn], "replaced by a newer connection",
                         ErrorCode.UNEXPECTED, now, out)
             room = self._rooms.get(msg.room)
-        if room is not None and len(room.peers) >= self.config.max_peers_per_room:
+        if room is not None and len(room) >= self.config.max_peers_per_room:
             reason = f"room {msg.room!r} is full ({self.config.max_peers_per_room} peers)"
             out.append((c.id, Error(ErrorCode.ROOM_FULL, reason)))
             self._close(c, reason, ErrorCode.ROOM_FULL, now, out)
@@ -308,12 +319,15 @@ class TrackerState:
         if room is None:
             room = self._rooms[msg.room] = _Room(msg.room)
         host = c.address if msg.host is None or msg.host in _UNSPECIFIED_HOSTS else msg.host
-        peer = _Peer(c.id, msg.peer_id, msg.name, msg.room, host, msg.port)
+        peer = Peer(c.id, msg.peer_id, room.unique_name(msg.name, msg.peer_id), msg.room,
+                    host, msg.port)
         c.peer = peer
-        room.peers[peer.id] = peer
-        self._changed(room)
+        room.add(peer)
+        self._changed(room, now)
         peer.seen_version = room.version
-        out.append((c.id, self._peer_list(room.name, peer.id)))
+        out.append((c.id, self._list_for(room, peer, now)))
+        if room.large:
+            self._queue_refresh(peer, now + self.config.refresh_s)
         if msg.port is not None:
             self._checks.append(ConnectBack(c.id, peer.id, host, msg.port))
 
@@ -322,10 +336,10 @@ class TrackerState:
         if peer is None:
             self._close(c, "Heartbeat before Register", ErrorCode.UNEXPECTED, now, out)
             return
-        position = (msg.depth, msg.free_slots, msg.parent_id, msg.layer)
-        if position != (peer.depth, peer.free_slots, peer.parent_id, peer.layer):
-            peer.depth, peer.free_slots, peer.parent_id, peer.layer = position
-            self._changed(self._rooms[peer.room])
+        room = self._rooms[peer.room]
+        if room.update(peer, depth=msg.depth, free_slots=msg.free_slots,
+                       parent_id=msg.parent_id, layer=msg.layer, reachable=peer.reachable):
+            self._changed(room, now)
         lock = self._rooms[peer.room].lock
         if lock is not None and lock.peer is peer:
             out.append((c.id, StreamGranted(lock.epoch, self.config.lease_s, msg.sent_at)))
@@ -344,7 +358,7 @@ class TrackerState:
             self._last_epoch += 1
             lock = room.lock = _Lock(peer, self._last_epoch, now + self.config.lease_s)
             room.epoch = lock.epoch
-            self._announce(room, out)
+            self._announce(room, now, out)
         # A claim by the holder is idempotent: the same epoch again (lease renewed above).
         out.append((c.id, StreamGranted(lock.epoch, self.config.lease_s, msg.sent_at)))
 
@@ -355,20 +369,20 @@ class TrackerState:
             return
         room = self._rooms[peer.room]
         if room.lock is not None and room.lock.peer is peer:
-            self._release(room, out)
+            self._release(room, now, out)
         # A release by a non-holder (its lease already expired) is a harmless no-op.
 
     # --- internals ---------------------------------------------------------------------
 
     def _expire(self, room: _Room, now: float, out: list[Outbound]) -> None:
         if room.lock is not None and now >= room.lock.expires_at:
-            self._release(room, out)
+            self._release(room, now, out)
 
-    def _release(self, room: _Room, out: list[Outbound]) -> None:
+    def _release(self, room: _Room, now: float, out: list[Outbound]) -> None:
         room.lock = None
-        self._announce(room, out)
+        self._announce(room, now, out)
 
-    def _announce(self, room: _Room, out: list[Outbound]) -> None:
+    def _announce(self, room: _Room, now: float, out: list[Outbound]) -> None:
         """Tell the room who streams now (roles in the PeerList change too)."""
         lock = room.lock
         if lock is None:
@@ -377,11 +391,24 @@ class TrackerState:
             msg = StreamerChanged(lock.peer.id, lock.peer.name, lock.epoch, lock.peer.host,
                                   lock.peer.port)
         out.extend((p.conn, msg) for p in room.peers.values())
-        self._changed(room)
+        self._changed(room, now)
 
-    def _changed(self, room: _Room) -> None:
+    def _changed(self, room: _Room, now: float) -> None:
         room.version += 1
         self._dirty.add(room.name)
+        large = len(room) > self.config.full_list_peers
+        if large and not room.large:
+            # Grown past a full list: from now on each peer is refreshed in turn, the
+            # first turns spread over one period so they do not all fall due at once.
+            step = self.config.refresh_s / len(room)
+            for i, peer in enumerate(room.peers.values()):
+                self._queue_refresh(peer, now + step * (i + 1))
+        room.large = large  # a shrunk room is pushed whole again (_flushed)
+
+    def _queue_refresh(self, peer: Peer, due: float) -> None:
+        if not peer.refresh_queued:
+            peer.refresh_queued = True
+            self._refresh.append((due, peer))
 
     def _close(self, c: _Conn, reason: str, code: ErrorCode, now: float,
                out: list[Outbound]) -> None:
@@ -400,11 +427,11 @@ class TrackerState:
         if peer is None:
             return
         room = self._rooms[peer.room]
-        del room.peers[peer.id]
+        room.remove(peer)
         if room.lock is not None and room.lock.peer is peer:
-            self._release(room, out)
+            self._release(room, now, out)
         if room.peers:
-            self._changed(room)
+            self._changed(room, now)
         else:
             del self._rooms[room.name]
             self._dirty.discard(room.name)
@@ -413,29 +440,81 @@ class TrackerState:
         """Append the PeerList pushes that are due (coalescing) and return ``out``."""
         for name in list(self._dirty):
             room = self._rooms[name]
+            if room.large:
+                # A large room pushes nothing on a change: each peer's own refresh
+                # (_refresh_due) picks the change up.
+                self._dirty.discard(name)
+                continue
             if now < room.last_push + self.config.update_interval_s:
                 continue  # pushed recently: handle_timer sends it when the interval ends
             self._dirty.discard(name)
             room.last_push = now
             # One object for everyone (no per-peer your_id: each peer got its id in the
             # register reply), so the server encodes a push once, not once per peer.
-            shared = self._peer_list(name, None)
+            shared = self._full_list(room)
             for peer in room.peers.values():
                 if peer.seen_version != room.version:
                     peer.seen_version = room.version
                     out.append((peer.conn, shared))
         return out
 
-    def _peer_list(self, name: str, your_id: str | None) -> PeerList:
+    def _refresh_due(self, now: float, out: list[Outbound]) -> None:
+        """Send large rooms' peers their own list, each at most every refresh_s."""
+        while self._refresh and self._refresh[0][0] <= now:
+            _, peer = self._refresh.popleft()
+            peer.refresh_queued = False
+            c = self._conns.get(peer.conn)
+            if c is None or c.peer is not peer:
+                continue  # gone (or replaced): its turn ends with it
+            room = self._rooms[peer.room]
+            if not room.large:
+                continue  # shrunk: pushed whole again; queued anew if it grows
+            if peer.seen_version != room.version:
+                peer.seen_version = room.version
+                out.append((peer.conn, self._bounded_list(room, peer, now)))
+            self._queue_refresh(peer, now + self.config.refresh_s)
+
+    def _list_for(self, room: _Room, peer: Peer, now: float) -> PeerList:
+        """The reply to ``peer``'s Register: the room whole, or bounded for it."""
+        if room.large:
+            return self._bounded_list(room, peer, now)
+        return replace(self._full_list(room), your_id=peer.id, your_name=peer.name)
+
+    def _room_view(self, name: str, now: float) -> PeerList:
+        """The answer to a RoomQuery (from outside the room)."""
         room = self._rooms.get(name)
         if room is None:
-            return PeerList(name, (), your_id=your_id)
-        lock = room.lock
-        holder = lock.peer if lock is not None else None
-        peers = tuple(
-            PeerInfo(p.id, p.name, p.host, p.port, p.depth, p.free_slots, p.reachable,
-                     "streamer" if p is holder else "viewer", p.parent_id, p.layer)
-            for p in room.peers.values()
-        )
-        return PeerList(name, peers, holder.id if holder else None,
-                        holder.name if holder else None, room.epoch, your_id)
+            return PeerList(name, ())
+        if room.large:
+            return self._bounded_list(room, None, now)
+        return self._full_list(room)
+
+    def _full_list(self, room: _Room) -> PeerList:
+        holder = room.lock.peer if room.lock is not None else None
+        peers = tuple(p.info(_role(p, holder)) for p in room.peers.values())
+        return PeerList(room.name, peers, holder.id if holder else None,
+                        holder.name if holder else None, room.epoch, total=len(room))
+
+    def _bounded_list(self, room: _Room, peer: Peer | None, now: float) -> PeerList:
+        """``peer`` itself, the streamer and candidates picked for it, plus the room in
+        aggregate: O(candidates) however large the room."""
+        holder = room.lock.peer if room.lock is not None else None
+        joining = peer is not None and peer.depth is None
+        picked = room.pick_candidates(
+            self.config.candidates, exclude=peer, now=now, rng=self._rng,
+            # Only a joiner will dial its candidates now: promise them to it briefly.
+            reserve_s=self.config.reserve_s if joining else 0.0)
+        listed = [p for p in (peer, holder) if p is not None]
+        if peer is holder:
+            listed = listed[:1]
+        listed += [p for p in picked if p is not holder]
+        return PeerList(
+            room.name, tuple(p.info(_role(p, holder)) for p in listed),
+            holder.id if holder else None, holder.name if holder else None, room.epoch,
+            your_id=peer.id if peer is not None else None,
+            total=len(room), levels=room.tree_levels(),
+            your_name=peer.name if peer is not None else None)
+
+
+def _role(peer: Peer, holder: Peer | None) -> str:
+    return "streamer" if peer is holder else "viewer"

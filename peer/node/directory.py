@@ -14,7 +14,7 @@ from typing import Protocol
 
 from peer.node.events import TreePeer
 from peer.node.tracker_client import TrackerClient
-from protocol import Candidate, PeerList, StreamerChanged
+from protocol import Candidate, PeerList, StreamerChanged, TreeLevel
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,21 @@ class Directory(Protocol):
         """The room's current streamer, if any."""
 
     def tree(self) -> tuple[TreePeer, ...]:
-        """Everyone in the room with their parent and layer (for tree views)."""
+        """The peers listed with their parent and layer (for tree views): everyone in
+        a small room; in a large one only ourselves, the streamer and our candidates
+        (``room_size`` and ``tree_levels`` then describe the rest)."""
+
+    def room_size(self) -> int:
+        """How many peers the room holds (``len(tree())`` when it is listed whole)."""
+
+    def tree_levels(self) -> tuple[TreeLevel, ...]:
+        """The tree in aggregate (peers and free slots per depth, root first, "not in
+        the tree yet" as depth None last) when the room is too large to list; ()
+        when ``tree()`` is the whole room."""
+
+    def own_name(self) -> str:
+        """The display name we are known by in the room (a name someone else in the
+        room already used gets a suffix: "Bob (2)")."""
 
     def own_host(self) -> str | None:
         """Our address as the others see it (None until known)."""
@@ -93,6 +107,7 @@ class TrackerDirectory:
         on_change: Callable[[str], None],
     ) -> None:
         self._peer_id = peer_id
+        self._name = name
         self._on_change = on_change
         self._streamer: StreamerInfo | None = None
         self._client = TrackerClient(
@@ -103,6 +118,8 @@ class TrackerDirectory:
 
     async def open(self) -> None:
         peers = await self._client.connect()
+        if peers.your_name:  # an older tracker does not say: it took our name as is
+            self._name = peers.your_name
         self._on_peer_list(peers)
 
     def _on_peer_list(self, peers: PeerList) -> None:
@@ -138,6 +155,17 @@ class TrackerDirectory:
         peers = self._client.peers
         return tuple(TreePeer(p.id, p.name, p.parent_id, p.depth, p.layer, p.role)
                      for p in (peers.peers if peers else ()))
+
+    def room_size(self) -> int:
+        peers = self._client.peers
+        return peers.room_size if peers is not None else 0
+
+    def tree_levels(self) -> tuple[TreeLevel, ...]:
+        peers = self._client.peers
+        return peers.levels if peers is not None else ()
+
+    def own_name(self) -> str:
+        return self._name
 
     def own_host(self) -> str | None:
         peers = self._client.peers

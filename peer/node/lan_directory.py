@@ -28,7 +28,7 @@ from peer.node.discovery import (
 )
 from peer.node.errors import LockDeniedError
 from peer.node.events import TreePeer
-from protocol import Candidate, limits
+from protocol import Candidate, TreeLevel, limits
 
 
 class LanDirectory:
@@ -99,6 +99,15 @@ class LanDirectory:
         peers = [*self._others(), self._record]
         return tuple(TreePeer(p.id, p.name, p.parent_id, p.depth, p.layer, p.role)
                      for p in peers)
+
+    def room_size(self) -> int:
+        return len(self._others()) + 1
+
+    def tree_levels(self) -> tuple[TreeLevel, ...]:
+        return ()  # tree() lists the whole room
+
+    def own_name(self) -> str:
+        return self._name  # no arbiter on a LAN: names are taken as given
 
     def own_host(self) -> str | None:
         return self._host
