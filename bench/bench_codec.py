@@ -14,6 +14,17 @@ For every layer the table gives the median over N runs of:
 * transcode_ms  transcode_down(1080p JPEG -> this layer): decode once + resize + encode
 * naive_ms      the same without reduced decode: full decode + resize + encode
 
+Then the codec comparison (``compare`` in the JSON): a camera-like clip made here
+(bench/clips.py: panning texture, moving objects, fresh sensor noise every frame) at
+720p and 1080p, every layer coded with MJPEG q80 and with H.264 (the node's encoder:
+libx264 ultrafast/zerolatency at the layer's rate cap, keyframe backstop only):
+
+* mbps          bits per second at the clip's frame rate (keyframe included)
+* psnr_db       PSNR of the decoded picture against the layer-size camera frame
+* clean_db      PSNR against the same frame without its sensor noise (the scene)
+* enc_ms/dec_ms median time per frame to encode / decode (one core)
+* key_kb        size of the first (key)frame
+
 Run: ``python -m bench.bench_codec [--quick] [--runs N]``. Writes bench/results/codec.json.
 """
 
@@ -34,6 +45,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from bench.clips import NOISE_SIGMA, camera_clip_pairs
 from peer.node import codec
 from peer.node.codec import (
     JPEG_QUALITY,
@@ -43,7 +55,8 @@ from peer.node.codec import (
     resize,
     transcode_down,
 )
-from peer.node.layers import layer_size
+from peer.node.codecs.h264 import H264Decoder, H264Encoder, layer_bitrate
+from peer.node.layers import available_layers, layer_size
 from peer.node.media import PatternFrameSource
 from protocol.limits import LAYERS
 
@@ -166,11 +179,104 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(" ".join(f"{c:>12}" for c in cells))
 
 
+def _mse(a: Image, b: Image) -> float:
+    diff = a.astype(np.float32) - b.astype(np.float32)
+    return float(np.mean(diff * diff))
+
+
+def _psnr(mse: float) -> float:
+    return 99.0 if mse <= 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def compare_codecs(width: int, height: int, frames: int, fps: float,
+                   budgets: dict[int, int] | None = None) -> list[dict[str, Any]]:
+    """MJPEG q80 against H.264 for every layer of a camera-like clip (one pass).
+
+    ``budgets`` replaces the layer caps with these H.264 rates (bits/s), and the rows
+    are then named ``h264@1/8`` (the rate the issue's target allows).
+    """
+    layers = available_layers(height)
+    sizes = {layer: layer_size(layer, width, height) for layer in layers}
+    rates = budgets or {layer: layer_bitrate(layer, fps) for layer in layers}
+    h264_name = "h264@1/8" if budgets else "h264"
+    encoders = {layer: H264Encoder(w, h, fps, rates[layer])
+                for layer, (w, h) in sizes.items()}
+    decoders = {layer: H264Decoder() for layer in layers}
+    acc: dict[tuple[str, int], dict[str, list[float]]] = {
+        (c, layer): {"bytes": [], "mse": [], "clean": [], "enc": [], "dec": []}
+        for c in ("mjpeg", h264_name) for layer in layers}
+    for image, clean in camera_clip_pairs(width, height, frames):
+        for layer, (w, h) in sizes.items():
+            scaled = resize(image, w, h)
+            clean_scaled = resize(clean, w, h)
+            t0 = time.perf_counter()
+            jpeg = encode_jpeg(scaled)
+            t1 = time.perf_counter()
+            decoded = decode_jpeg(jpeg)
+            t2 = time.perf_counter()
+            row = acc[("mjpeg", layer)]
+            row["bytes"].append(len(jpeg))
+            row["mse"].append(_mse(decoded, scaled))
+            row["clean"].append(_mse(decoded, clean_scaled))
+            row["enc"].append((t1 - t0) * 1000)
+            row["dec"].append((t2 - t1) * 1000)
+            t0 = time.perf_counter()
+            data, _ = encoders[layer].encode(scaled)
+            t1 = time.perf_counter()
+            picture = decoders[layer].decode(data, w, h)
+            t2 = time.perf_counter()
+            assert picture is not None
+            row = acc[(h264_name, layer)]
+            row["bytes"].append(len(data))
+            row["mse"].append(_mse(picture.image, scaled))
+            row["clean"].append(_mse(picture.image, clean_scaled))
+            row["enc"].append((t1 - t0) * 1000)
+            row["dec"].append((t2 - t1) * 1000)
+    rows = []
+    for (name, layer), row in acc.items():
+        w, h = sizes[layer]
+        rows.append({
+            "source": f"{width}x{height}", "codec": name, "layer": layer, "size": f"{w}x{h}",
+            "mbps": sum(row["bytes"]) * 8 * fps / len(row["bytes"]) / 1e6,
+            "cap_mbps": rates[layer] / 1e6 if name != "mjpeg" else None,
+            "psnr_db": _psnr(statistics.fmean(row["mse"])),
+            "clean_db": _psnr(statistics.fmean(row["clean"])),
+            "enc_ms": statistics.median(row["enc"]),
+            "dec_ms": statistics.median(row["dec"]),
+            "key_kb": row["bytes"][0] / 1024,
+        })
+    for layer in layers:
+        mjpeg = next(r for r in rows if r["codec"] == "mjpeg" and r["layer"] == layer)
+        h264 = next(r for r in rows if r["codec"] == h264_name and r["layer"] == layer)
+        h264["bits_vs_mjpeg"] = h264["mbps"] / mjpeg["mbps"]
+        h264["psnr_vs_mjpeg_db"] = h264["psnr_db"] - mjpeg["psnr_db"]
+        h264["clean_vs_mjpeg_db"] = h264["clean_db"] - mjpeg["clean_db"]
+    return rows
+
+
+def print_compare(rows: list[dict[str, Any]], frames: int, fps: float) -> None:
+    print(f"\ncodec comparison: camera-like clip, {frames} frames at {fps:g} fps "
+          f"(sensor noise sigma {NOISE_SIGMA:g}; MJPEG q{JPEG_QUALITY} vs H.264 at the layer cap)")
+    columns = ["source", "layer", "codec", "mbps", "cap", "psnr_db", "clean_db", "bits_x",
+               "dpsnr", "dclean", "enc_ms", "dec_ms", "key_kb"]
+    print(" ".join(f"{c:>10}" for c in columns))
+    order = {"mjpeg": 0, "h264": 1, "h264@1/8": 2}
+    for r in sorted(rows, key=lambda r: (r["source"], r["layer"], order[r["codec"]])):
+        cells = [r["source"], r["layer"], r["codec"], f"{r['mbps']:.2f}",
+                 fmt(r["cap_mbps"]), f"{r['psnr_db']:.2f}", f"{r['clean_db']:.2f}",
+                 fmt(r.get("bits_vs_mjpeg")), fmt(r.get("psnr_vs_mjpeg_db")),
+                 fmt(r.get("clean_vs_mjpeg_db")),
+                 f"{r['enc_ms']:.2f}", f"{r['dec_ms']:.2f}", f"{r['key_kb']:.1f}"]
+        print(" ".join(f"{c!s:>10}" for c in cells))
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="few runs (smoke test)")
     parser.add_argument("--runs", type=int, default=None, help="runs per measurement")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON output path")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="frames of the camera-like clip per size (default 90, quick 30)")
     args = parser.parse_args(argv)
     runs = args.runs or (5 if args.quick else 40)
 
@@ -193,8 +299,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for key, value in extras.items():
         print(f"{key}: {value:.2f}")
 
+    clip_frames = args.frames or (30 if args.quick else 90)
+    clip_fps = 30.0
+    compare: list[dict[str, Any]] = []
+    for width, height in ((1280, 720), (1920, 1080)):
+        rows = compare_codecs(width, height, clip_frames, clip_fps)
+        # The target's own terms: H.264 given 1/8 of MJPEG's bits, how close is it?
+        budgets = {r["layer"]: round(r["mbps"] * 1e6 / 8) for r in rows if r["codec"] == "mjpeg"}
+        eighth = compare_codecs(width, height, clip_frames, clip_fps, budgets)
+        compare += rows + [r for r in eighth if r["codec"] != "mjpeg"]
+    print_compare(compare, clip_frames, clip_fps)
+
     result = {
         "benchmark": "codec",
+        "compare": compare,
+        "compare_frames": clip_frames,
+        "compare_fps": clip_fps,
         "runs": runs,
         "quick": args.quick,
         "jpeg_quality": JPEG_QUALITY,
