@@ -19,10 +19,12 @@ from protocol import limits
 from protocol.errors import FieldError, LocalProtocolError
 
 __all__ = [
+    "WILDCARD_HOSTS",
     "Meta",
     "check_len",
     "check_text",
     "control_chars",
+    "is_wildcard_host",
     "read_bool",
     "read_float",
     "read_int",
@@ -52,6 +54,17 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_JSON_INT = 2**53
 # Versions a peer may list in Hello/Register; the header's version field is one byte.
 _MAX_VERSIONS = 16
+
+
+# Listen addresses that mean "every interface": not an address anyone can dial, so a
+# peer registering one is given the address the tracker sees it connect from, and an
+# advertiser announces the host's real addresses instead.
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+
+
+def is_wildcard_host(host: str) -> bool:
+    """True for "", "0.0.0.0" and "::" (listen on every interface)."""
+    return host in WILDCARD_HOSTS
 
 
 def control_chars(value: str) -> bool:

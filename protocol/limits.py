@@ -38,6 +38,9 @@ MAX_ID_CHARS = 64
 MAX_PATH_LEN = 64
 # Redirects and Bye hints: a handful of candidates is plenty to re-attach.
 MAX_CANDIDATES = 32
+# Children a peer may advertise room for (tracker lists, LAN records); far above what
+# any real upload can feed.
+MAX_FREE_SLOTS = 1024
 # Peers one PeerList carries: a room up to this size is listed whole (the GUI draws
 # the whole tree); a larger one is sent as a bounded selection plus per-depth counts.
 MAX_ROOM_PEERS = 256

@@ -31,7 +31,7 @@ from protocol.fields import (
     read_str,
     read_versions,
 )
-from protocol.records import MAX_FREE_SLOTS, Candidate, PathEntry, PeerInfo, TreeLevel
+from protocol.records import Candidate, PathEntry, PeerInfo, TreeLevel
 
 __all__ = [
     "Accept",
@@ -503,7 +503,7 @@ class Heartbeat(_Base):
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Heartbeat:
         depth = read_opt_int(meta, "depth", 0, limits.MAX_PATH_LEN)
-        return cls(depth=depth, free_slots=read_int(meta, "free", 0, MAX_FREE_SLOTS),
+        return cls(depth=depth, free_slots=read_int(meta, "free", 0, limits.MAX_FREE_SLOTS),
                    parent_id=read_opt_str(meta, "parent", limits.MAX_ID_CHARS),
                    layer=read_opt_layer(meta),
                    sent_at=read_opt_float(meta, "t"))

@@ -24,9 +24,6 @@ from protocol.fields import (
 
 __all__ = ["Candidate", "PathEntry", "PeerInfo", "TreeLevel"]
 
-# Children a peer may advertise room for; far above any real upload's fan-out.
-MAX_FREE_SLOTS = 1024
-
 
 @dataclass(frozen=True, slots=True)
 class PathEntry:
@@ -80,7 +77,7 @@ class Candidate:
             host=read_str(meta, "host", limits.MAX_HOST_CHARS, allow_empty=False),
             port=read_int(meta, "port", 1, 65535),
             depth=read_int(meta, "depth", 0, limits.MAX_PATH_LEN),
-            free_slots=read_int(meta, "free", 0, MAX_FREE_SLOTS),
+            free_slots=read_int(meta, "free", 0, limits.MAX_FREE_SLOTS),
         )
 
 
@@ -123,7 +120,7 @@ class PeerInfo:
             host=read_opt_str(meta, "host", limits.MAX_HOST_CHARS),
             port=port,
             depth=depth,
-            free_slots=read_int(meta, "free", 0, MAX_FREE_SLOTS),
+            free_slots=read_int(meta, "free", 0, limits.MAX_FREE_SLOTS),
             reachable=read_bool(meta, "reachable"),
             role=read_str(meta, "role", 16),
             parent_id=read_opt_str(meta, "parent", limits.MAX_ID_CHARS),
@@ -154,4 +151,4 @@ class TreeLevel:
         return cls(depth=read_opt_int(meta, "depth", 0, limits.MAX_PATH_LEN),
                    peers=read_int(meta, "peers", 0, limits.MAX_TRACKER_ROOM_PEERS),
                    free_slots=read_int(meta, "free", 0,
-                                       MAX_FREE_SLOTS * limits.MAX_TRACKER_ROOM_PEERS))
+                                       limits.MAX_FREE_SLOTS * limits.MAX_TRACKER_ROOM_PEERS))

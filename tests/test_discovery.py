@@ -18,27 +18,30 @@ from hypothesis import given
 from hypothesis import strategies as st
 from zeroconf.asyncio import AsyncServiceInfo
 
-import tracker.mdns
-from peer.node import discovery
-from peer.node.discovery import (
-    SERVICE_TYPE,
-    TRACKER_SERVICE_TYPE,
-    LanAdvertiser,
+from peer.lan.addresses import advertise_addresses
+from peer.lan.advertiser import LanAdvertiser
+from peer.lan.browser import (
     LanBrowser,
-    LanPeer,
     LanSession,
-    advertise_addresses,
-    decode_txt,
-    encode_txt,
     find_tracker,
     format_sessions,
+    list_lan,
+    read_peer_record,
+)
+from protocol import Candidate
+from protocol.lan import (
+    MAX_LABEL_BYTES,
+    SERVICE_TYPE,
+    TRACKER_SERVICE_TYPE,
+    LanPeer,
+    MalformedRecordError,
+    decode_txt,
+    encode_txt,
     instance_label,
     lan_streamer,
-    list_lan,
     parse_txt,
     streamer_wins,
 )
-from protocol import Candidate
 from tracker.mdns import TrackerAdvertiser
 
 LOOPBACK = ["127.0.0.1"]
@@ -164,26 +167,40 @@ MALFORMED: list[tuple[str, dict[bytes, bytes | None]]] = [
 
 
 @pytest.mark.parametrize(("why", "props"), MALFORMED, ids=[m[0] for m in MALFORMED])
-def test_malformed_records_are_ignored(why: str, props: dict[bytes, bytes | None]) -> None:
-    assert decode_txt(props, "10.0.0.1", 5000) is None
+def test_malformed_records_are_refused(why: str, props: dict[bytes, bytes | None]) -> None:
+    with pytest.raises(MalformedRecordError):
+        decode_txt(props, "10.0.0.1", 5000)
 
 
 @pytest.mark.parametrize("port", [0, -1, 65536])
-def test_bad_port_is_ignored(port: int) -> None:
-    assert decode_txt(GOOD, "10.0.0.1", port) is None
+def test_bad_port_is_refused(port: int) -> None:
+    with pytest.raises(MalformedRecordError, match="port"):
+        decode_txt(GOOD, "10.0.0.1", port)
 
 
-def test_non_bytes_key_is_ignored() -> None:
+def test_non_bytes_key_is_refused() -> None:
     props: dict[object, object] = {**GOOD, "id": "str-key"}
-    assert decode_txt(props, "10.0.0.1", 5000) is None  # type: ignore[arg-type]
+    with pytest.raises(MalformedRecordError, match="non-bytes key"):
+        decode_txt(props, "10.0.0.1", 5000)  # type: ignore[arg-type]
 
 
-def test_malformed_record_is_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("DEBUG", logger="peer.node.discovery")
-    assert decode_txt({**GOOD, b"slots": b"lots"}, "10.0.0.9", 5000) is None
+def test_browser_ignores_a_malformed_record_and_logs_it_at_debug(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG", logger="peer.lan.browser")
+    bad = b"".join(bytes([len(item)]) + item
+                   for item in [f"{k.decode()}={v.decode()}".encode()
+                                for k, v in {**GOOD, b"slots": b"lots"}.items()
+                                if v is not None])
+    assert read_peer_record(bad, "10.0.0.9", 5000) is None
+    assert read_peer_record(b"\x05a=b", "10.0.0.9", 5000) is None  # truncated
     assert "ignoring malformed" in caplog.text
+    assert "slots" in caplog.text and "runs past the end" in caplog.text
     assert "10.0.0.9" in caplog.text
     assert all(r.levelname == "DEBUG" for r in caplog.records)
+    good = make_peer()
+    raw = b"".join(bytes([len(i)]) + i
+                   for i in [f"{k}={v}".encode() for k, v in encode_txt(good).items()])
+    assert read_peer_record(raw, "", good.port) == good
 
 
 def test_keys_are_case_insensitive_and_first_occurrence_wins() -> None:
@@ -219,16 +236,22 @@ VALUES = st.none() | st.binary(max_size=80) | st.sampled_from(
 
 @given(st.dictionaries(KEYS | st.binary(max_size=12), VALUES, max_size=12),
        st.integers(-5, 70000))
-def test_decode_never_raises(props: dict[bytes, bytes | None], port: int) -> None:
-    peer = decode_txt(props, "10.0.0.1", port)
-    assert peer is None or isinstance(peer, LanPeer)
+def test_decode_raises_nothing_but_malformed_record_error(
+        props: dict[bytes, bytes | None], port: int) -> None:
+    try:
+        peer = decode_txt(props, "10.0.0.1", port)
+    except MalformedRecordError:
+        return
+    assert isinstance(peer, LanPeer)
 
 
 @given(st.fixed_dictionaries({k: VALUES for k in REQUIRED_KEYS}))
 def test_decoded_peers_re_encode_to_the_same_record(props: dict[bytes, bytes | None]) -> None:
-    peer = decode_txt(props, "10.0.0.1", 80)
-    if peer is not None:
-        assert decode_txt(txt_bytes(peer), "10.0.0.1", 80) == peer
+    try:
+        peer = decode_txt(props, "10.0.0.1", 80)
+    except MalformedRecordError:
+        return
+    assert decode_txt(txt_bytes(peer), "10.0.0.1", 80) == peer
 
 
 @pytest.mark.parametrize("changes", [
@@ -304,7 +327,7 @@ def test_instance_label_is_unique_per_id_short_and_clean() -> None:
     assert a != b and "0123456789abcdef" in a
     label = instance_label("a.b\x00c" + "é" * 40, "f" * 64)
     assert "." not in label and "\x00" not in label
-    assert len(label.encode()) <= discovery.MAX_LABEL_BYTES - 3
+    assert len(label.encode()) <= MAX_LABEL_BYTES - 3
     assert instance_label("...", "id1") == "peer id1"
 
 
@@ -319,8 +342,7 @@ def test_advertise_addresses() -> None:
     assert found == ["127.0.0.1"] or not any(a.startswith("127.") for a in found)
 
 
-def test_service_types_are_valid_and_shared_with_the_tracker() -> None:
-    assert TRACKER_SERVICE_TYPE == tracker.mdns.SERVICE_TYPE
+def test_service_types_are_valid() -> None:
     for service_type in (SERVICE_TYPE, TRACKER_SERVICE_TYPE):
         # RFC 6335 5.1: at most 15 characters between "_" and "._tcp"
         assert len(service_type.split(".")[0]) - 1 <= 15
@@ -390,7 +412,7 @@ async def test_advertiser_and_browser_see_each_other_follow_updates_and_withdraw
     assert browser_a.sessions()[[s.room for s in browser_a.sessions()].index(room)].peers == 2
 
     bob = dataclasses.replace(bob, depth=1, free_slots=0, parent_id=alice.id, layer=480)
-    await ad_b.update(bob)
+    ad_b.update(bob)
     await watch_a.until(lambda: as_seen(bob) in browser_a.peers(room))
     assert browser_a.peers(room) == [as_seen(alice), as_seen(bob)]
 
@@ -408,7 +430,7 @@ async def test_rapid_updates_end_on_the_last_one(room: str, closing: list[object
     await watch.until(lambda: browser.peers(room) == [as_seen(peer)])
     for slots in (0, 1, 2, 0, 3):
         peer = dataclasses.replace(peer, free_slots=slots)
-        await advertiser.update(peer)
+        advertiser.update(peer)
     await watch.until(lambda: browser.peers(room) == [as_seen(peer)])
 
 
@@ -416,15 +438,15 @@ async def test_update_rejects_another_id(closing: list[object]) -> None:
     advertiser = LanAdvertiser(LOOPBACK)
     closing.append(advertiser)
     with pytest.raises(ValueError, match="before start"):
-        await advertiser.update(make_peer())
+        advertiser.update(make_peer())
     peer = make_peer()
     await advertiser.start(peer)
     with pytest.raises(ValueError, match="cannot change"):
-        await advertiser.update(make_peer())
+        advertiser.update(make_peer())
     with pytest.raises(ValueError, match="IPv4"):
-        await advertiser.update(dataclasses.replace(peer, host="example.org"))
+        advertiser.update(dataclasses.replace(peer, host="example.org"))
     await advertiser.close()
-    await advertiser.update(dataclasses.replace(peer, free_slots=0))  # no-op after close
+    advertiser.update(dataclasses.replace(peer, free_slots=0))  # no-op after close
 
 
 async def test_same_instance_name_gets_a_suffix(room: str, closing: list[object]) -> None:
@@ -444,7 +466,8 @@ async def test_same_instance_name_gets_a_suffix(room: str, closing: list[object]
 
 CRASHING_PEER = """
 import asyncio, sys
-from peer.node.discovery import LanAdvertiser, LanPeer
+from peer.lan.advertiser import LanAdvertiser
+from protocol.lan import LanPeer
 
 async def main():
     advertiser = LanAdvertiser(["127.0.0.1"], ttl_s=2, refresh_s=0.5)
@@ -522,7 +545,7 @@ async def test_simultaneous_streamers_agree_on_one(room: str, closing: list[obje
     assert winner_a is not None and winner_b is not None
     assert winner_a.id == winner_b.id == a.id
     # the loser steps down; everyone then sees a single streamer
-    await ad_b.update(dataclasses.replace(b, role="viewer", depth=None, claim=0))
+    ad_b.update(dataclasses.replace(b, role="viewer", depth=None, claim=0))
     await watch_a.until(lambda: [p.role for p in browser_a.peers(room)].count("streamer") == 1)
     await watch_b.until(lambda: [p.role for p in browser_b.peers(room)].count("streamer") == 1)
     assert ad_a.instance_name is not None

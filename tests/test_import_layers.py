@@ -1,12 +1,15 @@
 """The layering rules, enforced: each package imports with what it must not use blocked.
 
 protocol/ is sans-IO (no sockets, asyncio, Qt, OpenCV); the tracker needs no media or
-Qt; the node never imports Qt. Each check runs in a fresh interpreter.
+Qt and nothing of the peer but its LAN package; peer/lan/ (shared by tracker and peer)
+needs neither the node nor the GUI; the node never imports Qt. Each check runs in a
+fresh interpreter.
 """
 
 from __future__ import annotations
 
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +26,8 @@ def _modules(package: str) -> list[str]:
 
 @pytest.mark.parametrize(("package", "blocked"), [
     ("protocol", ["socket", "asyncio", "threading", "PyQt6", "cv2", "numpy", "zeroconf"]),
-    ("tracker", ["PyQt6", "cv2", "numpy"]),
+    ("tracker", ["PyQt6", "cv2", "numpy", "peer.node", "peer.gui"]),
+    ("peer.lan", ["PyQt6", "cv2", "numpy", "peer.node", "peer.gui"]),
     ("peer.node", ["PyQt6"]),
 ])
 def test_package_imports_without_what_it_must_not_use(package: str, blocked: list[str]) -> None:
@@ -36,3 +40,16 @@ def test_package_imports_without_what_it_must_not_use(package: str, blocked: lis
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_only_one_module_imports_private_zeroconf_modules() -> None:
+    allowed = {ROOT / "peer" / "lan" / "zeroconf_internals.py"}
+    offenders = [
+        str(path.relative_to(ROOT))
+        for package in ("protocol", "tracker", "peer", "bench", "tests")
+        for path in (ROOT / package).rglob("*.py")
+        if path not in allowed and re.search(r"^\s*(from|import) zeroconf\._",
+                                             path.read_text(encoding="utf-8"), re.M)
+    ]
+    assert offenders == []
+

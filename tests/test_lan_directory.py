@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
+from peer.lan.advertiser import LanAdvertiser
+from peer.lan.browser import LanBrowser
 from peer.node.directory import StreamerInfo
-from peer.node.discovery import LanAdvertiser, LanBrowser, LanPeer
 from peer.node.errors import LockDeniedError
 from peer.node.lan_directory import LanDirectory
+from protocol.lan import LanPeer
 
 LOOPBACK = ["127.0.0.1"]
 # Generous: zeroconf probes for ~1 s before a record is out; a loaded machine is slower.

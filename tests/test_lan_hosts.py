@@ -47,7 +47,9 @@ PROBE_TTL_S = 3
 
 PEER_PROBE = """
 import asyncio, json, signal, sys, time
-from peer.node.discovery import LanAdvertiser, LanBrowser, LanPeer
+from peer.lan.advertiser import LanAdvertiser
+from peer.lan.browser import LanBrowser
+from protocol.lan import LanPeer
 
 async def main(peer_id, name, room, role, ttl):
     stop = asyncio.Event()
@@ -94,7 +96,7 @@ asyncio.run(main(int(sys.argv[1])))
 
 FIND_PROBE = """
 import asyncio, dataclasses, json, sys
-from peer.node.discovery import find_tracker, list_lan
+from peer.lan.browser import find_tracker, list_lan
 
 async def main(timeout, list_s):
     found = await find_tracker(timeout)

@@ -12,11 +12,8 @@ import logging
 import signal
 import sys
 
-from zeroconf import InterfaceChoice
-
-# zeroconf re-exports this without listing it in __all__.
-from zeroconf._utils.net import InterfacesType
-
+from peer.lan.addresses import interfaces_for
+from protocol.fields import is_wildcard_host
 from tracker.config import TrackerConfig
 from tracker.mdns import TrackerAdvertiser
 from tracker.server import TrackerServer
@@ -90,10 +87,9 @@ async def _advertise(host: str, port: int) -> TrackerAdvertiser | None:
     A wildcard host advertises every IPv4 address of this machine on every interface;
     a specific one advertises that address on its own interface only.
     """
-    wildcard = host in ("", "0.0.0.0", "::")
-    interfaces: InterfacesType = InterfaceChoice.All if wildcard else [host]
     try:
-        advertiser = TrackerAdvertiser(port, None if wildcard else host, interfaces)
+        advertiser = TrackerAdvertiser(port, None if is_wildcard_host(host) else host,
+                                       interfaces_for(host))
         await advertiser.start()
     except Exception as exc:  # no multicast, an IPv6 or named host, a name clash, ...
         log.warning("not advertising the tracker on the LAN (mDNS): %s", exc)

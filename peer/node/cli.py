@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.list:
-        from peer.node.discovery import format_sessions, list_lan
+        from peer.lan.browser import format_sessions, list_lan
 
         print(format_sessions(asyncio.run(list_lan())))
         return EXIT_OK

@@ -2,7 +2,7 @@
 
 Every peer advertises a ``LanPeer`` record that follows its place in the tree; the
 browser's view of the room gives join candidates and the streamer. The lock is best
-effort (see peer/node/discovery.py): a claimant browses for a moment and is refused
+effort (see protocol/lan.py): a claimant browses for a moment and is refused
 when a live streamer is seen; two that claim at once compare records with
 ``streamer_wins`` and the loser steps down as soon as it sees the winner.
 """
@@ -14,21 +14,17 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from zeroconf import InterfaceChoice
 from zeroconf.asyncio import AsyncZeroconf
 
+from peer.lan.addresses import advertise_addresses, interfaces_for
+from peer.lan.advertiser import LanAdvertiser
+from peer.lan.browser import LanBrowser
 from peer.node.directory import StreamerInfo, order_candidates
-from peer.node.discovery import (
-    LAN_CLAIM_WAIT_S,
-    LanAdvertiser,
-    LanBrowser,
-    LanPeer,
-    advertise_addresses,
-    lan_streamer,
-)
 from peer.node.errors import LockDeniedError
 from peer.node.events import TreePeer
 from protocol import Candidate, TreeLevel, limits
+from protocol.fields import is_wildcard_host
+from protocol.lan import LAN_CLAIM_WAIT_S, LanPeer, lan_streamer
 
 
 class LanDirectory:
@@ -42,8 +38,8 @@ class LanDirectory:
         self._port = listen_port
         self._on_change = on_change
         # Bound to one address: advertise and browse there only (tests on loopback).
-        wildcard = listen_host in ("0.0.0.0", "::", "")
-        self._interfaces = InterfaceChoice.All if wildcard else [listen_host]
+        wildcard = is_wildcard_host(listen_host)
+        self._interfaces = interfaces_for(listen_host)
         self._host = advertise_addresses(None if wildcard else listen_host,
                                          self._interfaces)[0]
         self._aiozc: AsyncZeroconf | None = None
@@ -149,7 +145,7 @@ class LanDirectory:
                             layer=layer)
         if record != self._record and self._advertiser is not None:
             self._record = record
-            asyncio.get_running_loop().create_task(self._advertiser.update(record))
+            self._advertiser.update(record)
 
     def _with(self, **changes: object) -> LanPeer:
         fields = {f: getattr(self._record, f) for f in LanPeer.__dataclass_fields__}
@@ -161,7 +157,7 @@ class LanDirectory:
     async def _publish(self, **changes: object) -> None:
         self._record = self._with(**changes)
         if self._advertiser is not None:
-            await self._advertiser.update(self._record)
+            self._advertiser.update(self._record)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -35,13 +35,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from zeroconf import InterfaceChoice
-from zeroconf._utils.net import InterfacesType
 
+from peer.lan.addresses import Interfaces as InterfacesType
+from peer.lan.browser import find_tracker
 from peer.node import codec, layers
 from peer.node.chat import ChatRouter
 from peer.node.config import NodeConfig, SourceSpec
 from peer.node.directory import Directory, TrackerDirectory
-from peer.node.discovery import find_tracker
 from peer.node.errors import LockDeniedError, MediaError, NodeError, TrackerUnreachableError
 from peer.node.events import (
     ChatReceived,

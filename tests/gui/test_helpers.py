@@ -15,7 +15,7 @@ T = 10000
 
 
 @dataclass(frozen=True)
-class _Session:  # shaped like peer.node.discovery.LanSession
+class _Session:  # shaped like peer.lan.browser.LanSession
     room: str
     streamer: str | None
     peers: int
@@ -125,17 +125,18 @@ def test_room_query_accepts_sync_and_async_clients(monkeypatch) -> None:
 
 def test_lan_sessions_with_the_real_browser_on_loopback(qtbot) -> None:
     """A streamer advertised with mDNS on 127.0.0.1 shows up in the start screen list."""
-    discovery = pytest.importorskip("peer.node.discovery")
+    browser = pytest.importorskip("peer.lan.browser")
+    from peer.lan.advertiser import LanAdvertiser
     from peer.node.runner import NodeThread
+    from protocol.lan import LanPeer
 
-    lan = LanSessions(browser_factory=lambda cb: discovery.LanBrowser(["127.0.0.1"],
-                                                                      on_change=cb))
+    lan = LanSessions(browser_factory=lambda cb: browser.LanBrowser(["127.0.0.1"], on_change=cb))
     advertiser_thread = NodeThread(name="test-advertiser").start()
     advertiser = None
     try:
         async def advertise():
-            adv = discovery.LanAdvertiser(["127.0.0.1"])
-            await adv.start(discovery.LanPeer(
+            adv = LanAdvertiser(["127.0.0.1"])
+            await adv.start(LanPeer(
                 id="s1", name="Alice", room="garden", role="streamer", depth=0,
                 free_slots=4, version=1, host="127.0.0.1", port=40001, claim=1))
             return adv

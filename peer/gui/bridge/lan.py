@@ -61,7 +61,7 @@ def _session_info(session: Any) -> LanSessionInfo:
 class LanSessions(QObject):
     """Live list of Treecast sessions on the LAN (mDNS), for the start screen.
 
-    Runs ``peer.node.discovery.LanBrowser`` on its own loop thread. When discovery
+    Runs ``peer.lan.browser.LanBrowser`` on its own loop thread. When discovery
     is not available (zeroconf missing, no network) the list simply stays empty and
     ``available`` stays False.
 
@@ -96,7 +96,7 @@ class LanSessions(QObject):
         factory = self._factory
         if factory is None:
             try:
-                from peer.node.discovery import LanBrowser
+                from peer.lan.browser import LanBrowser
             except ImportError:
                 log.info("LAN discovery not available")
                 return
