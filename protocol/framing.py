@@ -11,6 +11,15 @@ A frame is a 12-byte header, then ``meta_len`` bytes of UTF-8 JSON (an object), 
 the buffer as soon as its 12 bytes are present, so an oversize declared length fails
 before its body is buffered: the buffer never holds more than one accepted frame plus
 the last chunk handed in. ``next_message`` returns one complete message or None.
+Memory follows what actually arrives: a declared length reserves nothing, so a peer
+that declares a large frame and withholds its body holds only what it really sent.
+
+A decoder may be given a ``ReceivePolicy``: the kinds its side never accepts (a
+tracker takes no video, a peer no tracker pushes) are refused from the header, and
+the policy's smaller size caps apply, so a hostile sender cannot make a side buffer a
+body it would throw away. The header after a message is checked when the next
+message is asked for (not when the previous one is returned), so a policy the
+receiver tightens or relaxes in response to a message applies to the very next one.
 
 Contract: for any input, the decoder returns messages or raises
 ``RemoteProtocolError``; after an error it stays failed and every call re-raises it.
@@ -18,9 +27,9 @@ Contract: for any input, the decoder returns messages or raises
 
 from __future__ import annotations
 
-import contextlib
 import json
 import struct
+from dataclasses import dataclass
 
 from protocol import limits
 from protocol.errors import (
@@ -49,6 +58,69 @@ def meta_limit(kind: int) -> int:
     if kind == MessageType.PEER_LIST:
         return limits.MAX_PEER_LIST_META_BYTES
     return limits.MAX_META_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivePolicy:
+    """What one side of a connection accepts, checked at each 12-byte header.
+
+    Unknown kinds stay allowed (forward compatibility: they are skipped), under the
+    same small caps as everything else.
+
+    Attributes:
+        name: who receives, for error texts ("tracker", "peer link").
+        refused: kinds this side never accepts; refused before the body is read.
+        max_meta_bytes: cap on any frame's metadata (below the protocol's own).
+        max_payload_bytes: cap on any frame's payload (below the protocol's own).
+    """
+
+    name: str
+    refused: frozenset[int]
+    max_meta_bytes: int = limits.MAX_META_BYTES
+    max_payload_bytes: int = limits.MAX_VIDEO_PAYLOAD_BYTES
+
+    def check(self, kind: int, meta_len: int, payload_len: int) -> ProtocolError | None:
+        """The error for a header this side refuses, else None."""
+        if kind in self.refused:
+            name = MessageType(kind).name if kind in _KNOWN_KINDS else str(kind)
+            return RemoteProtocolError(f"a {self.name} does not accept {name} messages",
+                                       ErrorCode.UNEXPECTED)
+        if meta_len > self.max_meta_bytes:
+            return FrameTooLargeError(f"metadata of kind {kind} for a {self.name}", meta_len,
+                                      self.max_meta_bytes)
+        if payload_len > self.max_payload_bytes:
+            return FrameTooLargeError(f"payload of kind {kind} for a {self.name}",
+                                      payload_len, self.max_payload_bytes)
+        return None
+
+
+_KNOWN_KINDS = frozenset(int(k) for k in MessageType)
+_PEER_KINDS = frozenset(k for k in _KNOWN_KINDS if k < 32)
+_TRACKER_KINDS = frozenset(k for k in _KNOWN_KINDS if k >= 32)
+# Kinds both a tracker and its clients use on the tracker connection.
+_SHARED_KINDS = frozenset({MessageType.PING, MessageType.PONG, MessageType.BYE,
+                           MessageType.ERROR})
+_TRACKER_TO_CLIENT = frozenset({MessageType.PEER_LIST, MessageType.STREAM_GRANTED,
+                                MessageType.STREAM_DENIED, MessageType.STREAMER_CHANGED})
+
+# The tracker takes small control messages from its clients and nothing else: no
+# video, no peer-link kinds, none of the kinds only it sends. A Register with every
+# field at its limit is under 2 KB.
+TRACKER_INBOX = ReceivePolicy(
+    "tracker", (_PEER_KINDS - _SHARED_KINDS) | _TRACKER_TO_CLIENT,
+    max_meta_bytes=limits.MAX_TRACKER_INBOX_META_BYTES, max_payload_bytes=0)
+# A peer link it did not dial: a joiner or a child. Children never send video up, so
+# nothing that arrives here can make us buffer a frame. Its largest honest message
+# (a Bye with MAX_CANDIDATES hints) fits the normal metadata cap; no payload at all.
+PEER_INBOX = ReceivePolicy(
+    "peer link", (_TRACKER_KINDS | {MessageType.VIDEO_FRAME}),
+    max_payload_bytes=0)
+# A link we dialled (to our parent, or a candidate): video may come down it.
+PARENT_INBOX = ReceivePolicy("peer link", _TRACKER_KINDS)
+# A tracker client takes the tracker's pushes and answers, never peer-link traffic.
+TRACKER_CLIENT_INBOX = ReceivePolicy(
+    "tracker client", (_PEER_KINDS - _SHARED_KINDS) | (_TRACKER_KINDS - _TRACKER_TO_CLIENT),
+    max_meta_bytes=limits.MAX_PEER_LIST_META_BYTES, max_payload_bytes=0)
 
 
 # Largest frame the decoder can ever accept; its buffer stays under this plus one chunk.
@@ -88,9 +160,15 @@ def encode(message: Message) -> bytes:
 
 
 class FrameDecoder:
-    """Incremental decoder: feed any chunking of bytes, take whole messages out."""
+    """Incremental decoder: feed any chunking of bytes, take whole messages out.
 
-    def __init__(self) -> None:
+    Args:
+        policy: what this side accepts (None: every kind, at the protocol's limits).
+            It may be replaced (``policy`` attribute) between messages.
+    """
+
+    def __init__(self, policy: ReceivePolicy | None = None) -> None:
+        self.policy = policy
         self._buffer = bytearray()
         self._header: tuple[int, int, int] | None = None  # kind, meta_len, payload_len
         self._error: ProtocolError | None = None
@@ -119,6 +197,7 @@ class FrameDecoder:
             RemoteProtocolError: the frame is malformed.
         """
         self._raise_if_failed()
+        self._parse_header()
         if self._header is None:
             return None
         kind, meta_len, payload_len = self._header
@@ -134,11 +213,9 @@ class FrameDecoder:
             message = self._build(kind, meta_bytes, payload)
         except ProtocolError as exc:
             raise self._fail(exc) from exc
-        # If the next frame's header is bad, this message was still whole and valid:
-        # deliver it (it may be the Bye explaining why); the decoder is failed and
-        # the next call raises.
-        with contextlib.suppress(ProtocolError):
-            self._parse_header()
+        # The next header is checked on the next call, under the policy in force then;
+        # if it is bad, this message was still whole and valid (it may be the Bye
+        # explaining why) and is delivered first.
         return message
 
     def __iter__(self) -> FrameDecoder:
@@ -173,6 +250,8 @@ class FrameDecoder:
             error = FrameTooLargeError(f"metadata of kind {kind}", meta_len, meta_limit(kind))
         elif payload_len > payload_limit(kind):
             error = FrameTooLargeError(f"payload of kind {kind}", payload_len, payload_limit(kind))
+        elif self.policy is not None:
+            error = self.policy.check(kind, meta_len, payload_len)
         if error is not None:
             raise self._fail(error)
         self._header = (kind, meta_len, payload_len)

@@ -20,6 +20,10 @@ MAX_META_BYTES = 64 * 1024
 # A PeerList of MAX_ROOM_PEERS entries with every string at its limit in 4-byte UTF-8
 # characters is ~470 KB (tested); only the tracker sends it, peers only receive it.
 MAX_PEER_LIST_META_BYTES = 512 * 1024
+# What a tracker accepts from a client: a Register with every field at its limit in
+# 4-byte UTF-8 is under 2 KB; 8 KB leaves room for new fields while 1,000 hostile
+# connections each holding a partial message stay under 8 MB.
+MAX_TRACKER_INBOX_META_BYTES = 8 * 1024
 # A 1080p JPEG at quality 80 is 150-400 KB; 4 MiB leaves room for noisy camera
 # frames while capping what one frame can make a receiver buffer.
 MAX_VIDEO_PAYLOAD_BYTES = 4 * 1024 * 1024

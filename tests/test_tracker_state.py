@@ -64,22 +64,24 @@ def test_register_replies_with_peer_list() -> None:
     assert reply.room == "lobby" and reply.your_id == "a" and reply.epoch == 0
     assert reply.streamer_id is None
     (info,) = reply.peers
-    assert (info.id, info.name, info.host, info.port) == ("a", "A", "10.0.0.9", 7000)
+    assert (info.id, info.name, info.host, info.port) == ("a", "A", "10.0.0.1", 7000)
     assert (info.reachable, info.role, info.depth, info.free_slots) == (False, "viewer", None, 0)
 
 
-@pytest.mark.parametrize("host", [None, "0.0.0.0", "::", ""])
-def test_unspecified_host_is_replaced_by_the_seen_address(host: str | None) -> None:
+@pytest.mark.parametrize("host", [None, "0.0.0.0", "::", "", "10.0.0.9", "victim.example"])
+def test_listed_and_checked_at_the_seen_address(host: str | None) -> None:
+    # Naming another host must not aim the connect-back check (a port scanner) or
+    # the room's viewers at it: the tracker only ever uses the address it sees.
     state = new_state()
     out = join(state, 1, "a", host=host, address="192.0.2.7")
     assert to(out, 1)[0].peers[0].host == "192.0.2.7"  # type: ignore[attr-defined]
     assert state.take_checks() == [ConnectBack(1, "a", "192.0.2.7", 7000)]
 
 
-def test_explicit_host_is_kept_and_no_port_means_no_check() -> None:
+def test_no_port_means_no_check() -> None:
     state = new_state()
     join(state, 1, "a", host="peer.example", port=None)
-    assert state.room_peers("lobby")[0].host == "peer.example"
+    assert state.room_peers("lobby")[0].host == "10.0.0.1"
     assert state.take_checks() == []
 
 
@@ -242,7 +244,7 @@ def test_rate_limit_refills_over_time() -> None:
 
 
 def test_idle_connection_is_closed() -> None:
-    state = new_state()
+    state = new_state(register_timeout_s=60.0)  # the idle timeout alone
     state.connect(1, "10.0.0.1", 0.0)  # never says anything (half-open)
     join(state, 2, "b", now=0.0)
     state.receive(2, Heartbeat(), 5.0)
@@ -378,7 +380,7 @@ def test_claim_after_expiry_succeeds_before_the_timer_runs() -> None:
     out = state.receive(2, StreamClaim(), 10.0)  # no handle_timer since
     assert StreamGranted(2, 3.0) in to(out, 2)
     assert StreamerChanged(None, None, 1) in to(out, 1)
-    assert StreamerChanged("b", "B", 2, "10.0.0.9", 7000) in to(out, 1)
+    assert StreamerChanged("b", "B", 2, "10.0.0.2", 7000) in to(out, 1)
 
 
 def test_release_and_disconnect_free_the_lock() -> None:

@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-connections-per-address", type=int,
                         default=defaults.max_connections_per_address, metavar="N",
                         help="(default: %(default)s)")
+    parser.add_argument("--max-room-peers-per-address", type=int,
+                        default=defaults.max_room_peers_per_address, metavar="N",
+                        help="registrations one address may hold in one room "
+                        "(default: %(default)s)")
     parser.add_argument("--max-messages-per-s", type=float,
                         default=defaults.max_messages_per_s, metavar="N",
                         help="per-connection message rate (default: %(default)s)")
@@ -68,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             peer_timeout_s=args.peer_timeout,
             max_peers_per_room=args.max_peers_per_room,
             max_connections_per_address=args.max_connections_per_address,
+            max_room_peers_per_address=args.max_room_peers_per_address,
             max_messages_per_s=args.max_messages_per_s,
             update_interval_s=args.update_interval,
         )

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from protocol import limits
 from protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
-from protocol.framing import FrameDecoder, encode
+from protocol.framing import TRACKER_INBOX, FrameDecoder, encode
 from protocol.messages import Bye, Message
 from tracker.config import TrackerConfig
 from tracker.state import ConnectBack, Outbound, TrackerState
@@ -132,7 +132,10 @@ class TrackerServer:
         loop = asyncio.get_running_loop()
         try:
             self._dispatch(self.state.connect(link.id, ip, loop.time()))
-            decoder = FrameDecoder()
+            # Refuses at the header what a tracker never takes (video, peer-link and
+            # tracker-push kinds) and caps metadata at a few KB, so a connection that
+            # declares a large frame and withholds its body holds nothing of note.
+            decoder = FrameDecoder(TRACKER_INBOX)
             while not link.closing:
                 # No timeout here: the state's idle timer closes silent connections,
                 # which ends this read with EOF.

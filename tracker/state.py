@@ -43,7 +43,13 @@ arrives after the lease ran out succeeds even if ``handle_timer`` has not run ye
 
 Connect-back. A Register with a port queues a ``ConnectBack`` (``take_checks``); the
 adapter tries a TCP connection and reports with ``check_done``. Until then the peer
-is listed as not reachable.
+is listed as not reachable. The check, and the address the peer is listed at, is
+always the address the registration came from, never one the peer names: the
+tracker must not be a port scanner, nor send viewers to someone else's host.
+
+Hostile clients. Connections are capped in total and per address; one that has not
+registered within ``register_timeout_s`` is closed; one address holds at most
+``max_room_peers_per_address`` registrations in a room.
 """
 
 from __future__ import annotations
@@ -80,9 +86,6 @@ from tracker.room import Peer, Room
 Outbound = tuple[int, Message]
 """A message to send on a connection, by connection id."""
 
-# A listen address the peer cannot know from the inside: use what we see instead.
-_UNSPECIFIED_HOSTS = frozenset({"", "0.0.0.0", "::"})
-
 
 @dataclass(frozen=True, slots=True)
 class ConnectBack:
@@ -118,6 +121,7 @@ class _Conn:
     last_seen: float
     bucket: TokenBucket
     peer: Peer | None = None
+    connected_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -150,6 +154,8 @@ class TrackerState:
         self._rng = rng or random.Random()
         self._conns: dict[int, _Conn] = {}
         self._per_address: dict[str, int] = {}
+        # Registrations per (room, address): see max_room_peers_per_address.
+        self._room_addresses: dict[tuple[str, str], int] = {}
         self._rooms: dict[str, _Room] = {}
         self._dirty: set[str] = set()
         self._checks: list[ConnectBack] = []
@@ -174,7 +180,8 @@ class TrackerState:
             return [(conn, Bye(f"more than {cfg.max_connections_per_address} connections "
                                f"from {address}", code=ErrorCode.TOO_MANY_CONNECTIONS))]
         self._conns[conn] = _Conn(conn, address, now,
-                                  TokenBucket(cfg.max_messages_per_s, cfg.burst_messages, now))
+                                  TokenBucket(cfg.max_messages_per_s, cfg.burst_messages, now),
+                                  connected_at=now)
         self._per_address[address] = self._per_address.get(address, 0) + 1
         return []
 
@@ -237,11 +244,20 @@ class TrackerState:
             self._close(c, f"silent for {self.config.peer_timeout_s:g} s", ErrorCode.TIMEOUT,
                         now, out)
         self._refresh_due(now, out)
+        unregistered = now - self.config.register_timeout_s
+        for c in [c for c in self._conns.values()
+                  if c.peer is None and c.connected_at <= unregistered]:
+            # A connection that never registers holds a slot for nothing (a room query
+            # is answered at once): it gets a short grace, not the idle timeout.
+            self._close(c, f"not registered within {self.config.register_timeout_s:g} s",
+                        ErrorCode.TIMEOUT, now, out)
         return self._flushed(out, now)
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` has something to do next (None: nothing pending)."""
         times = [c.last_seen + self.config.peer_timeout_s for c in self._conns.values()]
+        times += [c.connected_at + self.config.register_timeout_s
+                  for c in self._conns.values() if c.peer is None]
         times += [r.lock.expires_at for r in self._rooms.values() if r.lock is not None]
         times += [self._rooms[name].last_push + self.config.update_interval_s
                   for name in self._dirty]
@@ -316,9 +332,21 @@ class TrackerState:
             out.append((c.id, Error(ErrorCode.ROOM_FULL, reason)))
             self._close(c, reason, ErrorCode.ROOM_FULL, now, out)
             return
+        held = self._room_addresses.get((msg.room, c.address), 0)
+        if held >= self.config.max_room_peers_per_address:
+            # A handful of hosts must not be able to fill a room (and its PeerList).
+            reason = (f"room {msg.room!r} already has {held} peers from {c.address} "
+                      f"(at most {self.config.max_room_peers_per_address})")
+            out.append((c.id, Error(ErrorCode.ROOM_FULL, reason)))
+            self._close(c, reason, ErrorCode.ROOM_FULL, now, out)
+            return
         if room is None:
             room = self._rooms[msg.room] = _Room(msg.room)
-        host = c.address if msg.host is None or msg.host in _UNSPECIFIED_HOSTS else msg.host
+        self._room_addresses[(room.name, c.address)] = held + 1
+        # Listed and checked at the address the registration came from, never at one it
+        # names: otherwise anyone could point viewers (and our connect-back check) at a
+        # victim's host:port. A peer that names another address is listed at ours.
+        host = c.address
         peer = Peer(c.id, msg.peer_id, room.unique_name(msg.name, msg.peer_id), msg.room,
                     host, msg.port)
         c.peer = peer
@@ -428,6 +456,11 @@ class TrackerState:
             return
         room = self._rooms[peer.room]
         room.remove(peer)
+        key = (room.name, c.address)
+        if self._room_addresses.get(key, 0) > 1:
+            self._room_addresses[key] -= 1
+        else:
+            self._room_addresses.pop(key, None)
         if room.lock is not None and room.lock.peer is peer:
             self._release(room, now, out)
         if room.peers:

@@ -11,6 +11,12 @@ order and never dropped, then video. The video queue is small and bounded; when 
 frame arrives and the queue is full the *oldest* frame is dropped and counted. A child
 that cannot keep up therefore loses frames but never slows its parent or siblings:
 each child has its own queue and its own writer awaiting its own socket.
+
+What a link accepts is decided at each 12-byte header (``framing.ReceivePolicy``): a
+link we did not dial (a joiner or a child) never carries video to us, so it cannot
+make us buffer a frame; a link we dialled (our parent) may. Every received video
+frame's picture size is read from its header and checked against its layer
+(``frame_check``) before anything can decode it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from peer.node.clock import ClockEstimator
+from peer.node.frame_check import check_frame_size
 from protocol import (
     Bye,
     ErrorCode,
@@ -38,6 +45,7 @@ from protocol import (
     encode,
     limits,
 )
+from protocol.framing import PARENT_INBOX, PEER_INBOX
 from protocol.ratelimit import TokenBucket
 from protocol.records import PathEntry
 
@@ -95,6 +103,8 @@ class PeerLink:
         self._on_message = on_message
         self._on_close = on_close
         self.outbound = outbound
+        # The remote address an inbound link was counted under (see admission.py).
+        self.admitted_from: str | None = None
         self.role = Role.PENDING
         self.peer_id: str | None = None
         self.name = "?"
@@ -196,7 +206,7 @@ class PeerLink:
     # --- receiving ----------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        decoder = FrameDecoder()
+        decoder = FrameDecoder(PARENT_INBOX if self.outbound else PEER_INBOX)
         reason = "connection closed by peer"
         try:
             while not self.closed:
@@ -215,6 +225,7 @@ class PeerLink:
                         continue  # a newer peer's kind: skip it on purpose
                     if isinstance(message, VideoFrame):
                         self.counters.video_bytes_in += decoder.last_message_bytes
+                        check_frame_size(message)
                     await self._on_message(self, message)
                     if self.closed:
                         return

@@ -39,6 +39,7 @@ from zeroconf import InterfaceChoice
 from peer.lan.addresses import Interfaces as InterfacesType
 from peer.lan.browser import find_tracker
 from peer.node import codec, layers
+from peer.node.admission import ConnectionCaps
 from peer.node.chat import ChatRouter
 from peer.node.config import NodeConfig, SourceSpec
 from peer.node.directory import Directory, TrackerDirectory
@@ -135,6 +136,8 @@ class Node:
         self._parent: PeerLink | None = None
         self._children: list[PeerLink] = []
         self._links: set[PeerLink] = set()
+        # Inbound connections held at once, in total and per address (hostile hosts).
+        self._inbound_caps = ConnectionCaps.for_fanout(config.fanout)
         self._path: tuple[PathEntry, ...] = ()  # root .. parent when attached
         self._epoch = 0
         self._layer = config.resolution
@@ -440,8 +443,18 @@ class Node:
         if self._stopping:
             writer.close()
             return
+        peer = writer.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) else "?"
+        refusal = self._inbound_caps.admit(address)
+        if refusal is not None:
+            with contextlib.suppress(Exception):
+                writer.write(encode(Bye(reason=refusal,
+                                        code=int(ErrorCode.TOO_MANY_CONNECTIONS))))
+                writer.close()
+            return
         link = PeerLink(reader, writer, on_message=self._on_message,
                         on_close=self._on_link_closed, outbound=False)
+        link.admitted_from = address
         self._links.add(link)
         link.start()
 
@@ -453,6 +466,9 @@ class Node:
 
     def _on_link_closed(self, link: PeerLink, reason: str) -> None:
         self._links.discard(link)
+        if link.admitted_from is not None:
+            self._inbound_caps.release(link.admitted_from)
+            link.admitted_from = None
         self._closed_counters.append(link.counters)
         future = self._pending.pop(link, None)
         if future is not None and not future.done():
