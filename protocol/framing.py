@@ -50,6 +50,8 @@ def payload_limit(kind: int) -> int:
     """The largest payload a frame of this kind may declare."""
     if kind == MessageType.VIDEO_FRAME:
         return limits.MAX_VIDEO_PAYLOAD_BYTES
+    if kind == MessageType.AUDIO_FRAME:
+        return limits.MAX_AUDIO_PAYLOAD_BYTES
     return limits.MAX_CONTROL_PAYLOAD_BYTES
 
 

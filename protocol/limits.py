@@ -27,6 +27,11 @@ MAX_TRACKER_INBOX_META_BYTES = 8 * 1024
 # A 1080p JPEG at quality 80 is 150-400 KB; 4 MiB leaves room for noisy camera
 # frames while capping what one frame can make a receiver buffer.
 MAX_VIDEO_PAYLOAD_BYTES = 4 * 1024 * 1024
+# One 20 ms Opus packet: at Opus' top rate (510 kbit/s) a frame is at most 1275 bytes
+# (RFC 6716), two 10 ms frames 2551; 4 KiB bounds any packet we would accept.
+MAX_AUDIO_PAYLOAD_BYTES = 4 * 1024
+# The only packet duration Treecast sends: 20 ms (microseconds, as RFC 6716 counts).
+AUDIO_FRAME_US = 20_000
 # Control messages carry no binary payload today; allow a little for future kinds.
 MAX_CONTROL_PAYLOAD_BYTES = 64 * 1024
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar
 
-from protocol import limits
+from protocol import limits, opus
 from protocol.errors import FieldError
 from protocol.fields import (
     Meta,
@@ -35,6 +35,7 @@ from protocol.records import Candidate, PathEntry, PeerInfo, TreeLevel
 
 __all__ = [
     "Accept",
+    "AudioFrame",
     "Bye",
     "Chat",
     "ChatHave",
@@ -79,6 +80,7 @@ class MessageType(IntEnum):
     BYE = 11
     ERROR = 12
     PATH_UPDATE = 13
+    AUDIO_FRAME = 20
     REGISTER = 32
     PEER_LIST = 33
     HEARTBEAT = 34
@@ -252,6 +254,36 @@ class VideoFrame(_Base):
             layer=read_layer(meta),
             jpeg=payload,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFrame(_Base):
+    """20 ms of Opus at 48 kHz. ``captured_at`` is on the root's clock: when the first
+    sample this packet decodes to was captured (the same clock as VideoFrame's)."""
+
+    KIND: ClassVar[MessageType] = MessageType.AUDIO_FRAME
+    epoch: int
+    seq: int
+    captured_at: float
+    opus: bytes = field(repr=False)
+
+    def to_meta(self) -> Meta:
+        return {"e": self.epoch, "s": self.seq, "c": self.captured_at}
+
+    def payload(self) -> bytes:
+        return self.opus
+
+    @classmethod
+    def from_meta(cls, meta: Meta, payload: bytes) -> AudioFrame:
+        try:
+            duration_us = opus.packet_duration_us(payload)
+        except ValueError as exc:
+            raise FieldError("payload", f"not an Opus packet: {exc}") from exc
+        if duration_us != limits.AUDIO_FRAME_US:
+            raise FieldError("payload", f"Opus packet of {duration_us} us, expected "
+                                  f"{limits.AUDIO_FRAME_US}")
+        return cls(epoch=read_int(meta, "e"), seq=read_int(meta, "s"),
+                   captured_at=read_float(meta, "c"), opus=payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -630,7 +662,8 @@ class Unknown:
 
 
 Message = (
-    Hello | JoinRequest | Accept | PathUpdate | Redirect | VideoFrame | LayerDemand | Chat
+    Hello | JoinRequest | Accept | PathUpdate | Redirect | VideoFrame | AudioFrame
+    | LayerDemand | Chat
     | ChatHave | Ping | Pong | Bye | Error | Register | PeerList | Heartbeat | StreamClaim
     | StreamGranted | StreamDenied | StreamRelease | StreamerChanged | RoomQuery
 )
@@ -638,7 +671,8 @@ Message = (
 _CLASSES: dict[int, type[_Base]] = {
     cls.KIND: cls
     for cls in (
-        Hello, JoinRequest, Accept, PathUpdate, Redirect, VideoFrame, LayerDemand, Chat,
+        Hello, JoinRequest, Accept, PathUpdate, Redirect, VideoFrame, AudioFrame, LayerDemand,
+        Chat,
         ChatHave, Ping, Pong, Bye, Error, Register, PeerList, Heartbeat, StreamClaim,
         StreamGranted, StreamDenied, StreamRelease, StreamerChanged, RoomQuery,
     )

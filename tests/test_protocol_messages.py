@@ -12,6 +12,7 @@ from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.framing import FrameDecoder, encode
 from protocol.messages import (
     Accept,
+    AudioFrame,
     Bye,
     Chat,
     ChatHave,
@@ -56,6 +57,7 @@ SAMPLES = [
     Redirect((CAND,)),
     Redirect((), reason="leaving"),
     VideoFrame(5, 17, 1234.5, 640, 360, 360, b"\xff\xd8jpeg\x00\xff\xd9"),
+    AudioFrame(5, 18, 1234.52, b"\xfc\x01\x02\x03"),  # TOC: CELT 20 ms stereo, 1 frame
     LayerDemand(480),
     Chat("p1:1", "p1", "Pete", 99.25, "hello\nworld ✓"),
     ChatHave(("p1:1", "p2:7")),
