@@ -1,0 +1,199 @@
+"""Sans-IO jitter buffer and playout clock for received audio.
+
+Theory of operation
+-------------------
+Every packet carries the capture time of its first sample on the streamer's clock.
+Packet ``p`` is due to be *heard* at ``p.captured_at + delay`` on that clock, where
+``delay`` is the playout delay: long enough to absorb the path's jitter, and set to
+match the picture's delay so that sound and picture leave the peer together.
+
+The output device asks for one 20 ms block at a time and says when the block will
+be heard (``play_at``, on the streamer's clock: the device's own DAC time converted
+by the caller). ``next_block`` answers with what to play:
+
+- PLAY a packet that is due now (within half a block);
+- CONCEAL a block whose packet is missing at its due time (lost, or still late):
+  silence is played and the cursor moves on, so one lost packet costs 20 ms, never
+  a growing delay;
+- WAIT (silence) while the next packet is not due yet: at the start, and when the
+  clock jumped back.
+
+Packets whose time has passed are dropped on arrival and on every pull, so after a
+stall (a parent switch) playout resumes at the packet that is due *now*, together
+with the picture, instead of replaying the backlog late. Nothing here reads a clock:
+callers pass ``now`` and ``play_at``. The buffer holds at most ``capacity`` packets
+(a hostile or runaway parent cannot make it grow).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Final
+
+from peer.node.audio.format import FRAME_S
+
+# Smallest and largest playout delays the buffer accepts. Below 20 ms the device's own
+# period already eats the margin; above 500 ms a conversation is no longer live.
+MIN_DELAY_S: Final = 0.02
+MAX_DELAY_S: Final = 0.5
+DEFAULT_DELAY_S: Final = 0.06
+# One second of 20 ms packets: more than MAX_DELAY_S of jitter, so only a runaway
+# sender fills it.
+CAPACITY_PACKETS: Final = 50
+# A packet this far in the future (beyond the delay) has a bogus capture time.
+MAX_EARLY_S: Final = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class AudioPacket:
+    """One received packet, its capture time already on the streamer's clock."""
+
+    epoch: int
+    seq: int
+    captured_at: float
+    payload: bytes = field(repr=False)
+
+
+class Playout(Enum):
+    PLAY = "play"
+    CONCEAL = "conceal"
+    WAIT = "wait"
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """What to put in the next 20 ms: a packet to decode, or silence (and why)."""
+
+    kind: Playout
+    packet: AudioPacket | None = None
+
+
+@dataclass(slots=True)
+class JitterCounters:
+    played: int = 0
+    concealed: int = 0  # blocks played as silence because their packet was missing
+    late: int = 0  # packets that arrived after their time (dropped)
+    overflow: int = 0  # packets pushed out by a full buffer
+    bogus: int = 0  # packets with an impossible capture time
+
+
+class JitterBuffer:
+    """Orders packets by sequence number and releases each at its playout time.
+
+    Args:
+        delay_s: playout delay (clamped to [MIN_DELAY_S, MAX_DELAY_S]).
+        capacity: most packets held.
+    """
+
+    def __init__(self, delay_s: float = DEFAULT_DELAY_S,
+                 capacity: int = CAPACITY_PACKETS) -> None:
+        self._delay = _clamp(delay_s)
+        self._capacity = capacity
+        self._packets: dict[int, AudioPacket] = {}
+        self._epoch: int | None = None
+        self._next_seq: int | None = None  # the cursor: next packet to play
+        # The last packet played: where a missing packet's due time is counted from.
+        self._ref: tuple[int, float] | None = None
+        self.counters = JitterCounters()
+
+    @property
+    def delay_s(self) -> float:
+        return self._delay
+
+    @delay_s.setter
+    def delay_s(self, value: float) -> None:
+        self._delay = _clamp(value)
+
+    def __len__(self) -> int:
+        return len(self._packets)
+
+    def reset(self) -> None:
+        """Forget everything (a new stream)."""
+        self._packets.clear()
+        self._next_seq = None
+        self._ref = None
+
+    def push(self, packet: AudioPacket, now: float) -> bool:
+        """Take a packet that arrived at ``now`` (streamer's clock).
+
+        Returns:
+            False when the packet was not kept (late, duplicate, bogus).
+        """
+        if packet.epoch != self._epoch:
+            self.reset()  # a new stream: its numbers start over
+            self._epoch = packet.epoch
+        due = packet.captured_at + self._delay
+        if due > now + self._delay + MAX_EARLY_S:
+            self.counters.bogus += 1
+            return False
+        if self._next_seq is not None and packet.seq < self._next_seq:
+            self.counters.late += 1  # its slot was already played or concealed
+            return False
+        if packet.seq in self._packets:
+            return False
+        if due + FRAME_S / 2 < now:
+            self.counters.late += 1
+            return False
+        self._packets[packet.seq] = packet
+        if len(self._packets) > self._capacity:
+            del self._packets[min(self._packets)]
+            self.counters.overflow += 1
+        return True
+
+    def next_block(self, play_at: float) -> Block:
+        """What to play in the 20 ms heard from ``play_at`` (streamer's clock)."""
+        half = FRAME_S / 2
+        self._drop_passed(play_at - half)
+        if self._next_seq is None or self._ref is None:
+            if not self._packets:
+                return Block(Playout.WAIT)
+            first = self._packets[min(self._packets)]
+            if first.captured_at + self._delay > play_at + half:
+                return Block(Playout.WAIT)
+            return self._play(first)
+        packet = self._packets.get(self._next_seq)
+        if packet is not None:
+            if packet.captured_at + self._delay > play_at + half:
+                return Block(Playout.WAIT)  # the clock stepped back: hold on
+            return self._play(packet)
+        ref_seq, ref_at = self._ref
+        expected = ref_at + (self._next_seq - ref_seq) * FRAME_S + self._delay
+        if expected > play_at + half:
+            return Block(Playout.WAIT)
+        # Its time has come and it is not here: play silence in its place, move on.
+        self._next_seq += 1
+        self.counters.concealed += 1
+        if self._packets and min(self._packets) < self._next_seq:
+            self._drop_before(self._next_seq)
+        return Block(Playout.CONCEAL)
+
+    def _play(self, packet: AudioPacket) -> Block:
+        self._drop_before(packet.seq)
+        del self._packets[packet.seq]
+        self._next_seq = packet.seq + 1
+        self._ref = (packet.seq, packet.captured_at)
+        self.counters.played += 1
+        return Block(Playout.PLAY, packet)
+
+    def _drop_passed(self, limit: float) -> None:
+        """Drop packets whose whole slot is before ``limit``; the cursor follows."""
+        passed = [s for s, p in self._packets.items() if p.captured_at + self._delay < limit]
+        for seq in passed:
+            del self._packets[seq]
+            self.counters.late += 1
+        if passed and self._next_seq is not None and self._next_seq <= max(passed):
+            # Skip straight past what is gone (a stall): resume with what is due now.
+            self._next_seq = max(passed) + 1
+            self._ref = None
+            if self._packets:
+                self._next_seq = min(self._packets)
+
+    def _drop_before(self, seq: int) -> None:
+        for old in [s for s in self._packets if s < seq]:
+            del self._packets[old]
+            self.counters.late += 1
+
+
+def _clamp(delay_s: float) -> float:
+    return min(MAX_DELAY_S, max(MIN_DELAY_S, delay_s))

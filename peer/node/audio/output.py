@@ -1,0 +1,162 @@
+"""Playback: the jitter buffer and decoder behind a lock, and the output device.
+
+``AudioPlayer`` is what the node talks to: it takes received packets (event loop
+thread) and hands out decoded 20 ms blocks (device thread), with volume and mute.
+``DeviceOutput`` drives a PortAudio output stream (sounddevice) whose callback asks
+the player for each block, telling it when the block will be heard: the stream's DAC
+time, converted to the streamer's clock through the node's clock-offset estimate.
+
+Why sounddevice (PortAudio) and not Qt Multimedia: headless relays and the CLI must
+not import Qt (the node never does), the callback gives the DAC time of every block
+(which is what a playout clock needs), and it is the same code on Linux, macOS and
+Windows. See docs/ARCHITECTURE.md, "Audio".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import numpy as np
+
+from peer.node.audio.format import CHANNELS, FRAME_SAMPLES, SAMPLE_RATE, Pcm, silence
+from peer.node.audio.jitter import AudioPacket, Block, JitterBuffer, Playout
+from peer.node.audio.opus import AudioDecodeError, OpusDecoder
+from peer.node.audio.source import import_sounddevice
+from peer.node.errors import MediaError
+
+log = logging.getLogger(__name__)
+
+# Device latency asked for when the backend reports none: one Opus frame.
+FALLBACK_LATENCY_S: Final = 0.02
+
+
+class AudioPlayer:
+    """Jitter buffer + Opus decoder + volume; safe to use from two threads.
+
+    Args:
+        delay_s: initial playout delay.
+        on_bad_packet: called (on the device thread) with the error when a packet does
+            not decode; the node closes the link that sent it.
+    """
+
+    def __init__(self, delay_s: float,
+                 on_bad_packet: Callable[[AudioDecodeError], None] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._jitter = JitterBuffer(delay_s)
+        self._decoder = OpusDecoder()
+        self._on_bad_packet = on_bad_packet
+        self.volume = 1.0
+        self.muted = False
+        self.last_block: Block | None = None
+
+    @property
+    def jitter(self) -> JitterBuffer:
+        """The buffer (read its counters; change it only through the player)."""
+        return self._jitter
+
+    def set_delay(self, delay_s: float) -> None:
+        with self._lock:
+            self._jitter.delay_s = delay_s
+
+    def push(self, packet: AudioPacket, now: float) -> bool:
+        """A packet arrived at ``now`` (streamer's clock)."""
+        with self._lock:
+            return self._jitter.push(packet, now)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._jitter.reset()
+            self._decoder.reset()
+
+    def pull(self, play_at: float) -> Pcm:
+        """The 20 ms heard from ``play_at`` (streamer's clock), volume applied."""
+        with self._lock:
+            block = self._jitter.next_block(play_at)
+            self.last_block = block
+            if block.packet is None:
+                return silence()
+            try:
+                pcm = self._decoder.decode(block.packet.payload)
+            except AudioDecodeError as exc:
+                if self._on_bad_packet is not None:
+                    self._on_bad_packet(exc)
+                return silence()
+        if self.muted or self.volume <= 0.0:
+            return silence()
+        if self.volume != 1.0:
+            pcm = np.clip(pcm.astype(np.float32) * self.volume, -32768, 32767).astype(np.int16)
+        return pcm
+
+    @property
+    def playing(self) -> bool:
+        """Whether the last block was sound from the stream (not a wait or a gap)."""
+        block = self.last_block
+        return block is not None and block.kind is Playout.PLAY
+
+
+class DeviceOutput:
+    """A PortAudio output stream fed by an ``AudioPlayer``.
+
+    Args:
+        player: where blocks come from.
+        root_offset: the streamer's clock minus ours, None while unknown (silence).
+        device: PortAudio device name or index (None: the default output).
+
+    Raises:
+        MediaError: PortAudio is missing or the device cannot open.
+    """
+
+    def __init__(self, player: AudioPlayer, root_offset: Callable[[], float | None],
+                 device: str | int | None = None) -> None:
+        sd = import_sounddevice()
+        self._player = player
+        self._root_offset = root_offset
+        self.latency_s = FALLBACK_LATENCY_S
+        self.blocks = 0
+        self.failures = 0
+        self._closed = False
+        try:
+            self._stream = sd.OutputStream(
+                samplerate=SAMPLE_RATE, channels=CHANNELS, dtype="int16",
+                blocksize=FRAME_SAMPLES, device=device, latency="low",
+                callback=self._callback)
+            self._stream.start()
+        except (ValueError, sd.PortAudioError) as exc:
+            name = "the default audio output" if device is None else f"audio output {device!r}"
+            raise MediaError(f"cannot open {name}: {exc}") from exc
+        self.latency_s = float(self._stream.latency) or FALLBACK_LATENCY_S
+
+    def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        try:
+            self._fill(outdata, frames, time_info)
+        except Exception:  # never raise into PortAudio's thread: play silence instead
+            self.failures += 1
+            if self.failures == 1:
+                log.exception("audio output callback failed")
+            outdata.fill(0)
+
+    def _fill(self, outdata: Any, frames: int, time_info: Any) -> None:
+        now = time.time()
+        dac, current = time_info.outputBufferDacTime, time_info.currentTime
+        # When the first sample of this buffer reaches the speaker, on our wall clock.
+        ahead = dac - current if dac > 0 and current > 0 else self.latency_s
+        offset = self._root_offset()
+        self.blocks += 1
+        if offset is None or frames != FRAME_SAMPLES:
+            outdata.fill(0)
+            return
+        outdata[:] = self._player.pull(now + ahead + offset)
+
+    def close(self) -> None:
+        """Stop the stream (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self._stream.stop()
+                self._stream.close()
+            except Exception:  # a vanished device must not block shutdown
+                log.debug("closing the audio output failed", exc_info=True)
