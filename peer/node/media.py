@@ -36,6 +36,7 @@ from typing import Final, Protocol, cast
 import cv2
 import numpy as np
 
+from peer.node.audio.tone import draw_flash, is_flash
 from peer.node.codec import Image
 from peer.node.config import CameraSource, FileSource, PatternSource, SourceSpec
 from peer.node.errors import MediaError
@@ -363,6 +364,8 @@ class PatternFrameSource:
         stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
         self._text(image, f"#{index:06d}", (round(20 * scale), round(60 * scale)))
         self._text(image, stamp, (round(20 * scale), round(130 * scale)))
+        if is_flash(index, self.fps):
+            draw_flash(image)  # with the beep of the pattern's sound (lip-sync check)
         return image
 
     def _text(self, image: Image, text: str, origin: tuple[int, int]) -> None:
