@@ -144,6 +144,19 @@ def test_audio_payload_limit_at_the_header() -> None:
         decoder.next_message()
 
 
+def test_audio_from_a_child_is_refused_at_the_header() -> None:
+    """Media only flows down: a link we did not dial never carries audio."""
+    data = _frame(MessageType.AUDIO_FRAME, {"e": 1, "s": 2, "c": 3.0}, bytes([CELT_20MS]))
+    decoder = FrameDecoder(framing.PEER_INBOX)
+    with pytest.raises(RemoteProtocolError,
+                       match="a peer link does not accept AUDIO_FRAME messages"):
+        decoder.receive_data(data[:limits.HEADER_BYTES])
+        decoder.next_message()
+    parent = FrameDecoder(framing.PARENT_INBOX)
+    parent.receive_data(data)
+    assert isinstance(parent.next_message(), AudioFrame)
+
+
 @given(st.binary(max_size=300), st.integers(0, 2**53), st.floats(allow_nan=True))
 def test_any_payload_decodes_or_is_a_remote_error(payload: bytes, seq: int,
                                                   captured: float) -> None:
