@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 APT_TEST := ffmpeg libportaudio2 libasound2-plugins pulseaudio
 APT_GUI := xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 \
 	libxcb-render-util0 libxkbcommon-x11-0 libxcb-xkb1 libxcb-shape0 libegl1 libgl1 \
-	libfontconfig1 libdbus-1-3
+	libfontconfig1 libdbus-1-3 fonts-noto-color-emoji
 
 .PHONY: venv test run demo bench bench-quick lint screenshots clean sysdeps-test sysdeps-gui
 

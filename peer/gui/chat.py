@@ -20,10 +20,13 @@ from PyQt6.QtWidgets import (
 from peer.gui.bridge import MAX_CHAT_CHARS, ChatReceived
 from peer.gui.theme import Colors
 
-# Others' names get a colour each, picked from hues that read well on the dark
+# Others' names get a colour each, picked from hues that read well on the theme's
 # surface, in the order people first speak (so the first few never share one); our
 # own name always uses Colors.OWN.
 NAME_COLORS = ("#7cc4ff", "#b69cff", "#ff9ec7", "#7ee0c3", "#ffb27a", "#a5d86e", "#f7a8a8")
+# The same hues, dark enough to read on the light theme's white.
+NAME_COLORS_LIGHT = ("#0b5cab", "#5b3cc4", "#b0306b", "#0f7a5c", "#a34a00", "#3f7a12",
+                     "#a8323a")
 # A long session must not grow the panel without bound; the node's own history is
 # bounded too, so the panel keeps a bit more than a late joiner can receive.
 MAX_LINES = 1000
@@ -204,7 +207,8 @@ class ChatPanel(QWidget):
         """The colour of someone's name: the next free one the first time they speak."""
         color = self._colors.get(origin_id)
         if color is None:
-            color = NAME_COLORS[len(self._colors) % len(NAME_COLORS)]
+            colors = NAME_COLORS_LIGHT if Colors.NAME == "light" else NAME_COLORS
+            color = colors[len(self._colors) % len(colors)]
             self._colors[origin_id] = color
         return color
 

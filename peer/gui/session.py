@@ -205,6 +205,7 @@ class SessionView(QWidget):
         b.chat_sent.connect(self.chat.on_chat_sent)
         b.ready.connect(self._on_ready)
         b.stats_updated.connect(self.update_stats)
+        b.layers_changed.connect(self.tree.set_available_layers)
         b.tree_changed.connect(self.tree.set_tree)
         b.tree_changed.connect(self.on_tree_changed)
         b.frame_ready.connect(self._on_frame_ready)

@@ -39,6 +39,11 @@ DEFAULT_ROOM = "lobby"
 STATUS_DEBOUNCE_MS = 400
 # The tracker's answer goes stale as people come and go; ask again now and then.
 STATUS_REFRESH_MS = 5000
+# mDNS answers arrive within a second or two on a LAN; after this, say that nothing
+# was found instead of "Looking…" forever.
+LAN_SEARCH_MS = 4000
+LAN_LOOKING = "Looking for sessions on this network…"
+LAN_NOTHING = "No sessions on this network yet. Type a room name and start one."
 
 KEY_NAME = "start/name"
 KEY_MODE = "start/mode"
@@ -107,6 +112,7 @@ class StartScreen(QWidget):
         self.status: RoomStatus | None = None
         self.holder: str | None = None
         self._lan_sessions: list[LanSessionInfo] = []
+        self._lan_searched = False  # the first search is over (found or not)
 
         self._build()
         self._restore()
@@ -118,11 +124,17 @@ class StartScreen(QWidget):
         self._refresh = QTimer(self)
         self._refresh.setInterval(STATUS_REFRESH_MS)
         self._refresh.timeout.connect(self.refresh_status)
+        self._lan_timer = QTimer(self)
+        self._lan_timer.setSingleShot(True)
+        self._lan_timer.setInterval(LAN_SEARCH_MS)
+        self._lan_timer.timeout.connect(self._on_lan_search_done)
 
         self.probe.room_checked.connect(self._on_room_checked)
         self.lan.sessions_changed.connect(self.set_lan_sessions)
         for edit in (self.name_edit, self.room_edit, self.tracker_edit):
             edit.textChanged.connect(self._on_fields_changed)
+            # Enter in any field does what the screen is for: join the room.
+            edit.returnPressed.connect(self._on_join_clicked)
         self.mode_group.idToggled.connect(self._on_mode_toggled)
         self._on_mode_toggled(0, True)
         self._update_buttons()
@@ -159,6 +171,7 @@ class StartScreen(QWidget):
         self.name_edit = QLineEdit(box)
         self.name_edit.setMaxLength(MAX_NAME_CHARS)
         self.name_edit.setPlaceholderText("How others see you")
+        self.name_edit.setAccessibleName("Your name")
         layout.addWidget(self.name_edit)
         layout.addSpacing(8)
 
@@ -181,6 +194,9 @@ class StartScreen(QWidget):
         self.lan_list = QListWidget(lan_page)
         self.lan_list.setMinimumHeight(96)
         self.lan_list.setMaximumHeight(130)
+        self.lan_list.setAccessibleName("Sessions on this network")
+        self.lan_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.lan_list.setWordWrap(True)
         self.lan_list.currentItemChanged.connect(self._on_lan_selected)
         lan_layout.addWidget(self.lan_list)
         tracker_page = QWidget()
@@ -188,6 +204,7 @@ class StartScreen(QWidget):
         tracker_layout.setContentsMargins(0, 0, 0, 0)
         self.tracker_edit = QLineEdit(tracker_page)
         self.tracker_edit.setPlaceholderText("host:port, e.g. 192.168.1.20:7700")
+        self.tracker_edit.setAccessibleName("Tracker address")
         tracker_layout.addWidget(self.tracker_edit)
         tracker_layout.addWidget(
             muted_label("The address of a Treecast tracker (treecast-tracker).", tracker_page)
@@ -202,6 +219,7 @@ class StartScreen(QWidget):
         self.room_edit = QLineEdit(box)
         self.room_edit.setMaxLength(MAX_ROOM_CHARS)
         self.room_edit.setPlaceholderText(DEFAULT_ROOM)
+        self.room_edit.setAccessibleName("Room")
         layout.addWidget(self.room_edit)
         self.status_label = QLabel(box)
         self.status_label.setWordWrap(True)
@@ -226,6 +244,11 @@ class StartScreen(QWidget):
         buttons.addWidget(self.stream_button, 1)
         buttons.addWidget(self.join_button, 1)
         layout.addLayout(buttons)
+        # Why the buttons are greyed out, in words (a tooltip on a disabled button is
+        # easy to miss).
+        self.hint_label = muted_label("", box)
+        self.hint_label.hide()
+        layout.addWidget(self.hint_label)
 
     def _restore(self) -> None:
         name = str(self.settings.value(KEY_NAME, "") or "") or _default_name()
@@ -250,6 +273,8 @@ class StartScreen(QWidget):
     def activate(self) -> None:
         """The screen is shown: browse the LAN and ask the tracker again."""
         self.lan.start()
+        if not self._lan_sessions and not self._lan_searched:
+            self._lan_timer.start()
         self._refresh.start()
         self.refresh_status()
         self._update_buttons()
@@ -340,6 +365,14 @@ class StartScreen(QWidget):
     @pyqtSlot(object)
     def _on_room_checked(self, status: RoomStatus) -> None:
         self.status = status
+        if self.mode == "lan" and not status.streamer:
+            # The LAN tracker may not know a streamer that advertises on mDNS only:
+            # what the LAN says is live is live.
+            session = self._lan_session_for(status.room)
+            if session is not None and session.streamer:
+                self._set_holder(session.streamer, max(session.peers, status.peers),
+                                 status.room)
+                return
         if status.error is not None:
             self.holder = None
             if status.error == "unavailable":
@@ -376,6 +409,9 @@ class StartScreen(QWidget):
     def set_lan_sessions(self, sessions: list[LanSessionInfo]) -> None:
         """Show the sessions found on the LAN (keeps the selection by room)."""
         self._lan_sessions = list(sessions)
+        if sessions:
+            self._lan_searched = True
+            self._lan_timer.stop()
         self._fill_lan_list()
         if self.mode == "lan":
             self.refresh_status()
@@ -386,7 +422,7 @@ class StartScreen(QWidget):
         self.lan_list.blockSignals(True)
         self.lan_list.clear()
         if not self._lan_sessions:
-            item = QListWidgetItem("Looking for sessions on this network…")
+            item = QListWidgetItem(LAN_NOTHING if self._lan_searched else LAN_LOOKING)
             item.setFlags(Qt.ItemFlag.NoItemFlags)
             self.lan_list.addItem(item)
         for session in sorted(self._lan_sessions, key=lambda s: s.room):
@@ -399,6 +435,11 @@ class StartScreen(QWidget):
             if session.room == selected:
                 self.lan_list.setCurrentItem(item)
         self.lan_list.blockSignals(False)
+
+    @pyqtSlot()
+    def _on_lan_search_done(self) -> None:
+        self._lan_searched = True
+        self._fill_lan_list()
 
     def _lan_session_for(self, room: str) -> LanSessionInfo | None:
         for session in self._lan_sessions:
@@ -432,7 +473,9 @@ class StartScreen(QWidget):
                           else QSizePolicy.Policy.Ignored)
                 page.setSizePolicy(policy, policy)
         self.where_stack.setCurrentIndex(index)
-        self.where_stack.adjustSize()
+        # Only the height may change: adjustSize() here shrank the stack to the
+        # hidden-page width (half the card) until the next layout pass.
+        self.where_stack.updateGeometry()
 
     def _on_fields_changed(self, *_: Any) -> None:
         self.holder = None
@@ -447,6 +490,8 @@ class StartScreen(QWidget):
     def _update_buttons(self) -> None:
         problems = self.problems()
         tip = " ".join(problems)
+        self.hint_label.setText(tip)
+        self.hint_label.setVisible(bool(problems))
         self.join_button.setEnabled(not problems)
         self.join_button.setToolTip(tip)
         self.stream_button.setEnabled(not problems)

@@ -17,12 +17,14 @@ from peer.gui.widgets import Metric
 # enough that a spike stays visible.
 HISTORY_S = 60.0
 
+# The widest a metric's value may get before it is elided (a long parent name).
+METRIC_MAX_PX = 96
 # (key, caption) of the numbers shown, in grid order.
 METRICS = (
     ("fps", "FPS"),
     ("kbps_in", "in"),
     ("kbps_out", "out"),
-    ("latency", "latency p50 / p95"),
+    ("latency", "latency p50/p95"),
     ("loss", "loss"),
     ("resolution", "resolution"),
     ("depth", "depth"),
@@ -74,6 +76,9 @@ class _Plot(pg.PlotWidget):
         self.setMenuEnabled(False)
         item = self.getPlotItem()
         item.setTitle(f'<span style="color:{Colors.MUTED};font-size:9pt">{title}</span>')
+        self.title = title
+        # Never narrower than the title: a cut title reads as a glitch.
+        self.setMinimumWidth(int(item.titleLabel.item.boundingRect().width()) + 24)
         item.showGrid(x=True, y=True, alpha=0.15)
         item.setXRange(-HISTORY_S, 0, padding=0)
         item.setLabel("left", units=unit, color=Colors.MUTED)
@@ -128,6 +133,10 @@ class StatsPanel(QWidget):
         self.metrics: dict[str, Metric] = {}
         for index, (key, caption) in enumerate(METRICS):
             metric = Metric(caption, self)
+            # Values are short numbers, but the parent is a name of any length: cap
+            # it so the plots keep their room (the whole name is in the tooltip).
+            if key == "parent":
+                metric.value.setMaximumWidth(METRIC_MAX_PX)
             self.metrics[key] = metric
             grid.addWidget(metric, index // 3, index % 3)
         left = QVBoxLayout()
@@ -137,7 +146,8 @@ class StatsPanel(QWidget):
 
         self.latency_plot = _Plot("Latency (ms)", "", ("p50", "p95"), empty_top=100.0)
         # Mbps on the axis: kbps tick labels (e.g. 25000) do not fit the narrow axis.
-        self.bandwidth_plot = _Plot("Bandwidth (Mbps)", "", ("in", "out"), empty_top=10.0)
+        # A short title: at the window's minimum width each plot is ~150 px wide.
+        self.bandwidth_plot = _Plot("Bitrate (Mbps)", "", ("in", "out"), empty_top=10.0)
         layout.addWidget(self.latency_plot, 1)
         layout.addWidget(self.bandwidth_plot, 1)
 

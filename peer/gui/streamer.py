@@ -39,7 +39,7 @@ from peer.gui.bridge import (
     TreeChanged,
 )
 from peer.gui.session import SessionView, end_reason_words, viewers_of
-from peer.gui.theme import icon
+from peer.gui.theme import Colors, icon
 from peer.gui.tree import PeerTableModel
 
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mkv *.mov *.webm);;All files (*)"
@@ -111,6 +111,7 @@ class StreamerView(SessionView):
         self.subtitle.setText("Connecting…")
         self.bridge.streaming_changed.connect(self._on_streaming_changed)
         self.bridge.source_progress.connect(self.on_source_progress)
+        self.bridge.layers_changed.connect(self._on_layers)
         self._source_changed()
 
     def add_side_tabs(self) -> None:
@@ -169,7 +170,7 @@ class StreamerView(SessionView):
         self.camera_spin.valueChanged.connect(self._source_changed)
         self.live_button = QPushButton("Go live", self.controls)
         self.live_button.setObjectName("primary")
-        self.live_button.setIcon(icon(self, "SP_MediaPlay"))
+        self.live_button.setIcon(icon(self, "SP_MediaPlay", Colors.ON_ACCENT))
         self.live_button.clicked.connect(self._on_live_clicked)
         self.progress = QProgressBar(self.controls)
         self.progress.setRange(0, 1000)
@@ -316,13 +317,13 @@ class StreamerView(SessionView):
         if streaming:
             self.live_button.setText("Stop streaming")
             self.live_button.setObjectName("danger")
-            self.live_button.setIcon(icon(self, "SP_MediaStop"))
+            self.live_button.setIcon(icon(self, "SP_MediaStop", Colors.ON_ACCENT))
             self.live_button.setEnabled(not self._pending)
         else:
             blocker = "" if self._pending else self.live_blocker()
             self.live_button.setText("Starting…" if self._pending else "Go live")
             self.live_button.setObjectName("primary")
-            self.live_button.setIcon(icon(self, "SP_MediaPlay"))
+            self.live_button.setIcon(icon(self, "SP_MediaPlay", Colors.ON_ACCENT))
             self.live_button.setEnabled(not self._pending and not blocker)
         self.live_button.setToolTip(blocker)
         self.live_hint.setText(blocker)
@@ -429,6 +430,11 @@ class StreamerView(SessionView):
             self.progress.hide()
             self.progress_label.setText(f"live · {_clock(event.position_s)}")
         self.progress_label.show()
+
+    @pyqtSlot(tuple)
+    def _on_layers(self, layers: tuple[int, ...]) -> None:
+        self.viewers_model.set_available_layers(layers)
+        self._show_viewers()
 
     def on_tree_changed(self, tree: object) -> None:
         assert isinstance(tree, TreeChanged)

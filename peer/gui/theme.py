@@ -1,37 +1,103 @@
-"""The app's look: one dark palette, one stylesheet, a few helpers.
+"""The app's look: a dark and a light palette, one stylesheet, icons that show on both.
 
 Every colour the views use comes from :class:`Colors` so screens stay consistent
-(and the plots match the widgets around them).
+(and the plots match the widgets around them). :func:`apply` picks the palette the
+system asks for (dark when it does not say: video looks best on a dark surround),
+fills ``Colors`` from it and styles the application; when the system switches, the
+app follows (widgets built later use the new colours; the stylesheet and palette
+update everything drawn by Qt at once).
 """
 
 from __future__ import annotations
 
-from PyQt6.QtCore import Qt
-from PyQt6.QtGui import QColor, QFont, QIcon, QPainter, QPalette, QPixmap
+import dataclasses
+from dataclasses import dataclass
+
+from PyQt6.QtCore import QSize, Qt
+from PyQt6.QtGui import QColor, QFont, QFontDatabase, QIcon, QPainter, QPalette, QPixmap
 from PyQt6.QtWidgets import QApplication, QStyle, QWidget
+
+# Tried in order after the UI font for characters it lacks (emoji above all). Debian:
+# fonts-noto-color-emoji (the Makefile's GUI packages).
+EMOJI_FONTS = ("Noto Color Emoji", "Apple Color Emoji", "Segoe UI Emoji", "Twemoji")
+
+
+@dataclass(frozen=True, slots=True)
+class Palette:
+    """One colour scheme: every colour a view may use."""
+
+    name: str
+    BG: str
+    SURFACE: str
+    SURFACE_2: str
+    BORDER: str
+    TEXT: str
+    MUTED: str
+    ACCENT: str
+    ACCENT_HOVER: str
+    LIVE: str
+    WARN: str
+    DANGER: str
+    OWN: str  # our own peer / our own chat lines
+    PLOT_A: str
+    PLOT_B: str
+    VIDEO_BG: str = "#000000"
+    ON_ACCENT: str = "#ffffff"  # text and icons on accent/danger buttons
+
+
+DARK = Palette(
+    name="dark", BG="#14161b", SURFACE="#1c1f26", SURFACE_2="#252932", BORDER="#323743",
+    TEXT="#e7e9ee", MUTED="#9aa3b2", ACCENT="#4c8dff", ACCENT_HOVER="#6aa1ff",
+    LIVE="#2fbf71", WARN="#f0a530", DANGER="#e5484d", OWN="#ffd166",
+    PLOT_A="#4c8dff", PLOT_B="#2fbf71",
+)
+# Same hues, darker where they sit on white so text keeps a 4.5:1 contrast.
+LIGHT = Palette(
+    name="light", BG="#f3f4f7", SURFACE="#ffffff", SURFACE_2="#eef0f4", BORDER="#cfd4dd",
+    TEXT="#1b1e24", MUTED="#5b6472", ACCENT="#2563eb", ACCENT_HOVER="#1d4ed8",
+    LIVE="#16803c", WARN="#a35c00", DANGER="#c9252c", OWN="#8a5a00",
+    PLOT_A="#2563eb", PLOT_B="#16803c",
+)
 
 
 class Colors:
-    """The palette (dark; video looks best on a dark surround)."""
+    """The active palette's colours (dark until :func:`apply` picks the system's)."""
 
-    BG = "#14161b"
-    SURFACE = "#1c1f26"
-    SURFACE_2 = "#252932"
-    BORDER = "#323743"
-    TEXT = "#e7e9ee"
-    MUTED = "#9aa3b2"
-    ACCENT = "#4c8dff"
-    ACCENT_HOVER = "#6aa1ff"
-    LIVE = "#2fbf71"
-    WARN = "#f0a530"
-    DANGER = "#e5484d"
-    OWN = "#ffd166"  # our own peer / our own chat lines
-    PLOT_A = "#4c8dff"
-    PLOT_B = "#2fbf71"
-    VIDEO_BG = "#000000"
+    NAME = DARK.name
+    BG = DARK.BG
+    SURFACE = DARK.SURFACE
+    SURFACE_2 = DARK.SURFACE_2
+    BORDER = DARK.BORDER
+    TEXT = DARK.TEXT
+    MUTED = DARK.MUTED
+    ACCENT = DARK.ACCENT
+    ACCENT_HOVER = DARK.ACCENT_HOVER
+    LIVE = DARK.LIVE
+    WARN = DARK.WARN
+    DANGER = DARK.DANGER
+    OWN = DARK.OWN
+    PLOT_A = DARK.PLOT_A
+    PLOT_B = DARK.PLOT_B
+    VIDEO_BG = DARK.VIDEO_BG
+    ON_ACCENT = DARK.ON_ACCENT
 
 
-STYLESHEET = f"""
+def use_palette(palette: Palette) -> None:
+    """Make ``palette`` the one :class:`Colors` hands out."""
+    for f in dataclasses.fields(palette):
+        setattr(Colors, "NAME" if f.name == "name" else f.name, getattr(palette, f.name))
+
+
+def system_palette(app: QApplication) -> Palette:
+    """The palette the system's colour scheme asks for (dark when it says nothing)."""
+    hints = app.styleHints()
+    scheme = hints.colorScheme() if hints is not None else Qt.ColorScheme.Unknown
+    return LIGHT if scheme == Qt.ColorScheme.Light else DARK
+
+
+def stylesheet() -> str:
+    """The application stylesheet for the active palette."""
+    return f"""
 QWidget {{
     color: {Colors.TEXT};
     font-size: 10pt;
@@ -222,10 +288,21 @@ QToolTip {{
 """
 
 
-def apply(app: QApplication) -> None:
-    """Give the application the Treecast look (Fusion + palette + stylesheet)."""
+def apply(app: QApplication, palette: Palette | None = None, follow: bool = True) -> Palette:
+    """Give the application the Treecast look (Fusion + palette + stylesheet).
+
+    Args:
+        app: the application.
+        palette: DARK or LIGHT; the system's choice by default.
+        follow: switch along when the system's colour scheme changes later.
+
+    Returns:
+        The palette in use.
+    """
+    chosen = palette or system_palette(app)
+    use_palette(chosen)
     app.setStyle("Fusion")  # same look on every platform; native styles ignore QSS bits
-    palette = QPalette()
+    qpalette = QPalette()
     roles = {
         QPalette.ColorRole.Window: Colors.BG,
         QPalette.ColorRole.WindowText: Colors.TEXT,
@@ -235,34 +312,72 @@ def apply(app: QApplication) -> None:
         QPalette.ColorRole.Button: Colors.SURFACE_2,
         QPalette.ColorRole.ButtonText: Colors.TEXT,
         QPalette.ColorRole.Highlight: Colors.ACCENT,
-        QPalette.ColorRole.HighlightedText: "#ffffff",
+        QPalette.ColorRole.HighlightedText: Colors.ON_ACCENT,
         QPalette.ColorRole.ToolTipBase: Colors.SURFACE_2,
         QPalette.ColorRole.ToolTipText: Colors.TEXT,
         QPalette.ColorRole.PlaceholderText: Colors.MUTED,
         QPalette.ColorRole.Link: Colors.ACCENT,
     }
     for role, color in roles.items():
-        palette.setColor(role, QColor(color))
-    palette.setColor(
+        qpalette.setColor(role, QColor(color))
+    qpalette.setColor(
         QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor(Colors.MUTED)
     )
-    palette.setColor(
+    qpalette.setColor(
         QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor(Colors.MUTED)
     )
-    app.setPalette(palette)
-    font = app.font()
+    app.setPalette(qpalette)
+    app.setFont(ui_font(app.font()))
+    app.setStyleSheet(stylesheet())
+    hints = app.styleHints()
+    if follow and palette is None and hints is not None and not app.property("treecast_follows"):
+        app.setProperty("treecast_follows", True)
+        hints.colorSchemeChanged.connect(lambda _scheme: apply(app, follow=False))
+    return chosen
+
+
+def ui_font(font: QFont) -> QFont:
+    """The UI font at a readable size, with emoji fonts to fall back on."""
+    font = QFont(font)
     if font.pointSizeF() < 10:
         font.setPointSizeF(10)
     font.setStyleStrategy(QFont.StyleStrategy.PreferAntialias)
-    app.setFont(font)
-    app.setStyleSheet(STYLESHEET)
+    installed = set(QFontDatabase.families())
+    families = [family for family in font.families() or [font.family()]
+                if family not in EMOJI_FONTS]
+    font.setFamilies(families + [name for name in EMOJI_FONTS if name in installed])
+    return font
 
 
-def icon(widget: QWidget, name: str) -> QIcon:
-    """A standard icon by QStyle name (e.g. "SP_MediaPlay")."""
-    pixmap = getattr(QStyle.StandardPixmap, name)
+def icon(widget: QWidget, name: str, color: str | None = None) -> QIcon:
+    """A standard icon by QStyle name (e.g. "SP_MediaPlay"), drawn in one colour.
+
+    Fusion's standard icons are dark grey: on the dark theme they all but vanish.
+    Repainting their shape in the text colour (or ``color``, e.g. white on an accent
+    button) gives them the contrast of the text next to them on either theme.
+    """
+    pixmap_name = getattr(QStyle.StandardPixmap, name)
     style = widget.style() or QApplication.style()
-    return style.standardIcon(pixmap) if style is not None else QIcon()
+    if style is None:
+        return QIcon()
+    return tinted(style.standardIcon(pixmap_name), color or Colors.TEXT)
+
+
+def tinted(source: QIcon, color: str, size: int = 32) -> QIcon:
+    """``source``'s shape filled with ``color`` (alpha kept, hue replaced)."""
+    pixmap = source.pixmap(QSize(size, size))
+    if pixmap.isNull():
+        return source
+    painted = QPixmap(pixmap.size())
+    painted.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(painted)
+    try:
+        painter.drawPixmap(0, 0, pixmap)
+        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceIn)
+        painter.fillRect(painted.rect(), QColor(color))
+    finally:
+        painter.end()
+    return QIcon(painted)
 
 
 def dot_icon(color: str, size: int = 16) -> QIcon:
@@ -282,7 +397,7 @@ def dot_icon(color: str, size: int = 16) -> QIcon:
 
 
 def square_icon(color: str, size: int = 16) -> QIcon:
-    """A filled square (the "stop" mark), in a colour that shows on dark buttons."""
+    """A filled square (the "stop" mark)."""
     pixmap = QPixmap(size, size)
     pixmap.fill(Qt.GlobalColor.transparent)
     painter = QPainter(pixmap)

@@ -19,6 +19,26 @@ def layer_text(layer: int | None) -> str:
     return "—" if layer is None else f"{layer}p"
 
 
+def delivered_layer(asked: int | None, available: tuple[int, ...]) -> int | None:
+    """The layer a viewer really receives: what it asked for, but not above the source.
+
+    The streamer serves the best layer not above the asked one that the source has
+    (the smallest when even that is above the source).
+    """
+    if asked is None or not available:
+        return asked
+    fitting = [layer for layer in available if layer <= asked]
+    return max(fitting) if fitting else min(available)
+
+
+def layer_cell(asked: int | None, available: tuple[int, ...]) -> tuple[str, str]:
+    """(text, tooltip) for a peer's resolution: what it gets, and what it asked for."""
+    got = delivered_layer(asked, available)
+    if got == asked:
+        return layer_text(got), f"receives {layer_text(got)}" if got is not None else ""
+    return layer_text(got), f"receives {layer_text(got)} (asked for {layer_text(asked)})"
+
+
 def _role_order(peer: TreePeer) -> tuple[int, str]:
     # The streamer on top, then peers by name, so the view does not jump around.
     return (0 if peer.role == "streamer" else 1, peer.name.lower())
@@ -44,20 +64,32 @@ class RelayTreeView(QTreeWidget):
         self.setUniformRowHeights(True)
         self.setAlternatingRowColors(False)
         self.setSelectionMode(QTreeWidget.SelectionMode.NoSelection)
-        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.setAccessibleName("Relay tree")
         header = self.header()
         if header is not None:
             header.setStretchLastSection(False)
-            header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+            # Whole names, with a scroll bar when the panel is narrow: a cut name
+            # cannot be told apart from another.
+            header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
             header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
             header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
             header.setMinimumSectionSize(48)
         self.self_id = ""
         self.items: dict[str, QTreeWidgetItem] = {}
+        self.available: tuple[int, ...] = ()
+        self._tree: TreeChanged | None = None
+
+    @pyqtSlot(tuple)
+    def set_available_layers(self, layers: tuple[int, ...]) -> None:
+        """The layers the source has: a viewer gets at most the best of these."""
+        self.available = tuple(layers)
+        if self._tree is not None:
+            self.set_tree(self._tree)
 
     @pyqtSlot(object)
     def set_tree(self, tree: TreeChanged) -> None:
         """Rebuild the view from a TreeChanged event."""
+        self._tree = tree
         self.self_id = tree.self_id
         self.clear()
         self.items = {}
@@ -94,9 +126,10 @@ class RelayTreeView(QTreeWidget):
             name = f"● {name}"
         depth = "0" if streamer else ("—" if peer.depth is None else str(peer.depth))
         # The streamer sends every layer its subtree needs: its own layer means nothing.
-        layer = "source" if streamer else layer_text(peer.layer)
+        layer, layer_tip = ("source", "") if streamer else layer_cell(peer.layer, self.available)
         item = QTreeWidgetItem([name, layer, depth])
         item.setToolTip(0, f"{peer.name} · {peer.role} · id {peer.id}")
+        item.setToolTip(1, layer_tip)
         if streamer:
             item.setForeground(0, QBrush(QColor(Colors.LIVE)))
         if own:
@@ -120,13 +153,21 @@ class PeerTableModel(QAbstractTableModel):
         """
         super().__init__(parent)
         self._rows: list[tuple[str, str, str]] = []
+        self._tips: list[str] = []
         self._self_id = ""
+        self.available: tuple[int, ...] = ()
+
+    @pyqtSlot(tuple)
+    def set_available_layers(self, layers: tuple[int, ...]) -> None:
+        """The layers the source has (call set_tree again to apply)."""
+        self.available = tuple(layers)
 
     @pyqtSlot(object)
     def set_tree(self, tree: TreeChanged) -> None:
         """Take the viewers (everyone but us and the streamer) from a TreeChanged."""
         names = {peer.id: peer.name for peer in tree.peers}
         rows = []
+        tips = []
         for peer in sorted(tree.peers, key=_role_order):
             if peer.id == tree.self_id or peer.role == "streamer":
                 continue
@@ -136,9 +177,12 @@ class PeerTableModel(QAbstractTableModel):
                 via = "you (direct)"
             else:
                 via = names.get(peer.parent_id, peer.parent_id)
-            rows.append((peer.name, layer_text(peer.layer), via))
+            layer, tip = layer_cell(peer.layer, self.available)
+            rows.append((peer.name, layer, via))
+            tips.append(tip)
         self.beginResetModel()
         self._rows = rows
+        self._tips = tips
         self._self_id = tree.self_id
         self.endResetModel()
 
@@ -153,6 +197,9 @@ class PeerTableModel(QAbstractTableModel):
             return None
         if role == Qt.ItemDataRole.DisplayRole:
             return self._rows[index.row()][index.column()]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tips[index.row()] if index.column() == 1 else (
+                self._rows[index.row()][index.column()])
         return None
 
     def headerData(

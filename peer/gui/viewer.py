@@ -6,8 +6,8 @@ import os
 import re
 import time
 
-from PyQt6.QtCore import QStandardPaths, Qt, pyqtSignal, pyqtSlot
-from PyQt6.QtGui import QKeySequence, QShortcut, QStandardItemModel
+from PyQt6.QtCore import QStandardPaths, Qt, QUrl, pyqtSignal, pyqtSlot
+from PyQt6.QtGui import QDesktopServices, QKeySequence, QShortcut, QStandardItemModel
 from PyQt6.QtWidgets import QComboBox, QFileDialog, QLabel, QPushButton, QWidget
 
 from peer.gui.bridge import (
@@ -50,6 +50,23 @@ def choose_recording_path(parent: QWidget, suggested: str) -> str | None:
     return with_video_suffix(path) if path else None
 
 
+def open_folder(path: str) -> None:
+    """Show the folder holding ``path`` in the file manager. Tests replace this."""
+    QDesktopServices.openUrl(QUrl.fromLocalFile(os.path.dirname(os.path.abspath(path))))
+
+
+def next_part_path(path: str, layer: int) -> str:
+    """The file a recording continues in after a resolution change.
+
+    A video file keeps one picture size, so the recording goes on in a new file
+    named after the new size: ``seen.mp4`` -> ``seen-480p.mp4`` (and ``seen-720p.mp4``
+    rather than ``seen-480p-720p.mp4`` on the next change).
+    """
+    stem, extension = os.path.splitext(path)
+    stem = re.sub(r"-\d{3,4}p$", "", stem)
+    return f"{stem}-{layer}p{extension}"
+
+
 def _reason(message: str, path: str) -> str:
     """The node's message without the "cannot record to PATH: " the banner says too."""
     prefix = f"cannot record to {path}: "
@@ -87,6 +104,8 @@ class ViewerView(SessionView):
         self._record_target: str | None = None  # the path asked for, while pending
         self._last_recording: str | None = None  # the file being written, to name it
         self._record_warning = ""  # the banner text of a failed attempt, to clear it
+        self._rolled_from: str | None = None  # the file finished by a resolution change
+        self._last_saved = ""  # the file "Open folder" shows
         super().__init__(bridge, request, parent)
         self.subtitle.setText("Connecting…")
         self.video.double_clicked.connect(self.toggle_fullscreen)
@@ -164,6 +183,15 @@ class ViewerView(SessionView):
     def _on_resolution_changed(self, layer: int) -> None:
         self._layer = layer
         self.resolution_combo.setCurrentIndex(LAYERS.index(layer))
+        path = self.bridge.recording_path
+        if path is not None and not self._record_pending:
+            # The recorder keeps the size it started with: go on in a new file at the
+            # size we receive now, and say so.
+            self._rolled_from = path
+            self._record_target = next_part_path(path, layer)
+            self._record_pending = True
+            self._update_record_controls()
+            self.bridge.set_recording(self._record_target)
 
     def on_action_failed(self, action: Action, kind: FailureKind, message: str) -> None:
         if action is Action.SET_RESOLUTION:
@@ -210,10 +238,21 @@ class ViewerView(SessionView):
         if self._record_warning and self.banner.text() == self._record_warning:
             self.banner.clear()  # an earlier failed attempt is settled now
         self._record_warning = ""
-        if path is None and finished and not self.leaving:
+        rolled, self._rolled_from = self._rolled_from, None
+        if path is not None and rolled is not None and not self.leaving:
             self.banner.show_message(
-                "ok", f"Saved the recording to {os.path.basename(finished)}.",
-                details=finished,
+                "ok",
+                f"Saved {os.path.basename(rolled)}; recording goes on at {self._layer}p "
+                f"in {os.path.basename(path)}.",
+                [("open_folder", "Open folder")], details=path,
+            )
+            self._last_saved = path
+            self._ok_timer.start(RESUMED_NOTICE_MS)
+        if path is None and finished and not self.leaving:
+            self._last_saved = finished
+            self.banner.show_message(
+                "ok", f"Saved the recording to {finished}.",
+                [("open_folder", "Open folder")], details=finished,
             )
             self._ok_timer.start(RESUMED_NOTICE_MS)
 
@@ -242,7 +281,11 @@ class ViewerView(SessionView):
         self._record_warning = self.banner.text()
 
     def on_banner_action(self, key: str) -> None:
-        if key == "record":
+        if key == "open_folder":
+            if self._last_saved:
+                open_folder(self._last_saved)
+            self.banner.clear()
+        elif key == "record":
             self.banner.clear()
             self.toggle_recording()
         else:

@@ -39,12 +39,14 @@ def muted_label(text: str = "", parent: QWidget | None = None) -> QLabel:
     return label
 
 
-_LEVEL_COLORS = {
-    "error": Colors.DANGER,
-    "warning": Colors.WARN,
-    "info": Colors.ACCENT,
-    "ok": Colors.LIVE,
-}
+def _level_color(level: str) -> str:
+    # Looked up at call time: the palette may change (light/dark) after import.
+    return {
+        "error": Colors.DANGER,
+        "warning": Colors.WARN,
+        "info": Colors.ACCENT,
+        "ok": Colors.LIVE,
+    }.get(level, Colors.ACCENT)
 
 
 class Banner(QFrame):
@@ -107,7 +109,7 @@ class Banner(QFrame):
         """
         self._text.setToolTip(details)
         self.level = level
-        color = _LEVEL_COLORS.get(level, Colors.ACCENT)
+        color = _level_color(level)
         self.setStyleSheet(
             f"QFrame#banner {{ background: {Colors.SURFACE_2};"
             f" border: 1px solid {color}; border-left: 4px solid {color};"
@@ -155,5 +157,10 @@ class Metric(QWidget):
         layout.addWidget(self.caption)
 
     def set(self, text: str) -> None:
-        """Show a new value."""
+        """Show a new value (elided to the label's maximum width; whole in the tooltip)."""
+        limit = self.value.maximumWidth()
+        if limit < 16777215:  # a maximum was set: a long name must not widen the panel
+            shown = self.value.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, limit)
+            self.value.setToolTip(text if shown != text else "")
+            text = shown
         self.value.setText(text)

@@ -322,7 +322,12 @@ def test_record_toggle_reaches_the_node(qtbot, window, factory, monkeypatch) -> 
     assert not view.recording and view.record_button.text() == "Record"
     assert not view.record_indicator.isVisible()
     assert view.banner.level == "ok"
-    assert view.banner.text() == "Saved the recording to seen.mp4."
+    # The whole path, and a way to the folder.
+    assert view.banner.text() == "Saved the recording to /videos/seen.mp4."
+    opened: list[str] = []
+    monkeypatch.setattr(viewer_mod, "open_folder", opened.append)
+    view.banner.button("open_folder").click()
+    assert opened == ["/videos/seen.mp4"] and view.banner.level == ""
 
 
 def test_recording_error_is_shown_in_plain_words(qtbot, window, factory, monkeypatch) -> None:

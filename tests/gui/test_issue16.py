@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fakes import stats
+from PyQt6.QtCore import Qt
 from test_app import T, join, leave, stream
 
 from peer.gui import streamer as streamer_mod
@@ -133,3 +134,174 @@ def test_12_test_pattern_size_and_rate_can_be_chosen(qtbot, window, factory) -> 
         view.live_button.click()
     assert factory.node.called("start_streaming") == [(PatternSource(854, 480, 15.0),)]
     assert not view.pattern_size_combo.isEnabled()
+
+
+def test_2_same_names_are_told_apart(qtbot, window, factory) -> None:
+    from dataclasses import dataclass
+
+    from peer.node.events import Ready
+
+    @dataclass(frozen=True, slots=True)
+    class ReadyWithName(Ready):  # the ready event as the tracker-aware node sends it
+        name: str = ""
+
+    view = join(qtbot, window)
+    factory.node.emit(ReadyWithName(id=view.bridge.peer_id, listen="x:1", name="Dana (2)"))
+    qtbot.waitUntil(lambda: view.own_name == "Dana (2)", timeout=T)
+    assert "you are “Dana (2)” in this room" in view.chat.view.toPlainText()
+    # Two different people called Bob: each line says which one.
+    for serial, origin in enumerate(("id-bob-aaaa", "id-bob-bbbb")):
+        factory.node.emit(ChatReceived(id=f"b{serial}", origin_id=origin, sender="Bob",
+                                       text=f"hi {serial}", sent_at=10.0 + serial))
+    qtbot.waitUntil(lambda: len(view.chat.chat_messages()) == 2, timeout=T)
+    text = view.chat.view.toPlainText()
+    assert "Bob #aaaa hi 0" in text and "Bob #bbbb hi 1" in text
+
+
+def test_7_recording_follows_a_resolution_change(qtbot, window, factory, monkeypatch) -> None:
+    from peer.gui import viewer as viewer_mod
+
+    view = join(qtbot, window)
+    monkeypatch.setattr(viewer_mod, "choose_recording_path",
+                        lambda parent, suggested: "/videos/seen.mp4")
+    with qtbot.wait_signal(view.bridge.recording_changed, timeout=T):
+        view.record_button.click()
+    view.resolution_combo.setCurrentIndex(1)
+    view.resolution_combo.activated.emit(1)  # 480p
+    qtbot.waitUntil(lambda: factory.node.recording == "/videos/seen-480p.mp4", timeout=T)
+    qtbot.waitUntil(lambda: view.banner.level == "ok", timeout=T)
+    assert view.banner.text() == (
+        "Saved seen.mp4; recording goes on at 480p in seen-480p.mp4."
+    )
+    assert view.record_indicator.text() == "● REC seen-480p.mp4"
+    assert viewer_mod.next_part_path("/v/seen-480p.mp4", 720) == "/v/seen-720p.mp4"
+
+
+def test_8_lan_list_says_when_nothing_is_found_and_keeps_its_width(
+        qtbot, themed, settings, tracker, lan, monkeypatch) -> None:
+    from peer.gui import start as start_mod
+    from peer.gui.bridge import LanSessionInfo, RoomProbe
+
+    monkeypatch.setattr(start_mod, "LAN_SEARCH_MS", 50)
+    screen = start_mod.StartScreen(settings=settings, probe=RoomProbe(query=tracker), lan=lan)
+    qtbot.addWidget(screen)
+    screen.resize(960, 640)
+    screen.show()
+    screen.activate()
+    assert screen.lan_list.item(0).text() == start_mod.LAN_LOOKING
+    qtbot.waitUntil(lambda: screen.lan_list.item(0).text() == start_mod.LAN_NOTHING,
+                    timeout=T)
+    # A LAN streamer the LAN tracker does not know about is still live.
+    lan.publish(LanSessionInfo("lobby", "Alice", 2, ("10.0.0.9", 7700)))
+    qtbot.waitUntil(lambda: "Alice" in screen.status_label.text(), timeout=T)
+    assert "is live in “lobby”" in screen.status_label.text()
+    # Switching modes back and forth leaves the list as wide as the room field.
+    screen.tracker_radio.setChecked(True)
+    screen.lan_radio.setChecked(True)
+    qtbot.waitUntil(lambda: screen.lan_list.width() == screen.room_edit.width(), timeout=T)
+    assert not screen.lan_list.horizontalScrollBar().isVisible()
+    screen.shutdown()
+
+
+def test_10_tree_shows_what_viewers_get_with_whole_names(qtbot, window, factory) -> None:
+    factory.script.layers = (360, 480, 720)
+    view = join(qtbot, window)
+    node = factory.node
+    long_name = "Bartholomew the Very Patient Viewer"
+    node.emit(node.tree((long_name, "Dana", 1080)))
+    qtbot.waitUntil(lambda: "id-" + long_name in view.tree.items, timeout=T)
+    item = view.tree.items["id-" + long_name]
+    assert item.text(1) == "720p"  # asked for 1080p, the source gives 720p
+    assert item.toolTip(1) == "receives 720p (asked for 1080p)"
+    metrics = view.tree.fontMetrics()
+    assert view.tree.columnWidth(0) >= metrics.horizontalAdvance(long_name)
+
+
+def test_12_plot_titles_fit_at_the_minimum_width(qtbot, window, factory) -> None:
+    window.resize(960, 640)
+    view = join(qtbot, window)
+    factory.node.emit(stats(parent="Bob Viewer With A Rather Long Name"))
+    qtbot.waitUntil(lambda: view.stats.updates == 1, timeout=T)
+    qtbot.waitUntil(lambda: window.width() == 960, timeout=T)
+    for plot in (view.stats.latency_plot, view.stats.bandwidth_plot):
+        title = plot.getPlotItem().titleLabel.item.boundingRect().width()
+        assert plot.width() >= title + 8, (plot.title, plot.width(), title)
+    parent = view.stats.metrics["parent"]
+    assert parent.value.text().endswith("…")
+    assert parent.value.toolTip() == "Bob Viewer With A Rather Long Name"
+
+
+def test_12_enter_in_the_name_field_joins_and_an_empty_name_says_why(
+        qtbot, window, factory) -> None:
+    screen = window.start_screen
+    screen.name_edit.setText("")
+    assert not screen.join_button.isEnabled()
+    assert screen.hint_label.isVisible() and screen.hint_label.text() == "Type your name."
+    screen.name_edit.setText("Dana")
+    assert not screen.hint_label.isVisible()
+    with qtbot.wait_signal(window.session_opened, timeout=T):
+        qtbot.keyClick(screen.name_edit, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: window.view.bridge.is_started, timeout=T)
+    # The window title names the room once; Qt adds the app name ("lobby — Treecast").
+    assert window.windowTitle() == "lobby"
+
+
+def test_12_icons_have_contrast_on_both_themes(qtbot, qapp) -> None:
+    from PyQt6.QtWidgets import QPushButton
+
+    from peer.gui import theme
+
+    def luminance(color) -> float:
+        def channel(c: float) -> float:
+            return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+        return (0.2126 * channel(color.redF()) + 0.7152 * channel(color.greenF())
+                + 0.0722 * channel(color.blueF()))
+
+    def contrast(a, b) -> float:
+        la, lb = sorted((luminance(a), luminance(b)), reverse=True)
+        return (la + 0.05) / (lb + 0.05)
+
+    from PyQt6.QtGui import QColor
+
+    try:
+        for palette in (theme.DARK, theme.LIGHT):
+            theme.apply(qapp, palette)
+            button = QPushButton()
+            qtbot.addWidget(button)
+            for name in ("SP_TitleBarMaxButton", "SP_ArrowBack"):
+                image = theme.icon(button, name).pixmap(32, 32).toImage()
+                inked = [image.pixelColor(x, y) for x in range(32) for y in range(32)
+                         if image.pixelColor(x, y).alpha() > 200]
+                assert inked, name
+                background = QColor(palette.SURFACE_2)
+                worst = min(contrast(c, background) for c in inked)
+                assert worst >= 3.0, (palette.name, name, worst)
+    finally:
+        theme.apply(qapp, theme.DARK)
+
+
+def test_12_emoji_have_a_font(qtbot, themed) -> None:
+    from PyQt6.QtGui import QFontDatabase
+
+    from peer.gui import theme
+
+    installed = [name for name in theme.EMOJI_FONTS if name in QFontDatabase.families()]
+    if not installed:
+        import pytest
+        pytest.skip("no emoji font installed (Debian: fonts-noto-color-emoji)")
+    assert installed[0] in themed.font().families()
+
+
+def test_12_chat_says_when_a_message_is_too_long(qtbot, window, factory) -> None:
+    from peer.gui.bridge import MAX_CHAT_CHARS
+
+    view = join(qtbot, window)
+    view.chat.input.setText("x" * (MAX_CHAT_CHARS + 12))
+    assert view.chat.input.text() == "x" * (MAX_CHAT_CHARS + 12)  # nothing cut silently
+    assert view.chat.counter.isVisible() and "12 too many" in view.chat.counter.text()
+    assert not view.chat.send_button.isEnabled()
+    qtbot.keyClick(view.chat.input, Qt.Key.Key_Return)
+    assert not factory.node.called("send_chat")
+    view.chat.input.setText("x" * MAX_CHAT_CHARS)
+    assert view.chat.send_button.isEnabled()
+    assert view.chat.counter.text() == f"{MAX_CHAT_CHARS} / {MAX_CHAT_CHARS} characters"

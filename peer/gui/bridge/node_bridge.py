@@ -304,9 +304,9 @@ class NodeBridge(QObject):
 
     # -- GUI thread side ------------------------------------------------------------
 
-    @pyqtSlot(object)
-    def _on_node_event(self, event: NodeEvent) -> None:
-        signal = {
+    def _signal_for(self, event: NodeEvent) -> Any:
+        """The public signal of an event's kind (a subclass counts as its base)."""
+        signals = {
             Ready: self.ready,
             Joined: self.joined,
             ParentLost: self.parent_lost,
@@ -320,7 +320,15 @@ class NodeBridge(QObject):
             TreeChanged: self.tree_changed,
             SourceProgress: self.source_progress,
             Stopped: self.stopped,
-        }.get(type(event))
+        }
+        for kind in type(event).__mro__:
+            if kind in signals:
+                return signals[kind]
+        return None
+
+    @pyqtSlot(object)
+    def _on_node_event(self, event: NodeEvent) -> None:
+        signal = self._signal_for(event)
         if signal is None:
             log.debug("ignoring unknown node event %r", event)
             return
