@@ -252,11 +252,14 @@ def test_bank_shares_a_size_and_forces_keyframes_per_layer() -> None:
         360: (640, 360), 720: (1280, 720), 1080: (1280, 720)}
     assert first[720].data is first[1080].data  # one encoding for the shared size
     assert all(f.keyframe and f.codec is VideoCodec.H264 for f in first.values())
-    second = bank.encode(scene(1280, 720, 1), [360, 720], keyframes={360})
+    second = bank.encode(scene(1280, 720, 1), [360, 720], keyframes={360}, seq=7)
     assert second[360].keyframe and not second[720].keyframe
+    assert second[720].prev == -1  # the first call had no sequence number
+    assert bank.encode(scene(1280, 720, 1), [360, 720], seq=9)[720].prev == 7
     # 360 unwanted for a frame: its encoder goes, and a new one starts with a keyframe.
-    bank.encode(scene(1280, 720, 2), [720])
-    assert bank.encode(scene(1280, 720, 3), [360, 720])[360].keyframe
+    bank.encode(scene(1280, 720, 2), [720], seq=10)
+    again = bank.encode(scene(1280, 720, 3), [360, 720], seq=11)
+    assert again[360].keyframe and again[360].prev == -1 and again[720].prev == 10
     decoder = make_decoder(VideoCodec.H264)
     assert decoder.decode(first[360].data, 640, 360) is not None
     bank.close()

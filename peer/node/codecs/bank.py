@@ -52,10 +52,11 @@ class EncoderBank:
         self.codec = codec
         self.fps = fps
         self._encoders: dict[tuple[int, int], PictureEncoder] = {}
+        self._last_seq: dict[tuple[int, int], int] = {}
         self.keyframes = 0
 
     def encode(self, image: Image, layers: Iterable[int],
-               keyframes: Collection[int] = ()) -> dict[int, EncodedFrame]:
+               keyframes: Collection[int] = (), seq: int = -1) -> dict[int, EncodedFrame]:
         """One picture in, one encoded frame per requested layer out.
 
         Args:
@@ -63,6 +64,8 @@ class EncoderBank:
                 layer; layers never upscale it).
             layers: the layers someone asked for; repeats are ignored.
             keyframes: layers whose frame must be a keyframe now.
+            seq: the frame's sequence number (each result's ``prev`` is the sequence
+                number its encoder coded before; -1 for a new encoder).
 
         Returns:
             ``{layer: EncodedFrame}`` for each requested layer.
@@ -77,6 +80,7 @@ class EncoderBank:
             by_size.setdefault(layer_size(layer, source_width, source_height), []).append(layer)
         for size in set(self._encoders) - set(by_size):
             self._encoders.pop(size).close()
+            self._last_seq.pop(size, None)
         result: dict[int, EncodedFrame] = {}
         for (width, height), group in by_size.items():
             encoder = self._encoders.get((width, height))
@@ -86,8 +90,11 @@ class EncoderBank:
             force = any(layer in keyframes for layer in group)
             data, keyframe = encoder.encode(resize(image, width, height), keyframe=force)
             self.keyframes += keyframe
+            prev = self._last_seq.get((width, height), -1)
+            self._last_seq[(width, height)] = seq
             for layer in group:
-                result[layer] = EncodedFrame(layer, width, height, data, keyframe, self.codec)
+                result[layer] = EncodedFrame(layer, width, height, data, keyframe, self.codec,
+                                             prev)
         return result
 
     def close(self) -> None:

@@ -53,6 +53,8 @@ class EncodedFrame:
         keyframe: True when a decoder can start here (every JPEG; an H.264 IDR frame
             with its SPS and PPS in front).
         codec: which codec made ``data``.
+        prev: sequence number of the frame before it from the same encoder (-1: none);
+            a receiver can decode this frame when it has that one (or it is a keyframe).
     """
 
     layer: int
@@ -61,6 +63,7 @@ class EncodedFrame:
     data: bytes = field(repr=False)
     keyframe: bool
     codec: VideoCodec
+    prev: int = -1
 
 
 @dataclass(frozen=True, slots=True)
