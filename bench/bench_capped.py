@@ -49,8 +49,8 @@ from bench.common import (
     viewer_summary,
     wait_until,
 )
-from bench.procs import Peer
 from protocol import VideoFrame, encode
+from tests.support.procs import Peer
 
 SIZE, FPS, LAYER = "640x360", 10.0, 360
 CAP_FACTOR = 3.0
@@ -80,7 +80,7 @@ def ramp(topologies: list[str], counts: list[int], seconds: float, cap_kbit: int
          warmup: float = WARMUP_S) -> list[dict[str, Any]]:
     """One Lan and session; each topology has a room, a streamer host and viewer hosts of
     its own (several side by side with ``--quick``: they share the CPU, not the links)."""
-    from tests.netns import Lan, cap_upload
+    from tests.support.netns import Lan, cap_upload
 
     per = 1 + max(counts)
     rows = []
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seconds = args.seconds or (3.0 if args.quick else 5.0)
     result: dict[str, Any] = {"quick": args.quick, "seconds": seconds, "source": SIZE,
                               "fps": FPS, **machine()}
-    from tests.netns import netns_unavailable
+    from tests.support.netns import netns_unavailable
 
     reason = netns_unavailable()
     if reason is not None:

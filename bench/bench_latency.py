@@ -52,7 +52,7 @@ from bench.common import (
     table,
     wait_until,
 )
-from bench.procs import Peer
+from tests.support.procs import Peer
 
 SIZE, FPS = "1280x720", 30.0
 CLOCK_WARMUP_S = 4.0  # the link clock filter keeps the best of 16 pings at 4 per second

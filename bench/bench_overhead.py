@@ -37,7 +37,7 @@ from bench.common import (
     table,
     window_delta,
 )
-from bench.procs import Peer
+from tests.support.procs import Peer
 
 CONFIGS = [("1280x720", 30.0, 720), ("640x360", 10.0, 360)]
 VIEWERS, FANOUT = 8, 2

@@ -52,7 +52,7 @@ from bench.common import (
     table,
     wait_until,
 )
-from bench.procs import Peer
+from tests.support.procs import Peer
 
 SIZE, FPS, LAYER = "640x360", 30.0, 360
 VIEWERS, FANOUT = 12, 2

@@ -51,7 +51,7 @@ from bench.common import (
     upload_kbps,
     viewer_summary,
 )
-from bench.procs import Peer
+from tests.support.procs import Peer
 
 SIZE, FPS, LAYER = "640x360", 10.0, 360
 FULL_STEPS = [16, 32, 64, 96, 128, 160, 192]

@@ -42,7 +42,7 @@ from bench.common import (
     upload_kbps,
     viewer_summary,
 )
-from bench.procs import Peer
+from tests.support.procs import Peer
 
 SIZE, FPS, LAYER = "640x360", 10.0, 360
 TREE_ROOT_FANOUT, TREE_FANOUT = 4, 3

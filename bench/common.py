@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.procs import PYTHON, Peer, Session
 from protocol import FrameDecoder, Ping, ProtocolError, encode
+from tests.support.procs import PYTHON, Peer, Session
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")

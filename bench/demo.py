@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-from bench.procs import Peer, session, wait_for
+from tests.support.procs import Peer, session, wait_for
 
 VIEWERS = [("ana", 720), ("ben", 480), ("cai", 360), ("dee", 720), ("eli", 360),
            ("fay", 480), ("gus", 1080), ("hal", 360)]

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from bench.procs import Peer, Session, session, wait_for
+from tests.support.procs import Peer, Session, session, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -53,3 +53,13 @@ def test_only_one_module_imports_private_zeroconf_modules() -> None:
     ]
     assert offenders == []
 
+
+
+def test_tests_and_benchmarks_share_helpers_in_one_direction() -> None:
+    """bench/ may import tests.support; tests/ never imports bench."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "tests").rglob("*.py")
+        if re.search(r"^\s*(from|import) bench\b", path.read_text(encoding="utf-8"), re.M)
+    ]
+    assert offenders == []

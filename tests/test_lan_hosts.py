@@ -4,7 +4,7 @@ The first tests run small probe scripts with the venv's Python (via ``ip netns e
 that advertise a LanPeer on every interface (the default, as a real peer does) and print
 a JSON line whenever their view of the LAN changes. The streaming tests run the real
 headless peer (``treecast-peer --lan``) and tracker, one per host, and read their JSON
-events. See tests/netns.py for the harness.
+events. See tests/support/netns.py for the harness.
 
 Timing figures (discovery, join, first frame) are printed with the ``LAN-FIGURE``
 prefix: run with ``-s`` to see them. Bounds are generous for a loaded 2-core machine.
@@ -17,16 +17,18 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import netns
 import pytest
-from netns import (
+
+from tests.support.netns import (
     Host,
     JsonLines,
+    Lan,
     first_of,
     heal,
+    netns_unavailable,
     partition,
     python,
     run_cli,
@@ -35,7 +37,29 @@ from netns import (
     wait_for_log,
 )
 
-lan_hosts = netns.lan_hosts  # the fixture: lan_hosts(n) -> [Host, ...]
+
+@pytest.fixture
+def lan_hosts() -> Iterator[Callable[[int], list[Host]]]:
+    """A factory ``lan_hosts(n) -> [Host, ...]``; everything is torn down after the test.
+
+    Skips the test (with the reason) when namespaces are not available.
+    """
+    reason = netns_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    lans: list[Lan] = []
+
+    def make(n: int) -> list[Host]:
+        lan = Lan(n)
+        lans.append(lan)
+        return lan.hosts
+
+    try:
+        yield make
+    finally:
+        for lan in lans:
+            lan.close()
+
 
 # Each test runs for ~10-30 s; allow for a loaded shared machine.
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(300)]

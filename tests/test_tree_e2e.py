@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from bench.procs import Peer, session, wait_for
 from protocol import Hello, JoinRequest, Ping, encode
+from tests.support.procs import Peer, session, wait_for
 
 pytestmark = pytest.mark.slow
 

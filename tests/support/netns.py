@@ -14,7 +14,7 @@ outgoing multicast interface itself, so no multicast route is required). Snoopin
 off because nobody runs an IGMP querier on this bridge; with it on, a bridge may stop
 flooding groups it has not seen reports for.
 
-Usage in a test::
+Usage in a test (the ``lan_hosts`` fixture is in tests/test_lan_hosts.py)::
 
     @pytest.mark.netns
     def test_something(lan_hosts):
@@ -48,12 +48,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # 10.231.0.0/16 is private (RFC 1918) and, being inside our own namespaces only, cannot
@@ -544,29 +542,3 @@ def run_cli(host: Host, *cli_args: str, timeout: float = 60.0) -> tuple[int, str
     proc = python(host, "-m", "peer.node.cli", *cli_args, stdout=subprocess.PIPE)
     out, _ = proc.communicate(timeout=timeout)
     return proc.returncode, out.decode(errors="replace"), stderr_tail(proc)
-
-
-# --- pytest -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def lan_hosts() -> Iterator[Callable[[int], list[Host]]]:
-    """A factory ``lan_hosts(n) -> [Host, ...]``; everything is torn down after the test.
-
-    Skips the test (with the reason) when namespaces are not available.
-    """
-    reason = netns_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    lans: list[Lan] = []
-
-    def make(n: int) -> list[Host]:
-        lan = Lan(n)
-        lans.append(lan)
-        return lan.hosts
-
-    try:
-        yield make
-    finally:
-        for lan in lans:
-            lan.close()
