@@ -140,7 +140,7 @@ def test_app_records_what_it_watches_with_the_real_node(qtbot, themed, settings,
         with qtbot.wait_signal(view.bridge.recording_changed, timeout=T) as stopped:
             view.record_button.click()
         assert stopped.args == [None]
-        assert view.banner.text() == "Saved the recording to seen.avi."
+        assert view.banner.text() == f"Saved the recording to {target}."
         assert view.banner.level == "ok"  # the earlier failure did not end the session
         capture = cv2.VideoCapture(str(target))
         try:
