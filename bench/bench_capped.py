@@ -1,6 +1,6 @@
 """Capped hosts: tree vs star when every host's upload is limited (network namespaces).
 
-Every peer runs on a host of its own (tests/netns.py: network namespaces on a private
+Every peer runs on a host of its own (tests/support/netns.py: network namespaces on a private
 bridge); the tracker has an uncapped host, and every other host, the streamer's
 included, has its upload capped with tc tbf at ``CAP_FACTOR`` (3) times the stream's
 bitrate. The stream is a 640x360 test pattern at 10 fps; its bitrate is measured

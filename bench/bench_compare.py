@@ -36,7 +36,7 @@ A system *holds* at N when delivered >= 99 % and received p95 <= 200 ms; it *bre
 at the first N where it does not. Once a system collapses (delivered < 50 % or it
 cannot get going in time) larger N are not run for it.
 
-``--capped`` repeats it in network namespaces (``tests/netns.py``): every process a
+``--capped`` repeats it in network namespaces (``tests/support/netns.py``): every process a
 host of its own (a baseline's crowd of viewers shares one), every host's upload capped
 with tc tbf at ``CAP_FACTOR`` times the Treecast MJPEG stream's bitrate, the server's
 host included; Treecast runs with fan-out 2. N = 1, 4, 16.
@@ -77,7 +77,7 @@ from bench.common import (
     table,
     wait_until,
 )
-from bench.procs import PYTHON, Peer
+from tests.support.procs import PYTHON, Peer
 
 COUNTS = [1, 4, 16, 64]
 CAPPED_COUNTS = [1, 4, 16]
@@ -137,7 +137,7 @@ def placed(capped: bool, hosts: int, cap_kbit: int | None) -> Iterator[Place]:
     if not capped:
         yield Place()
         return
-    from tests.netns import Lan, cap_upload
+    from tests.support.netns import Lan, cap_upload
 
     with Lan(hosts) as lan:
         for host in lan.hosts:
@@ -513,7 +513,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"\nloopback, {WIDTH}x{HEIGHT} {FPS:g} fps clip\n{result['table']}")
         print(f"breaks: {result['breaks']}")
     if args.capped or args.no_loopback:
-        from tests.netns import netns_unavailable
+        from tests.support.netns import netns_unavailable
 
         reason = netns_unavailable()
         if reason is not None:

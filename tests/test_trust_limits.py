@@ -18,7 +18,6 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.procs import Peer, session, wait_for
 from peer.node.admission import ConnectionCaps
 from peer.node.frame_check import check_frame_size
 from peer.node.link import PeerLink
@@ -42,6 +41,7 @@ from protocol.messages import (
     Register,
     VideoFrame,
 )
+from tests.support.procs import Peer, session, wait_for
 from tracker.config import TrackerConfig
 from tracker.state import TrackerState
 
