@@ -325,7 +325,8 @@ async def test_query_room(tracker: TrackerServer, peers: Callable[..., Peer]) ->
     await a.client.claim_stream()
     answer = await query_room("127.0.0.1", port, "den")
     assert answer.your_id is None and answer.streamer_name == "A"
-    assert [p.id for p in answer.peers] == ["a"]
+    # A stranger learns the room's size and streamer name, not who is in it.
+    assert answer.peers == () and answer.room_size == 1 and answer.streamer_id is None
     assert (await query_room("127.0.0.1", port, "empty")).peers == ()
     assert [p.id for p in tracker.state.room_peers("den")] == ["a"]
 

@@ -210,7 +210,7 @@ async def test_room_query_does_not_join(tracker: TrackerServer) -> None:
     await q.send(RoomQuery("den"), Ping(1.0))
     answer = await q.recv()
     assert isinstance(answer, PeerList) and answer.your_id is None
-    assert [p.id for p in answer.peers] == ["a"]
+    assert answer.peers == () and answer.room_size == 1  # strangers see no members
     assert isinstance(await q.recv(), Pong)
     assert [p.id for p in tracker.state.room_peers("den")] == ["a"]
     await q.close()

@@ -39,6 +39,8 @@ from protocol.messages import (
     PeerList,
     Ping,
     Register,
+    RoomQuery,
+    StreamClaim,
     VideoFrame,
 )
 from tests.support.procs import Peer, session, wait_for
@@ -392,3 +394,16 @@ def test_streaming_peer_under_200_hostile_connections_keeps_serving() -> None:
         assert json.dumps(root.last("stats"))  # the root is alive and reporting
         assert root.proc.poll() is None
 
+
+
+def test_room_query_tells_strangers_only_name_streamer_and_size() -> None:
+    state = TrackerState(TrackerConfig())
+    _register(state, 1, "203.0.113.5", "streamer")
+    state.receive(1, StreamClaim(), 0.0)
+    _register(state, 2, "203.0.113.6", "viewer")
+    state.connect(3, "198.51.100.7", 0.0)  # never registers
+    replies = [m for c, m in state.receive(3, RoomQuery("lobby"), 1.0) if c == 3]
+    assert replies == [PeerList("lobby", (), streamer_name="streamer", total=2)]
+    # A member asking about its own room still sees it as members do.
+    (member_view,) = [m for c, m in state.receive(2, RoomQuery("lobby"), 1.0) if c == 2]
+    assert {p.id for p in member_view.peers} == {"streamer", "viewer"}  # type: ignore[attr-defined]

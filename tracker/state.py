@@ -214,7 +214,13 @@ class TrackerState:
         elif isinstance(message, StreamRelease):
             self._release_by(c, now, out)
         elif isinstance(message, RoomQuery):
-            out.append((c.id, self._room_view(message.room, now)))
+            if c.peer is not None and c.peer.room == message.room:
+                # A member may look at its own room as members see it.
+                room = self._rooms[message.room]
+                out.append((c.id, self._bounded_list(room, None, now) if room.large
+                            else self._full_list(room)))
+            else:
+                out.append((c.id, self._room_view(message.room, now)))
         elif isinstance(message, Ping):
             out.append((c.id, Pong(message.t0, now, now)))
         elif isinstance(message, Bye):
@@ -514,13 +520,18 @@ class TrackerState:
         return replace(self._full_list(room), your_id=peer.id, your_name=peer.name)
 
     def _room_view(self, name: str, now: float) -> PeerList:
-        """The answer to a RoomQuery (from outside the room)."""
+        """The answer to a RoomQuery (from a stranger: it has not even registered).
+
+        Only what a start screen shows: the room's name, who streams (by name) and how
+        many are in it. No ids, names, addresses or ports of members: those are for
+        peers in the room.
+        """
         room = self._rooms.get(name)
         if room is None:
             return PeerList(name, ())
-        if room.large:
-            return self._bounded_list(room, None, now)
-        return self._full_list(room)
+        holder = room.lock.peer if room.lock is not None else None
+        return PeerList(room.name, (), streamer_name=holder.name if holder else None,
+                        total=len(room))
 
     def _full_list(self, room: _Room) -> PeerList:
         holder = room.lock.peer if room.lock is not None else None

@@ -65,7 +65,10 @@ def _query_room_blocking(host: str, port: int, room: str) -> RoomStatus:
     streamer = getattr(result, "streamer_name", None) or None
     if streamer is None and getattr(result, "streamer_id", None):
         streamer = "someone"
-    return RoomStatus(host, port, room, streamer=streamer, peers=len(result.peers))
+    # A tracker tells strangers only the room's size, not who is in it.
+    size = getattr(result, "room_size", None)
+    return RoomStatus(host, port, room, streamer=streamer,
+                      peers=size if isinstance(size, int) else len(result.peers))
 
 
 class RoomProbe(QObject):
