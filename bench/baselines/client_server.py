@@ -27,6 +27,7 @@ Run (each role is a process; ``--tracker`` names the server, see ``report``)::
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import queue
 import signal
@@ -110,9 +111,23 @@ class Server:
         self._lock = threading.Lock()
 
     def serve(self) -> None:
+        """Accept connections until the listening socket is closed."""
         while True:
-            conn, _ = self.sock.accept()
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
             threading.Thread(target=self._handle, args=(tuned(conn),), daemon=True).start()
+
+    def close(self) -> None:
+        """Stop ``serve`` (shutdown wakes a blocked accept; close alone does not)."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+    def viewer_count(self) -> int:
+        with self._lock:
+            return len(self._viewers)
 
     def _handle(self, conn: socket.socket) -> None:
         stream = conn.makefile("rb")
