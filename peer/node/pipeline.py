@@ -1,0 +1,262 @@
+"""A relay's and viewer's received stream: decoded once, in order, then transcoded down.
+
+Theory of operation
+-------------------
+H.264 frames only decode in order, each after the one before it on its chain. So
+everything this peer does with the pictures of the stream it receives happens in one
+place, one frame after the other, off the event loop:
+
+1. decode the received frame (once, whatever needs the picture);
+2. encode every lower layer some child needs from that picture (one encoder per
+   size, shared by every child on that layer; keyframes where asked);
+3. hand the picture to the display and recorder (the caller does that with the
+   result; an H.264 recording takes the received bytes and needs no picture).
+
+:class:`ReceiveProcessor` is that work, synchronous and single-threaded.
+:class:`ReceivePipeline` runs it in a thread pool for the event loop: jobs run in
+submission order, one at a time. The decoder must see every frame of its chain, so
+nothing is skipped silently: when the backlog passes ``MAX_BACKLOG`` frames (this
+peer's CPU cannot keep up), ``submit`` refuses, the caller breaks its chain and asks
+its parent for a keyframe. MJPEG frames are all keyframes, so for them this is only
+a skip to the newest frame.
+
+A frame the decoder refuses (garbage, a picture of another size than announced)
+comes back through ``on_error``: the caller closes the link it came from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from peer.node import codec
+from peer.node.codec import CodecError, Image
+from peer.node.codecs.bank import EncoderBank
+from peer.node.codecs.base import EncodedFrame, PictureDecoder, VideoCodec, parse_codec
+from peer.node.codecs.decoders import make_decoder
+
+log = logging.getLogger(__name__)
+
+# Frames waiting for the decoder: at 30 fps, 100 ms. Behind by more than that, this
+# peer is too slow for the stream; skipping to a keyframe beats falling further behind.
+MAX_BACKLOG: Final = 3
+
+
+class CodedFrame(Protocol):
+    """What the pipeline reads of a received frame (protocol.VideoFrame has it all)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def prev(self) -> int: ...
+    @property
+    def layer(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def keyframe(self) -> bool: ...
+    @property
+    def codec(self) -> str: ...
+    @property
+    def data(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveJob:
+    """One received frame and what to make of it.
+
+    Attributes:
+        frame: the frame as received (its chain already checked by the caller).
+        lower: layers to encode from its picture (children on lower layers).
+        keyframes: those of ``lower`` that must be keyframes.
+        picture: whether the display wants the decoded picture.
+    """
+
+    frame: CodedFrame
+    lower: frozenset[int] = frozenset()
+    keyframes: frozenset[int] = frozenset()
+    picture: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveResult:
+    """What a job made.
+
+    Attributes:
+        frame: the job's frame.
+        image: the decoded picture when the job asked for it, else None.
+        encoded: ``{layer: EncodedFrame}`` for the job's lower layers.
+    """
+
+    frame: CodedFrame
+    image: Image | None = field(repr=False)
+    encoded: dict[int, EncodedFrame]
+
+
+class ReceiveProcessor:
+    """Decode and transcode one received stream, one frame at a time, in order.
+
+    Args:
+        fps: the stream's frame rate (H.264 rate budgets of the lower layers).
+    """
+
+    def __init__(self, fps: float) -> None:
+        self.fps = fps
+        self._decoder: PictureDecoder | None = None
+        self._decoding: tuple[VideoCodec, int] | None = None
+        self._bank: EncoderBank | None = None
+        self.decoded = 0
+
+    def process(self, job: ReceiveJob) -> ReceiveResult | None:
+        """Run one job.
+
+        Returns:
+            The result; None when the decoder waits for a keyframe (nothing to show).
+
+        Raises:
+            CodecError: an unknown codec, or a frame its decoder refuses.
+        """
+        frame = job.frame
+        stream_codec = parse_codec(frame.codec)
+        if not job.lower and not job.picture:
+            return ReceiveResult(frame, None, {})
+        if stream_codec is VideoCodec.MJPEG and not job.picture:
+            # Reduced-size JPEG decode when every target is small (libjpeg's fast path).
+            jpegs = codec.transcode_down(frame.data, frame.width, frame.height, job.lower)
+            return ReceiveResult(frame, None, {
+                layer: EncodedFrame(layer, e.width, e.height, e.jpeg, True, VideoCodec.MJPEG)
+                for layer, e in jpegs.items()})
+        picture = self._decoder_for(stream_codec, frame.layer).decode(
+            frame.data, frame.width, frame.height)
+        if picture is None:
+            if frame.keyframe:
+                raise CodecError("frame says it is a keyframe but its decoder cannot start there")
+            return None
+        self.decoded += 1
+        encoded = {}
+        if job.lower:
+            bank = self._bank_for(stream_codec)
+            encoded = bank.encode(picture.image, job.lower, job.keyframes, frame.seq)
+        return ReceiveResult(frame, picture.image if job.picture else None, encoded)
+
+    def _decoder_for(self, stream_codec: VideoCodec, layer: int) -> PictureDecoder:
+        # A layer switch starts a new chain (at a keyframe): a fresh decoder for it.
+        if self._decoder is None or self._decoding != (stream_codec, layer):
+            if self._decoder is not None:
+                self._decoder.close()
+            self._decoder = make_decoder(stream_codec)
+            self._decoding = (stream_codec, layer)
+        return self._decoder
+
+    def _bank_for(self, stream_codec: VideoCodec) -> EncoderBank:
+        if self._bank is None or self._bank.codec is not stream_codec:
+            if self._bank is not None:
+                self._bank.close()
+            self._bank = EncoderBank(stream_codec, self.fps)
+        return self._bank
+
+    def reset(self) -> None:
+        """Forget the stream (a new parent or stream): the next frame must be a keyframe."""
+        if self._decoder is not None:
+            self._decoder.close()
+        self._decoder = None
+        self._decoding = None
+
+    def close(self) -> None:
+        """Free the decoder and encoders. Idempotent."""
+        self.reset()
+        if self._bank is not None:
+            self._bank.close()
+            self._bank = None
+
+
+class ReceivePipeline:
+    """Runs a :class:`ReceiveProcessor` in a thread pool, in submission order.
+
+    Args:
+        executor: where the work runs.
+        processor: the work (touched only by the pipeline's jobs once submitted to).
+        on_result: called on the loop with each result.
+        on_error: called on the loop with the job and the CodecError it raised.
+        max_backlog: jobs that may wait; ``submit`` refuses beyond it.
+    """
+
+    def __init__(
+        self,
+        executor: Executor,
+        processor: ReceiveProcessor,
+        *,
+        on_result: Callable[[ReceiveResult], None],
+        on_error: Callable[[ReceiveJob, CodecError], None],
+        max_backlog: int = MAX_BACKLOG,
+    ) -> None:
+        self._executor = executor
+        self.processor = processor
+        self._on_result = on_result
+        self._on_error = on_error
+        self._max_backlog = max_backlog
+        self._jobs: deque[ReceiveJob] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.overflows = 0
+
+    @property
+    def backlog(self) -> int:
+        """Jobs waiting (not counting the one running)."""
+        return len(self._jobs)
+
+    def submit(self, job: ReceiveJob) -> bool:
+        """Queue a job behind the others.
+
+        Returns:
+            False when the backlog is full: the job and every waiting one are dropped
+            (the caller's chain is broken: it waits for a keyframe and asks for one).
+        """
+        if len(self._jobs) >= self._max_backlog:
+            self._jobs.clear()
+            self.overflows += 1
+            return False
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="receive-pipeline")
+        self._jobs.append(job)
+        self._wakeup.set()
+        return True
+
+    def clear(self) -> None:
+        """Drop waiting jobs (a new parent or stream)."""
+        self._jobs.clear()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._jobs:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            job = self._jobs.popleft()
+            try:
+                result = await loop.run_in_executor(self._executor, self.processor.process, job)
+            except CodecError as exc:
+                self._jobs.clear()  # later frames of a broken chain cannot decode
+                self._on_error(job, exc)
+                continue
+            if result is not None:
+                self._on_result(result)
+
+    async def close(self) -> None:
+        """Stop; waits for the running job's task (its executor work finishes)."""
+        self._jobs.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.processor.close()
