@@ -8,6 +8,7 @@ only connect to the bridge's signals and call its slots: they never touch the no
 from __future__ import annotations
 
 from PyQt6.QtCore import Qt, QTimer, pyqtSignal, pyqtSlot
+from PyQt6.QtGui import QKeyEvent
 from PyQt6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -133,12 +134,19 @@ class SessionView(QWidget):
         self.live_badge.hide()
         self.subtitle = muted_label("", self.header)
         self.subtitle.setWordWrap(False)
+        # Who watches, for everyone in the room: a count, and the names on hover.
+        self.watchers = muted_label("", self.header)
+        self.watchers.setWordWrap(False)
+        self.watchers.setAccessibleName("Viewers in the room")
+        self.watchers.hide()
         self.leave_button = QPushButton("Leave", self.header)
         self.leave_button.setIcon(icon(self, "SP_ArrowBack"))
+        self.leave_button.setToolTip("Leave the room")
         self.leave_button.clicked.connect(self.leave_requested)
         header.addWidget(self.title)
         header.addWidget(self.live_badge)
         header.addWidget(self.subtitle, 1)
+        header.addWidget(self.watchers)
         self.header_extra = QHBoxLayout()
         header.addLayout(self.header_extra)
         header.addWidget(self.leave_button)
@@ -158,6 +166,9 @@ class SessionView(QWidget):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.setSpacing(10)
         self.video = VideoWidget(self.placeholder_text, left)
+        # Focusable, so the view's keys (F, Space, M) work right after a click on it.
+        self.video.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.video.setAccessibleName("Video")
         left_layout.addWidget(self.video, 1)
         self.controls = QWidget(left)
         self.controls_layout = QHBoxLayout(self.controls)
@@ -178,6 +189,10 @@ class SessionView(QWidget):
 
         self.side = QTabWidget(self.splitter)
         self.side.setMinimumWidth(300)
+        self.side.setAccessibleName("Side panel")
+        tabs = self.side.tabBar()
+        if tabs is not None:
+            tabs.setAccessibleName("Side panel tabs")
         self.chat = ChatPanel(self.side)
         self.tree = RelayTreeView(self.side)
         self.side.addTab(self.chat, "Chat")
@@ -208,6 +223,7 @@ class SessionView(QWidget):
         b.layers_changed.connect(self.tree.set_available_layers)
         b.tree_changed.connect(self.tree.set_tree)
         b.tree_changed.connect(self.on_tree_changed)
+        b.tree_changed.connect(self._on_tree_for_watchers)
         b.frame_ready.connect(self._on_frame_ready)
         b.action_failed.connect(self._on_action_failed)
         b.error_raised.connect(self._on_error_raised)
@@ -253,6 +269,62 @@ class SessionView(QWidget):
 
     def on_tree_changed(self, tree: object) -> None:
         """The relay tree changed (the tree view already updates itself)."""
+
+    @pyqtSlot(object)
+    def _on_tree_for_watchers(self, tree: TreeChanged) -> None:
+        viewers = viewers_of(tree)
+        live = any(peer.role == "streamer" for peer in tree.peers)
+        self.watchers.setVisible(live)
+        self.watchers.setText("1 watching" if len(viewers) == 1 else f"{len(viewers)} watching")
+        names = sorted(
+            (f"{p.name} (you)" if p.id == tree.self_id else p.name for p in viewers),
+            key=str.lower,
+        )
+        self.watchers.setToolTip("Watching: " + ", ".join(names) if names else "Nobody yet")
+
+    # -- keyboard -----------------------------------------------------------------------
+
+    def keyPressEvent(self, event: QKeyEvent | None) -> None:
+        """The view's keys: F fullscreen, Esc leaves it, Space pause, M mute.
+
+        They arrive here only when the focused control does not use the key itself
+        (a text field types the letter, a button takes Space), so shortcuts never
+        steal typing or the standard way to press a focused button.
+        """
+        if event is None:
+            return
+        handlers = {
+            Qt.Key.Key_F: self.toggle_fullscreen,
+            Qt.Key.Key_Escape: self.leave_fullscreen,
+            Qt.Key.Key_Space: self.toggle_pause,
+            Qt.Key.Key_M: self.toggle_mute,
+        }
+        handler = handlers.get(Qt.Key(event.key()))
+        plain = event.modifiers() in (Qt.KeyboardModifier.NoModifier,
+                                      Qt.KeyboardModifier.KeypadModifier)
+        if handler is not None and plain and handler():
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def toggle_fullscreen(self) -> bool:
+        """F: fullscreen on/off; False when this screen has none."""
+        return False
+
+    def leave_fullscreen(self) -> bool:
+        """Esc: back from fullscreen; False when not fullscreen."""
+        return False
+
+    def toggle_pause(self) -> bool:
+        """Space: pause or resume the stream; False when we can't (not the streamer)."""
+        return False
+
+    def toggle_mute(self) -> bool:
+        """M: mute or unmute the sound; False while the app plays no sound.
+
+        The place for the audio controls: a view that plays sound overrides this.
+        """
+        return False
 
     @pyqtSlot(object)
     def _on_joined(self, event: Joined) -> None:

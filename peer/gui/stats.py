@@ -6,7 +6,7 @@ import math
 from collections import deque
 
 import pyqtgraph as pg
-from PyQt6.QtCore import pyqtSlot
+from PyQt6.QtCore import Qt, pyqtSlot
 from PyQt6.QtWidgets import QGridLayout, QHBoxLayout, QVBoxLayout, QWidget
 
 from peer.gui.bridge import Stats
@@ -72,6 +72,12 @@ class _Plot(pg.PlotWidget):
         self.empty_top = empty_top
         self.setMinimumHeight(120)
         self.setMouseEnabled(x=False, y=False)
+        # A picture, not a control: no tab stop (its numbers are in the grid beside).
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        viewport = self.viewport()
+        if viewport is not None:
+            viewport.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.setAccessibleName(f"{title} plot")
         self.hideButtons()
         self.setMenuEnabled(False)
         item = self.getPlotItem()

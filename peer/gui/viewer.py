@@ -110,8 +110,8 @@ class ViewerView(SessionView):
         self.subtitle.setText("Connecting…")
         self.video.double_clicked.connect(self.toggle_fullscreen)
         # Window-wide shortcuts: they only fire while this view is shown.
+        # F11 works from anywhere in the window (F, Esc: see SessionView.keyPressEvent).
         QShortcut(QKeySequence(Qt.Key.Key_F11), self, self.toggle_fullscreen)
-        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, lambda: self.set_fullscreen(False))
         self.bridge.layers_changed.connect(self.set_available_layers)
         self.bridge.resolution_changed.connect(self._on_resolution_changed)
         self.bridge.recording_changed.connect(self._on_recording_changed)
@@ -128,9 +128,11 @@ class ViewerView(SessionView):
             "The picture size you receive. Sizes above the source are not available."
         )
         self.resolution_combo.activated.connect(self._on_resolution_picked)
+        self.resolution_combo.setAccessibleName("Resolution")
+        self.resolution_label.setBuddy(self.resolution_combo)
         self.fullscreen_button = QPushButton("Fullscreen", self.controls)
         self.fullscreen_button.setIcon(icon(self, "SP_TitleBarMaxButton"))
-        self.fullscreen_button.setToolTip("Fullscreen (F11 or double-click; Esc leaves)")
+        self.fullscreen_button.setToolTip("Fullscreen (F, F11 or double-click; Esc leaves)")
         self.fullscreen_button.clicked.connect(self.toggle_fullscreen)
         self.record_button = QPushButton("Record", self.controls)
         self.record_button.clicked.connect(self.toggle_recording)
@@ -356,9 +358,16 @@ class ViewerView(SessionView):
     # -- fullscreen ---------------------------------------------------------------------
 
     @pyqtSlot()
-    def toggle_fullscreen(self) -> None:
-        """Fullscreen video on/off (F11, double-click)."""
+    def toggle_fullscreen(self) -> bool:
+        """Fullscreen video on/off (F, F11, double-click)."""
         self.set_fullscreen(not self.fullscreen)
+        return True
+
+    def leave_fullscreen(self) -> bool:
+        if not self.fullscreen:
+            return False
+        self.set_fullscreen(False)
+        return True
 
     def set_fullscreen(self, on: bool) -> None:
         """Show only the video, filling the screen (or go back)."""

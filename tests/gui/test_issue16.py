@@ -305,3 +305,52 @@ def test_12_chat_says_when_a_message_is_too_long(qtbot, window, factory) -> None
     view.chat.input.setText("x" * MAX_CHAT_CHARS)
     assert view.chat.send_button.isEnabled()
     assert view.chat.counter.text() == f"{MAX_CHAT_CHARS} / {MAX_CHAT_CHARS} characters"
+
+
+def _unnamed_tab_stops(root) -> list[str]:
+    from PyQt6.QtWidgets import QWidget
+
+    unnamed = []
+    for widget in root.findChildren(QWidget):
+        if not (widget.isVisibleTo(root) and widget.isEnabled()):
+            continue
+        if not widget.focusPolicy() & Qt.FocusPolicy.TabFocus:
+            continue
+        text = widget.text() if hasattr(widget, "text") and callable(widget.text) else ""
+        if not (widget.accessibleName() or (isinstance(text, str) and text.strip())):
+            unnamed.append(f"{type(widget).__name__}:{widget.objectName()}")
+    return unnamed
+
+
+def test_keyboard_every_control_is_a_named_tab_stop(qtbot, window, factory) -> None:
+    assert _unnamed_tab_stops(window.start_screen) == []
+    view = join(qtbot, window)
+    assert _unnamed_tab_stops(view) == []
+    leave(qtbot, window)
+    view = stream(qtbot, window)
+    assert _unnamed_tab_stops(view) == []
+
+
+def test_keyboard_f_esc_and_typing_in_chat(qtbot, window, factory) -> None:
+    view = join(qtbot, window)
+    view.video.setFocus()
+    qtbot.keyClick(view.video, Qt.Key.Key_F)
+    assert view.fullscreen
+    qtbot.keyClick(view.video, Qt.Key.Key_Escape)
+    assert not view.fullscreen
+    # In the chat field F is a letter and Enter sends.
+    qtbot.keyClicks(view.chat.input, "fine")
+    assert not view.fullscreen and view.chat.input.text() == "fine"
+    qtbot.keyClick(view.chat.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: factory.node.called("send_chat") == [("fine",)], timeout=T)
+    # M is free for sound (nothing plays yet): the key is not taken.
+    assert view.toggle_mute() is False
+
+
+def test_viewer_count_and_names_for_everyone(qtbot, window, factory) -> None:
+    view = join(qtbot, window)
+    node = factory.node
+    node.emit(node.tree(("Bob", "Dana", 480), ("Carol", "Alice", 720)))
+    qtbot.waitUntil(lambda: view.watchers.text() == "3 watching", timeout=T)
+    assert view.watchers.isVisible()
+    assert view.watchers.toolTip() == "Watching: Bob, Carol, Dana (you)"
