@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chat-stdin", action="store_true",
                         help="send each stdin line as chat (/res N changes resolution, "
                              "/quit leaves)")
+    parser.add_argument("--identity", metavar="FILE",
+                        help="key file that keeps this peer's id between runs (made if "
+                        "missing); without it every run has a new key and id")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -88,7 +91,8 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         name=args.name, room=args.room, tracker=args.tracker, lan=args.lan,
         listen_host=args.listen[0], listen_port=args.listen[1], advertise_host=args.advertise,
         max_children=args.max_children, source=source, resolution=args.resolution,
-        record_path=args.record, decode=args.record is not None)
+        record_path=args.record, decode=args.record is not None,
+        identity_path=args.identity)
 
 
 class EventWriter:

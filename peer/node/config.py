@@ -63,6 +63,8 @@ class NodeConfig:
         record_path: write what is received to this video file.
         decode: decode received frames (display or record); relays that only forward
             and viewers that neither display nor record leave frames encoded.
+        identity_path: the key file that keeps this peer's id between runs (made
+            if missing); None makes a fresh key pair, and so a fresh id, every run.
     """
 
     name: str
@@ -77,6 +79,7 @@ class NodeConfig:
     resolution: int = 720
     record_path: str | None = None
     decode: bool = False
+    identity_path: str | None = None
     timing: Timing = field(default_factory=Timing)
 
     def __post_init__(self) -> None:

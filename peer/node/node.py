@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -62,6 +61,7 @@ from peer.node.events import (
     StreamStarted,
     TreeChanged,
 )
+from peer.node.identity_file import load_identity
 from peer.node.lan_directory import LanDirectory
 from peer.node.link import LinkCounters, PeerLink, Role, open_link
 from peer.node.media import CapturedFrame, FrameSource, PacedCapture, open_source
@@ -126,7 +126,9 @@ class Node:
         directory_factory: Callable[[Node], Directory] | None = None,
     ) -> None:
         self.config = config
-        self.peer_id = uuid.uuid4().hex[:16]
+        # The id is the public key: nobody else can prove they are this peer.
+        self.identity = load_identity(config.identity_path)
+        self.peer_id = self.identity.peer_id
         self._emit_cb = on_event
         self._on_frame = on_frame
         self._directory_factory = directory_factory

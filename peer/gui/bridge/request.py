@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from peer.node.config import NodeConfig, SourceSpec
+from peer.node.identity_file import default_identity_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,4 +49,6 @@ def make_config(request: SessionRequest, source: SourceSpec | None = None) -> No
         source=source,
         resolution=request.resolution,
         decode=True,
+        # The app keeps its key (its id) between runs.
+        identity_path=str(default_identity_path()),
     )

@@ -1,0 +1,88 @@
+"""Identity: ids are public keys, signatures verify against the id alone, keys persist."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from peer.node.cli import build_parser, config_from_args
+from peer.node.config import NodeConfig
+from peer.node.errors import NodeError
+from peer.node.identity_file import default_identity_path, load_identity
+from peer.node.node import Node
+from protocol import limits
+from protocol.identity import (
+    ID_CHARS,
+    Identity,
+    IdentityError,
+    is_peer_id,
+    public_key_of,
+    verify,
+)
+
+CHAT = b"treecast-chat\0"
+
+
+def test_the_id_is_the_public_key() -> None:
+    me = Identity.generate()
+    assert len(me.peer_id) == ID_CHARS <= limits.MAX_ID_CHARS
+    assert public_key_of(me.peer_id) == me.public_key
+    assert is_peer_id(me.peer_id)
+    assert Identity.generate().peer_id != me.peer_id
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "a" * 52 + "=", "A" * 52, "1" * 52, "a" * 51 + "b"])
+def test_malformed_ids_are_not_keys(bad: str) -> None:
+    assert not is_peer_id(bad)
+    with pytest.raises(IdentityError):
+        public_key_of(bad)
+
+
+def test_signatures_verify_against_the_id_and_nothing_else() -> None:
+    alice, mallory = Identity.generate(), Identity.generate()
+    sig = alice.sign(CHAT, b"hello")
+    assert verify(alice.peer_id, sig, CHAT, b"hello")
+    assert not verify(alice.peer_id, sig, CHAT, b"hello!")  # altered text
+    assert not verify(mallory.peer_id, sig, CHAT, b"hello")  # claimed by someone else
+    assert not verify(alice.peer_id, sig, b"treecast-other\0", b"hello")  # other purpose
+    assert not verify(alice.peer_id, sig[:-1], CHAT, b"hello")
+    assert not verify("not-an-id", sig, CHAT, b"hello")
+    forged = mallory.sign(CHAT, b"hello")
+    assert not verify(alice.peer_id, forged, CHAT, b"hello")
+
+
+def test_a_key_file_keeps_the_id_between_runs(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "id.key"
+    first = Identity.load_or_create(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # the private key is the owner's
+    assert Identity.load_or_create(path).peer_id == first.peer_id
+
+
+def test_a_damaged_key_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "id.key"
+    path.write_text("not a key\n")
+    with pytest.raises(NodeError, match="is not a Treecast key file"):
+        load_identity(str(path))
+
+
+def test_headless_peers_get_a_new_id_per_run_unless_given_a_file(tmp_path: Path) -> None:
+    def peer_id(config: NodeConfig) -> str:
+        return Node(config, lambda event: None).peer_id
+
+    fresh = NodeConfig(name="a")
+    assert peer_id(fresh) != peer_id(fresh)
+    args = build_parser().parse_args(["--name", "a", "--identity", str(tmp_path / "k")])
+    kept = config_from_args(args)
+    assert peer_id(kept) == peer_id(kept) == Identity.load_or_create(tmp_path / "k").peer_id
+
+
+def test_the_app_keeps_its_key_in_the_user_config_dir(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from peer.gui.bridge.request import SessionRequest, make_config
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    config = make_config(SessionRequest("Dana", "lobby", None, lan=True, streaming=False))
+    assert config.identity_path == str(tmp_path / "treecast" / "identity.key")
+    assert default_identity_path() == tmp_path / "treecast" / "identity.key"
