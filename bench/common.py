@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from peer.node.errors import ExitCode
 from protocol import FrameDecoder, Ping, ProtocolError, encode
 from tests.support.procs import PYTHON, Peer, Session
 
@@ -427,9 +428,9 @@ def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: 
     At most ``in_flight`` are starting at once (started, not yet registered with the
     tracker): on two cores, dozens of interpreters importing OpenCV at once starve the
     tracker past the node's 3 s registration timeout (and the streamer's lease renewals
-    with it). A viewer that gives up on the tracker anyway (exit 4) is started again, up
-    to twice. With ``streamer``, fails at once if the stream ends. ``nice`` runs the
-    viewers at that niceness (see bench_scale).
+    with it). A viewer that gives up on the tracker anyway (``ExitCode.NO_TRACKER``) is
+    started again, up to twice. With ``streamer``, fails at once if the stream ends.
+    ``nice`` runs the viewers at that niceness (see bench_scale).
     """
     if nice:
         kwargs["prefix"] = [*s._argv_prefix(kwargs.get("prefix")), "nice", "-n", str(nice)]
@@ -442,7 +443,7 @@ def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: 
 
     def restart_failed() -> None:
         for i, v in enumerate(viewers):
-            if v.proc.poll() == 4 and retries.get(v.name, 0) < 2:
+            if v.proc.poll() == ExitCode.NO_TRACKER and retries.get(v.name, 0) < 2:
                 retries[v.name] = retries.get(v.name, 0) + 1
                 viewers[i] = s.start_peer(v.name, "--watch", *args, **kwargs)
 

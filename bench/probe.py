@@ -32,17 +32,8 @@ import threading
 import time
 from typing import Any
 
-from peer.node.cli import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILURE,
-    EXIT_LOCK_DENIED,
-    EXIT_NO_TRACKER,
-    EXIT_OK,
-    EventWriter,
-    build_parser,
-    config_from_args,
-)
-from peer.node.errors import LockDeniedError, MediaError, NodeError, TrackerUnreachableError
+from peer.node.cli import EventWriter, build_parser, config_from_args
+from peer.node.errors import ExitCode, NodeError, exit_code
 from peer.node.events import DecodedFrame
 from peer.node.link import PeerLink
 from peer.node.node import Node
@@ -100,14 +91,8 @@ async def run(args: argparse.Namespace, out: Any) -> int:
             loop.add_signal_handler(sig, stop.set)
     try:
         await node.start()
-    except LockDeniedError:
-        return EXIT_LOCK_DENIED
-    except TrackerUnreachableError:
-        return EXIT_NO_TRACKER
-    except MediaError:
-        return EXIT_BAD_INPUT
-    except NodeError:
-        return EXIT_FAILURE
+    except NodeError as exc:
+        return exit_code(exc)
 
     async def flush_loop() -> None:
         while True:
@@ -123,7 +108,7 @@ async def run(args: argparse.Namespace, out: Any) -> int:
         waiter.cancel()
     probe.flush(out)
     await node.stop("quit")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(run(args, out))
     except KeyboardInterrupt:
-        return EXIT_OK
+        return ExitCode.OK
     finally:
         if out is not sys.stdout:
             out.close()

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from peer.node.errors import ExitCode
 from tests.support.netns import (
     Host,
     JsonLines,
@@ -222,7 +223,6 @@ PATTERN = ("--test-pattern", "640x360", "--fps", "10")
 # A LAN epoch is the streamer's claim time in ms; a tracker's epochs count from 1.
 MIN_LAN_EPOCH = 10**12
 STEP_DOWN = "another peer took the streamer lock"
-EXIT_LOCK_DENIED = 3
 
 
 def new_room() -> str:
@@ -389,7 +389,7 @@ def test_peers_find_a_lan_tracker_by_mdns_and_use_it(lan_hosts: Any) -> None:
     # The lock is the tracker's: a second streamer is refused by it.
     code, out, err = run_cli(w_host, "--name", "S2", "--room", room, "--lan", *PATTERN,
                              "--events", "-", timeout=START_TIMEOUT_S)
-    assert code == EXIT_LOCK_DENIED, err
+    assert code == ExitCode.LOCK_DENIED, err
     assert "S is already streaming in this room" in err
     events = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     assert any(e["event"] == "lock_denied" and e["holder"] == "S" for e in events), events
@@ -406,7 +406,7 @@ def test_second_streamer_is_refused_and_list_shows_the_room(lan_hosts: Any) -> N
 
     code, out, err = run_cli(rival_host, "--name", "Rival", "--room", room, "--lan",
                              *PATTERN, "--events", "-", timeout=START_TIMEOUT_S)
-    assert code == EXIT_LOCK_DENIED, err
+    assert code == ExitCode.LOCK_DENIED, err
     assert "Sam is already streaming in this room" in err
     events = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     assert any(e["event"] == "lock_denied" and e["holder"] == "Sam" for e in events), events
@@ -446,7 +446,7 @@ def test_two_streamers_started_at_once_leave_one_stream(lan_hosts: Any) -> None:
         loser = denied[0]
         winner = 1 - loser
         assert first[loser]["holder"] == names[winner]
-        assert rivals[loser][0].wait(START_TIMEOUT_S) == EXIT_LOCK_DENIED
+        assert rivals[loser][0].wait(START_TIMEOUT_S) == ExitCode.LOCK_DENIED
         figure("two streamers at once: the later claim was refused (lock_denied)")
     else:
         # Claims crossed in flight: both started; the tie-break loser steps down.

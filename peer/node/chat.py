@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from protocol import limits
 from protocol.errors import ErrorCode
 from protocol.messages import Chat, ChatHave, Error
+from protocol.ratelimit import TokenBucket
 
 __all__ = [
     "BACKFILL_GRACE_S",
@@ -87,24 +88,19 @@ class ChatVerdict:
     refusal: Error | None = None
 
 
-class _Bucket:
-    """Token bucket of one link, plus a one-off backfill credit."""
+class _LinkAllowance:
+    """What one link may still originate: its token bucket, then a one-off backfill
+    credit (``open_link``) that lasts until ``credit_until``."""
 
-    __slots__ = ("credit", "credit_until", "tokens", "updated")
+    __slots__ = ("bucket", "credit", "credit_until")
 
-    def __init__(self, burst: int, now: float) -> None:
-        self.tokens = float(burst)  # a new link may burst right away
-        self.updated = now
+    def __init__(self, rate_per_s: float, burst: int, now: float) -> None:
+        self.bucket = TokenBucket(rate_per_s, burst, now)  # a new link may burst at once
         self.credit = 0
         self.credit_until = now
 
-    def take(self, now: float, rate_per_s: float, burst: int) -> bool:
-        # max(): a clock that steps back must not drain the bucket.
-        elapsed = max(0.0, now - self.updated)
-        self.tokens = min(float(burst), self.tokens + elapsed * rate_per_s)
-        self.updated = max(self.updated, now)
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+    def take(self, now: float) -> bool:
+        if self.bucket.take(now):
             return True
         if self.credit > 0 and now <= self.credit_until:
             self.credit -= 1
@@ -152,7 +148,7 @@ class ChatRouter:
         # Sorted by (sent_at, msg_id): the display order, so eviction drops the oldest.
         self._history_keys: list[tuple[float, str]] = []
         self._history: dict[str, Chat] = {}
-        self._buckets: dict[LinkId, _Bucket] = {}
+        self._buckets: dict[LinkId, _LinkAllowance] = {}
 
     # --- sending ------------------------------------------------------------------
 
@@ -205,7 +201,7 @@ class ChatRouter:
             return ChatVerdict(deliver=False)
         if msg.origin_id == from_link:
             bucket = self._bucket(from_link, now)
-            if not bucket.take(now, self._rate_per_s, self._burst):
+            if not bucket.take(now):
                 # Not marked seen: it may still come another way, or by backfill.
                 return ChatVerdict(deliver=False, refusal=self._rate_refusal())
         self._remember(msg)
@@ -228,10 +224,10 @@ class ChatRouter:
             f"chat rate limit: at most {self._rate_per_s:g} messages per second",
         )
 
-    def _bucket(self, link: LinkId, now: float) -> _Bucket:
+    def _bucket(self, link: LinkId, now: float) -> _LinkAllowance:
         bucket = self._buckets.get(link)
         if bucket is None:
-            bucket = self._buckets[link] = _Bucket(self._burst, now)
+            bucket = self._buckets[link] = _LinkAllowance(self._rate_per_s, self._burst, now)
         return bucket
 
     def _remember(self, msg: Chat) -> None:

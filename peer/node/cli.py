@@ -1,7 +1,8 @@
 """``treecast-peer``: the headless peer (scripts, tests, benchmarks, relays).
 
-Exit codes: 0 clean exit, 1 unexpected failure, 2 bad input (arguments, video file,
-camera), 3 the streamer lock is held by someone else, 4 tracker unreachable.
+Exit codes: ``peer.node.errors.ExitCode`` (0 clean exit, 1 unexpected failure, 2 bad
+input: arguments, video file, camera; 3 the streamer lock is held by someone else, 4
+tracker unreachable).
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ import threading
 from typing import TextIO
 
 from peer.node.config import CameraSource, FileSource, NodeConfig, PatternSource, SourceSpec
-from peer.node.errors import LockDeniedError, MediaError, NodeError, TrackerUnreachableError
+from peer.node.errors import ExitCode, NodeError, exit_code
 from peer.node.events import NodeEvent
 from peer.node.node import Node
 from protocol import limits
-
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_LOCK_DENIED, EXIT_NO_TRACKER = 0, 1, 2, 3, 4
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -144,18 +143,9 @@ async def run(args: argparse.Namespace, config: NodeConfig, writer: EventWriter)
             loop.add_signal_handler(sig, stop.set)
     try:
         await node.start()
-    except LockDeniedError as exc:
-        print(f"treecast-peer: {exc}", file=sys.stderr)
-        return EXIT_LOCK_DENIED
-    except TrackerUnreachableError as exc:
-        print(f"treecast-peer: {exc}", file=sys.stderr)
-        return EXIT_NO_TRACKER
-    except MediaError as exc:
-        print(f"treecast-peer: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except NodeError as exc:
         print(f"treecast-peer: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return exit_code(exc)
     commands = asyncio.ensure_future(_stdin_commands(node, stop)) if args.chat_stdin else None
     waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(node.wait_stopped())]
     if args.duration is not None:
@@ -166,7 +156,7 @@ async def run(args: argparse.Namespace, config: NodeConfig, writer: EventWriter)
     if commands is not None:
         commands.cancel()
     await node.stop("quit")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         from peer.lan.browser import format_sessions, list_lan
 
         print(format_sessions(asyncio.run(list_lan())))
-        return EXIT_OK
+        return ExitCode.OK
     if not args.name:
         parser.error("--name is required")
     if args.tracker is None and not args.lan:
@@ -198,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(run(args, config, EventWriter(out)))
     except KeyboardInterrupt:
-        return EXIT_OK
+        return ExitCode.OK
     finally:
         if out is not None and out is not sys.stdout:
             out.close()

@@ -3,6 +3,8 @@ user can read: the CLI prints it on one line and the GUI shows it in the window.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 
 class NodeError(Exception):
     """Base of the node's user-facing errors."""
@@ -30,3 +32,25 @@ class LinkBrokenError(NodeError):
 
 class ClosedError(NodeError):
     """We closed this ourselves; nothing is wrong."""
+
+
+class ExitCode(IntEnum):
+    """Exit status of the headless peer (``treecast-peer``, ``bench.probe``); scripts
+    and benchmarks tell a refused lock or a missing tracker from a crash by it."""
+
+    OK = 0
+    FAILURE = 1  # unexpected failure
+    BAD_INPUT = 2  # arguments, video file, camera (argparse also exits with 2)
+    LOCK_DENIED = 3  # someone else streams in the room
+    NO_TRACKER = 4  # the tracker did not answer
+
+
+def exit_code(exc: NodeError) -> ExitCode:
+    """The exit status for a node that failed to start with ``exc``."""
+    if isinstance(exc, LockDeniedError):
+        return ExitCode.LOCK_DENIED
+    if isinstance(exc, TrackerUnreachableError):
+        return ExitCode.NO_TRACKER
+    if isinstance(exc, MediaError):
+        return ExitCode.BAD_INPUT
+    return ExitCode.FAILURE
