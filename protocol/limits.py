@@ -61,6 +61,9 @@ MAX_TRACKER_ROOM_PEERS = 100_000
 MAX_CHAT_IDS = 256
 # Video frame geometry: nothing above 8K.
 MAX_DIMENSION_PX = 8192
+# A position or length in a streamed file: a week of video, far beyond any real file,
+# and well inside a JSON-safe integer of milliseconds.
+MAX_MEDIA_MS = 7 * 24 * 3600 * 1000
 # Layers (frame heights) a viewer can ask for.
 LAYERS = (360, 480, 720, 1080)
 

@@ -18,6 +18,7 @@ from protocol.fields import (
     Meta,
     check_len,
     check_text,
+    read_bool,
     read_float,
     read_int,
     read_layer,
@@ -49,6 +50,7 @@ __all__ = [
     "PathUpdate",
     "PeerList",
     "Ping",
+    "Playback",
     "Pong",
     "Redirect",
     "Register",
@@ -80,6 +82,7 @@ class MessageType(IntEnum):
     BYE = 11
     ERROR = 12
     PATH_UPDATE = 13
+    PLAYBACK = 14
     AUDIO_FRAME = 20
     REGISTER = 32
     PEER_LIST = 33
@@ -201,6 +204,35 @@ class PathUpdate(_Base):
         if not path:
             raise FieldError("path", "empty")
         return cls(path=path)
+
+
+@dataclass(frozen=True, slots=True)
+class Playback(_Base):
+    """The streamer paused, resumed or moved in its file; relayed down the whole tree.
+
+    A paused stream sends no frames: this tells viewers why (and where in the file
+    it stands) so they show "Paused" instead of a frozen picture. ``epoch`` ties it
+    to one stream: a late copy from an older stream is ignored.
+    """
+
+    KIND: ClassVar[MessageType] = MessageType.PLAYBACK
+    epoch: int
+    paused: bool
+    position_ms: int
+    duration_ms: int | None = None
+
+    def to_meta(self) -> Meta:
+        return {"epoch": self.epoch, "paused": self.paused, "pos": self.position_ms,
+                "dur": self.duration_ms}
+
+    @classmethod
+    def from_meta(cls, meta: Meta, payload: bytes) -> Playback:
+        return cls(
+            epoch=read_int(meta, "epoch"),
+            paused=read_bool(meta, "paused"),
+            position_ms=read_int(meta, "pos", 0, limits.MAX_MEDIA_MS),
+            duration_ms=read_opt_int(meta, "dur", 0, limits.MAX_MEDIA_MS),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -662,7 +694,7 @@ class Unknown:
 
 
 Message = (
-    Hello | JoinRequest | Accept | PathUpdate | Redirect | VideoFrame | AudioFrame
+    Hello | JoinRequest | Accept | PathUpdate | Playback | Redirect | VideoFrame | AudioFrame
     | LayerDemand | Chat
     | ChatHave | Ping | Pong | Bye | Error | Register | PeerList | Heartbeat | StreamClaim
     | StreamGranted | StreamDenied | StreamRelease | StreamerChanged | RoomQuery
@@ -671,8 +703,8 @@ Message = (
 _CLASSES: dict[int, type[_Base]] = {
     cls.KIND: cls
     for cls in (
-        Hello, JoinRequest, Accept, PathUpdate, Redirect, VideoFrame, AudioFrame, LayerDemand,
-        Chat,
+        Hello, JoinRequest, Accept, PathUpdate, Playback, Redirect, VideoFrame, AudioFrame,
+        LayerDemand, Chat,
         ChatHave, Ping, Pong, Bye, Error, Register, PeerList, Heartbeat, StreamClaim,
         StreamGranted, StreamDenied, StreamRelease, StreamerChanged, RoomQuery,
     )

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from protocol import framing, limits
-from protocol.errors import LocalProtocolError, RemoteProtocolError
+from protocol.errors import FieldError, LocalProtocolError, RemoteProtocolError
 from protocol.framing import FrameDecoder, encode
 from protocol.messages import (
     Accept,
@@ -25,6 +25,7 @@ from protocol.messages import (
     PathUpdate,
     PeerList,
     Ping,
+    Playback,
     Pong,
     Redirect,
     Register,
@@ -54,6 +55,8 @@ SAMPLES = [
     Accept(PATH, epoch=3, source_width=1920, source_height=1080),
     Accept(PATH[:1], epoch=0),
     PathUpdate(PATH),
+    Playback(4, True, 61_500, 120_000),
+    Playback(4, False, 0),
     Redirect((CAND,)),
     Redirect((), reason="leaving"),
     VideoFrame(5, 17, 1234.5, 640, 360, 360, b"\xff\xd8jpeg\x00\xff\xd9"),
@@ -155,7 +158,7 @@ def test_every_split_of_a_video_frame() -> None:
         assert got == [frame], split
 
 
-@pytest.mark.parametrize("kind", [0, 14, 31, 41, 99, 255])
+@pytest.mark.parametrize("kind", [0, 15, 31, 41, 99, 255])
 def test_unknown_kind_decodes_to_unknown(kind: int) -> None:
     assert message_class(kind) is None
     data = _frame(kind, {"x": [1, "two"], "y": None}, b"blob")
@@ -375,3 +378,12 @@ def test_encode_refuses_what_the_decoder_would_reject() -> None:
 def test_peer_info_candidate() -> None:
     assert INFO.candidate() == Candidate("p1", "Pete", "10.0.0.2", 7001, 1, 2)
     assert INFO_BARE.candidate() is None
+
+
+def test_playback_fields_are_bounded() -> None:
+    good = {"epoch": 1, "paused": True, "pos": limits.MAX_MEDIA_MS, "dur": None}
+    assert Playback.from_meta(good, b"").position_ms == limits.MAX_MEDIA_MS
+    for key, bad in (("pos", limits.MAX_MEDIA_MS + 1), ("pos", -1), ("paused", 1),
+                     ("dur", limits.MAX_MEDIA_MS + 1), ("epoch", "x")):
+        with pytest.raises(FieldError):
+            Playback.from_meta({**good, key: bad}, b"")
