@@ -203,6 +203,21 @@ class VideoFileSource:
         except cv2.error as exc:
             raise MediaError(f"cannot read video from {self.path}: {exc.err}") from exc
 
+    def seek(self, seconds: float) -> int:
+        """Jump to ``seconds`` into the file; returns the frame index landed on.
+
+        Raises:
+            MediaError: the decoder refused to move.
+        """
+        self._pending = None
+        try:
+            ok = self._capture.set(cv2.CAP_PROP_POS_MSEC, max(seconds, 0.0) * 1000.0)
+        except cv2.error as exc:
+            raise MediaError(f"cannot seek in {self.path}: {exc.err}") from exc
+        if not ok:
+            raise MediaError(f"cannot seek in {self.path}")
+        return max(round(self._capture.get(cv2.CAP_PROP_POS_FRAMES)), 0)
+
     def rewind(self) -> None:
         """Start again from the first frame.
 
@@ -462,6 +477,13 @@ class PacedCapture:
         self._clock = clock
         self._stop_timeout_s = stop_timeout_s
         self._stopping = threading.Event()
+        # Playback controls, set from any thread and applied by the worker between
+        # frames (see pause/resume/seek): it alone touches the source.
+        self._running = threading.Event()
+        self._running.set()
+        self._seek_to: float | None = None
+        self._holding = threading.Event()  # set while the worker waits out a pause
+        self._resume_index = 0  # the frame index after the last one released
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Touched only on the event loop thread (via call_soon_threadsafe).
@@ -508,6 +530,50 @@ class PacedCapture:
             self._end(None, stopped=True)
         else:
             self._post(self._end, None, True)
+
+    @property
+    def paused(self) -> bool:
+        """True between ``pause()`` and ``resume()``."""
+        return not self._running.is_set()
+
+    @property
+    def seekable(self) -> bool:
+        """Whether the source can jump to a position (a file of known length)."""
+        return hasattr(self.source, "seek") and self.source.duration_s is not None
+
+    def pause(self) -> None:
+        """Hold the next frame back until ``resume()`` (any thread)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Go on from where ``pause()`` stopped, on a fresh schedule (any thread)."""
+        self._running.set()
+
+    def seek(self, seconds: float) -> None:
+        """Continue from ``seconds`` into the source (any thread; applied between frames).
+
+        Raises:
+            MediaError: the source cannot seek (a live source or unknown length).
+        """
+        if not self.seekable:
+            raise MediaError("this source cannot seek")
+        self._seek_to = max(float(seconds), 0.0)
+
+    def _apply_controls(self) -> int | None:
+        """Worker side: wait out a pause, do a seek. Returns the frame index to go on
+        from when the pacing clock must restart (after either), else None."""
+        held = False
+        while not self._running.is_set() and not self._stopping.is_set():
+            held = True
+            self._holding.set()
+            self._running.wait(0.1)  # re-checks _stopping: stop() never waits a pause out
+        self._holding.clear()
+        target, self._seek_to = self._seek_to, None
+        if target is not None:
+            seek = getattr(self.source, "seek", None)
+            if seek is not None:
+                return int(seek(target))
+        return self._resume_index if held else None
 
     async def frames(self) -> AsyncIterator[CapturedFrame]:
         """The released frames, newest-wins, until the end of the source or ``stop()``.
@@ -588,6 +654,11 @@ class PacedCapture:
         slot = 0  # schedule slots since start: slot k is due at start + k * period
         index = 0  # frame number in the source
         while not self._stopping.is_set():
+            moved = self._apply_controls()
+            if moved is not None:
+                # After a pause or a seek the schedule starts afresh: catching up on
+                # the time spent paused would skip that much video.
+                start, slot, index = self._clock(), 0, moved
             if source.paced:
                 due = start + slot * period
                 now = self._clock()
@@ -622,3 +693,4 @@ class PacedCapture:
             self._post(self._push, frame)
             slot += 1
             index += 1
+            self._resume_index = index
