@@ -141,7 +141,10 @@ async def test_candidates_exclude_self_losing_streamers_and_detached_peers(
                     streaming=False)
     await until(lambda: {p.name for p in me.tree()} == {"Win", "Lose", "Att", "Det", "Me"})
     await until(lambda: (mine := lan.mine()) is not None and mine.depth == 2)
-    await asyncio.sleep(0.5)  # our directory's browser got it too (same multicast)
+    # Our directory's own browser sees our record too (multicast loops back): only then
+    # does "no self among the candidates" test anything.
+    await until(lambda: me._browser is not None and any(
+        p.id == lan.own_id and p.depth == 2 for p in me._browser.peers(room)))
 
     assert ids(me) == [winner.id, attached.id], "shallowest first; no self, loser, detached"
     assert me.streamer() == StreamerInfo(winner.id, "Win", winner.claim)
@@ -234,8 +237,11 @@ async def test_set_position_updates_the_record(lan: Harness, room: str) -> None:
 
     # Streaming is claim()'s business: a position that says so before a claim is
     # ignored rather than advertising a streamer without a claim.
+    # (set_position hands a change to the advertiser at once, so an ignored one shows
+    # in our own tree entry right away, with nothing to wait for.)
     me.set_position(depth=0, free_slots=4, parent_id=None, layer=None, streaming=True)
-    await asyncio.sleep(1.0)
+    own = next(p for p in me.tree() if p.name == "Me")
+    assert (own.depth, own.parent_id, own.layer, own.role) == (2, parent, 480, "viewer")
     assert mine() == expected
 
     # Detached again: depth "-" in the record, no parent.
