@@ -17,6 +17,7 @@ import sys
 import threading
 from typing import TextIO
 
+from peer.node.audio.config import AudioConfig
 from peer.node.config import CameraSource, FileSource, NodeConfig, PatternSource, SourceSpec
 from peer.node.errors import ExitCode, NodeError, exit_code
 from peer.node.events import NodeEvent
@@ -65,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, default=30.0, help="test pattern frame rate")
     parser.add_argument("--resolution", type=int, default=720, choices=limits.LAYERS)
     parser.add_argument("--record", metavar="PATH")
+    sound = parser.add_argument_group("sound")
+    sound.add_argument("--no-audio", action="store_true",
+                       help="stream the picture only (no sound from the file/pattern/mic)")
+    sound.add_argument("--audio-track", type=int, metavar="N",
+                       help="which audio track of the file to stream (default: the first)")
+    sound.add_argument("--mic", nargs="?", const="", metavar="DEVICE",
+                       help="with --camera: stream a microphone (default input if no DEVICE)")
+    sound.add_argument("--audio-out", nargs="?", const="", metavar="DEVICE",
+                       help="play the stream's sound (default output if no DEVICE); "
+                            "headless peers are silent otherwise")
     parser.add_argument("--events", metavar="PATH|-")
     parser.add_argument("--duration", type=float, metavar="SECONDS")
     parser.add_argument("--chat-stdin", action="store_true",
@@ -78,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> NodeConfig:
+    if args.mic is not None and args.camera is None:
+        raise ValueError("--mic streams a microphone with --camera (files and the test "
+                         "pattern bring their own sound)")
     source: SourceSpec | None = None
     if args.stream:
         source = FileSource(args.stream, loop=args.loop)
@@ -91,7 +105,18 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         listen_host=args.listen[0], listen_port=args.listen[1], advertise_host=args.advertise,
         max_children=args.max_children, source=source, resolution=args.resolution,
         record_path=args.record, decode=args.record is not None,
-        identity_path=args.identity)
+        identity_path=args.identity,
+        audio=AudioConfig(enabled=not args.no_audio, track=args.audio_track,
+                          mic=args.mic is not None, mic_device=_device(args.mic),
+                          play=args.audio_out is not None,
+                          output_device=_device(args.audio_out)))
+
+
+def _device(text: str | None) -> str | int | None:
+    """A PortAudio device: an index when it is a number, None for the default."""
+    if not text:
+        return None
+    return int(text) if text.isdigit() else text
 
 
 class EventWriter:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from peer.node.audio.config import AudioConfig
 from protocol import limits
 
 
@@ -65,6 +66,7 @@ class NodeConfig:
             and viewers that neither display nor record leave frames encoded.
         identity_path: the key file that keeps this peer's id between runs (made
             if missing); None makes a fresh key pair, and so a fresh id, every run.
+        audio: sound settings (source track, microphone, playback).
     """
 
     name: str
@@ -81,6 +83,7 @@ class NodeConfig:
     decode: bool = False
     identity_path: str | None = None
     timing: Timing = field(default_factory=Timing)
+    audio: AudioConfig = field(default_factory=AudioConfig)
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > limits.MAX_NAME_CHARS:

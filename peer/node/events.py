@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from peer.node.audio.stats import AudioStats
+
 
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -108,6 +110,7 @@ class Stats(NodeEvent):
     bytes_out: int = 0
     video_bytes_in: int = 0
     video_bytes_out: int = 0
+    audio: AudioStats | None = None  # None: this peer neither sends nor receives sound
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""One TCP link to a neighbour peer: framing in, two send queues out.
+"""One TCP link to a neighbour peer: framing in, three send queues out.
 
 Theory of operation
 -------------------
@@ -6,11 +6,13 @@ A link owns a reader task and a writer task. The reader feeds a ``FrameDecoder``
 hands each message to the node's handler; a ``ProtocolError`` is caught here, in one
 place: the link sends a Bye carrying the reason and closes. Nothing else is affected.
 
-The writer serves two queues: control messages (chat, pings, demand, bye) first, in
-order and never dropped, then video. The video queue is small and bounded; when a
-frame arrives and the queue is full the *oldest* frame is dropped and counted. A child
-that cannot keep up therefore loses frames but never slows its parent or siblings:
-each child has its own queue and its own writer awaiting its own socket.
+The writer serves three queues: control messages (chat, pings, demand, bye) first, in
+order and never dropped, then audio (its own small drop-oldest queue: a video backlog
+never delays sound and a video drop never drops it), then video. The video queue is
+small and bounded; when a frame arrives and the queue is full the *oldest* frame is
+dropped and counted. A child that cannot keep up therefore loses frames but never
+slows its parent or siblings: each child has its own queue and its own writer awaiting
+its own socket.
 
 What a link accepts is decided at each 12-byte header (``framing.ReceivePolicy``): a
 link we did not dial (a joiner or a child) never carries video to us, so it cannot
@@ -34,6 +36,7 @@ from enum import Enum
 from peer.node.clock import ClockEstimator
 from peer.node.frame_check import check_frame_size
 from protocol import (
+    AudioFrame,
     Bye,
     ErrorCode,
     FrameDecoder,
@@ -51,6 +54,9 @@ from protocol.records import PathEntry
 
 log = logging.getLogger(__name__)
 
+# 200 ms of 20 ms audio packets. Sound older than the playout delay is useless, and a
+# link that cannot carry 64 kbit/s for 200 ms is broken, not slow.
+AUDIO_QUEUE_PACKETS = 10
 # A few frames smooth out scheduling jitter; more would only add latency (at 30 fps
 # each queued frame is 33 ms of delay before it is dropped as stale anyway).
 VIDEO_QUEUE_FRAMES = 3
@@ -80,6 +86,9 @@ class LinkCounters:
     video_bytes_in: int = 0
     video_bytes_out: int = 0
     frames_dropped: int = 0
+    audio_bytes_in: int = 0
+    audio_bytes_out: int = 0
+    audio_dropped: int = 0
 
 
 MessageHandler = Callable[["PeerLink", Message], Awaitable[None]]
@@ -119,6 +128,7 @@ class PeerLink:
         self.close_reason = ""
         self._control: deque[bytes] = deque()
         self._video: deque[bytes] = deque()
+        self._audio: deque[bytes] = deque()
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._bucket = TokenBucket(limits.MAX_LINK_MESSAGES_PER_S,
@@ -179,6 +189,24 @@ class PeerLink:
         self._wakeup.set()
         return not dropped
 
+    def send_audio(self, data: bytes) -> bool:
+        """Queue an audio packet on its own queue (sent before any video, after
+        control); drops the oldest queued packet when full.
+
+        Returns:
+            False when a packet had to be dropped to make room.
+        """
+        if self.closed:
+            return True
+        dropped = False
+        if len(self._audio) >= AUDIO_QUEUE_PACKETS:
+            self._audio.popleft()
+            self.counters.audio_dropped += 1
+            dropped = True
+        self._audio.append(data)
+        self._wakeup.set()
+        return not dropped
+
     @property
     def queued_frames(self) -> int:
         return len(self._video)
@@ -186,12 +214,17 @@ class PeerLink:
     async def _write_loop(self) -> None:
         try:
             while not self.closed:
-                if not self._control and not self._video:
+                if not self._control and not self._audio and not self._video:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
                 if self._control:
                     data = self._control.popleft()
+                elif self._audio:
+                    # Sound never waits behind a video backlog (only behind the one
+                    # frame being written).
+                    data = self._audio.popleft()
+                    self.counters.audio_bytes_out += len(data)
                 else:
                     data = self._video.popleft()
                     self.counters.video_bytes_out += len(data)
@@ -226,6 +259,8 @@ class PeerLink:
                     if isinstance(message, VideoFrame):
                         self.counters.video_bytes_in += decoder.last_message_bytes
                         check_frame_size(message)
+                    elif isinstance(message, AudioFrame):
+                        self.counters.audio_bytes_in += decoder.last_message_bytes
                     await self._on_message(self, message)
                     if self.closed:
                         return

@@ -39,6 +39,7 @@ from peer.lan.addresses import Interfaces as InterfacesType
 from peer.lan.browser import find_tracker
 from peer.node import codec, layers
 from peer.node.admission import ConnectionCaps
+from peer.node.audio.station import AudioStation
 from peer.node.chat import ChatRouter
 from peer.node.config import NodeConfig, SourceSpec
 from peer.node.directory import Directory, TrackerDirectory
@@ -70,6 +71,7 @@ from peer.node.stats import StreamStats
 from peer.node.workers import LatestWorker
 from protocol import (
     Accept,
+    AudioFrame,
     Bye,
     Candidate,
     Chat,
@@ -148,6 +150,10 @@ class Node:
         self._fps = 30.0
         self._chat = ChatRouter(self.peer_id, config.name)
         self._stats = StreamStats(config.timing.stats_window_s)
+        self._audio = AudioStation(
+            config.audio, window_s=config.timing.stats_window_s,
+            root_offset=self._root_offset, on_bad_packet=self._bad_audio,
+            on_warning=lambda text: self._emit(ErrorRaised(message=text)))
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="treecast-cpu")
         self._transcoder: LatestWorker[_Transcode, _Transcoded] = LatestWorker(
             "transcode", self._executor, self._transcode_work, self._transcode_done)
@@ -214,6 +220,10 @@ class Node:
         """
         cfg = self.config
         self._loop = asyncio.get_running_loop()
+        try:
+            self._audio.open_output(self._loop)
+        except MediaError as exc:
+            raise self._fatal(exc) from None
         if cfg.record_path:
             try:
                 await self.set_recording(cfg.record_path)
@@ -279,6 +289,7 @@ class Node:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._transcoder.close()
         await self._display.close()
+        self._audio.close()
         for link in list(self._links):
             await link.wait_closed()
         await self._close_server()
@@ -343,12 +354,21 @@ class Node:
             except MediaError as exc:
                 raise self._fatal(exc) from None
         try:
+            sound = await loop.run_in_executor(None, self._audio.open_source, source)
+        except MediaError as exc:
+            frame_source.close()
+            raise self._fatal(exc) from None
+        self._audio.start_stream(sound, loop_source=getattr(source, "loop", False),
+                                 children=lambda: self._children, epoch=lambda: self._epoch)
+        try:
             epoch = await self._directory.claim()
         except LockDeniedError as exc:
+            self._audio.stop_stream()
             frame_source.close()
             self._emit(LockDenied(holder=exc.holder))
             raise
         except TrackerUnreachableError as exc:
+            self._audio.stop_stream()
             frame_source.close()
             raise self._fatal(exc) from None
         if self._parent is not None:
@@ -399,6 +419,7 @@ class Node:
 
     async def _send_captured(self, loop: asyncio.AbstractEventLoop, frame: CapturedFrame) -> None:
         assert self._source_size is not None
+        self._audio.video_released(frame.captured_at, frame.position_s)
         if self._on_frame is not None:
             h, w = frame.image.shape[:2]
             self._on_frame(DecodedFrame(frame.image, w, h, self._seq, self._epoch,
@@ -425,6 +446,7 @@ class Node:
             return
         capture, self._capture = self._capture, None
         capture.stop()
+        self._audio.stop_stream()
         if self._stream_task is not None and self._stream_task is not asyncio.current_task():
             self._stream_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -512,6 +534,11 @@ class Node:
     async def _on_message(self, link: PeerLink, message: Message) -> None:
         if isinstance(message, VideoFrame):
             self._on_video(link, message)
+        elif isinstance(message, AudioFrame):
+            # Only the parent sends sound, of the live stream; the station forwards it
+            # untouched to every child, then counts, records and plays it.
+            if link is self._parent and self._live_epoch(message.epoch):
+                self._audio.received(message, self._children)
         elif isinstance(message, Ping):
             link.send(Pong(t0=message.t0, t1=time.time(), t2=time.time(),
                            root_offset=self._root_offset()))
@@ -713,6 +740,25 @@ class Node:
         if self._on_frame is not None:
             self._on_frame(DecodedFrame(image, width, height, frame.seq, frame.epoch,
                                         frame.captured_at))
+            offset = self._root_offset()
+            if offset is not None and self._loop is not None:
+                self._loop.call_soon_threadsafe(
+                    self._audio.video_shown, time.time() + offset - frame.captured_at)
+
+    def _bad_audio(self, reason: str) -> None:
+        """The parent's sound does not decode: that link goes, nothing else."""
+        if self._parent is not None:
+            self._parent.close(f"bad audio from the parent: {reason}",
+                               Bye(reason=f"bad audio: {reason}"[: limits.MAX_REASON_CHARS],
+                                   code=int(ErrorCode.UNEXPECTED)))
+
+    async def set_volume(self, volume: float) -> None:
+        """Playback volume, 0..1 (ValueError outside)."""
+        self._audio.set_volume(volume)
+
+    async def set_muted(self, muted: bool) -> None:
+        """Mute or unmute playback (the sound is still received and recorded)."""
+        self._audio.set_muted(muted)
 
     def _live_epoch(self, epoch: int) -> bool:
         """Whether frames (or a tree) of ``epoch`` belong to the current stream."""
@@ -948,7 +994,7 @@ class Node:
             depth=self.depth, parent=self.parent_name, children=len(self._children),
             layer=self._layer, layer_in=self._layer_in, bytes_in=totals.bytes_in,
             bytes_out=totals.bytes_out, video_bytes_in=totals.video_bytes_in,
-            video_bytes_out=totals.video_bytes_out)
+            video_bytes_out=totals.video_bytes_out, audio=self._audio.snapshot())
 
     def _display_size(self) -> tuple[int, int]:
         if self._source_size is None:

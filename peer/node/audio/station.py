@@ -1,0 +1,324 @@
+"""A node's sound: sends it (streamer), forwards, plays and records it (everyone else).
+
+Theory of operation
+-------------------
+The node calls in at a handful of points and keeps no audio logic itself:
+
+- streamer: ``open_source`` (blocking, before streaming), ``start_stream``, then
+  ``video_released`` for every captured frame: the first one anchors the audio
+  schedule, so sound and picture at the same position in the source carry the same
+  capture time; ``stop_stream`` at the end.
+- everyone else: ``received`` for each AudioFrame from the parent. The packet goes to
+  every child first, as the same bytes (relays never decode or re-encode sound), on
+  each child's own small audio queue (``send_audio``), so a video backlog never delays
+  it and a video drop never drops it. Then it is counted (rate, loss by sequence
+  numbers, transit time), recorded, and played.
+
+Playout delay: a packet must arrive before the device asks for it, so the delay is at
+least the audio's own transit p95 plus a margin. To keep lip sync, it is raised to the
+picture's display delay (``video_shown`` reports it) when the picture is slower, but
+never beyond ``MAX_LIPSYNC_WAIT_S``: when video is late or stalled, sound keeps its
+own pace rather than waiting for it (the offset then shows in the stats).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Final, Protocol
+
+from peer.node.audio.capture import AudioCapture, EncodedAudio
+from peer.node.audio.config import AudioConfig
+from peer.node.audio.format import FRAME_S
+from peer.node.audio.jitter import DEFAULT_DELAY_S, AudioPacket
+from peer.node.audio.opus import AudioDecodeError
+from peer.node.audio.output import AudioPlayer, DeviceOutput
+from peer.node.audio.source import AudioSource, FileAudioSource, MicSource, NoAudioError
+from peer.node.audio.stats import AudioStats
+from peer.node.audio.tone import ToneSource
+from peer.node.config import CameraSource, FileSource, PatternSource, SourceSpec
+from peer.node.errors import MediaError
+from peer.node.stats import StreamStats, percentile
+from protocol import AudioFrame, encode
+
+log = logging.getLogger(__name__)
+
+# Margin over the audio's transit p95: scheduling jitter of the device thread.
+JITTER_MARGIN_S: Final = 0.015
+# Sound waits for a slower picture up to this delay; beyond it (an overloaded video
+# path) it plays at its own pace: late video is better than stalled sound.
+MAX_LIPSYNC_WAIT_S: Final = 0.35
+# Samples behind the percentiles: a few seconds of packets / frames.
+TRANSIT_SAMPLES: Final = 150
+VIDEO_SAMPLES: Final = 60
+# A picture report older than this is stale (video stalled or stopped).
+VIDEO_FRESH_S: Final = 1.0
+# The stream "has sound" while packets arrived this recently.
+SOUND_FRESH_S: Final = 1.0
+# Every delay change is heard (a pause when it grows, a skip when it shrinks): the
+# delay is re-aimed twice a second and moved only when off by more than this.
+DELAY_HYSTERESIS_S: Final = 0.02
+DELAY_UPDATE_PACKETS: Final = 25
+
+
+class AudioSink(Protocol):
+    """A child link's audio queue."""
+
+    def send_audio(self, data: bytes) -> bool:
+        """Queue one packet; False when an older one had to be dropped."""
+
+
+class AudioRecorder(Protocol):
+    """Where received packets are recorded (the recording's audio track)."""
+
+    def write_audio(self, packet: bytes, captured_at: float) -> None:
+        """Append one Opus packet captured at ``captured_at`` (root's clock)."""
+
+
+class AudioStation:
+    """The node's audio side. All methods run on the node's event loop.
+
+    Args:
+        config: the node's sound settings.
+        window_s: statistics window.
+        root_offset: the root's clock minus ours (None while unknown).
+        on_bad_packet: called on the loop with a reason when the parent sent a packet
+            that does not decode; the node closes that link.
+        on_warning: called on the loop with a sentence for the user (sound trouble
+            that does not stop the stream).
+    """
+
+    def __init__(self, config: AudioConfig, *, window_s: float,
+                 root_offset: Callable[[], float | None],
+                 on_bad_packet: Callable[[str], None],
+                 on_warning: Callable[[str], None]) -> None:
+        self.config = config
+        self._root_offset = root_offset
+        self._on_bad_packet = on_bad_packet
+        self._on_warning = on_warning
+        self._stats = StreamStats(window_s)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.player: AudioPlayer | None = None
+        self._output: DeviceOutput | None = None
+        self.recorder: AudioRecorder | None = None
+        # Streamer side.
+        self._source: AudioSource | None = None
+        self._loop_source = False
+        self._capture: AudioCapture | None = None
+        self._send_to: Callable[[], Iterable[AudioSink]] = list
+        self._epoch: Callable[[], int] = lambda: 0
+        # Receiver side.
+        self._transit: deque[float] = deque(maxlen=TRANSIT_SAMPLES)
+        self._video: deque[float] = deque(maxlen=VIDEO_SAMPLES)
+        self._video_at = 0.0
+        self._last_packet_at = 0.0
+        self._stream_count = 0
+        self._epoch_seen: int | None = None
+        self.dropped = 0
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def open_output(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start playback when the config asks for it.
+
+        Raises:
+            MediaError: PortAudio or the device is missing.
+        """
+        self._loop = loop
+        if not self.config.play or self._output is not None:
+            return
+        player = self._ensure_player()
+        self._output = DeviceOutput(player, self._root_offset, self.config.output_device)
+
+    def _ensure_player(self) -> AudioPlayer:
+        if self.player is None:
+            self.player = AudioPlayer(DEFAULT_DELAY_S, on_bad_packet=self._bad_from_device)
+            self.player.volume = self.config.volume
+            self.player.muted = self.config.muted
+        return self.player
+
+    def close(self) -> None:
+        """Stop sending and playing (idempotent)."""
+        self.stop_stream()
+        if self._output is not None:
+            self._output.close()
+            self._output = None
+
+    def set_volume(self, volume: float) -> None:
+        if not 0.0 <= volume <= 1.0:
+            raise ValueError("volume must be between 0 and 1")
+        self._ensure_player().volume = volume
+
+    def set_muted(self, muted: bool) -> None:
+        self._ensure_player().muted = muted
+
+    # --- streamer -----------------------------------------------------------------
+
+    def open_source(self, spec: SourceSpec) -> AudioSource | None:
+        """The sound to stream with ``spec`` (blocking: call it off the loop).
+
+        A file without sound, or sound turned off, gives None. A file whose sound
+        cannot be decoded gives None and a warning: its picture still streams.
+
+        Raises:
+            MediaError: the user named something that does not exist (a track
+                number, a microphone).
+        """
+        cfg = self.config
+        if not cfg.enabled:
+            return None
+        if isinstance(spec, FileSource):
+            try:
+                return FileAudioSource(spec.path, cfg.track)
+            except NoAudioError:
+                return None
+            except AudioDecodeError as exc:
+                self._warn(f"{exc}; streaming the picture without sound")
+                return None
+        if isinstance(spec, PatternSource):
+            return ToneSource(spec.fps)
+        if isinstance(spec, CameraSource) and cfg.mic:
+            return MicSource(cfg.mic_device)
+        return None
+
+    def start_stream(self, source: AudioSource | None, *, loop_source: bool,
+                     children: Callable[[], Iterable[AudioSink]],
+                     epoch: Callable[[], int]) -> None:
+        """Get ready to send ``source``; sound starts with the first video frame."""
+        self.stop_stream()
+        self._source = source
+        self._loop_source = loop_source
+        self._send_to = children
+        self._epoch = epoch
+
+    def video_released(self, captured_at: float, position_s: float) -> None:
+        """A captured frame left the pacer. The first one starts the sound, anchored
+        at the frame's capture time minus its position in the source."""
+        if self._source is None or self._capture is not None:
+            return
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        self._capture = AudioCapture(self._source, on_packet=self._send_packet,
+                                     on_end=self._source_ended,
+                                     anchor=captured_at - position_s,
+                                     loop_source=self._loop_source)
+        self._capture.start(self._loop)
+
+    def stop_stream(self) -> None:
+        """Stop sending (idempotent). The capture thread closes the source."""
+        capture, self._capture = self._capture, None
+        source, self._source = self._source, None
+        if capture is not None:
+            capture.stop()
+        elif source is not None:
+            source.close()  # never started: nobody else will close it
+
+    @property
+    def sending(self) -> bool:
+        return self._capture is not None
+
+    def _send_packet(self, packet: EncodedAudio) -> None:
+        if self._capture is None:
+            return  # stopped meanwhile
+        data = encode(AudioFrame(self._epoch(), packet.seq, packet.captured_at,
+                                 packet.packet))
+        self._stats.frame_produced(time.time(), len(data), packet.seq)
+        self._last_packet_at = time.monotonic()
+        self._fan_out(data, self._send_to())
+
+    def _source_ended(self, error: MediaError | None) -> None:
+        if error is not None:
+            self._warn(f"sound stopped: {error}; the picture goes on")
+        self._capture = None
+
+    # --- receiver -----------------------------------------------------------------
+
+    def received(self, frame: AudioFrame, children: Iterable[AudioSink]) -> None:
+        """A packet from the parent (its epoch already checked by the node)."""
+        data = encode(frame)  # the same bytes for every child: never re-encoded
+        self._fan_out(data, children)
+        now = time.time()
+        self._last_packet_at = time.monotonic()
+        if frame.epoch != self._epoch_seen:
+            self._epoch_seen = frame.epoch
+            self._stream_count += 1  # stats fence by streams seen (as the node's video)
+        offset = self._root_offset()
+        transit = None if offset is None else now + offset - frame.captured_at
+        self._stats.frame_received(now, len(data), frame.seq, self._stream_count, transit)
+        if transit is not None:
+            self._transit.append(transit)
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.write_audio(frame.opus, frame.captured_at)
+        if self.player is not None and offset is not None:
+            if frame.seq % DELAY_UPDATE_PACKETS == 0:
+                target = self.playout_delay()
+                if abs(target - self.player.jitter.delay_s) > DELAY_HYSTERESIS_S:
+                    self.player.set_delay(target)
+            self.player.push(AudioPacket(frame.epoch, frame.seq, frame.captured_at,
+                                         frame.opus), now + offset)
+
+    def video_shown(self, latency_s: float) -> None:
+        """A picture was handed to the display ``latency_s`` after its capture."""
+        self._video.append(latency_s)
+        self._video_at = time.monotonic()
+
+    def playout_delay(self) -> float:
+        """The delay sound is played at (see the module docstring)."""
+        need = DEFAULT_DELAY_S
+        if len(self._transit) >= 5:
+            need = percentile(sorted(self._transit), 95) + JITTER_MARGIN_S + FRAME_S
+            if self._output is not None:
+                need += self._output.latency_s
+        video = self._video_delay()
+        if video is not None and need < video <= MAX_LIPSYNC_WAIT_S:
+            return video
+        return need
+
+    def _video_delay(self) -> float | None:
+        if not self._video or time.monotonic() - self._video_at > VIDEO_FRESH_S:
+            return None
+        return percentile(sorted(self._video), 50)
+
+    def _fan_out(self, data: bytes, children: Iterable[AudioSink]) -> None:
+        for child in children:
+            if not child.send_audio(data):
+                self.dropped += 1
+
+    def _bad_from_device(self, exc: AudioDecodeError) -> None:
+        # Called on the device thread: hand it to the loop.
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._on_bad_packet, str(exc))
+
+    def _warn(self, message: str) -> None:
+        log.warning("%s", message)
+        self._on_warning(message)
+
+    # --- stats ----------------------------------------------------------------------
+
+    def snapshot(self) -> AudioStats:
+        now = time.time()
+        snap = self._stats.snapshot(now)
+        sound = time.monotonic() - self._last_packet_at < SOUND_FRESH_S
+        counters = self.player.jitter.counters if self.player is not None else None
+        delay = None
+        if self.player is not None and self._transit:
+            delay = round(self.player.jitter.delay_s * 1000, 1)
+        video = self._video_delay()
+        offset = None if delay is None or video is None else round(delay - video * 1000, 1)
+        transit = percentile(sorted(self._transit), 50) if self._transit else None
+        return AudioStats(
+            sound=sound,
+            kbps=round(snap.kbps_in, 1),
+            loss_pct=round(snap.loss_pct, 3),
+            lost=snap.lost,
+            concealed=counters.concealed if counters else 0,
+            late=counters.late if counters else 0,
+            dropped=self.dropped,
+            delay_ms=delay,
+            transit_ms=None if transit is None else round(transit * 1000, 1),
+            av_offset_ms=offset,
+        )

@@ -1,0 +1,35 @@
+"""The sound figures of a stats event (light: the GUI and events import it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class AudioStats:
+    """Sound statistics for the stats event (the GUI shows them next to video's).
+
+    Attributes:
+        sound: packets arrived (or were sent, on the streamer) in the last second.
+        kbps: audio bit rate in (out at the streamer), payload and framing.
+        loss_pct: packets missing by sequence gaps in the window, percent.
+        lost: packets missing in total.
+        concealed: 20 ms blocks played as silence because their packet was missing.
+        late: packets that arrived after their playout time.
+        dropped: packets dropped from children's audio queues in total.
+        delay_ms: playout delay (capture on the root's clock to the speaker).
+        transit_ms: capture to arrival here, p50.
+        av_offset_ms: sound minus picture delay: positive when sound comes after
+            the picture. None until both are measured.
+    """
+
+    sound: bool
+    kbps: float
+    loss_pct: float
+    lost: int
+    concealed: int
+    late: int
+    dropped: int
+    delay_ms: float | None
+    transit_ms: float | None
+    av_offset_ms: float | None

@@ -1,0 +1,265 @@
+"""Sound through a node: sent with the picture, forwarded on its own queue, bad audio
+from a parent ends that one link.
+
+The nodes run in-process with stand-in directories; the other side of each link is a
+raw socket speaking the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import struct
+
+import numpy as np
+
+from peer.node.audio.config import AudioConfig
+from peer.node.audio.opus import ENCODER_DELAY_S, OpusDecoder, OpusEncoder
+from peer.node.config import NodeConfig, PatternSource, Timing
+from peer.node.directory import StreamerInfo
+from peer.node.events import NodeEvent, ParentLost
+from peer.node.link import AUDIO_QUEUE_PACKETS, VIDEO_QUEUE_FRAMES, PeerLink
+from peer.node.node import Node
+from protocol import (
+    Accept,
+    AudioFrame,
+    Bye,
+    Candidate,
+    ChatHave,
+    FrameDecoder,
+    Hello,
+    JoinRequest,
+    Message,
+    MessageType,
+    PathEntry,
+    VideoFrame,
+    encode,
+    limits,
+)
+from protocol.framing import FRAMING_VERSION
+from tests.test_node_links import StandInDirectory, _hello_works
+
+FPS = 15.0
+
+
+async def _streamer(audio: AudioConfig) -> Node:
+    config = NodeConfig(name="me", listen_host="127.0.0.1", source=PatternSource(320, 180, FPS),
+                        timing=Timing(link_timeout_s=5.0), audio=audio)
+    node = Node(config, lambda e: None, directory_factory=lambda n: StandInDirectory())
+    await node.start()
+    return node
+
+
+async def _join(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(encode(Hello(peer_id="kid", name="kid", room="lobby")) +
+                 encode(JoinRequest(layer=360)))
+    await writer.drain()
+    return reader, writer
+
+
+async def _collect(reader: asyncio.StreamReader, video: int, timeout: float = 30
+                   ) -> tuple[list[VideoFrame], list[AudioFrame]]:
+    """Read until ``video`` video frames came; everything else is dropped."""
+    decoder = FrameDecoder()
+    frames: list[VideoFrame] = []
+    sound: list[AudioFrame] = []
+    async with asyncio.timeout(timeout):
+        while len(frames) < video:
+            data = await reader.read(65536)
+            assert data, "closed early"
+            decoder.receive_data(data)
+            for message in decoder:
+                if isinstance(message, VideoFrame):
+                    frames.append(message)
+                elif isinstance(message, AudioFrame):
+                    sound.append(message)
+    return frames, sound
+
+
+async def test_the_pattern_streams_its_beep_stamped_with_the_flash_frames_time() -> None:
+    node = await _streamer(AudioConfig())
+    try:
+        assert node.listen is not None
+        reader, writer = await _join(node.listen[1])
+        frames, sound = await _collect(reader, video=int(2.2 * FPS))
+        writer.close()
+    finally:
+        await node.stop()
+    assert len(sound) >= 2.0 / 0.02 * 0.8
+    assert [a.seq for a in sound] == list(range(sound[0].seq, sound[0].seq + len(sound)))
+    assert {a.epoch for a in sound} == {1}
+    # Sound and picture share the capture clock: the packet holding the first beep is
+    # stamped with the time of the first (flash) frame, less the encoder's look-ahead.
+    first_video = min(frames, key=lambda f: f.seq)
+    assert first_video.seq == 0
+    first_audio = min(sound, key=lambda a: a.seq)
+    assert first_audio.seq == 0
+    assert abs(first_audio.captured_at + ENCODER_DELAY_S - first_video.captured_at) < 1e-6
+    # And the beep really is at the start of that packet's sound.
+    decoder = OpusDecoder()
+    pcm = np.concatenate([decoder.decode(a.opus) for a in sorted(sound, key=lambda a: a.seq)])
+    loud = np.flatnonzero(np.abs(pcm[:, 0].astype(np.int32)) > 3000)
+    onset_s = loud[0] / 48_000
+    assert abs(onset_s - ENCODER_DELAY_S) < 0.002
+    second = loud[loud > 48_000 * 0.5][0] / 48_000  # the next beep, one second later
+    assert abs(second - (1.0 + ENCODER_DELAY_S)) < 0.002
+
+
+async def test_no_audio_streams_the_picture_only() -> None:
+    node = await _streamer(AudioConfig(enabled=False))
+    try:
+        assert node.listen is not None
+        reader, writer = await _join(node.listen[1])
+        frames, sound = await _collect(reader, video=int(FPS))
+        writer.close()
+    finally:
+        await node.stop()
+    assert len(frames) == int(FPS) and sound == []
+
+
+class FakeParentDirectory(StandInDirectory):
+    """A room whose streamer is a raw socket at ``port``."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self.port = port
+
+    def candidates(self) -> list[Candidate]:
+        return [Candidate("fake", "fake", "127.0.0.1", self.port, 0, 1)]
+
+    def streamer(self) -> StreamerInfo | None:
+        return StreamerInfo("fake", "fake", 1)
+
+
+async def test_garbage_audio_from_the_parent_ends_that_link_with_a_reason() -> None:
+    received: asyncio.Queue[Message] = asyncio.Queue()
+    good = OpusEncoder().encode(np.zeros((960, 2), np.int16))
+
+    async def fake_parent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        decoder = FrameDecoder()
+        port = writer.get_extra_info("sockname")[1]
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            decoder.receive_data(data)
+            for message in decoder:
+                await received.put(message)
+                if isinstance(message, JoinRequest):
+                    writer.write(encode(Hello(peer_id="fake", name="fake", room="lobby")))
+                    writer.write(encode(Accept(path=(PathEntry("fake", "fake", "127.0.0.1",
+                                                               port),), epoch=1)))
+                elif isinstance(message, ChatHave):  # sent once it took us as parent
+                    writer.write(encode(AudioFrame(1, 0, 1.0, good)))
+                    # A well-framed AudioFrame whose payload is not an Opus packet
+                    # (frame-count code 3 announcing zero frames).
+                    meta = json.dumps({"e": 1, "s": 1, "c": 1.02}).encode()
+                    garbage = bytes([0xFF, 0x00, 0x00])
+                    writer.write(struct.pack("!2sBBII", limits.MAGIC, FRAMING_VERSION,
+                                             MessageType.AUDIO_FRAME, len(meta),
+                                             len(garbage)) + meta + garbage)
+                    await writer.drain()
+
+    server = await asyncio.start_server(fake_parent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    events: list[NodeEvent] = []
+    config = NodeConfig(name="viewer", listen_host="127.0.0.1",
+                        timing=Timing(link_timeout_s=5.0))
+    node = Node(config, events.append, directory_factory=lambda n: FakeParentDirectory(port))
+    await node.start()
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                message = await received.get()
+                if isinstance(message, Bye):
+                    break
+        assert "not an Opus packet" in message.reason
+        async with asyncio.timeout(10):
+            while not any(isinstance(e, ParentLost) for e in events):
+                await asyncio.sleep(0.01)  # waiting on the node's event, not timing
+        lost = next(e for e in events if isinstance(e, ParentLost))
+        assert lost.reason.startswith("protocol error: field 'payload': not an Opus packet")
+        assert node.listen is not None
+        await _hello_works(node.listen[1])  # the node itself is fine
+    finally:
+        await node.stop()
+        server.close()
+        await server.wait_closed()
+
+
+async def _link_pair() -> tuple[PeerLink, asyncio.StreamReader, asyncio.StreamWriter,
+                                asyncio.Server]:
+    accepted: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = \
+        asyncio.get_running_loop().create_future()
+
+    async def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        accepted.set_result((r, w))
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def ignore(link: PeerLink, message: Message) -> None:
+        return None
+
+    link = PeerLink(reader, writer, on_message=ignore, on_close=lambda link, why: None,
+                    outbound=True)
+    far_reader, far_writer = await accepted
+    return link, far_reader, far_writer, server
+
+
+async def test_sound_goes_before_a_video_backlog_and_video_drops_never_drop_it() -> None:
+    link, far_reader, far_writer, server = await _link_pair()
+    try:
+        video = encode(VideoFrame(1, 0, 1.0, 16, 16, 360, b"\xff\xd8" + b"j" * 1000))
+        packet = OpusEncoder().encode(np.zeros((960, 2), np.int16))
+        # Before the writer runs: a video backlog (some dropped), then sound.
+        for _ in range(VIDEO_QUEUE_FRAMES + 4):
+            link.send_video(video)
+        for seq in range(AUDIO_QUEUE_PACKETS):
+            assert link.send_audio(encode(AudioFrame(1, seq, 1.0, packet)))
+        link.start()
+        decoder = FrameDecoder()
+        kinds: list[str] = []
+        async with asyncio.timeout(10):
+            while len(kinds) < AUDIO_QUEUE_PACKETS + VIDEO_QUEUE_FRAMES:
+                decoder.receive_data(await far_reader.read(65536))
+                kinds += [type(m).__name__ for m in decoder]
+        assert kinds == ["AudioFrame"] * AUDIO_QUEUE_PACKETS + \
+            ["VideoFrame"] * VIDEO_QUEUE_FRAMES
+        assert link.counters.frames_dropped == 4 and link.counters.audio_dropped == 0
+    finally:
+        link.close("done")
+        await link.wait_closed()
+        far_writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_the_audio_queue_is_bounded_drop_oldest() -> None:
+    link, _, far_writer, server = await _link_pair()
+    try:
+        packet = OpusEncoder().encode(np.zeros((960, 2), np.int16))
+        results = [link.send_audio(encode(AudioFrame(1, seq, 1.0, packet)))
+                   for seq in range(AUDIO_QUEUE_PACKETS + 5)]
+        assert results == [True] * AUDIO_QUEUE_PACKETS + [False] * 5
+        assert link.counters.audio_dropped == 5
+    finally:
+        link.close("done")
+        await link.wait_closed()
+        far_writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+def test_audio_config_refuses_nonsense() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="volume"):
+        AudioConfig(volume=1.5)
+    with pytest.raises(ValueError, match="audio track"):
+        AudioConfig(track=-1)
+    assert dataclasses.replace(AudioConfig(), play=True).play
+    assert limits.MAX_AUDIO_PAYLOAD_BYTES >= 1275
