@@ -131,8 +131,16 @@ MAX_FRAME_BYTES = (limits.HEADER_BYTES + limits.MAX_PEER_LIST_META_BYTES
                    + limits.MAX_VIDEO_PAYLOAD_BYTES)
 
 
-def encode(message: Message) -> bytes:
+def encode(message: Message, *, check_fields: bool = True) -> bytes:
     """Serialize one message to its wire bytes.
+
+    Args:
+        message: what to send.
+        check_fields: run the decoder's field rules on it first. Pass False only for a
+            message assembled from values that were themselves decoded under those
+            rules (the tracker's PeerLists of registered peers): there the check
+            repeats work already done and would cost more than the encoding itself
+            (sizes are checked either way).
 
     Raises:
         LocalProtocolError: the message breaks a limit or a field rule (we never send
@@ -143,7 +151,8 @@ def encode(message: Message) -> bytes:
     try:
         # The decoder's own validation, run on what we are about to send: one set of
         # rules for both directions instead of a second, drifting copy for encoding.
-        type(message).from_meta(fields, payload)
+        if check_fields:
+            type(message).from_meta(fields, payload)
     except RemoteProtocolError as exc:
         raise LocalProtocolError(
             f"cannot send {type(message).__name__}: {exc.reason}", exc.code) from exc

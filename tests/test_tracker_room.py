@@ -10,7 +10,7 @@ from collections import Counter
 
 from protocol import limits
 from protocol.framing import encode
-from protocol.messages import Heartbeat, PeerList, Register, RoomQuery, StreamClaim
+from protocol.messages import Heartbeat, PeerList, Ping, Register, RoomQuery, StreamClaim
 from protocol.records import TreeLevel
 from tracker.config import TrackerConfig
 from tracker.room import Peer, Room
@@ -165,16 +165,20 @@ def test_a_change_in_a_large_room_pushes_nothing_and_refreshes_come_per_peer() -
     assert peer_lists(out) == []  # O(1): indexes updated, nobody pushed
     # Over one refresh period every peer gets its own bounded list, once.
     sent: Counter[int] = Counter()
-    now = 1.0
-    while now < 7.0:
-        now = max(now, state.get_timer() or now)
-        for conn, msg in peer_lists(state.handle_timer(now)):
+    for step in range(600):  # 1.0 .. 7.0 s (the idle timeout, 10 s, stays away)
+        for conn, msg in peer_lists(state.handle_timer(1.0 + step / 100)):
             sent[conn] += 1
             assert len(msg.peers) <= 2 + 3 and msg.total == 40
-        now += 0.01
     assert sorted(sent) == list(range(1, 41)) and set(sent.values()) == {1}
-    # A quiet room sends nothing more.
-    assert peer_lists(state.handle_timer(20.0)) == []
+    # Peers in the tree wait settled_refresh_s (20 s) for their next turn, and a
+    # quiet room sends nothing even then.
+    assert state.get_timer() is not None and state.get_timer() >= 7.0
+    for conn in range(1, 41):
+        state.receive(conn, Ping(0.0), 8.0)  # (stay clear of the idle timeout)
+    assert peer_lists(state.handle_timer(9.0)) == []
+    for conn in range(1, 41):
+        state.receive(conn, Ping(0.0), 16.0)
+    assert peer_lists(state.handle_timer(25.0)) == []
 
 
 def test_room_query_of_a_large_room_is_bounded() -> None:

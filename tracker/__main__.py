@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import resource
 import signal
 import sys
 
@@ -47,6 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
                         default=defaults.max_room_peers_per_address, metavar="N",
                         help="registrations one address may hold in one room "
                         "(default: %(default)s)")
+    parser.add_argument("--max-connections", type=int, default=defaults.max_connections,
+                        metavar="N", help="open connections in total (default: %(default)s)")
+    parser.add_argument("--full-list-peers", type=int, default=defaults.full_list_peers,
+                        metavar="N", help="rooms up to this size are listed whole; larger "
+                        "ones get bounded per-peer lists (default: %(default)s)")
+    parser.add_argument("--candidates", type=int, default=defaults.candidates, metavar="N",
+                        help="join candidates in a bounded list (default: %(default)s)")
+    parser.add_argument("--refresh", type=float, default=defaults.refresh_s, metavar="S",
+                        help="a large room's peers get a fresh list at most this often "
+                        "(default: %(default)s)")
     parser.add_argument("--max-messages-per-s", type=float,
                         default=defaults.max_messages_per_s, metavar="N",
                         help="per-connection message rate (default: %(default)s)")
@@ -73,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             max_peers_per_room=args.max_peers_per_room,
             max_connections_per_address=args.max_connections_per_address,
             max_room_peers_per_address=args.max_room_peers_per_address,
+            max_connections=args.max_connections,
+            full_list_peers=args.full_list_peers,
+            candidates=args.candidates,
+            refresh_s=args.refresh,
             max_messages_per_s=args.max_messages_per_s,
             update_interval_s=args.update_interval,
         )
@@ -80,10 +96,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _raise_file_limit(config.max_connections)
     try:
         return asyncio.run(_serve(config, args.host, args.port, mdns=not args.no_mdns))
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
         return 0
+
+
+def _raise_file_limit(connections: int) -> None:
+    """Each connection is a file descriptor (and a connect-back briefly one more): ask
+    for enough, up to the hard limit, and say so when the system allows fewer."""
+    wanted = connections + 2 * TrackerConfig().max_connect_backs + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    if new < wanted:
+        log.warning("only %d file descriptors allowed: fewer than --max-connections %d "
+                    "can be open at once", new, connections)
 
 
 async def _advertise(host: str, port: int) -> TrackerAdvertiser | None:

@@ -31,6 +31,9 @@ class TrackerConfig:
             the room changes. Joins do not wait for it (the Register reply carries
             candidates, full peers redirect), so it can be slow; it sets the tracker's
             bytes per peer per second.
+        settled_refresh_s: the same for a peer already in the tree: it needs
+            candidates only for a repair (its parent's Bye carries hints too) and the
+            aggregate only for its GUI, so it is refreshed less often.
         reserve_s: how long a candidate handed to a joiner counts as (a share of) a
             taken slot, so a join storm spreads over the peers with room instead of
             all dialing the same one; about a join's round trips.
@@ -63,6 +66,7 @@ class TrackerConfig:
     full_list_peers: int = 200
     candidates: int = 8
     refresh_s: float = 5.0
+    settled_refresh_s: float = 20.0
     reserve_s: float = 1.0
     max_connections_per_address: int = 64
     max_connections: int = 4096
@@ -87,7 +91,8 @@ class TrackerConfig:
         if self.reserve_s < 0:
             raise ValueError("reserve_s must not be negative")
         for name in ("lease_s", "peer_timeout_s", "max_messages_per_s",
-                     "connect_back_timeout_s", "refresh_s", "register_timeout_s"):
+                     "connect_back_timeout_s", "refresh_s", "settled_refresh_s",
+                     "register_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
         if self.update_interval_s < 0:

@@ -1,16 +1,19 @@
 """The tracker's asyncio adapter: sockets in, ``TrackerState`` calls, messages out.
 
-This is the only tracker module that touches sockets. Each accepted connection gets a
-``FrameDecoder`` and a reader task; everything it decodes goes to the state with the
-loop's monotonic time, and whatever the state returns is written out here
+This is the only tracker module that touches sockets. Each accepted connection is a
+``_Connection`` (an ``asyncio.Protocol``: bytes arrive in ``data_received`` without a
+task wake-up per read, which is what lets one process serve ten thousand peers'
+heartbeats) with its own ``FrameDecoder``; everything it decodes goes to the state
+with the loop's monotonic time, and whatever the state returns is written out here
 (``_dispatch``). One timer task sleeps until the state's next deadline (lease expiry,
-idle timeout, coalesced push) or until an event may have moved it earlier.
-Connect-back checks run as separate tasks, bounded by a semaphore, so a slow or
-black-holed listener never holds up the loop.
+idle timeout, coalesced push, a large room's refresh turn) and is woken only when an
+event moves that deadline earlier. Connect-back checks run as separate tasks, bounded
+by a semaphore, so a slow or black-holed listener never holds up the loop.
 
-A ``RemoteProtocolError`` is caught in exactly one place per connection (the reader
-loop): it is logged as one warning line with the peer's address, answered with a Bye
-carrying the reason and code, and closes that connection only.
+A ``RemoteProtocolError`` is caught in exactly one place per connection
+(``_Connection.data_received``): it is logged as one warning line with the peer's
+address, answered with a Bye carrying the reason and code, and closes that
+connection only.
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ from dataclasses import dataclass
 from protocol import limits
 from protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from protocol.framing import TRACKER_INBOX, FrameDecoder, encode
-from protocol.messages import Bye, Message
+from protocol.messages import Bye, Message, PeerList, Unknown
 from tracker.config import TrackerConfig
 from tracker.state import ConnectBack, Outbound, TrackerState
 
 log = logging.getLogger("tracker")
 
-_READ_BYTES = 64 * 1024
+# Pending connections the kernel queues for us: a reconnect storm of a whole large
+# room (a tracker restart) arrives at once.
+_BACKLOG = 4096
 # How long close() lets the goodbyes flush before it cancels what is left.
 _SHUTDOWN_GRACE_S = 1.0
 # Bye codes that mean a client misbehaved (worth a warning); the rest are routine.
@@ -42,10 +47,53 @@ _ABUSE_CODES = frozenset({ErrorCode.MALFORMED, ErrorCode.TOO_LARGE, ErrorCode.RA
 @dataclass(slots=True)
 class _Link:
     id: int
-    ip: str
     label: str  # "ip:port" for logs
-    writer: asyncio.StreamWriter
+    transport: asyncio.Transport
     closing: bool = False
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: bytes in, decoded messages to the server, EOF out.
+
+    Every byte a client sends passes here, and this is the one place where its
+    protocol errors are caught.
+    """
+
+    def __init__(self, server: TrackerServer) -> None:
+        self._server = server
+        # Refuses at the header what a tracker never takes (video, peer-link and
+        # tracker-push kinds) and caps metadata at a few KB, so a connection that
+        # declares a large frame and withholds its body holds nothing of note.
+        self._decoder = FrameDecoder(TRACKER_INBOX)
+        self._link: _Link | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._link = self._server._opened(transport)
+
+    def data_received(self, data: bytes) -> None:
+        link = self._link
+        if link is None or link.closing:
+            return  # closing: what a client sends after our Bye is moot
+        try:
+            self._decoder.receive_data(data)
+            for message in self._decoder:
+                self._server._received(link, message)
+                if link.closing:
+                    break
+        except RemoteProtocolError as exc:
+            reason = exc.reason[: limits.MAX_REASON_CHARS]
+            log.warning("closing %s: %s", link.label, reason)
+            bye = Bye(reason, code=exc.code)
+            self._server._write(link, bye, self._server._encode(bye, link))
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too: the client has left
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._link is not None:
+            self._server._closed(self._link)
+            self._link = None
 
 
 class TrackerServer:
@@ -69,6 +117,9 @@ class TrackerServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._sleeping_until: float | None = None  # the timer task's deadline
+        self._all_closed = asyncio.Event()  # set while no connection is open
+        self._all_closed.set()
         self._check_slots = asyncio.Semaphore(self.config.max_connect_backs)
 
     @property
@@ -89,7 +140,9 @@ class TrackerServer:
         Raises:
             OSError: the address cannot be bound.
         """
-        self._server = await asyncio.start_server(self._handle, self._host, self._port)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), self._host,
+                                                self._port, backlog=_BACKLOG)
         self._timer_task = asyncio.create_task(self._run_timers(), name="tracker-timers")
 
     async def close(self) -> None:
@@ -100,10 +153,14 @@ class TrackerServer:
         for link in list(self._links.values()):
             bye = Bye("tracker shutting down", code=ErrorCode.UNEXPECTED)
             self._write(link, bye, self._encode(bye, link))
-        if self._tasks:
-            # Reader tasks end by themselves once their Bye is flushed and the socket
-            # closed; wait a bounded moment for that, then cancel what is left.
-            await asyncio.wait(list(self._tasks), timeout=_SHUTDOWN_GRACE_S)
+        if self._links:
+            # Connections end by themselves once their Bye is flushed and the socket
+            # closed; wait a bounded moment for that, then cut what is left.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_SHUTDOWN_GRACE_S):
+                    await self._all_closed.wait()
+        for link in list(self._links.values()):
+            link.transport.abort()
         tasks = [*self._tasks, *([self._timer_task] if self._timer_task else [])]
         for task in tasks:
             task.cancel()
@@ -120,49 +177,29 @@ class TrackerServer:
 
     # --- connections ------------------------------------------------------------------
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        peer = writer.get_extra_info("peername")
+    def _opened(self, transport: asyncio.Transport) -> _Link:
+        peer = transport.get_extra_info("peername")
         ip = str(peer[0]) if peer else "?"
-        label = f"{ip}:{peer[1]}" if peer else "?"
-        link = _Link(next(self._ids), ip, label, writer)
+        link = _Link(next(self._ids), f"{ip}:{peer[1]}" if peer else "?", transport)
         self._links[link.id] = link
-        loop = asyncio.get_running_loop()
-        try:
-            self._dispatch(self.state.connect(link.id, ip, loop.time()))
-            # Refuses at the header what a tracker never takes (video, peer-link and
-            # tracker-push kinds) and caps metadata at a few KB, so a connection that
-            # declares a large frame and withholds its body holds nothing of note.
-            decoder = FrameDecoder(TRACKER_INBOX)
-            while not link.closing:
-                # No timeout here: the state's idle timer closes silent connections,
-                # which ends this read with EOF.
-                data = await reader.read(_READ_BYTES)
-                if not data:
-                    break
-                try:
-                    decoder.receive_data(data)
-                    for message in decoder:
-                        self._dispatch(self.state.receive(link.id, message, loop.time()))
-                        if link.closing:
-                            break
-                except RemoteProtocolError as exc:
-                    reason = exc.reason[: limits.MAX_REASON_CHARS]
-                    log.warning("closing %s: %s", link.label, reason)
-                    bye = Bye(reason, code=exc.code)
-                    self._write(link, bye, self._encode(bye, link))
-                    break
-        except (ConnectionError, OSError):
-            pass  # reset by the peer: same as EOF
-        except asyncio.CancelledError:
-            pass  # server closing
-        finally:
-            self._links.pop(link.id, None)
-            self._close_link(link)
-            self._dispatch(self.state.disconnect(link.id, loop.time()))
-            self._tasks.discard(task)
+        self._all_closed.clear()
+        self._dispatch(self.state.connect(link.id, ip, self._loop_time()))
+        return link
+
+    def _received(self, link: _Link, message: Message | Unknown) -> None:
+        self._dispatch(self.state.receive(link.id, message, self._loop_time()))
+
+    def _closed(self, link: _Link) -> None:
+        """The connection is gone (EOF, reset, closed after a Bye, shutdown)."""
+        link.closing = True
+        self._links.pop(link.id, None)
+        if not self._links:
+            self._all_closed.set()
+        self._dispatch(self.state.disconnect(link.id, self._loop_time()))
+
+    @staticmethod
+    def _loop_time() -> float:
+        return asyncio.get_running_loop().time()
 
     def _dispatch(self, out: list[Outbound]) -> None:
         """Write what the state returned, start queued checks, re-arm the timer."""
@@ -178,12 +215,20 @@ class TrackerServer:
                 self._write(link, message, encoded[id(message)])
         for check in self.state.take_checks():
             self._spawn(self._connect_back(check))
-        self._wake.set()
+        # Wake the timer only when the state's next deadline moved earlier than the
+        # one it sleeps until: waking it on every message would cost a timer round per
+        # heartbeat, thousands per second in a large room.
+        deadline = self.state.get_timer()
+        if deadline is not None and (self._sleeping_until is None
+                                     or deadline < self._sleeping_until):
+            self._wake.set()
 
     @staticmethod
     def _encode(message: Message, link: _Link) -> bytes | None:
         try:
-            return encode(message)
+            # A PeerList is built from registrations that passed the decoder's field
+            # rules: checking them again would double a large room's busiest cost.
+            return encode(message, check_fields=not isinstance(message, PeerList))
         except LocalProtocolError:
             log.exception("cannot encode %s for %s", type(message).__name__, link.label)
             return None
@@ -191,10 +236,10 @@ class TrackerServer:
     def _write(self, link: _Link, message: Message, data: bytes | None) -> None:
         if link.closing or data is None:
             return
-        transport = link.writer.transport
+        transport = link.transport
         if transport.is_closing():
             return
-        link.writer.write(data)
+        transport.write(data)
         if isinstance(message, Bye):
             self._close_link(link)  # the Bye is flushed before the socket closes
         elif transport.get_write_buffer_size() > self.config.max_write_buffer_bytes:
@@ -206,7 +251,7 @@ class TrackerServer:
 
     def _close_link(self, link: _Link) -> None:
         link.closing = True
-        link.writer.close()
+        link.transport.close()  # after what is buffered has been written
 
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.create_task(coro)
@@ -220,6 +265,7 @@ class TrackerServer:
         while True:
             self._wake.clear()
             deadline = self.state.get_timer()
+            self._sleeping_until = deadline
             delay = None if deadline is None else max(0.0, deadline - loop.time())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):

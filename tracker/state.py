@@ -25,9 +25,10 @@ skipped. The work per push is bounded by ``full_list_peers``.
 Large rooms are never listed whole and a change pushes nothing: each peer gets its own
 bounded PeerList (itself, the streamer, ``candidates`` join candidates picked for it,
 the room's size and the tree per depth; see tracker/room.py) in the reply to Register
-and then at most every ``refresh_s`` while the room changes. A change costs O(1)
-index updates, a refresh O(candidates): the tracker's work per peer per second stays
-flat however large the room grows. StreamerChanged still reaches everyone at once.
+and then at most every ``refresh_s`` while the room changes (``settled_refresh_s``
+once the peer is in the tree). A change costs O(1) index updates, a refresh
+O(candidates): the tracker's work per peer per second stays flat however large the
+room grows. StreamerChanged still reaches everyone at once.
 
 Streamer lock. Each room has at most one holder. A grant carries an epoch from one
 tracker-wide counter, so epochs only ever rise, in every room, even across a room
@@ -56,7 +57,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
 
 from protocol import limits
@@ -152,7 +153,12 @@ class TrackerState:
                  rng: random.Random | None = None) -> None:
         self.config = config or TrackerConfig()
         self._rng = rng or random.Random()
-        self._conns: dict[int, _Conn] = {}
+        # Least recently heard first (receive moves a connection to the end): the idle
+        # timer looks at the head only, so no timer call walks every connection.
+        self._conns: OrderedDict[int, _Conn] = OrderedDict()
+        self._locked: set[str] = set()  # rooms whose lock is held
+        # Connections not registered yet, oldest first (for register_timeout_s).
+        self._unregistered: OrderedDict[int, _Conn] = OrderedDict()
         self._per_address: dict[str, int] = {}
         # Registrations per (room, address): see max_room_peers_per_address.
         self._room_addresses: dict[tuple[str, str], int] = {}
@@ -160,9 +166,12 @@ class TrackerState:
         self._dirty: set[str] = set()
         self._checks: list[ConnectBack] = []
         self._last_epoch = 0
-        # Per-peer refreshes of large rooms, due times in order: every peer is
-        # re-queued refresh_s after its turn, so appending keeps the deque sorted.
-        self._refresh: deque[tuple[float, Peer]] = deque()
+        # Per-peer refresh turns in large rooms: one queue for joiners (refresh_s) and
+        # one for peers in the tree (settled_refresh_s). Within a queue every peer is
+        # re-queued one fixed period after its turn, so appending keeps it sorted
+        # (a room that just grew large spreads its first turns over one period).
+        self._joiner_turns: deque[tuple[float, Peer]] = deque()
+        self._settled_turns: deque[tuple[float, Peer]] = deque()
 
     # --- events from the adapter ------------------------------------------------------
 
@@ -179,9 +188,10 @@ class TrackerState:
         if self._per_address.get(address, 0) >= cfg.max_connections_per_address:
             return [(conn, Bye(f"more than {cfg.max_connections_per_address} connections "
                                f"from {address}", code=ErrorCode.TOO_MANY_CONNECTIONS))]
-        self._conns[conn] = _Conn(conn, address, now,
-                                  TokenBucket(cfg.max_messages_per_s, cfg.burst_messages, now),
-                                  connected_at=now)
+        c = self._conns[conn] = _Conn(
+            conn, address, now, TokenBucket(cfg.max_messages_per_s, cfg.burst_messages, now),
+            connected_at=now)
+        self._unregistered[conn] = c
         self._per_address[address] = self._per_address.get(address, 0) + 1
         return []
 
@@ -192,6 +202,7 @@ class TrackerState:
             return []  # already closed by us (a Bye went out); late input is moot
         out: list[Outbound] = []
         c.last_seen = now
+        self._conns.move_to_end(conn)
         if not c.bucket.take(now):
             self._close(c, f"more than {self.config.max_messages_per_s:g} messages per second",
                         ErrorCode.RATE_LIMITED, now, out)
@@ -243,16 +254,21 @@ class TrackerState:
     def handle_timer(self, now: float) -> list[Outbound]:
         """Expire leases, close idle connections, send due PeerList pushes."""
         out: list[Outbound] = []
-        for room in list(self._rooms.values()):
-            self._expire(room, now, out)
+        for name in list(self._locked):
+            self._expire(self._rooms[name], now, out)
         deadline = now - self.config.peer_timeout_s
-        for c in [c for c in self._conns.values() if c.last_seen <= deadline]:
+        while self._conns:
+            c = next(iter(self._conns.values()))
+            if c.last_seen > deadline:
+                break
             self._close(c, f"silent for {self.config.peer_timeout_s:g} s", ErrorCode.TIMEOUT,
                         now, out)
         self._refresh_due(now, out)
         unregistered = now - self.config.register_timeout_s
-        for c in [c for c in self._conns.values()
-                  if c.peer is None and c.connected_at <= unregistered]:
+        while self._unregistered:
+            c = next(iter(self._unregistered.values()))
+            if c.connected_at > unregistered:
+                break
             # A connection that never registers holds a slot for nothing (a room query
             # is answered at once): it gets a short grace, not the idle timeout.
             self._close(c, f"not registered within {self.config.register_timeout_s:g} s",
@@ -261,15 +277,27 @@ class TrackerState:
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` has something to do next (None: nothing pending)."""
-        times = [c.last_seen + self.config.peer_timeout_s for c in self._conns.values()]
-        times += [c.connected_at + self.config.register_timeout_s
-                  for c in self._conns.values() if c.peer is None]
-        times += [r.lock.expires_at for r in self._rooms.values() if r.lock is not None]
-        times += [self._rooms[name].last_push + self.config.update_interval_s
-                  for name in self._dirty]
-        if self._refresh:
-            times.append(self._refresh[0][0])
-        return min(times, default=None)
+        # Called after every event (the server re-arms its timer): O(rooms with a lock
+        # or a pending push), never O(connections).
+        first: float | None = None
+        if self._conns:
+            first = next(iter(self._conns.values())).last_seen + self.config.peer_timeout_s
+        if self._unregistered:
+            due = (next(iter(self._unregistered.values())).connected_at
+                   + self.config.register_timeout_s)
+            first = due if first is None else min(first, due)
+        for turns in (self._joiner_turns, self._settled_turns):
+            if turns and (first is None or turns[0][0] < first):
+                first = turns[0][0]
+        for name in self._locked:
+            lock = self._rooms[name].lock
+            if lock is not None and (first is None or lock.expires_at < first):
+                first = lock.expires_at
+        for name in self._dirty:
+            due = self._rooms[name].last_push + self.config.update_interval_s
+            if first is None or due < first:
+                first = due
+        return first
 
     def take_checks(self) -> list[ConnectBack]:
         """The connect-back checks queued since the last call."""
@@ -356,12 +384,13 @@ class TrackerState:
         peer = Peer(c.id, msg.peer_id, room.unique_name(msg.name, msg.peer_id), msg.room,
                     host, msg.port)
         c.peer = peer
+        self._unregistered.pop(c.id, None)
         room.add(peer)
         self._changed(room, now)
         peer.seen_version = room.version
         out.append((c.id, self._list_for(room, peer, now)))
         if room.large:
-            self._queue_refresh(peer, now + self.config.refresh_s)
+            self._queue_refresh(peer, now)
         if msg.port is not None:
             self._checks.append(ConnectBack(c.id, peer.id, host, msg.port))
 
@@ -391,6 +420,7 @@ class TrackerState:
         if lock is None:
             self._last_epoch += 1
             lock = room.lock = _Lock(peer, self._last_epoch, now + self.config.lease_s)
+            self._locked.add(room.name)
             room.epoch = lock.epoch
             self._announce(room, now, out)
         # A claim by the holder is idempotent: the same epoch again (lease renewed above).
@@ -414,6 +444,7 @@ class TrackerState:
 
     def _release(self, room: _Room, now: float, out: list[Outbound]) -> None:
         room.lock = None
+        self._locked.discard(room.name)
         self._announce(room, now, out)
 
     def _announce(self, room: _Room, now: float, out: list[Outbound]) -> None:
@@ -436,13 +467,21 @@ class TrackerState:
             # first turns spread over one period so they do not all fall due at once.
             step = self.config.refresh_s / len(room)
             for i, peer in enumerate(room.peers.values()):
-                self._queue_refresh(peer, now + step * (i + 1))
+                self._queue_refresh(peer, now, first_in=step * (i + 1))
         room.large = large  # a shrunk room is pushed whole again (_flushed)
 
-    def _queue_refresh(self, peer: Peer, due: float) -> None:
-        if not peer.refresh_queued:
-            peer.refresh_queued = True
-            self._refresh.append((due, peer))
+    def _queue_refresh(self, peer: Peer, now: float, first_in: float | None = None) -> None:
+        """Give ``peer`` its next refresh turn: soon while it looks for a parent, rarely
+        once in the tree (it then needs candidates only for a repair, and its parent's
+        Bye carries hints; the aggregate for its GUI may be that old)."""
+        if peer.refresh_queued:
+            return
+        peer.refresh_queued = True
+        if peer.depth is None:
+            self._joiner_turns.append((now + (first_in or self.config.refresh_s), peer))
+        else:
+            self._settled_turns.append(
+                (now + (first_in or self.config.settled_refresh_s), peer))
 
     def _close(self, c: _Conn, reason: str, code: ErrorCode, now: float,
                out: list[Outbound]) -> None:
@@ -452,6 +491,7 @@ class TrackerState:
     def _drop(self, c: _Conn, now: float, out: list[Outbound]) -> None:
         """Forget a connection (after its Bye, or when it is gone)."""
         del self._conns[c.id]
+        self._unregistered.pop(c.id, None)
         left = self._per_address[c.address] - 1
         if left:
             self._per_address[c.address] = left
@@ -498,20 +538,23 @@ class TrackerState:
         return out
 
     def _refresh_due(self, now: float, out: list[Outbound]) -> None:
-        """Send large rooms' peers their own list, each at most every refresh_s."""
-        while self._refresh and self._refresh[0][0] <= now:
-            _, peer = self._refresh.popleft()
-            peer.refresh_queued = False
-            c = self._conns.get(peer.conn)
-            if c is None or c.peer is not peer:
-                continue  # gone (or replaced): its turn ends with it
-            room = self._rooms[peer.room]
-            if not room.large:
-                continue  # shrunk: pushed whole again; queued anew if it grows
-            if peer.seen_version != room.version:
-                peer.seen_version = room.version
-                out.append((peer.conn, self._bounded_list(room, peer, now)))
-            self._queue_refresh(peer, now + self.config.refresh_s)
+        """Send large rooms' peers their own list when their turn has come."""
+        for turns in (self._joiner_turns, self._settled_turns):
+            while turns and turns[0][0] <= now:
+                self._refresh_turn(turns.popleft()[1], now, out)
+
+    def _refresh_turn(self, peer: Peer, now: float, out: list[Outbound]) -> None:
+        peer.refresh_queued = False
+        c = self._conns.get(peer.conn)
+        if c is None or c.peer is not peer:
+            return  # gone (or replaced): its turns end with it
+        room = self._rooms[peer.room]
+        if not room.large:
+            return  # shrunk: pushed whole again; queued anew if it grows
+        if peer.seen_version != room.version:
+            peer.seen_version = room.version
+            out.append((peer.conn, self._bounded_list(room, peer, now)))
+        self._queue_refresh(peer, now)
 
     def _list_for(self, room: _Room, peer: Peer, now: float) -> PeerList:
         """The reply to ``peer``'s Register: the room whole, or bounded for it."""
