@@ -208,6 +208,21 @@ def read_opt_layer(meta: Meta, key: str = "layer") -> int | None:
     return None if meta.get(key) is None else read_layer(meta, key)
 
 
+def read_codec(meta: Meta, key: str = "cd", default: str = "mjpeg") -> str:
+    """A video codec's name: a short lowercase token; missing means ``default``.
+
+    Peers from before codecs were named sent only JPEG, hence the default. An unknown
+    name is not an error here (forward compatibility): the node refuses what it cannot
+    decode, and says which codec that was.
+    """
+    if meta.get(key) is None:
+        return default
+    name = read_str(meta, key, limits.MAX_CODEC_CHARS, allow_empty=False)
+    if not all("a" <= c <= "z" or "0" <= c <= "9" for c in name):
+        raise FieldError(key, "codec names are lowercase letters and digits")
+    return name
+
+
 def read_versions(meta: Meta, key: str = "versions") -> tuple[int, ...]:
     """The protocol versions a peer speaks: a non-empty list of integers."""
     versions = read_list(meta, key, _MAX_VERSIONS)

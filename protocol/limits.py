@@ -64,6 +64,8 @@ MAX_DIMENSION_PX = 8192
 # A position or length in a streamed file: a week of video, far beyond any real file,
 # and well inside a JSON-safe integer of milliseconds.
 MAX_MEDIA_MS = 7 * 24 * 3600 * 1000
+# A video codec's name on the wire ("h264", "mjpeg"): a short lowercase token.
+MAX_CODEC_CHARS = 16
 # Layers (frame heights) a viewer can ask for.
 LAYERS = (360, 480, 720, 1080)
 

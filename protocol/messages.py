@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar
 
-from protocol import limits, opus
+from protocol import h264, limits, opus
 from protocol.errors import FieldError
 from protocol.fields import (
     Meta,
     check_len,
     check_text,
     read_bool,
+    read_codec,
     read_float,
     read_int,
     read_layer,
@@ -44,6 +45,7 @@ __all__ = [
     "Heartbeat",
     "Hello",
     "JoinRequest",
+    "KeyframeRequest",
     "LayerDemand",
     "Message",
     "MessageType",
@@ -83,6 +85,7 @@ class MessageType(IntEnum):
     ERROR = 12
     PATH_UPDATE = 13
     PLAYBACK = 14
+    KEYFRAME_REQUEST = 15
     AUDIO_FRAME = 20
     REGISTER = 32
     PEER_LIST = 33
@@ -162,10 +165,13 @@ class Accept(_Base):
     source_width: int = 0
     source_height: int = 0
     fps: float = 30.0
+    # The stream's video codec: the joiner checks it can decode it before watching.
+    codec: str = "mjpeg"
 
     def to_meta(self) -> Meta:
         return {"path": [p.to_meta() for p in self.path], "epoch": self.epoch,
-                "sw": self.source_width, "sh": self.source_height, "fps": self.fps}
+                "sw": self.source_width, "sh": self.source_height, "fps": self.fps,
+                "cd": self.codec}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Accept:
@@ -175,7 +181,7 @@ class Accept(_Base):
         return cls(path=path, epoch=read_int(meta, "epoch"),
                    source_width=read_int(meta, "sw", 0, limits.MAX_DIMENSION_PX),
                    source_height=read_int(meta, "sh", 0, limits.MAX_DIMENSION_PX),
-                   fps=_fps(meta))
+                   fps=_fps(meta), codec=read_codec(meta))
 
 
 def _fps(meta: Meta) -> float:
@@ -255,7 +261,16 @@ class Redirect(_Base):
 
 @dataclass(frozen=True, slots=True)
 class VideoFrame(_Base):
-    """One JPEG frame of one layer. ``captured_at`` is on the root's clock (seconds)."""
+    """One coded frame of one layer. ``captured_at`` is on the root's clock (seconds).
+
+    ``codec`` names the coding of ``data`` ("h264": one access unit in Annex B form;
+    "mjpeg": one JPEG). ``keyframe``: a decoder can start here (every JPEG; an H.264
+    IDR with its SPS and PPS). ``prev``: the ``seq`` of the frame before this one from
+    the same encoder (-1: none), so a receiver knows whether it holds what this frame
+    refers to. Frames from peers that predate codecs carry none of the three and are
+    JPEG keyframes. An h264 payload is structure-checked here (protocol.h264): its
+    SPS must give the declared size and its keyframe flag must be true.
+    """
 
     KIND: ClassVar[MessageType] = MessageType.VIDEO_FRAME
     epoch: int
@@ -264,28 +279,83 @@ class VideoFrame(_Base):
     width: int
     height: int
     layer: int
-    jpeg: bytes = field(repr=False)
+    data: bytes = field(repr=False)
+    codec: str = "mjpeg"
+    keyframe: bool = True
+    prev: int = -1
+
+    @property
+    def jpeg(self) -> bytes:
+        """The payload under its pre-codec name (callers are moving to ``data``)."""
+        return self.data
 
     def to_meta(self) -> Meta:
-        return {"e": self.epoch, "s": self.seq, "c": self.captured_at,
-                "w": self.width, "h": self.height, "layer": self.layer}
+        meta: Meta = {"e": self.epoch, "s": self.seq, "c": self.captured_at,
+                      "w": self.width, "h": self.height, "layer": self.layer,
+                      "cd": self.codec, "kf": self.keyframe}
+        if self.prev >= 0:
+            meta["p"] = self.prev
+        return meta
 
     def payload(self) -> bytes:
-        return self.jpeg
+        return self.data
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> VideoFrame:
         if not payload:
-            raise FieldError("payload", "video frame without JPEG data")
-        return cls(
+            raise FieldError("payload", "video frame without picture data")
+        frame = cls(
             epoch=read_int(meta, "e"),
             seq=read_int(meta, "s"),
             captured_at=read_float(meta, "c"),
             width=read_int(meta, "w", 1, limits.MAX_DIMENSION_PX),
             height=read_int(meta, "h", 1, limits.MAX_DIMENSION_PX),
             layer=read_layer(meta),
-            jpeg=payload,
+            data=payload,
+            codec=read_codec(meta),
+            # A frame that names its codec says whether it is a keyframe; one that does
+            # not is from a peer before codecs: a JPEG, so a keyframe.
+            keyframe=True if meta.get("cd") is None else read_bool(meta, "kf"),
+            prev=-1 if meta.get("p") is None else read_int(meta, "p"),
         )
+        if frame.prev >= frame.seq:
+            raise FieldError("p", f"previous frame {frame.prev} is not before {frame.seq}")
+        if frame.codec == "h264":
+            _check_h264(frame)
+        return frame
+
+
+def _check_h264(frame: VideoFrame) -> None:
+    try:
+        unit = h264.parse_access_unit(frame.data)
+    except ValueError as exc:
+        raise FieldError("payload", str(exc)) from None
+    if unit.keyframe != frame.keyframe:
+        raise FieldError("kf", f"says {frame.keyframe} but the H.264 frame "
+                               f"{'is' if unit.keyframe else 'is not'} a keyframe")
+    if unit.size is not None and unit.size != (frame.width, frame.height):
+        raise FieldError("payload", f"H.264 picture is {unit.size[0]}x{unit.size[1]}, "
+                                    f"the frame says {frame.width}x{frame.height}")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyframeRequest(_Base):
+    """Send me a keyframe of ``layer`` soon (I joined, switched parent or lost frames).
+
+    Only a child asks its parent; the producer of that layer serves requests at most
+    once per interval per layer (peer.node.codecs.keyframes), so a storm of them costs
+    no more than a trickle.
+    """
+
+    KIND: ClassVar[MessageType] = MessageType.KEYFRAME_REQUEST
+    layer: int
+
+    def to_meta(self) -> Meta:
+        return {"layer": self.layer}
+
+    @classmethod
+    def from_meta(cls, meta: Meta, payload: bytes) -> KeyframeRequest:
+        return cls(layer=read_layer(meta))
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,13 +394,17 @@ class LayerDemand(_Base):
 
     KIND: ClassVar[MessageType] = MessageType.LAYER_DEMAND
     layer: int
+    # The subtree takes less than ``layer`` when the path cannot carry it (the
+    # viewer chose "auto"): the parent picks from the child's send backlog.
+    auto: bool = False
 
     def to_meta(self) -> Meta:
-        return {"layer": self.layer}
+        return {"layer": self.layer, "auto": self.auto}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> LayerDemand:
-        return cls(layer=read_layer(meta))
+        auto = False if meta.get("auto") is None else read_bool(meta, "auto")
+        return cls(layer=read_layer(meta), auto=auto)
 
 
 @dataclass(frozen=True, slots=True)
@@ -694,8 +768,8 @@ class Unknown:
 
 
 Message = (
-    Hello | JoinRequest | Accept | PathUpdate | Playback | Redirect | VideoFrame | AudioFrame
-    | LayerDemand | Chat
+    Hello | JoinRequest | Accept | PathUpdate | Playback | Redirect | VideoFrame
+    | KeyframeRequest | AudioFrame | LayerDemand | Chat
     | ChatHave | Ping | Pong | Bye | Error | Register | PeerList | Heartbeat | StreamClaim
     | StreamGranted | StreamDenied | StreamRelease | StreamerChanged | RoomQuery
 )
@@ -703,8 +777,8 @@ Message = (
 _CLASSES: dict[int, type[_Base]] = {
     cls.KIND: cls
     for cls in (
-        Hello, JoinRequest, Accept, PathUpdate, Playback, Redirect, VideoFrame, AudioFrame,
-        LayerDemand, Chat,
+        Hello, JoinRequest, Accept, PathUpdate, Playback, Redirect, VideoFrame,
+        KeyframeRequest, AudioFrame, LayerDemand, Chat,
         ChatHave, Ping, Pong, Bye, Error, Register, PeerList, Heartbeat, StreamClaim,
         StreamGranted, StreamDenied, StreamRelease, StreamerChanged, RoomQuery,
     )

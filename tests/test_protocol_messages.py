@@ -20,6 +20,7 @@ from protocol.messages import (
     Heartbeat,
     Hello,
     JoinRequest,
+    KeyframeRequest,
     LayerDemand,
     MessageType,
     PathUpdate,
@@ -54,14 +55,19 @@ SAMPLES = [
     JoinRequest(1080, listen_host="10.0.0.2", listen_port=7001),
     Accept(PATH, epoch=3, source_width=1920, source_height=1080),
     Accept(PATH[:1], epoch=0),
+    Accept(PATH, epoch=3, source_width=1280, source_height=720, codec="h264"),
     PathUpdate(PATH),
     Playback(4, True, 61_500, 120_000),
     Playback(4, False, 0),
     Redirect((CAND,)),
     Redirect((), reason="leaving"),
     VideoFrame(5, 17, 1234.5, 640, 360, 360, b"\xff\xd8jpeg\x00\xff\xd9"),
+    VideoFrame(5, 18, 1234.5, 640, 360, 360, b"\x00\x00\x01\x41\x9a", codec="h264",
+               keyframe=False, prev=17),
+    KeyframeRequest(720),
     AudioFrame(5, 18, 1234.52, b"\xfc\x01\x02\x03"),  # TOC: CELT 20 ms stereo, 1 frame
     LayerDemand(480),
+    LayerDemand(1080, auto=True),
     Chat("p1:1", "p1", "Pete", 99.25, "hello\nworld ✓"),
     ChatHave(("p1:1", "p2:7")),
     ChatHave(()),
@@ -158,7 +164,7 @@ def test_every_split_of_a_video_frame() -> None:
         assert got == [frame], split
 
 
-@pytest.mark.parametrize("kind", [0, 15, 31, 41, 99, 255])
+@pytest.mark.parametrize("kind", [0, 16, 31, 41, 99, 255])
 def test_unknown_kind_decodes_to_unknown(kind: int) -> None:
     assert message_class(kind) is None
     data = _frame(kind, {"x": [1, "two"], "y": None}, b"blob")

@@ -31,8 +31,8 @@ from typing import Final
 import av
 import av.error
 
-from peer.node.codecs.annexb import NAL_PPS, NAL_SPS, split_nals
 from peer.node.errors import MediaError
+from protocol.h264 import NAL_PPS, NAL_SPS, split_nals
 
 # How much video a killed recording may lose at most (the cluster/fragment in memory).
 CLUSTER_MS: Final = 500

@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 
 from peer.node.codec import CodecError, Image
-from peer.node.codecs.annexb import parse_access_unit
 from peer.node.codecs.base import DecodedPicture, VideoCodec
+from protocol.h264 import AccessUnit, parse_access_unit
 
 # libav's own logging would print decoder complaints about garbage frames to the
 # console; the node reports them as CodecError once.
@@ -153,6 +153,14 @@ class H264Encoder:
         self._closed = True
 
 
+def check_access_unit(data: bytes) -> AccessUnit:
+    """``protocol.h264.parse_access_unit`` with its ValueError as a CodecError."""
+    try:
+        return parse_access_unit(data)
+    except ValueError as exc:
+        raise CodecError(str(exc)) from None
+
+
 class H264Decoder:
     """libavcodec's H.264 decoder for one incoming stream, strict about errors.
 
@@ -188,7 +196,7 @@ class H264Decoder:
         """
         if self._closed:
             raise CodecError("the H.264 decoder is closed")
-        unit = parse_access_unit(data)
+        unit = check_access_unit(data)
         if unit.size is not None:
             if unit.size != (width, height):
                 raise CodecError(f"H.264 picture is {unit.size[0]}x{unit.size[1]} but its "

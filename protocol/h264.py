@@ -1,16 +1,19 @@
-"""Read an H.264 access unit (Annex B byte stream) without decoding it.
+"""Structure checks for H.264 access units (Annex B byte stream), without decoding.
 
-A relay checks every frame it forwards and a viewer checks every frame before its
-decoder sees it: the frame must be a sequence of NAL units behind start codes, with
-the forbidden bit clear and a NAL type an encoder for live video emits; and every SPS
-(sequence parameter set) in it must describe a picture of the size the frame's
-metadata claims, at most ``MAX_DIMENSION_PX`` a side. So a neighbour cannot make the
-decoder allocate pictures of a size it did not announce, and plain garbage is refused
-before libavcodec sees it (corruption inside a valid structure is the decoder's to
-find: it runs with ``err_detect=explode``).
+Relays forward video untouched and most never decode it, but they must not pass
+garbage down the tree either: every VideoFrame of the h264 codec is checked when it
+is read off a link (and before it is sent). It must be a sequence of NAL units behind
+start codes, with the forbidden bit clear and a NAL type an encoder for live video
+emits; every SPS (sequence parameter set) in it must describe a picture of the size
+the frame's metadata claims, at most ``MAX_DIMENSION_PX`` a side; and its keyframe
+flag must be true exactly when it holds an IDR slice with SPS and PPS. So a neighbour
+cannot make a decoder allocate pictures of a size it did not announce, nor start a
+child's decoder on a frame that cannot start one, and plain garbage is refused before
+libavcodec sees it (corruption inside a valid structure is the decoder's to find: it
+runs with ``err_detect=explode``).
 
 The SPS syntax is ITU-T H.264 section 7.3.2.1.1; emulation prevention bytes
-(00 00 03) are removed first (7.4.1).
+(00 00 03) are removed first (7.4.1). Every error is a ValueError with a reason.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from peer.node.codec import CodecError
 from protocol.limits import MAX_DIMENSION_PX
 
 NAL_SLICE: Final = 1
@@ -60,10 +62,10 @@ def split_nals(data: bytes) -> list[bytes]:
     """The NAL units of an Annex B stream (start codes removed).
 
     Raises:
-        CodecError: no leading start code, an empty NAL unit, or too many of them.
+        ValueError: no leading start code, an empty NAL unit, or too many of them.
     """
     if not (data.startswith(b"\x00\x00\x01") or data.startswith(b"\x00\x00\x00\x01")):
-        raise CodecError("not an H.264 frame: no start code")
+        raise ValueError("not an H.264 frame: no start code")
     nals: list[bytes] = []
     pos = data.index(b"\x00\x00\x01") + 3
     while True:
@@ -73,10 +75,10 @@ def split_nals(data: bytes) -> list[bytes]:
         if nxt >= 0 and nal.endswith(b"\x00"):
             nal = nal[:-1]  # the leading zero of a 4-byte start code
         if not nal:
-            raise CodecError("malformed H.264 frame: empty NAL unit")
+            raise ValueError("malformed H.264 frame: empty NAL unit")
         nals.append(nal)
         if len(nals) > MAX_NALS_PER_FRAME:
-            raise CodecError(f"malformed H.264 frame: more than {MAX_NALS_PER_FRAME} NAL units")
+            raise ValueError(f"malformed H.264 frame: more than {MAX_NALS_PER_FRAME} NAL units")
         if nxt < 0:
             return nals
         pos = nxt + 3
@@ -86,7 +88,7 @@ def parse_access_unit(data: bytes) -> AccessUnit:
     """Check the structure of one H.264 access unit and read its keyframe flag and size.
 
     Raises:
-        CodecError: not Annex B H.264, a forbidden or unexpected NAL unit, a broken
+        ValueError: not Annex B H.264, a forbidden or unexpected NAL unit, a broken
             SPS, or an SPS picture size out of range.
     """
     types: list[int] = []
@@ -94,24 +96,24 @@ def parse_access_unit(data: bytes) -> AccessUnit:
     for nal in split_nals(data):
         header = nal[0]
         if header & 0x80:
-            raise CodecError("malformed H.264 frame: forbidden bit set")
+            raise ValueError("malformed H.264 frame: forbidden bit set")
         nal_type = header & 0x1F
         if nal_type not in _ALLOWED_NAL_TYPES:
-            raise CodecError(f"unsupported H.264 NAL unit type {nal_type}")
+            raise ValueError(f"unsupported H.264 NAL unit type {nal_type}")
         if nal_type == NAL_SPS:
             sps_size = sps_picture_size(nal)
             if size is not None and sps_size != size:
-                raise CodecError("malformed H.264 frame: two SPS of different sizes")
+                raise ValueError("malformed H.264 frame: two SPS of different sizes")
             size = sps_size
         types.append(nal_type)
     if not any(t in (NAL_SLICE, NAL_IDR) for t in types):
-        raise CodecError("H.264 frame carries no picture (no slice)")
+        raise ValueError("H.264 frame carries no picture (no slice)")
     keyframe = NAL_IDR in types and NAL_SPS in types and NAL_PPS in types
     return AccessUnit(tuple(types), keyframe, size)
 
 
 class _Bits:
-    """MSB-first bit reader over an RBSP; reading past the end raises CodecError."""
+    """MSB-first bit reader over an RBSP; reading past the end raises ValueError."""
 
     def __init__(self, data: bytes) -> None:
         self._value = int.from_bytes(data, "big")
@@ -119,7 +121,7 @@ class _Bits:
 
     def u(self, bits: int) -> int:
         if bits > self._left:
-            raise CodecError("malformed H.264 SPS: truncated")
+            raise ValueError("malformed H.264 SPS: truncated")
         self._left -= bits
         return (self._value >> self._left) & ((1 << bits) - 1)
 
@@ -128,7 +130,7 @@ class _Bits:
         while self.u(1) == 0:
             zeros += 1
             if zeros > 31:  # 7.2: ue(v) values fit 32 bits
-                raise CodecError("malformed H.264 SPS: exp-Golomb code too long")
+                raise ValueError("malformed H.264 SPS: exp-Golomb code too long")
         return (1 << zeros) - 1 + self.u(zeros)
 
     def se(self) -> int:
@@ -153,11 +155,11 @@ def sps_picture_size(nal: bytes) -> tuple[int, int]:
     """The displayed picture size an SPS NAL unit (header byte included) describes.
 
     Raises:
-        CodecError: a truncated or inconsistent SPS, or a size that is zero or above
+        ValueError: a truncated or inconsistent SPS, or a size that is zero or above
             ``MAX_DIMENSION_PX``.
     """
     if len(nal) > MAX_SPS_BYTES:
-        raise CodecError(f"malformed H.264 SPS: {len(nal)} bytes (at most {MAX_SPS_BYTES})")
+        raise ValueError(f"malformed H.264 SPS: {len(nal)} bytes (at most {MAX_SPS_BYTES})")
     bits = _Bits(_rbsp(nal))
     profile = bits.u(8)
     bits.u(16)  # constraint flags, level
@@ -167,7 +169,7 @@ def sps_picture_size(nal: bytes) -> tuple[int, int]:
     if profile in _HIGH_PROFILES:
         chroma_format = bits.ue()
         if chroma_format > 3:
-            raise CodecError("malformed H.264 SPS: chroma format")
+            raise ValueError("malformed H.264 SPS: chroma format")
         if chroma_format == 3:
             separate_planes = bits.u(1)
         bits.ue()  # bit_depth_luma_minus8
@@ -187,11 +189,11 @@ def sps_picture_size(nal: bytes) -> tuple[int, int]:
         bits.se()
         cycle = bits.ue()
         if cycle > 255:
-            raise CodecError("malformed H.264 SPS: reference frame cycle")
+            raise ValueError("malformed H.264 SPS: reference frame cycle")
         for _ in range(cycle):
             bits.se()
     elif poc_type != 2:
-        raise CodecError("malformed H.264 SPS: picture order count type")
+        raise ValueError("malformed H.264 SPS: picture order count type")
     bits.ue()  # max_num_ref_frames
     bits.u(1)  # gaps_in_frame_num_value_allowed_flag
     width_mbs = bits.ue() + 1
@@ -212,5 +214,5 @@ def sps_picture_size(nal: bytes) -> tuple[int, int]:
         width -= unit_x * (left + right)
         height -= unit_y * (top + bottom)
     if not (0 < width <= MAX_DIMENSION_PX and 0 < height <= MAX_DIMENSION_PX):
-        raise CodecError(f"H.264 picture size {width}x{height} is out of range")
+        raise ValueError(f"H.264 picture size {width}x{height} is out of range")
     return width, height
