@@ -43,6 +43,8 @@ MAX_CHAT_CHARS = 500
 MAX_REASON_CHARS = 200
 MAX_HOST_CHARS = 255  # DNS name limit
 MAX_ID_CHARS = 64
+# An Ed25519 signature (64 bytes) in base64: 88 characters.
+MAX_SIGNATURE_CHARS = 88
 # Path to the root: a tree of fan-out 2 with depth 64 holds more peers than exist.
 MAX_PATH_LEN = 64
 # Redirects and Bye hints: a handful of candidates is plenty to re-attach.

@@ -409,7 +409,12 @@ class LayerDemand(_Base):
 
 @dataclass(frozen=True, slots=True)
 class Chat(_Base):
-    """A chat line; ``msg_id`` is ``origin_id:counter`` and unique in the room."""
+    """A chat line; ``msg_id`` is ``origin_id:counter`` and unique in the room.
+
+    ``sig`` is the author's signature of the other fields (base64; see
+    peer/node/chat.py): receivers drop a line whose signature does not verify
+    against ``origin_id``, which is the author's public key.
+    """
 
     KIND: ClassVar[MessageType] = MessageType.CHAT
     msg_id: str
@@ -417,11 +422,12 @@ class Chat(_Base):
     origin_name: str
     sent_at: float
     text: str
+    sig: str = ""
 
     def to_meta(self) -> Meta:
         check_len("chat text", self.text, limits.MAX_CHAT_CHARS)
         return {"id": self.msg_id, "oid": self.origin_id, "from": self.origin_name,
-                "t": self.sent_at, "text": self.text}
+                "t": self.sent_at, "text": self.text, "sig": self.sig}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Chat:
@@ -431,6 +437,8 @@ class Chat(_Base):
             origin_name=read_str(meta, "from", limits.MAX_NAME_CHARS),
             sent_at=read_float(meta, "t"),
             text=read_str(meta, "text", limits.MAX_CHAT_CHARS, text=True),
+            # Absent from older peers: such a line is unsigned and will be dropped.
+            sig=read_str(meta, "sig", limits.MAX_SIGNATURE_CHARS) if "sig" in meta else "",
         )
 
 

@@ -1,46 +1,89 @@
-"""ChatRouter: compose, dedup, rate limiting, history, backfill, and gossip as a whole."""
+"""ChatRouter: compose, dedup, signatures, rate limiting, history, backfill, and gossip."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cache
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peer.node.chat import BACKFILL_GRACE_S, ChatRouter, ChatVerdict
+from peer.node.chat import (
+    BACKFILL_GRACE_S,
+    MAX_AGE_S,
+    SIGNING_CONTEXT,
+    ChatRouter,
+    ChatVerdict,
+    signed_bytes,
+)
 from protocol import limits
 from protocol.errors import ErrorCode
+from protocol.identity import Identity
 from protocol.messages import Chat, ChatHave, Error
 
 
+@cache
+def key(name: str) -> Identity:
+    """One key pair per short test name ("a", "b", ...), the same in every run."""
+    return Identity.from_seed(hashlib.sha256(name.encode()).digest())
+
+
+def pid(name: str) -> str:
+    return key(name).peer_id
+
+
+def mid(name: str, n: int) -> str:
+    return f"{pid(name)}:{n}"
+
+
+def router(name: str, **kwargs: object) -> ChatRouter:
+    return ChatRouter(key(name), name.title(), **kwargs)  # type: ignore[arg-type]
+
+
 def chat(origin: str, n: int, sent_at: float = 0.0, text: str = "hi") -> Chat:
-    return Chat(f"{origin}:{n}", origin, origin.upper(), sent_at, text)
+    """A line genuinely signed by ``origin``."""
+    unsigned = Chat(mid(origin, n), pid(origin), origin.upper(), sent_at, text)
+    sig = key(origin).sign(SIGNING_CONTEXT, signed_bytes(unsigned))
+    return replace(unsigned, sig=base64.b64encode(sig).decode())
+
+
+RATE_REFUSAL = "chat rate limit: at most 5 messages per second per author, 20 per link"
 
 
 # --- compose ---------------------------------------------------------------------------
 
 
-def test_compose_numbers_and_strips() -> None:
-    r = ChatRouter("a", "Alice")
+def test_compose_numbers_signs_and_strips() -> None:
+    r = router("a")
     m1 = r.compose("  hello \n", now=10.0)
-    m2 = r.compose("again", now=11.0)
-    assert m1 == Chat("a:1", "a", "Alice", 10.0, "hello")
-    assert m2.msg_id == "a:2"
+    m2 = r.compose("again", now=10.0)
+    assert (m1.msg_id, m1.origin_id, m1.origin_name, m1.sent_at, m1.text) == (
+        mid("a", 10_000), pid("a"), "A", 10.0, "hello")
+    assert m2.msg_id == mid("a", 10_001)  # same millisecond: still rising
     assert r.history() == [m1, m2]
+    assert router("b").receive(m1, "a", now=10.0).deliver  # it verifies
+
+
+def test_ids_stay_unique_across_runs_of_a_kept_key() -> None:
+    first = router("a").compose("before restart", now=100.0)
+    second = router("a").compose("after restart", now=101.0)  # counter starts afresh
+    assert first.msg_id != second.msg_id
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t"])
 def test_compose_rejects_empty(text: str) -> None:
-    r = ChatRouter("a", "Alice")
+    r = router("a")
     with pytest.raises(ValueError, match=r"^chat message is empty$"):
         r.compose(text, now=0.0)
     assert r.history() == []
 
 
 def test_compose_length_limit() -> None:
-    r = ChatRouter("a", "Alice")
+    r = router("a")
     assert r.compose("x" * limits.MAX_CHAT_CHARS, now=0.0).text == "x" * limits.MAX_CHAT_CHARS
     # Whitespace around does not count.
     r.compose("  " + "y" * limits.MAX_CHAT_CHARS + "  ", now=0.0)
@@ -49,16 +92,54 @@ def test_compose_length_limit() -> None:
 
 
 def test_echo_of_own_message_is_a_duplicate() -> None:
-    r = ChatRouter("a", "Alice")
+    r = router("a")
     m = r.compose("hello", now=0.0)
     assert r.receive(m, "b", now=1.0) == ChatVerdict(deliver=False, refusal=None)
+
+
+# --- forged lines (the attacker's side) -------------------------------------------------
+
+
+def test_forged_and_altered_lines_are_dropped_and_not_marked_seen() -> None:
+    r = router("a")
+    genuine = chat("b", 1, text="I agree")
+    attempts = [
+        replace(genuine, text="I disagree"),  # altered on the way
+        replace(genuine, origin_name="Admin"),  # renamed
+        replace(genuine, sig=""),  # unsigned (an older peer, or a forger)
+        replace(genuine, sig="not base64!"),
+        # Signed by the attacker, in b's name (the id is b's key: it cannot verify).
+        replace(chat("m", 1), msg_id=mid("b", 1), origin_id=pid("b"), origin_name="B"),
+        # The attacker's own valid signature but an id in b's numbering.
+        replace(chat("m", 1), msg_id=mid("b", 1)),
+    ]
+    for forged in attempts:
+        assert r.receive(forged, "m", now=0.0) == ChatVerdict(deliver=False)
+    assert r.forged == len(attempts)
+    assert not r.is_seen(mid("b", 1))  # b's real line is not burned in advance
+    assert r.receive(genuine, "c", now=0.0).deliver
+
+
+def test_burning_future_ids_fails() -> None:
+    r = router("a")
+    for n in range(1, 50):  # the old attack: claim b's next ids with garbage
+        burn = Chat(mid("b", n), pid("b"), "B", 0.0, "x", sig=chat("m", n).sig)
+        assert not r.receive(burn, "m", now=0.0).deliver
+    assert r.receive(chat("b", 1), "b", now=0.0).deliver
+
+
+def test_lines_replayed_from_long_ago_or_dated_ahead_are_dropped() -> None:
+    r = router("a")
+    assert not r.receive(chat("b", 1, sent_at=0.0), "m", now=MAX_AGE_S + 1.0).deliver
+    assert not r.receive(chat("b", 2, sent_at=1000.0), "m", now=0.0).deliver
+    assert r.forged == 2
 
 
 # --- receive -------------------------------------------------------------------------
 
 
 def test_receive_new_then_duplicate_from_another_link() -> None:
-    r = ChatRouter("a", "Alice")
+    r = router("a")
     m = chat("b", 1)
     assert r.receive(m, "b", now=0.0) == ChatVerdict(deliver=True)
     assert r.receive(m, "c", now=0.0) == ChatVerdict(deliver=False)
@@ -66,114 +147,126 @@ def test_receive_new_then_duplicate_from_another_link() -> None:
 
 
 def test_rate_limit_refuses_after_burst_and_refills() -> None:
-    r = ChatRouter("a", "Alice", rate_per_s=5.0, burst=30)
+    r = router("a", rate_per_s=5.0, burst=30)
     for n in range(1, 31):
         assert r.receive(chat("b", n), "b", now=0.0).deliver
     verdict = r.receive(chat("b", 31), "b", now=0.0)
     assert verdict == ChatVerdict(
-        deliver=False,
-        refusal=Error(ErrorCode.RATE_LIMITED, "chat rate limit: at most 5 messages per second"),
-    )
-    assert not r.is_seen("b:31")  # not marked seen: it may come again
+        deliver=False, refusal=Error(ErrorCode.RATE_LIMITED, RATE_REFUSAL))
+    assert not r.is_seen(mid("b", 31))  # not marked seen: it may come again
     assert not r.receive(chat("b", 31), "b", now=0.1).deliver  # 0.5 token: still no
     assert r.receive(chat("b", 31), "b", now=0.2).deliver  # one token refilled
     assert not r.receive(chat("b", 32), "b", now=0.2).deliver
 
 
 def test_rate_limit_message_formats_fractional_rates() -> None:
-    r = ChatRouter("a", "Alice", rate_per_s=0.5, burst=1)
+    r = router("a", rate_per_s=0.5, burst=1)
     r.receive(chat("b", 1), "b", now=0.0)
     refusal = r.receive(chat("b", 2), "b", now=0.0).refusal
     assert refusal is not None
-    assert refusal.reason == "chat rate limit: at most 0.5 messages per second"
+    assert refusal.reason == (
+        "chat rate limit: at most 0.5 messages per second per author, 20 per link")
 
 
 def test_refused_message_can_arrive_later_by_another_path() -> None:
-    r = ChatRouter("a", "Alice", burst=1)
+    r = router("a", burst=1)
     assert r.receive(chat("b", 1), "b", now=0.0).deliver
     assert r.receive(chat("b", 2), "b", now=0.0).refusal is not None
-    assert r.receive(chat("b", 2), "c", now=0.0) == ChatVerdict(deliver=True)
+    assert r.receive(chat("b", 2), "c", now=1.0) == ChatVerdict(deliver=True)
 
 
-def test_forwarded_messages_are_not_rate_limited() -> None:
-    r = ChatRouter("a", "Alice", burst=2)
-    for n in range(1, 101):
-        assert r.receive(chat("x", n), "b", now=0.0).deliver  # b forwards x's messages
+def test_a_flood_is_limited_at_its_author_even_through_an_honest_relay() -> None:
+    # x floods; b is an honest relay forwarding whatever reaches it. The limit is
+    # x's, so it is spent the same at every hop: the flood stops at the first honest
+    # peer, and b's own lines (and b's link) are never refused for it.
+    r = router("a", burst=2)
+    delivered = [r.receive(chat("x", n), "b", now=0.0).deliver for n in range(1, 101)]
+    assert delivered == [True, True] + [False] * 98
+    assert r.receive(chat("b", 1), "b", now=0.0).deliver
 
 
-def test_buckets_are_per_link_and_forget_link_drops_them() -> None:
-    r = ChatRouter("a", "Alice", burst=1)
+def test_many_fresh_authors_behind_one_link_hit_the_link_limit() -> None:
+    r = router("a", link_rate_per_s=20.0, link_burst=10)
+    sybils = [chat(f"sybil{i}", 1) for i in range(30)]
+    delivered = [r.receive(m, "b", now=0.0).deliver for m in sybils]
+    assert delivered == [True] * 10 + [False] * 20
+    assert r.receive(chat("c", 1), "c", now=0.0).deliver  # other links unaffected
+
+
+def test_buckets_are_per_author_whatever_the_link() -> None:
+    r = router("a", burst=1)
     assert r.receive(chat("b", 1), "b", now=0.0).deliver
     assert r.receive(chat("c", 1), "c", now=0.0).deliver  # c has its own bucket
     assert not r.receive(chat("b", 2), "b", now=0.0).deliver
-    r.forget_link("b")
+    assert not r.receive(chat("b", 2), "c", now=0.0).deliver  # another link: same author
     r.forget_link("never-seen")  # harmless
-    assert r.receive(chat("b", 2), "b", now=0.0).deliver
 
 
 def test_clock_stepping_back_does_not_break_the_bucket() -> None:
-    r = ChatRouter("a", "Alice", burst=1, rate_per_s=1.0)
-    assert r.receive(chat("b", 1), "b", now=100.0).deliver
-    assert not r.receive(chat("b", 2), "b", now=50.0).deliver
-    assert r.receive(chat("b", 2), "b", now=101.0).deliver
+    r = router("a", burst=1, rate_per_s=1.0)
+    assert r.receive(chat("b", 1, sent_at=100.0), "b", now=100.0).deliver
+    assert not r.receive(chat("b", 2, sent_at=50.0), "b", now=50.0).deliver
+    assert r.receive(chat("b", 2, sent_at=50.0), "b", now=101.0).deliver
 
 
 # --- bounds and order ---------------------------------------------------------------------
 
 
 def test_seen_cache_is_fifo_bounded() -> None:
-    r = ChatRouter("a", "Alice", history_size=2, seen_size=4)
+    r = router("a", history_size=2, seen_size=4)
     for n in range(1, 6):
-        r.receive(chat("x", n, sent_at=float(n)), "b", now=0.0)
+        r.receive(chat("x", n, sent_at=float(n)), f"l{n}", now=10.0)
     assert len(r._seen) == 4
-    assert not r.is_seen("x:1")  # evicted from both caches
-    assert r.receive(chat("x", 1, sent_at=1.0), "b", now=0.0).deliver
-    assert r.is_seen("x:5")
+    assert not r.is_seen(mid("x", 1))  # evicted from both caches
+    assert r.receive(chat("x", 1, sent_at=1.0), "b", now=10.0).deliver
+    assert r.is_seen(mid("x", 5))
 
 
 def test_history_counts_as_seen_even_when_the_cache_evicted_it() -> None:
-    r = ChatRouter("a", "Alice", history_size=10, seen_size=2)
+    r = router("a", history_size=10, seen_size=2)
     for n in range(1, 6):
-        r.receive(chat("x", n, sent_at=float(n)), "b", now=0.0)
-    assert "x:1" not in r._seen
-    assert not r.receive(chat("x", 1, sent_at=1.0), "b", now=0.0).deliver
+        r.receive(chat("x", n, sent_at=float(n)), f"l{n}", now=10.0)
+    assert mid("x", 1) not in r._seen
+    assert not r.receive(chat("x", 1, sent_at=1.0), "b", now=10.0).deliver
 
 
 def test_history_is_bounded_and_in_display_order() -> None:
-    r = ChatRouter("a", "Alice", history_size=3)
+    r = router("a", history_size=3)
     arrivals = [chat("b", 1, 5.0), chat("c", 1, 1.0), chat("b", 2, 9.0),
-                chat("a2", 7, 5.0), chat("d", 1, 7.0)]
+                chat("e", 7, 4.0), chat("d", 1, 7.0)]
     for m in arrivals:
-        assert r.receive(m, "z", now=0.0).deliver
-    # Kept: the three latest by (sent_at, msg_id); ties broken by id.
-    assert [m.msg_id for m in r.history()] == ["b:1", "d:1", "b:2"]
+        assert r.receive(m, "z", now=10.0).deliver
+    # Kept: the three latest by (sent_at, msg_id).
+    assert [m.msg_id for m in r.history()] == [mid("b", 1), mid("d", 1), mid("b", 2)]
 
 
 def test_have_is_capped_at_the_protocol_limit() -> None:
-    r = ChatRouter("a", "Alice", history_size=limits.MAX_CHAT_IDS + 50)
-    for n in range(1, limits.MAX_CHAT_IDS + 51):
-        r.receive(chat("x", n, sent_at=float(n)), "b", now=0.0)
+    total = limits.MAX_CHAT_IDS + 50
+    r = router("a", history_size=total)
+    r.open_link("b", now=10.0)  # a backfill: the author's own rate does not apply
+    for n in range(1, total + 1):
+        assert r.receive(chat("x", n, sent_at=n / 100), "b", now=10.0).deliver
     have = r.have()
     assert len(have.msg_ids) == limits.MAX_CHAT_IDS
-    assert have.msg_ids[-1] == f"x:{limits.MAX_CHAT_IDS + 50}"
-    assert have.msg_ids[0] == "x:51"
+    assert have.msg_ids[-1] == mid("x", total)
+    assert have.msg_ids[0] == mid("x", 51)
     assert len(r.missing_for(ChatHave(()))) == limits.MAX_CHAT_IDS
 
 
 def test_missing_for_sends_what_the_other_side_lacks_in_order() -> None:
-    r = ChatRouter("a", "Alice")
+    r = router("a")
     msgs = [chat("x", n, sent_at=float(10 - n)) for n in range(1, 6)]
     for m in msgs:
-        r.receive(m, "b", now=0.0)
-    missing = r.missing_for(ChatHave(("x:2", "x:4", "unknown:1")))
-    assert [m.msg_id for m in missing] == ["x:5", "x:3", "x:1"]
+        r.receive(m, "b", now=10.0)
+    missing = r.missing_for(ChatHave((mid("x", 2), mid("x", 4), "unknown:1")))
+    assert [m.msg_id for m in missing] == [mid("x", 5), mid("x", 3), mid("x", 1)]
 
 
 def test_constructor_validates() -> None:
     with pytest.raises(ValueError, match="must be at least 1"):
-        ChatRouter("a", "A", history_size=0)
-    with pytest.raises(ValueError, match="rate_per_s must be positive, got 0"):
-        ChatRouter("a", "A", rate_per_s=0)
+        router("a", history_size=0)
+    with pytest.raises(ValueError, match="rates must be positive, got 0"):
+        router("a", rate_per_s=0)
 
 
 # --- backfill ---------------------------------------------------------------------------
@@ -190,46 +283,47 @@ def connect(a: ChatRouter, b: ChatRouter, now: float) -> tuple[list[bool], list[
 
 
 def test_message_composed_without_links_arrives_by_backfill() -> None:
-    a, b = ChatRouter("a", "Alice"), ChatRouter("b", "Bob")
+    a, b = router("a"), router("b")
     lonely = a.compose("anyone here?", now=1.0)
     got_a, got_b = connect(a, b, now=2.0)
     assert got_b == [True] and got_a == []
     assert b.history() == [lonely]
     # Re-attaching again sends nothing: both hold the same history.
-    a.forget_link("b")
-    b.forget_link("a")
+    a.forget_link(b.self_id)
+    b.forget_link(a.self_id)
     assert connect(a, b, now=3.0) == ([], [])
 
 
-def test_backfill_of_a_whole_history_of_own_messages_is_not_refused() -> None:
-    a = ChatRouter("a", "Alice", rate_per_s=1.0, burst=3)
-    b = ChatRouter("b", "Bob", rate_per_s=1.0, burst=3)
+def test_backfill_of_a_whole_history_of_one_author_is_not_refused() -> None:
+    a = router("a", rate_per_s=1.0, burst=3)
+    b = router("b", rate_per_s=1.0, burst=3, link_burst=3)
     for n in range(256):
         a.compose(f"line {n}", now=n * 0.001)
     _, got_b = connect(a, b, now=1.0)
     assert got_b == [True] * 256
-    # The credit is one history's worth (256 messages, 3 of them from the bucket), not
-    # more: three live ones still fit, the fourth is refused.
-    live = [b.receive(a.compose(f"more {n}", now=1.0), "a", now=1.0) for n in range(4)]
+    # The credit is one history's worth (256 messages, 3 of them from the link's
+    # bucket), not more: three live ones still fit, the fourth is refused.
+    live = [b.receive(a.compose(f"more {n}", now=1.0), a.self_id, now=1.0)
+            for n in range(4)]
     assert [v.deliver for v in live] == [True, True, True, False]
 
 
 def test_backfill_credit_expires() -> None:
-    b = ChatRouter("b", "Bob", burst=1)
+    b = router("b", burst=1, link_burst=1)
     b.open_link("a", now=0.0)
-    assert b.receive(chat("a", 1), "a", now=0.0).deliver  # the bucket's token
+    assert b.receive(chat("a", 1), "a", now=0.0).deliver  # the link's token
     assert b.receive(chat("a", 2), "a", now=0.0).deliver  # credit
     late = BACKFILL_GRACE_S + 1.0
-    assert b.receive(chat("a", 3), "a", now=late).deliver  # refilled token
-    assert not b.receive(chat("a", 4), "a", now=late).deliver  # credit expired
+    assert b.receive(chat("a", 3, sent_at=late), "a", now=late).deliver  # refilled
+    assert not b.receive(chat("a", 4, sent_at=late), "a", now=late).deliver  # no credit
 
 
 def test_forget_link_drops_the_credit() -> None:
-    b = ChatRouter("b", "Bob", burst=1)
+    b = router("b", burst=1, link_burst=5)
     b.open_link("a", now=0.0)
     b.forget_link("a")
     assert b.receive(chat("a", 1), "a", now=0.0).deliver
-    assert not b.receive(chat("a", 2), "a", now=0.0).deliver
+    assert not b.receive(chat("a", 2), "a", now=0.0).deliver  # the author's own limit
 
 
 # --- gossip over a network of routers ----------------------------------------------------
@@ -307,7 +401,7 @@ class Net:
 def test_gossip_with_breaks_and_backfill_delivers_everything_exactly_once(
     data: st.DataObject, n: int
 ) -> None:
-    net = Net([ChatRouter(f"p{i}", f"P{i}") for i in range(n)])
+    net = Net([ChatRouter(key(f"p{i}"), f"P{i}") for i in range(n)])
     for i in range(1, n):  # a random tree...
         net.connect(i, data.draw(st.integers(0, i - 1)))
     for _ in range(data.draw(st.integers(0, 2))):  # ...or a graph with a few cycles
@@ -350,3 +444,12 @@ def test_gossip_with_breaks_and_backfill_delivers_everything_exactly_once(
         assert {m.msg_id for m in history} == all_ids
         keys = [(m.sent_at, m.msg_id) for m in history]
         assert keys == sorted(keys)
+
+
+def test_live_lines_on_a_new_link_pay_their_author_rate() -> None:
+    # A flooder that just attached must not pass its flood off as backfill.
+    b = router("b", burst=5)
+    b.open_link("x", now=0.0)
+    delivered = [b.receive(chat("x", n, sent_at=0.5), "x", now=0.5).deliver
+                 for n in range(1, 301)]
+    assert sum(delivered) == 5

@@ -148,7 +148,7 @@ class Node:
         self._demand_sent: int | None = None
         self._source_size: tuple[int, int] | None = None
         self._fps = 30.0
-        self._chat = ChatRouter(self.peer_id, config.name)
+        self._chat = ChatRouter(self.identity, config.name)
         self._stats = StreamStats(config.timing.stats_window_s)
         self._audio = AudioStation(
             config.audio, window_s=config.timing.stats_window_s,
