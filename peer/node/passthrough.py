@@ -31,6 +31,7 @@ from typing import Final
 import av
 import av.error
 
+from peer.node.audio import mux
 from peer.node.errors import MediaError
 from protocol.h264 import NAL_PPS, NAL_SPS, split_nals
 
@@ -76,7 +77,7 @@ class H264Recorder:
         duration_s: time from the first frame written to the end of the last one.
     """
 
-    def __init__(self, path: str, fps: float) -> None:
+    def __init__(self, path: str, fps: float, *, audio: bool = False) -> None:
         extension = path[path.rfind("."):].lower() if "." in path else ""
         container_format = FORMAT_BY_EXTENSION.get(extension)
         if container_format is None:
@@ -86,6 +87,11 @@ class H264Recorder:
         self._format = container_format
         self._container: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
+        # The Opus track (``audio``): received packets as they are, on the video's clock.
+        self._audio = audio
+        self._audio_stream: object | None = None
+        self._last_audio_pts = -1
+        self.audio_written = 0
         self._first_at: float | None = None
         self._last_pts = -1
         self._frame_ms = max(1, round(1000 / fps))
@@ -143,6 +149,30 @@ class H264Recorder:
             self._last_pts = pts
             self.frames_written += 1
 
+    def write_audio(self, packet: bytes, captured_at: float) -> None:
+        """Append one Opus packet captured at ``captured_at`` (root's clock). Packets
+        before the first keyframe (nothing to sync them to yet) are skipped.
+
+        Raises:
+            MediaError: writing failed (as for ``write``).
+        """
+        with self._lock:
+            if self._closed or self._audio_stream is None or self._first_at is None:
+                return
+            pts = round((captured_at - self._first_at) / mux.TIME_BASE)
+            if pts < 0 or pts <= self._last_audio_pts:
+                return  # before the picture started, or a duplicate
+            try:
+                assert self._container is not None
+                self._container.mux(mux.opus_packet(self._audio_stream, packet, pts))
+            except (av.error.FFmpegError, OSError) as exc:
+                self._abandon()
+                raise MediaError(
+                    f"{_explain(self.path, exc)}; recording stopped, the "
+                    f"{self.duration_s:.1f} s written before stay playable") from exc
+            self._last_audio_pts = pts
+            self.audio_written += 1
+
     def _open(self, keyframe: bytes, width: int, height: int) -> None:
         try:
             container = av.open(self.path, "w", format=self._format,
@@ -153,6 +183,8 @@ class H264Recorder:
         stream.width, stream.height = width, height
         stream.time_base = _TIME_BASE
         stream.codec_context.extradata = _headers(keyframe)
+        if self._audio:
+            self._audio_stream = mux.add_opus_track(container)
         self._container, self._stream = container, stream
         self.size = (width, height)
 
