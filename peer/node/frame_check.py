@@ -7,8 +7,9 @@ header (a few hundred bytes in, no decoding) and refuses a frame whose picture i
 exactly the size the frame declares, or is larger than its layer allows. The link
 that carried it is closed: an honest sender never produces such a frame.
 
-``check_picture_size`` is the codec-neutral half: a decoder for another format (the
-H.264 SPS carries the picture size the same way) calls it with what it parsed.
+``check_picture_size`` is the codec-neutral half. For H.264 the decoder protocol
+already checks that the SPS gives the declared size (protocol.h264); the declared
+size is then checked against the layer here, the same as for JPEG.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ __all__ = ["MAX_ASPECT", "check_frame_size", "check_picture_size"]
 # Widest picture a layer may carry, as width / height: 4:1 holds every screen and
 # camera format (32:9 is 3.6:1) and caps one frame of a 1080 layer at 4320x1080.
 MAX_ASPECT = 4
-_JPEG_SOI = b"\xff\xd8"
 
 
 def check_picture_size(width: int, height: int, layer: int) -> None:
@@ -46,17 +46,17 @@ def check_picture_size(width: int, height: int, layer: int) -> None:
 def check_frame_size(frame: VideoFrame) -> None:
     """Refuse a frame whose picture header disagrees with its metadata or its layer.
 
-    JPEG payloads are checked from their frame header; other payloads only by the
-    declared size (their decoder checks the picture's own header).
+    JPEG payloads are checked from their frame header; H.264 ones by the declared
+    size (which the decoder already matched against the SPS).
 
     Raises:
         RemoteProtocolError: the picture is too large, not the declared size, or its
             header is malformed.
     """
     check_picture_size(frame.width, frame.height, frame.layer)
-    if frame.jpeg.startswith(_JPEG_SOI):
+    if frame.codec == "mjpeg":
         try:
-            width, height = jpeg_size(frame.jpeg)
+            width, height = jpeg_size(frame.data)
         except CodecError as exc:
             raise RemoteProtocolError(f"bad JPEG header: {exc}", ErrorCode.MALFORMED) from exc
         if (width, height) != (frame.width, frame.height):
