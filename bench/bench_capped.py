@@ -47,10 +47,9 @@ from bench.common import (
     table,
     upload_kbps,
     viewer_summary,
-    wait_until,
 )
 from protocol import VideoFrame, encode
-from tests.support.procs import Peer
+from tests.support.procs import Peer, wait_for
 
 SIZE, FPS, LAYER = "640x360", 10.0, 360
 CAP_FACTOR = 3.0
@@ -100,7 +99,7 @@ def ramp(topologies: list[str], counts: list[int], seconds: float, cap_kbit: int
                 "--max-children", str(root_fanout), "--room", topology, tracker=tracker,
                 listen=f"{streamer_host.address}:0", prefix=ns(streamer_host))
         for streamer in streamers.values():
-            require(wait_until(lambda st=streamer: st.last("stream_started"), 20),
+            require(wait_for(lambda st=streamer: st.last("stream_started"), 20),
                     "streamer did not start", s, [streamer])
         viewers: dict[str, list[Peer]] = {t: [] for t in topologies}
         windows = []
@@ -115,7 +114,7 @@ def ramp(topologies: list[str], counts: list[int], seconds: float, cap_kbit: int
                         str(TREE_FANOUT if topology == "tree" else 0), tracker=tracker,
                         listen=f"{host.address}:0", prefix=ns(host), module="bench.probe"))
             everyone = [v for them in viewers.values() for v in them]
-            ok = wait_until(lambda everyone=everyone: all(streaming(v) for v in everyone),
+            ok = wait_for(lambda everyone=everyone: all(streaming(v) for v in everyone),
                             30, 0.25)
             for streamer in streamers.values():
                 stream_alive(streamer)

@@ -75,9 +75,8 @@ from bench.common import (
     start_viewers,
     stream_alive,
     table,
-    wait_until,
 )
-from tests.support.procs import PYTHON, Peer
+from tests.support.procs import PYTHON, Peer, wait_for
 
 COUNTS = [1, 4, 16, 64]
 CAPPED_COUNTS = [1, 4, 16]
@@ -201,7 +200,7 @@ def start_treecast(s: BenchSession, cell: Cell, codec: str, place: Place) -> Non
     address, prefix = place.host()
     cell.source = s.start_peer("source", "--stream", str(CLIP), "--loop", *codec_args,
                                *fanout, tracker=tracker, listen=f"{address}:0", prefix=prefix)
-    require(wait_until(lambda: cell.source is not None and cell.source.last("stream_started"),
+    require(wait_for(lambda: cell.source is not None and cell.source.last("stream_started"),
                        30), "treecast streamer did not start", s, [cell.source])
     common = ["--resolution", str(RESOLUTION), *fanout]
     if place.lan is None:
@@ -210,7 +209,7 @@ def start_treecast(s: BenchSession, cell: Cell, codec: str, place: Place) -> Non
                                    timeout=START_TIMEOUT_S + 2 * cell.n)
     else:
         for i in range(cell.n - 1):  # a few at a time, like start_viewers
-            require(wait_until(lambda: sum(not v.last("ready") for v in cell.crowd) < 4, 30),
+            require(wait_for(lambda: sum(not v.last("ready") for v in cell.crowd) < 4, 30),
                     "treecast viewers do not start", s, cell.crowd)
             address, prefix = place.host()
             cell.crowd.append(s.start_peer(f"v{i}", "--watch", *common, tracker=tracker,
@@ -236,7 +235,7 @@ def start_baseline(s: BenchSession, cell: Cell, place: Place) -> None:
     address, prefix = place.host()
     hub = s.start_peer("hub", *hub_args, *duration, tracker="-", module=module,
                        listen=f"{address}:0", prefix=prefix)
-    require(wait_until(lambda: hub.last("ready"), 30), f"{cell.system}: no hub", s, [hub])
+    require(wait_for(lambda: hub.last("ready"), 30), f"{cell.system}: no hub", s, [hub])
     target = f"{address}:{(hub.last('ready') or {})['port']}"
     if source_args:  # client-server: a streamer process feeds the server
         address, prefix = place.host()
@@ -279,7 +278,7 @@ def run_cell(system: str, n: int, place: Place, warmup: float, window: float
             start_treecast(s, cell, system.split("-", 1)[1], place)
         else:
             start_baseline(s, cell, place)
-        ok = wait_until(lambda: everyone_receives(cell), START_TIMEOUT_S + cell.n, 0.25)
+        ok = wait_for(lambda: everyone_receives(cell), START_TIMEOUT_S + cell.n, 0.25)
         require(ok, f"{system} N={n}: not every viewer got a picture in time", s,
                 [p for p, _ in cell.viewers()][-1:])
         time.sleep(warmup)

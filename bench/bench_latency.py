@@ -50,9 +50,8 @@ from bench.common import (
     stats_between,
     streaming,
     table,
-    wait_until,
 )
-from tests.support.procs import Peer
+from tests.support.procs import Peer, wait_for
 
 SIZE, FPS = "1280x720", 30.0
 CLOCK_WARMUP_S = 4.0  # the link clock filter keeps the best of 16 pings at 4 per second
@@ -73,13 +72,13 @@ def build_chain(s: BenchSession, layers: list[int], decode_depth: int | None = N
         extra = ["--probe-decode"] if depth == decode_depth else []
         peer = s.start_peer(f"d{depth}", "--watch", "--resolution", str(layer),
                             "--max-children", "1", *extra, module="bench.probe")
-        require(wait_until(lambda p=peer: p.last("joined"), 20), f"d{depth} did not join",
+        require(wait_for(lambda p=peer: p.last("joined"), 20), f"d{depth} did not join",
                 s, [peer])
         joined = peer.last("joined") or {}
         require(joined.get("depth") == depth,
                 f"d{depth} joined at depth {joined.get('depth')}, not {depth}")
         chain.append(peer)
-    require(wait_until(lambda: streaming(chain[-1]), 15), "the leaf gets no frames", s, chain)
+    require(wait_for(lambda: streaming(chain[-1]), 15), "the leaf gets no frames", s, chain)
     return chain
 
 

@@ -36,9 +36,9 @@ from bench.common import (
     stats_between,
     streaming,
     table,
-    wait_until,
     window_delta,
 )
+from tests.support.procs import wait_for
 
 SIZE, FPS, LAYER, CHILDREN = "1920x1080", 30.0, 1080, 4
 WARMUP_S = 3.0
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             extra, module = ["--cprofile", str(args.profile.resolve())], "bench.probe"
         relay = s.start_peer("relay", "--watch", "--resolution", str(LAYER), "--max-children",
                              str(CHILDREN), *extra, module=module)
-        require(wait_until(lambda: streaming(relay), 20), "the relay gets no frames", s, [relay])
+        require(wait_for(lambda: streaming(relay), 20), "the relay gets no frames", s, [relay])
         leaves = start_viewers(s, [f"leaf{i}" for i in range(CHILDREN)], "--resolution",
                                str(LAYER), "--max-children", "0", streamer=streamer)
         require(all((leaf.last("joined") or {}).get("parent") == "relay" for leaf in leaves),

@@ -50,9 +50,8 @@ from bench.common import (
     stream_alive,
     streaming,
     table,
-    wait_until,
 )
-from tests.support.procs import Peer
+from tests.support.procs import Peer, wait_for
 
 SIZE, FPS, LAYER = "640x360", 30.0, 360
 VIEWERS, FANOUT = 12, 2
@@ -129,7 +128,7 @@ def run(s: BenchSession, counts: dict[str, int], rng: random.Random,
     for kind in plan:
         stream_alive(streamer)
         live = [v for v in viewers if v.proc.poll() is None]
-        wait_until(lambda live=live: all(streaming(v) for v in live), 10.0)
+        wait_for(lambda live=live: all(streaming(v) for v in live), 10.0)
         time.sleep(0.5)  # stats settle; the next probe flush is on its way anyway
         parent_of = parents(live)
         relays = [v for v in live if any(p == v.name for p in parent_of.values())
@@ -147,7 +146,7 @@ def run(s: BenchSession, counts: dict[str, int], rng: random.Random,
         def resumed(peer: Peer, t: float = t_kill) -> dict[str, Any] | None:
             return next((e for e in peer.all("resumed") if e["t"] >= t), None)
 
-        wait_until(lambda children=children: all(resumed(c) for c in children),
+        wait_for(lambda children=children: all(resumed(c) for c in children),
                    RESUME_TIMEOUT_S)
         if kind == "freeze":
             os.kill(victim.proc.pid, signal.SIGKILL)

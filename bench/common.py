@@ -20,13 +20,13 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from peer.node.errors import ExitCode
 from protocol import FrameDecoder, Ping, ProtocolError, encode
-from tests.support.procs import PYTHON, Peer, Session
+from tests.support.procs import PYTHON, Peer, Session, wait_for
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -160,19 +160,10 @@ def require(ok: bool, what: str, s: BenchSession | None = None,
     raise BenchError(what + detail)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
-
-
 def start_streamer(s: BenchSession, size: str, fps: float, *extra: str,
                    name: str = "streamer", **kwargs: Any) -> Peer:
     peer = s.start_peer(name, "--test-pattern", size, "--fps", f"{fps:g}", *extra, **kwargs)
-    require(wait_until(lambda: peer.last("stream_started"), 20), "streamer did not start", s,
+    require(wait_for(lambda: peer.last("stream_started"), 20), "streamer did not start", s,
             [peer])
     return peer
 
@@ -459,7 +450,7 @@ def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: 
             stream_alive(streamer)
         return all(streaming(v) for v in viewers)
 
-    require(wait_until(all_streaming, max(1.0, deadline - time.monotonic()), 0.25),
+    require(wait_for(all_streaming, max(1.0, deadline - time.monotonic()), 0.25),
             f"not all of {len(viewers)} viewers receive frames within {timeout:g} s: "
             f"{[v.name for v in viewers if not streaming(v)][:10]}", s,
             [v for v in viewers if not streaming(v)])

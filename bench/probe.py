@@ -26,13 +26,18 @@ import asyncio
 import contextlib
 import cProfile
 import json
-import signal
 import sys
 import threading
 import time
 from typing import Any
 
-from peer.node.cli import EventWriter, build_parser, config_from_args
+from peer.node.cli import (
+    EventWriter,
+    build_parser,
+    config_from_args,
+    stop_on_signals,
+    wait_until_done,
+)
 from peer.node.errors import ExitCode, NodeError, exit_code
 from peer.node.events import DecodedFrame
 from peer.node.link import PeerLink
@@ -84,11 +89,7 @@ async def run(args: argparse.Namespace, out: Any) -> int:
     probe = Probe()
     node = Node(config, writer, probe.on_frame if args.probe_decode else None)
     probe.hook(node)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         await node.start()
     except NodeError as exc:
@@ -100,12 +101,8 @@ async def run(args: argparse.Namespace, out: Any) -> int:
             probe.flush(out)
 
     flusher = asyncio.ensure_future(flush_loop())
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(node.wait_stopped())]
-    if args.duration is not None:
-        waiters.append(asyncio.ensure_future(asyncio.sleep(args.duration)))
-    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    for waiter in [*waiters, flusher]:
-        waiter.cancel()
+    await wait_until_done(node, stop, args.duration)
+    flusher.cancel()
     probe.flush(out)
     await node.stop("quit")
     return ExitCode.OK

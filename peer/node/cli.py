@@ -159,25 +159,38 @@ async def _stdin_commands(node: Node, stop: asyncio.Event) -> None:
             print(f"treecast-peer: {exc}", file=sys.stderr)
 
 
-async def run(args: argparse.Namespace, config: NodeConfig, writer: EventWriter) -> int:
-    node = Node(config, writer)
+def stop_on_signals() -> asyncio.Event:
+    """An event that SIGINT and SIGTERM set (where the loop supports signal handlers)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def wait_until_done(node: Node, stop: asyncio.Event, duration: float | None) -> None:
+    """Wait for ``stop``, for the node to stop by itself, or for ``duration`` seconds."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(node.wait_stopped())]
+    if duration is not None:
+        waiters.append(asyncio.ensure_future(asyncio.sleep(duration)))
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def run(args: argparse.Namespace, config: NodeConfig, writer: EventWriter) -> int:
+    node = Node(config, writer)
+    stop = stop_on_signals()
     try:
         await node.start()
     except NodeError as exc:
         print(f"treecast-peer: {exc}", file=sys.stderr)
         return exit_code(exc)
     commands = asyncio.ensure_future(_stdin_commands(node, stop)) if args.chat_stdin else None
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(node.wait_stopped())]
-    if args.duration is not None:
-        waiters.append(asyncio.ensure_future(asyncio.sleep(args.duration)))
-    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    for waiter in waiters:
-        waiter.cancel()
+    await wait_until_done(node, stop, args.duration)
     if commands is not None:
         commands.cancel()
     await node.stop("quit")

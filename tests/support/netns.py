@@ -321,12 +321,6 @@ def cap_upload(host: Host, kbit: int, *, burst_bytes: int | None = None,
           "latency", f"{latency_ms}ms"])
 
 
-def uncap_upload(host: Host) -> None:
-    """Remove a ``cap_upload`` limit."""
-    _run(["ip", "netns", "exec", host.netns, "tc", "qdisc", "del", "dev", host.iface, "root"],
-         check=False)
-
-
 def partition(host: Host) -> None:
     """Cut ``host`` off the Lan: its port leaves the bridge (``heal`` plugs it back).
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,7 +129,10 @@ def session(netns_prefix: Sequence[str] = ()) -> Iterator[Session]:
         s.close()
 
 
-def wait_for(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.1) -> bool:
+    """Poll ``predicate`` every ``interval`` seconds until it is true or ``timeout``
+    seconds have passed; returns whether it became true (tests assert on it, benchmarks
+    ``require`` it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
