@@ -103,7 +103,8 @@ _TRACKER_KINDS = frozenset(k for k in _KNOWN_KINDS if k >= 32)
 _SHARED_KINDS = frozenset({MessageType.PING, MessageType.PONG, MessageType.BYE,
                            MessageType.ERROR})
 _TRACKER_TO_CLIENT = frozenset({MessageType.PEER_LIST, MessageType.STREAM_GRANTED,
-                                MessageType.STREAM_DENIED, MessageType.STREAMER_CHANGED})
+                                MessageType.STREAM_DENIED, MessageType.STREAMER_CHANGED,
+                                MessageType.ROOM_LIST})
 
 # The tracker takes small control messages from its clients and nothing else: no
 # video, no peer-link kinds, none of the kinds only it sends. A Register with every
@@ -111,11 +112,13 @@ _TRACKER_TO_CLIENT = frozenset({MessageType.PEER_LIST, MessageType.STREAM_GRANTE
 TRACKER_INBOX = ReceivePolicy(
     "tracker", (_PEER_KINDS - _SHARED_KINDS) | _TRACKER_TO_CLIENT,
     max_meta_bytes=limits.MAX_TRACKER_INBOX_META_BYTES, max_payload_bytes=0)
-# A peer link it did not dial: a joiner or a child. Children never send media up, so
-# nothing that arrives here can make us buffer a frame. Its largest honest message
-# (a Bye with MAX_CANDIDATES hints) fits the normal metadata cap; no payload at all.
+# A peer link it did not dial: a joiner or a child. Children never send media (or the
+# streamer's playback state) up, so nothing that arrives here can make us buffer a
+# frame. Its largest honest message (a Bye with MAX_CANDIDATES hints) fits the normal
+# metadata cap; no payload at all.
 PEER_INBOX = ReceivePolicy(
-    "peer link", (_TRACKER_KINDS | {MessageType.VIDEO_FRAME, MessageType.AUDIO_FRAME}),
+    "peer link", (_TRACKER_KINDS | {MessageType.VIDEO_FRAME, MessageType.AUDIO_FRAME,
+                                    MessageType.PLAYBACK}),
     max_payload_bytes=0)
 # A link we dialled (to our parent, or a candidate): video may come down it.
 PARENT_INBOX = ReceivePolicy("peer link", _TRACKER_KINDS)

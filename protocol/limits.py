@@ -59,6 +59,11 @@ MAX_ROOM_PEERS = 256
 # a tracker process holds 10,000 with heartbeats (docs/PERFORMANCE.md); 100,000 leaves
 # room for several trackers sharing a room, while bounding what a count can claim.
 MAX_TRACKER_ROOM_PEERS = 100_000
+# Rooms one RoomList names (the busiest first): a start screen shows a screenful, and
+# the answer stays a few kilobytes however many rooms a tracker holds.
+MAX_LISTED_ROOMS = 100
+# The most rooms a RoomList may say a tracker holds: bounds what a count can claim.
+MAX_ROOM_COUNT = 10_000_000
 # Chat ids exchanged in one backfill offer (matches the chat history kept).
 MAX_CHAT_IDS = 256
 # Video frame geometry: nothing above 8K.

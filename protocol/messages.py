@@ -33,7 +33,7 @@ from protocol.fields import (
     read_str,
     read_versions,
 )
-from protocol.records import Candidate, PathEntry, PeerInfo, TreeLevel
+from protocol.records import Candidate, PathEntry, PeerInfo, RoomSummary, TreeLevel
 
 __all__ = [
     "Accept",
@@ -56,6 +56,8 @@ __all__ = [
     "Pong",
     "Redirect",
     "Register",
+    "RoomList",
+    "RoomListQuery",
     "RoomQuery",
     "StreamClaim",
     "StreamDenied",
@@ -96,6 +98,8 @@ class MessageType(IntEnum):
     STREAM_RELEASE = 38
     STREAMER_CHANGED = 39
     ROOM_QUERY = 40
+    ROOM_LIST_QUERY = 41
+    ROOM_LIST = 42
 
 
 @dataclass(frozen=True, slots=True)
@@ -767,6 +771,35 @@ class RoomQuery(_Base):
 
 
 @dataclass(frozen=True, slots=True)
+class RoomListQuery(_Base):
+    """Which rooms are there? (the start screen's room browser); answered by RoomList."""
+
+    KIND: ClassVar[MessageType] = MessageType.ROOM_LIST_QUERY
+
+    @classmethod
+    def from_meta(cls, meta: Meta, payload: bytes) -> RoomListQuery:
+        return cls()
+
+
+@dataclass(frozen=True, slots=True)
+class RoomList(_Base):
+    """The tracker's rooms, busiest first, at most MAX_LISTED_ROOMS; ``total`` counts all."""
+
+    KIND: ClassVar[MessageType] = MessageType.ROOM_LIST
+    rooms: tuple[RoomSummary, ...]
+    total: int = 0
+
+    def to_meta(self) -> Meta:
+        return {"rooms": [r.to_meta() for r in self.rooms], "total": self.total}
+
+    @classmethod
+    def from_meta(cls, meta: Meta, payload: bytes) -> RoomList:
+        rooms = read_nested(meta, "rooms", limits.MAX_LISTED_ROOMS, RoomSummary.from_meta)
+        total = read_int(meta, "total", 0, limits.MAX_ROOM_COUNT)
+        return cls(rooms=rooms, total=max(total, len(rooms)))
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """A kind this build does not know; receivers skip it (forward compatibility)."""
 
@@ -780,6 +813,7 @@ Message = (
     | KeyframeRequest | AudioFrame | LayerDemand | Chat
     | ChatHave | Ping | Pong | Bye | Error | Register | PeerList | Heartbeat | StreamClaim
     | StreamGranted | StreamDenied | StreamRelease | StreamerChanged | RoomQuery
+    | RoomListQuery | RoomList
 )
 
 _CLASSES: dict[int, type[_Base]] = {
@@ -789,6 +823,7 @@ _CLASSES: dict[int, type[_Base]] = {
         KeyframeRequest, AudioFrame, LayerDemand, Chat,
         ChatHave, Ping, Pong, Bye, Error, Register, PeerList, Heartbeat, StreamClaim,
         StreamGranted, StreamDenied, StreamRelease, StreamerChanged, RoomQuery,
+        RoomListQuery, RoomList,
     )
 }
 

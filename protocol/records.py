@@ -22,7 +22,7 @@ from protocol.fields import (
     read_str,
 )
 
-__all__ = ["Candidate", "PathEntry", "PeerInfo", "TreeLevel"]
+__all__ = ["Candidate", "PathEntry", "PeerInfo", "RoomSummary", "TreeLevel"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,3 +152,23 @@ class TreeLevel:
                    peers=read_int(meta, "peers", 0, limits.MAX_TRACKER_ROOM_PEERS),
                    free_slots=read_int(meta, "free", 0,
                                        limits.MAX_FREE_SLOTS * limits.MAX_TRACKER_ROOM_PEERS))
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSummary:
+    """A room as a tracker's room list shows it to anyone: no member ids or addresses."""
+
+    room: str
+    streamer_name: str | None
+    peers: int
+
+    def to_meta(self) -> Meta:
+        return {"room": self.room, "streamer": self.streamer_name, "peers": self.peers}
+
+    @classmethod
+    def from_meta(cls, meta: Meta) -> RoomSummary:
+        return cls(
+            room=read_str(meta, "room", limits.MAX_ROOM_CHARS, allow_empty=False),
+            streamer_name=read_opt_str(meta, "streamer", limits.MAX_NAME_CHARS),
+            peers=read_int(meta, "peers", 0, limits.MAX_TRACKER_ROOM_PEERS),
+        )

@@ -30,6 +30,8 @@ from protocol.messages import (
     Pong,
     Redirect,
     Register,
+    RoomList,
+    RoomListQuery,
     RoomQuery,
     StreamClaim,
     StreamDenied,
@@ -40,7 +42,7 @@ from protocol.messages import (
     VideoFrame,
     message_class,
 )
-from protocol.records import Candidate, PathEntry, PeerInfo
+from protocol.records import Candidate, PathEntry, PeerInfo, RoomSummary
 
 CAND = Candidate("c1", "Carol", "10.0.0.3", 7000, depth=2, free_slots=1)
 PATH = (PathEntry("root", "Rita"), PathEntry("p1", "Pete"))
@@ -93,6 +95,9 @@ SAMPLES = [
     StreamerChanged("root", "Rita", 2, "10.0.0.1", 7000),
     StreamerChanged(None, None, 3),
     RoomQuery("lobby"),
+    RoomListQuery(),
+    RoomList((RoomSummary("lobby", "Rita", 4), RoomSummary("quiet", None, 1)), total=7),
+    RoomList(()),
 ]
 
 
@@ -164,7 +169,7 @@ def test_every_split_of_a_video_frame() -> None:
         assert got == [frame], split
 
 
-@pytest.mark.parametrize("kind", [0, 16, 31, 41, 99, 255])
+@pytest.mark.parametrize("kind", [0, 16, 31, 43, 99, 255])
 def test_unknown_kind_decodes_to_unknown(kind: int) -> None:
     assert message_class(kind) is None
     data = _frame(kind, {"x": [1, "two"], "y": None}, b"blob")
@@ -393,3 +398,15 @@ def test_playback_fields_are_bounded() -> None:
                      ("dur", limits.MAX_MEDIA_MS + 1), ("epoch", "x")):
         with pytest.raises(FieldError):
             Playback.from_meta({**good, key: bad}, b"")
+
+
+def test_room_list_is_bounded() -> None:
+    room = {"room": "r", "streamer": None, "peers": 1}
+    meta = {"rooms": [room] * limits.MAX_LISTED_ROOMS, "total": limits.MAX_ROOM_COUNT}
+    assert len(RoomList.from_meta(meta, b"").rooms) == limits.MAX_LISTED_ROOMS
+    for bad in ({**meta, "rooms": [room] * (limits.MAX_LISTED_ROOMS + 1)},
+                {**meta, "total": limits.MAX_ROOM_COUNT + 1},
+                {**meta, "rooms": [{**room, "room": ""}]},
+                {**meta, "rooms": [{**room, "peers": -1}]}):
+        with pytest.raises(FieldError):
+            RoomList.from_meta(bad, b"")

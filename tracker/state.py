@@ -55,6 +55,7 @@ registered within ``register_timeout_s`` is closed; one address holds at most
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 from collections import OrderedDict, deque
@@ -71,6 +72,8 @@ from protocol.messages import (
     Ping,
     Pong,
     Register,
+    RoomList,
+    RoomListQuery,
     RoomQuery,
     StreamClaim,
     StreamDenied,
@@ -80,7 +83,7 @@ from protocol.messages import (
     Unknown,
 )
 from protocol.ratelimit import TokenBucket
-from protocol.records import PeerInfo
+from protocol.records import PeerInfo, RoomSummary
 from tracker.config import TrackerConfig
 from tracker.room import Peer, Room
 
@@ -232,6 +235,8 @@ class TrackerState:
                             else self._full_list(room)))
             else:
                 out.append((c.id, self._room_view(message.room, now)))
+        elif isinstance(message, RoomListQuery):
+            out.append((c.id, self._room_list()))
         elif isinstance(message, Ping):
             out.append((c.id, Pong(message.t0, now, now)))
         elif isinstance(message, Bye):
@@ -575,6 +580,19 @@ class TrackerState:
         holder = room.lock.peer if room.lock is not None else None
         return PeerList(room.name, (), streamer_name=holder.name if holder else None,
                         total=len(room))
+
+    def _room_list(self) -> RoomList:
+        """The answer to a RoomListQuery: the busiest rooms, as a start screen shows
+        them (name, streamer's name, size), never who is in them. O(rooms) per query,
+        bounded like any message by the connection's rate limit."""
+        busiest = heapq.nlargest(limits.MAX_LISTED_ROOMS, self._rooms.values(),
+                                 key=lambda room: (len(room), room.name))
+        summaries = []
+        for room in busiest:
+            holder = room.lock.peer if room.lock is not None else None
+            summaries.append(RoomSummary(room.name, holder.name if holder else None,
+                                         len(room)))
+        return RoomList(tuple(summaries), total=len(self._rooms))
 
     def _full_list(self, room: _Room) -> PeerList:
         holder = room.lock.peer if room.lock is not None else None

@@ -27,6 +27,7 @@ from peer.gui.bridge import (
     MAX_ROOM_CHARS,
     LanSessionInfo,
     LanSessions,
+    RoomListing,
     RoomProbe,
     RoomStatus,
     SessionRequest,
@@ -130,6 +131,7 @@ class StartScreen(QWidget):
         self._lan_timer.timeout.connect(self._on_lan_search_done)
 
         self.probe.room_checked.connect(self._on_room_checked)
+        self.probe.rooms_listed.connect(self.set_tracker_rooms)
         self.lan.sessions_changed.connect(self.set_lan_sessions)
         for edit in (self.name_edit, self.room_edit, self.tracker_edit):
             edit.textChanged.connect(self._on_fields_changed)
@@ -209,6 +211,15 @@ class StartScreen(QWidget):
         tracker_layout.addWidget(
             muted_label("The address of a Treecast tracker (treecast-tracker).", tracker_page)
         )
+        # The tracker's rooms: pick one instead of having to know its name.
+        self.rooms_list = QListWidget(tracker_page)
+        self.rooms_list.setAccessibleName("Rooms at this tracker")
+        self.rooms_list.setMinimumHeight(96)
+        self.rooms_list.setMaximumHeight(130)
+        self.rooms_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.rooms_list.currentItemChanged.connect(self._on_lan_selected)
+        self.rooms_list.hide()
+        tracker_layout.addWidget(self.rooms_list)
         tracker_layout.addStretch(1)
         self.where_stack.addWidget(lan_page)
         self.where_stack.addWidget(tracker_page)
@@ -358,8 +369,10 @@ class StartScreen(QWidget):
                 self.probe.cancel()
                 self.holder = None
                 self.status_label.setText("")
+                self.rooms_list.hide()
                 return
             host, port = address
+            self.probe.list_rooms(host, port)
         self.probe.check(host, port, room)
 
     @pyqtSlot(object)
@@ -402,6 +415,39 @@ class StartScreen(QWidget):
                 f"“{room_html}” yet.</span>"
             )
         self._update_buttons()
+
+    # -- a tracker's rooms --------------------------------------------------------------
+
+    @pyqtSlot(object)
+    def set_tracker_rooms(self, listing: RoomListing) -> None:
+        """Show the tracker's rooms (the typed room stays selected when listed)."""
+        if self.mode != "tracker" or parse_address(self.tracker_edit.text()) != (
+                listing.host, listing.port):
+            return
+        self.rooms_list.blockSignals(True)
+        self.rooms_list.clear()
+        if listing.error is None and not listing.rooms:
+            item = QListWidgetItem("No rooms yet. Type a room name and start one.")
+            item.setFlags(Qt.ItemFlag.NoItemFlags)
+            self.rooms_list.addItem(item)
+        for room, streamer, peers in listing.rooms:
+            who = f"{streamer} is live" if streamer else "no stream yet"
+            watching = max(peers - 1, 0) if streamer else peers
+            count = f"{watching} watching" if streamer else (
+                "1 peer" if peers == 1 else f"{peers} peers")
+            item = QListWidgetItem(f"{room}  —  {who} · {count}")
+            item.setData(Qt.ItemDataRole.UserRole, room)
+            item.setIcon(icon(self, "SP_DriveNetIcon"))
+            self.rooms_list.addItem(item)
+            if room == self.room:
+                self.rooms_list.setCurrentItem(item)
+        if listing.total > len(listing.rooms):
+            item = QListWidgetItem(f"… the {len(listing.rooms)} busiest of {listing.total}")
+            item.setFlags(Qt.ItemFlag.NoItemFlags)
+            self.rooms_list.addItem(item)
+        self.rooms_list.blockSignals(False)
+        # An unreachable tracker already says so under the room field.
+        self.rooms_list.setVisible(listing.error is None)
 
     # -- LAN sessions -----------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from peer.node.errors import ExitCode, NodeError, exit_code
 from peer.node.events import NodeEvent
 from peer.node.node import Node
 from protocol import limits
+from protocol.messages import RoomList
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -50,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lan", action="store_true",
                         help="find peers and trackers on the LAN by mDNS (no tracker needed)")
     parser.add_argument("--list", action="store_true",
-                        help="print the rooms and streams visible on the LAN, then exit")
+                        help="print the rooms and streams visible on the LAN (or, with "
+                             "--tracker, the tracker's rooms), then exit")
     parser.add_argument("--room", default="lobby")
     parser.add_argument("--listen", type=_address, default=("0.0.0.0", 0), metavar="HOST:PORT")
     parser.add_argument("--advertise", metavar="HOST",
@@ -197,11 +199,41 @@ async def run(args: argparse.Namespace, config: NodeConfig, writer: EventWriter)
     return ExitCode.OK
 
 
+def format_rooms(rooms: RoomList) -> str:
+    """A plain-text table of a tracker's rooms (no trailing newline)."""
+    if not rooms.rooms:
+        return "The tracker has no rooms."
+    rows = [("ROOM", "STREAMER", "VIEWERS")]
+    for room in rooms.rooms:
+        # Everyone in a room but its streamer watches.
+        viewers = room.peers - 1 if room.streamer_name else room.peers
+        rows.append((room.room, room.streamer_name or "-", str(viewers)))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}" for r in rows]
+    if rooms.total > len(rooms.rooms):
+        lines.append(f"(the {len(rooms.rooms)} busiest of {rooms.total} rooms)")
+    return "\n".join(lines)
+
+
+def _list_tracker_rooms(host: str, port: int) -> int:
+    from peer.node.tracker_client import query_rooms
+
+    try:
+        rooms = asyncio.run(query_rooms(host, port))
+    except NodeError as exc:
+        print(f"treecast-peer: {exc}", file=sys.stderr)
+        return exit_code(exc)
+    print(format_rooms(rooms))
+    return ExitCode.OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.list and args.tracker is not None:
+        return _list_tracker_rooms(*args.tracker)
     if args.list:
         from peer.lan.browser import format_sessions, list_lan
 

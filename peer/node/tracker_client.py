@@ -39,6 +39,8 @@ from protocol.messages import (
     PeerList,
     Ping,
     Register,
+    RoomList,
+    RoomListQuery,
     RoomQuery,
     StreamClaim,
     StreamDenied,
@@ -434,11 +436,29 @@ async def query_room(host: str, port: int, room: str, timeout: float = 3.0) -> P
     Raises:
         TrackerUnreachableError: refused, timed out, closed or garbled.
     """
+    return await _ask(host, port, RoomQuery(room), PeerList, timeout)
+
+
+async def query_rooms(host: str, port: int, timeout: float = 3.0) -> RoomList:
+    """The tracker's rooms (busiest first, bounded), without joining any.
+
+    Raises:
+        TrackerUnreachableError: refused, timed out, closed or garbled.
+    """
+    return await _ask(host, port, RoomListQuery(), RoomList, timeout)
+
+
+_Reply = TypeVar("_Reply", PeerList, RoomList)
+
+
+async def _ask(host: str, port: int, question: Message, reply: type[_Reply],
+               timeout: float) -> _Reply:
+    """One question on a fresh connection; the first ``reply``-typed answer."""
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(host, port)
-            writer.write(encode(RoomQuery(room)))
+            writer.write(encode(question))
             await writer.drain()
             decoder = FrameDecoder()
             while True:
@@ -447,7 +467,7 @@ async def query_room(host: str, port: int, room: str, timeout: float = 3.0) -> P
                     raise EOFError("the tracker closed the connection")
                 decoder.receive_data(data)
                 for message in decoder:
-                    if isinstance(message, PeerList):
+                    if isinstance(message, reply):
                         return message
                     if isinstance(message, Bye):
                         raise _Refused(message.reason)

@@ -90,7 +90,8 @@ def window(qtbot, themed, factory, settings, tracker, lan):
     from peer.gui.bridge import RoomProbe
 
     win = MainWindow(
-        node_factory=factory, settings=settings, probe=RoomProbe(query=tracker), lan=lan
+        node_factory=factory, settings=settings,
+        probe=RoomProbe(query=tracker, lister=tracker.list_rooms), lan=lan,
     )
     # Not qtbot.addWidget: pytest-qt would delete the window before its node stopped.
     win.start_screen.name_edit.setText("Dana")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
 
-from peer.gui.bridge import LanSessionInfo, RoomStatus
+from peer.gui.bridge import LanSessionInfo, RoomListing, RoomStatus
 from peer.node.config import NodeConfig, SourceSpec
 from peer.node.errors import LockDeniedError, MediaError
 from peer.node.events import (
@@ -229,6 +229,14 @@ class FakeTracker:
         self.rooms: dict[str, tuple[str | None, int]] = {}
         self.reachable = True
         self.queries: list[tuple[str, int, str]] = []
+
+    def list_rooms(self, host: str, port: int) -> RoomListing:
+        """The room list a tracker gives: busiest first."""
+        if not self.reachable:
+            return RoomListing(host, port, error="connection refused")
+        rooms = sorted(self.rooms.items(), key=lambda kv: -kv[1][1])
+        return RoomListing(host, port, tuple((name, s, n) for name, (s, n) in rooms),
+                           len(rooms))
 
     def __call__(self, host: str, port: int, room: str) -> RoomStatus:
         self.queries.append((host, port, room))

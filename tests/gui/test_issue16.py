@@ -183,7 +183,8 @@ def test_8_lan_list_says_when_nothing_is_found_and_keeps_its_width(
     from peer.gui.bridge import LanSessionInfo, RoomProbe
 
     monkeypatch.setattr(start_mod, "LAN_SEARCH_MS", 50)
-    screen = start_mod.StartScreen(settings=settings, probe=RoomProbe(query=tracker), lan=lan)
+    screen = start_mod.StartScreen(
+        settings=settings, probe=RoomProbe(query=tracker, lister=tracker.list_rooms), lan=lan)
     qtbot.addWidget(screen)
     screen.resize(960, 640)
     screen.show()
@@ -354,3 +355,20 @@ def test_viewer_count_and_names_for_everyone(qtbot, window, factory) -> None:
     qtbot.waitUntil(lambda: view.watchers.text() == "3 watching", timeout=T)
     assert view.watchers.isVisible()
     assert view.watchers.toolTip() == "Watching: Bob, Carol, Dana (you)"
+
+
+def test_9_room_browser_lists_a_trackers_rooms(qtbot, window, tracker) -> None:
+    tracker.rooms = {"lobby": ("Alice", 4), "movies": (None, 2)}
+    screen = window.start_screen
+    screen.tracker_radio.setChecked(True)
+    screen.tracker_edit.setText("127.0.0.1:7700")
+    qtbot.waitUntil(lambda: screen.rooms_list.count() == 2, timeout=T)
+    assert screen.rooms_list.isVisible()
+    assert screen.rooms_list.item(0).text() == "lobby  —  Alice is live · 3 watching"
+    assert screen.rooms_list.item(1).text() == "movies  —  no stream yet · 2 peers"
+    screen.rooms_list.setCurrentRow(1)
+    assert screen.room_edit.text() == "movies"
+    # An unreachable tracker: no stale list.
+    tracker.reachable = False
+    screen.tracker_edit.setText("127.0.0.1:7701")
+    qtbot.waitUntil(lambda: not screen.rooms_list.isVisible(), timeout=T)

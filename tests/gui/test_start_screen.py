@@ -13,7 +13,8 @@ from peer.gui.start import StartScreen, parse_address
 
 @pytest.fixture
 def screen(qtbot, themed, settings, tracker, lan):
-    s = StartScreen(settings=settings, probe=RoomProbe(query=tracker), lan=lan)
+    s = StartScreen(settings=settings, probe=RoomProbe(query=tracker, lister=tracker.list_rooms),
+                    lan=lan)
     qtbot.addWidget(s)
     s.show()
     s.activate()

@@ -22,7 +22,7 @@ from peer.gui.bridge.lan import LanSessionInfo, LanSessions
 from peer.gui.bridge.node_bridge import STOP_GRACE_MS, NodeBridge, NodeFactory, NodeLike
 from peer.gui.bridge.preview import SourceInfo, SourcePreview
 from peer.gui.bridge.request import SessionRequest, make_config
-from peer.gui.bridge.rooms import RoomProbe, RoomStatus
+from peer.gui.bridge.rooms import RoomListing, RoomProbe, RoomStatus
 from peer.node.config import CameraSource, FileSource, PatternSource, SourceSpec
 from peer.node.errors import NodeError
 from peer.node.events import (
@@ -73,6 +73,7 @@ __all__ = [
     "PatternSource",
     "Ready",
     "Resumed",
+    "RoomListing",
     "RoomProbe",
     "RoomStatus",
     "SessionRequest",
