@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from zeroconf.asyncio import AsyncServiceInfo
+from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from peer.lan.addresses import advertise_addresses
 from peer.lan.advertiser import LanAdvertiser
@@ -45,6 +45,9 @@ from protocol.lan import (
 from tracker.mdns import TrackerAdvertiser
 
 LOOPBACK = ["127.0.0.1"]
+# DNS record type and class codes (RFC 1035 3.2.2) for reading the browser's cache.
+_TYPE_TXT = 16
+_CLASS_IN = 1
 # Generous: a loaded 2-core machine may take seconds to run zeroconf's probing.
 SEEN_TIMEOUT_S = 20.0
 
@@ -482,14 +485,29 @@ asyncio.run(main())
 
 
 async def test_crashed_peer_expires_without_goodbye(room: str, closing: list[object]) -> None:
-    browser, watch = await start_browser(closing)
+    aiozc = AsyncZeroconf(interfaces=LOOPBACK)
+    watch = Watch()
+    browser = LanBrowser(LOOPBACK, on_change=watch, aiozc=aiozc, sweep_s=0.2)
+    closing.append(browser)
+    await browser.start()
     peer_id = _uid()
     proc = subprocess.Popen([sys.executable, "-c", CRASHING_PEER, peer_id, room],
                             stdout=subprocess.PIPE, text=True)
     try:
         await watch.until(lambda: [p.id for p in browser.peers(room)] == [peer_id], timeout=30)
-        # it keeps refreshing its 2 s records: still there after more than one TTL
-        await asyncio.sleep(3)
+        # It keeps refreshing its 2 s records: once the browser's cache holds a TXT
+        # record received more than a TTL after the first one, the first has expired and
+        # the peer must still be listed.
+        name = f"{instance_label('doomed', peer_id)}.{SERVICE_TYPE}"
+
+        def txt_created_ms() -> list[float]:
+            return [r.created for r in aiozc.zeroconf.cache.async_all_by_details(
+                name, _TYPE_TXT, _CLASS_IN)]
+
+        first_ms = min(txt_created_ms())
+        async with asyncio.timeout(SEEN_TIMEOUT_S):
+            while max(txt_created_ms(), default=0.0) < first_ms + 2000 * 1.5:
+                await asyncio.sleep(0.1)  # polling the cache, not timing
         assert [p.id for p in browser.peers(room)] == [peer_id]
         proc.kill()  # SIGKILL: no goodbye packets
         loop = asyncio.get_running_loop()
@@ -498,6 +516,8 @@ async def test_crashed_peer_expires_without_goodbye(room: str, closing: list[obj
         assert loop.time() - started >= 1.0  # it expired; nobody said goodbye
     finally:
         proc.kill()
+        await browser.close()
+        await aiozc.async_close()
         proc.wait()
         assert proc.stdout is not None
         proc.stdout.close()
