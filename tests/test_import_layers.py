@@ -28,6 +28,8 @@ def _modules(package: str) -> list[str]:
     ("protocol", ["socket", "asyncio", "threading", "PyQt6", "cv2", "numpy", "zeroconf"]),
     ("tracker", ["PyQt6", "cv2", "numpy", "peer.node", "peer.gui"]),
     ("peer.lan", ["PyQt6", "cv2", "numpy", "peer.node", "peer.gui"]),
+    # The harness benchmarks import: no pytest (benchmarks do not need it), no bench.
+    ("tests.support", ["pytest", "bench", "PyQt6"]),
     ("peer.node", ["PyQt6"]),
 ])
 def test_package_imports_without_what_it_must_not_use(package: str, blocked: list[str]) -> None:
