@@ -153,7 +153,8 @@ class Node:
         self._audio = AudioStation(
             config.audio, window_s=config.timing.stats_window_s,
             root_offset=self._root_offset, on_bad_packet=self._bad_audio,
-            on_warning=lambda text: self._emit(ErrorRaised(message=text)))
+            on_warning=lambda text: self._emit(ErrorRaised(message=text)),
+            on_event=self._emit)
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="treecast-cpu")
         self._transcoder: LatestWorker[_Transcode, _Transcoded] = LatestWorker(
             "transcode", self._executor, self._transcode_work, self._transcode_done)
@@ -235,7 +236,11 @@ class Node:
             try:
                 opened = await asyncio.get_running_loop().run_in_executor(
                     None, open_source, cfg.source)
+                await asyncio.get_running_loop().run_in_executor(
+                    None, self._audio.prepare, cfg.source)
             except MediaError as exc:
+                if opened is not None:
+                    opened.close()
                 raise self._fatal(exc) from None
         try:
             self._server = await asyncio.start_server(
@@ -354,7 +359,7 @@ class Node:
             except MediaError as exc:
                 raise self._fatal(exc) from None
         try:
-            sound = await loop.run_in_executor(None, self._audio.open_source, source)
+            sound = await loop.run_in_executor(None, self._audio.take_source, source)
         except MediaError as exc:
             frame_source.close()
             raise self._fatal(exc) from None
@@ -507,6 +512,7 @@ class Node:
         elif link is self._parent:
             self._parent = None
             self._demand_sent = None
+            self._audio.parent_lost()
             if self._stopping:
                 return
             self._emit(ParentLost(parent=link.name, parent_id=link.peer_id or "",

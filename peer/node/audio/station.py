@@ -32,6 +32,7 @@ from typing import Final, Protocol
 
 from peer.node.audio.capture import AudioCapture, EncodedAudio
 from peer.node.audio.config import AudioConfig
+from peer.node.audio.events import SoundResumed
 from peer.node.audio.format import FRAME_S
 from peer.node.audio.jitter import DEFAULT_DELAY_S, AudioPacket
 from peer.node.audio.opus import AudioDecodeError
@@ -41,6 +42,7 @@ from peer.node.audio.stats import AudioStats
 from peer.node.audio.tone import ToneSource
 from peer.node.config import CameraSource, FileSource, PatternSource, SourceSpec
 from peer.node.errors import MediaError
+from peer.node.events import NodeEvent
 from peer.node.stats import StreamStats, percentile
 from protocol import AudioFrame, encode
 
@@ -58,6 +60,8 @@ VIDEO_SAMPLES: Final = 60
 VIDEO_FRESH_S: Final = 1.0
 # The stream "has sound" while packets arrived this recently.
 SOUND_FRESH_S: Final = 1.0
+# Silence from the parent longer than this (five packets) is a gap worth reporting.
+SOUND_GAP_S: Final = 0.1
 # Every delay change is heard (a pause when it grows, a skip when it shrinks): the
 # delay is re-aimed twice a second and moved only when off by more than this.
 DELAY_HYSTERESIS_S: Final = 0.02
@@ -94,11 +98,13 @@ class AudioStation:
     def __init__(self, config: AudioConfig, *, window_s: float,
                  root_offset: Callable[[], float | None],
                  on_bad_packet: Callable[[str], None],
-                 on_warning: Callable[[str], None]) -> None:
+                 on_warning: Callable[[str], None],
+                 on_event: Callable[[NodeEvent], None] = lambda event: None) -> None:
         self.config = config
         self._root_offset = root_offset
         self._on_bad_packet = on_bad_packet
         self._on_warning = on_warning
+        self._on_event = on_event
         self._stats = StreamStats(window_s)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.player: AudioPlayer | None = None
@@ -106,6 +112,7 @@ class AudioStation:
         self.recorder: AudioRecorder | None = None
         # Streamer side.
         self._source: AudioSource | None = None
+        self._prepared: tuple[SourceSpec, AudioSource | None] | None = None
         self._loop_source = False
         self._capture: AudioCapture | None = None
         self._send_to: Callable[[], Iterable[AudioSink]] = list
@@ -117,6 +124,8 @@ class AudioStation:
         self._last_packet_at = 0.0
         self._stream_count = 0
         self._epoch_seen: int | None = None
+        self._last_seq: int | None = None
+        self._parent_lost = False
         self.dropped = 0
 
     # --- lifecycle ----------------------------------------------------------------
@@ -143,6 +152,9 @@ class AudioStation:
     def close(self) -> None:
         """Stop sending and playing (idempotent)."""
         self.stop_stream()
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and prepared[1] is not None:
+            prepared[1].close()
         if self._output is not None:
             self._output.close()
             self._output = None
@@ -241,10 +253,19 @@ class AudioStation:
         data = encode(frame)  # the same bytes for every child: never re-encoded
         self._fan_out(data, children)
         now = time.time()
-        self._last_packet_at = time.monotonic()
+        arrived = time.monotonic()
         if frame.epoch != self._epoch_seen:
             self._epoch_seen = frame.epoch
             self._stream_count += 1  # stats fence by streams seen (as the node's video)
+            self._last_seq = None
+        elif self._last_seq is not None and (
+                self._parent_lost or arrived - self._last_packet_at > SOUND_GAP_S):
+            self._on_event(SoundResumed(
+                gap_ms=round((arrived - self._last_packet_at) * 1000, 1),
+                lost=max(0, frame.seq - self._last_seq - 1)))
+        self._parent_lost = False
+        self._last_packet_at = arrived
+        self._last_seq = frame.seq
         offset = self._root_offset()
         transit = None if offset is None else now + offset - frame.captured_at
         self._stats.frame_received(now, len(data), frame.seq, self._stream_count, transit)
@@ -260,6 +281,24 @@ class AudioStation:
                     self.player.set_delay(target)
             self.player.push(AudioPacket(frame.epoch, frame.seq, frame.captured_at,
                                          frame.opus), now + offset)
+
+    def parent_lost(self) -> None:
+        """The parent went: the next packet (from the new one) reports the gap."""
+        self._parent_lost = True
+
+    def prepare(self, spec: SourceSpec) -> None:
+        """Open the sound of ``spec`` early (blocking), so a bad track number or a
+        missing microphone is the user's first error, before any network."""
+        self._prepared = (spec, self.open_source(spec))
+
+    def take_source(self, spec: SourceSpec) -> AudioSource | None:
+        """The source ``prepare`` opened for ``spec``, else a fresh one (blocking)."""
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and prepared[0] == spec:
+            return prepared[1]
+        if prepared is not None and prepared[1] is not None:
+            prepared[1].close()
+        return self.open_source(spec)
 
     def video_shown(self, latency_s: float) -> None:
         """A picture was handed to the display ``latency_s`` after its capture."""
