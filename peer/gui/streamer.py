@@ -28,6 +28,7 @@ from peer.gui.bridge import (
     FileSource,
     NodeBridge,
     PatternSource,
+    ScreenSource,
     SessionRequest,
     SourceInfo,
     SourcePreview,
@@ -43,7 +44,7 @@ from peer.gui.theme import Colors, icon
 from peer.gui.tree import PeerTableModel
 
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mkv *.mov *.webm);;All files (*)"
-SOURCE_PATTERN, SOURCE_FILE, SOURCE_CAMERA = range(3)
+SOURCE_PATTERN, SOURCE_FILE, SOURCE_CAMERA, SOURCE_SCREEN = range(4)
 # The test pattern's choices: the layers a viewer can pick, and common frame rates.
 PATTERN_SIZES = ((1920, 1080), (1280, 720), (854, 480), (640, 360))
 PATTERN_RATES = (15.0, 24.0, 30.0, 60.0)
@@ -75,7 +76,7 @@ def _clock(seconds: float) -> str:
 
 
 class StreamerView(SessionView):
-    """Stream a file, the test pattern or a camera to the room.
+    """Stream a file, the test pattern, a camera or the screen to the room.
 
     The node joins the room as soon as the screen opens (so chat and the tree work
     before going live); "Go live" claims the streamer lock with the chosen source.
@@ -132,6 +133,7 @@ class StreamerView(SessionView):
         self.source_combo.addItem(icon(self, "SP_DesktopIcon"), "Test pattern")
         self.source_combo.addItem(icon(self, "SP_FileIcon"), "Video file")
         self.source_combo.addItem(icon(self, "SP_ComputerIcon"), "Camera")
+        self.source_combo.addItem(icon(self, "SP_DesktopIcon"), "Screen")
         self.source_combo.setAccessibleName("Source")
         self.source_combo.currentIndexChanged.connect(self._source_changed)
         self.pattern_size_combo = QComboBox(self.controls)
@@ -168,6 +170,14 @@ class StreamerView(SessionView):
         self.camera_spin.setAccessibleName("Camera number")
         self.camera_label.setBuddy(self.camera_spin)
         self.camera_spin.valueChanged.connect(self._source_changed)
+        self.screen_label = QLabel("Monitor", self.controls)
+        self.screen_spin = QSpinBox(self.controls)
+        self.screen_spin.setRange(0, 8)
+        self.screen_spin.setValue(1)
+        self.screen_spin.setToolTip("The monitor to share: 1 is the first, 0 all of them")
+        self.screen_spin.setAccessibleName("Monitor to share")
+        self.screen_label.setBuddy(self.screen_spin)
+        self.screen_spin.valueChanged.connect(self._source_changed)
         self.live_button = QPushButton("Go live", self.controls)
         self.live_button.setObjectName("primary")
         self.live_button.setIcon(icon(self, "SP_MediaPlay", Colors.ON_ACCENT))
@@ -181,7 +191,7 @@ class StreamerView(SessionView):
         for widget in (
             self.source_combo, self.pattern_size_combo, self.pattern_rate_combo,
             self.file_edit, self.browse_button, self.loop_check,
-            self.camera_label, self.camera_spin,
+            self.camera_label, self.camera_spin, self.screen_label, self.screen_spin,
         ):
             self.controls_layout.addWidget(widget)
         self.controls_layout.setStretchFactor(self.file_edit, 1)
@@ -204,6 +214,8 @@ class StreamerView(SessionView):
             return FileSource(path, loop=self.loop_check.isChecked()) if path else None
         if kind == SOURCE_CAMERA:
             return CameraSource(self.camera_spin.value())
+        if kind == SOURCE_SCREEN:
+            return ScreenSource(self.screen_spin.value())
         width, height = self.pattern_size_combo.currentData()
         return PatternSource(width, height, float(self.pattern_rate_combo.currentData()))
 
@@ -305,11 +317,14 @@ class StreamerView(SessionView):
             widget.setVisible(kind == SOURCE_FILE)
         for widget in (self.camera_label, self.camera_spin):
             widget.setVisible(kind == SOURCE_CAMERA)
+        for widget in (self.screen_label, self.screen_spin):
+            widget.setVisible(kind == SOURCE_SCREEN)
         for widget in (self.pattern_size_combo, self.pattern_rate_combo):
             widget.setVisible(kind == SOURCE_PATTERN)
         inputs: tuple[QWidget, ...] = (
             self.source_combo, self.file_edit, self.browse_button, self.loop_check,
-            self.camera_spin, self.pattern_size_combo, self.pattern_rate_combo,
+            self.camera_spin, self.screen_spin, self.pattern_size_combo,
+            self.pattern_rate_combo,
         )
         for widget in inputs:
             widget.setEnabled(editable)

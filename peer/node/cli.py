@@ -18,7 +18,14 @@ import threading
 from typing import TextIO
 
 from peer.node.audio.config import AudioConfig
-from peer.node.config import CameraSource, FileSource, NodeConfig, PatternSource, SourceSpec
+from peer.node.config import (
+    CameraSource,
+    FileSource,
+    NodeConfig,
+    PatternSource,
+    ScreenSource,
+    SourceSpec,
+)
 from peer.node.errors import ExitCode, NodeError, exit_code
 from peer.node.events import NodeEvent
 from peer.node.node import Node
@@ -63,9 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     role.add_argument("--test-pattern", nargs="?", const="1280x720", type=str,
                       metavar="WxH", help="stream the built-in test pattern")
     role.add_argument("--camera", type=int, metavar="N", help="stream camera N")
+    role.add_argument("--screen", nargs="?", const=1, type=int, metavar="N",
+                      help="share monitor N (default 1, the first; 0 is all monitors)")
     role.add_argument("--watch", action="store_true", help="watch (the default)")
     parser.add_argument("--loop", action="store_true", help="repeat the video file")
-    parser.add_argument("--fps", type=float, default=30.0, help="test pattern frame rate")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="frame rate of the test pattern (default 30) or the shared "
+                             "screen (default 15)")
     parser.add_argument("--resolution", type=int, default=720, choices=limits.LAYERS)
     parser.add_argument("--record", metavar="PATH")
     sound = parser.add_argument_group("sound")
@@ -99,9 +110,12 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         source = FileSource(args.stream, loop=args.loop)
     elif args.test_pattern:
         width, height = _size(args.test_pattern)
-        source = PatternSource(width, height, args.fps)
+        source = PatternSource(width, height, args.fps or 30.0)
     elif args.camera is not None:
         source = CameraSource(args.camera)
+    elif args.screen is not None:
+        source = (ScreenSource(args.screen) if args.fps is None
+                  else ScreenSource(args.screen, args.fps))
     return NodeConfig(
         name=args.name, room=args.room, tracker=args.tracker, lan=args.lan,
         listen_host=args.listen[0], listen_port=args.listen[1], advertise_host=args.advertise,

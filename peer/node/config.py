@@ -32,7 +32,15 @@ class CameraSource:
     index: int = 0
 
 
-SourceSpec = FileSource | PatternSource | CameraSource
+@dataclass(frozen=True, slots=True)
+class ScreenSource:
+    """A monitor, shared (mss numbering: 1 is the first monitor, 0 all of them)."""
+
+    monitor: int = 1
+    fps: float = 15.0  # = peer.node.screen.DEFAULT_SCREEN_FPS (no capture code imported here)
+
+
+SourceSpec = FileSource | PatternSource | CameraSource | ScreenSource
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ import numpy as np
 
 from peer.node.audio.tone import draw_flash, is_flash
 from peer.node.codec import Image
-from peer.node.config import CameraSource, FileSource, PatternSource, SourceSpec
+from peer.node.config import CameraSource, FileSource, PatternSource, ScreenSource, SourceSpec
 from peer.node.errors import MediaError
 from protocol.limits import MAX_DIMENSION_PX
 
@@ -443,6 +443,10 @@ def open_source(spec: SourceSpec) -> FrameSource:
         return PatternFrameSource(spec.width, spec.height, spec.fps)
     if isinstance(spec, CameraSource):
         return CameraFrameSource(spec.index)
+    if isinstance(spec, ScreenSource):
+        from peer.node.screen import ScreenFrameSource  # mss: loaded only to share
+
+        return ScreenFrameSource(spec.monitor, spec.fps)
     raise MediaError(f"unknown video source: {spec!r}")
 
 

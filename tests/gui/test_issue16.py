@@ -372,3 +372,25 @@ def test_9_room_browser_lists_a_trackers_rooms(qtbot, window, tracker) -> None:
     tracker.reachable = False
     screen.tracker_edit.setText("127.0.0.1:7701")
     qtbot.waitUntil(lambda: not screen.rooms_list.isVisible(), timeout=T)
+
+
+def test_screen_share_is_a_source_with_a_preview(qtbot, window, factory, display,
+                                                 monkeypatch) -> None:
+    from peer.gui.bridge import ScreenSource
+
+    monkeypatch.setenv("DISPLAY", display)
+    view = stream(qtbot, window)
+    view.source_combo.setCurrentIndex(streamer_mod.SOURCE_SCREEN)
+    assert view.screen_spin.isVisible() and not view.camera_spin.isVisible()
+    assert view.source() == ScreenSource(1)
+    qtbot.waitUntil(lambda: view.live_button.isEnabled(), timeout=T)
+    assert view.subtitle.text().startswith("Preview: 640x360 at 15 fps.")
+    # A monitor that is not there is explained before going live.
+    view.screen_spin.setValue(3)
+    qtbot.waitUntil(lambda: "no monitor 3" in view.live_hint.text(), timeout=T)
+    assert not view.live_button.isEnabled()
+    view.screen_spin.setValue(1)
+    qtbot.waitUntil(lambda: view.live_button.isEnabled(), timeout=T)
+    with qtbot.wait_signal(view.bridge.streaming_changed, timeout=T):
+        view.live_button.click()
+    assert factory.node.called("start_streaming") == [(ScreenSource(1),)]

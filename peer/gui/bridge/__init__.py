@@ -23,7 +23,7 @@ from peer.gui.bridge.node_bridge import STOP_GRACE_MS, NodeBridge, NodeFactory, 
 from peer.gui.bridge.preview import SourceInfo, SourcePreview
 from peer.gui.bridge.request import SessionRequest, make_config
 from peer.gui.bridge.rooms import RoomListing, RoomProbe, RoomStatus
-from peer.node.config import CameraSource, FileSource, PatternSource, SourceSpec
+from peer.node.config import CameraSource, FileSource, PatternSource, ScreenSource, SourceSpec
 from peer.node.errors import NodeError
 from peer.node.events import (
     ChatReceived,
@@ -76,6 +76,7 @@ __all__ = [
     "RoomListing",
     "RoomProbe",
     "RoomStatus",
+    "ScreenSource",
     "SessionRequest",
     "SourceInfo",
     "SourcePreview",
