@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import statistics
@@ -171,6 +172,16 @@ class Cell:
         return out
 
 
+def started_at(pid: int) -> float:
+    """When a process started (Unix time, to 1/CLK_TCK), from /proc: the launch of the
+    process that ran, not of an earlier attempt that a retry replaced."""
+    with open(f"/proc/{pid}/stat") as f:
+        ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22 of stat(5)
+    with open("/proc/uptime") as f:  # btime in /proc/stat is whole seconds; this is not
+        uptime = float(f.read().split()[0])
+    return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
 def rows_of(peer: Peer, index: int | None, kind: str) -> list[list[Any]]:
     out: list[list[Any]] = []
     for line in peer.all("probe"):
@@ -193,7 +204,9 @@ def crowd_sizes(n: int) -> list[int]:
 def start_treecast(s: BenchSession, cell: Cell, codec: str, place: Place) -> None:
     cell.treecast = True
     address, prefix = place.host()
-    port = s.start_tracker(host=address, prefix=prefix)
+    # Every peer of a loopback run comes from 127.0.0.1: lift the per-address caps.
+    port = s.start_tracker("--max-connections-per-address", "1024",
+                           "--max-room-peers-per-address", "1024", host=address, prefix=prefix)
     tracker = f"{address}:{port}"
     fanout = ["--max-children", str(CAPPED_FANOUT)] if place.lan is not None else []
     codec_args = ["--codec", codec] if len(treecast_codecs()) > 1 else []
@@ -215,11 +228,16 @@ def start_treecast(s: BenchSession, cell: Cell, codec: str, place: Place) -> Non
             cell.crowd.append(s.start_peer(f"v{i}", "--watch", *common, tracker=tracker,
                                            listen=f"{address}:0", prefix=prefix,
                                            module="bench.probe"))
-    address, prefix = place.host()
-    cell.measured_started = time.time()
-    cell.measured = s.start_peer("measured", "--watch", "--probe-decode", *common,
-                                 tracker=tracker, listen=f"{address}:0", prefix=prefix,
-                                 module="bench.probe")
+    if place.lan is None:  # restarted, like the crowd, if the busy tracker timed it out
+        cell.measured = start_viewers(s, ["measured"], "--probe-decode", *common,
+                                      streamer=cell.source, module="bench.probe",
+                                      timeout=START_TIMEOUT_S)[0]
+    else:
+        address, prefix = place.host()
+        cell.measured = s.start_peer("measured", "--watch", "--probe-decode", *common,
+                                     tracker=tracker, listen=f"{address}:0", prefix=prefix,
+                                     module="bench.probe")
+    cell.measured_started = started_at(cell.measured.proc.pid)
 
 
 def start_baseline(s: BenchSession, cell: Cell, place: Place) -> None:
@@ -251,11 +269,11 @@ def start_baseline(s: BenchSession, cell: Cell, place: Place) -> None:
                                        *duration, tracker=target, module=module,
                                        listen=f"{address}:0", prefix=prefix))
     address, prefix = place.host()
-    cell.measured_started = time.time()
     decode = ["--decode"] if cell.system == "client-server" else []
     cell.measured = s.start_peer("measured", *role, "--viewers", "1", *decode, *duration,
                                  tracker=target, module=module, listen=f"{address}:0",
                                  prefix=prefix)
+    cell.measured_started = started_at(cell.measured.proc.pid)
 
 
 def everyone_receives(cell: Cell) -> bool:
@@ -326,6 +344,14 @@ def rate_kbit(peer: Peer | None, key: str, t0: float, t1: float) -> float | None
     return (b[key] - a[key]) * 8 / 1000 / (b["t"] - a["t"])
 
 
+def counted(peer: Peer, key: str, t0: float, t1: float) -> float:
+    """How much a running total grew over the reports inside [t0, t1] (0 if absent)."""
+    events = [e for e in peer.all("stats") if t0 - 1.0 <= e["t"] <= t1 + 1.0]
+    if len(events) < 2:
+        return 0.0
+    return float(events[-1].get(key, 0) - events[0].get(key, 0))
+
+
 def measure(cell: Cell, t0: float, t1: float, cpu: dict[str, float], load: float
             ) -> dict[str, Any]:
     produced = produced_in(cell, t0, t1)
@@ -369,6 +395,9 @@ def measure(cell: Cell, t0: float, t1: float, cpu: dict[str, float], load: float
         "decoded_p50_ms": pct(decoded_ms, 50), "decoded_p95_ms": pct(decoded_ms, 95),
         "decoded_fraction": (len({r[0] for r in dec if r[0] in produced}) / len(produced)
                              if produced else None),
+        # WebRTC: decoded pictures whose barcode fails its check (a frame decoded against
+        # a reference that was lost): the viewer saw a corrupt picture; not delivered.
+        "corrupt_decoded": counted(cell.measured, "unreadable", t0, t1),
         "source_kbit": source_kbit, "server_kbit": server_kbit,
         "busiest_upload_kbit": max((k for k in (source_kbit, server_kbit) if k is not None),
                                    default=None),
@@ -418,11 +447,16 @@ def ramp(systems: Sequence[str], counts: Sequence[int], warmup: float, window: f
 
 def summary(row: dict[str, Any]) -> str:
     if row.get("failed"):
-        return row["failed"]
-    return (f"delivered {100 * row['delivered']:.1f} %, received p50/p95 "
-            f"{row['received_p50_ms']:.0f}/{row['received_p95_ms']:.0f} ms, decoded p50 "
-            f"{row['decoded_p50_ms'] or math.nan:.0f} ms, busiest upload "
-            f"{(row['busiest_upload_kbit'] or 0) / 1000:.1f} Mbit/s ({row['cell_s']} s)")
+        return str(row["failed"])
+
+    def num(key: str, scale: float = 1.0) -> float:
+        value = row.get(key)
+        return math.nan if value is None else value * scale
+
+    return (f"delivered {num('delivered', 100):.1f} %, received p50/p95 "
+            f"{num('received_p50_ms'):.0f}/{num('received_p95_ms'):.0f} ms, decoded p50 "
+            f"{num('decoded_p50_ms'):.0f} ms, busiest upload "
+            f"{num('busiest_upload_kbit', 1e-3):.1f} Mbit/s ({row['cell_s']} s)")
 
 
 def breaks(rows: Sequence[dict[str, Any]], systems: Sequence[str]) -> dict[str, Any]:
@@ -488,10 +522,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--capped", action="store_true", help="also on capped hosts")
     parser.add_argument("--no-loopback", action="store_true", help="capped hosts only")
     parser.add_argument("--plot", action="store_true", help="only redraw the plots")
+    parser.add_argument("--markdown", action="store_true",
+                        help="only print the doc tables and headline figures of --out")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.plot:
         return plot(args.out or RESULTS_DIR / "compare.json")
+    if args.markdown:
+        done = json.loads((args.out or RESULTS_DIR / "compare.json").read_text())
+        done["headlines"] = headlines(done)
+        print(markdown(done))
+        return done
     sigterm_as_exit()
     systems = args.systems or all_systems()
     warmup, window = (QUICK_WARMUP_S, QUICK_WINDOW_S) if args.quick else (WARMUP_S, WINDOW_S)
@@ -530,17 +571,65 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"{kbit:.0f} kbit/s Treecast MJPEG stream)\n{result['capped']['table']}")
             print(f"breaks: {result['capped']['breaks']}")
     result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["headlines"] = headlines(result)
     result["minutes"] = round((time.monotonic() - started) / 60, 1)
     save("compare", result, args.out)
     return result
+
+
+# --- what the docs quote ------------------------------------------------------------
+
+
+def row(rows: Sequence[dict[str, Any]], system: str, n: int) -> dict[str, Any] | None:
+    return next((r for r in rows if r["system"] == system and r["n"] == n
+                 and not r.get("failed")), None)
+
+
+def headlines(result: dict[str, Any]) -> dict[str, Any]:
+    """The README's ratios, computed from the rows (so the two cannot disagree)."""
+    rows = result.get("rows", [])
+    tree = next((s for s in result["systems"] if s.startswith("treecast-")), None)
+    out: dict[str, Any] = {"treecast": tree}
+    shared = [n for n in sorted({r["n"] for r in rows}, reverse=True)
+              if tree and row(rows, tree, n) and row(rows, "client-server", n)]
+    if tree and shared:
+        n = shared[0]
+        a, b = row(rows, tree, n), row(rows, "client-server", n)
+        assert a is not None and b is not None
+        out["upload"] = {"n": n, "treecast_source_mbit": a["source_kbit"] / 1000,
+                         "client_server_server_mbit": b["server_kbit"] / 1000,
+                         "ratio": b["server_kbit"] / a["source_kbit"]}
+    one = {s: row(rows, s, 1) for s in result["systems"]}
+    if tree and one.get(tree):
+        glass = {"treecast_decoded_p50_ms": one[tree]["decoded_p50_ms"],  # type: ignore[index]
+                 "treecast_decoded_p95_ms": one[tree]["decoded_p95_ms"]}  # type: ignore[index]
+        for s in ("webrtc-h264", "webrtc-vp8", "client-server"):
+            if one.get(s):
+                key = s.replace("-", "_")
+                glass[f"{key}_decoded_p50_ms"] = one[s]["decoded_p50_ms"]  # type: ignore[index]
+                glass[f"{key}_decoded_p95_ms"] = one[s]["decoded_p95_ms"]  # type: ignore[index]
+        out["glass_to_glass_n1"] = glass
+    out["breaks"] = result.get("breaks")
+    if isinstance(result.get("capped"), dict):
+        out["capped_breaks"] = result["capped"].get("breaks")
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The tables for docs/PERFORMANCE.md."""
+    parts = [f"loopback ({result['command']}):", "", result["table"], ""]
+    if isinstance(result.get("capped"), dict) and result["capped"].get("table"):
+        c = result["capped"]
+        parts += [f"capped hosts, every upload {c['cap_kbit'] / 1000:.1f} Mbit/s:", "",
+                  c["table"], ""]
+    parts.append(json.dumps(result.get("headlines"), indent=1))
+    return "\n".join(parts)
 
 
 # --- plots --------------------------------------------------------------------------
 
 
 def plot(path: Path) -> dict[str, Any]:
-    import json
-
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,6 +1,6 @@
 """The benchmark yardsticks measure what they claim (bench/baselines/).
 
-* The barcode survives lossy coding at low quality and refuses a misread.
+* The barcode survives JPEG at quality 15 and H.264 at 300 kbit/s, and refuses a misread.
 * The client-server rebuild delivers every frame, with its capture time, to a viewer,
   and a client sending an over-long line loses its connection, not the server.
 """
@@ -36,17 +36,18 @@ def test_barcode_survives_a_low_quality_jpeg() -> None:
     ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 15])
     assert ok
     luma = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2GRAY)
-    captured_at, seq = barcode.read(luma) or (None, None)
-    assert seq == 123456
-    assert captured_at == pytest.approx(1796012345.678901, abs=1e-6)
+    captured_at, seq = barcode.read(luma, now=1796012346.0) or (None, None)
+    assert seq == 123456 % 65536
+    assert captured_at == pytest.approx(1796012345.6789, abs=1e-4)
 
 
-def test_barcode_survives_vp8_at_300_kbit() -> None:
-    encoder = av.CodecContext.create("libvpx", "w")
+def test_barcode_survives_h264_at_300_kbit() -> None:
+    encoder = av.CodecContext.create("libx264", "w")
     encoder.width, encoder.height, encoder.pix_fmt = 1280, 720, "yuv420p"
     encoder.bit_rate = 300_000
     encoder.time_base = Fraction(1, 30)
-    decoder = av.CodecContext.create("vp8", "r")
+    encoder.options = {"tune": "zerolatency", "preset": "ultrafast"}  # as aiortc's
+    decoder = av.CodecContext.create("h264", "r")
     read = []
     for seq in range(10):
         image = picture(seq)
@@ -56,7 +57,7 @@ def test_barcode_survives_vp8_at_300_kbit() -> None:
         for packet in encoder.encode(frame):
             for decoded in decoder.decode(packet):
                 luma = decoded.to_ndarray(format="gray")
-                read.append(barcode.read(luma))
+                read.append(barcode.read(luma, now=1796000001.0))
     assert read, "the encoder produced no frames"
     assert all(stamp is not None for stamp in read)
     assert [stamp[1] for stamp in read if stamp] == list(range(len(read)))
@@ -65,7 +66,7 @@ def test_barcode_survives_vp8_at_300_kbit() -> None:
 def test_barcode_refuses_a_flipped_cell() -> None:
     image = np.zeros((barcode.ROWS, 1280), np.uint8)
     barcode.draw(image, 1796012345.5, 7)
-    image[: barcode.BAND_ROWS, 20 * 40: 20 * 41] ^= 255  # one cell of the time, inverted
+    image[: barcode.BAND_ROWS, 40 * 20: 40 * 21] ^= 255  # one cell of the time, inverted
     assert barcode.read(image) is None
 
 
