@@ -13,7 +13,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from PyQt6.QtCore import QSettings, QTimer, pyqtSignal, pyqtSlot
+from PyQt6.QtCore import QEvent, QSettings, Qt, QTimer, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QCloseEvent
 from PyQt6.QtWidgets import QMainWindow, QStackedWidget, QWidget
 
@@ -27,6 +27,7 @@ from peer.gui.bridge import (
     SessionRequest,
     make_config,
 )
+from peer.gui.mini import MiniPlayer
 from peer.gui.session import SessionView
 from peer.gui.start import StartScreen
 from peer.gui.streamer import StreamerView
@@ -88,6 +89,8 @@ class MainWindow(QMainWindow):
         self._force_timer = QTimer(self)
         self._force_timer.setSingleShot(True)
         self._force_timer.timeout.connect(self._force_close)
+        self.mini = MiniPlayer(self)
+        self.mini.restore_requested.connect(self.restore_from_mini)
         self.start_screen.activate()
 
     # -- sessions -------------------------------------------------------------------------
@@ -110,6 +113,7 @@ class MainWindow(QMainWindow):
         else:
             view = ViewerView(bridge, request, self.stack)
         view.chat.own_ids = self.own_peer_ids
+        view.frame_shown.connect(self.mini.show_image)
         self.own_peer_ids.add(bridge.peer_id)
         view.leave_requested.connect(self.leave_session)
         view.retry_requested.connect(lambda: self._leave_then(lambda: self.open_session(request)))
@@ -154,6 +158,7 @@ class MainWindow(QMainWindow):
     def _on_bridge_closed(self) -> None:
         bridge, view = self.bridge, self.view
         self.bridge = self.view = None
+        self.mini.hide()
         if view is not None:
             if isinstance(view, ViewerView):
                 view.set_fullscreen(False)
@@ -171,6 +176,27 @@ class MainWindow(QMainWindow):
         then, self._after_close = self._after_close, None
         if then is not None:
             then()
+
+    # -- mini player -------------------------------------------------------------------------
+
+    def changeEvent(self, event: QEvent | None) -> None:
+        """Minimised during a session: the mini player keeps the video on screen."""
+        super().changeEvent(event)
+        if event is None or event.type() != QEvent.Type.WindowStateChange:
+            return
+        if self.isMinimized() and self.view is not None and not self.view.leaving:
+            self.mini.show_for(self.view.video)
+        elif not self.isMinimized():
+            self.mini.hide()
+
+    @pyqtSlot()
+    def restore_from_mini(self) -> None:
+        """Bring the main window back (the mini player goes away)."""
+        self.mini.hide()
+        # Clearing only "minimised" keeps a maximised or fullscreen window so.
+        self.setWindowState(self.windowState() & ~Qt.WindowState.WindowMinimized)
+        self.show()
+        self.activateWindow()
 
     # -- closing ---------------------------------------------------------------------------
 

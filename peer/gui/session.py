@@ -8,7 +8,7 @@ only connect to the bridge's signals and call its slots: they never touch the no
 from __future__ import annotations
 
 from PyQt6.QtCore import Qt, QTimer, pyqtSignal, pyqtSlot
-from PyQt6.QtGui import QKeyEvent
+from PyQt6.QtGui import QImage, QKeyEvent
 from PyQt6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -87,9 +87,11 @@ class SessionView(QWidget):
         leave_requested(): back to the start screen.
         retry_requested(): leave and join again with the same request.
         watch_requested(): leave and join the room's stream as a viewer instead.
+        frame_shown(object): a picture (QImage) the video just showed.
     """
 
     leave_requested = pyqtSignal()
+    frame_shown = pyqtSignal(object)
     retry_requested = pyqtSignal()
     watch_requested = pyqtSignal()
 
@@ -239,7 +241,12 @@ class SessionView(QWidget):
 
     @pyqtSlot()
     def _on_frame_ready(self) -> None:
-        self.video.set_image(self.bridge.take_frame())
+        self.show_frame(self.bridge.take_frame())
+
+    def show_frame(self, image: QImage | None) -> None:
+        """Paint a picture in the video (and in the mini player, when one is shown)."""
+        self.video.set_image(image)
+        self.frame_shown.emit(image)
 
     @pyqtSlot(object)
     def _on_ready(self, event: Ready) -> None:

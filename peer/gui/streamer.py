@@ -389,7 +389,7 @@ class StreamerView(SessionView):
         # Before going live the node is a plain viewer of the room: another peer's
         # stream must not pass for our preview.
         if self.bridge.is_streaming or self._pending:
-            self.video.set_image(image)
+            self.show_frame(image)
 
     def update_stats(self, stats: Stats) -> None:
         # Not live, the node's "resolution" is the layer it would watch at: we send

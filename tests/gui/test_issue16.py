@@ -394,3 +394,28 @@ def test_screen_share_is_a_source_with_a_preview(qtbot, window, factory, display
     with qtbot.wait_signal(view.bridge.streaming_changed, timeout=T):
         view.live_button.click()
     assert factory.node.called("start_streaming") == [(ScreenSource(1),)]
+
+
+def test_mini_player_plays_while_the_window_is_minimised(qtbot, window, factory) -> None:
+    from fakes import bgr_frame
+
+    view = join(qtbot, window)
+    factory.node.push_frame(bgr_frame(640, 360))
+    qtbot.waitUntil(lambda: view.video.image is not None, timeout=T)
+    window.setWindowState(Qt.WindowState.WindowMinimized)
+    qtbot.waitUntil(lambda: window.mini.isVisible(), timeout=T)
+    assert window.mini.windowFlags() & Qt.WindowType.WindowStaysOnTopHint
+    assert window.mini.video.image is not None  # the current picture at once
+    shown = window.mini.video.frames_shown
+    factory.node.push_frame(bgr_frame(640, 360, (0, 255, 0)), seq=1)
+    qtbot.waitUntil(lambda: window.mini.video.frames_shown > shown, timeout=T)
+    # Double-click: the main window comes back and the mini player goes.
+    qtbot.mouseDClick(window.mini.video, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.mini.isVisible(), timeout=T)
+    assert not window.isMinimized()
+    # Leaving the room while minimised closes the mini player too.
+    window.setWindowState(Qt.WindowState.WindowMinimized)
+    qtbot.waitUntil(lambda: window.mini.isVisible(), timeout=T)
+    with qtbot.wait_signal(window.session_closed, timeout=T):
+        window.leave_session()
+    assert not window.mini.isVisible()
