@@ -351,7 +351,7 @@ import asyncio, dataclasses, json, sys
 from peer.node.tracker_client import query_room
 
 peers = asyncio.run(query_room(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
-print(json.dumps({"event": "room", "streamer": peers.streamer_name, "epoch": peers.epoch,
+print(json.dumps({"event": "room", "streamer": peers.streamer_name, "total": peers.total,
                   "peers": [dataclasses.asdict(p) for p in peers.peers]}))
 """
 
@@ -370,21 +370,22 @@ def test_peers_find_a_lan_tracker_by_mdns_and_use_it(lan_hosts: Any) -> None:
     for _, events in viewers:
         assert events.next(frames_flowing, timeout=START_TIMEOUT_S)["parent"] == "S"
 
-    # The tracker's own view of the room: everyone registered there, under S.
+    # The tracker's own view of the room, as it pushes it to members (W's tree events):
+    # everyone registered there, under S. Positions arrive with the next heartbeat.
+    w_events = viewers[1][1]
+
     def registered(line: dict[str, Any]) -> bool:
         by_name = {p["name"]: p for p in line["peers"]}
         return (set(by_name) == {"S", "V", "W"}
                 and all(by_name[v]["parent_id"] == by_name["S"]["id"] for v in "VW"))
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        probe = python(w_host, "-c", QUERY_PROBE, tracker_host.address, str(port), room,
-                       stdout=subprocess.PIPE)
-        line = JsonLines(probe).next(kind("room"), timeout=START_TIMEOUT_S)
-        if registered(line) or time.monotonic() > deadline:
-            break
-        time.sleep(1.0)  # positions reach the tracker with the next heartbeat
-    assert registered(line), line
-    assert (line["streamer"], line["epoch"]) == ("S", started["epoch"])
+
+    w_events.find(lambda e: e.get("event") == "tree" and registered(e),
+                  timeout=START_TIMEOUT_S)
+    # A stranger's query is told only the room's streamer and size.
+    probe = python(w_host, "-c", QUERY_PROBE, tracker_host.address, str(port), room,
+                   stdout=subprocess.PIPE)
+    line = JsonLines(probe).next(kind("room"), timeout=START_TIMEOUT_S)
+    assert (line["streamer"], line["total"], line["peers"]) == ("S", 3, []), line
 
     # The lock is the tracker's: a second streamer is refused by it.
     code, out, err = run_cli(w_host, "--name", "S2", "--room", room, "--lan", *PATTERN,
