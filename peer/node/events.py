@@ -111,6 +111,7 @@ class Stats(NodeEvent):
     video_bytes_in: int = 0
     video_bytes_out: int = 0
     audio: AudioStats | None = None  # None: this peer neither sends nor receives sound
+    paused: bool = False  # the streamer paused its file: no frames, on purpose
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +184,22 @@ class SourceProgress(NodeEvent):
     """Streamer only: position in the file (duration None for live sources)."""
 
     KIND: ClassVar[str] = "progress"
+    position_s: float
+    duration_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackChanged(NodeEvent):
+    """The streamer paused, resumed or moved in its file (everyone in the room hears).
+
+    Attributes:
+        paused: no frames come until it resumes (this is not a broken link).
+        position_s: where in the file the stream stands.
+        duration_s: the file's length, None when unknown.
+    """
+
+    KIND: ClassVar[str] = "playback"
+    paused: bool
     position_s: float
     duration_s: float | None
 
