@@ -49,6 +49,7 @@ class MiniPlayer(QWidget):
         """Appear with what ``source`` shows now (its picture or its placeholder)."""
         self.video.set_placeholder(source.placeholder())
         self.video.set_badge(source.badge())
+        self.video.set_overlay(source.overlay())
         if source.image is not None:
             self.video.set_image(source.image)
         else:

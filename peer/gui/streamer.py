@@ -14,7 +14,6 @@ from PyQt6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMessageBox,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QTableView,
@@ -28,6 +27,7 @@ from peer.gui.bridge import (
     FileSource,
     NodeBridge,
     PatternSource,
+    PlaybackChanged,
     ScreenSource,
     SessionRequest,
     SourceInfo,
@@ -42,6 +42,7 @@ from peer.gui.bridge import (
 from peer.gui.session import SessionView, end_reason_words, viewers_of
 from peer.gui.theme import Colors, icon
 from peer.gui.tree import PeerTableModel
+from peer.gui.widgets import SeekBar
 
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mkv *.mov *.webm);;All files (*)"
 SOURCE_PATTERN, SOURCE_FILE, SOURCE_CAMERA, SOURCE_SCREEN = range(4)
@@ -105,6 +106,7 @@ class StreamerView(SessionView):
         self._preview_ok: SourceSpec | None = None  # the last source that opened
         self._preview_error = ""
         self._last_progress: SourceProgress | None = None
+        self.paused = False  # our file stream is paused (as the node confirmed)
         super().__init__(bridge, request, parent)
         self.preview = preview if preview is not None else SourcePreview(parent=self)
         self.preview.previewed.connect(self._on_previewed)
@@ -112,6 +114,7 @@ class StreamerView(SessionView):
         self.subtitle.setText("Connecting…")
         self.bridge.streaming_changed.connect(self._on_streaming_changed)
         self.bridge.source_progress.connect(self.on_source_progress)
+        self.bridge.playback_changed.connect(self.on_playback_changed)
         self.bridge.layers_changed.connect(self._on_layers)
         self._source_changed()
 
@@ -182,11 +185,16 @@ class StreamerView(SessionView):
         self.live_button.setObjectName("primary")
         self.live_button.setIcon(icon(self, "SP_MediaPlay", Colors.ON_ACCENT))
         self.live_button.clicked.connect(self._on_live_clicked)
-        self.progress = QProgressBar(self.controls)
-        self.progress.setRange(0, 1000)
-        self.progress.setMaximumWidth(220)
+        self.pause_button = QPushButton("Pause", self.controls)
+        self.pause_button.setIcon(icon(self, "SP_MediaPause"))
+        self.pause_button.setToolTip("Pause the video for everyone (Space)")
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.progress = SeekBar(self.controls)
+        self.progress.setMaximumWidth(260)
         self.progress.setMinimumWidth(120)
         self.progress.setAccessibleName("Position in the file")
+        self.progress.setToolTip("Click or drag to jump; everyone watching jumps too")
+        self.progress.seek_requested.connect(self._on_seek_requested)
         self.progress_label = QLabel("", self.controls)
         for widget in (
             self.source_combo, self.pattern_size_combo, self.pattern_rate_combo,
@@ -196,11 +204,13 @@ class StreamerView(SessionView):
             self.controls_layout.addWidget(widget)
         self.controls_layout.setStretchFactor(self.file_edit, 1)
         self.controls_layout.addStretch(0)
+        self.controls_layout.addWidget(self.pause_button)
         self.controls_layout.addWidget(self.progress)
         self.controls_layout.addWidget(self.progress_label)
         self.controls_layout.addWidget(self.live_button)
         self.progress.hide()
         self.progress_label.hide()
+        self.pause_button.hide()
         # Why "Go live" is greyed out, in words (a tooltip alone is never seen).
         self.live_hint = self.controls_hint
 
@@ -425,6 +435,8 @@ class StreamerView(SessionView):
             self.subtitle.setText("Not streaming. Pick a source and go live.")
             self.progress.hide()
             self.progress_label.hide()
+            self.pause_button.hide()
+            self._show_paused(False)
             self._source_changed()  # the preview comes back
             if self._other_is_live():
                 self.video.clear(self._idle_placeholder())
@@ -437,7 +449,9 @@ class StreamerView(SessionView):
         self._last_progress = event
         if event.duration_s:
             self.progress.show()
-            self.progress.setValue(int(1000 * min(event.position_s / event.duration_s, 1.0)))
+            self.pause_button.show()
+            self.progress.show_position(
+                int(1000 * min(event.position_s / event.duration_s, 1.0)))
             self.progress_label.setText(
                 f"{_clock(event.position_s)} / {_clock(event.duration_s)}"
             )
@@ -450,6 +464,47 @@ class StreamerView(SessionView):
     def _on_layers(self, layers: tuple[int, ...]) -> None:
         self.viewers_model.set_available_layers(layers)
         self._show_viewers()
+
+    # -- pause and seek (files) ------------------------------------------------------------
+
+    def can_pause(self) -> bool:
+        """Live with a file of known length (a camera or the screen can't pause)."""
+        progress = self._last_progress
+        return (self.bridge.is_streaming and progress is not None
+                and bool(progress.duration_s))
+
+    def toggle_pause(self) -> bool:
+        """Space / the Pause button: pause or resume our file for everyone."""
+        if not self.can_pause():
+            return False
+        self.bridge.set_paused(not self.paused)
+        return True
+
+    @pyqtSlot(int)
+    def _on_seek_requested(self, value: int) -> None:
+        progress = self._last_progress
+        if self.can_pause() and progress is not None and progress.duration_s:
+            self.bridge.seek(value / 1000 * progress.duration_s)
+
+    @pyqtSlot(object)
+    def on_playback_changed(self, event: PlaybackChanged) -> None:
+        """The node paused, resumed or moved our file."""
+        self._show_paused(event.paused)
+        if event.duration_s:
+            self.on_source_progress(SourceProgress(position_s=event.position_s,
+                                                   duration_s=event.duration_s))
+
+    def _show_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self.pause_button.setText("Resume" if paused else "Pause")
+        self.pause_button.setIcon(icon(self, "SP_MediaPlay" if paused else "SP_MediaPause"))
+        self.pause_button.setToolTip(
+            "Play on for everyone (Space)" if paused else "Pause the video for everyone (Space)")
+        self.video.set_overlay("Paused" if paused else "")
+        if self.bridge.is_streaming:
+            room = self.request.room
+            self.subtitle.setText(f"Paused in “{room}”: everyone sees the pause"
+                                  if paused else f"You are live in “{room}”")
 
     def on_tree_changed(self, tree: object) -> None:
         assert isinstance(tree, TreeChanged)

@@ -48,6 +48,7 @@ class VideoWidget(QWidget):
         self._image: QImage | None = None
         self._placeholder = placeholder
         self._badge = ""
+        self._overlay = ""
         self.frames_shown = 0
         self.setMinimumSize(320, 180)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -94,6 +95,20 @@ class VideoWidget(QWidget):
         """The tag shown over the picture ("" when none)."""
         return self._badge
 
+    def set_overlay(self, text: str) -> None:
+        """Dim the picture and say ``text`` over it (e.g. "Paused"); "" removes it.
+
+        A paused stream keeps its last picture: dimmed and labelled, it cannot be
+        mistaken for a frozen one.
+        """
+        if text != self._overlay:
+            self._overlay = text
+            self.update()
+
+    def overlay(self) -> str:
+        """The text over the picture ("" when none)."""
+        return self._overlay
+
     def image_rect(self) -> QRect:
         """Where the picture is drawn (empty when there is none)."""
         if self._image is None:
@@ -109,6 +124,8 @@ class VideoWidget(QWidget):
             else:
                 painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
                 painter.drawImage(self.image_rect(), self._image)
+            if self._overlay:
+                self._paint_overlay(painter)
             if self._badge:
                 self._paint_badge(painter)
         finally:
@@ -126,6 +143,15 @@ class VideoWidget(QWidget):
             Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
             self._placeholder,
         )
+
+    def _paint_overlay(self, painter: QPainter) -> None:
+        painter.fillRect(self.rect(), QColor(0, 0, 0, 150))
+        font = QFont(self.font())
+        font.setPointSizeF(max(font.pointSizeF() * 2.2, 18.0))
+        font.setBold(True)
+        painter.setFont(font)
+        painter.setPen(QColor("#ffffff"))  # on the dimmed video, whatever the theme
+        painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._overlay)
 
     def _paint_badge(self, painter: QPainter) -> None:
         font = QFont(self.font())

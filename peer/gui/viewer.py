@@ -16,6 +16,7 @@ from peer.gui.bridge import (
     FailureKind,
     Joined,
     NodeBridge,
+    PlaybackChanged,
     SessionRequest,
     StreamEnded,
     StreamStarted,
@@ -115,6 +116,7 @@ class ViewerView(SessionView):
         self.bridge.layers_changed.connect(self.set_available_layers)
         self.bridge.resolution_changed.connect(self._on_resolution_changed)
         self.bridge.recording_changed.connect(self._on_recording_changed)
+        self.bridge.playback_changed.connect(self.on_playback_changed)
         self.bridge.stopped.connect(self._update_record_controls)
         self._update_record_controls()
 
@@ -338,13 +340,25 @@ class ViewerView(SessionView):
         self.video.set_placeholder("Waiting for the first picture…")
         self.banner.clear("info")
 
+    @pyqtSlot(object)
+    def on_playback_changed(self, event: PlaybackChanged) -> None:
+        """The streamer paused or played on: say so over the picture."""
+        self.video.set_overlay("Paused" if event.paused else "")
+        who = self.streamer_name or "The streamer"
+        if event.paused:
+            self.subtitle.setText(f"{who} paused the video")
+        elif self.streamer_name:
+            self.subtitle.setText(f"Watching {self.streamer_name}")
+
     def on_stream_started(self, event: StreamStarted) -> None:
+        self.video.set_overlay("")
         self.live_badge.show()
         self.subtitle.setText(f"Watching {event.streamer}")
         self.video.set_placeholder(f"{event.streamer} is live. Connecting to the stream…")
         self.banner.clear("info")
 
     def on_stream_ended(self, event: StreamEnded) -> None:
+        self.video.set_overlay("")
         self.live_badge.hide()
         sentence = self.stream_end_text(event)
         self.subtitle.setText("Waiting for someone to stream…")

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtGui import QKeyEvent, QMouseEvent
 from PyQt6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSlider,
+    QStyle,
+    QStyleOptionSlider,
     QVBoxLayout,
     QWidget,
 )
@@ -164,3 +168,59 @@ class Metric(QWidget):
             self.value.setToolTip(text if shown != text else "")
             text = shown
         self.value.setText(text)
+
+
+class SeekBar(QSlider):
+    """A position bar the user can click or drag to jump (0-1000 of the length).
+
+    Position updates from the stream do not fight the user: while the handle is held
+    they are ignored, and the jump is asked for once, on release (or on a click, or
+    the arrow keys).
+
+    Signals:
+        seek_requested(int): the user chose this value.
+    """
+
+    seek_requested = pyqtSignal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        """Args:
+        parent: Qt parent.
+        """
+        super().__init__(Qt.Orientation.Horizontal, parent)
+        self.setRange(0, 1000)
+        self.setPageStep(50)
+        self.sliderReleased.connect(lambda: self.seek_requested.emit(self.value()))
+
+    def show_position(self, value: int) -> None:
+        """The stream moved on (ignored while the user holds the handle)."""
+        if not self.isSliderDown():
+            self.blockSignals(True)
+            self.setValue(value)
+            self.blockSignals(False)
+
+    def mousePressEvent(self, event: QMouseEvent | None) -> None:
+        """A click on the groove jumps there (not one page step towards it).
+
+        The handle moves under the pointer first, so the press grabs it: the jump
+        is asked for on release, like a drag.
+        """
+        style = self.style()
+        if (event is not None and style is not None
+                and event.button() == Qt.MouseButton.LeftButton):
+            option = QStyleOptionSlider()
+            self.initStyleOption(option)
+            groove = style.subControlRect(QStyle.ComplexControl.CC_Slider, option,
+                                          QStyle.SubControl.SC_SliderGroove, self)
+            if groove.width() > 0:
+                x = int(event.position().x()) - groove.x()
+                self.setValue(QStyle.sliderValueFromPosition(
+                    self.minimum(), self.maximum(), x, groove.width()))
+        super().mousePressEvent(event)
+
+    def keyPressEvent(self, event: QKeyEvent | None) -> None:
+        """Arrow keys and Page Up/Down move the stream too."""
+        before = self.value()
+        super().keyPressEvent(event)
+        if self.value() != before:
+            self.seek_requested.emit(self.value())

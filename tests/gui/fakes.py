@@ -20,6 +20,7 @@ from peer.node.events import (
     DecodedFrame,
     Joined,
     NodeEvent,
+    PlaybackChanged,
     Ready,
     Stats,
     Stopped,
@@ -69,6 +70,8 @@ class FakeNode:
         self.recording: str | None = None
         self.threads: set[str] = set()
         self._chat_serial = 0
+        self.paused = False
+        self.position_s = 30.0
 
     def _record(self, name: str, *args: object) -> None:
         self.calls.append((name, args))
@@ -168,6 +171,17 @@ class FakeNode:
         self._record("stop_streaming")
         self.source = None
         self.emit(StreamEnded(streamer=self.config.name, reason="stopped"))
+
+    async def set_paused(self, paused: bool) -> None:
+        self._record("set_paused", paused)
+        self.paused = paused
+        self.emit(PlaybackChanged(paused=paused, position_s=self.position_s,
+                                  duration_s=120.0))
+
+    async def seek(self, seconds: float) -> None:
+        self._record("seek", seconds)
+        self.position_s = seconds
+        self.emit(PlaybackChanged(paused=self.paused, position_s=seconds, duration_s=120.0))
 
     def available_layers(self) -> tuple[int, ...]:
         return self.script.layers

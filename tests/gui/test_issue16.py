@@ -419,3 +419,50 @@ def test_mini_player_plays_while_the_window_is_minimised(qtbot, window, factory)
     with qtbot.wait_signal(window.session_closed, timeout=T):
         window.leave_session()
     assert not window.mini.isVisible()
+
+
+def test_11_streamer_pauses_and_seeks_for_everyone(qtbot, window, factory, video_file) -> None:
+    from peer.node.events import SourceProgress
+
+    view = stream(qtbot, window)
+    view.set_file(video_file)
+    qtbot.waitUntil(lambda: view.live_button.isEnabled(), timeout=T)
+    with qtbot.wait_signal(view.bridge.streaming_changed, timeout=T):
+        view.live_button.click()
+    node = factory.node
+    assert not view.pause_button.isVisible()  # until the file's length is known
+    node.emit(SourceProgress(position_s=30.0, duration_s=120.0))
+    qtbot.waitUntil(lambda: view.pause_button.isVisible(), timeout=T)
+    view.video.setFocus()
+    qtbot.keyClick(view.video, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: view.paused, timeout=T)
+    assert node.called("set_paused") == [(True,)]
+    assert view.pause_button.text() == "Resume" and view.video.overlay() == "Paused"
+    # A click in the middle of the bar jumps to the middle of the file.
+    bar = view.progress
+    qtbot.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.rect().center())
+    qtbot.waitUntil(lambda: len(node.called("seek")) == 1, timeout=T)
+    [(seconds,)] = node.called("seek")
+    assert abs(seconds - 60.0) < 6.0
+    qtbot.waitUntil(lambda: view.progress_label.text().startswith("1:0")
+                    or view.progress_label.text().startswith("0:5"), timeout=T)
+    view.pause_button.click()
+    qtbot.waitUntil(lambda: not view.paused, timeout=T)
+    assert view.video.overlay() == "" and view.pause_button.text() == "Pause"
+
+
+def test_11_viewers_see_paused_not_a_frozen_picture(qtbot, window, factory) -> None:
+    from fakes import bgr_frame
+
+    from peer.node.events import PlaybackChanged
+
+    view = join(qtbot, window)
+    factory.node.push_frame(bgr_frame(640, 360))
+    qtbot.waitUntil(lambda: view.video.image is not None, timeout=T)
+    factory.node.emit(PlaybackChanged(paused=True, position_s=61.0, duration_s=120.0))
+    qtbot.waitUntil(lambda: view.video.overlay() == "Paused", timeout=T)
+    assert view.subtitle.text() == "Alice paused the video"
+    assert view.banner.level == ""  # not a lost parent
+    factory.node.emit(PlaybackChanged(paused=False, position_s=61.0, duration_s=120.0))
+    qtbot.waitUntil(lambda: view.video.overlay() == "", timeout=T)
+    assert view.subtitle.text() == "Watching Alice"

@@ -33,7 +33,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QImage
@@ -51,6 +51,7 @@ from peer.node.events import (
     LockDenied,
     NodeEvent,
     ParentLost,
+    PlaybackChanged,
     Ready,
     Resumed,
     SourceProgress,
@@ -82,6 +83,15 @@ class NodeLike(Protocol):
     async def stop_streaming(self) -> None: ...
     async def set_recording(self, path: str | None) -> None: ...
     def available_layers(self) -> tuple[int, ...]: ...
+
+
+@runtime_checkable
+class PlaybackControl(Protocol):
+    """A node whose streamed file can be paused and sought (``Node`` from the tree
+    rewrite on; the bridge checks at run time and says so when it cannot)."""
+
+    async def set_paused(self, paused: bool) -> None: ...
+    async def seek(self, seconds: float) -> None: ...
 
 
 NodeFactory = Callable[
@@ -127,6 +137,7 @@ class NodeBridge(QObject):
         error_raised(ErrorRaised): the node reports a problem in plain words.
         tree_changed(TreeChanged): the room's relay tree changed.
         source_progress(SourceProgress): streamer only, position in the file.
+        playback_changed(PlaybackChanged): the streamer paused, resumed or sought.
         stopped(Stopped): the node has left the room.
         layers_changed(tuple): layers that can be asked for (not above the source).
         frame_ready(): a new picture waits in :meth:`take_frame`.
@@ -153,6 +164,7 @@ class NodeBridge(QObject):
     error_raised = pyqtSignal(object)
     tree_changed = pyqtSignal(object)
     source_progress = pyqtSignal(object)
+    playback_changed = pyqtSignal(object)
     stopped = pyqtSignal(object)
     layers_changed = pyqtSignal(tuple)
     frame_ready = pyqtSignal()
@@ -319,6 +331,7 @@ class NodeBridge(QObject):
             ErrorRaised: self.error_raised,
             TreeChanged: self.tree_changed,
             SourceProgress: self.source_progress,
+            PlaybackChanged: self.playback_changed,
             Stopped: self.stopped,
         }
         for kind in type(event).__mro__:
@@ -425,6 +438,24 @@ class NodeBridge(QObject):
     def stop_streaming(self) -> None:
         """Stop streaming and release the lock; we stay in the room."""
         self._submit(Action.STOP_STREAMING, self._node.stop_streaming)
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause or resume our streamed file for everyone; ``playback_changed`` confirms."""
+        node = self._node
+        if not isinstance(node, PlaybackControl):
+            self.action_failed.emit(Action.SET_PAUSED, FailureKind.NODE,
+                                    "This peer cannot pause a stream.")
+            return
+        self._submit(Action.SET_PAUSED, lambda: node.set_paused(paused), paused)
+
+    def seek(self, seconds: float) -> None:
+        """Move our streamed file to ``seconds`` for everyone."""
+        node = self._node
+        if not isinstance(node, PlaybackControl):
+            self.action_failed.emit(Action.SEEK, FailureKind.NODE,
+                                    "This peer cannot seek in a stream.")
+            return
+        self._submit(Action.SEEK, lambda: node.seek(seconds), seconds)
 
     def set_recording(self, path: str | None) -> None:
         """Record what we watch to ``path`` (None: stop and finish the file).
