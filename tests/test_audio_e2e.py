@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from peer.node.audio.clip import write_sync_clip
-from tests import pulse
+from tests.support import pulse
 from tests.support.procs import Peer, session, wait_for
 
 pytestmark = pytest.mark.slow

@@ -22,7 +22,7 @@ from peer.node.audio.output import AudioPlayer, DeviceOutput
 from peer.node.audio.source import FileAudioSource, NoAudioError
 from peer.node.audio.tone import ToneSource, beep_start_sample, is_flash
 from peer.node.errors import MediaError
-from tests import pulse
+from tests.support import pulse
 
 pulse_null_sink = pulse.pulse_null_sink  # the fixture, by name
 

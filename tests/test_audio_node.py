@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import struct
+import time
 
 import numpy as np
 
@@ -38,7 +39,10 @@ from protocol import (
     limits,
 )
 from protocol.framing import FRAMING_VERSION
+from tests.support import pulse
 from tests.test_node_links import StandInDirectory, _hello_works
+
+pulse_null_sink = pulse.pulse_null_sink  # the fixture, by name
 
 FPS = 15.0
 
@@ -263,3 +267,54 @@ def test_audio_config_refuses_nonsense() -> None:
         AudioConfig(track=-1)
     assert dataclasses.replace(AudioConfig(), play=True).play
     assert limits.MAX_AUDIO_PAYLOAD_BYTES >= 1275
+
+
+class StreamerDirectory(StandInDirectory):
+    """A room whose streamer is the in-process node at ``port``."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self.port = port
+
+    def candidates(self) -> list[Candidate]:
+        return [Candidate("streamer", "me", "127.0.0.1", self.port, 0, 1)]
+
+    def streamer(self) -> StreamerInfo | None:
+        return StreamerInfo("streamer", "me", 1)
+
+
+async def test_a_playing_viewer_holds_each_picture_until_its_sound_is_heard(
+        pulse_null_sink: str) -> None:
+    streamer = await _streamer(AudioConfig())
+    shown: list[tuple[float, float]] = []  # (when handed to the display, captured_at)
+    stats: list[NodeEvent] = []
+    assert streamer.listen is not None
+    port = streamer.listen[1]
+    config = NodeConfig(name="viewer", listen_host="127.0.0.1", resolution=360,
+                        timing=Timing(link_timeout_s=5.0, stats_interval_s=0.5),
+                        audio=AudioConfig(play=True, output_device=pulse_null_sink))
+    viewer = Node(config, stats.append, lambda f: shown.append((time.time(), f.captured_at)),
+                  directory_factory=lambda n: StreamerDirectory(port))
+    await viewer.start()
+    try:
+        def steady() -> dict | None:
+            for event in reversed(stats):
+                if event.KIND == "stats" and event.audio and event.audio.av_offset_ms is not None:
+                    return dataclasses.asdict(event.audio)
+            return None
+
+        async with asyncio.timeout(60):
+            while steady() is None or len(shown) < 3 * FPS:
+                await asyncio.sleep(0.05)  # waiting for the stats to say so, not timing
+        audio = steady()
+        assert audio is not None and audio["sound"] and audio["delay_ms"] is not None
+        # Same machine, same clock: a picture's age when shown is its display delay.
+        ages = sorted((at - captured) * 1000 for at, captured in shown[-2 * int(FPS):])
+        median_age = ages[len(ages) // 2]
+        # Held until its sound is heard: well past the ~5 ms it takes to arrive and
+        # decode, close to the sound's delay (generous bound: a shared test machine).
+        assert abs(median_age - audio["delay_ms"]) < 45, (median_age, audio)
+        assert abs(audio["av_offset_ms"]) < 45, audio
+    finally:
+        await viewer.stop()
+        await streamer.stop()

@@ -744,12 +744,32 @@ class Node:
                 assert self._loop is not None  # set by start(), before any frame
                 self._loop.call_soon_threadsafe(self._recording_failed, recorder, exc)
         if self._on_frame is not None:
-            self._on_frame(DecodedFrame(image, width, height, frame.seq, frame.epoch,
-                                        frame.captured_at))
-            offset = self._root_offset()
-            if offset is not None and self._loop is not None:
-                self._loop.call_soon_threadsafe(
-                    self._audio.video_shown, time.time() + offset - frame.captured_at)
+            decoded = DecodedFrame(image, width, height, frame.seq, frame.epoch,
+                                   frame.captured_at)
+            # Lip sync: a picture ready before its sound is heard waits for it.
+            wait = self._audio.picture_wait(frame.captured_at)
+            assert self._loop is not None  # set by start(), before any frame
+            if wait > 0.002:
+                self._loop.call_soon_threadsafe(self._show_later, decoded, wait, time.time())
+            else:
+                self._show(decoded, time.time())
+
+    def _show_later(self, decoded: DecodedFrame, wait: float, ready_at: float) -> None:
+        def show() -> None:
+            if not self._stopping:
+                self._executor.submit(self._show, decoded, ready_at)
+        asyncio.get_running_loop().call_later(wait, show)
+
+    def _show(self, decoded: DecodedFrame, ready_at: float) -> None:
+        """Hand a picture to the display; tell the sound how late it was."""
+        assert self._on_frame is not None and self._loop is not None
+        self._on_frame(decoded)
+        offset = self._root_offset()
+        if offset is not None:
+            now = time.time()
+            self._loop.call_soon_threadsafe(
+                self._audio.video_shown, ready_at + offset - decoded.captured_at,
+                now + offset - decoded.captured_at)
 
     def _bad_audio(self, reason: str) -> None:
         """The parent's sound does not decode: that link goes, nothing else."""

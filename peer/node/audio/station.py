@@ -119,7 +119,8 @@ class AudioStation:
         self._epoch: Callable[[], int] = lambda: 0
         # Receiver side.
         self._transit: deque[float] = deque(maxlen=TRANSIT_SAMPLES)
-        self._video: deque[float] = deque(maxlen=VIDEO_SAMPLES)
+        self._video: deque[float] = deque(maxlen=VIDEO_SAMPLES)  # ready to show
+        self._shown: deque[float] = deque(maxlen=VIDEO_SAMPLES)  # handed to the display
         self._video_at = 0.0
         self._last_packet_at = 0.0
         self._stream_count = 0
@@ -300,10 +301,28 @@ class AudioStation:
             prepared[1].close()
         return self.open_source(spec)
 
-    def video_shown(self, latency_s: float) -> None:
-        """A picture was handed to the display ``latency_s`` after its capture."""
-        self._video.append(latency_s)
+    def video_shown(self, ready_s: float, shown_s: float) -> None:
+        """A picture was ready to show ``ready_s`` after its capture (decoded) and was
+        handed to the display ``shown_s`` after it (after ``picture_wait``)."""
+        self._video.append(ready_s)
+        self._shown.append(shown_s)
         self._video_at = time.monotonic()
+
+    def picture_wait(self, captured_at: float) -> float:
+        """How long to hold a decoded picture captured at ``captured_at`` (root's clock)
+        so that it is shown when its sound is heard; 0 while no sound plays here.
+
+        The sound's delay cannot go below what the device and the path need; a picture
+        that is ready earlier waits for it (at most MAX_LIPSYNC_WAIT_S).
+        """
+        player, offset = self.player, self._root_offset()
+        if player is None or self._output is None or offset is None or not self._has_sound():
+            return 0.0
+        wait = captured_at + player.jitter.delay_s - (time.time() + offset)
+        return min(max(0.0, wait), MAX_LIPSYNC_WAIT_S)
+
+    def _has_sound(self) -> bool:
+        return time.monotonic() - self._last_packet_at < SOUND_FRESH_S
 
     def playout_delay(self) -> float:
         """The delay sound is played at (see the module docstring)."""
@@ -316,6 +335,11 @@ class AudioStation:
         if video is not None and need < video <= MAX_LIPSYNC_WAIT_S:
             return video
         return need
+
+    def _shown_delay(self) -> float | None:
+        if not self._shown or time.monotonic() - self._video_at > VIDEO_FRESH_S:
+            return None
+        return percentile(sorted(self._shown), 50)
 
     def _video_delay(self) -> float | None:
         if not self._video or time.monotonic() - self._video_at > VIDEO_FRESH_S:
@@ -341,13 +365,13 @@ class AudioStation:
     def snapshot(self) -> AudioStats:
         now = time.time()
         snap = self._stats.snapshot(now)
-        sound = time.monotonic() - self._last_packet_at < SOUND_FRESH_S
+        sound = self._has_sound()
         counters = self.player.jitter.counters if self.player is not None else None
         delay = None
         if self.player is not None and self._transit:
             delay = round(self.player.jitter.delay_s * 1000, 1)
-        video = self._video_delay()
-        offset = None if delay is None or video is None else round(delay - video * 1000, 1)
+        shown = self._shown_delay()
+        offset = None if delay is None or shown is None else round(delay - shown * 1000, 1)
         transit = percentile(sorted(self._transit), 50) if self._transit else None
         return AudioStats(
             sound=sound,

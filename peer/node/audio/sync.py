@@ -41,13 +41,14 @@ class SyncReport:
 
     def steady(self, after_s: float) -> SyncReport:
         """The same report restricted to what happens after ``after_s``."""
-        pairs = [(f, o) for f, o in zip(self._paired_flashes(), self.offsets, strict=True)
+        pairs = [(f, o) for f, o in zip(self.paired_flashes(), self.offsets, strict=True)
                  if f >= after_s]
         return SyncReport([f for f in self.flashes if f >= after_s],
                           [b for b in self.beeps if b >= after_s], [o for _, o in pairs],
                           [g for g in self.audio_gaps if g[0] >= after_s], self.audio_s)
 
-    def _paired_flashes(self) -> list[float]:
+    def paired_flashes(self) -> list[float]:
+        """The flashes that have a beep near them (one per entry of ``offsets``)."""
         return [f for f in self.flashes if _nearest(self.beeps, f) is not None]
 
 
