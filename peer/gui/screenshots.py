@@ -149,11 +149,12 @@ def main(argv: list[str] | None = None) -> int:
             wait_until("room status", lambda: "Nobody" in alice.start_screen.status_label.text())
             shoot(alice, "start.png")
 
-            # 2. Alice streams the test pattern.
+            # 2. Alice streams the test pattern (its preview first).
             alice.start_screen.stream_button.click()
             streamer = alice.view
             assert isinstance(streamer, StreamerView)
             wait_until("streamer in the room", streamer.live_button.isEnabled)
+            shoot(alice, "streamer-preview.png")
             streamer.live_button.click()
             wait_until("streaming", lambda: streamer.bridge.is_streaming)
 
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             wait_until("Alice is live, four watching", lambda: (
                 bob.start_screen.holder == "Alice" and bob.start_screen.status is not None
                 and bob.start_screen.status.peers >= 5), timeout=30)
+            wait_until("the tracker's rooms", lambda: bob.start_screen.rooms_list.count() > 0)
             shoot(bob, "start-live.png")
             bob.start_screen.join_button.click()
             viewer = bob.view
@@ -188,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             viewer.side.setCurrentWidget(viewer.tree)
             shoot(bob, "viewer-tree.png")
 
+            # The streamer pauses its file... here the pattern cannot pause, so the
+            # paused screen is taken in the file session below.
+
             # Bob records what he watches (the save dialog answered in advance).
             name = os.path.basename(viewer_mod.suggested_recording_path("lobby"))
             recording = os.path.join(settings_dir.name, name)
@@ -199,8 +204,21 @@ def main(argv: list[str] | None = None) -> int:
             shoot(bob, "viewer-recording.png")
             viewer.record_button.click()
             wait_until("recording saved", lambda: not viewer.recording)
+            shoot(bob, "viewer-saved.png")
             streamer.side.setCurrentWidget(streamer.tree)
             shoot(alice, "streamer-tree.png")
+
+            # The light theme (the system's choice when it asks for light).
+            theme.apply(app, theme.LIGHT)
+            viewer.side.setCurrentWidget(viewer.chat)
+            shoot(bob, "viewer-light.png")
+            theme.apply(app, theme.DARK)
+
+            # The mini player: what a minimised window leaves on screen.
+            bob.mini.show_for(viewer.video)
+            pump(1.0)
+            shoot(bob.mini, "mini-player.png")
+            bob.mini.hide()
 
             # 5. Errors: a second streamer in the same room, an unreachable tracker.
             eve = window("Eve", tracker)
@@ -208,12 +226,13 @@ def main(argv: list[str] | None = None) -> int:
             eve.start_screen.stream_button.click()  # refused on the start screen
             shoot(eve, "start-refused.png")
             eve.open_session(SessionRequest("Eve", "lobby", tracker, False, True))
-            denied = eve.view
-            assert isinstance(denied, StreamerView)
-            wait_until("Eve in the room", denied.live_button.isEnabled)
-            denied.live_button.click()
-            wait_until("lock denied", lambda: denied.banner.level == "error")
-            shoot(eve, "lock-denied.png")
+            blocked = eve.view
+            assert isinstance(blocked, StreamerView)
+            # Alice is live: Eve's "Go live" is greyed out, and the screen says why.
+            wait_until("Eve sees Alice live", lambda: blocked.bridge.is_started
+                       and blocked.live_hint.isVisible()
+                       and "Alice" in blocked.live_hint.text())
+            shoot(eve, "streamer-blocked.png")
 
             lost = window("Gus", ("127.0.0.1", 1))
             lost.start_screen.join_button.click()

@@ -138,6 +138,7 @@ class StreamerView(SessionView):
         self.source_combo.addItem(icon(self, "SP_ComputerIcon"), "Camera")
         self.source_combo.addItem(icon(self, "SP_DesktopIcon"), "Screen")
         self.source_combo.setAccessibleName("Source")
+        self.source_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.source_combo.currentIndexChanged.connect(self._source_changed)
         self.pattern_size_combo = QComboBox(self.controls)
         for width, height in PATTERN_SIZES:
@@ -153,6 +154,8 @@ class StreamerView(SessionView):
         self.pattern_rate_combo.setAccessibleName("Test pattern frame rate")
         self.pattern_rate_combo.setToolTip("The test pattern's frame rate")
         self.pattern_rate_combo.currentIndexChanged.connect(self._source_changed)
+        for combo in (self.pattern_size_combo, self.pattern_rate_combo):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.file_edit = QLineEdit(self.controls)
         self.file_edit.setPlaceholderText("Paste a path or press Browse…")
         self.file_edit.setAccessibleName("Video file path")

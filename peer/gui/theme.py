@@ -14,11 +14,11 @@ import dataclasses
 from dataclasses import dataclass
 
 from PyQt6.QtCore import QSize, Qt
-from PyQt6.QtGui import QColor, QFont, QFontDatabase, QIcon, QPainter, QPalette, QPixmap
+from PyQt6.QtGui import QColor, QFont, QIcon, QPainter, QPalette, QPixmap
 from PyQt6.QtWidgets import QApplication, QStyle, QWidget
 
-# Tried in order after the UI font for characters it lacks (emoji above all). Debian:
-# fonts-noto-color-emoji (the Makefile's GUI packages).
+# Colour emoji fonts the system may draw emoji with (fontconfig falls back to them by
+# itself). Debian: fonts-noto-color-emoji, in the Makefile's GUI packages.
 EMOJI_FONTS = ("Noto Color Emoji", "Apple Color Emoji", "Segoe UI Emoji", "Twemoji")
 
 
@@ -337,15 +337,17 @@ def apply(app: QApplication, palette: Palette | None = None, follow: bool = True
 
 
 def ui_font(font: QFont) -> QFont:
-    """The UI font at a readable size, with emoji fonts to fall back on."""
+    """The UI font at a readable size.
+
+    Emoji come from fontconfig's fallback once an emoji font is installed (Debian:
+    fonts-noto-color-emoji). Naming the emoji font in Qt (as a family or a
+    substitution) is worse: it then draws digits and spaces too, which it carries for
+    keycaps, tiny and spaced out.
+    """
     font = QFont(font)
     if font.pointSizeF() < 10:
         font.setPointSizeF(10)
     font.setStyleStrategy(QFont.StyleStrategy.PreferAntialias)
-    installed = set(QFontDatabase.families())
-    families = [family for family in font.families() or [font.family()]
-                if family not in EMOJI_FONTS]
-    font.setFamilies(families + [name for name in EMOJI_FONTS if name in installed])
     return font
 
 

@@ -281,16 +281,31 @@ def test_12_icons_have_contrast_on_both_themes(qtbot, qapp) -> None:
         theme.apply(qapp, theme.DARK)
 
 
-def test_12_emoji_have_a_font(qtbot, themed) -> None:
+def test_12_emoji_are_drawn_in_colour_and_digits_stay_digits(qtbot, themed) -> None:
+    import pytest
     from PyQt6.QtGui import QFontDatabase
+    from PyQt6.QtWidgets import QLabel
 
     from peer.gui import theme
 
-    installed = [name for name in theme.EMOJI_FONTS if name in QFontDatabase.families()]
-    if not installed:
-        import pytest
+    if not any(name in QFontDatabase.families() for name in theme.EMOJI_FONTS):
         pytest.skip("no emoji font installed (Debian: fonts-noto-color-emoji)")
-    assert installed[0] in themed.font().families()
+
+    def render(text: str):
+        label = QLabel(text)
+        qtbot.addWidget(label)
+        label.adjustSize()
+        return label, label.grab().toImage()
+
+    _, image = render("😀")
+    colour = [image.pixelColor(x, y) for x in range(image.width())
+              for y in range(image.height())]
+    assert any(abs(c.red() - c.blue()) > 60 for c in colour)  # a colour glyph, no box
+    # Digits keep the UI font (an emoji font must not draw them as keycap bases).
+    label, _ = render("1280x720")
+    metrics = label.fontMetrics()
+    assert metrics.horizontalAdvance("1280x720") <= 2 * metrics.horizontalAdvance("abcdefgh")
+    assert metrics.inFont("0")
 
 
 def test_12_chat_says_when_a_message_is_too_long(qtbot, window, factory) -> None:

@@ -19,7 +19,7 @@ from PyQt6.QtGui import QImage
 
 from peer.gui.bridge._threads import queued
 from peer.gui.bridge.frames import frame_to_qimage
-from peer.node.config import SourceSpec
+from peer.node.config import PatternSource, SourceSpec
 from peer.node.errors import MediaError
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ def _try_source(spec: SourceSpec) -> SourceInfo:
 
     source = open_source(spec)
     try:
+        if isinstance(spec, PatternSource):
+            source.read()  # frame 0 is the pattern's once-a-second white flash
         image = source.read()
         if image is None:
             raise MediaError("the source gave no picture")
