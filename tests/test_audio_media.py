@@ -263,3 +263,47 @@ async def test_device_output_plays_into_a_null_sink(pulse_null_sink: str) -> Non
 def test_a_missing_output_device_is_a_clear_error() -> None:
     with pytest.raises(MediaError, match="cannot open audio output 'no-such-device'"):
         DeviceOutput(AudioPlayer(0.1), root_offset=lambda: 0.0, device="no-such-device")
+
+
+class _SeekableTone(ToneSource):
+    def __init__(self) -> None:
+        super().__init__(30.0)
+        self.seeks: list[float] = []
+
+    def seek(self, position_s: float) -> None:
+        self.seeks.append(position_s)
+        super().seek(position_s)
+
+
+async def test_capture_follows_the_pictures_time_line_and_its_pauses() -> None:
+    loop = asyncio.get_running_loop()
+    got: list[EncodedAudio] = []
+    source = _SeekableTone()
+    anchor = time.time()
+    capture = AudioCapture(source, on_packet=got.append, on_end=lambda e: None,
+                           anchor=anchor)
+    capture.start(loop)
+
+    async def playing_until(count: int) -> None:
+        async with asyncio.timeout(10):
+            while len(got) < count:
+                capture.video_moved()  # the picture keeps moving
+                await asyncio.sleep(0.01)  # waiting for packets, not timing them
+
+    try:
+        await playing_until(5)
+        # The picture jumped 10 s ahead in the file (a seek): the sound follows, from the
+        # position due now, stamped on the same wall-clock line.
+        capture.realign(anchor - 10.0)
+        before = len(got)
+        await playing_until(before + 5)
+        assert source.seeks and 10.0 <= source.seeks[-1] < 10.0 + 2.0
+        resumed = got[before + 1]
+        assert resumed.captured_at == pytest.approx(
+            anchor - 10.0 + source.seeks[-1] + FRAME_S - ENCODER_DELAY_S, abs=0.03)
+        # The picture stops (paused): so does the sound, within the pause detection.
+        paused_at = len(got)
+        await asyncio.sleep(0.6)  # a paused picture is the absence of frames
+        assert len(got) - paused_at <= 0.3 / FRAME_S + 2
+    finally:
+        capture.stop()

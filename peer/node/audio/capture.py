@@ -9,6 +9,11 @@ same capture time (that is what lip sync is measured against). Audio is never
 skipped to catch up (decoding 20 ms of audio costs far less than 20 ms), except after
 a stall of seconds, when the schedule restarts like the video pacer's.
 
+The picture leads: when its pacer pauses (no frame for ``PAUSE_S``) the sound holds
+too, and when the picture's anchor moves (after a pause, a seek, a loop of the file, a
+stall) ``realign`` moves the sound's: the source is sought to the position now due and
+the schedule continues from there, so the two stay on one time line.
+
 A live source (microphone) is its own clock: each block is stamped with the time its
 first sample entered the device.
 
@@ -35,6 +40,8 @@ log = logging.getLogger(__name__)
 # Behind by more than this (a suspended laptop), restart the schedule instead of
 # sending seconds of audio at once.
 MAX_CATCH_UP_S = 1.0
+# No picture for this long while playing a file: the picture is paused, hold the sound.
+PAUSE_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +92,10 @@ class AudioCapture:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sent = 0
+        self._lock = threading.Lock()
+        self._realign_to: float | None = None  # a new anchor, applied between blocks
+        self._video_at = time.monotonic()  # when the picture last moved
+        self._mono = time.monotonic
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the worker thread (once)."""
@@ -100,6 +111,15 @@ class AudioCapture:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
+
+    def realign(self, anchor: float) -> None:
+        """The picture's position 0 is now at ``anchor`` (wall clock): follow it."""
+        with self._lock:
+            self._realign_to = anchor
+
+    def video_moved(self) -> None:
+        """The picture released a frame (it is not paused)."""
+        self._video_at = self._mono()
 
     def _post(self, callback: Callable[..., None], *args: object) -> None:
         assert self._loop is not None
@@ -129,29 +149,38 @@ class AudioCapture:
         encoder = OpusEncoder()
         source = self.source
         seq = 0
-        block_index = 0  # blocks since the anchor (paced sources)
+        position = 0.0  # of the next block in the source (paced sources)
         anchor = self._anchor
         while not self._stopping.is_set():
             if source.paced:
-                due = anchor + block_index * FRAME_S
+                with self._lock:
+                    realign, self._realign_to = self._realign_to, None
+                if realign is not None:
+                    # Continue from the position due now on the picture's new time line.
+                    anchor = realign
+                    position = max(0.0, self._clock() - anchor)
+                    source.seek(position)
+                if self._mono() - self._video_at > PAUSE_S:
+                    self._stopping.wait(FRAME_S)  # the picture is paused: so are we
+                    continue
+                due = anchor + position
                 now = self._clock()
                 if now < due:
-                    self._stopping.wait(due - now)
+                    self._stopping.wait(min(due - now, FRAME_S))
                     continue
                 if now - due > MAX_CATCH_UP_S:
                     log.info("audio stalled %.1f s; restarting its schedule", now - due)
-                    anchor, block_index, due = now, 0, now
+                    anchor = now - position
+                    due = now
             block = source.read()
             if block is None:
                 if self._loop_source and seq > 0:
                     source.rewind()
                     continue
                 return
-            if isinstance(source, MicSource):
-                captured_at = source.captured_at
-            else:
-                captured_at = anchor + block_index * FRAME_S
-            block_index += 1
+            captured_at = (source.captured_at if isinstance(source, MicSource)
+                           else anchor + position)
+            position += FRAME_S
             packet = encoder.encode(block)
             self._post(self._on_packet, EncodedAudio(seq, OpusEncoder.stamp(captured_at), packet))
             seq += 1

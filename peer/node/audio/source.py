@@ -65,6 +65,9 @@ class AudioSource(Protocol):
     def rewind(self) -> None:
         """Back to the start (no-op for live sources)."""
 
+    def seek(self, position_s: float) -> None:
+        """Go on from ``position_s`` (paced sources; live ones ignore it)."""
+
     def close(self) -> None:
         """Release the source. Idempotent."""
 
@@ -117,21 +120,24 @@ class FileAudioSource:
             raise AudioDecodeError(
                 f"the {self.codec_name} audio track of {path} decodes to nothing")
 
-    def _open(self) -> None:
+    def _open(self, position_s: float = 0.0) -> None:
         if self._container is not None:
             self._container.close()
         try:
             self._container = av.open(self.path)
         except (av.FFmpegError, OSError) as exc:
             raise AudioDecodeError(f"cannot reopen audio of {self.path}: {exc}") from exc
-        self._blocks = self._decode(self._container)
+        self._blocks = self._decode(self._container, position_s)
 
-    def _decode(self, container: Any) -> Iterator[Pcm]:
+    def _decode(self, container: Any, position_s: float) -> Iterator[Pcm]:
         stream = container.streams.audio[self.track or 0]
         resampler = av.AudioResampler(format="s16", layout="stereo", rate=SAMPLE_RATE)
         # Where the picture starts: the audio is placed against it.
         video = container.streams.video
-        origin = _start_s(video[0]) if video else _start_s(stream)
+        origin = (_start_s(video[0]) if video else _start_s(stream)) + position_s
+        if position_s > 0 and stream.time_base is not None:
+            # To the packet at or before the position; the samples before it are cut.
+            container.seek(int(origin / stream.time_base), stream=stream, backward=True)
         pending = np.zeros((0, CHANNELS), np.int16)
         placed = False
         skip = 0  # samples to cut: the sound track starts before the picture
@@ -186,6 +192,18 @@ class FileAudioSource:
         """Start the track again (reopened, as the video source does)."""
         self._pending = None
         self._open()
+
+    def seek(self, position_s: float) -> None:
+        """Go on from ``position_s`` into the file (on the picture's time line).
+
+        Raises:
+            AudioDecodeError: the file cannot be reopened or decoded there.
+        """
+        self._pending = None
+        try:
+            self._open(max(0.0, position_s))
+        except (av.FFmpegError, ValueError) as exc:
+            raise AudioDecodeError(f"cannot seek the audio of {self.path}: {exc}") from exc
 
     def close(self) -> None:
         """Release the file. Idempotent."""
@@ -250,6 +268,9 @@ class MicSource:
 
     def rewind(self) -> None:
         """Nothing to rewind in a live device."""
+
+    def seek(self, position_s: float) -> None:
+        """A live device has no position."""
 
     def close(self) -> None:
         """Stop and release the device. Idempotent."""

@@ -60,6 +60,11 @@ VIDEO_SAMPLES: Final = 60
 VIDEO_FRESH_S: Final = 1.0
 # The stream "has sound" while packets arrived this recently.
 SOUND_FRESH_S: Final = 1.0
+# The picture's time line moved (see ``_follow``): a jump beyond this is a pause, a
+# seek or a loop; a shift beyond the small bound for this many frames in a row is real.
+RESYNC_JUMP_S: Final = 0.2
+RESYNC_SMALL_S: Final = 0.03
+RESYNC_FRAMES: Final = 5
 # Silence from the parent longer than this (five packets) is a gap worth reporting.
 SOUND_GAP_S: Final = 0.1
 # Every delay change is heard (a pause when it grows, a skip when it shrinks): the
@@ -112,6 +117,8 @@ class AudioStation:
         self.recorder: AudioRecorder | None = None
         # Streamer side.
         self._source: AudioSource | None = None
+        self._anchor = 0.0
+        self._drifts: deque[float] = deque(maxlen=RESYNC_FRAMES)
         self._prepared: tuple[SourceSpec, AudioSource | None] | None = None
         self._loop_source = False
         self._capture: AudioCapture | None = None
@@ -210,15 +217,36 @@ class AudioStation:
     def video_released(self, captured_at: float, position_s: float) -> None:
         """A captured frame left the pacer. The first one starts the sound, anchored
         at the frame's capture time minus its position in the source."""
-        if self._source is None or self._capture is not None:
+        anchor = captured_at - position_s
+        if self._capture is not None:
+            self._capture.video_moved()
+            self._follow(anchor)
+            return
+        if self._source is None:
             return
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
+        self._anchor = anchor
+        self._drifts.clear()
         self._capture = AudioCapture(self._source, on_packet=self._send_packet,
-                                     on_end=self._source_ended,
-                                     anchor=captured_at - position_s,
+                                     on_end=self._source_ended, anchor=anchor,
                                      loop_source=self._loop_source)
         self._capture.start(self._loop)
+
+    def _follow(self, anchor: float) -> None:
+        """Move the sound's time line when the picture's moved: at once for a jump (a
+        pause, a seek, a loop), after a few frames for a small shift (one late frame
+        is the pacer's jitter, not a new time line)."""
+        assert self._capture is not None
+        drift = anchor - self._anchor
+        self._drifts.append(drift)
+        small = all(abs(d) > RESYNC_SMALL_S for d in self._drifts) and \
+            len(self._drifts) == self._drifts.maxlen
+        if abs(drift) > RESYNC_JUMP_S or small:
+            log.info("sound follows the picture's time line: moved %.3f s", drift)
+            self._anchor = anchor
+            self._drifts.clear()
+            self._capture.realign(anchor)
 
     def stop_stream(self) -> None:
         """Stop sending (idempotent). The capture thread closes the source."""

@@ -82,5 +82,9 @@ class ToneSource:
         """Start again at the first beep (with the pattern's frame counter)."""
         self._sample = 0
 
+    def seek(self, position_s: float) -> None:
+        """Go on from ``position_s`` seconds into the pattern."""
+        self._sample = max(0, round(position_s * SAMPLE_RATE))
+
     def close(self) -> None:
         """Nothing to release."""
