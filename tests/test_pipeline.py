@@ -6,6 +6,7 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,6 +17,7 @@ from peer.node.codecs.bank import EncoderBank
 from peer.node.codecs.base import VideoCodec
 from peer.node.codecs.h264 import H264Decoder
 from peer.node.pipeline import ReceiveJob, ReceivePipeline, ReceiveProcessor, ReceiveResult
+from peer.node.recording import Recording
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Frame:
     keyframe: bool
     codec: str
     data: bytes
+    captured_at: float = 0.0
 
 
 def picture(index: int, width: int = 640, height: int = 360) -> np.ndarray:
@@ -42,7 +45,7 @@ def h264_frames(count: int, layer: int = 360) -> list[Frame]:
     for seq in range(count):
         enc = bank.encode(picture(seq), [layer], seq=seq)[layer]
         frames.append(Frame(seq, enc.prev, layer, enc.width, enc.height, enc.keyframe,
-                            "h264", enc.data))
+                            "h264", enc.data, seq / 30))
     return frames
 
 
@@ -86,6 +89,41 @@ def test_mjpeg_transcode_without_picture_uses_the_jpeg_fast_path() -> None:
                                           frozenset({180})))
     assert result is not None and result.encoded[180].keyframe
     assert result.encoded[180].codec is VideoCodec.MJPEG and processor.decoded == 0
+
+
+def test_h264_is_recorded_as_received_without_decoding(tmp_path: Path) -> None:
+    processor = ReceiveProcessor(30.0)
+    processor.recording = Recording(str(tmp_path / "rec.mkv"), 30.0)
+    for frame in h264_frames(30):
+        result = processor.process(ReceiveJob(frame, record=True))
+        assert result is not None and result.record_error is None
+    assert processor.decoded == 0
+    processor.recording.close()
+    assert (tmp_path / "rec.mkv").stat().st_size > 1000
+
+
+def test_mjpeg_is_recorded_from_the_decoded_picture(tmp_path: Path) -> None:
+    processor = ReceiveProcessor(30.0)
+    processor.recording = Recording(str(tmp_path / "rec.avi"), 30.0)
+    for seq in range(5):
+        frame = Frame(seq, -1, 360, 640, 360, True, "mjpeg", encode_jpeg(picture(seq)))
+        assert processor.process(ReceiveJob(frame, record=True)) is not None
+    assert processor.decoded == 5
+    processor.recording.close()
+    assert (tmp_path / "rec.avi").stat().st_size > 1000
+
+
+def test_a_failing_recording_is_reported_once_and_dropped(tmp_path: Path) -> None:
+    processor = ReceiveProcessor(30.0)
+    recording = Recording(str(tmp_path / "rec.mkv"), 30.0)
+    processor.recording = recording
+    recording.close()  # writing to a closed recording fails like a full disk would
+    frames = h264_frames(2)
+    first = processor.process(ReceiveJob(frames[0], record=True))
+    assert first is not None and first.record_error is not None
+    assert processor.recording is None
+    second = processor.process(ReceiveJob(frames[1], record=True))
+    assert second is not None and second.record_error is None
 
 
 class SlowProcessor(ReceiveProcessor):

@@ -9,8 +9,9 @@ place, one frame after the other, off the event loop:
 1. decode the received frame (once, whatever needs the picture);
 2. encode every lower layer some child needs from that picture (one encoder per
    size, shared by every child on that layer; keyframes where asked);
-3. hand the picture to the display and recorder (the caller does that with the
-   result; an H.264 recording takes the received bytes and needs no picture).
+3. record it (``Recording``: an H.264 stream as received, before decoding, needing
+   no picture; anything else from the decoded picture);
+4. hand the picture to the display (the caller does that with the result).
 
 :class:`ReceiveProcessor` is that work, synchronous and single-threaded.
 :class:`ReceivePipeline` runs it in a thread pool for the event loop: jobs run in
@@ -40,6 +41,8 @@ from peer.node.codec import CodecError, Image
 from peer.node.codecs.bank import EncoderBank
 from peer.node.codecs.base import EncodedFrame, PictureDecoder, VideoCodec, parse_codec
 from peer.node.codecs.decoders import make_decoder
+from peer.node.errors import MediaError
+from peer.node.recording import Recording
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,8 @@ class CodedFrame(Protocol):
     def codec(self) -> str: ...
     @property
     def data(self) -> bytes: ...
+    @property
+    def captured_at(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +83,14 @@ class ReceiveJob:
         lower: layers to encode from its picture (children on lower layers).
         keyframes: those of ``lower`` that must be keyframes.
         picture: whether the display wants the decoded picture.
+        record: write it to the processor's recording (when it has one).
     """
 
     frame: CodedFrame
     lower: frozenset[int] = frozenset()
     keyframes: frozenset[int] = frozenset()
     picture: bool = False
+    record: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +101,13 @@ class ReceiveResult:
         frame: the job's frame.
         image: the decoded picture when the job asked for it, else None.
         encoded: ``{layer: EncodedFrame}`` for the job's lower layers.
+        record_error: the recording failed on this frame (it is closed and dropped).
     """
 
     frame: CodedFrame
     image: Image | None = field(repr=False)
     encoded: dict[int, EncodedFrame]
+    record_error: MediaError | None = None
 
 
 class ReceiveProcessor:
@@ -114,6 +123,8 @@ class ReceiveProcessor:
         self._decoding: tuple[VideoCodec, int] | None = None
         self._bank: EncoderBank | None = None
         self.decoded = 0
+        # Set from the event loop (a user starts or stops recording); read once per job.
+        self.recording: Recording | None = None
 
     def process(self, job: ReceiveJob) -> ReceiveResult | None:
         """Run one job.
@@ -126,14 +137,25 @@ class ReceiveProcessor:
         """
         frame = job.frame
         stream_codec = parse_codec(frame.codec)
-        if not job.lower and not job.picture:
-            return ReceiveResult(frame, None, {})
-        if stream_codec is VideoCodec.MJPEG and not job.picture:
+        recording = self.recording if job.record else None
+        record_error: MediaError | None = None
+        record_picture = False
+        if recording is not None:
+            try:
+                record_picture = not recording.write_frame(
+                    frame.codec, frame.data, keyframe=frame.keyframe, width=frame.width,
+                    height=frame.height, captured_at=frame.captured_at)
+            except MediaError as exc:
+                record_error, recording = exc, None
+                self.recording = None
+        if not job.lower and not job.picture and not record_picture:
+            return ReceiveResult(frame, None, {}, record_error)
+        if stream_codec is VideoCodec.MJPEG and not job.picture and not record_picture:
             # Reduced-size JPEG decode when every target is small (libjpeg's fast path).
             jpegs = codec.transcode_down(frame.data, frame.width, frame.height, job.lower)
             return ReceiveResult(frame, None, {
                 layer: EncodedFrame(layer, e.width, e.height, e.jpeg, True, VideoCodec.MJPEG)
-                for layer, e in jpegs.items()})
+                for layer, e in jpegs.items()}, record_error)
         picture = self._decoder_for(stream_codec, frame.layer).decode(
             frame.data, frame.width, frame.height)
         if picture is None:
@@ -141,11 +163,18 @@ class ReceiveProcessor:
                 raise CodecError("frame says it is a keyframe but its decoder cannot start there")
             return None
         self.decoded += 1
+        if record_picture and recording is not None:
+            try:
+                recording.write_picture(picture.image)
+            except MediaError as exc:
+                record_error = exc
+                self.recording = None
         encoded = {}
         if job.lower:
             bank = self._bank_for(stream_codec)
             encoded = bank.encode(picture.image, job.lower, job.keyframes, frame.seq)
-        return ReceiveResult(frame, picture.image if job.picture else None, encoded)
+        return ReceiveResult(frame, picture.image if job.picture else None, encoded,
+                             record_error)
 
     def _decoder_for(self, stream_codec: VideoCodec, layer: int) -> PictureDecoder:
         # A layer switch starts a new chain (at a keyframe): a fresh decoder for it.
