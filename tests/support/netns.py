@@ -389,20 +389,11 @@ class JsonLines:
             TimeoutError: none arrived in time or the process ended; the message shows
                 the last lines and stderr to explain why.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            while self._cursor < len(self.lines):
-                line = self.lines[self._cursor]
-                self._cursor += 1
-                if predicate(line):
-                    return line
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or (self.eof and self.proc.poll() is not None):
-                raise TimeoutError(
-                    f"no matching line within {timeout} s (exit code {self.proc.poll()}); "
-                    f"last lines: {self.lines[-3:]}; other output: {self.other[-3:]}; "
-                    f"stderr: {stderr_tail(self.proc)}")
-            self._pump(min(remaining, 0.5))
+        start = self._cursor
+        index, line = self._first(lambda: list(enumerate(self.lines))[start:],
+                                  lambda item: predicate(item[1]), timeout, "line")
+        self._cursor = index + 1
+        return line
 
     def find(self, predicate: Callable[[dict[str, Any]], bool],
              timeout: float = 30.0) -> dict[str, Any]:
