@@ -20,7 +20,7 @@ from protocol.errors import (
 from protocol.framing import FrameDecoder, encode
 from protocol.messages import *  # noqa: F403
 from protocol.messages import __all__ as _message_names
-from protocol.records import Candidate, PathEntry, PeerInfo, TreeLevel
+from protocol.records import Candidate, PathEntry, PeerInfo, RoomStatus, TreeLevel
 
 __all__ = [
     "Candidate",
@@ -33,6 +33,7 @@ __all__ = [
     "PeerInfo",
     "ProtocolError",
     "RemoteProtocolError",
+    "RoomStatus",
     "TreeLevel",
     "encode",
     *_message_names,

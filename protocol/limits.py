@@ -64,6 +64,8 @@ MAX_TRACKER_ROOM_PEERS = 100_000
 MAX_LISTED_ROOMS = 100
 # The most rooms a RoomList may say a tracker holds: bounds what a count can claim.
 MAX_ROOM_COUNT = 10_000_000
+# Rooms one status report lists (largest first): one screen for an operator.
+MAX_STATUS_ROOMS = 100
 # Chat ids exchanged in one backfill offer (matches the chat history kept).
 MAX_CHAT_IDS = 256
 # Video frame geometry: nothing above 8K.

@@ -33,7 +33,7 @@ from protocol.fields import (
     read_str,
     read_versions,
 )
-from protocol.records import Candidate, PathEntry, PeerInfo, RoomSummary, TreeLevel
+from protocol.records import Candidate, PathEntry, PeerInfo, RoomStatus, RoomSummary, TreeLevel
 
 __all__ = [
     "Accept",
@@ -59,11 +59,13 @@ __all__ = [
     "RoomList",
     "RoomListQuery",
     "RoomQuery",
+    "StatusQuery",
     "StreamClaim",
     "StreamDenied",
     "StreamGranted",
     "StreamRelease",
     "StreamerChanged",
+    "TrackerStatus",
     "Unknown",
     "VideoFrame",
     "message_class",
@@ -100,6 +102,8 @@ class MessageType(IntEnum):
     ROOM_QUERY = 40
     ROOM_LIST_QUERY = 41
     ROOM_LIST = 42
+    STATUS_QUERY = 43
+    TRACKER_STATUS = 44
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,7 +549,13 @@ class Error(_Base):
 
 @dataclass(frozen=True, slots=True)
 class Register(_Base):
-    """Join a room at the tracker. ``host``/``port`` is where I accept children."""
+    """Join a room at the tracker. ``host``/``port`` is where I accept children.
+
+    A peer that re-registers (its tracker restarted, or it moved to another tracker)
+    says where it already sits in the tree (``depth``, ``free_slots``, ``parent_id``,
+    ``layer``, as in Heartbeat), so the tracker rebuilds the room from the
+    re-registrations at once instead of from the next heartbeats.
+    """
 
     KIND: ClassVar[MessageType] = MessageType.REGISTER
     peer_id: str
@@ -554,12 +564,18 @@ class Register(_Base):
     host: str | None
     port: int | None
     versions: tuple[int, ...] = limits.SUPPORTED_VERSIONS
+    depth: int | None = None
+    free_slots: int = 0
+    parent_id: str | None = None
+    layer: int | None = None
 
     def to_meta(self) -> Meta:
         check_len("name", self.name, limits.MAX_NAME_CHARS)
         check_len("room", self.room, limits.MAX_ROOM_CHARS)
         return {"id": self.peer_id, "name": self.name, "room": self.room,
-                "host": self.host, "port": self.port, "versions": list(self.versions)}
+                "host": self.host, "port": self.port, "versions": list(self.versions),
+                "depth": self.depth, "free": self.free_slots, "parent": self.parent_id,
+                "layer": self.layer}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Register:
@@ -570,6 +586,11 @@ class Register(_Base):
             host=read_opt_str(meta, "host", limits.MAX_HOST_CHARS),
             port=read_opt_port(meta),
             versions=read_versions(meta),
+            # Older peers send no position: a fresh registration.
+            depth=read_opt_int(meta, "depth", 0, limits.MAX_PATH_LEN),
+            free_slots=read_opt_int(meta, "free", 0, limits.MAX_FREE_SLOTS) or 0,
+            parent_id=read_opt_str(meta, "parent", limits.MAX_ID_CHARS),
+            layer=read_opt_layer(meta),
         )
 
 
@@ -661,17 +682,27 @@ class Heartbeat(_Base):
 
 @dataclass(frozen=True, slots=True)
 class StreamClaim(_Base):
-    """Ask for the room's streamer lock. ``sent_at``: as in Heartbeat."""
+    """Ask for the room's streamer lock. ``sent_at``: as in Heartbeat.
+
+    A holder that lost its tracker link (a tracker restart, a failover, a freeze)
+    re-claims its lock with ``resume_epoch`` (the epoch it streams under) and
+    ``token`` (the secret its grant carried, proof that it is that holder): it keeps
+    its epoch if nobody took the lock meanwhile, and is denied otherwise.
+    """
 
     KIND: ClassVar[MessageType] = MessageType.STREAM_CLAIM
     sent_at: float | None = None
+    resume_epoch: int | None = None
+    token: str | None = None
 
     def to_meta(self) -> Meta:
-        return {"t": self.sent_at}
+        return {"t": self.sent_at, "resume": self.resume_epoch, "token": self.token}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> StreamClaim:
-        return cls(sent_at=read_opt_float(meta, "t"))
+        return cls(sent_at=read_opt_float(meta, "t"),
+                   resume_epoch=read_opt_int(meta, "resume", 1),
+                   token=read_opt_str(meta, "token", limits.MAX_ID_CHARS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -688,9 +719,11 @@ class StreamGranted(_Base):
     epoch: int
     lease_s: float
     request_sent_at: float | None = None
+    token: str | None = None  # the holder's proof for a later resume (StreamClaim)
 
     def to_meta(self) -> Meta:
-        return {"epoch": self.epoch, "lease": self.lease_s, "rt": self.request_sent_at}
+        return {"epoch": self.epoch, "lease": self.lease_s, "rt": self.request_sent_at,
+                "token": self.token}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> StreamGranted:
@@ -698,7 +731,8 @@ class StreamGranted(_Base):
         if lease <= 0:
             raise FieldError("lease", "must be positive")
         return cls(epoch=read_int(meta, "epoch", 1), lease_s=lease,
-                   request_sent_at=read_opt_float(meta, "rt"))
+                   request_sent_at=read_opt_float(meta, "rt"),
+                   token=read_opt_str(meta, "token", limits.MAX_ID_CHARS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -782,6 +816,17 @@ class RoomListQuery(_Base):
 
 
 @dataclass(frozen=True, slots=True)
+class StatusQuery(_Base):
+    """An operator asks a tracker how it is (``treecast-tracker --status``)."""
+
+    KIND: ClassVar[MessageType] = MessageType.STATUS_QUERY
+
+    @classmethod
+    def from_meta(cls, meta: Meta, payload: bytes) -> StatusQuery:
+        return cls()
+
+
+@dataclass(frozen=True, slots=True)
 class RoomList(_Base):
     """The tracker's rooms, busiest first, at most MAX_LISTED_ROOMS; ``total`` counts all."""
 
@@ -800,6 +845,39 @@ class RoomList(_Base):
 
 
 @dataclass(frozen=True, slots=True)
+class TrackerStatus(_Base):
+    """A tracker's answer to StatusQuery: its store's health and its largest rooms.
+
+    ``rooms`` lists at most ``limits.MAX_STATUS_ROOMS`` rooms, largest first;
+    ``rooms_total`` says how many there are.
+    """
+
+    KIND: ClassVar[MessageType] = MessageType.TRACKER_STATUS
+    tracker_id: str
+    store: str
+    store_ok: bool
+    connections: int
+    rooms: tuple[RoomStatus, ...]
+    rooms_total: int
+
+    def to_meta(self) -> Meta:
+        return {"tracker": self.tracker_id, "store": self.store, "ok": self.store_ok,
+                "conns": self.connections, "rooms": [r.to_meta() for r in self.rooms],
+                "rooms_total": self.rooms_total}
+
+    @classmethod
+    def from_meta(cls, meta: Meta, payload: bytes) -> TrackerStatus:
+        return cls(
+            tracker_id=read_str(meta, "tracker", limits.MAX_ID_CHARS),
+            store=read_str(meta, "store", limits.MAX_REASON_CHARS, text=True),
+            store_ok=read_bool(meta, "ok"),
+            connections=read_int(meta, "conns"),
+            rooms=read_nested(meta, "rooms", limits.MAX_STATUS_ROOMS, RoomStatus.from_meta),
+            rooms_total=read_int(meta, "rooms_total"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """A kind this build does not know; receivers skip it (forward compatibility)."""
 
@@ -814,6 +892,7 @@ Message = (
     | ChatHave | Ping | Pong | Bye | Error | Register | PeerList | Heartbeat | StreamClaim
     | StreamGranted | StreamDenied | StreamRelease | StreamerChanged | RoomQuery
     | RoomListQuery | RoomList
+    | StatusQuery | TrackerStatus
 )
 
 _CLASSES: dict[int, type[_Base]] = {
@@ -824,6 +903,7 @@ _CLASSES: dict[int, type[_Base]] = {
         ChatHave, Ping, Pong, Bye, Error, Register, PeerList, Heartbeat, StreamClaim,
         StreamGranted, StreamDenied, StreamRelease, StreamerChanged, RoomQuery,
         RoomListQuery, RoomList,
+        StatusQuery, TrackerStatus,
     )
 }
 

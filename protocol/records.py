@@ -22,7 +22,7 @@ from protocol.fields import (
     read_str,
 )
 
-__all__ = ["Candidate", "PathEntry", "PeerInfo", "RoomSummary", "TreeLevel"]
+__all__ = ["Candidate", "PathEntry", "PeerInfo", "RoomStatus", "RoomSummary", "TreeLevel"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,3 +172,24 @@ class RoomSummary:
             streamer_name=read_opt_str(meta, "streamer", limits.MAX_NAME_CHARS),
             peers=read_int(meta, "peers", 0, limits.MAX_TRACKER_ROOM_PEERS),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RoomStatus:
+    """One room in a tracker's status report: its size and its lock."""
+
+    room: str
+    peers: int
+    streamer_name: str | None
+    epoch: int
+
+    def to_meta(self) -> Meta:
+        return {"room": self.room, "peers": self.peers, "streamer": self.streamer_name,
+                "epoch": self.epoch}
+
+    @classmethod
+    def from_meta(cls, meta: Meta) -> RoomStatus:
+        return cls(room=read_str(meta, "room", limits.MAX_ROOM_CHARS),
+                   peers=read_int(meta, "peers", 0, limits.MAX_TRACKER_ROOM_PEERS),
+                   streamer_name=read_opt_str(meta, "streamer", limits.MAX_NAME_CHARS),
+                   epoch=read_int(meta, "epoch"))

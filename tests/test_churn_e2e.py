@@ -178,7 +178,9 @@ def test_late_joiner_receives_recent_chat_history() -> None:
 
 def test_frozen_streamer_is_fenced_by_the_next_epoch() -> None:
     with session() as s:
-        s.start_tracker("--lease", "1.5")
+        # No grace: the room is someone else's as soon as the lease is out (with the
+        # grace, the frozen streamer would keep it; see tests/test_tracker_outage.py).
+        s.start_tracker("--lease", "1.5", "--lease-grace", "0")
         old = s.start_peer("old", "--test-pattern", "320x240", "--fps", "10")
         assert wait_for(lambda: old.last("stream_started"), 30)
         viewers = [s.start_peer(f"v{i}", "--watch", "--resolution", "360") for i in range(3)]

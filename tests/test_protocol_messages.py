@@ -33,16 +33,18 @@ from protocol.messages import (
     RoomList,
     RoomListQuery,
     RoomQuery,
+    StatusQuery,
     StreamClaim,
     StreamDenied,
     StreamerChanged,
     StreamGranted,
     StreamRelease,
+    TrackerStatus,
     Unknown,
     VideoFrame,
     message_class,
 )
-from protocol.records import Candidate, PathEntry, PeerInfo, RoomSummary
+from protocol.records import Candidate, PathEntry, PeerInfo, RoomStatus, RoomSummary, TreeLevel
 
 CAND = Candidate("c1", "Carol", "10.0.0.3", 7000, depth=2, free_slots=1)
 PATH = (PathEntry("root", "Rita"), PathEntry("p1", "Pete"))
@@ -81,14 +83,20 @@ SAMPLES = [
     Error(4, "slow down"),
     Register("p1", "Pete", "lobby", "10.0.0.2", 7001),
     Register("p1", "Pete", "lobby", None, None, versions=(1, 2)),
+    Register("p1", "Pete", "lobby", None, 7001, depth=2, free_slots=1, parent_id="p0",
+             layer=480),
     PeerList("lobby", (INFO, INFO_BARE), "root", "Rita", 4, "p1"),
+    PeerList("lobby", (INFO,), "root", "Rita", 4, "p1", total=5000,
+             levels=(TreeLevel(0, 1, 0), TreeLevel(None, 4999, 0)), your_name="Pete (2)"),
     PeerList("lobby", ()),
     Heartbeat(),
     Heartbeat(depth=2, free_slots=3, parent_id="p1", layer=1080),
     Heartbeat(sent_at=12.75),
     StreamClaim(),
     StreamClaim(sent_at=0.5),
+    StreamClaim(sent_at=0.5, resume_epoch=7, token="ab" * 16),
     StreamGranted(1, 3.0),
+    StreamGranted(7, 8.0, 0.5, token="ab" * 16),
     StreamGranted(9, 0.25, request_sent_at=12.75),
     StreamDenied("root", "Rita"),
     StreamRelease(),
@@ -98,6 +106,9 @@ SAMPLES = [
     RoomListQuery(),
     RoomList((RoomSummary("lobby", "Rita", 4), RoomSummary("quiet", None, 1)), total=7),
     RoomList(()),
+    StatusQuery(),
+    TrackerStatus("host:42", "redis://127.0.0.1:6379/0", True, 12,
+                  (RoomStatus("lobby", 10, "Rita", 7), RoomStatus("b", 2, None, 0)), 2),
 ]
 
 
@@ -169,7 +180,7 @@ def test_every_split_of_a_video_frame() -> None:
         assert got == [frame], split
 
 
-@pytest.mark.parametrize("kind", [0, 16, 31, 43, 99, 255])
+@pytest.mark.parametrize("kind", [0, 16, 31, 45, 99, 255])
 def test_unknown_kind_decodes_to_unknown(kind: int) -> None:
     assert message_class(kind) is None
     data = _frame(kind, {"x": [1, "two"], "y": None}, b"blob")

@@ -34,7 +34,8 @@ from tracker.config import TrackerConfig
 from tracker.state import TrackerState
 
 LEASE_S = 3.0
-CFG = TrackerConfig(lease_s=LEASE_S, peer_timeout_s=8.0, update_interval_s=0.5,
+CFG = TrackerConfig(lease_s=LEASE_S, lease_grace_s=0.0, peer_timeout_s=8.0,
+                    update_interval_s=0.5,
                     max_peers_per_room=4, max_messages_per_s=1000.0, burst_messages=1000)
 ROOMS = st.sampled_from(["r1", "r2"])
 PEER_IDS = st.sampled_from(["a", "b", "c", "d", "e"])

@@ -10,6 +10,7 @@ import os
 import signal
 import struct
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -41,7 +42,7 @@ from tracker.server import TrackerServer
 
 REPO = Path(__file__).resolve().parent.parent
 WAIT_S = 20.0  # only reached when something is broken
-CFG = TrackerConfig(lease_s=30.0, peer_timeout_s=1.5, update_interval_s=0.05,
+CFG = TrackerConfig(lease_s=30.0, lease_grace_s=0.0, peer_timeout_s=1.5, update_interval_s=0.05,
                     max_messages_per_s=20.0, burst_messages=40, connect_back_timeout_s=2.0)
 
 
@@ -167,7 +168,7 @@ async def test_lock_claim_deny_release_and_renewal(tracker: TrackerServer) -> No
     b, _ = await register(port, "b")
     await a.send(StreamClaim())
     granted = await a.expect(StreamGranted)
-    assert granted.lease_s == CFG.lease_s  # type: ignore[attr-defined]
+    assert granted.lease_s == CFG.lease_s + CFG.lease_grace_s  # type: ignore[attr-defined]
     epoch = granted.epoch  # type: ignore[attr-defined]
     changed = await b.expect(StreamerChanged)
     assert changed == StreamerChanged("a", "A", epoch, "127.0.0.1", 9)
@@ -175,8 +176,8 @@ async def test_lock_claim_deny_release_and_renewal(tracker: TrackerServer) -> No
     assert await b.expect(StreamDenied) == StreamDenied("a", "A")
     await a.send(Heartbeat())
     assert await a.expect(StreamGranted) == StreamGranted(epoch, CFG.lease_s)
-    await a.send(StreamClaim())
-    assert await a.expect(StreamGranted) == StreamGranted(epoch, CFG.lease_s)
+    await a.send(StreamClaim())  # the holder again: the same grant, token and all
+    assert await a.expect(StreamGranted) == granted
     await a.send(StreamRelease())
     assert await b.expect(StreamerChanged) == StreamerChanged(None, None, epoch)
     await b.send(StreamClaim())
@@ -388,6 +389,7 @@ def test_decoder_errors_are_remote_protocol_errors() -> None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_subprocess_prints_port_serves_and_exits_cleanly(sig: signal.Signals) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    started = time.time()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tracker", "--host", "127.0.0.1", "--port", "0", "--no-mdns",
         "--log-level", "WARNING", cwd=REPO, env=env,
@@ -401,7 +403,9 @@ async def test_subprocess_prints_port_serves_and_exits_cleanly(sig: signal.Signa
         a, reply = await register(port, "a")
         assert reply.room == "lobby"
         await a.send(StreamClaim())
-        assert (await a.expect(StreamGranted)).epoch == 1  # type: ignore[attr-defined]
+        # Epochs start above the wall clock in ms: above anything an earlier run gave.
+        epoch = (await a.expect(StreamGranted)).epoch  # type: ignore[attr-defined]
+        assert epoch > int(started * 1000)
         proc.send_signal(sig)
         got = await a.until_closed()
         assert got[-1] == Bye("tracker shutting down", code=ErrorCode.UNEXPECTED)

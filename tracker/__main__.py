@@ -19,6 +19,7 @@ from protocol.fields import is_wildcard_host
 from tracker.config import TrackerConfig
 from tracker.mdns import TrackerAdvertiser
 from tracker.server import TrackerServer
+from tracker.status import StatusError, query_status, status_lines
 
 log = logging.getLogger("tracker")
 
@@ -37,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not advertise the tracker on the LAN (mDNS)")
     parser.add_argument("--lease", type=float, default=defaults.lease_s, metavar="S",
                         help="streamer lock lease in seconds (default: %(default)s)")
+    parser.add_argument("--lease-grace", type=float, default=defaults.lease_grace_s,
+                        metavar="S", help="a silent or disconnected lock holder keeps the "
+                        "lock this much longer, to come back (default: %(default)s)")
+    parser.add_argument("--status", nargs="?", const="", metavar="HOST:PORT",
+                        help="print the status of the tracker running at HOST:PORT "
+                        "(default: this --host/--port, on loopback) and exit: rooms, "
+                        "peers, streamers, store health, one line each")
     parser.add_argument("--peer-timeout", type=float, default=defaults.peer_timeout_s,
                         metavar="S", help="close a connection silent this long "
                         "(default: %(default)s)")
@@ -78,9 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.status is not None:
+        return _print_status(parser, args)
     try:
         config = TrackerConfig(
             lease_s=args.lease,
+            lease_grace_s=args.lease_grace,
             peer_timeout_s=args.peer_timeout,
             max_peers_per_room=args.max_peers_per_room,
             max_connections_per_address=args.max_connections_per_address,
@@ -101,6 +112,27 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_serve(config, args.host, args.port, mdns=not args.no_mdns))
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
         return 0
+
+
+def _print_status(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``--status``: 0 when the tracker and its store are well, 1 when its store is
+    failing, 4 when the tracker cannot be reached."""
+    if args.status:
+        host, _, port_text = args.status.rpartition(":")
+        if not host or not port_text.isdigit():
+            parser.error(f"--status wants HOST:PORT, not {args.status!r}")
+        port = int(port_text)
+    else:
+        host = "127.0.0.1" if is_wildcard_host(args.host) else args.host
+        port = args.port
+    try:
+        status = asyncio.run(query_status(host, port))
+    except StatusError as exc:
+        print(f"treecast-tracker: {exc}", file=sys.stderr)
+        return 4
+    for line in status_lines(status):
+        print(line)
+    return 0 if status.store_ok else 1
 
 
 def _raise_file_limit(connections: int) -> None:

@@ -16,6 +16,13 @@ class TrackerConfig:
         lease_s: the streamer lock's lease. The holder renews it with every message
             (its heartbeats, every second by default); three missed heartbeats free the
             room for someone else.
+        lease_grace_s: how long past the lease a silent holder keeps the lock, and how
+            long a holder whose connection dropped has to come back (reconnect and
+            resume): a tracker restart or failover, or a streamer frozen for a few
+            seconds (SIGSTOP, a laptop lid), must not end the broadcast. The holder
+            is told lease plus grace as the time its grant is good for. The cost: a
+            streamer that died keeps its room for this long before another can go
+            live.
         peer_timeout_s: a connection that sends nothing for this long is closed (dead
             peer, half-open TCP, a client that connected and never spoke).
         max_peers_per_room: registrations per room; one more gets ROOM_FULL. Rooms
@@ -61,6 +68,7 @@ class TrackerConfig:
     """
 
     lease_s: float = 3.0
+    lease_grace_s: float = 5.0
     peer_timeout_s: float = 10.0
     max_peers_per_room: int = 20_000
     full_list_peers: int = 200
@@ -95,6 +103,8 @@ class TrackerConfig:
                      "register_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
+        if self.lease_grace_s < 0:
+            raise ValueError("lease_grace_s must not be negative")
         if self.update_interval_s < 0:
             raise ValueError("update_interval_s must not be negative")
         for name in ("max_connections_per_address", "max_connections", "burst_messages",

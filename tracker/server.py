@@ -22,6 +22,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
+import socket
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 
@@ -103,12 +106,21 @@ class TrackerServer:
         config: limits and timers.
         host: address to listen on ("0.0.0.0": every IPv4 interface).
         port: port to listen on (0 picks a free one; see ``address``).
+        epoch_floor: every epoch granted is above it. Default: the wall clock in
+            milliseconds at start, which no earlier run of this tracker can have
+            reached (it would have had to grant more than one epoch per millisecond
+            it ran), so epochs never go back across restarts without any state kept.
     """
 
     def __init__(self, config: TrackerConfig | None = None, *, host: str = "0.0.0.0",
-                 port: int = 7700) -> None:
+                 port: int = 7700, epoch_floor: int | None = None) -> None:
         self.config = config or TrackerConfig()
-        self.state = TrackerState(self.config)
+        cfg = self.config
+        self.state = TrackerState(
+            cfg, epoch_floor=int(time.time() * 1000) if epoch_floor is None else epoch_floor,
+            # (asyncio's loop.time() is time.monotonic(): the state's clock)
+            recovering_until=time.monotonic() + cfg.lease_s + cfg.lease_grace_s,
+            tracker_id=f"{socket.gethostname()}:{os.getpid()}")
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None

@@ -58,6 +58,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
+import secrets
 from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
 
@@ -75,17 +76,22 @@ from protocol.messages import (
     RoomList,
     RoomListQuery,
     RoomQuery,
+    StatusQuery,
     StreamClaim,
     StreamDenied,
     StreamerChanged,
     StreamGranted,
     StreamRelease,
+    TrackerStatus,
     Unknown,
 )
 from protocol.ratelimit import TokenBucket
-from protocol.records import PeerInfo, RoomSummary
+from protocol.records import PeerInfo, RoomStatus, RoomSummary
 from tracker.config import TrackerConfig
 from tracker.room import Peer, Room
+
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+_RECOVERING = "the previous streamer (the tracker restarted: try again in a few seconds)"
 
 Outbound = tuple[int, Message]
 """A message to send on a connection, by connection id."""
@@ -130,9 +136,10 @@ class _Conn:
 
 @dataclass(slots=True)
 class _Lock:
-    peer: Peer
+    peer: Peer  # the holder's registration (gone from the room while it is away)
     epoch: int
     expires_at: float
+    token: str  # the holder's proof for a resume (StreamClaim.token)
 
 
 @dataclass(slots=True)
@@ -141,6 +148,9 @@ class _Room(Room):
     epoch: int = 0  # the last epoch granted here (0: never)
     last_push: float = -math.inf
     large: bool = False  # listed in bounded form (see _changed)
+    last_token: str | None = None  # the last grant's token while it may be resumed
+    rebuilt: bool = False  # peers re-registered with tree positions (see _claim)
+    last_holder: str | None = None
 
 
 class TrackerState:
@@ -153,9 +163,19 @@ class TrackerState:
     """
 
     def __init__(self, config: TrackerConfig | None = None, *,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, epoch_floor: int = 0,
+                 recovering_until: float | None = None, tracker_id: str = "tracker") -> None:
         self.config = config or TrackerConfig()
+        self.tracker_id = tracker_id
         self._rng = rng or random.Random()
+        # Epochs of an earlier run of this tracker are all below the floor (see the
+        # module docs): a resume of one of them cannot be checked against a token,
+        # only against the room's history since we started.
+        self._epoch_floor = epoch_floor
+        # Until then, fresh claims wait: a restarted tracker does not know who
+        # streamed, and the holder's resume must win over a newcomer.
+        self._recovering_until = recovering_until
+        self._store = ("memory", True)
         # Least recently heard first (receive moves a connection to the end): the idle
         # timer looks at the head only, so no timer call walks every connection.
         self._conns: OrderedDict[int, _Conn] = OrderedDict()
@@ -168,7 +188,7 @@ class TrackerState:
         self._rooms: dict[str, _Room] = {}
         self._dirty: set[str] = set()
         self._checks: list[ConnectBack] = []
-        self._last_epoch = 0
+        self._last_epoch = epoch_floor
         # Per-peer refresh turns in large rooms: one queue for joiners (refresh_s) and
         # one for peers in the tree (settled_refresh_s). Within a queue every peer is
         # re-queued one fixed period after its turn, so appending keeps it sorted
@@ -215,8 +235,8 @@ class TrackerState:
             self._expire(room, now, out)
             if room.lock is not None and room.lock.peer is c.peer:
                 # Any sign of life from the holder renews the lease ("expired when the
-                # holder sends nothing for lease_s").
-                room.lock.expires_at = now + self.config.lease_s
+                # holder sends nothing for lease_s", plus the grace).
+                room.lock.expires_at = now + self._lock_s
         if isinstance(message, Unknown):
             pass  # a newer peer's kind: ignored on purpose (forward compatibility)
         elif isinstance(message, Register):
@@ -239,6 +259,8 @@ class TrackerState:
             out.append((c.id, self._room_list()))
         elif isinstance(message, Ping):
             out.append((c.id, Pong(message.t0, now, now)))
+        elif isinstance(message, StatusQuery):
+            self._status_query(c, now, out)
         elif isinstance(message, Bye):
             self._drop(c, now, out)  # a polite goodbye: nothing to answer
         elif isinstance(message, Error):
@@ -343,6 +365,19 @@ class TrackerState:
         """Names of the rooms that have peers."""
         return list(self._rooms)
 
+    def set_store_health(self, description: str, ok: bool) -> None:
+        """What status reports say about the store (the adapter knows, not we)."""
+        self._store = (description[: limits.MAX_REASON_CHARS], ok)
+
+    def status(self) -> TrackerStatus:
+        """Rooms (largest first, bounded), peers, lock holders and store health."""
+        rooms = sorted(self._rooms.values(), key=lambda r: -len(r))
+        shown = tuple(RoomStatus(r.name, len(r), r.lock.peer.name if r.lock else None,
+                                 r.lock.epoch if r.lock else r.epoch)
+                      for r in rooms[: limits.MAX_STATUS_ROOMS])
+        return TrackerStatus(self.tracker_id, self._store[0], self._store[1],
+                             len(self._conns), shown, len(self._rooms))
+
     @property
     def connection_count(self) -> int:
         """Open connections the state knows about."""
@@ -391,6 +426,10 @@ class TrackerState:
         c.peer = peer
         self._unregistered.pop(c.id, None)
         room.add(peer)
+        # A re-registration (tracker restart, failover) says where it already sits.
+        room.rebuilt = room.rebuilt or msg.depth is not None
+        room.update(peer, depth=msg.depth, free_slots=msg.free_slots,
+                    parent_id=msg.parent_id, layer=msg.layer, reachable=peer.reachable)
         self._changed(room, now)
         peer.seen_version = room.version
         out.append((c.id, self._list_for(room, peer, now)))
@@ -410,7 +449,12 @@ class TrackerState:
             self._changed(room, now)
         lock = self._rooms[peer.room].lock
         if lock is not None and lock.peer is peer:
-            out.append((c.id, StreamGranted(lock.epoch, self.config.lease_s, msg.sent_at)))
+            out.append((c.id, StreamGranted(lock.epoch, self._lock_s, msg.sent_at)))
+
+    @property
+    def _lock_s(self) -> float:
+        """How long a lock outlives its holder's last message: lease plus grace."""
+        return self.config.lease_s + self.config.lease_grace_s
 
     def _claim(self, c: _Conn, msg: StreamClaim, now: float, out: list[Outbound]) -> None:
         peer = c.peer
@@ -419,17 +463,72 @@ class TrackerState:
             return
         room = self._rooms[peer.room]
         lock = room.lock
-        if lock is not None and lock.peer is not peer:
+        if msg.resume_epoch is not None:
+            self._resume(c, peer, room, msg, now, out)
+            return
+        if lock is not None and lock.peer.id != peer.id:
             out.append((c.id, StreamDenied(lock.peer.id, lock.peer.name)))
+            return
+        if lock is None and room.rebuilt and self._recovering_until is not None \
+                and now < self._recovering_until:
+            # Restarted without a store, and this room had a tree (its peers came back
+            # with positions): its streamer may be about to resume.
+            out.append((c.id, StreamDenied("", _RECOVERING)))
             return
         if lock is None:
             self._last_epoch += 1
-            lock = room.lock = _Lock(peer, self._last_epoch, now + self.config.lease_s)
-            self._locked.add(room.name)
-            room.epoch = lock.epoch
-            self._announce(room, now, out)
+            self._grant(room, peer, self._last_epoch, secrets.token_hex(16), now, out)
+            lock = room.lock
+            assert lock is not None
+        else:
+            lock.peer = peer  # the holder, maybe on a new connection after a reconnect
         # A claim by the holder is idempotent: the same epoch again (lease renewed above).
-        out.append((c.id, StreamGranted(lock.epoch, self.config.lease_s, msg.sent_at)))
+        out.append((c.id, StreamGranted(lock.epoch, self._lock_s, msg.sent_at, lock.token)))
+
+    def _resume(self, c: _Conn, peer: Peer, room: _Room, msg: StreamClaim, now: float,
+                out: list[Outbound]) -> None:
+        """A holder that lost its tracker link claims its lock back (see module docs)."""
+        epoch = msg.resume_epoch
+        assert epoch is not None
+        lock = room.lock
+        if lock is not None:
+            if lock.peer.id == peer.id and lock.epoch == epoch and lock.token == msg.token:
+                lock.peer = peer
+                lock.expires_at = now + self._lock_s
+                out.append((c.id, StreamGranted(epoch, self._lock_s, msg.sent_at, lock.token)))
+            else:
+                out.append((c.id, StreamDenied(lock.peer.id, lock.peer.name)))
+            return
+        # Free. Ours to give back only if nothing newer was granted here, and only an
+        # epoch of an earlier run (below the floor: its token died with that run) or
+        # the one whose holder we still remember; never a made-up future epoch.
+        earlier_run = epoch <= self._epoch_floor
+        remembered = (epoch == room.epoch and room.last_token is not None
+                      and room.last_token == msg.token and room.last_holder == peer.id)
+        if room.epoch > epoch or not (earlier_run or remembered):
+            out.append((c.id, StreamDenied("", "a newer stream")))
+            return
+        token = msg.token if remembered or msg.token else secrets.token_hex(16)
+        assert token is not None
+        self._grant(room, peer, epoch, token, now, out)
+        out.append((c.id, StreamGranted(epoch, self._lock_s, msg.sent_at, token)))
+
+    def _grant(self, room: _Room, peer: Peer, epoch: int, token: str, now: float,
+               out: list[Outbound]) -> None:
+        room.lock = _Lock(peer, epoch, now + self._lock_s, token)
+        room.epoch = max(room.epoch, epoch)
+        room.last_token, room.last_holder = token, peer.id
+        self._locked.add(room.name)
+        self._announce(room, now, out)
+
+    def _status_query(self, c: _Conn, now: float, out: list[Outbound]) -> None:
+        # For the operator on the tracker's own host: room names, sizes and who
+        # streams are not for strangers on the network.
+        if c.address not in _LOOPBACK:
+            self._close(c, "status is answered on the tracker's host only",
+                        ErrorCode.UNEXPECTED, now, out)
+            return
+        out.append((c.id, self.status()))
 
     def _release_by(self, c: _Conn, now: float, out: list[Outbound]) -> None:
         peer = c.peer
@@ -438,6 +537,7 @@ class TrackerState:
             return
         room = self._rooms[peer.room]
         if room.lock is not None and room.lock.peer is peer:
+            room.last_token = None  # given back: nothing to resume
             self._release(room, now, out)
         # A release by a non-holder (its lease already expired) is a harmless no-op.
 
@@ -445,12 +545,20 @@ class TrackerState:
 
     def _expire(self, room: _Room, now: float, out: list[Outbound]) -> None:
         if room.lock is not None and now >= room.lock.expires_at:
+            room.last_token = None  # lapsed: whoever claims next starts a new epoch
             self._release(room, now, out)
 
     def _release(self, room: _Room, now: float, out: list[Outbound]) -> None:
         room.lock = None
         self._locked.discard(room.name)
+        if not room.peers:
+            self._forget(room)  # kept only for its holder's return, which did not come
+            return
         self._announce(room, now, out)
+
+    def _forget(self, room: _Room) -> None:
+        del self._rooms[room.name]
+        self._dirty.discard(room.name)
 
     def _announce(self, room: _Room, now: float, out: list[Outbound]) -> None:
         """Tell the room who streams now (roles in the PeerList change too)."""
@@ -513,12 +621,15 @@ class TrackerState:
         else:
             self._room_addresses.pop(key, None)
         if room.lock is not None and room.lock.peer is peer:
-            self._release(room, now, out)
+            # Its connection dropped (a Bye after StreamRelease has released already):
+            # a grace to come back (a tracker failover, a network blip) before the
+            # room is free for someone else.
+            room.lock.expires_at = min(room.lock.expires_at, now + self.config.lease_grace_s)
+            self._expire(room, now, out)
         if room.peers:
             self._changed(room, now)
-        else:
-            del self._rooms[room.name]
-            self._dirty.discard(room.name)
+        elif room.lock is None and room.name in self._rooms:
+            self._forget(room)
 
     def _flushed(self, out: list[Outbound], now: float) -> list[Outbound]:
         """Append the PeerList pushes that are due (coalescing) and return ``out``."""

@@ -8,7 +8,8 @@ Two implementations share one small interface so the node does not care which it
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -90,8 +91,23 @@ def order_candidates(candidates: list[Candidate]) -> list[Candidate]:
     return sorted(shuffled, key=lambda c: (c.free_slots == 0, c.depth))
 
 
+# After a lost tracker link, how long a list without a streamer is not believed: a
+# holder's lease plus grace at the tracker's defaults (3 + 5 s), plus a margin.
+_UNSURE_AFTER_LOSS_S = 10.0
+# How long opening waits for a tracker that does not answer (yet): a peer started
+# while its tracker restarts joins once it is back, not with an error.
+OPEN_PATIENCE_S = 10.0
+
+
 class TrackerDirectory:
-    """A Directory backed by a tracker connection."""
+    """A Directory backed by a tracker connection (one of a list of trackers).
+
+    While the link is down the node keeps what it had: its tree links, the last
+    candidates and streamer. A PeerList without a streamer that arrives right after a
+    reconnect means "not known yet" (a restarted tracker learns the room back from its
+    peers and its streamer's resume), not "the stream ended": only a StreamerChanged
+    says that, or the streamer still missing once a lock's grace is over.
+    """
 
     def __init__(
         self,
@@ -105,19 +121,25 @@ class TrackerDirectory:
         listen_port: int | None,
         heartbeat_s: float,
         on_change: Callable[[str], None],
+        more_trackers: Sequence[tuple[str, int]] = (),
+        open_patience_s: float = OPEN_PATIENCE_S,
     ) -> None:
         self._peer_id = peer_id
         self._name = name
         self._on_change = on_change
         self._streamer: StreamerInfo | None = None
+        self._open_patience_s = open_patience_s
+        # Until then a list without a streamer is "not known yet" (see class docs).
+        self._unsure_until = 0.0
         self._client = TrackerClient(
             host, port, peer_id=peer_id, name=name, room=room, listen_host=listen_host,
             listen_port=listen_port, heartbeat_s=heartbeat_s,
             on_peer_list=self._on_peer_list, on_streamer_changed=self._on_streamer_changed,
-            on_closed=self._on_closed)
+            on_closed=self._on_closed, on_reconnected=self._on_reconnected,
+            more_trackers=more_trackers)
 
     async def open(self) -> None:
-        peers = await self._client.connect()
+        peers = await self._client.connect(patience=self._open_patience_s)
         if peers.your_name:  # an older tracker does not say: it took our name as is
             self._name = peers.your_name
         self._on_peer_list(peers)
@@ -125,6 +147,8 @@ class TrackerDirectory:
     def _on_peer_list(self, peers: PeerList) -> None:
         streamer = (StreamerInfo(peers.streamer_id, peers.streamer_name or "?", peers.epoch)
                     if peers.streamer_id else None)
+        if streamer is None and time.monotonic() < self._unsure_until:
+            streamer = self._streamer  # a restarted tracker has not heard from it yet
         if streamer != self._streamer:
             self._streamer = streamer
             self._on_change("streamer")
@@ -138,7 +162,13 @@ class TrackerDirectory:
             self._on_change("streamer")
 
     def _on_closed(self, reason: str) -> None:
+        # Lists from the next tracker we reach may lack the streamer for as long as
+        # a holder's lease and grace (about 8 s): allow for that, and a margin.
+        self._unsure_until = time.monotonic() + _UNSURE_AFTER_LOSS_S
         self._on_change("closed")
+
+    def _on_reconnected(self, where: str) -> None:
+        self._on_change("peers")
 
     def candidates(self) -> list[Candidate]:
         peers = self._client.peers

@@ -14,8 +14,20 @@ streaming on.
 Liveness: the tracker only speaks when something changes, so when we have heard
 nothing for a heartbeat interval we add a Ping (answered with a Pong). A link silent
 for ``silence_s`` is dead; EOF, a reset, a Bye or bad bytes end it too. Every network
-await has a timeout. The client never reconnects by itself: ``on_closed`` tells the
-owner, which decides.
+await has a timeout.
+
+Riding out a tracker outage. The tracker only does discovery and the lock: media and
+chat never pass through it, so losing it must cost nothing but new joins for a
+moment. When the link ends (without our ``close``), ``on_closed`` tells the owner and
+the client reconnects by itself, with exponential backoff (0.1 s doubling to 2 s,
+jittered so a room does not come back in lockstep), trying the next tracker of its
+list first (``--tracker A:P,B:P``: a dead tracker's peers move to another). It
+re-registers under the name it was given and with its position in the tree, and if
+it held the streamer lock it re-claims it with ``resume_epoch`` and the grant's token
+(proof that it is that holder). The lease it holds is kept meanwhile: the tracker
+gives a holder that much grace, so streaming goes on through a restart; if the resume
+is denied (someone else took the room) the lease ends and the owner steps down.
+``on_reconnected`` says when the link is back.
 """
 
 from __future__ import annotations
@@ -23,14 +35,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from peer.node.errors import LockDeniedError, TrackerUnreachableError
 from protocol import limits
 from protocol.errors import RemoteProtocolError
-from protocol.framing import FrameDecoder, encode
+from protocol.framing import TRACKER_CLIENT_INBOX, FrameDecoder, encode
 from protocol.messages import (
     Bye,
     Error,
@@ -59,6 +73,12 @@ _READ_BYTES = 64 * 1024
 _MIN_SILENCE_S = 5.0
 # How long writing may stall (tracker not reading) before the link counts as broken.
 _WRITE_TIMEOUT_S = 5.0
+# Reconnect backoff: first retry, cap, and the random spread around each delay.
+_RETRY_FIRST_S = 0.1
+_RETRY_MAX_S = 2.0
+_RETRY_JITTER = 0.3
+# One connection attempt while reconnecting (a restarted tracker answers at once).
+_CONNECT_TIMEOUT_S = 3.0
 
 
 def _ignore(_: object) -> None:
@@ -66,11 +86,12 @@ def _ignore(_: object) -> None:
 
 
 class TrackerClient:
-    """One peer's persistent connection to the tracker.
+    """One peer's persistent connection to a tracker (one of several it knows).
 
     Args:
         host: the tracker's address.
         port: the tracker's port.
+        more_trackers: further trackers to move to when this one fails.
         peer_id: our peer id (unique in the room).
         name: our display name.
         room: the room to join.
@@ -82,7 +103,11 @@ class TrackerClient:
         on_peer_list: called with every PeerList pushed after the one ``connect``
             returns.
         on_streamer_changed: called when the room's streamer changes (or ends).
-        on_closed: called with a reason when the link drops without our ``close``.
+        on_closed: called with a reason when the link drops without our ``close``
+            (the client then reconnects by itself unless ``reconnect`` is False).
+        on_reconnected: called with "host:port" when a lost link is back (after the
+            re-registration and, if we held the lock, its resume).
+        reconnect: whether to reconnect after a lost link.
     """
 
     def __init__(
@@ -99,10 +124,19 @@ class TrackerClient:
         on_peer_list: Callable[[PeerList], None] = _ignore,
         on_streamer_changed: Callable[[StreamerChanged], None] = _ignore,
         on_closed: Callable[[str], None] = _ignore,
+        on_reconnected: Callable[[str], None] = _ignore,
+        more_trackers: Sequence[tuple[str, int]] = (),
+        reconnect: bool = True,
     ) -> None:
+        self._trackers = [(host, port), *[t for t in more_trackers if t != (host, port)]]
         self._host = host
         self._port = port
         self._register = Register(peer_id, name, room, listen_host, listen_port)
+        self._on_reconnected = on_reconnected
+        self._reconnect = reconnect
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._token: str | None = None  # our grant's proof, for a resume
+        self._started = False  # connect() succeeded once
         self._heartbeat_s = heartbeat_s
         self._silence_s = max(5 * heartbeat_s, _MIN_SILENCE_S)
         self._on_peer_list = on_peer_list
@@ -147,21 +181,56 @@ class TrackerClient:
         """
         return self._epoch is not None and time.monotonic() < self._valid_until
 
-    async def connect(self, timeout: float = 3.0) -> PeerList:
-        """Connect, register, and return the room's PeerList.
+    async def connect(self, timeout: float = 3.0, patience: float = 0.0) -> PeerList:
+        """Connect to the first tracker that answers, register, return the room's list.
+
+        Args:
+            timeout: for one attempt at one tracker.
+            patience: how long to keep trying the list round after round (backoff
+                between rounds) while no tracker answers: a peer started during a
+                tracker restart joins once it is back. A refusal (room full, no
+                common version) is final at once.
 
         Raises:
-            TrackerUnreachableError: refused, timed out, closed, or refused by the
-                tracker (e.g. room full); the message says which.
+            TrackerUnreachableError: no tracker answered within ``patience``, or one
+                refused us; the message says which.
         """
-        if self._writer is not None:
+        if self._writer is not None or self._started:
             raise RuntimeError("connect() called twice")
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + patience
+        delay = _RETRY_FIRST_S
+        while True:
+            for host, port in list(self._trackers):
+                try:
+                    reply = await self._open(host, port, timeout)
+                except _Refused as exc:
+                    raise TrackerUnreachableError(
+                        f"cannot reach tracker at {host}:{port}: {exc}") from exc
+                except TrackerUnreachableError as exc:
+                    failure = exc
+                    continue
+                self._started = True
+                return reply
+            if loop.time() + delay > give_up_at:
+                raise failure
+            await asyncio.sleep(delay)  # backoff between rounds, not a sync wait
+            delay = min(2 * delay, _RETRY_MAX_S)
+
+    async def _open(self, host: str, port: int, timeout: float) -> PeerList:
+        """One attempt: connect, register (with our position), start the link's tasks.
+
+        Raises:
+            _Refused: the tracker said Bye to the registration.
+            TrackerUnreachableError: no connection, no answer, garbage.
+        """
+        register = self._registration()
         connected = False
+        self._decoder = FrameDecoder(TRACKER_CLIENT_INBOX)
         try:
             async with asyncio.timeout(timeout):
-                self._reader, self._writer = await asyncio.open_connection(
-                    self._host, self._port)
-                self._writer.write(encode(self._register))
+                self._reader, self._writer = await asyncio.open_connection(host, port)
+                self._writer.write(encode(register))
                 await self._writer.drain()
                 while True:
                     message = await self._read_message()
@@ -172,15 +241,19 @@ class TrackerClient:
                     if isinstance(message, Error):
                         log.warning("tracker error while registering: %s", message.reason)
             connected = True
-        except (OSError, TimeoutError, EOFError, RemoteProtocolError, _Refused) as exc:
+        except _Refused:
+            raise
+        except (OSError, TimeoutError, EOFError, RemoteProtocolError) as exc:
             raise TrackerUnreachableError(
-                f"cannot reach tracker at {self._host}:{self._port}: {_why(exc, timeout)}"
-            ) from exc
+                f"cannot reach tracker at {host}:{port}: {_why(exc, timeout)}") from exc
         finally:
             if not connected:  # failed or cancelled: leave no socket behind
                 await self._close_writer()
                 self._reader = self._writer = None
-                self._decoder = FrameDecoder()
+        self._host, self._port = host, port
+        self._broken = None
+        if message.your_name:  # an older tracker does not say: it took ours as is
+            self._register = replace(self._register, name=message.your_name)
         self._peers = message
         self._last_heard = time.monotonic()
         self._tasks = [
@@ -189,6 +262,58 @@ class TrackerClient:
         ]
         return message
 
+    def _registration(self) -> Register:
+        """Our Register, with where we sit in the tree when we already do."""
+        p = self._position
+        return replace(self._register, depth=p.depth, free_slots=p.free_slots,
+                       parent_id=p.parent_id, layer=p.layer)
+
+    async def _reconnect_loop(self) -> None:
+        """Back to a tracker after a lost link: backoff, next tracker first, forever
+        (until ``close``). Re-registers, then resumes our lock if we held one."""
+        failed = (self._host, self._port)
+        start = (self._trackers.index(failed) + 1) if failed in self._trackers else 0
+        order = self._trackers[start:] + self._trackers[:start]
+        delay = _RETRY_FIRST_S
+        attempt = 0
+        while not self._closed:
+            host, port = order[attempt % len(order)]
+            attempt += 1
+            try:
+                reply = await self._open(host, port, _CONNECT_TIMEOUT_S)
+            except (TrackerUnreachableError, _Refused) as exc:
+                log.debug("tracker %s:%d not back yet: %s", host, port, exc)
+                if attempt % len(order) == 0:
+                    jitter = 1 + _RETRY_JITTER * (2 * random.random() - 1)
+                    await asyncio.sleep(delay * jitter)  # backoff, not a sync wait
+                    delay = min(2 * delay, _RETRY_MAX_S)
+                continue
+            log.info("tracker link back: %s:%d", host, port)
+            _call(self._on_peer_list, reply)
+            if self._epoch is not None:
+                await self._resume()
+            if self.connected:
+                _call(self._on_reconnected, f"{host}:{port}")
+                return
+            # Lost again while resuming: _link_lost has started the next round.
+            return
+
+    async def _resume(self) -> None:
+        """Claim back the lock we held (same epoch, with its token)."""
+        epoch = self._epoch
+        try:
+            answer = await self._claim(StreamClaim(sent_at=time.monotonic(),
+                                                   resume_epoch=epoch, token=self._token),
+                                       _CONNECT_TIMEOUT_S)
+        except TrackerUnreachableError as exc:
+            log.info("could not resume the streamer lock yet: %s", exc)
+            return  # the link dropped again: the next reconnect tries again
+        if isinstance(answer, StreamDenied):
+            log.warning("streamer lock not resumed: %s holds the room",
+                        answer.holder_name or "a newer stream")
+            self._lose_lock()
+            self._token = None
+
     async def claim_stream(self, timeout: float = 3.0) -> StreamGranted:
         """Ask for the room's streamer lock (idempotent while we hold it).
 
@@ -196,31 +321,36 @@ class TrackerClient:
             LockDeniedError: someone else streams; carries their name.
             TrackerUnreachableError: no link, or no answer within ``timeout``.
         """
+        answer = await self._claim(StreamClaim(sent_at=time.monotonic()), timeout)
+        if isinstance(answer, StreamDenied):
+            raise LockDeniedError(answer.holder_name or answer.holder_id)
+        return answer
+
+    async def _claim(self, claim: StreamClaim, timeout: float) -> StreamGranted | StreamDenied:
         async with self._claim_lock:
             self._check_link()
             loop = asyncio.get_running_loop()
             reply: asyncio.Future[StreamGranted | StreamDenied] = loop.create_future()
             self._claim_reply = reply
-            self._claim_sent_at = time.monotonic()
+            assert claim.sent_at is not None
+            self._claim_sent_at = claim.sent_at
             try:
                 async with asyncio.timeout(timeout):
-                    await self._send(StreamClaim(sent_at=self._claim_sent_at))
-                    answer = await reply
+                    await self._send(claim)
+                    return await reply
             except TimeoutError as exc:
                 raise TrackerUnreachableError(
                     f"tracker at {self._host}:{self._port} did not answer the stream "
                     f"claim within {timeout:g} s") from exc
             finally:
                 self._claim_reply = None
-        if isinstance(answer, StreamDenied):
-            raise LockDeniedError(answer.holder_name or answer.holder_id)
-        return answer
 
     async def release_stream(self) -> None:
         """Give the lock back (no-op if we do not hold it or the link is gone)."""
         if self._epoch is None:
             return
         self._lose_lock()
+        self._token = None  # given back: nothing to resume
         if self.connected:
             with contextlib.suppress(TrackerUnreachableError):
                 await self._send(StreamRelease())
@@ -241,6 +371,10 @@ class TrackerClient:
         if self._closed:
             return
         self._closed = True
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnect_task
         writer = self._writer
         if writer is not None and self._broken is None:
             if self._epoch is not None:
@@ -337,7 +471,7 @@ class TrackerClient:
         claim_pending = self._claim_reply is not None and not self._claim_reply.done()
         if claim_pending and sent in (None, self._claim_sent_at):
             self._epoch = message.epoch  # the answer to our claim: a grant or a re-grant
-            self._valid_until = 0.0
+            self._token = message.token or self._token
         elif message.epoch != self._epoch:
             if self._epoch is None and not claim_pending and sent == self._claim_sent_at:
                 # The late answer to a claim that timed out: the tracker thinks we hold
@@ -375,7 +509,10 @@ class TrackerClient:
         if self._broken is not None or self._closed:
             return
         self._broken = reason
-        self._lose_lock()
+        if not self._reconnect:
+            self._lose_lock()
+        # (Reconnecting, we keep what lease we have: the tracker holds the lock for a
+        # holder that is away for its grace, and we resume it once back.)
         if self._claim_reply is not None and not self._claim_reply.done():
             self._claim_reply.set_exception(TrackerUnreachableError(
                 f"cannot reach tracker at {self._host}:{self._port}: {reason}"))
@@ -387,6 +524,9 @@ class TrackerClient:
                 task.cancel()
         log.info("tracker link lost: %s", reason)
         _call(self._on_closed, reason)
+        if self._reconnect and self._started:
+            self._reconnect_task = asyncio.get_running_loop().create_task(
+                self._reconnect_loop(), name="tracker-reconnect")
 
     async def _stop_tasks(self) -> None:
         current = asyncio.current_task()
