@@ -6,8 +6,11 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from tests.support.pulse import PulseUnavailable, null_sink
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -41,3 +44,14 @@ def display() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+def pulse_null_sink(tmp_path: Path) -> Iterator[str]:
+    """A PulseAudio null sink for one test (tests/support/pulse.py); skips the test
+    where pulseaudio cannot run."""
+    try:
+        with null_sink(tmp_path) as device:
+            yield device
+    except PulseUnavailable as exc:
+        pytest.skip(str(exc))

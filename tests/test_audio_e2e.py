@@ -9,12 +9,10 @@ from pathlib import Path
 import pytest
 
 from peer.node.audio.clip import write_sync_clip
-from tests.support import pulse
 from tests.support.procs import Peer, session, wait_for
 
 pytestmark = pytest.mark.slow
 
-pulse_null_sink = pulse.pulse_null_sink  # the fixture, by name
 
 
 def _audio(peer: Peer) -> dict:

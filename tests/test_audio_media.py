@@ -22,9 +22,6 @@ from peer.node.audio.output import AudioPlayer, DeviceOutput
 from peer.node.audio.source import FileAudioSource, NoAudioError
 from peer.node.audio.tone import ToneSource, beep_start_sample, is_flash
 from peer.node.errors import MediaError
-from tests.support import pulse
-
-pulse_null_sink = pulse.pulse_null_sink  # the fixture, by name
 
 
 def _onsets(pcm: np.ndarray, threshold: int = 3000) -> list[int]:

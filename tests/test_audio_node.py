@@ -40,10 +40,7 @@ from protocol import (
     limits,
 )
 from protocol.framing import FRAMING_VERSION
-from tests.support import pulse
 from tests.test_node_links import StandInDirectory, _hello_works
-
-pulse_null_sink = pulse.pulse_null_sink  # the fixture, by name
 
 FPS = 15.0
 

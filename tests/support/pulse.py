@@ -15,8 +15,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 SINK = "treecast_null"
 DEVICE = "pulse"  # the PortAudio (ALSA) device that leads to the daemon
 
@@ -77,13 +75,3 @@ def null_sink(directory: Path | None = None) -> Iterator[str]:
             proc.stderr.close()
         if made:
             shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def pulse_null_sink(tmp_path: Path) -> Iterator[str]:
-    """A null sink for one test; skips the test where pulseaudio cannot run."""
-    try:
-        with null_sink(tmp_path) as device:
-            yield device
-    except PulseUnavailable as exc:
-        pytest.skip(str(exc))
