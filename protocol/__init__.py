@@ -3,7 +3,8 @@
 Modules: ``fields`` (field readers and text checks), ``records`` (values nested in
 messages), ``messages`` (one dataclass per message kind and the kind registry),
 ``framing`` (bytes <-> messages), ``h264`` and ``opus`` (payload structure checks),
-``limits``, ``errors``, ``ratelimit``.
+``identity`` (peer keys), ``lan`` (mDNS TXT records), ``limits``, ``errors``,
+``ratelimit``.
 
 Nothing in this package touches sockets, asyncio, threads, clocks, Qt or OpenCV; the
 peer and the tracker feed it bytes and get typed messages back (and the reverse).
