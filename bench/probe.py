@@ -40,7 +40,6 @@ from peer.node.cli import (
 )
 from peer.node.errors import ExitCode, NodeError, exit_code
 from peer.node.events import DecodedFrame
-from peer.node.link import PeerLink
 from peer.node.node import Node
 from protocol import VideoFrame
 
@@ -61,13 +60,13 @@ class Probe:
     def hook(self, node: Node) -> None:
         original = node._on_video
 
-        def on_video(link: PeerLink, frame: VideoFrame) -> None:
+        def on_video(link_id: int, frame: VideoFrame) -> None:
             arrival = time.time()
-            if link is node._parent:
+            if link_id == node.tree.parent:
                 offset = node._root_offset()
                 with self._lock:
                     self.recv.append([frame.seq, arrival, frame.captured_at, offset])
-            original(link, frame)
+            original(link_id, frame)
 
         node._on_video = on_video  # type: ignore[method-assign]
 

@@ -22,8 +22,9 @@ class ErrorCode(IntEnum):
     UNEXPECTED = 7
     TIMEOUT = 8
     LOOP = 9
-    FULL = 10
+    # 10 was FULL, never sent: a full peer answers with a Redirect, not an error.
     STALE_EPOCH = 11
+    STREAM_ENDED = 12  # not an error: the streamer stopped; a Bye passed down the tree
 
 
 class ProtocolError(Exception):
@@ -70,11 +71,3 @@ class FrameTooLargeError(RemoteProtocolError):
         self.what = what
         self.size = size
         self.limit = limit
-
-
-class UnknownMessageTypeError(RemoteProtocolError):
-    """Only raised when a caller insists on a known kind (see ``Unknown``)."""
-
-    def __init__(self, kind: int) -> None:
-        super().__init__(f"unknown message kind {kind}")
-        self.kind = kind

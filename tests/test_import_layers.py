@@ -31,6 +31,9 @@ def _modules(package: str) -> list[str]:
     # The harness benchmarks import: no pytest (benchmarks do not need it), no bench.
     ("tests.support", ["pytest", "bench", "PyQt6"]),
     ("peer.node", ["PyQt6"]),
+    # The tree protocol is sans-IO: no sockets, event loop, threads or clock.
+    ("peer.node.tree", ["socket", "asyncio", "threading", "time", "selectors", "PyQt6",
+                        "cv2", "numpy", "zeroconf"]),
 ])
 def test_package_imports_without_what_it_must_not_use(package: str, blocked: list[str]) -> None:
     modules = [m for m in _modules(package) if not m.endswith("__main__")]

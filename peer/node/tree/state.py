@@ -1,0 +1,773 @@
+"""One peer's part in the relay tree, sans-IO.
+
+Theory of operation
+-------------------
+``TreeState`` is the tree protocol of one peer and nothing else: no sockets, no
+asyncio, no clock. Its driver (the asyncio ``Node``, or the simulator) tells it what
+happened, always with ``now`` from one monotonic clock, and carries out the actions
+each call returns (see actions.py): send a control message, close a link, dial a
+candidate, ping a neighbour, report our position to the directory. ``get_timer()``
+says when ``handle_timer(now)`` is next due, the way aioquic's connection does.
+
+Links. Each neighbour link has an integer id. A link starts *pending*; after the
+Hellos (version and room checked) it may become our *parent* (we dialled, sent a
+JoinRequest, got an Accept) or a *child* (it sent us a JoinRequest and we accepted).
+A pending link that neither joins nor leaves within ``2 x connect_timeout`` is closed;
+so is a refused joiner that lingers ``connect_timeout`` after our Redirect.
+
+Joining. While we are neither the root nor attached, and the room has a streamer, we
+run *rounds*: the candidates to prefer (a Bye's hints, then our grandparent) then the
+room's candidates, shallowest first, minus ourselves, our subtree (a hint from the
+directory), peers we already tried this round and lost parents we avoid for a while
+(a frozen parent may still be listed). One dial at a time: a Redirect puts its
+candidates at the front of the round, a refusal or timeout moves on. A round ends
+after ``MAX_JOIN_ATTEMPTS`` dials or when it runs dry; the next starts after a
+back-off (``JOIN_RETRY_S``) or at once when the directory changes.
+
+Loops. An acceptor refuses a joiner that is on its own path to the root; a joiner
+refuses an Accept (or a later PathUpdate) whose path holds itself. Paths travel down
+with every re-attach, so a loop is caught by the first peer that sees itself in one.
+
+Demand. A child's LayerDemand (and its JoinRequest) says what its subtree needs; we
+ask our parent for max(own layer, children's layers) whenever that changes.
+
+Repair. When the parent goes (EOF, silence past ``link_timeout``, a Bye) we keep our
+children and start a round preferring the Bye's hints, then our grandparent. A Bye
+with ``ErrorCode.STREAM_ENDED`` is the end of the stream instead: it is passed down
+and nobody repairs. Leaving on purpose sends each child a Bye naming our parent and
+other candidates.
+
+Fencing. ``epoch`` is the newest stream epoch accepted; the directory decides what is
+live (tracker epochs only grow; on a LAN the tie-break winner may hold a lower one).
+An Accept from a tree of a stale epoch is withdrawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from peer.node import layers
+from peer.node.tree.actions import (
+    Action,
+    ChildAttached,
+    ChildDetached,
+    ChildLayerChanged,
+    Close,
+    Dial,
+    LinkId,
+    ParentAttached,
+    ParentDetached,
+    PeerIdentified,
+    PingDue,
+    Report,
+    Send,
+)
+from protocol import (
+    Accept,
+    Bye,
+    Candidate,
+    ErrorCode,
+    Hello,
+    JoinRequest,
+    LayerDemand,
+    Message,
+    PathEntry,
+    PathUpdate,
+    Redirect,
+    limits,
+)
+
+# A round gives up after this many dials, then waits and starts over with fresh
+# candidates (the directory may have moved on meanwhile).
+MAX_JOIN_ATTEMPTS = 24
+# Back-off between rounds: quick at first (a join storm settles within a few hundred
+# ms), then once a second.
+JOIN_RETRY_S = (0.05, 0.2, 0.5, 1.0)
+# A parent we lost is not dialled again for this long (it may be frozen, not gone).
+AVOID_LOST_PARENT_S = 5.0
+# Listen addresses a peer cannot be dialled at: use the address we see instead.
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+
+
+class RoomView(Protocol):
+    """What the tree needs to know about the room (the node's directory, or the
+    simulator's). Pure queries: nothing here does I/O."""
+
+    def candidates(self) -> list[Candidate]:
+        """Peers that may take a child, best first."""
+
+    def subtree(self, peer_id: str, children: set[str]) -> set[str]:
+        """Our descendants as the room last described them (a hint; the path check
+        is what guarantees no loop). ``children`` are our direct children's ids."""
+
+    def is_live_epoch(self, epoch: int, newest: int) -> bool:
+        """Whether a tree of ``epoch`` is the current stream, given the newest seen."""
+
+    def reachable(self) -> bool:
+        """Whether others can dial us (peers that cannot are leaves only)."""
+
+    def advertised(self) -> tuple[str | None, int | None]:
+        """Where children should dial us (host may be unknown yet)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TreeTiming:
+    """The protocol's timers (seconds). Tests and the simulator shorten them."""
+
+    ping_interval_s: float = 0.25  # heartbeat on every link
+    link_timeout_s: float = 1.0  # silence after which a neighbour is dead
+    connect_timeout_s: float = 2.0  # dial, and then again for the join's answer
+
+
+class Role(Enum):
+    PENDING = "pending"  # handshake (or join) in progress
+    PARENT = "parent"
+    CHILD = "child"
+
+
+@dataclass(slots=True)
+class _Link:
+    id: LinkId
+    outbound: bool
+    opened_at: float
+    last_heard: float
+    remote_host: str | None = None  # the address we see (inbound links)
+    candidate: Candidate | None = None  # what we dialled (outbound links)
+    connected: bool = False  # outbound: the TCP connection is up
+    role: Role = Role.PENDING
+    peer_id: str | None = None
+    name: str = "?"
+    layer: int = 0  # a child's demand
+    listen: tuple[str, int] | None = None  # a child's listen address
+    deadline: float | None = None  # when a pending link is closed unless it moved on
+
+
+@dataclass(slots=True)
+class StreamInfo:
+    """The stream as the tree knows it (from Accept, or our own source at the root)."""
+
+    width: int = 0
+    height: int = 0
+    fps: float = 30.0
+
+
+@dataclass(slots=True)
+class _Round:
+    queue: list[Candidate]
+    tried: set[str]
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class TreeCounters:
+    """What happened, for stats and the simulator."""
+
+    joins: int = 0
+    dials: int = 0
+    redirects: int = 0
+    loops_refused: int = 0
+    parents_lost: int = 0
+    children_refused: int = 0
+
+
+class TreeState:
+    """The tree protocol of one peer (see the module's theory of operation).
+
+    Args:
+        peer_id: our id.
+        name: our display name.
+        room: the room we are in (a Hello from another room is refused).
+        fanout: how many children we accept (0 when the room says we are unreachable).
+        layer: the layer we watch.
+        room_view: what we know about the room.
+        timing: the protocol's timers.
+        now: the time of creation.
+    """
+
+    def __init__(self, *, peer_id: str, name: str, room: str, fanout: int, layer: int,
+                 room_view: RoomView, timing: TreeTiming, now: float) -> None:
+        self.peer_id = peer_id
+        self.name = name
+        self.room = room
+        self.fanout = fanout
+        self.timing = timing
+        self.counters = TreeCounters()
+        self.stream = StreamInfo()
+        self.epoch = 0
+        self._room = room_view
+        self._layer = layer
+        self._links: dict[LinkId, _Link] = {}
+        self._next_id = 1
+        self._parent: _Link | None = None
+        self._children: list[_Link] = []
+        self._path: tuple[PathEntry, ...] = ()  # root .. parent when attached
+        self._root = False
+        self._streamer_id: str | None = None
+        self._stopping = False
+        self._demand_sent: int | None = None
+        self._preferred: list[Candidate] = []
+        self._avoid: dict[str, float] = {}
+        self._round: _Round | None = None
+        self._joining: _Link | None = None
+        self._retry_at: float | None = None
+        self._retry_n = 0
+        self._next_ping = now + timing.ping_interval_s
+        self._reported: Report | None = None
+        self._redirects = 0
+
+    # --- queries -----------------------------------------------------------------
+
+    @property
+    def is_root(self) -> bool:
+        return self._root
+
+    @property
+    def attached(self) -> bool:
+        """Root, or a viewer with a parent: frames flow to us."""
+        return self._root or self._parent is not None
+
+    @property
+    def depth(self) -> int | None:
+        if self._root:
+            return 0
+        return len(self._path) if self._parent is not None else None
+
+    @property
+    def path(self) -> tuple[PathEntry, ...]:
+        """Root .. parent (empty when detached or when we are the root)."""
+        return self._path
+
+    @property
+    def parent(self) -> LinkId | None:
+        return self._parent.id if self._parent is not None else None
+
+    @property
+    def parent_name(self) -> str | None:
+        return self._parent.name if self._parent is not None else None
+
+    @property
+    def parent_id(self) -> str | None:
+        return self._parent.peer_id if self._parent is not None else None
+
+    @property
+    def children(self) -> list[LinkId]:
+        return [c.id for c in self._children]
+
+    @property
+    def layer(self) -> int:
+        return self._layer
+
+    def child_layer(self, link: LinkId) -> int:
+        """The (clamped) layer a child's subtree needs."""
+        return self.clamp(self._links[link].layer)
+
+    def peer_of(self, link: LinkId) -> tuple[str | None, str]:
+        """The (peer id, name) on a link; (None, "?") before its Hello."""
+        entry = self._links.get(link)
+        return (entry.peer_id, entry.name) if entry is not None else (None, "?")
+
+    def clamp(self, layer: int) -> int:
+        """``layer``, lowered to the source's height when we know it."""
+        if self.stream.height <= 0:
+            return layer
+        return layers.clamp_layer(layer, self.stream.height)
+
+    def is_live_epoch(self, epoch: int) -> bool:
+        """Whether frames (or a tree) of ``epoch`` belong to the current stream."""
+        return self._room.is_live_epoch(epoch, self.epoch)
+
+    def frame_epoch(self, epoch: int) -> bool:
+        """A video frame of ``epoch`` arrived from the parent: True when it is live
+        (and then it is the newest epoch); False means fence it off."""
+        if not self.is_live_epoch(epoch):
+            return False
+        self.epoch = epoch
+        return True
+
+    def demand(self) -> int:
+        """What our subtree needs from our parent: max(own layer, children's)."""
+        return self.clamp(max([self._layer] + [c.layer for c in self._children]))
+
+    def leave_hints(self) -> tuple[Candidate, ...]:
+        """Where our children should go when we leave: our parent first."""
+        hints: list[Candidate] = []
+        if self._path:
+            p = self._path[-1]
+            if p.host and p.port:
+                hints.append(Candidate(p.id, p.name, p.host, p.port, len(self._path) - 1, 1))
+        mine = self._subtree() | {self.peer_id}
+        hints += [c for c in self._room.candidates() if c.id not in mine]
+        return tuple(hints[: limits.MAX_CANDIDATES])
+
+    # --- links ---------------------------------------------------------------------
+
+    def inbound(self, now: float, remote_host: str | None) -> LinkId:
+        """A neighbour connected to us; returns the id to use for its link."""
+        link = self._new_link(now, outbound=False)
+        link.remote_host = remote_host
+        link.deadline = now + 2 * self.timing.connect_timeout_s
+        return link.id
+
+    def connected(self, link_id: LinkId, now: float) -> list[Action]:
+        """A dial succeeded: say hello and ask to join."""
+        link = self._links.get(link_id)
+        if link is None or link is not self._joining:
+            return [Close(link_id, "join no longer needed")] if link is None else []
+        link.connected = True
+        link.last_heard = now
+        link.deadline = now + self.timing.connect_timeout_s
+        host, port = self._room.advertised()
+        return [Send(link.id, self._hello()),
+                Send(link.id, JoinRequest(layer=self.demand(), listen_host=host,
+                                          listen_port=port))]
+
+    def heard(self, link_id: LinkId, now: float) -> None:
+        """Anything arrived on ``link`` (call it for every message, video included)."""
+        link = self._links.get(link_id)
+        if link is not None:
+            link.last_heard = now
+
+    def link_closed(self, link_id: LinkId, reason: str, now: float) -> list[Action]:
+        """The link is gone (EOF, error, failed dial, or we closed it)."""
+        link = self._links.get(link_id)
+        if link is None:
+            return []
+        return self._forget(link, reason, now, stream_over=False)
+
+    def receive(self, link_id: LinkId, message: Message, now: float) -> list[Action]:
+        """A tree control message arrived on ``link``.
+
+        Handles Hello, JoinRequest, Accept, Redirect, PathUpdate, LayerDemand and Bye.
+        Anything else closes the link with ``ErrorCode.UNEXPECTED``: the driver routes
+        video, pings, chat and errors elsewhere.
+        """
+        link = self._links.get(link_id)
+        if link is None:
+            return []
+        link.last_heard = now
+        if isinstance(message, Hello):
+            return self._on_hello(link, message, now)
+        if isinstance(message, JoinRequest):
+            return self._on_join_request(link, message, now)
+        if isinstance(message, Accept):
+            return self._on_accept(link, message, now)
+        if isinstance(message, Redirect):
+            return self._on_redirect(link, message, now)
+        if isinstance(message, PathUpdate):
+            return self._set_path(message.path, now) if link is self._parent else []
+        if isinstance(message, LayerDemand):
+            return self._on_layer_demand(link, message, now)
+        if isinstance(message, Bye):
+            return self._on_bye(link, message, now)
+        kind = type(message).__name__
+        return self._close(link, f"unexpected {kind} on a peer link", now,
+                           Bye(reason=f"unexpected {kind}", code=int(ErrorCode.UNEXPECTED)))
+
+    # --- commands ------------------------------------------------------------------
+
+    def set_layer(self, layer: int, now: float) -> list[Action]:
+        """The layer we watch changed; demand follows upstream at once."""
+        self._layer = layer
+        return self._update_demand() + self._report()
+
+    def set_reachable(self, reachable: bool, fanout: int, now: float) -> list[Action]:
+        """Change how many children we take (0 for a peer nobody can dial)."""
+        self.fanout = fanout if reachable else 0
+        return self._report()
+
+    def set_streamer(self, streamer_id: str | None, epoch: int, now: float) -> list[Action]:
+        """The directory says who streams (None: nobody) with which epoch."""
+        actions: list[Action] = []
+        previous = self._streamer_id
+        self._streamer_id = streamer_id
+        if streamer_id is not None:
+            # The directory is the authority on the current epoch (on a LAN the
+            # tie-break winner may hold the lower one).
+            self.epoch = epoch
+            parent = self._parent
+            if streamer_id != previous and parent is not None and len(self._path) == 1 \
+                    and self._path[0].id != streamer_id:
+                # A new root: the old root's children move, with their subtrees.
+                actions += self._close(parent, "following the new streamer", now,
+                                       Bye(reason="following the new streamer"))
+        return actions + self._pump_join(now)
+
+    def directory_changed(self, now: float) -> list[Action]:
+        """The room changed: a waiting join may try again at once."""
+        if self._round is None and self._retry_at is not None:
+            self._retry_at = now
+        return self._pump_join(now)
+
+    def become_root(self, epoch: int, stream: StreamInfo, now: float) -> list[Action]:
+        """We hold the streamer lock: leave our parent, let old children re-join."""
+        actions: list[Action] = []
+        if self._parent is not None:
+            actions += self._close(self._parent, "became the streamer", now,
+                                   Bye(reason="becoming the streamer"))
+        for child in list(self._children):
+            # They watched another stream; let them re-join our fresh tree.
+            actions += self._close(child, "new stream", now,
+                                   Bye(reason="a new stream starts"))
+        if self._joining is not None:
+            actions += self._close(self._joining, "became the streamer", now,
+                                   Bye(reason="join withdrawn"))
+        self._root = True
+        self._streamer_id = self.peer_id
+        self._round = None
+        self._retry_at = None
+        self.epoch = max(self.epoch, epoch)
+        self.stream = stream
+        self._path = ()
+        return actions + self._report()
+
+    def end_root(self, now: float) -> list[Action]:
+        """Our stream ended: every child hears it (and passes it down)."""
+        if not self._root:
+            return []
+        self._root = False
+        if self._streamer_id == self.peer_id:
+            self._streamer_id = None
+        actions: list[Action] = []
+        for child in list(self._children):
+            actions += self._close(child, "stream ended", now, _stream_ended())
+        return actions + self._report()
+
+    def leave(self, now: float) -> list[Action]:
+        """Leave on purpose: the parent hears a Bye, children hear where to go."""
+        if self._stopping:
+            return []
+        actions: list[Action] = []
+        if self._root:
+            actions += self.end_root(now)
+        hints = self.leave_hints()
+        self._stopping = True
+        for link in list(self._links.values()):
+            if link.role is Role.CHILD:
+                bye = Bye(reason=f"{self.name} left", candidates=hints)
+            else:
+                bye = Bye(reason="leaving")
+            actions += self._close(link, "leaving", now, bye)
+        return actions
+
+    # --- timers --------------------------------------------------------------------
+
+    def get_timer(self) -> float:
+        """When ``handle_timer`` is next due."""
+        due = self._next_ping
+        for link in self._links.values():
+            if link.deadline is not None and link.deadline < due:
+                due = link.deadline
+        if self._retry_at is not None and self._retry_at < due:
+            due = self._retry_at
+        return due
+
+    def handle_timer(self, now: float) -> list[Action]:
+        """Run whatever is due: deadlines, heartbeats and timeouts, join retries."""
+        actions: list[Action] = []
+        for link in list(self._links.values()):
+            if link.deadline is not None and now >= link.deadline:
+                why = "join timed out" if link is self._joining else "handshake timed out"
+                actions += self._close(link, why, now)
+        if now >= self._next_ping:
+            self._next_ping = now + self.timing.ping_interval_s
+            for link in list(self._links.values()):
+                if link.role is Role.PENDING:
+                    continue  # its deadline covers it
+                if now - link.last_heard > self.timing.link_timeout_s:
+                    actions += self._close(
+                        link, f"no heartbeat for {self.timing.link_timeout_s:g} s", now,
+                        Bye(reason="heartbeat timeout", code=int(ErrorCode.TIMEOUT)))
+                else:
+                    actions.append(PingDue(link.id))
+        if self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+            actions += self._pump_join(now)
+        return actions
+
+    # --- handshake and joining -----------------------------------------------------
+
+    def _hello(self) -> Hello:
+        return Hello(peer_id=self.peer_id, name=self.name, room=self.room)
+
+    def _on_hello(self, link: _Link, hello: Hello, now: float) -> list[Action]:
+        if not set(hello.versions) & set(limits.SUPPORTED_VERSIONS):
+            return self._close(link, "no common protocol version", now, Bye(
+                reason=f"no common protocol version (we speak "
+                       f"{list(limits.SUPPORTED_VERSIONS)})", code=int(ErrorCode.BAD_VERSION)))
+        if hello.room != self.room:
+            return self._close(link, "wrong room", now, Bye(
+                reason=f"this peer is in room {self.room!r}", code=int(ErrorCode.UNEXPECTED)))
+        if link.peer_id is not None:
+            return self._close(link, "second hello", now, Bye(
+                reason="hello sent twice", code=int(ErrorCode.UNEXPECTED)))
+        link.peer_id, link.name = hello.peer_id, hello.name
+        actions: list[Action] = [PeerIdentified(link.id, hello.peer_id, hello.name)]
+        if not link.outbound:
+            actions.append(Send(link.id, self._hello()))
+        return actions
+
+    def _on_join_request(self, link: _Link, request: JoinRequest, now: float) -> list[Action]:
+        if link.peer_id is None or link.role is not Role.PENDING or link.outbound:
+            return self._close(link, "join before hello", now, Bye(
+                reason="join request before hello", code=int(ErrorCode.UNEXPECTED)))
+        if link.peer_id == self.peer_id or any(p.id == link.peer_id for p in self._path):
+            # Adopting an ancestor would close a loop: it must look elsewhere.
+            self.counters.loops_refused += 1
+            redirect = Redirect(candidates=(), reason="you are my ancestor")
+        elif not self.attached or self._stopping:
+            redirect = Redirect(candidates=(), reason="not attached to the stream")
+        elif len(self._children) >= self.fanout:
+            redirect = Redirect(candidates=self._child_candidates(exclude=link.peer_id),
+                                reason="full")
+        else:
+            link.role = Role.CHILD
+            link.deadline = None
+            link.layer = request.layer
+            host = request.listen_host
+            if not host or host in _WILDCARD_HOSTS:
+                host = link.remote_host
+            link.listen = (host, request.listen_port) if host and request.listen_port else None
+            self._children.append(link)
+            accept = Accept(path=self._own_path(), epoch=self.epoch,
+                            source_width=self.stream.width, source_height=self.stream.height,
+                            fps=self.stream.fps)
+            return [Send(link.id, accept),
+                    ChildAttached(link.id, link.peer_id, link.name, link.layer),
+                    *self._update_demand(), *self._report()]
+        # Refused: the joiner closes after reading the redirect; we close if it lingers.
+        self.counters.children_refused += 1
+        link.deadline = now + self.timing.connect_timeout_s
+        return [Send(link.id, redirect)]
+
+    def _on_accept(self, link: _Link, accept: Accept, now: float) -> list[Action]:
+        if link is not self._joining:
+            return []  # an answer to a join we gave up on; its link is closing
+        self._joining = None
+        if any(p.id == self.peer_id for p in accept.path):
+            self.counters.loops_refused += 1
+            return self._close(link, "loop", now, Bye(reason="join withdrawn: loop",
+                                                       code=int(ErrorCode.LOOP))) \
+                + self._pump_join(now)
+        if not self._room.is_live_epoch(accept.epoch, self.epoch):
+            return self._close(link, "stale epoch", now, Bye(
+                reason="join withdrawn: an older stream", code=int(ErrorCode.STALE_EPOCH))) \
+                + self._pump_join(now)
+        if not self._wants_join():
+            return self._close(link, "no longer needed", now, Bye(reason="join withdrawn"))
+        link.role = Role.PARENT
+        link.deadline = None
+        self._parent = link
+        self._round = None
+        self._retry_at = None
+        self._retry_n = 0
+        self.counters.joins += 1
+        self.epoch = max(self.epoch, accept.epoch)
+        if accept.source_width and accept.source_height:
+            self.stream = StreamInfo(accept.source_width, accept.source_height, accept.fps)
+        else:
+            self.stream.fps = accept.fps
+        self._demand_sent = None
+        actions: list[Action] = [ParentAttached(link.id, link.peer_id or "", link.name,
+                                                len(accept.path), accept)]
+        actions += self._set_path(accept.path, now)
+        actions += self._update_demand()
+        return actions
+
+    def _on_redirect(self, link: _Link, redirect: Redirect, now: float) -> list[Action]:
+        if link is not self._joining:
+            return []
+        self.counters.redirects += 1
+        if self._round is not None:
+            self._round.queue[:0] = list(redirect.candidates)
+        return self._close(link, "redirected", now, Bye(reason="redirected"))
+
+    def _on_layer_demand(self, link: _Link, demand: LayerDemand, now: float) -> list[Action]:
+        if link.role is not Role.CHILD:
+            return []
+        if link.layer == demand.layer:
+            return []
+        link.layer = demand.layer
+        return [ChildLayerChanged(link.id, self.clamp(demand.layer)), *self._update_demand()]
+
+    def _on_bye(self, link: _Link, bye: Bye, now: float) -> list[Action]:
+        if link is self._parent and bye.candidates:
+            self._preferred[:0] = list(bye.candidates)
+        stream_over = bye.code == ErrorCode.STREAM_ENDED and link is self._parent
+        reason = "stream ended" if stream_over else f"{link.name}: {bye.reason}"
+        return self._forget(link, reason, now, stream_over=stream_over)
+
+    def _wants_join(self) -> bool:
+        return not (self._stopping or self._root or self._parent is not None
+                    or self._streamer_id is None)
+
+    def _pump_join(self, now: float) -> list[Action]:
+        """Dial the next candidate if we need a parent and are not dialling already."""
+        if not self._wants_join() or self._joining is not None:
+            return []
+        if self._round is None:
+            if self._retry_at is not None and now < self._retry_at:
+                return []
+            self._avoid = {k: until for k, until in self._avoid.items() if until > now}
+            queue = self._preferred + self._room.candidates()
+            self._preferred = []
+            self._round = _Round(queue, set(self._avoid))
+        round_ = self._round
+        excluded = self._subtree() | {self.peer_id}
+        while round_.queue and round_.attempts < MAX_JOIN_ATTEMPTS:
+            candidate = round_.queue.pop(0)
+            if candidate.id in round_.tried or candidate.id in excluded:
+                continue
+            round_.tried.add(candidate.id)
+            round_.attempts += 1
+            self.counters.dials += 1
+            link = self._new_link(now, outbound=True)
+            link.candidate = candidate
+            link.name = candidate.name
+            link.deadline = now + self.timing.connect_timeout_s
+            self._joining = link
+            return [Dial(link.id, candidate)]
+        # The round is over: wait, then start again with what the room says then.
+        self._round = None
+        self._retry_at = now + JOIN_RETRY_S[min(self._retry_n, len(JOIN_RETRY_S) - 1)]
+        self._retry_n += 1
+        return []
+
+    # --- tree maintenance ----------------------------------------------------------
+
+    def _set_path(self, path: tuple[PathEntry, ...], now: float) -> list[Action]:
+        if any(p.id == self.peer_id for p in path):
+            # Our parent now sits below us: a loop. Drop it and re-join.
+            self.counters.loops_refused += 1
+            if self._parent is None:
+                return []
+            return self._close(self._parent, "loop detected", now,
+                               Bye(reason="loop detected", code=int(ErrorCode.LOOP)))
+        self._path = path
+        update = PathUpdate(path=self._own_path())
+        actions: list[Action] = [Send(c.id, update) for c in self._children]
+        return actions + self._report()
+
+    def _own_path(self) -> tuple[PathEntry, ...]:
+        host, port = self._room.advertised()
+        return (*self._path, PathEntry(self.peer_id, self.name, host, port))
+
+    def _subtree(self) -> set[str]:
+        children = {c.peer_id for c in self._children if c.peer_id}
+        return self._room.subtree(self.peer_id, children) | children
+
+    def _child_candidates(self, exclude: str | None = None) -> tuple[Candidate, ...]:
+        """Our children as join candidates, starting at a different child each time:
+        a join storm redirected by a full peer spreads over all its subtrees (breadth
+        first) instead of piling into the first one (a deep chain)."""
+        depth = (self.depth or 0) + 1
+        cands = [Candidate(c.peer_id, c.name, c.listen[0], c.listen[1], depth, 1)
+                 for c in self._children
+                 if c.peer_id and c.listen and c.peer_id != exclude]
+        if cands:
+            self._redirects += 1
+            turn = self._redirects % len(cands)
+            cands = cands[turn:] + cands[:turn]
+        return tuple(cands[: limits.MAX_CANDIDATES])
+
+    def _update_demand(self) -> list[Action]:
+        """Ask the parent for max(own layer, children's layers) when that changes."""
+        if self._parent is None:
+            return []
+        demand = self.demand()
+        if demand == self._demand_sent:
+            return []
+        self._demand_sent = demand
+        return [Send(self._parent.id, LayerDemand(layer=demand))]
+
+    def _report(self) -> list[Action]:
+        report = Report(depth=self.depth, free_slots=max(0, self.fanout - len(self._children)),
+                        parent_id=self.parent_id, layer=None if self._root else self._layer,
+                        streaming=self._root)
+        if report == self._reported:
+            return []
+        self._reported = report
+        return [report]
+
+    # --- closing -------------------------------------------------------------------
+
+    def _new_link(self, now: float, *, outbound: bool) -> _Link:
+        link = _Link(self._next_id, outbound, opened_at=now, last_heard=now)
+        self._next_id += 1
+        self._links[link.id] = link
+        return link
+
+    def _close(self, link: _Link, reason: str, now: float, bye: Bye | None = None,
+               ) -> list[Action]:
+        """Close ``link`` ourselves: tell the driver, then forget it."""
+        return [Close(link.id, reason, bye),
+                *self._forget(link, reason, now, stream_over=False)]
+
+    def _forget(self, link: _Link, reason: str, now: float, *,
+                stream_over: bool) -> list[Action]:
+        """Drop ``link`` and deal with what it was to us."""
+        if self._links.pop(link.id, None) is None:
+            return []
+        actions: list[Action] = []
+        if link is self._joining:
+            self._joining = None
+            return actions + self._pump_join(now)
+        if link in self._children:
+            self._children.remove(link)
+            actions.append(ChildDetached(link.id, reason))
+            return actions + self._update_demand() + self._report()
+        if link is not self._parent:
+            return actions
+        self._parent = None
+        self._demand_sent = None
+        if self._stopping:
+            return actions
+        self.counters.parents_lost += 1
+        actions.append(ParentDetached(link.id, link.peer_id or "", link.name, reason,
+                                      stream_over))
+        if link.peer_id:
+            # A frozen parent may still be listed (or redirected to) for a while:
+            # dialling it would cost a whole connect timeout.
+            self._avoid[link.peer_id] = now + AVOID_LOST_PARENT_S
+        if stream_over:
+            # The stream is over: pass it down and wait for the next one.
+            for child in list(self._children):
+                actions += self._close(child, "stream ended", now, _stream_ended())
+            self._path = ()
+            self._preferred = []
+        else:
+            grandparent = self._path[-2] if len(self._path) >= 2 else None
+            if grandparent is not None and grandparent.host and grandparent.port:
+                self._preferred.append(Candidate(grandparent.id, grandparent.name,
+                                                 grandparent.host, grandparent.port))
+        # A fresh round at once: the preferred candidates first.
+        self._round = None
+        self._retry_at = None
+        self._retry_n = 0
+        return actions + self._report() + self._pump_join(now)
+
+
+def _stream_ended() -> Bye:
+    return Bye(reason="stream ended", code=int(ErrorCode.STREAM_ENDED))
+
+
+def subtree_of(peer_id: str, children: set[str],
+               parents: Iterable[tuple[str, str | None]]) -> set[str]:
+    """Descendants of ``peer_id`` (and of ``children``) from (peer, parent) pairs.
+
+    A helper for room views built on a full peer list (the tracker's or the LAN's).
+    """
+    children_of: dict[str, list[str]] = {}
+    for peer, parent in parents:
+        if parent:
+            children_of.setdefault(parent, []).append(peer)
+    found = set(children)
+    stack = [peer_id, *children]
+    while stack:
+        for child in children_of.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
