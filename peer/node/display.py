@@ -109,7 +109,7 @@ class Display:
         frame = item.frame
         if frame is not None:
             if image is None:
-                image = codec.decode_jpeg(frame.jpeg)
+                image = codec.decode_jpeg(frame.data)
             size = self._want_size(frame)
             if size is not None:
                 image = codec.resize(image, *size)

@@ -70,6 +70,7 @@ from protocol import (
     ChatHave,
     Error,
     ErrorCode,
+    KeyframeRequest,
     Message,
     PathEntry,
     Ping,
@@ -561,6 +562,8 @@ class Node:
                 link.send(missing)
         elif isinstance(message, Error):
             self._emit(ErrorRaised(message=f"{link.name}: {message.reason}"))
+        elif isinstance(message, KeyframeRequest):
+            pass  # every MJPEG frame is a keyframe; an H.264 producer serves these
         else:
             self._apply(self.tree.receive(link_id, message, now))
 
@@ -609,7 +612,7 @@ class Node:
         latency = None if offset is None else now + offset - frame.captured_at
         # The stats fence off older epochs by number; on a LAN the current stream may
         # have the lower one, so they get a count of streams seen, which only grows.
-        self._stats.frame_received(now, len(frame.jpeg), frame.seq, self._epoch_changes,
+        self._stats.frame_received(now, len(frame.data), frame.seq, self._epoch_changes,
                                    latency)
         picture = self._display.wants_pictures
         if not self._relay.forward(frame, picture=picture) and picture:

@@ -176,8 +176,8 @@ class Relay:
 
     def _transcode_work(self, job: _Transcode) -> _Transcoded:
         f = job.frame
-        image = codec.decode_jpeg(f.jpeg) if job.picture else None
-        return codec.transcode_down(f.jpeg, f.width, f.height, job.layers, image), image
+        image = codec.decode_jpeg(f.data) if job.picture else None
+        return codec.transcode_down(f.data, f.width, f.height, job.layers, image), image
 
     def _transcode_done(self, job: _Transcode, result: _Transcoded) -> None:
         f = job.frame

@@ -69,6 +69,7 @@ class Peer:
     ends: dict[int, _End] = field(default_factory=dict)
     control_bytes: int = 0
     joined_at: float | None = None  # first attach
+    attached_at: float | None = None  # latest attach
     started_at: float = 0.0
     lost_at: float | None = None  # parent lost, not yet re-attached
     repairs: list[float] = field(default_factory=list)  # parent lost -> re-attached
@@ -123,7 +124,9 @@ class SimNet:
         view = room(me) if room is not None else OmniRoom(self, me)
         tree = TreeState(peer_id=peer_id, name=peer_id, room="sim", fanout=fanout,
                          layer=layer, room_view=view, timing=self.timing, now=self.now)
-        peer = Peer(peer_id, tree, "10.0.0.1", port, started_at=self.now)
+        # One host per peer (a tracker sees each at its own address).
+        host = f"10.{port >> 16 & 255}.{port >> 8 & 255}.{port & 255}"
+        peer = Peer(peer_id, tree, host, port, started_at=self.now)
         holder.append(peer)
         self.peers[peer_id] = peer
         self.by_address[(peer.host, peer.port)] = peer
@@ -165,6 +168,7 @@ class SimNet:
                 if self.on_report is not None:
                     self.on_report(peer, action)
             elif isinstance(action, act.ParentAttached):
+                peer.attached_at = self.now
                 if peer.joined_at is None:
                     peer.joined_at = self.now
                 if peer.lost_at is not None:
