@@ -288,7 +288,7 @@ class SimNet:
         return delay
 
     def _send(self, end: _End, message: Message) -> None:
-        end.peer.control_bytes += len(encode(message))
+        end.peer.control_bytes += len(encode(message, check_fields=False))
         self._deliver(end, lambda to: self.apply(
             to.peer, to.peer.tree.receive(to.link, message, self.now)))
 
@@ -309,6 +309,7 @@ class SimNet:
         self.at(arrival, arrive)
 
     def _ping(self, peer: Peer, link: int) -> None:
+        # The hottest path of a large simulation: kept to plain attribute reads.
         end = peer.ends.get(link)
         if end is None:
             return
@@ -317,11 +318,12 @@ class SimNet:
         if other is None or other.closed:
             return
         far = other.peer
-        if not far.healthy or not self._reaches(peer, far):
+        if not far.alive or far.frozen or far.group != peer.group:
             return
-        far.tree.heard(other.link, self.now)
+        now = self.now
+        far.tree.heard(other.link, now)
         far.control_bytes += _PONG_BYTES
-        peer.tree.heard(link, self.now)
+        peer.tree.heard(link, now)
 
     def _close(self, peer: Peer, close: act.Close) -> None:
         end = peer.ends.pop(close.link, None)

@@ -467,21 +467,23 @@ class TreeState:
     def handle_timer(self, now: float) -> list[Action]:
         """Run whatever is due: deadlines, heartbeats and timeouts, join retries."""
         actions: list[Action] = []
-        for link in list(self._links.values()):
-            if link.deadline is not None and now >= link.deadline:
-                why = "join timed out" if link is self._joining else "handshake timed out"
-                actions += self._close(link, why, now)
-        if now >= self._next_ping:
+        ping = now >= self._next_ping
+        if ping:
             self._next_ping = now + self.timing.ping_interval_s
-            for link in list(self._links.values()):
-                if link.role is Role.PENDING:
-                    continue  # its deadline covers it
-                if now - link.last_heard > self.timing.link_timeout_s:
-                    actions += self._close(
-                        link, f"no heartbeat for {self.timing.link_timeout_s:g} s", now,
-                        Bye(reason="heartbeat timeout", code=int(ErrorCode.TIMEOUT)))
-                else:
-                    actions.append(PingDue(link.id))
+        silent_since = now - self.timing.link_timeout_s
+        for link in list(self._links.values()):
+            if link.deadline is not None:
+                if now >= link.deadline:
+                    why = "join timed out" if link is self._joining else "handshake timed out"
+                    actions += self._close(link, why, now)
+            elif not ping or link.role is Role.PENDING:
+                continue  # a pending link's deadline covers it
+            elif link.last_heard < silent_since:
+                actions += self._close(
+                    link, f"no heartbeat for {self.timing.link_timeout_s:g} s", now,
+                    Bye(reason="heartbeat timeout", code=int(ErrorCode.TIMEOUT)))
+            else:
+                actions.append(PingDue(link.id))
         if self._retry_at is not None and now >= self._retry_at:
             self._retry_at = None
             actions += self._pump_join(now)
