@@ -33,8 +33,10 @@ Treecast viewer is its own process, because it relays. After a warm-up, over a w
   picture (interpreter start and imports included, for every system alike).
 
 A system *holds* at N when delivered >= 99 % and received p95 <= 200 ms; it *breaks*
-at the first N where it does not. Once a system collapses (delivered < 50 % or it
-cannot get going in time) larger N are not run for it.
+at the first N where it does not. Once a system collapses (delivered < 50 %, p95 over
+1 s, or it cannot get going in time) larger N are not run for it. The source's frame
+rate is reported too: a starved source skips frames (real time), and delivered counts
+what it did produce.
 
 ``--capped`` repeats it in network namespaces (``tests/support/netns.py``): every process a
 host of its own (a baseline's crowd of viewers shares one), every host's upload capped
@@ -84,7 +86,9 @@ CAPPED_COUNTS = [1, 4, 16]
 QUICK_COUNTS = [1, 4]
 HOLD_DELIVERED = 0.99
 HOLD_P95_MS = 200.0
-COLLAPSED = 0.5  # delivered below this: larger N are not run
+# Delivered below COLLAPSED, or p95 above COLLAPSED_P95_MS (5x the hold limit): larger N
+# are not run for that system.
+COLLAPSED, COLLAPSED_P95_MS = 0.5, 1000.0
 CROWD_PER_PROCESS = 16
 WARMUP_S, WINDOW_S, GRACE_S = 5.0, 8.0, 2.0
 QUICK_WARMUP_S, QUICK_WINDOW_S = 2.0, 4.0
@@ -344,6 +348,13 @@ def rate_kbit(peer: Peer | None, key: str, t0: float, t1: float) -> float | None
     return (b[key] - a[key]) * 8 / 1000 / (b["t"] - a["t"])
 
 
+def viewer_layer(peer: Peer, t0: float, t1: float) -> int | None:
+    """The layer most often arriving at a Treecast viewer over the window."""
+    layers = [e.get("layer_in") for e in peer.all("stats") if t0 <= e["t"] <= t1]
+    layers = [x for x in layers if x]
+    return statistics.mode(layers) if layers else None
+
+
 def counted(peer: Peer, key: str, t0: float, t1: float) -> float:
     """How much a running total grew over the reports inside [t0, t1] (0 if absent)."""
     events = [e for e in peer.all("stats") if t0 - 1.0 <= e["t"] <= t1 + 1.0]
@@ -355,6 +366,9 @@ def counted(peer: Peer, key: str, t0: float, t1: float) -> float:
 def measure(cell: Cell, t0: float, t1: float, cpu: dict[str, float], load: float
             ) -> dict[str, Any]:
     produced = produced_in(cell, t0, t1)
+    if not produced:
+        raise BenchError(f"{cell.system} N={cell.n}: the source produced no frames in the "
+                         "window")
     deadline = t1 + GRACE_S
     received_ms: list[float] = []
     per_viewer: list[dict[str, Any]] = []
@@ -385,6 +399,8 @@ def measure(cell: Cell, t0: float, t1: float, cpu: dict[str, float], load: float
              and p95 is not None and p95 <= HOLD_P95_MS)
     return {
         "system": cell.system, "n": cell.n, "window_s": t1 - t0, "produced": len(produced),
+        "source_fps": len(produced) / (t1 - t0),
+        "viewer_layer": viewer_layer(cell.measured, t0, t1) if cell.treecast else RESOLUTION,
         "loadavg_1m_at_start": round(load, 2),
         "delivered": delivered,
         "delivered_min": min((v["delivered"] for v in per_viewer
@@ -439,7 +455,8 @@ def ramp(systems: Sequence[str], counts: Sequence[int], warmup: float, window: f
             row["capped"] = capped
             row["cell_s"] = round(time.monotonic() - started, 1)
             rows.append(row)
-            if row.get("failed") or (row["delivered"] or 0) < COLLAPSED:
+            if (row.get("failed") or (row["delivered"] or 0) < COLLAPSED
+                    or (row.get("received_p95_ms") or 0) > COLLAPSED_P95_MS):
                 collapsed[system] = n
             print(f"{'capped ' if capped else ''}{system} N={n}: {summary(row)}", flush=True)
     return rows
@@ -472,25 +489,33 @@ def breaks(rows: Sequence[dict[str, Any]], systems: Sequence[str]) -> dict[str, 
 
 
 def render(rows: Sequence[dict[str, Any]]) -> str:
+    """Two tables: what viewers get, and what it costs."""
     def pc(x: float | None) -> float | None:
         return None if x is None else 100 * x
 
     def mbit(x: float | None) -> float | None:
         return None if x is None else x / 1000
 
-    return table(
-        ["system", "N", "delivered %", "recv p50", "recv p95", "worst p95", "decoded p50",
-         "decoded p95", "source Mbit/s", "server Mbit/s", "viewer Mbit/s", "source CPU %",
-         "server CPU %", "viewer CPU %", "first picture s", "holds"],
-        [[r["system"], r["n"], pc(r.get("delivered")), r.get("received_p50_ms"),
-          r.get("received_p95_ms"), r.get("received_p95_ms_worst"), r.get("decoded_p50_ms"),
-          r.get("decoded_p95_ms"), mbit(r.get("source_kbit")), mbit(r.get("server_kbit")),
-          mbit(r.get("viewer_kbit")), r.get("source_cpu_pct"), r.get("server_cpu_pct"),
-          r.get("viewer_cpu_pct"), r.get("first_picture_s"),
-          ("yes" if r["holds"] else "no") if not r.get("failed") else r["failed"][:40]]
-         for r in rows],
-        ["", "d", ".1f", ".0f", ".0f", ".0f", ".0f", ".0f", ".2f", ".2f", ".2f", ".0f", ".0f",
-         ".0f", ".1f", ""])
+    def verdict(r: dict[str, Any]) -> str:
+        return str(r["failed"])[:44] if r.get("failed") else ("yes" if r["holds"] else "no")
+
+    quality = table(
+        ["system", "N", "source fps", "delivered %", "worst viewer %", "recv p50 ms",
+         "recv p95 ms", "worst p95 ms", "decoded p50 ms", "decoded p95 ms", "holds"],
+        [[r["system"], r["n"], r.get("source_fps"), pc(r.get("delivered")),
+          pc(r.get("delivered_min")), r.get("received_p50_ms"), r.get("received_p95_ms"),
+          r.get("received_p95_ms_worst"), r.get("decoded_p50_ms"), r.get("decoded_p95_ms"),
+          verdict(r)] for r in rows],
+        ["", "d", ".1f", ".1f", ".1f", ".0f", ".0f", ".0f", ".0f", ".0f", ""])
+    cost = table(
+        ["system", "N", "source Mbit/s", "server Mbit/s", "per viewer Mbit/s", "layer",
+         "source CPU %", "server CPU %", "viewer CPU %", "first picture s"],
+        [[r["system"], r["n"], mbit(r.get("source_kbit")), mbit(r.get("server_kbit")),
+          mbit(r.get("viewer_kbit")), r.get("viewer_layer"), r.get("source_cpu_pct"),
+          r.get("server_cpu_pct"), r.get("viewer_cpu_pct"), r.get("first_picture_s")]
+         for r in rows if not r.get("failed")],
+        ["", "d", ".2f", ".1f", ".2f", "d", ".0f", ".0f", ".0f", ".1f"])
+    return quality + "\n\n" + cost
 
 
 def mjpeg_stream_kbit() -> float:
@@ -617,11 +642,11 @@ def headlines(result: dict[str, Any]) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> str:
     """The tables for docs/PERFORMANCE.md."""
-    parts = [f"loopback ({result['command']}):", "", result["table"], ""]
-    if isinstance(result.get("capped"), dict) and result["capped"].get("table"):
+    parts = [f"loopback ({result['command']}):", "", render(result.get("rows", [])), ""]
+    if isinstance(result.get("capped"), dict) and result["capped"].get("rows"):
         c = result["capped"]
         parts += [f"capped hosts, every upload {c['cap_kbit'] / 1000:.1f} Mbit/s:", "",
-                  c["table"], ""]
+                  render(c["rows"]), ""]
     parts.append(json.dumps(result.get("headlines"), indent=1))
     return "\n".join(parts)
 
