@@ -276,7 +276,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="20 s windows")
     parser.add_argument("--seconds", type=float, default=60.0, help="steady window")
-    parser.add_argument("--no-overload", action="store_true")
+    parser.add_argument("--phases", default="sync,cpu,overload",
+                        help="comma-separated subset of sync,cpu,overload")
     args = parser.parse_args()
     sigterm_as_exit()
     seconds = 20.0 if args.quick else args.seconds
@@ -288,19 +289,30 @@ def main() -> None:
         write_sync_clip(str(clip), seconds + 40, fps=FPS, width=SIZE[0], height=SIZE[1])
         from tests.support.pulse import PulseUnavailable, null_sink
 
-        try:
-            with null_sink(workdir) as device:
-                result["sync"] = sync_and_kill(clip, workdir, seconds, device)
-        except PulseUnavailable as exc:
-            print(f"no playout figures: {exc}")
-            result["sync"] = sync_and_kill(clip, workdir, seconds, None)
-        result["relay_cpu_pct_without_sound"] = relay_cpu_without_sound(
-            clip, min(seconds, 20.0))
-        result["forwarding_us_per_packet"] = {
-            str(n): round(forwarding_cost_us(n), 2) for n in (1, 3)}
-        if not args.no_overload:
+        phases = set(args.phases.split(","))
+        if "sync" in phases:
+            try:
+                with null_sink(workdir) as device:
+                    result["sync"] = sync_and_kill(clip, workdir, seconds, device)
+            except PulseUnavailable as exc:
+                print(f"no playout figures: {exc}")
+                result["sync"] = sync_and_kill(clip, workdir, seconds, None)
+        if "cpu" in phases:
+            result["relay_cpu_pct_without_sound"] = relay_cpu_without_sound(
+                clip, min(seconds, 20.0))
+            result["forwarding_us_per_packet"] = {
+                str(n): round(forwarding_cost_us(n), 2) for n in (1, 3)}
+        if "overload" in phases:
             result["overload"] = overload(clip, min(seconds, 20.0))
-    sync = result["sync"]
+    report(result)
+    save("av_sync", result)
+
+
+def report(result: dict[str, Any]) -> None:
+    sync = result.get("sync")
+    if sync is None:
+        print("overload:", result.get("overload"))
+        return
     print(table(["pairs", "median |off| ms", "max |off| ms", "max gap ms", "gaps>60",
                  "kill: resumed ms", "kill: hole ms"],
                 [[sync["pairs"], sync["offset_median_abs_ms"], sync["offset_max_abs_ms"],
@@ -313,14 +325,14 @@ def main() -> None:
                   sync["leaf_av_offset_ms"], sync["leaf_video_latency_ms"],
                   sync["leaf_concealed_steady"], sync["leaf_late_steady"]]],
                 [".1f", ".1f", ".1f", ".1f", "d", "d"]))
-    with_sound, without = sync["relay_cpu_pct_with_sound"], result["relay_cpu_pct_without_sound"]
+    with_sound = sync["relay_cpu_pct_with_sound"]
+    without = result.get("relay_cpu_pct_without_sound", {})
     print(table(["relay", "CPU % with sound", "CPU % without"],
                 [[n, with_sound.get(n), without.get(n)] for n in ("r1", "r2")],
                 ["s", ".2f", ".2f"]))
-    print("forwarding, us per packet:", result["forwarding_us_per_packet"])
+    print("forwarding, us per packet:", result.get("forwarding_us_per_packet"))
     if result.get("overload"):
         print("overload:", result["overload"])
-    save("av_sync", result)
 
 
 if __name__ == "__main__":

@@ -54,17 +54,21 @@ from protocol.records import PathEntry
 
 log = logging.getLogger(__name__)
 
-# 200 ms of 20 ms audio packets. Sound older than the playout delay is useless, and a
-# link that cannot carry 64 kbit/s for 200 ms is broken, not slow.
-AUDIO_QUEUE_PACKETS = 10
+# 500 ms of 20 ms audio packets (the longest playout delay): older sound is useless to
+# a listener. Sound waits here only while one video frame drains.
+AUDIO_QUEUE_PACKETS = 25
 # A few frames smooth out scheduling jitter; more would only add latency (at 30 fps
 # each queued frame is 33 ms of delay before it is dropped as stale anyway).
 VIDEO_QUEUE_FRAMES = 3
 READ_CHUNK_BYTES = 256 * 1024
 # About two 1080p frames: enough to keep a fast link busy between writer wake-ups.
 SEND_BUFFER_BYTES = 512 * 1024
-# About one 720p frame; see the socket options in PeerLink.
-NOTSENT_LOWAT_BYTES = 128 * 1024
+# See the socket options in PeerLink. Everything unsent in the kernel is a backlog the
+# sound (and any fresher frame) must wait behind: 32 KB is 40 ms at 6 Mbit/s and 350 ms
+# at 750 kbit/s (measured in bench_av_sync's capped link: 128 KB there held sound back
+# 1.3 s and lost 38 % of it). Only unsent bytes count: in-flight data (the congestion
+# window) is not limited, so a fast link still fills.
+NOTSENT_LOWAT_BYTES = 32 * 1024
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # 25 on Linux
 # Control messages are small and never dropped, but a neighbour that stops reading
 # must not make us hold unbounded chat: past this the link is closed.
@@ -145,6 +149,11 @@ class PeerLink:
                 # backlog waits in our queue (where old frames are dropped), not in the
                 # kernel (where they would add seconds of delay).
                 sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, NOTSENT_LOWAT_BYTES)
+        transport = writer.transport
+        # asyncio's own buffer is a second backlog in front of the kernel's: drain()
+        # returns only once a message has been handed to the kernel.
+        with contextlib.suppress(AttributeError, NotImplementedError):
+            transport.set_write_buffer_limits(high=0)
         peer = writer.get_extra_info("peername")
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
 
