@@ -277,7 +277,7 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
         load = _Load(procs)
         t_start = time.monotonic()
         cpu_start = _cpu(tracker.pid)
-        deadline = t_start + n / args.rate * 3 + 60
+        deadline = t_start + n / args.rate * 6 + 120
         while time.monotonic() < deadline:
             time.sleep(0.5)
             if load.total("registered") >= n:
