@@ -80,9 +80,19 @@ def test_headless_peers_get_a_new_id_per_run_unless_given_a_file(tmp_path: Path)
 
 def test_the_app_keeps_its_key_in_the_user_config_dir(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from peer.gui.bridge.request import SessionRequest, make_config
+    from peer.gui.bridge.request import IdentityClaim, SessionRequest, make_config
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    config = make_config(SessionRequest("Dana", "lobby", None, lan=True, streaming=False))
+    claim = IdentityClaim()
+    config = make_config(SessionRequest("Dana", "lobby", None, lan=True, streaming=False),
+                         identity_path=claim.path)
     assert config.identity_path == str(tmp_path / "treecast" / "identity.key")
+    # A second window or app meanwhile gets a fresh id: sharing the key would make it
+    # the same peer, and its registration would push the first one out of the room.
+    second = IdentityClaim()
+    assert second.path is None
+    claim.release()
+    third = IdentityClaim()
+    assert third.path == config.identity_path
+    third.release()
     assert default_identity_path() == tmp_path / "treecast" / "identity.key"

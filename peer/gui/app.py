@@ -19,6 +19,7 @@ from PyQt6.QtWidgets import QMainWindow, QStackedWidget, QWidget
 
 from peer.gui.bridge import (
     STOP_GRACE_MS,
+    IdentityClaim,
     LanSessions,
     NodeBridge,
     NodeError,
@@ -58,6 +59,7 @@ class MainWindow(QMainWindow):
         probe: RoomProbe | None = None,
         lan: LanSessions | None = None,
         parent: QWidget | None = None,
+        identity: IdentityClaim | None = None,
     ) -> None:
         """Args:
         node_factory: builds the node (the real one by default; tests pass a fake).
@@ -65,12 +67,14 @@ class MainWindow(QMainWindow):
         probe: the start screen's room probe (tests pass one with a fake query).
         lan: the start screen's LAN sessions source.
         parent: Qt parent.
+        identity: the kept key this window may use (claimed here by default).
         """
         super().__init__(parent)
         self.setWindowTitle("Treecast")
         self.resize(1280, 800)
         self.setMinimumSize(960, 640)
         self.node_factory = node_factory
+        self.identity = identity if identity is not None else IdentityClaim()
         self.stack = QStackedWidget(self)
         self.stack.setObjectName("mainStack")
         self.setCentralWidget(self.stack)
@@ -103,7 +107,8 @@ class MainWindow(QMainWindow):
             self._after_close = lambda: self.open_session(request)
             return
         try:
-            bridge = NodeBridge(make_config(request), node_factory=self.node_factory, parent=self)
+            config = make_config(request, identity_path=self.identity.path)
+            bridge = NodeBridge(config, node_factory=self.node_factory, parent=self)
         except (NodeError, ValueError) as exc:
             self.start_screen.show_error(f"Couldn't start: {exc}")
             return
@@ -216,6 +221,7 @@ class MainWindow(QMainWindow):
             return
         self._force_timer.stop()
         self.start_screen.shutdown()
+        self.identity.release()
         event.accept()
 
     def _force_close(self) -> None:

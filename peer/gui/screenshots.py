@@ -118,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         end = time.monotonic() + timeout
         while not cond():
             if time.monotonic() > end:
-                raise RuntimeError(f"timed out waiting for: {what}")
+                states = [f"{w.windowTitle()}: {w.view.subtitle.text()!r} "
+                          f"banner={w.view.banner.text()!r}"
+                          for w in windows if w.view is not None]
+                raise RuntimeError(f"timed out waiting for: {what} ({'; '.join(states)})")
             app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
             time.sleep(0.01)
 
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             bob.start_screen.join_button.click()
             viewer = bob.view
             assert isinstance(viewer, ViewerView)
-            wait_until("video", lambda: viewer.video.frames_shown > 10, timeout=30)
+            wait_until("video", lambda: viewer.video.frames_shown > 10, timeout=90)
 
             # 4. Chat from the app and from a headless peer.
             streamer.chat.send_requested.emit("Welcome! This is the test pattern.")

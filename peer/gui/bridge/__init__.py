@@ -21,7 +21,7 @@ from peer.gui.bridge.frames import LatestFrame, frame_to_qimage
 from peer.gui.bridge.lan import LanSessionInfo, LanSessions
 from peer.gui.bridge.node_bridge import STOP_GRACE_MS, NodeBridge, NodeFactory, NodeLike
 from peer.gui.bridge.preview import SourceInfo, SourcePreview
-from peer.gui.bridge.request import SessionRequest, make_config
+from peer.gui.bridge.request import IdentityClaim, SessionRequest, make_config
 from peer.gui.bridge.rooms import RoomListing, RoomProbe, RoomStatus
 from peer.node.config import CameraSource, FileSource, PatternSource, ScreenSource, SourceSpec
 from peer.node.errors import NodeError
@@ -61,6 +61,7 @@ __all__ = [
     "ErrorRaised",
     "FailureKind",
     "FileSource",
+    "IdentityClaim",
     "Joined",
     "LanSessionInfo",
     "LanSessions",

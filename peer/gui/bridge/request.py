@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+from PyQt6.QtCore import QLockFile
 
 from peer.node.config import NodeConfig, SourceSpec
 from peer.node.identity_file import default_identity_path
@@ -32,11 +35,21 @@ class SessionRequest:
     resolution: int = 720
 
 
-def make_config(request: SessionRequest, source: SourceSpec | None = None) -> NodeConfig:
+def make_config(
+    request: SessionRequest,
+    source: SourceSpec | None = None,
+    identity_path: str | None = None,
+) -> NodeConfig:
     """Turn a start-screen request into the node's configuration.
 
     The app always decodes: the viewer displays (and maybe records) and the streamer
     shows its preview. Recording starts later, from the viewer screen.
+
+    Args:
+        request: the start screen's answer.
+        source: what to stream from the start (the app goes live later instead).
+        identity_path: the key file that keeps our id between runs (see
+            :func:`claim_identity`); None: a fresh id for this session.
 
     Raises:
         ValueError: a field is out of range (the node config checks them).
@@ -49,6 +62,38 @@ def make_config(request: SessionRequest, source: SourceSpec | None = None) -> No
         source=source,
         resolution=request.resolution,
         decode=True,
-        # The app keeps its key (its id) between runs.
-        identity_path=str(default_identity_path()),
+        identity_path=identity_path,
     )
+
+
+class IdentityClaim:
+    """The app's kept key, claimed by one running window at a time.
+
+    The key file is the app's id between runs; two windows using it at once would be
+    one peer to the tracker, and the newer registration would push the older one out
+    of the room (a streamer would lose its stream). The first window locks the file;
+    any other one (a second app, or a second window in the same process) gets
+    ``path`` None: a fresh id per session.
+    """
+
+    def __init__(self, path: str | None = None) -> None:
+        """Args:
+        path: the key file; the user's default (``default_identity_path``) if None.
+        """
+        key = Path(path) if path is not None else default_identity_path()
+        self._lock: QLockFile | None = None
+        self.path: str | None = None
+        try:
+            key.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return  # no config dir: fresh ids, the app still works
+        lock = QLockFile(str(key) + ".lock")
+        lock.setStaleLockTime(0)  # a crashed app's lock is stale once its pid is gone
+        if lock.tryLock(0):
+            self._lock, self.path = lock, str(key)
+
+    def release(self) -> None:
+        """Let another window use the key (the window closes)."""
+        if self._lock is not None:
+            self._lock.unlock()
+            self._lock = None
