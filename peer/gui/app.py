@@ -116,7 +116,8 @@ class MainWindow(QMainWindow):
         if request.streaming:
             view = StreamerView(bridge, request, self.stack)
         else:
-            view = ViewerView(bridge, request, self.stack)
+            view = ViewerView(bridge, request, self.stack,
+                              settings=self.start_screen.settings)
         view.chat.own_ids = self.own_peer_ids
         view.frame_shown.connect(self.mini.show_image)
         self.own_peer_ids.add(bridge.peer_id)

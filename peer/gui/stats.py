@@ -30,6 +30,7 @@ METRICS = (
     ("depth", "depth"),
     ("parent", "parent"),
     ("children", "children"),
+    ("sound", "sound"),
 )
 
 
@@ -59,7 +60,19 @@ def format_stats(stats: Stats) -> dict[str, str]:
         "depth": "—" if stats.depth is None else str(stats.depth),
         "parent": stats.parent or "—",
         "children": str(stats.children),
+        "sound": _sound(stats),
     }
+
+
+def _sound(stats: Stats) -> str:
+    """Sound bit rate, loss and how far it is from the picture (+: after it)."""
+    audio = stats.audio
+    if audio is None or not audio.sound:
+        return "none"
+    text = f"{audio.kbps:.0f} kbps · {audio.loss_pct:.1f} %"
+    if audio.av_offset_ms is not None:
+        text += f" · A/V {audio.av_offset_ms:+.0f} ms"
+    return text
 
 
 class _Plot(pg.PlotWidget):

@@ -6,7 +6,7 @@ import os
 import re
 import time
 
-from PyQt6.QtCore import QStandardPaths, Qt, QUrl, pyqtSignal, pyqtSlot
+from PyQt6.QtCore import QSettings, QStandardPaths, Qt, QUrl, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QDesktopServices, QKeySequence, QShortcut, QStandardItemModel
 from PyQt6.QtWidgets import QComboBox, QFileDialog, QLabel, QPushButton, QWidget
 
@@ -22,6 +22,7 @@ from peer.gui.bridge import (
     StreamStarted,
 )
 from peer.gui.session import RESUMED_NOTICE_MS, SessionView
+from peer.gui.sound import SoundControls
 from peer.gui.theme import Colors, dot_icon, icon, square_icon
 
 # The containers the node records to (its recorder also takes .m4v).
@@ -90,13 +91,16 @@ class ViewerView(SessionView):
     fullscreen_changed = pyqtSignal(bool)
 
     def __init__(
-        self, bridge: NodeBridge, request: SessionRequest, parent: QWidget | None = None
+        self, bridge: NodeBridge, request: SessionRequest, parent: QWidget | None = None,
+        settings: QSettings | None = None,
     ) -> None:
         """Args:
         bridge: the session's node bridge.
         request: what the start screen asked for (streaming=False).
         parent: Qt parent.
+        settings: where volume and mute are remembered (default: the app's).
         """
+        self._settings = settings
         self.placeholder_text = f"Joining “{request.room}”…"
         self.fullscreen = False
         self._was_maximized = False
@@ -113,6 +117,10 @@ class ViewerView(SessionView):
         # Window-wide shortcuts: they only fire while this view is shown.
         # F11 works from anywhere in the window (F, Esc: see SessionView.keyPressEvent).
         QShortcut(QKeySequence(Qt.Key.Key_F11), self, self.toggle_fullscreen)
+        QShortcut(QKeySequence(Qt.Key.Key_M), self, self.sound.toggle_mute)
+        self.sound.volume_changed.connect(self.bridge.set_volume)
+        self.sound.muted_changed.connect(self.bridge.set_muted)
+        self.bridge.stats_updated.connect(self.sound.update_stats)
         self.bridge.layers_changed.connect(self.set_available_layers)
         self.bridge.resolution_changed.connect(self._on_resolution_changed)
         self.bridge.recording_changed.connect(self._on_recording_changed)
@@ -144,6 +152,9 @@ class ViewerView(SessionView):
         self.controls_layout.addWidget(self.resolution_label)
         self.controls_layout.addWidget(self.resolution_combo)
         self.controls_layout.addWidget(self.fullscreen_button)
+        self.controls_layout.addSpacing(12)
+        self.sound = SoundControls(self._settings, self.controls)
+        self.controls_layout.addWidget(self.sound)
         self.controls_layout.addSpacing(12)
         self.controls_layout.addWidget(self.record_button)
         self.controls_layout.addWidget(self.record_indicator)
@@ -328,6 +339,9 @@ class ViewerView(SessionView):
 
     def on_started(self) -> None:
         self._update_record_controls()
+        # The remembered volume and mute apply from the first sound on.
+        self.bridge.set_volume(self.sound.volume)
+        self.bridge.set_muted(self.sound.muted)
         if self.streamer_name is None:
             self.subtitle.setText("In the room. Waiting for someone to stream…")
             self.video.set_placeholder("Nobody is streaming in this room yet.\n"

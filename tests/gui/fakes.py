@@ -172,6 +172,12 @@ class FakeNode:
         self.source = None
         self.emit(StreamEnded(streamer=self.config.name, reason="stopped"))
 
+    async def set_volume(self, volume: float) -> None:
+        self._record("set_volume", volume)
+
+    async def set_muted(self, muted: bool) -> None:
+        self._record("set_muted", muted)
+
     async def set_paused(self, paused: bool) -> None:
         self._record("set_paused", paused)
         self.paused = paused

@@ -24,6 +24,8 @@ class Action(enum.StrEnum):
     SET_RECORDING = "set_recording"
     SET_PAUSED = "set_paused"
     SEEK = "seek"
+    SET_VOLUME = "set_volume"
+    SET_MUTED = "set_muted"
 
 
 class FailureKind(enum.StrEnum):

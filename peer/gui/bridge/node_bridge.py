@@ -94,6 +94,14 @@ class PlaybackControl(Protocol):
     async def seek(self, seconds: float) -> None: ...
 
 
+@runtime_checkable
+class SoundControl(Protocol):
+    """A node that plays sound: volume 0..1 and mute (test fakes may not)."""
+
+    async def set_volume(self, volume: float) -> None: ...
+    async def set_muted(self, muted: bool) -> None: ...
+
+
 NodeFactory = Callable[
     [NodeConfig, Callable[[NodeEvent], None], Callable[[DecodedFrame], None] | None],
     NodeLike,
@@ -438,6 +446,18 @@ class NodeBridge(QObject):
     def stop_streaming(self) -> None:
         """Stop streaming and release the lock; we stay in the room."""
         self._submit(Action.STOP_STREAMING, self._node.stop_streaming)
+
+    def set_volume(self, volume: float) -> None:
+        """Playback volume, 0..1 (a node without sound ignores it)."""
+        node = self._node
+        if isinstance(node, SoundControl):
+            self._submit(Action.SET_VOLUME, lambda: node.set_volume(volume), volume)
+
+    def set_muted(self, muted: bool) -> None:
+        """Mute or unmute playback (a node without sound ignores it)."""
+        node = self._node
+        if isinstance(node, SoundControl):
+            self._submit(Action.SET_MUTED, lambda: node.set_muted(muted), muted)
 
     def set_paused(self, paused: bool) -> None:
         """Pause or resume our streamed file for everyone; ``playback_changed`` confirms."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PyQt6.QtCore import QLockFile
 
+from peer.node.audio.config import AudioConfig
 from peer.node.config import NodeConfig, SourceSpec
 from peer.node.identity_file import default_identity_path
 
@@ -63,6 +64,8 @@ def make_config(
         resolution=request.resolution,
         decode=True,
         identity_path=identity_path,
+        # A viewer plays the sound (the view sets its remembered volume and mute).
+        audio=AudioConfig(play=not request.streaming),
     )
 
 

@@ -142,13 +142,21 @@ class AudioStation:
         """Start playback when the config asks for it.
 
         Raises:
-            MediaError: PortAudio or the device is missing.
+            MediaError: the named output device is missing (a missing default device
+                only warns: the stream goes on without sound here).
         """
         self._loop = loop
         if not self.config.play or self._output is not None:
             return
         player = self._ensure_player()
-        self._output = DeviceOutput(player, self._root_offset, self.config.output_device)
+        try:
+            self._output = DeviceOutput(player, self._root_offset, self.config.output_device)
+        except MediaError as exc:
+            if self.config.output_device is not None:
+                raise  # a device the user named: their mistake to hear about
+            # The default device (the app's, or a machine without a sound card): the
+            # stream goes on, silent here, and the user is told why.
+            self._warn(f"{exc}; playing without sound")
 
     def _ensure_player(self) -> AudioPlayer:
         if self.player is None:
