@@ -14,10 +14,13 @@ import resource
 import signal
 import sys
 
+from redis.exceptions import RedisError
+
 from peer.lan.addresses import interfaces_for
 from protocol.fields import is_wildcard_host
 from tracker.config import TrackerConfig
 from tracker.mdns import TrackerAdvertiser
+from tracker.redis_store import describe
 from tracker.server import TrackerServer
 from tracker.status import StatusError, query_status, status_lines
 
@@ -38,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not advertise the tracker on the LAN (mDNS)")
     parser.add_argument("--lease", type=float, default=defaults.lease_s, metavar="S",
                         help="streamer lock lease in seconds (default: %(default)s)")
+    parser.add_argument("--store", metavar="redis://HOST:PORT/DB",
+                        help="share rooms, peers and locks with other trackers on this "
+                        "Redis (default: in memory, this tracker alone)")
     parser.add_argument("--lease-grace", type=float, default=defaults.lease_grace_s,
                         metavar="S", help="a silent or disconnected lock holder keeps the "
                         "lock this much longer, to come back (default: %(default)s)")
@@ -109,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _raise_file_limit(config.max_connections)
     try:
-        return asyncio.run(_serve(config, args.host, args.port, mdns=not args.no_mdns))
+        return asyncio.run(_serve(config, args.host, args.port, mdns=not args.no_mdns,
+                                  store=args.store))
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
         return 0
 
@@ -166,10 +173,15 @@ async def _advertise(host: str, port: int) -> TrackerAdvertiser | None:
     return advertiser
 
 
-async def _serve(config: TrackerConfig, host: str, port: int, *, mdns: bool = True) -> int:
-    server = TrackerServer(config, host=host, port=port)
+async def _serve(config: TrackerConfig, host: str, port: int, *, mdns: bool = True,
+                 store: str | None = None) -> int:
+    server = TrackerServer(config, host=host, port=port, store=store)
     try:
         await server.start()
+    except RedisError as exc:
+        print(f"treecast-tracker: store {describe(store or '')} does not answer: {exc}",
+              file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"treecast-tracker: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1

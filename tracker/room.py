@@ -53,6 +53,7 @@ class Peer:
     reserved: float = 0.0  # slots promised to recent joiners (see module docs)
     reserved_until: float = 0.0
     refresh_queued: bool = False  # waits in the tracker's refresh queue
+    tracker: str | None = None  # another tracker's peer (shared store; conn is -1)
 
     def info(self, role: str) -> PeerInfo:
         return PeerInfo(self.id, self.name, self.host, self.port, self.depth,

@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import Coroutine
@@ -33,6 +34,7 @@ from protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from protocol.framing import TRACKER_INBOX, FrameDecoder, encode
 from protocol.messages import Bye, Message, PeerList, Unknown
 from tracker.config import TrackerConfig
+from tracker.redis_store import RedisLink
 from tracker.state import ConnectBack, Outbound, TrackerState
 
 log = logging.getLogger("tracker")
@@ -110,17 +112,27 @@ class TrackerServer:
             milliseconds at start, which no earlier run of this tracker can have
             reached (it would have had to grant more than one epoch per millisecond
             it ran), so epochs never go back across restarts without any state kept.
+        store: None to keep the state in memory (one tracker), or ``redis://HOST:PORT/DB``
+            to share rooms, peers and locks with the other trackers on that Redis
+            (tracker/redis_store.py).
     """
 
     def __init__(self, config: TrackerConfig | None = None, *, host: str = "0.0.0.0",
-                 port: int = 7700, epoch_floor: int | None = None) -> None:
+                 port: int = 7700, epoch_floor: int | None = None,
+                 store: str | None = None) -> None:
         self.config = config or TrackerConfig()
         cfg = self.config
+        shared = store is not None
         self.state = TrackerState(
             cfg, epoch_floor=int(time.time() * 1000) if epoch_floor is None else epoch_floor,
-            # (asyncio's loop.time() is time.monotonic(): the state's clock)
-            recovering_until=time.monotonic() + cfg.lease_s + cfg.lease_grace_s,
-            tracker_id=f"{socket.gethostname()}:{os.getpid()}")
+            # (asyncio's loop.time() is time.monotonic(): the state's clock.) A shared
+            # store remembers the locks: no need to wait for holders to come back.
+            recovering_until=None if shared
+            else time.monotonic() + cfg.lease_s + cfg.lease_grace_s,
+            tracker_id=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}",
+            shared=shared)
+        self._store_url = store
+        self._link: RedisLink | None = None
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -153,6 +165,14 @@ class TrackerServer:
             OSError: the address cannot be bound.
         """
         loop = asyncio.get_running_loop()
+        if self._store_url is not None:
+            link = RedisLink(self._store_url, self.state, self._dispatch)
+            try:
+                await link.start()
+            except Exception:
+                await link.close()
+                raise
+            self._link = link
         self._server = await loop.create_server(lambda: _Connection(self), self._host,
                                                 self._port, backlog=_BACKLOG)
         self._timer_task = asyncio.create_task(self._run_timers(), name="tracker-timers")
@@ -179,6 +199,9 @@ class TrackerServer:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
+        if self._link is not None:
+            await self._link.close()
+            self._link = None
 
     async def __aenter__(self) -> TrackerServer:
         await self.start()
@@ -227,6 +250,8 @@ class TrackerServer:
                 self._write(link, message, encoded[id(message)])
         for check in self.state.take_checks():
             self._spawn(self._connect_back(check))
+        if self._link is not None:
+            self._link.submit()  # lock operations and peer changes for the store
         # Wake the timer only when the state's next deadline moved earlier than the
         # one it sleeps until: waking it on every message would cost a timer round per
         # heartbeat, thousands per second in a large room.

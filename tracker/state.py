@@ -92,6 +92,7 @@ from tracker.room import Peer, Room
 
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 _RECOVERING = "the previous streamer (the tracker restarted: try again in a few seconds)"
+_NO_STORE = "nobody yet: the trackers' store does not answer, try again in a moment"
 
 Outbound = tuple[int, Message]
 """A message to send on a connection, by connection id."""
@@ -112,6 +113,55 @@ class ConnectBack:
     peer_id: str
     host: str
     port: int
+
+
+@dataclass(frozen=True, slots=True)
+class LockOp:
+    """A lock operation for the shared store to run (shared mode); its outcome comes
+    back through ``lock_result``.
+
+    Attributes:
+        kind: "claim" (a fresh claim), "resume" (a holder back with its epoch and
+            token), "release" (a local holder gave the lock up or lost it).
+        room / peer_id / name / host / port: the claimant or holder.
+        conn: the claimant's connection (its answer goes there).
+        sent_at: the claim's ``sent_at`` (echoed in the grant).
+        resume_epoch / token: for a resume, and for a release (whose lock).
+    """
+
+    kind: str
+    room: str
+    peer_id: str
+    name: str = ""
+    host: str | None = None
+    port: int | None = None
+    conn: int = 0
+    sent_at: float | None = None
+    resume_epoch: int | None = None
+    token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LockRecord:
+    """A room's lock as the shared store holds it."""
+
+    holder_id: str
+    holder_name: str
+    host: str | None
+    port: int | None
+    epoch: int
+    token: str
+    tracker: str
+    ttl_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class PeerChange:
+    """A local peer appeared, moved or left (shared mode: for the other trackers)."""
+
+    room: str
+    peer_id: str
+    info: PeerInfo | None  # None: gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +214,16 @@ class TrackerState:
 
     def __init__(self, config: TrackerConfig | None = None, *,
                  rng: random.Random | None = None, epoch_floor: int = 0,
-                 recovering_until: float | None = None, tracker_id: str = "tracker") -> None:
+                 recovering_until: float | None = None, tracker_id: str = "tracker",
+                 shared: bool = False) -> None:
         self.config = config or TrackerConfig()
         self.tracker_id = tracker_id
+        # Shared mode: several trackers, one room state in a store. Locks are decided
+        # by the store (LockOp out, lock_result in); other trackers' peers and locks
+        # come in through remote_peer / remote_lock; our peers' changes go out.
+        self.shared = shared
+        self._lock_ops: list[LockOp] = []
+        self._changes: list[PeerChange] = []
         self._rng = rng or random.Random()
         # Epochs of an earlier run of this tracker are all below the floor (see the
         # module docs): a resume of one of them cannot be checked against a token,
@@ -342,7 +399,168 @@ class TrackerState:
             if room.update(peer, depth=peer.depth, free_slots=peer.free_slots,
                            parent_id=peer.parent_id, layer=peer.layer, reachable=reachable):
                 self._changed(room, now)
+                self._replicate(room, peer)
         return self._flushed(out, now)
+
+    # --- shared mode: several trackers, one state in a store ---------------------------
+
+    def take_lock_ops(self) -> list[LockOp]:
+        """The lock operations for the store queued since the last call."""
+        ops, self._lock_ops = self._lock_ops, []
+        return ops
+
+    def take_changes(self) -> list[PeerChange]:
+        """Our peers' changes for the store and the other trackers, since the last call."""
+        changes, self._changes = self._changes, []
+        return changes
+
+    def local_peers(self) -> list[PeerChange]:
+        """Every local peer as a change (a resync after the store came back)."""
+        holder_ids = {r.name: r.lock.peer.id for r in self._rooms.values() if r.lock}
+        return [PeerChange(r.name, p.id, p.info(
+                    "streamer" if holder_ids.get(r.name) == p.id else "viewer"))
+                for r in self._rooms.values() for p in r.peers.values() if p.tracker is None]
+
+    def local_locks(self) -> list[tuple[str, LockRecord]]:
+        """(room, lock) for the locks our own peers hold (the adapter keeps them alive
+        in the store)."""
+        return [(r.name, LockRecord(r.lock.peer.id, r.lock.peer.name, r.lock.peer.host,
+                                    r.lock.peer.port, r.lock.epoch, r.lock.token,
+                                    self.tracker_id, self._lock_s))
+                for r in self._rooms.values()
+                if r.lock is not None and r.lock.peer.tracker is None]
+
+    def lock_result(self, op: LockOp, granted: bool, record: LockRecord | None,
+                    now: float) -> list[Outbound]:
+        """What the store decided for a claim or resume (``record``: the lock it holds
+        now, ours if granted; None if the room is free or the store did not answer)."""
+        out: list[Outbound] = []
+        c = self._conns.get(op.conn)
+        peer = c.peer if c is not None else None
+        if c is None or peer is None or peer.id != op.peer_id:
+            return self._flushed(out, now)  # the claimant left meanwhile
+        room = self._rooms[peer.room]
+        if granted and record is not None:
+            self._grant(room, peer, record.epoch, record.token, now, out)
+            out.append((c.id, StreamGranted(record.epoch, self._lock_s, op.sent_at,
+                                            record.token)))
+        elif record is not None:
+            self._mirror(room, record, now, out)
+            out.append((c.id, StreamDenied(record.holder_id, record.holder_name)))
+        else:
+            out.append((c.id, StreamDenied("", _NO_STORE if op.kind == "claim"
+                                           else "a newer stream")))
+        return self._flushed(out, now)
+
+    def lock_lost(self, room_name: str, record: LockRecord | None,
+                  now: float) -> list[Outbound]:
+        """The store says our holder's lock is gone or someone else's (``record``)."""
+        out: list[Outbound] = []
+        room = self._rooms.get(room_name)
+        if room is not None and room.lock is not None and room.lock.peer.tracker is None:
+            if record is None:
+                room.last_token = None
+                self._release(room, now, out, tell_store=False)
+            else:
+                self._mirror(room, record, now, out)
+        return self._flushed(out, now)
+
+    def remote_lock(self, room_name: str, record: LockRecord | None,
+                    now: float) -> list[Outbound]:
+        """Another tracker granted, renewed or ended a lock in a room."""
+        out: list[Outbound] = []
+        room = self._rooms.get(room_name)
+        if room is None:
+            return out
+        lock = room.lock
+        if record is None:
+            if lock is not None and lock.peer.tracker is not None:
+                self._release(room, now, out, tell_store=False)
+        elif record.tracker != self.tracker_id:
+            self._mirror(room, record, now, out)
+        return self._flushed(out, now)
+
+    def remote_peer(self, room_name: str, info: PeerInfo, tracker: str,
+                    now: float) -> list[Outbound]:
+        """Another tracker's peer appeared or moved (it joins our room's tree)."""
+        out: list[Outbound] = []
+        room = self._rooms.get(room_name)
+        if room is None:
+            room = self._rooms[room_name] = _Room(room_name)
+        peer = room.peers.get(info.id)
+        if peer is not None and peer.tracker is None:
+            return out  # it is ours now (it moved here): ours is the news
+        if peer is None:
+            if len(room) >= self.config.max_peers_per_room:
+                return out
+            peer = Peer(-1, info.id, info.name, room_name, info.host, info.port,
+                        tracker=tracker)
+            room.add(peer)
+        peer.tracker = tracker
+        room.update(peer, depth=info.depth, free_slots=info.free_slots,
+                    parent_id=info.parent_id, layer=info.layer, reachable=info.reachable)
+        self._changed(room, now)
+        return self._flushed(out, now)
+
+    def remote_peer_gone(self, room_name: str, peer_id: str, now: float) -> list[Outbound]:
+        """Another tracker's peer left."""
+        out: list[Outbound] = []
+        room = self._rooms.get(room_name)
+        peer = room.peers.get(peer_id) if room is not None else None
+        if room is not None and peer is not None and peer.tracker is not None:
+            self._remove_remote(room, peer, now)
+        return self._flushed(out, now)
+
+    def remote_tracker_gone(self, tracker: str, now: float) -> list[Outbound]:
+        """Another tracker died: its peers are gone from our view (they will come back
+        registered here or at a third tracker)."""
+        out: list[Outbound] = []
+        for room in list(self._rooms.values()):
+            for peer in [p for p in room.peers.values() if p.tracker == tracker]:
+                self._remove_remote(room, peer, now)
+        return self._flushed(out, now)
+
+    def remote_trackers(self) -> set[str]:
+        """The trackers whose peers we list."""
+        return {p.tracker for r in self._rooms.values() for p in r.peers.values()
+                if p.tracker is not None}
+
+    def _remove_remote(self, room: _Room, peer: Peer, now: float) -> None:
+        room.remove(peer)
+        if room.peers:
+            self._changed(room, now)
+        elif room.lock is None:
+            self._forget(room)
+
+    def _mirror(self, room: _Room, record: LockRecord, now: float,
+                out: list[Outbound]) -> None:
+        """Show the store's lock (another tracker's holder) in our room."""
+        lock = room.lock
+        if lock is not None and lock.peer.id == record.holder_id \
+                and lock.epoch == record.epoch:
+            lock.expires_at = now + record.ttl_s  # a renewal
+            if lock.peer.tracker is None and record.tracker != self.tracker_id:
+                # Our holder resumed at another tracker: it is theirs now.
+                lock.peer = self._stub(room, record)
+            return
+        holder = self._stub(room, record)
+        room.lock = _Lock(holder, record.epoch, now + record.ttl_s, record.token)
+        room.epoch = max(room.epoch, record.epoch)
+        self._locked.add(room.name)
+        self._announce(room, now, out)
+
+    def _stub(self, room: _Room, record: LockRecord) -> Peer:
+        known = room.peers.get(record.holder_id)
+        if known is not None and known.tracker is not None:
+            return known
+        return Peer(-1, record.holder_id, record.holder_name, room.name, record.host,
+                    record.port, tracker=record.tracker)
+
+    def _replicate(self, room: _Room, peer: Peer, gone: bool = False) -> None:
+        if self.shared and peer.tracker is None:
+            holder = room.lock.peer if room.lock is not None else None
+            self._changes.append(PeerChange(room.name, peer.id,
+                                            None if gone else peer.info(_role(peer, holder))))
 
     # --- views (tests, logs) -----------------------------------------------------------
 
@@ -395,7 +613,9 @@ class TrackerState:
             return
         room = self._rooms.get(msg.room)
         old = room.peers.get(msg.peer_id) if room is not None else None
-        if old is not None:
+        if room is not None and old is not None and old.tracker is not None:
+            room.remove(old)  # it moved here from another tracker (shared mode)
+        elif old is not None:
             # Same peer id again: the peer restarted and its old TCP connection may be
             # half-open for another peer_timeout_s. The new connection wins.
             self._close(self._conns[old.conn], "replaced by a newer connection",
@@ -431,6 +651,7 @@ class TrackerState:
         room.update(peer, depth=msg.depth, free_slots=msg.free_slots,
                     parent_id=msg.parent_id, layer=msg.layer, reachable=peer.reachable)
         self._changed(room, now)
+        self._replicate(room, peer)
         peer.seen_version = room.version
         out.append((c.id, self._list_for(room, peer, now)))
         if room.large:
@@ -447,6 +668,7 @@ class TrackerState:
         if room.update(peer, depth=msg.depth, free_slots=msg.free_slots,
                        parent_id=msg.parent_id, layer=msg.layer, reachable=peer.reachable):
             self._changed(room, now)
+            self._replicate(room, peer)
         lock = self._rooms[peer.room].lock
         if lock is not None and lock.peer is peer:
             out.append((c.id, StreamGranted(lock.epoch, self._lock_s, msg.sent_at)))
@@ -475,6 +697,11 @@ class TrackerState:
             # with positions): its streamer may be about to resume.
             out.append((c.id, StreamDenied("", _RECOVERING)))
             return
+        if lock is None and self.shared:
+            # The store decides (another tracker may be granting this room right now).
+            self._lock_ops.append(LockOp("claim", room.name, peer.id, peer.name, peer.host,
+                                         peer.port, c.id, msg.sent_at))
+            return
         if lock is None:
             self._last_epoch += 1
             self._grant(room, peer, self._last_epoch, secrets.token_hex(16), now, out)
@@ -496,8 +723,17 @@ class TrackerState:
                 lock.peer = peer
                 lock.expires_at = now + self._lock_s
                 out.append((c.id, StreamGranted(epoch, self._lock_s, msg.sent_at, lock.token)))
+            elif self.shared and lock.peer.id == peer.id:
+                # Its lock as another tracker left it: the store checks the token.
+                self._lock_ops.append(LockOp("resume", room.name, peer.id, peer.name,
+                                             peer.host, peer.port, c.id, msg.sent_at,
+                                             epoch, msg.token))
             else:
                 out.append((c.id, StreamDenied(lock.peer.id, lock.peer.name)))
+            return
+        if self.shared:
+            self._lock_ops.append(LockOp("resume", room.name, peer.id, peer.name, peer.host,
+                                         peer.port, c.id, msg.sent_at, epoch, msg.token))
             return
         # Free. Ours to give back only if nothing newer was granted here, and only an
         # epoch of an earlier run (below the floor: its token died with that run) or
@@ -548,7 +784,12 @@ class TrackerState:
             room.last_token = None  # lapsed: whoever claims next starts a new epoch
             self._release(room, now, out)
 
-    def _release(self, room: _Room, now: float, out: list[Outbound]) -> None:
+    def _release(self, room: _Room, now: float, out: list[Outbound], *,
+                 tell_store: bool = True) -> None:
+        lock = room.lock
+        if self.shared and tell_store and lock is not None and lock.peer.tracker is None:
+            self._lock_ops.append(LockOp("release", room.name, lock.peer.id,
+                                         resume_epoch=lock.epoch, token=lock.token))
         room.lock = None
         self._locked.discard(room.name)
         if not room.peers:
@@ -615,6 +856,7 @@ class TrackerState:
             return
         room = self._rooms[peer.room]
         room.remove(peer)
+        self._replicate(room, peer, gone=True)
         key = (room.name, c.address)
         if self._room_addresses.get(key, 0) > 1:
             self._room_addresses[key] -= 1
@@ -733,4 +975,5 @@ class TrackerState:
 
 
 def _role(peer: Peer, holder: Peer | None) -> str:
-    return "streamer" if peer is holder else "viewer"
+    # By id: in a shared room the holder may be another tracker's peer.
+    return "streamer" if holder is not None and peer.id == holder.id else "viewer"
