@@ -152,3 +152,18 @@ async def test_status_command_prints_one_line_per_room() -> None:
         await streamer.close()
         await viewer.close()
         await server.close()
+
+
+def test_a_tracker_list_parses_for_the_cli_and_the_app() -> None:
+    import pytest
+
+    from peer.node.cli import build_parser
+    from peer.node.config import parse_trackers
+
+    assert parse_trackers("a.example:7700, [::1]:7701,b:7702,a.example:7700") == (
+        ("a.example", 7700), ("::1", 7701), ("b", 7702))
+    for bad in ("", "a", "a:0", "a:1,b", "a:x", ":7700", "::1:7700"):
+        with pytest.raises(ValueError):
+            parse_trackers(bad)
+    args = build_parser().parse_args(["--name", "n", "--tracker", "a:1,b:2", "--watch"])
+    assert args.tracker == (("a", 1), ("b", 2))

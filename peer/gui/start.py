@@ -31,6 +31,7 @@ from peer.gui.bridge import (
     RoomProbe,
     RoomStatus,
     SessionRequest,
+    parse_trackers,
 )
 from peer.gui.theme import Colors, icon
 from peer.gui.widgets import card, muted_label, section_label
@@ -53,23 +54,12 @@ KEY_ROOM = "start/room"
 
 
 def parse_address(text: str) -> tuple[str, int] | None:
-    """Parse "host:port" (or "[v6]:port"); None when it is not a usable address."""
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            return None
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or ":" in host:
-            return None
-    if not host or not port_text.isdigit():
+    """Parse "host:port" (or "[v6]:port"), or a list "A:P,B:P" of trackers (the first
+    is returned; ``parse_trackers`` gives them all); None when it is not usable."""
+    try:
+        return parse_trackers(text)[0]
+    except ValueError:
         return None
-    port = int(port_text)
-    if not 1 <= port <= 65535:
-        return None
-    return host, port
 
 
 def _default_name() -> str:

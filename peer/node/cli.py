@@ -25,6 +25,7 @@ from peer.node.config import (
     PatternSource,
     ScreenSource,
     SourceSpec,
+    parse_trackers,
 )
 from peer.node.errors import ExitCode, NodeError, exit_code
 from peer.node.events import NodeEvent
@@ -38,6 +39,13 @@ def _address(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host, int(port)
+
+
+def _trackers(text: str) -> tuple[tuple[str, int], ...]:
+    try:
+        return parse_trackers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -54,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="treecast-peer", description="Treecast headless peer: stream or watch.")
     parser.add_argument("--name", help="display name")
-    parser.add_argument("--tracker", type=_address, metavar="HOST:PORT")
+    parser.add_argument("--tracker", type=_trackers, metavar="HOST:PORT[,HOST:PORT...]",
+                        help="the tracker; with a list, the next one takes over when one "
+                        "fails")
     parser.add_argument("--lan", action="store_true",
                         help="find peers and trackers on the LAN by mDNS (no tracker needed)")
     parser.add_argument("--list", action="store_true",
@@ -117,7 +127,9 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         source = (ScreenSource(args.screen) if args.fps is None
                   else ScreenSource(args.screen, args.fps))
     return NodeConfig(
-        name=args.name, room=args.room, tracker=args.tracker, lan=args.lan,
+        name=args.name, room=args.room, lan=args.lan,
+        tracker=args.tracker[0] if args.tracker else None,
+        more_trackers=args.tracker[1:] if args.tracker else (),
         listen_host=args.listen[0], listen_port=args.listen[1], advertise_host=args.advertise,
         max_children=args.max_children, source=source, resolution=args.resolution,
         record_path=args.record, decode=args.record is not None,
@@ -247,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.list and args.tracker is not None:
-        return _list_tracker_rooms(*args.tracker)
+        return _list_tracker_rooms(*args.tracker[0])
     if args.list:
         from peer.lan.browser import format_sessions, list_lan
 

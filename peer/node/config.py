@@ -63,6 +63,8 @@ class NodeConfig:
         name: display name (at most limits.MAX_NAME_CHARS).
         room: the room to join.
         tracker: tracker address, or None to find one by mDNS / run tracker-less (lan).
+        more_trackers: further trackers to move to when the first fails (``--tracker
+            A:P,B:P``): see ``parse_trackers``.
         lan: use zeroconf discovery (advertise self, find peers and trackers).
         listen_host / listen_port: where children connect (port 0 picks one).
         advertise_host: the address others should dial; None lets the tracker fill it in.
@@ -80,6 +82,7 @@ class NodeConfig:
     name: str
     room: str = "lobby"
     tracker: tuple[str, int] | None = None
+    more_trackers: tuple[tuple[str, int], ...] = ()
     lan: bool = False
     listen_host: str = "0.0.0.0"
     listen_port: int = 0
@@ -113,3 +116,30 @@ class NodeConfig:
         if self.max_children is not None:
             return self.max_children
         return 4 if self.streaming else 3
+
+
+def parse_trackers(text: str) -> tuple[tuple[str, int], ...]:
+    """Parse one tracker address or a comma-separated list of them: ``HOST:PORT``,
+    ``[V6]:PORT``, ``A:P,B:P``. The first is used first; a peer moves to the next one
+    when its tracker fails. Used by ``treecast-peer --tracker`` and the app's field.
+
+    Raises:
+        ValueError: an empty list, or an item that is not ``HOST:PORT`` (names it).
+    """
+    found: list[tuple[str, int]] = []
+    for item in text.split(","):
+        item = item.strip()
+        if item.startswith("["):
+            host, sep, rest = item[1:].partition("]")
+            ok = bool(sep) and rest.startswith(":")
+            port_text = rest[1:]
+        else:
+            host, sep, port_text = item.rpartition(":")
+            ok = bool(sep) and ":" not in host
+        if not ok or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError(f"expected HOST:PORT, got {item!r}")
+        if (host, int(port_text)) not in found:
+            found.append((host, int(port_text)))
+    if not found:
+        raise ValueError("no tracker address given")
+    return tuple(found)

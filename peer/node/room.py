@@ -57,7 +57,8 @@ async def open_directory(config: NodeConfig, peer_id: str, listen: tuple[str, in
     return TrackerDirectory(
         tracker[0], tracker[1], peer_id=peer_id, name=config.name, room=config.room,
         listen_host=config.advertise_host or listen[0], listen_port=listen[1],
-        heartbeat_s=config.timing.tracker_heartbeat_s, on_change=on_change)
+        heartbeat_s=config.timing.tracker_heartbeat_s, on_change=on_change,
+        more_trackers=config.more_trackers)
 
 
 def _lan_interfaces(listen_host: str) -> InterfacesType:

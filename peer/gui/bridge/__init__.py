@@ -23,7 +23,14 @@ from peer.gui.bridge.node_bridge import STOP_GRACE_MS, NodeBridge, NodeFactory, 
 from peer.gui.bridge.preview import SourceInfo, SourcePreview
 from peer.gui.bridge.request import IdentityClaim, SessionRequest, make_config
 from peer.gui.bridge.rooms import RoomListing, RoomProbe, RoomStatus
-from peer.node.config import CameraSource, FileSource, PatternSource, ScreenSource, SourceSpec
+from peer.node.config import (
+    CameraSource,
+    FileSource,
+    PatternSource,
+    ScreenSource,
+    SourceSpec,
+    parse_trackers,
+)
 from peer.node.errors import NodeError
 from peer.node.events import (
     ChatReceived,
@@ -94,4 +101,5 @@ __all__ = [
     "failure_kind",
     "frame_to_qimage",
     "make_config",
+    "parse_trackers",
 ]
