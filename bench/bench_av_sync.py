@@ -211,6 +211,28 @@ def forwarding_cost_us(children: int, packets: int = 5000) -> float:
     return elapsed / packets * 1e6
 
 
+def playout_cost_us(packets: int = 3000) -> float:
+    """In-process: one packet through the jitter buffer and the Opus decoder (what a
+    playing viewer spends per 20 ms on sound, device callback excluded)."""
+    from peer.node.audio.jitter import AudioPacket
+    from peer.node.audio.opus import OpusEncoder
+    from peer.node.audio.output import AudioPlayer
+    from peer.node.audio.tone import ToneSource
+
+    encoder, tone = OpusEncoder(), ToneSource(30.0)
+    payloads = [encoder.encode(tone.read()) for _ in range(50)]
+    player = AudioPlayer(0.06)
+    t0 = 1000.0
+    start = time.perf_counter()
+    for seq in range(packets):
+        player.push(AudioPacket(1, seq, t0 + seq * 0.02, payloads[seq % 50]),
+                    now=t0 + seq * 0.02 + 0.005)
+        player.pull(t0 + seq * 0.02 + 0.06)
+    elapsed = time.perf_counter() - start
+    assert player.jitter.counters.played == packets
+    return elapsed / packets * 1e6
+
+
 def overload(clip: Path, seconds: float) -> dict[str, Any] | None:
     from tests.support.netns import Lan, cap_upload, netns_unavailable
 
@@ -302,6 +324,7 @@ def main() -> None:
                 clip, min(seconds, 20.0))
             result["forwarding_us_per_packet"] = {
                 str(n): round(forwarding_cost_us(n), 2) for n in (1, 3)}
+            result["playout_us_per_packet"] = round(playout_cost_us(), 2)
         if "overload" in phases:
             result["overload"] = overload(clip, min(seconds, 20.0))
     report(result)
@@ -330,7 +353,8 @@ def report(result: dict[str, Any]) -> None:
     print(table(["relay", "CPU % with sound", "CPU % without"],
                 [[n, with_sound.get(n), without.get(n)] for n in ("r1", "r2")],
                 ["s", ".2f", ".2f"]))
-    print("forwarding, us per packet:", result.get("forwarding_us_per_packet"))
+    print("forwarding, us per packet (children: us):", result.get("forwarding_us_per_packet"))
+    print("jitter buffer + Opus decode, us per packet:", result.get("playout_us_per_packet"))
     if result.get("overload"):
         print("overload:", result["overload"])
 

@@ -14,6 +14,11 @@ dropped and counted. A child that cannot keep up therefore loses frames but neve
 slows its parent or siblings: each child has its own queue and its own writer awaiting
 its own socket.
 
+Video is also held back while the link already has about ``rate x (base rtt + 60 ms)``
+in flight (``backlog.BacklogGate``): on a link slower than the video, the queue at the
+bottleneck stays short, so sound behind it is late by tens of ms, not seconds, and a
+shaper never has to drop (which would stall TCP for a retransmission timeout).
+
 What a link accepts is decided at each 12-byte header (``framing.ReceivePolicy``): a
 link we did not dial (a joiner or a child) never carries video to us, so it cannot
 make us buffer a frame; a link we dialled (our parent) may. Every received video
@@ -25,14 +30,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import socket
+import struct
+import sys
+import termios
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from peer.node.backlog import BacklogGate
 from peer.node.clock import ClockEstimator
 from peer.node.frame_check import check_frame_size
 from protocol import (
@@ -70,6 +80,8 @@ SEND_BUFFER_BYTES = 512 * 1024
 # window) is not limited, so a fast link still fills.
 NOTSENT_LOWAT_BYTES = 32 * 1024
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # 25 on Linux
+# How often a writer holding video back (peer/node/backlog.py) looks again.
+GATE_POLL_S = 0.005
 # Control messages are small and never dropped, but a neighbour that stops reading
 # must not make us hold unbounded chat: past this the link is closed.
 MAX_CONTROL_BACKLOG = 2048
@@ -138,6 +150,11 @@ class PeerLink:
         self._bucket = TokenBucket(limits.MAX_LINK_MESSAGES_PER_S,
                                    limits.MAX_LINK_MESSAGES_BURST, time.monotonic())
         sock = writer.get_extra_info("socket")
+        self._gate = BacklogGate()
+        self._fd: int | None = None
+        if sock is not None and sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError, ValueError):
+                self._fd = sock.fileno()
         if sock is not None:
             # Frames are whole messages; Nagle would hold the tail of each one back.
             with contextlib.suppress(OSError):
@@ -216,6 +233,18 @@ class PeerLink:
         self._wakeup.set()
         return not dropped
 
+    def _in_flight(self) -> int | None:
+        """Bytes in the kernel's send queue (unacknowledged + unsent), None where
+        the platform cannot say."""
+        if self._fd is None:
+            return None
+        try:
+            buf = fcntl.ioctl(self._fd, termios.TIOCOUTQ, b"\0\0\0\0")
+        except OSError:
+            self._fd = None
+            return None
+        return int(struct.unpack("i", buf)[0])
+
     @property
     def queued_frames(self) -> int:
         return len(self._video)
@@ -235,6 +264,18 @@ class PeerLink:
                     data = self._audio.popleft()
                     self.counters.audio_bytes_out += len(data)
                 else:
+                    in_flight = self._in_flight()
+                    if in_flight is not None:
+                        self._gate.update(time.monotonic(), self.counters.bytes_out,
+                                          in_flight)
+                        if not self._gate.allow_video(in_flight, self.clock.rtt):
+                            # The bottleneck has enough: let it drain (sound and
+                            # control may pass meanwhile; the video queue keeps the
+                            # newest frames).
+                            self._wakeup.clear()
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(self._wakeup.wait(), GATE_POLL_S)
+                            continue
                     data = self._video.popleft()
                     self.counters.video_bytes_out += len(data)
                 self.counters.bytes_out += len(data)

@@ -1,0 +1,74 @@
+"""How much video a link may have in flight: keeps the bottleneck queue short.
+
+Theory of operation
+-------------------
+A link slower than the video (a capped uplink) fills every queue on the way: ours,
+the kernel's, and the bottleneck's (a router, a ``tc`` shaper). TCP keeps the last one
+full, so every byte written later, sound included, waits behind it: hundreds of ms,
+and on a shaper that drops, whole retransmission timeouts. Only what we write decides
+how full it gets, so before each video frame the writer asks ``allow_video``:
+
+    in flight (the kernel's send queue, unacked + unsent) <= rate x (base rtt + margin)
+
+``rate`` is what the link delivered recently (acknowledged bytes per second, measured
+from the send queue's drain), ``base rtt`` the smallest round trip the link's pings
+saw (no queueing in it). At that budget a link carries everything it can (its
+bandwidth-delay product fits) while the queue in front of the bottleneck holds at most
+``margin`` of data. A frame that may not go yet waits in the link's drop-oldest video
+queue, where a newer frame replaces it; sound and control never wait for the gate.
+Nothing here reads a clock or a socket: callers pass ``now`` and the queue size.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Queueing allowed at the bottleneck: above a frame interval, below the 200 ms a
+# shaper or a router commonly holds before it drops.
+MARGIN_S: Final = 0.06
+# Below this much in flight video always goes: a few small frames, whatever the rate
+# estimate says (it starts at zero and would otherwise never grow).
+MIN_BUDGET_BYTES: Final = 24 * 1024
+# The delivery rate is measured over windows of at least this length.
+RATE_WINDOW_S: Final = 0.1
+# Weight of the newest window in the rate (the rest is the history).
+RATE_GAIN: Final = 0.3
+
+
+class BacklogGate:
+    """Decides whether a video frame may be written now."""
+
+    def __init__(self) -> None:
+        self.rate_bps = 0.0  # bytes per second delivered
+        self._window: tuple[float, int] | None = None  # (start, acked at start)
+        self.held = 0  # times a frame had to wait
+
+    def update(self, now: float, written: int, in_flight: int) -> None:
+        """Account for the link: ``written`` bytes handed to the kernel in total,
+        ``in_flight`` of them not yet acknowledged (the kernel's send queue)."""
+        acked = max(0, written - in_flight)
+        if self._window is None:
+            self._window = (now, acked)
+            return
+        start, acked0 = self._window
+        if now - start < RATE_WINDOW_S:
+            return
+        rate = (acked - acked0) / (now - start)
+        # A link that was idle says nothing about its capacity: only windows that had
+        # something in flight count.
+        if in_flight > 0 or rate > self.rate_bps:
+            self.rate_bps = rate if self.rate_bps == 0 else \
+                (1 - RATE_GAIN) * self.rate_bps + RATE_GAIN * rate
+        self._window = (now, acked)
+
+    def budget(self, base_rtt: float | None) -> float:
+        """Bytes that may be in flight before video waits."""
+        if base_rtt is None:
+            return float("inf")  # no measurement yet: do not hold anything back
+        return max(MIN_BUDGET_BYTES, self.rate_bps * (base_rtt + MARGIN_S))
+
+    def allow_video(self, in_flight: int, base_rtt: float | None) -> bool:
+        ok = in_flight <= self.budget(base_rtt)
+        if not ok:
+            self.held += 1
+        return ok
