@@ -13,7 +13,10 @@ import subprocess
 import time
 from typing import Any
 
+import pytest
+
 from tests.support.procs import PYTHON, Peer, Session, session, wait_for
+from tests.support.redis_server import REDIS_SERVER, redis_server
 
 PATTERN = ("--test-pattern", "320x240", "--fps", "10")
 STATS_INTERVAL_S = 1.0  # a headless peer's stats events
@@ -25,11 +28,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_tracker_at(s: Session, port: int) -> subprocess.Popen[str]:
+def _start_tracker_at(s: Session, port: int, *extra: str) -> subprocess.Popen[str]:
     """A tracker on a fixed port (a restart must come back where peers look)."""
     proc = subprocess.Popen(
         [PYTHON, "-m", "tracker", "--host", "127.0.0.1", "--port", str(port), "--no-mdns",
-         "--max-room-peers-per-address", "256"],
+         "--max-room-peers-per-address", "256", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     s.procs.append(proc)  # ended by the session, by pid
     assert proc.stdout is not None
@@ -134,3 +137,85 @@ def test_a_streamer_frozen_for_5_s_streams_again_within_2_s() -> None:
                    for v in viewers), {v.name: receiving_again(v) for v in viewers}
         assert not streamer.all("stream_ended")
         assert len(streamer.all("stream_started")) == 1
+
+
+class _LockWatch:
+    """Polls every tracker's status in a thread: who holds the lock, with which epoch."""
+
+    def __init__(self, ports: list[int]) -> None:
+        import threading
+        self.samples: list[tuple[float, int, str | None, int]] = []
+        self._ports = ports
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import asyncio
+
+        from tracker.status import StatusError, query_status
+        while not self._stop.is_set():
+            for port in self._ports:
+                try:
+                    status = asyncio.run(query_status("127.0.0.1", port, timeout=1.0))
+                except StatusError:
+                    continue  # that tracker is down right now
+                for room in status.rooms:
+                    if room.room == "lobby":
+                        self.samples.append((time.time(), port, room.streamer_name,
+                                             room.epoch))
+            self._stop.wait(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+@pytest.mark.parametrize("victim", ["streamer's tracker", "other tracker"])
+def test_two_trackers_on_redis_survive_a_kill_9_and_a_redis_restart(victim: str) -> None:
+    with redis_server() as redis, session() as s:
+        ports = [_free_port(), _free_port()]
+        procs = [_start_tracker_at(s, port, "--store", redis.url) for port in ports]
+        a, b = (f"127.0.0.1:{port}" for port in ports)
+        streamer = s.start_peer("streamer", *PATTERN, tracker=f"{a},{b}")
+        assert wait_for(lambda: _own_start(streamer), 30)
+        viewers = [s.start_peer(f"v{i}", "--watch", "--resolution", "360",
+                                tracker=f"{a},{b}" if i < 2 else f"{b},{a}")
+                   for i in range(4)]
+        assert wait_for(lambda: all(_frames(v) > 10 for v in viewers), 90)
+        # One room across both trackers: each lists all five.
+        assert wait_for(lambda: _room_size(ports[0]) == _room_size(ports[1]) == 5, 20)
+        watch = _LockWatch(ports)
+        assert wait_for(lambda: {p for _, p, _, _ in watch.samples} == set(ports), 10)
+        try:
+            dead = 0 if victim == "streamer's tracker" else 1
+            killed_at = time.time()
+            procs[dead].kill()  # kill -9
+            procs[dead].wait()
+            alive = ports[1 - dead]
+            # Its peers move to the other tracker.
+            assert wait_for(lambda: _room_size(alive) == 5, 15), _room_size(alive)
+            assert wait_for(lambda: all(len([e for e in v.all("stats")
+                                             if e["t"] > killed_at + 4]) >= 1
+                                        for v in viewers), 20)
+            # Redis restarts (empty): nobody's broadcast ends.
+            restarted_at = time.time()
+            redis.restart()
+            assert wait_for(lambda: _room_size(alive) == 5, 15)
+            assert wait_for(lambda: all(len([e for e in v.all("stats")
+                                             if e["t"] > restarted_at + 4]) >= 1
+                                        for v in viewers), 20)
+        finally:
+            watch.stop()
+        for viewer in viewers:
+            assert _stalls(viewer, killed_at - 1, time.time()) == [], viewer.name
+            assert not viewer.all("stream_ended"), viewer.name
+        assert not streamer.all("stream_ended")
+        # Never two holders, and epochs only rise, in every tracker's view.
+        holders = {name for _, _, name, _ in watch.samples if name is not None}
+        assert holders == {"streamer"}, holders
+        for port in ports:
+            epochs = [e for _, p, name, e in watch.samples if p == port and name]
+            assert epochs == sorted(epochs) and len(set(epochs)) <= 1, epochs
+        assert len({e for *_, e in watch.samples if e}) == 1  # one epoch all along

@@ -697,8 +697,9 @@ class TrackerState:
             # with positions): its streamer may be about to resume.
             out.append((c.id, StreamDenied("", _RECOVERING)))
             return
-        if lock is None and self.shared:
-            # The store decides (another tracker may be granting this room right now).
+        if self.shared and (lock is None or lock.peer.tracker is not None):
+            # The store decides (another tracker may be granting this room right now;
+            # a lock another tracker holds for this very peer moves here through it).
             self._lock_ops.append(LockOp("claim", room.name, peer.id, peer.name, peer.host,
                                          peer.port, c.id, msg.sent_at))
             return
@@ -719,7 +720,9 @@ class TrackerState:
         assert epoch is not None
         lock = room.lock
         if lock is not None:
-            if lock.peer.id == peer.id and lock.epoch == epoch and lock.token == msg.token:
+            remote = lock.peer.tracker is not None  # shared mode: another tracker's
+            if lock.peer.id == peer.id and lock.epoch == epoch and lock.token == msg.token \
+                    and not remote:
                 lock.peer = peer
                 lock.expires_at = now + self._lock_s
                 out.append((c.id, StreamGranted(epoch, self._lock_s, msg.sent_at, lock.token)))
