@@ -129,6 +129,7 @@ def sync_and_kill(clip: Path, workdir: Path, seconds: float, play: str | None
         _stop(leaf)
         steady = stats_between(leaf, t0 + WARMUP_S, t1)
         resumed = [e for e in leaf.all("sound_resumed") if e["t"] > killed_at]
+        video_resumed = [e for e in leaf.all("resumed") if e["t"] > killed_at]
     report = measure(str(record))
     # The kill shows as the first long hole after the warm-up; the steady window ends
     # half a second before it.
@@ -152,6 +153,7 @@ def sync_and_kill(clip: Path, workdir: Path, seconds: float, play: str | None
         "kill_gap_recorded_ms": _ms(kill_gap[1]) if kill_gap else None,
         "kill_sound_resumed_ms": resumed[0]["gap_ms"] if resumed else None,
         "kill_packets_lost": resumed[0]["lost"] if resumed else None,
+        "kill_video_resumed_ms": video_resumed[0]["gap_ms"] if video_resumed else None,
         "leaf_audio_delay_ms": _median([a["delay_ms"] for a in audio_stats
                                         if a.get("delay_ms") is not None]),
         "leaf_audio_transit_ms": _median([a["transit_ms"] for a in audio_stats
@@ -337,11 +339,12 @@ def report(result: dict[str, Any]) -> None:
         print("overload:", result.get("overload"))
         return
     print(table(["pairs", "median |off| ms", "max |off| ms", "max gap ms", "gaps>60",
-                 "kill: resumed ms", "kill: hole ms"],
+                 "kill: sound back ms", "kill: picture back ms", "kill: hole ms"],
                 [[sync["pairs"], sync["offset_median_abs_ms"], sync["offset_max_abs_ms"],
                   sync["max_gap_steady_ms"], sync["gaps_over_60ms_steady"],
-                  sync["kill_sound_resumed_ms"], sync["kill_gap_recorded_ms"]]],
-                ["d", ".1f", ".1f", ".1f", "d", ".1f", ".1f"]))
+                  sync["kill_sound_resumed_ms"], sync["kill_video_resumed_ms"],
+                  sync["kill_gap_recorded_ms"]]],
+                ["d", ".1f", ".1f", ".1f", "d", ".1f", ".1f", ".1f"]))
     print(table(["audio delay ms", "audio transit ms", "A/V offset ms", "video latency ms",
                  "concealed", "late"],
                 [[sync["leaf_audio_delay_ms"], sync["leaf_audio_transit_ms"],

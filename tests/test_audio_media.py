@@ -304,3 +304,54 @@ async def test_capture_follows_the_pictures_time_line_and_its_pauses() -> None:
         assert len(got) - paused_at <= 0.3 / FRAME_S + 2
     finally:
         capture.stop()
+
+
+async def test_the_microphone_hears_what_the_null_sink_plays(pulse_null_sink: str) -> None:
+    """A "microphone" on the sink's monitor: blocks of the right shape, stamped with
+    when they were heard, carrying the tone the output plays."""
+    from peer.node.audio.source import MicSource
+
+    encoder = OpusEncoder()
+    player = AudioPlayer(0.1)
+    tone = ToneSource(1.0)  # one beep a second
+    output = DeviceOutput(player, root_offset=lambda: 0.0, device=pulse_null_sink)
+    mic = MicSource(pulse_null_sink)
+    start, seq = time.time(), 0
+    heard = []
+    try:
+        for _ in range(150):  # 3 s of 20 ms blocks
+            while start + seq * FRAME_S <= time.time() + 0.1:
+                player.push(AudioPacket(1, seq, start + seq * FRAME_S,
+                                        encoder.encode(tone.read())), now=time.time())
+                seq += 1
+            block = await asyncio.get_running_loop().run_in_executor(None, mic.read)
+            assert block.shape == (FRAME_SAMPLES, 2)
+            assert abs(mic.captured_at - time.time()) < 1.0
+            heard.append(block)
+    finally:
+        mic.close()
+        output.close()
+    pcm = np.concatenate(heard)
+    assert np.abs(pcm.astype(np.int32)).max() > 3000  # the beep went round
+
+
+def test_a_camera_streams_the_microphone_only_when_asked(pulse_null_sink: str) -> None:
+    from peer.node.audio.config import AudioConfig
+    from peer.node.audio.source import MicSource
+    from peer.node.audio.station import AudioStation
+    from peer.node.config import CameraSource
+
+    def station(config: AudioConfig) -> AudioStation:
+        return AudioStation(config, window_s=5.0, root_offset=lambda: 0.0,
+                            on_bad_packet=lambda why: None, on_warning=lambda text: None)
+
+    assert station(AudioConfig()).open_source(CameraSource(0)) is None
+    mic = station(AudioConfig(mic=True, mic_device=pulse_null_sink)).open_source(
+        CameraSource(0))
+    try:
+        assert isinstance(mic, MicSource)
+    finally:
+        assert mic is not None
+        mic.close()
+    with pytest.raises(MediaError, match="cannot open microphone 'no-such-mic'"):
+        station(AudioConfig(mic=True, mic_device="no-such-mic")).open_source(CameraSource(0))

@@ -25,7 +25,8 @@ class PulseUnavailable(RuntimeError):
 
 @contextlib.contextmanager
 def null_sink(directory: Path | None = None) -> Iterator[str]:
-    """Run ``pulseaudio`` with one null sink; sets PULSE_SERVER/PULSE_SINK in this
+    """Run ``pulseaudio`` with one null sink; sets PULSE_SERVER/PULSE_SINK/PULSE_SOURCE
+    (the sink's monitor, an input that hears what is played) in this
     process (restored after) and yields the PortAudio device name to play to.
 
     Raises:
@@ -46,7 +47,7 @@ def null_sink(directory: Path | None = None) -> Iterator[str]:
          "-L", f"module-null-sink sink_name={SINK}",
          "-L", f"module-native-protocol-unix auth-anonymous=1 socket={socket}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    saved = {k: os.environ.get(k) for k in ("PULSE_SERVER", "PULSE_SINK")}
+    saved = {k: os.environ.get(k) for k in ("PULSE_SERVER", "PULSE_SINK", "PULSE_SOURCE")}
     try:
         deadline = time.monotonic() + 10.0
         while not socket.exists():
@@ -58,6 +59,8 @@ def null_sink(directory: Path | None = None) -> Iterator[str]:
             time.sleep(0.02)  # polling for the socket file, not timing anything
         os.environ["PULSE_SERVER"] = f"unix:{socket}"
         os.environ["PULSE_SINK"] = SINK
+        # What the sink plays is what a "microphone" on this server hears.
+        os.environ["PULSE_SOURCE"] = f"{SINK}.monitor"
         yield DEVICE
     finally:
         for key, value in saved.items():
