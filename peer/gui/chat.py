@@ -17,6 +17,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from peer.gui import theme
 from peer.gui.bridge import MAX_CHAT_CHARS, ChatReceived
 from peer.gui.theme import Colors
 
@@ -59,7 +60,7 @@ class ChatPanel(QWidget):
         # Parallel lists kept sorted by (sent_at, arrival): bisect needs the bare keys.
         self._keys: list[tuple[float, int]] = []
         self._lines: list[str] = []
-        self._messages: list[ChatReceived | None] = []  # None marks an app notice
+        self._messages: list[ChatReceived | str] = []  # a str is an app notice's text
         self._serial = 0
         self._colors: dict[str, str] = {}  # origin id -> its name colour
         self._ids_by_name: dict[str, set[str]] = {}  # sender name -> origin ids seen
@@ -103,6 +104,7 @@ class ChatPanel(QWidget):
         layout.addWidget(self.counter)
         self.view.setAccessibleName("Chat messages")
         self.set_input_enabled(False)
+        theme.notifier.changed.connect(self.restyle)
 
     def set_input_enabled(self, enabled: bool) -> None:
         """Allow typing (only once the node is in the room)."""
@@ -124,7 +126,8 @@ class ChatPanel(QWidget):
             if len(ids) == 2:
                 # Two people now share this name: earlier lines need the tag too.
                 self._lines = [
-                    self._format(m) if m is not None and m.sender == message.sender else line
+                    self._format(m) if isinstance(m, ChatReceived) and m.sender == message.sender
+                    else line
                     for line, m in zip(self._lines, self._messages, strict=True)
                 ]
                 self._render()
@@ -152,14 +155,11 @@ class ChatPanel(QWidget):
         """
         self._serial += 1
         key = (time.time() if at is None else at, self._serial)
-        line = (
-            f'<span style="color:{Colors.MUTED}">{_clock(key[0])} · '
-            f"<i>{html.escape(text)}</i></span>"
-        )
+        line = self._format_notice(text, key[0])
         index = bisect.bisect(self._keys, key)
         self._keys.insert(index, key)
         self._lines.insert(index, line)
-        self._messages.insert(index, None)
+        self._messages.insert(index, text)
         if index == len(self._lines) - 1:
             self.view.append(line)
         else:
@@ -168,7 +168,7 @@ class ChatPanel(QWidget):
 
     def chat_messages(self) -> list[ChatReceived]:
         """The chat lines shown, oldest first (notices left out)."""
-        return [m for m in self._messages if m is not None]
+        return [m for m in self._messages if isinstance(m, ChatReceived)]
 
     def show_error(self, text: str) -> None:
         """Say why the last line could not be sent."""
@@ -211,6 +211,28 @@ class ChatPanel(QWidget):
             color = colors[len(self._colors) % len(colors)]
             self._colors[origin_id] = color
         return color
+
+    @staticmethod
+    def _format_notice(text: str, at: float) -> str:
+        return (
+            f'<span style="color:{Colors.MUTED}">{_clock(at)} · '
+            f"<i>{html.escape(text)}</i></span>"
+        )
+
+    @pyqtSlot(object)
+    def restyle(self, _palette: object = None) -> None:
+        """The theme changed: every line again in its colours (names keep their order)."""
+        order = list(self._colors)
+        self._colors = {}
+        for origin in order:
+            self.name_color(origin)
+        self._lines = [
+            self._format(m) if isinstance(m, ChatReceived) else self._format_notice(m, key[0])
+            for m, key in zip(self._messages, self._keys, strict=True)
+        ]
+        self._render()
+        self.error.setStyleSheet(f"color: {Colors.DANGER};")
+        self._on_text_changed(self.input.text())
 
     def _render(self) -> None:
         self.view.setHtml("".join(f"<div>{line}</div>" for line in self._lines))

@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from PyQt6.QtCore import QCoreApplication, QEventLoop, QSettings
     from PyQt6.QtWidgets import QApplication, QWidget
 
+    from peer.gui import streamer as streamer_mod
     from peer.gui import theme
     from peer.gui import viewer as viewer_mod
     from peer.gui.app import MainWindow
@@ -197,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
             # paused screen is taken in the file session below.
 
             # Bob records what he watches (the save dialog answered in advance).
+            # Closing Alice's window at the end asks before ending her broadcast:
+            # the script says yes in advance (a modal dialog would wait forever).
+            streamer_mod.confirm_end_broadcast = lambda parent, viewers: True
             name = os.path.basename(viewer_mod.suggested_recording_path("lobby"))
             recording = os.path.join(settings_dir.name, name)
             viewer_mod.choose_recording_path = lambda parent, suggested: recording

@@ -40,7 +40,7 @@ from peer.gui.bridge import (
 )
 from peer.gui.chat import ChatPanel
 from peer.gui.stats import StatsPanel
-from peer.gui.theme import icon
+from peer.gui.theme import set_icon
 from peer.gui.tree import RelayTreeView
 from peer.gui.video import VideoWidget
 from peer.gui.widgets import Banner, card, muted_label
@@ -142,7 +142,7 @@ class SessionView(QWidget):
         self.watchers.setAccessibleName("Viewers in the room")
         self.watchers.hide()
         self.leave_button = QPushButton("Leave", self.header)
-        self.leave_button.setIcon(icon(self, "SP_ArrowBack"))
+        set_icon(self.leave_button, "SP_ArrowBack")
         self.leave_button.setToolTip("Leave the room")
         self.leave_button.clicked.connect(self.leave_requested)
         header.addWidget(self.title)

@@ -22,6 +22,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from peer.gui import theme
 from peer.gui.bridge import (
     MAX_NAME_CHARS,
     MAX_ROOM_CHARS,
@@ -128,8 +129,14 @@ class StartScreen(QWidget):
             # Enter in any field does what the screen is for: join the room.
             edit.returnPressed.connect(self._on_join_clicked)
         self.mode_group.idToggled.connect(self._on_mode_toggled)
+        theme.notifier.changed.connect(self._restyle)
         self._on_mode_toggled(0, True)
         self._update_buttons()
+
+    @pyqtSlot(object)
+    def _restyle(self, _palette: object) -> None:
+        self.error_label.setStyleSheet(f"color: {Colors.DANGER};")
+        self.refresh_status()  # the room status line carries colours
 
     # -- layout ---------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import pyqtgraph as pg
 from PyQt6.QtCore import Qt, pyqtSlot
 from PyQt6.QtWidgets import QGridLayout, QHBoxLayout, QVBoxLayout, QWidget
 
+from peer.gui import theme
 from peer.gui.bridge import Stats
 from peer.gui.theme import Colors
 from peer.gui.widgets import Metric
@@ -119,6 +120,22 @@ class _Plot(pg.PlotWidget):
             item.plot(pen=pg.mkPen(Colors.PLOT_B, width=2), name=names[1]),
         )
         self.set_series([], [], [])
+        theme.notifier.changed.connect(self.restyle)
+
+    @pyqtSlot(object)
+    def restyle(self, _palette: object = None) -> None:
+        """Paint in the active palette (at build time and when the theme changes)."""
+        self.setBackground(Colors.SURFACE)
+        item = self.getPlotItem()
+        item.setTitle(f'<span style="color:{Colors.MUTED};font-size:9pt">{self.title}</span>')
+        for axis in ("left", "bottom"):
+            ax = item.getAxis(axis)
+            ax.setPen(pg.mkPen(Colors.BORDER))
+            ax.setTextPen(pg.mkPen(Colors.MUTED))
+        if item.legend is not None:
+            item.legend.setLabelTextColor(Colors.MUTED)
+        self.curves[0].setPen(pg.mkPen(Colors.PLOT_A, width=2))
+        self.curves[1].setPen(pg.mkPen(Colors.PLOT_B, width=2))
 
     def set_series(self, xs: list[float], a: list[float], b: list[float]) -> None:
         """Draw both series; the y axis starts at 0 (a trend reads right only then)."""

@@ -40,7 +40,7 @@ from peer.gui.bridge import (
     TreeChanged,
 )
 from peer.gui.session import SessionView, end_reason_words, viewers_of
-from peer.gui.theme import Colors, icon
+from peer.gui.theme import icon, set_icon
 from peer.gui.tree import PeerTableModel
 from peer.gui.widgets import SeekBar
 
@@ -163,7 +163,7 @@ class StreamerView(SessionView):
         self.file_edit.editingFinished.connect(self._on_path_edited)
         self.file_edit.textChanged.connect(self._on_path_typed)
         self.browse_button = QPushButton("Browse…", self.controls)
-        self.browse_button.setIcon(icon(self, "SP_DirOpenIcon"))
+        set_icon(self.browse_button, "SP_DirOpenIcon")
         self.browse_button.setAccessibleName("Browse for a video file")
         self.browse_button.clicked.connect(self._browse)
         self.loop_check = QCheckBox("Loop", self.controls)
@@ -186,10 +186,10 @@ class StreamerView(SessionView):
         self.screen_spin.valueChanged.connect(self._source_changed)
         self.live_button = QPushButton("Go live", self.controls)
         self.live_button.setObjectName("primary")
-        self.live_button.setIcon(icon(self, "SP_MediaPlay", Colors.ON_ACCENT))
+        set_icon(self.live_button, "SP_MediaPlay", "ON_ACCENT")
         self.live_button.clicked.connect(self._on_live_clicked)
         self.pause_button = QPushButton("Pause", self.controls)
-        self.pause_button.setIcon(icon(self, "SP_MediaPause"))
+        set_icon(self.pause_button, "SP_MediaPause")
         self.pause_button.setToolTip("Pause the video for everyone (Space)")
         self.pause_button.clicked.connect(self.toggle_pause)
         self.progress = SeekBar(self.controls)
@@ -345,13 +345,13 @@ class StreamerView(SessionView):
         if streaming:
             self.live_button.setText("Stop streaming")
             self.live_button.setObjectName("danger")
-            self.live_button.setIcon(icon(self, "SP_MediaStop", Colors.ON_ACCENT))
+            set_icon(self.live_button, "SP_MediaStop", "ON_ACCENT")
             self.live_button.setEnabled(not self._pending)
         else:
             blocker = "" if self._pending else self.live_blocker()
             self.live_button.setText("Starting…" if self._pending else "Go live")
             self.live_button.setObjectName("primary")
-            self.live_button.setIcon(icon(self, "SP_MediaPlay", Colors.ON_ACCENT))
+            set_icon(self.live_button, "SP_MediaPlay", "ON_ACCENT")
             self.live_button.setEnabled(not self._pending and not blocker)
         self.live_button.setToolTip(blocker)
         self.live_hint.setText(blocker)
@@ -500,7 +500,7 @@ class StreamerView(SessionView):
     def _show_paused(self, paused: bool) -> None:
         self.paused = paused
         self.pause_button.setText("Resume" if paused else "Pause")
-        self.pause_button.setIcon(icon(self, "SP_MediaPlay" if paused else "SP_MediaPause"))
+        set_icon(self.pause_button, "SP_MediaPlay" if paused else "SP_MediaPause")
         self.pause_button.setToolTip(
             "Play on for everyone (Space)" if paused else "Pause the video for everyone (Space)")
         self.video.set_overlay("Paused" if paused else "")

@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from PyQt6.QtCore import QSize, Qt
+from PyQt6.QtCore import QObject, QSize, Qt, pyqtSignal
 from PyQt6.QtGui import QColor, QFont, QIcon, QPainter, QPalette, QPixmap
-from PyQt6.QtWidgets import QApplication, QStyle, QWidget
+from PyQt6.QtWidgets import QAbstractButton, QApplication, QStyle, QWidget
 
 # Colour emoji fonts the system may draw emoji with (fontconfig falls back to them by
 # itself). Debian: fonts-noto-color-emoji, in the Makefile's GUI packages.
@@ -80,6 +80,23 @@ class Colors:
     PLOT_B = DARK.PLOT_B
     VIDEO_BG = DARK.VIDEO_BG
     ON_ACCENT = DARK.ON_ACCENT
+
+
+class ThemeNotifier(QObject):
+    """Tells widgets that paint with :class:`Colors` themselves that the palette changed.
+
+    Signals:
+        changed(Palette): the palette now in use.
+    """
+
+    changed = pyqtSignal(object)
+
+
+# One for the whole app: widgets with colours of their own connect to it.
+notifier = ThemeNotifier()
+
+# A button's themed icon: (standard pixmap name, colour attribute of Colors or "").
+_ICON_PROPERTY = "treecast_icon"
 
 
 def use_palette(palette: Palette) -> None:
@@ -329,6 +346,12 @@ def apply(app: QApplication, palette: Palette | None = None, follow: bool = True
     app.setPalette(qpalette)
     app.setFont(ui_font(app.font()))
     app.setStyleSheet(stylesheet())
+    for widget in app.allWidgets():
+        if isinstance(widget, QAbstractButton) and widget.property(_ICON_PROPERTY):
+            name, color_name = str(widget.property(_ICON_PROPERTY)).split("|")
+            tint = getattr(Colors, color_name) if color_name else None
+            widget.setIcon(icon(widget, name, tint))
+    notifier.changed.emit(chosen)
     hints = app.styleHints()
     if follow and palette is None and hints is not None and not app.property("treecast_follows"):
         app.setProperty("treecast_follows", True)
@@ -363,6 +386,19 @@ def icon(widget: QWidget, name: str, color: str | None = None) -> QIcon:
     if style is None:
         return QIcon()
     return tinted(style.standardIcon(pixmap_name), color or Colors.TEXT)
+
+
+def set_icon(button: QAbstractButton, name: str, role: str = "") -> None:
+    """Give ``button`` a standard icon tinted for the theme, re-tinted when it changes.
+
+    Args:
+        button: the button.
+        name: a QStyle standard pixmap name, e.g. "SP_MediaPlay".
+        role: the Colors attribute to paint it in ("ON_ACCENT" on accent buttons);
+            the text colour by default.
+    """
+    button.setProperty(_ICON_PROPERTY, f"{name}|{role}")
+    button.setIcon(icon(button, name, getattr(Colors, role) if role else None))
 
 
 def tinted(source: QIcon, color: str, size: int = 32) -> QIcon:

@@ -8,6 +8,7 @@ from PyQt6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex
 from PyQt6.QtGui import QBrush, QColor, QFont
 from PyQt6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem, QWidget
 
+from peer.gui import theme
 from peer.gui.bridge import TreeChanged, TreePeer
 from peer.gui.theme import Colors
 
@@ -78,6 +79,12 @@ class RelayTreeView(QTreeWidget):
         self.items: dict[str, QTreeWidgetItem] = {}
         self.available: tuple[int, ...] = ()
         self._tree: TreeChanged | None = None
+        theme.notifier.changed.connect(self._restyle)
+
+    @pyqtSlot(object)
+    def _restyle(self, _palette: object) -> None:
+        if self._tree is not None:
+            self.set_tree(self._tree)  # the streamer and our own row carry colours
 
     @pyqtSlot(tuple)
     def set_available_layers(self, layers: tuple[int, ...]) -> None:

@@ -10,6 +10,7 @@ from PyQt6.QtCore import QSettings, QStandardPaths, Qt, QUrl, pyqtSignal, pyqtSl
 from PyQt6.QtGui import QDesktopServices, QKeySequence, QShortcut, QStandardItemModel
 from PyQt6.QtWidgets import QComboBox, QFileDialog, QLabel, QPushButton, QWidget
 
+from peer.gui import theme
 from peer.gui.bridge import (
     LAYERS,
     Action,
@@ -23,7 +24,7 @@ from peer.gui.bridge import (
 )
 from peer.gui.session import RESUMED_NOTICE_MS, SessionView
 from peer.gui.sound import SoundControls
-from peer.gui.theme import Colors, dot_icon, icon, square_icon
+from peer.gui.theme import Colors, dot_icon, set_icon, square_icon
 
 # The containers the node records to (its recorder also takes .m4v).
 RECORD_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
@@ -125,6 +126,7 @@ class ViewerView(SessionView):
         self.bridge.resolution_changed.connect(self._on_resolution_changed)
         self.bridge.recording_changed.connect(self._on_recording_changed)
         self.bridge.playback_changed.connect(self.on_playback_changed)
+        theme.notifier.changed.connect(self._update_record_controls)
         self.bridge.stopped.connect(self._update_record_controls)
         self._update_record_controls()
 
@@ -141,7 +143,7 @@ class ViewerView(SessionView):
         self.resolution_combo.setAccessibleName("Resolution")
         self.resolution_label.setBuddy(self.resolution_combo)
         self.fullscreen_button = QPushButton("Fullscreen", self.controls)
-        self.fullscreen_button.setIcon(icon(self, "SP_TitleBarMaxButton"))
+        set_icon(self.fullscreen_button, "SP_TitleBarMaxButton")
         self.fullscreen_button.setToolTip("Fullscreen (F, F11 or double-click; Esc leaves)")
         self.fullscreen_button.clicked.connect(self.toggle_fullscreen)
         self.record_button = QPushButton("Record", self.controls)
@@ -306,8 +308,7 @@ class ViewerView(SessionView):
         else:
             super().on_banner_action(key)
 
-    @pyqtSlot()
-    def _update_record_controls(self) -> None:
+    def _update_record_controls(self, *_: object) -> None:
         recording = self.recording
         self.record_button.setText("Stop recording" if recording else "Record")
         self.record_button.setIcon(

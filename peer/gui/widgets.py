@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtCore import Qt, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QKeyEvent, QMouseEvent
 from PyQt6.QtWidgets import (
     QFrame,
@@ -18,6 +18,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from peer.gui import theme
 from peer.gui.theme import Colors
 
 
@@ -82,6 +83,7 @@ class Banner(QFrame):
         self._buttons_box.setSpacing(6)
         layout.addLayout(self._buttons_box)
         self._buttons: dict[str, QPushButton] = {}
+        theme.notifier.changed.connect(self._apply_style)
         self.hide()
 
     def text(self) -> str:
@@ -113,12 +115,7 @@ class Banner(QFrame):
         """
         self._text.setToolTip(details)
         self.level = level
-        color = _level_color(level)
-        self.setStyleSheet(
-            f"QFrame#banner {{ background: {Colors.SURFACE_2};"
-            f" border: 1px solid {color}; border-left: 4px solid {color};"
-            f" border-radius: 8px; }}"
-        )
+        self._apply_style()
         self._text.setText(text)
         for button in self._buttons.values():
             self._buttons_box.removeWidget(button)
@@ -132,6 +129,15 @@ class Banner(QFrame):
             self._buttons_box.addWidget(button)
             self._buttons[key] = button
         self.show()
+
+    @pyqtSlot(object)
+    def _apply_style(self, _palette: object = None) -> None:
+        color = _level_color(self.level)
+        self.setStyleSheet(
+            f"QFrame#banner {{ background: {Colors.SURFACE_2};"
+            f" border: 1px solid {color}; border-left: 4px solid {color};"
+            f" border-radius: 8px; }}"
+        )
 
     def clear(self, level: str | None = None) -> None:
         """Hide the banner (only if it shows ``level``, when given)."""

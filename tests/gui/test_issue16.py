@@ -481,3 +481,29 @@ def test_11_viewers_see_paused_not_a_frozen_picture(qtbot, window, factory) -> N
     factory.node.emit(PlaybackChanged(paused=False, position_s=61.0, duration_s=120.0))
     qtbot.waitUntil(lambda: view.video.overlay() == "", timeout=T)
     assert view.subtitle.text() == "Watching Alice"
+
+
+def test_themes_switch_while_a_session_runs(qtbot, window, factory, qapp) -> None:
+    from peer.gui import theme
+
+    view = join(qtbot, window)
+    factory.node.emit(ChatReceived(id="c1", origin_id="id-Alice", sender="Alice",
+                                   text="hi", sent_at=5.0))
+    qtbot.waitUntil(lambda: len(view.chat.chat_messages()) == 1, timeout=T)
+    view.banner.show_message("info", "Something to read.")
+    try:
+        theme.apply(qapp, theme.LIGHT)
+        assert theme.Colors.NAME == "light"
+        # Widgets that paint their own colours follow: banner, plots, chat, icons.
+        assert theme.LIGHT.SURFACE_2 in view.banner.styleSheet()
+        plot = view.stats.latency_plot
+        assert plot.backgroundBrush().color().name() == theme.LIGHT.SURFACE
+        assert theme.LIGHT.MUTED in view.chat.view.toHtml().lower() or (
+            "#5b6472" in view.chat.view.toHtml())
+        image = view.leave_button.icon().pixmap(32, 32).toImage()
+        inked = [image.pixelColor(x, y) for x in range(32) for y in range(32)
+                 if image.pixelColor(x, y).alpha() > 200]
+        assert inked and all(c.name() == theme.LIGHT.TEXT for c in inked)
+    finally:
+        theme.apply(qapp, theme.DARK)
+    assert theme.DARK.SURFACE_2 in view.banner.styleSheet()
