@@ -116,9 +116,9 @@ class ViewerView(SessionView):
         self.subtitle.setText("Connecting…")
         self.video.double_clicked.connect(self.toggle_fullscreen)
         # Window-wide shortcuts: they only fire while this view is shown.
-        # F11 works from anywhere in the window (F, Esc: see SessionView.keyPressEvent).
+        # F11 works from anywhere in the window (F, Esc, M: SessionView.keyPressEvent,
+        # so a text field keeps its letters).
         QShortcut(QKeySequence(Qt.Key.Key_F11), self, self.toggle_fullscreen)
-        QShortcut(QKeySequence(Qt.Key.Key_M), self, self.sound.toggle_mute)
         self.sound.volume_changed.connect(self.bridge.set_volume)
         self.sound.muted_changed.connect(self.bridge.set_muted)
         self.bridge.stats_updated.connect(self.sound.update_stats)
@@ -390,6 +390,11 @@ class ViewerView(SessionView):
     def toggle_fullscreen(self) -> bool:
         """Fullscreen video on/off (F, F11, double-click)."""
         self.set_fullscreen(not self.fullscreen)
+        return True
+
+    def toggle_mute(self) -> bool:
+        """M: sound off/on (the volume controls' mute button)."""
+        self.sound.toggle_mute()
         return True
 
     def leave_fullscreen(self) -> bool:

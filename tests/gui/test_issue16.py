@@ -359,8 +359,12 @@ def test_keyboard_f_esc_and_typing_in_chat(qtbot, window, factory) -> None:
     assert not view.fullscreen and view.chat.input.text() == "fine"
     qtbot.keyClick(view.chat.input, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: factory.node.called("send_chat") == [("fine",)], timeout=T)
-    # M is free for sound (nothing plays yet): the key is not taken.
-    assert view.toggle_mute() is False
+    # M mutes (the sound controls' button), and in the chat field it is a letter.
+    muted = view.sound.muted
+    qtbot.keyClick(view.video, Qt.Key.Key_M)
+    assert view.sound.muted is not muted
+    qtbot.keyClicks(view.chat.input, "m")
+    assert view.sound.muted is not muted and view.chat.input.text() == "m"
 
 
 def test_viewer_count_and_names_for_everyone(qtbot, window, factory) -> None:
