@@ -27,7 +27,7 @@ from peer.node.config import (
     SourceSpec,
     parse_trackers,
 )
-from peer.node.errors import ExitCode, NodeError, exit_code
+from peer.node.errors import ExitCode, MediaError, NodeError, exit_code
 from peer.node.events import NodeEvent
 from peer.node.node import Node
 from protocol import limits
@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--events", metavar="PATH|-")
     parser.add_argument("--duration", type=float, metavar="SECONDS")
     parser.add_argument("--chat-stdin", action="store_true",
-                        help="send each stdin line as chat (/res N changes resolution, "
+                        help="send each stdin line as chat (/res N changes resolution; a file "
+                             "streamer takes /pause, /resume, /seek SECONDS; "
                              "/quit leaves)")
     parser.add_argument("--identity", metavar="FILE",
                         help="key file that keeps this peer's id between runs (made if "
@@ -179,11 +180,17 @@ async def _stdin_commands(node: Node, stop: asyncio.Event) -> None:
         try:
             if text.startswith("/res "):
                 await node.set_resolution(int(text.split()[1]))
+            elif text == "/pause":
+                await node.set_paused(True)
+            elif text == "/resume":
+                await node.set_paused(False)
+            elif text.startswith("/seek "):
+                await node.seek(float(text.split()[1]))
             elif text == "/quit":
                 stop.set()
             else:
                 await node.send_chat(text)
-        except ValueError as exc:
+        except (ValueError, IndexError, MediaError) as exc:
             print(f"treecast-peer: {exc}", file=sys.stderr)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -55,6 +56,7 @@ from peer.node.events import (
 from peer.node.identity_file import load_identity
 from peer.node.link import PeerLink, open_link
 from peer.node.media import FrameSource, PacedCapture, open_source
+from peer.node.playback import PlaybackState
 from peer.node.pump import StreamEnd, StreamEndReason, StreamPump
 from peer.node.relay import Relay
 from peer.node.report import Position, StatsReporter
@@ -74,6 +76,7 @@ from protocol import (
     Message,
     PathEntry,
     Ping,
+    Playback,
     Pong,
     VideoFrame,
     encode,
@@ -149,6 +152,8 @@ class Node:
         self._last_seq = -1
         # When video stopped because the parent went: (loop time, last seq seen).
         self._lost_at: tuple[float, int] | None = None
+        self._playback = PlaybackState()  # the streamer's pause/position (playback.py)
+        self._position_s = 0.0  # streamer: where the file stands (last released frame)
 
     # --- public API ---------------------------------------------------------------
 
@@ -357,13 +362,15 @@ class Node:
             raise self._fatal(exc) from None
         stream = StreamInfo(frame_source.width, frame_source.height, frame_source.fps)
         self._apply(self.tree.become_root(epoch, stream, self._now()))
+        self._playback.new_stream(self.tree.epoch)
+        self._position_s = 0.0
         capture = PacedCapture(frame_source, loop=getattr(source, "loop", False))
         capture.start(loop)
         assert self._display is not None
         self._pump = StreamPump(
             capture, self._relay, self._display, self._executor, self._stats,
             epoch=self.tree.epoch, lease_valid=directory.lease_valid,
-            on_released=self._audio.video_released,
+            on_released=self._on_released,
             on_progress=lambda pos, dur: self._emit(SourceProgress(position_s=pos,
                                                                    duration_s=dur)),
             on_end=lambda end: self._spawn(self._end_stream(end), "node-end-stream"))
@@ -374,6 +381,49 @@ class Node:
     async def stop_streaming(self) -> None:
         if self._pump is not None:
             await self._end_stream(StreamEnd(StreamEndReason.FINISHED))
+
+    async def set_paused(self, paused: bool) -> None:
+        """Pause or resume our streamed file, for the whole room.
+
+        Raises:
+            MediaError: not streaming a file (a camera or screen cannot pause).
+        """
+        capture = self._seekable_capture()
+        if paused:
+            capture.pause()
+        else:
+            capture.resume()
+        self._tell_playback(paused, self._position_s)
+
+    async def seek(self, seconds: float) -> None:
+        """Move our streamed file to ``seconds``, for the whole room.
+
+        Raises:
+            MediaError: not streaming a file of known length.
+        """
+        capture = self._seekable_capture()
+        duration = capture.source.duration_s or 0.0
+        seconds = min(max(float(seconds), 0.0), duration)
+        capture.seek(seconds)
+        self._position_s = seconds
+        self._tell_playback(capture.paused, seconds)
+
+    def _on_released(self, captured_at: float, position_s: float) -> None:
+        self._position_s = position_s  # where a pause says the file stands
+        self._audio.video_released(captured_at, position_s)
+
+    def _seekable_capture(self) -> PacedCapture:
+        if self._pump is None or not self._pump.capture.seekable:
+            raise MediaError("only a video file being streamed can pause or seek")
+        return self._pump.capture
+
+    def _tell_playback(self, paused: bool, position_s: float) -> None:
+        assert self._pump is not None
+        message = self._playback.local(self.tree.epoch, paused, position_s,
+                                       self._pump.capture.source.duration_s)
+        for child in self.children:
+            child.send(message)
+        self._emit(self._playback.event())
 
     # --- the tree's actions ---------------------------------------------------------
 
@@ -422,6 +472,9 @@ class Node:
         elif isinstance(event, act.ChildAttached) and link is not None:
             self._relay.add_child(event.link, link, event.layer)
             link.send(self._chat.open_link(event.peer_id, time.time()))
+            state = self._playback.for_new_child(self.tree.epoch)
+            if state is not None:  # paused: no frames will come to tell it otherwise
+                link.send(state)
         elif isinstance(event, act.ChildLayerChanged):
             self._relay.set_child_layer(event.link, event.layer)
         elif isinstance(event, act.ChildDetached):
@@ -562,6 +615,13 @@ class Node:
                 link.send(missing)
         elif isinstance(message, Error):
             self._emit(ErrorRaised(message=f"{link.name}: {message.reason}"))
+        elif isinstance(message, Playback):
+            # Only from the parent, of the live stream: kept, passed down, reported.
+            if link_id == self.tree.parent and self._playback.received(message,
+                                                                      self.tree.epoch):
+                for child in self.children:
+                    child.send(message)
+                self._emit(self._playback.event())
         elif isinstance(message, KeyframeRequest):
             pass  # every MJPEG frame is a keyframe; an H.264 producer serves these
         else:
@@ -730,8 +790,10 @@ class Node:
         position = Position(width=width, height=height, depth=self.tree.depth,
                             parent=self.tree.parent_name, children=len(self.tree.children),
                             layer=self.tree.layer, layer_in=self._layer_in)
-        self._emit(self._reporter.build(time.time(), [link.counters for link in self._ids],
-                                        position, self._audio.snapshot()))
+        stats = self._reporter.build(time.time(), [link.counters for link in self._ids],
+                                     position, self._audio.snapshot())
+        paused = self._playback.paused and self._playback.epoch == self.tree.epoch
+        self._emit(dataclasses.replace(stats, paused=paused) if paused else stats)
 
     def _emit(self, event: NodeEvent) -> None:
         try:
