@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 
-from zeroconf import InterfaceChoice
-
-from peer.lan.addresses import Interfaces as InterfacesType
+from peer.lan.addresses import interfaces_for
 from peer.lan.browser import find_tracker
 from peer.node.config import NodeConfig
 from peer.node.directory import Directory, TrackerDirectory
@@ -20,10 +18,10 @@ from peer.node.errors import TrackerUnreachableError
 from peer.node.lan_directory import LanDirectory
 from peer.node.tree.state import subtree_of
 from protocol import Candidate
+from protocol.fields import is_wildcard_host
 
 # How long a --lan peer listens for a tracker before running tracker-less.
 LAN_TRACKER_WAIT_S = 1.5
-_WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 class DirectoryChange(StrEnum):
@@ -46,7 +44,7 @@ async def open_directory(config: NodeConfig, peer_id: str, listen: tuple[str, in
     """
     tracker = config.tracker
     if tracker is None and config.lan:
-        tracker = await find_tracker(LAN_TRACKER_WAIT_S, _lan_interfaces(config.listen_host))
+        tracker = await find_tracker(LAN_TRACKER_WAIT_S, interfaces_for(config.listen_host))
         if tracker is None:
             return LanDirectory(peer_id=peer_id, name=config.name, room=config.room,
                                 listen_host=config.listen_host, listen_port=listen[1],
@@ -59,13 +57,6 @@ async def open_directory(config: NodeConfig, peer_id: str, listen: tuple[str, in
         listen_host=config.advertise_host or listen[0], listen_port=listen[1],
         heartbeat_s=config.timing.tracker_heartbeat_s, on_change=on_change,
         more_trackers=config.more_trackers)
-
-
-def _lan_interfaces(listen_host: str) -> InterfacesType:
-    """mDNS on the address we are bound to, or on every interface for a wildcard."""
-    if listen_host in _WILDCARD_HOSTS:
-        return InterfaceChoice.All
-    return [listen_host]
 
 
 class DirectoryRoom:
@@ -99,6 +90,6 @@ class DirectoryRoom:
         host = self._config.advertise_host
         if host is None and self.directory is not None:
             host = self.directory.own_host()
-        if host is None and self.listen[0] not in _WILDCARD_HOSTS:
+        if host is None and not is_wildcard_host(self.listen[0]):
             host = self.listen[0]
         return host, self.listen[1]

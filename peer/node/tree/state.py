@@ -79,6 +79,7 @@ from protocol import (
     Redirect,
     limits,
 )
+from protocol.fields import WILDCARD_HOSTS as _WILDCARD_HOSTS
 
 # A round gives up after this many dials, then waits and starts over with fresh
 # candidates (the directory may have moved on meanwhile).
@@ -88,8 +89,6 @@ MAX_JOIN_ATTEMPTS = 24
 JOIN_RETRY_S = (0.05, 0.2, 0.5, 1.0)
 # A parent we lost is not dialled again for this long (it may be frozen, not gone).
 AVOID_LOST_PARENT_S = 5.0
-# Listen addresses a peer cannot be dialled at: use the address we see instead.
-_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 
 class RoomView(Protocol):
