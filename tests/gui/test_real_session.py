@@ -153,3 +153,73 @@ def test_app_records_what_it_watches_with_the_real_node(qtbot, themed, settings,
         qtbot.waitUntil(lambda: not win.isVisible() and win.bridge is None, timeout=T)
         win.start_screen.shutdown()
         win.deleteLater()
+
+
+def test_app_pauses_its_file_for_a_headless_viewer(qtbot, themed, settings, lan,
+                                                   video_file, monkeypatch) -> None:
+    from peer.gui import streamer as streamer_mod
+    from peer.gui.app import MainWindow
+    from peer.gui.streamer import StreamerView
+
+    # Closing at the end ends a watched broadcast: the answer is yes.
+    monkeypatch.setattr(streamer_mod, "confirm_end_broadcast", lambda parent, viewers: True)
+
+    with tracker_process() as tracker:
+        win = MainWindow(settings=settings, lan=lan)
+        viewer: subprocess.Popen[str] | None = None
+        reader: threading.Thread | None = None
+        events: list[dict] = []
+        try:
+            screen = win.start_screen
+            screen.name_edit.setText("Alice")
+            screen.tracker_radio.setChecked(True)
+            screen.tracker_edit.setText(f"{tracker[0]}:{tracker[1]}")
+            win.show()
+            with qtbot.wait_signal(win.session_opened, timeout=T) as opened:
+                screen.stream_button.click()
+            view = opened.args[0]
+            assert isinstance(view, StreamerView)
+            view.set_file(video_file)
+            view.loop_check.setChecked(True)
+            qtbot.waitUntil(view.live_button.isEnabled, timeout=T)
+            view.live_button.click()
+            qtbot.waitUntil(lambda: view.pause_button.isVisible(), timeout=T)
+            viewer = subprocess.Popen(
+                [sys.executable, "-m", "peer.node.cli", "--name", "Bob",
+                 "--tracker", f"{tracker[0]}:{tracker[1]}", "--listen", "127.0.0.1:0",
+                 "--watch", "--events", "-"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                env=subprocess_env(), cwd=ROOT)
+
+            def read() -> None:
+                assert viewer is not None and viewer.stdout is not None
+                for line in viewer.stdout:
+                    if line.startswith("{"):
+                        events.append(json.loads(line))
+
+            reader = threading.Thread(target=read, name="test-viewer-events")
+            reader.start()
+            qtbot.waitUntil(lambda: any(e["event"] == "joined" for e in events), timeout=T)
+            view.pause_button.click()
+            qtbot.waitUntil(lambda: view.paused and view.video.overlay() == "Paused",
+                            timeout=T)
+            qtbot.waitUntil(lambda: any(e["event"] == "playback" and e["paused"]
+                                        for e in events), timeout=T)
+            view.pause_button.click()
+            qtbot.waitUntil(lambda: any(e["event"] == "playback" and not e["paused"]
+                                        for e in events), timeout=T)
+            assert not view.paused
+        finally:
+            if viewer is not None:
+                viewer.terminate()
+                try:
+                    viewer.wait(10)
+                except subprocess.TimeoutExpired:
+                    viewer.kill()
+                    viewer.wait()
+            if reader is not None:
+                reader.join(10)
+            win.close()
+            qtbot.waitUntil(lambda: not win.isVisible() and win.bridge is None, timeout=T)
+            win.start_screen.shutdown()
+            win.deleteLater()
