@@ -780,7 +780,11 @@ class Node:
                                              epoch=streamer.epoch))
             self._apply(self.tree.set_streamer(streamer.id, streamer.epoch, now))
         elif change is DirectoryChange.CLOSED:
-            self._emit(ErrorRaised(message="lost the connection to the tracker"))
+            # Not fatal: the directory reconnects by itself (the next tracker of the
+            # list first) while the tree links, the stream and chat carry on.
+            self._emit(ErrorRaised(
+                message="lost the connection to the tracker; reconnecting (the stream "
+                        "and chat go on)"))
 
     def _stats_tick(self) -> None:
         assert self._loop is not None
