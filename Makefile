@@ -46,8 +46,10 @@ bench: $(STAMP) sysdeps-test
 bench-quick: $(STAMP) sysdeps-test
 	$(BIN)/python -m bench.run_all --quick
 
+# A real session under Xvfb (a display of its own) unless one is already there.
 screenshots: $(STAMP) sysdeps-gui
-	$(BIN)/python -m peer.gui.screenshots
+	if [ -n "$$DISPLAY" ]; then $(BIN)/python -m peer.gui.screenshots; \
+	else xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m peer.gui.screenshots; fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache

@@ -56,12 +56,13 @@ def tracker_process() -> Iterator[tuple[str, int]]:
 
 
 def headless_peer(name: str, tracker: tuple[str, int], resolution: int,
-                  chat: bool = False) -> subprocess.Popen[str]:
-    """A ``treecast-peer`` viewer (the same node, no Qt)."""
+                  chat: bool = False, room: str = "lobby",
+                  extra: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+    """A ``treecast-peer`` (the same node, no Qt): a viewer, or what ``extra`` says."""
     args = [
         sys.executable, "-m", "peer.node.cli", "--name", name,
-        "--tracker", f"{tracker[0]}:{tracker[1]}", "--room", "lobby",
-        "--listen", "127.0.0.1:0", "--resolution", str(resolution),
+        "--tracker", f"{tracker[0]}:{tracker[1]}", "--room", room,
+        "--listen", "127.0.0.1:0", "--resolution", str(resolution), *extra,
     ]
     if chat:
         args.append("--chat-stdin")
@@ -70,6 +71,26 @@ def headless_peer(name: str, tracker: tuple[str, int], resolution: int,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
         env=subprocess_env(), cwd=ROOT,
     )
+
+
+def write_clip(path: str, seconds: int = 20, fps: float = 15.0) -> None:
+    """A short 1280x720 clip to stream (moving colour bands and its frame number)."""
+    import cv2
+    import numpy as np
+
+    fourcc = cv2.VideoWriter.fourcc(*"MJPG")
+    writer = cv2.VideoWriter(path, fourcc, fps, (1280, 720))
+    hue = np.linspace(0, 179, 1280, dtype=np.float32)
+    for index in range(int(seconds * fps)):
+        hsv = np.empty((720, 1280, 3), np.uint8)
+        hsv[..., 0] = ((hue + index * 2) % 180).astype(np.uint8)[None, :]
+        hsv[..., 1] = 200
+        hsv[..., 2] = 210
+        image = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+        cv2.putText(image, f"clip {index / fps:5.1f} s", (60, 140), cv2.FONT_HERSHEY_SIMPLEX,
+                    3.0, (255, 255, 255), 8, cv2.LINE_AA)
+        writer.write(image)
+    writer.release()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,6 +261,26 @@ def main(argv: list[str] | None = None) -> int:
                        and blocked.live_hint.isVisible()
                        and "Alice" in blocked.live_hint.text())
             shoot(eve, "streamer-blocked.png")
+
+            # 6. A paused file: Hana streams a clip in "movies" and pauses it; Ivy sees
+            # the last picture dimmed with "Paused", not a frozen video.
+            clip = os.path.join(settings_dir.name, "clip.avi")
+            write_clip(clip)
+            hana = headless_peer("Hana", tracker, 720, chat=True, room="movies",
+                                 extra=("--stream", clip, "--loop", "--no-audio"))
+            peers.append(hana)
+            ivy = window("Ivy", tracker, room="movies")
+            wait_until("Hana is live", lambda: ivy.start_screen.holder == "Hana", timeout=30)
+            ivy.start_screen.join_button.click()
+            paused_view = ivy.view
+            assert isinstance(paused_view, ViewerView)
+            wait_until("Hana's video", lambda: paused_view.video.frames_shown > 10, timeout=60)
+            pump(2.0)
+            if hana.stdin is not None:
+                hana.stdin.write("/pause\n")
+                hana.stdin.flush()
+            wait_until("paused", lambda: paused_view.video.overlay() == "Paused", timeout=30)
+            shoot(ivy, "viewer-paused.png")
 
             lost = window("Gus", ("127.0.0.1", 1))
             lost.start_screen.join_button.click()
