@@ -167,3 +167,29 @@ def test_a_new_room_on_a_restarted_tracker_can_go_live_at_once() -> None:
     state = TrackerState(CFG, epoch_floor=5_000, recovering_until=8.0)
     join(state, 1, "s")  # a first registration: no tree to wait for
     assert granted(state.receive(1, StreamClaim(), 0.1), 1) is not None
+
+
+def test_shared_mode_sends_one_claim_at_a_time_to_the_store() -> None:
+    """The attacker: a flood of claims must not become a flood of store calls."""
+    from tracker.state import LockRecord
+
+    state = TrackerState(CFG, shared=True, tracker_id="t1")
+    join(state, 1, "s")
+    for _ in range(20):
+        assert state.receive(1, StreamClaim(sent_at=1.0), 0.1) == []
+    (op,) = state.take_lock_ops()
+    assert (op.kind, op.room, op.peer_id, op.conn) == ("claim", "lobby", "s", 1)
+    record = LockRecord("s", "S", "127.0.0.1", 7000, 42, "tok", "t1", 8.0)
+    out = state.lock_result(op, True, record, 0.2)
+    assert granted(out, 1) == StreamGranted(42, 8.0, 1.0, "tok")
+    assert state.local_locks() == [("lobby", record)]
+    # Our peers' changes are queued for the other trackers.
+    assert [c.peer_id for c in state.take_changes()] == ["s"]
+    # Another tracker's holder shows in our room; a claim here is asked of the store.
+    join(state, 2, "v")
+    state.receive(1, StreamRelease(), 0.3)
+    assert [op.kind for op in state.take_lock_ops()] == ["release"]
+    other = LockRecord("x", "X", "10.0.0.9", 7001, 43, "tok2", "t2", 8.0)
+    out = state.remote_lock("lobby", other, 0.4)
+    assert (2, StreamerChanged("x", "X", 43, "10.0.0.9", 7001)) in out
+    assert denied(state.receive(2, StreamClaim(), 0.5), 2)

@@ -254,6 +254,8 @@ class RedisLink:
             self._set_ok(False, exc)
             if op.kind == "claim":
                 self._dispatch(self._state.lock_result(op, False, None, loop.time()))
+            else:
+                self._state.lock_unanswered(op)
             # A resume is left unanswered: the holder keeps its lease and retries on
             # its next reconnect; it is never told to step down for want of a store.
             return

@@ -182,6 +182,7 @@ class _Conn:
     bucket: TokenBucket
     peer: Peer | None = None
     connected_at: float = 0.0
+    asking_store: bool = False  # a claim of ours is with the store (shared mode)
 
 
 @dataclass(slots=True)
@@ -437,6 +438,8 @@ class TrackerState:
         out: list[Outbound] = []
         c = self._conns.get(op.conn)
         peer = c.peer if c is not None else None
+        if c is not None:
+            c.asking_store = False
         if c is None or peer is None or peer.id != op.peer_id:
             return self._flushed(out, now)  # the claimant left meanwhile
         room = self._rooms[peer.room]
@@ -451,6 +454,13 @@ class TrackerState:
             out.append((c.id, StreamDenied("", _NO_STORE if op.kind == "claim"
                                            else "a newer stream")))
         return self._flushed(out, now)
+
+    def lock_unanswered(self, op: LockOp) -> None:
+        """The store did not answer ``op`` (a resume is then left for the holder to
+        retry, never denied for want of a store); the connection may ask again."""
+        c = self._conns.get(op.conn)
+        if c is not None:
+            c.asking_store = False
 
     def lock_lost(self, room_name: str, record: LockRecord | None,
                   now: float) -> list[Outbound]:
@@ -685,6 +695,10 @@ class TrackerState:
             return
         room = self._rooms[peer.room]
         lock = room.lock
+        if c.asking_store:
+            # One claim per connection at a time goes to the store: repeating it while
+            # the store thinks costs Redis calls and decides nothing new.
+            return
         if msg.resume_epoch is not None:
             self._resume(c, peer, room, msg, now, out)
             return
@@ -700,6 +714,7 @@ class TrackerState:
         if self.shared and (lock is None or lock.peer.tracker is not None):
             # The store decides (another tracker may be granting this room right now;
             # a lock another tracker holds for this very peer moves here through it).
+            c.asking_store = True
             self._lock_ops.append(LockOp("claim", room.name, peer.id, peer.name, peer.host,
                                          peer.port, c.id, msg.sent_at))
             return
@@ -728,6 +743,7 @@ class TrackerState:
                 out.append((c.id, StreamGranted(epoch, self._lock_s, msg.sent_at, lock.token)))
             elif self.shared and lock.peer.id == peer.id:
                 # Its lock as another tracker left it: the store checks the token.
+                c.asking_store = True
                 self._lock_ops.append(LockOp("resume", room.name, peer.id, peer.name,
                                              peer.host, peer.port, c.id, msg.sent_at,
                                              epoch, msg.token))
@@ -735,6 +751,7 @@ class TrackerState:
                 out.append((c.id, StreamDenied(lock.peer.id, lock.peer.name)))
             return
         if self.shared:
+            c.asking_store = True
             self._lock_ops.append(LockOp("resume", room.name, peer.id, peer.name, peer.host,
                                          peer.port, c.id, msg.sent_at, epoch, msg.token))
             return
