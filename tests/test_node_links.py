@@ -182,10 +182,13 @@ async def test_streamer_accepts_a_child_and_sends_it_its_layer() -> None:
         assert isinstance(accept, Accept)
         assert [p.name for p in accept.path] == ["me"] and accept.epoch == 1
         assert (accept.source_width, accept.source_height) == (640, 360)
+        assert accept.codec == "h264"  # the default codec
         frame = await _read_until(reader, VideoFrame)
         assert isinstance(frame, VideoFrame)
         assert (frame.width, frame.height, frame.layer, frame.epoch) == (640, 360, 360, 1)
-        assert frame.jpeg[:2] == b"\xff\xd8"
+        # A new child's first frame is a keyframe (SPS, PPS, IDR): it can start there.
+        assert frame.codec == "h264" and frame.keyframe and frame.prev == -1
+        assert frame.data[:4] in (b"\x00\x00\x00\x01", b"\x00\x00\x01\x67")
         writer.close()
     finally:
         await node.stop()

@@ -58,6 +58,19 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _resolution(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        layer = int(text)
+    except ValueError:
+        layer = -1
+    if layer not in limits.LAYERS:
+        raise argparse.ArgumentTypeError(
+            f"resolution must be one of {', '.join(map(str, limits.LAYERS))} or auto")
+    return layer
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="treecast-peer", description="Treecast headless peer: stream or watch.")
@@ -87,7 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, default=None,
                         help="frame rate of the test pattern (default 30) or the shared "
                              "screen (default 15)")
-    parser.add_argument("--resolution", type=int, default=720, choices=limits.LAYERS)
+    parser.add_argument("--resolution", type=_resolution, default=720,
+                        metavar="{" + ",".join(map(str, limits.LAYERS)) + ",auto}",
+                        help="the layer to watch; auto: the best the path carries (up to "
+                             "1080)")
+    parser.add_argument("--codec", choices=("h264", "mjpeg"), default="h264",
+                        help="video codec when streaming (default h264; mjpeg: lowest "
+                             "latency on a LAN, more bandwidth)")
     parser.add_argument("--record", metavar="PATH")
     sound = parser.add_argument_group("sound")
     sound.add_argument("--no-audio", action="store_true",
@@ -102,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--events", metavar="PATH|-")
     parser.add_argument("--duration", type=float, metavar="SECONDS")
     parser.add_argument("--chat-stdin", action="store_true",
-                        help="send each stdin line as chat (/res N changes resolution; a file "
-                             "streamer takes /pause, /resume, /seek SECONDS; "
+                        help="send each stdin line as chat (/res N|auto changes resolution; "
+                             "a file streamer takes /pause, /resume, /seek SECONDS; "
                              "/quit leaves)")
     parser.add_argument("--identity", metavar="FILE",
                         help="key file that keeps this peer's id between runs (made if "
@@ -132,7 +151,9 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         tracker=args.tracker[0] if args.tracker else None,
         more_trackers=args.tracker[1:] if args.tracker else (),
         listen_host=args.listen[0], listen_port=args.listen[1], advertise_host=args.advertise,
-        max_children=args.max_children, source=source, resolution=args.resolution,
+        max_children=args.max_children, source=source,
+        resolution=max(limits.LAYERS) if args.resolution == "auto" else args.resolution,
+        auto_resolution=args.resolution == "auto", codec=args.codec,
         record_path=args.record, decode=args.record is not None,
         identity_path=args.identity,
         audio=AudioConfig(enabled=not args.no_audio, track=args.audio_track,
@@ -179,7 +200,8 @@ async def _stdin_commands(node: Node, stop: asyncio.Event) -> None:
             continue
         try:
             if text.startswith("/res "):
-                await node.set_resolution(int(text.split()[1]))
+                value = text.split()[1]
+                await node.set_resolution("auto" if value == "auto" else int(value))
             elif text == "/pause":
                 await node.set_paused(True)
             elif text == "/resume":

@@ -70,7 +70,11 @@ class NodeConfig:
         advertise_host: the address others should dial; None lets the tracker fill it in.
         max_children: fan-out; None picks the default for the role.
         source: what to stream; None means watch.
-        resolution: the layer (frame height) this peer wants to see.
+        resolution: the layer (frame height) this peer wants to see; with
+            ``auto_resolution`` the highest it wants.
+        auto_resolution: let the parent pick the layer the path carries (``auto``),
+            at most ``resolution``.
+        codec: the video codec when this peer streams ("h264" or "mjpeg").
         record_path: write what is received to this video file.
         decode: decode received frames (display or record); relays that only forward
             and viewers that neither display nor record leave frames encoded.
@@ -90,6 +94,8 @@ class NodeConfig:
     max_children: int | None = None
     source: SourceSpec | None = None
     resolution: int = 720
+    auto_resolution: bool = False
+    codec: str = "h264"
     record_path: str | None = None
     decode: bool = False
     identity_path: str | None = None
@@ -103,6 +109,8 @@ class NodeConfig:
             raise ValueError(f"room must be 1-{limits.MAX_ROOM_CHARS} characters")
         if self.resolution not in limits.LAYERS:
             raise ValueError(f"resolution must be one of {limits.LAYERS}")
+        if self.codec not in ("h264", "mjpeg"):
+            raise ValueError("codec must be h264 or mjpeg")
         if self.max_children is not None and not 0 <= self.max_children <= 64:
             raise ValueError("max_children must be between 0 and 64")
 

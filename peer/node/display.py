@@ -2,21 +2,25 @@
 
 Theory of operation
 -------------------
-One ``LatestWorker`` (a fresh picture beats a backlog) does everything a frame needs
-before the user sees it, in the thread pool: decode the JPEG when nobody decoded it
-yet (the relay's transcoder may have), shrink it to the layer this peer watches,
-write it to the recording, and hand it to ``on_frame`` (which, in the GUI, converts
+One ``LatestWorker`` (a fresh picture beats a backlog) does everything a picture needs
+before the user sees it, in the thread pool: shrink it to the layer this peer watches
+and hand it to ``on_frame`` (which, in the GUI, converts
 it to a QImage: that conversion therefore runs on a worker thread too, never on the
 network loop). The streamer's own preview takes the same path with the captured
 picture, so neither decoding nor conversion happens on the loop.
 
-Received video is only decoded when someone wants the picture: a display callback
-(and ``decode`` on), or a recording.
+Received frames are decoded once, in order, by the relay's receive pipeline (an
+H.264 frame only decodes after the one before it); it hands the picture here. The
+recording (``recording``) is written by that pipeline too, in order: an H.264 stream as
+received, anything else from the picture. Received video is only decoded when
+someone wants the picture: a display callback (and ``decode`` on), or a recording
+that needs pictures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from peer.node import codec
 from peer.node.errors import MediaError
 from peer.node.events import DecodedFrame
-from peer.node.recorder import Recorder
+from peer.node.recording import Recording
 from peer.node.workers import LatestWorker
 from protocol import VideoFrame
 
@@ -56,7 +60,7 @@ class Display:
         loop: the node's event loop (recording failures are reported there).
         on_frame: receives every prepared picture (on a worker thread), or None.
         want_size: the (width, height) to show, or None for the picture's own size.
-        on_record_error: called on the loop when the recording failed and stopped.
+        on_record_error: called when the recording failed and stopped.
         picture_wait: how long a received picture captured at ``captured_at`` should
             wait for its sound (lip sync), or None.
         on_shown: called (worker thread) with (captured_at, ready_at, shown_at) of each
@@ -82,14 +86,14 @@ class Display:
         self._on_shown = on_shown
         self._executor = executor
         self._closed = False
-        self.recorder: Recorder | None = None
+        self.recording: Recording | None = None
         self._worker: LatestWorker[Picture, None] = LatestWorker(
             "display", executor, self._work, lambda item, result: None)
 
     @property
     def wants_pictures(self) -> bool:
-        """Whether received frames need decoding at all."""
-        return self._on_frame is not None or self.recorder is not None
+        """Whether received frames must be decoded for the screen."""
+        return self._on_frame is not None
 
     @property
     def shows(self) -> bool:
@@ -104,20 +108,12 @@ class Display:
         self.show(Picture(frame, image, frame.seq, frame.epoch, frame.captured_at))
 
     def _work(self, item: Picture) -> None:
-        recorder = self.recorder  # read once: a new recording may swap it meanwhile
         image = item.image
         frame = item.frame
-        if frame is not None:
-            if image is None:
-                image = codec.decode_jpeg(frame.data)
+        if frame is not None and image is not None:
             size = self._want_size(frame)
             if size is not None:
                 image = codec.resize(image, *size)
-            if recorder is not None:
-                try:
-                    recorder.write(image)
-                except MediaError as exc:
-                    self._loop.call_soon_threadsafe(self._recording_failed, recorder, exc)
         if image is None or self._on_frame is None:
             return
         height, width = image.shape[:2]
@@ -145,23 +141,26 @@ class Display:
         if self._on_shown is not None:
             self._on_shown(decoded.captured_at, ready_at, time.time())
 
-    def _recording_failed(self, recorder: Recorder, exc: MediaError) -> None:
-        if self.recorder is recorder:  # report once, and only for the current one
-            self.recorder = None
-            recorder.close()
+    def recording_failed(self, exc: MediaError) -> None:
+        """The pipeline could not write the recording (disk full, ...): it stopped."""
+        recording, self.recording = self.recording, None
+        if recording is not None:  # report once
+            with contextlib.suppress(MediaError):  # the first error is the one to tell
+                recording.close()
             self._on_record_error(exc)
 
-    async def set_recording(self, path: str | None, fps: float) -> None:
+    async def set_recording(self, path: str | None, fps: float, *,
+                            audio: bool = False) -> None:
         """Start recording to ``path`` (None stops and finalizes).
 
         Raises:
             MediaError: the format is unsupported or the file cannot be written.
         """
-        old, self.recorder = self.recorder, None
+        old, self.recording = self.recording, None
         if old is not None:
             await self._loop.run_in_executor(None, old.close)
         if path is not None:
-            self.recorder = Recorder(path, fps)
+            self.recording = Recording(path, fps, audio=audio)
 
     async def close(self) -> None:
         self._closed = True

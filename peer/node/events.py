@@ -76,6 +76,17 @@ class Resumed(NodeEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class FirstFrame(NodeEvent):
+    """The first picture this peer can show after a join (a keyframe, or what follows
+    one): with H.264 it waits for a keyframe, made on request."""
+
+    KIND: ClassVar[str] = "first_frame"
+    wait_ms: float  # since ``joined``
+    layer: int
+    codec: str
+
+
+@dataclass(frozen=True, slots=True)
 class EpochSeen(NodeEvent):
     """Frames of a new stream epoch started arriving (fencing is visible here)."""
 
@@ -103,8 +114,11 @@ class Stats(NodeEvent):
     depth: int | None
     parent: str | None
     children: int
-    layer: int  # what this peer asked for
+    layer: int  # what this peer is delivered: the layer it shows (or streams)
     layer_in: int | None = None  # the layer arriving from the parent (max of subtree)
+    wanted: int | str = 0  # what this peer asked for, or "auto"
+    codec: str | None = None  # the stream's video codec (None before a stream)
+    keyframes: int = 0  # keyframes received (a streamer: made) in total
     # Totals on all links, framing included: video vs everything else (control).
     bytes_in: int = 0
     bytes_out: int = 0

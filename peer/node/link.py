@@ -215,6 +215,18 @@ class PeerLink:
         self._wakeup.set()
         return not dropped
 
+    def clear_video(self) -> int:
+        """Drop every queued video frame (a broken H.264 chain, or frames a keyframe
+        supersedes); they count as dropped.
+
+        Returns:
+            How many were dropped.
+        """
+        dropped = len(self._video)
+        self._video.clear()
+        self.counters.frames_dropped += dropped
+        return dropped
+
     def send_audio(self, data: bytes) -> bool:
         """Queue an audio packet on its own queue (sent before any video, after
         control); drops the oldest queued packet when full.

@@ -32,6 +32,8 @@ from peer.node import layers
 from peer.node.admission import ConnectionCaps
 from peer.node.audio.station import AudioStation
 from peer.node.chat import ChatRouter
+from peer.node.codec import CodecError, Image
+from peer.node.codecs.base import VideoCodec, parse_codec
 from peer.node.config import NodeConfig, SourceSpec
 from peer.node.directory import Directory
 from peer.node.display import Display
@@ -41,6 +43,7 @@ from peer.node.events import (
     DecodedFrame,
     EpochSeen,
     ErrorRaised,
+    FirstFrame,
     Joined,
     LockDenied,
     NodeEvent,
@@ -85,6 +88,10 @@ from protocol import (
 
 log = logging.getLogger(__name__)
 
+# How often children on "auto" are checked: a backlog must show within a few ticks
+# for a child to move down a layer well inside 2 s.
+AUTO_TICK_S = 0.1
+
 
 class Node:
     """A Treecast peer. All methods run on the node's event loop.
@@ -118,6 +125,7 @@ class Node:
             layer=config.resolution, room_view=self._room,
             timing=TreeTiming(timing.ping_interval_s, timing.link_timeout_s,
                               timing.connect_timeout_s), now=time.monotonic())
+        self.tree.auto = config.auto_resolution
         self._server: asyncio.Server | None = None
         self.listen: tuple[str, int] | None = None
         self._links: dict[int, PeerLink] = {}
@@ -154,6 +162,10 @@ class Node:
         self._lost_at: tuple[float, int] | None = None
         self._playback = PlaybackState()  # the streamer's pause/position (playback.py)
         self._position_s = 0.0  # streamer: where the file stands (last released frame)
+        # Since the last join, while no picture could be shown yet: (loop time of the
+        # join, True when the first picture is the first decoded one).
+        self._awaiting_first: float | None = None
+        self._auto_timer: asyncio.TimerHandle | None = None
 
     # --- public API ---------------------------------------------------------------
 
@@ -207,7 +219,10 @@ class Node:
                                 picture_wait=self._audio.picture_wait,
                                 on_shown=self._video_shown)
         self._relay = Relay(self._executor, clamp=self.tree.clamp,
-                            is_live=self.tree.is_live_epoch, on_picture=self._display.received)
+                            is_live=self.tree.is_live_epoch, on_picture=self._on_picture,
+                            request_keyframe=self._request_keyframe,
+                            on_bad_frame=self._bad_video,
+                            on_record_error=self._display.recording_failed)
         if cfg.record_path:
             try:
                 await self.set_recording(cfg.record_path)
@@ -250,6 +265,7 @@ class Node:
         self._emit(Ready(id=self.peer_id, listen=f"{self.listen[0]}:{self.listen[1]}"))
         self._directory_open = True
         self._stats_timer = loop.call_later(cfg.timing.stats_interval_s, self._stats_tick)
+        self._auto_timer = loop.call_later(AUTO_TICK_S, self._auto_tick)
         self._on_directory_change(DirectoryChange.STREAMER)
         self._on_directory_change(DirectoryChange.PEERS)
         self._report_position()
@@ -272,7 +288,7 @@ class Node:
         self._apply(self.tree.leave(self._now()))
         for link in list(self._links.values()):
             link.close("leaving")
-        for handle in (self._timer, self._stats_timer):
+        for handle in (self._timer, self._stats_timer, self._auto_timer):
             if handle is not None:
                 handle.cancel()
         for task in list(self._tasks):
@@ -296,10 +312,14 @@ class Node:
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
-    async def set_resolution(self, layer: int) -> None:
-        """Change the layer this peer watches; demand follows upstream at once."""
-        if layer not in limits.LAYERS:
-            raise ValueError(f"resolution must be one of {limits.LAYERS}")
+    async def set_resolution(self, layer: int | str) -> None:
+        """Change the layer this peer watches (``"auto"``: the best its path carries, up
+        to 1080); demand follows upstream at once."""
+        if layer == "auto":
+            self._apply(self.tree.set_layer(max(limits.LAYERS), self._now(), auto=True))
+            return
+        if layer not in limits.LAYERS or not isinstance(layer, int):
+            raise ValueError(f"resolution must be one of {limits.LAYERS} or auto")
         self._apply(self.tree.set_layer(layer, self._now()))
 
     async def set_recording(self, path: str | None) -> None:
@@ -360,7 +380,8 @@ class Node:
             self._audio.stop_stream()
             frame_source.close()
             raise self._fatal(exc) from None
-        stream = StreamInfo(frame_source.width, frame_source.height, frame_source.fps)
+        stream = StreamInfo(frame_source.width, frame_source.height, frame_source.fps,
+                            self.config.codec)
         self._apply(self.tree.become_root(epoch, stream, self._now()))
         self._playback.new_stream(self.tree.epoch)
         self._position_s = 0.0
@@ -373,7 +394,8 @@ class Node:
             on_released=self._on_released,
             on_progress=lambda pos, dur: self._emit(SourceProgress(position_s=pos,
                                                                    duration_s=dur)),
-            on_end=lambda end: self._spawn(self._end_stream(end), "node-end-stream"))
+            on_end=lambda end: self._spawn(self._end_stream(end), "node-end-stream"),
+            codec=VideoCodec(self.config.codec), fps=frame_source.fps)
         self._streamer_announced = self.peer_id
         self._emit(StreamStarted(streamer=self.config.name, streamer_id=self.peer_id,
                                  epoch=self.tree.epoch))
@@ -470,13 +492,13 @@ class Node:
         if isinstance(event, act.PeerIdentified) and link is not None:
             link.peer_id, link.name = event.peer_id, event.name
         elif isinstance(event, act.ChildAttached) and link is not None:
-            self._relay.add_child(event.link, link, event.layer)
+            self._relay.add_child(event.link, link, event.layer, auto=event.auto)
             link.send(self._chat.open_link(event.peer_id, time.time()))
             state = self._playback.for_new_child(self.tree.epoch)
             if state is not None:  # paused: no frames will come to tell it otherwise
                 link.send(state)
         elif isinstance(event, act.ChildLayerChanged):
-            self._relay.set_child_layer(event.link, event.layer)
+            self._relay.set_child_layer(event.link, event.layer, auto=event.auto)
         elif isinstance(event, act.ChildDetached):
             self._relay.remove_child(event.link)
             log.info("child gone: %s", event.reason)
@@ -486,9 +508,21 @@ class Node:
             self._on_parent_detached(event)
 
     def _on_parent_attached(self, link: PeerLink, event: act.ParentAttached) -> None:
-        assert self._display is not None
-        if self._display.recorder is not None:
-            self._display.recorder.fps = event.accept.fps
+        assert self._display is not None and self._relay is not None
+        try:
+            parse_codec(event.accept.codec)
+        except CodecError as exc:
+            # Watching needs a decoder; relaying would pass on what nobody here checks.
+            self._emit(ErrorRaised(message=f"cannot watch {event.name}'s stream: {exc}"))
+            link.close(f"cannot decode the stream: {exc}",
+                       Bye(reason=str(exc), code=int(ErrorCode.UNEXPECTED)))
+            return
+        if self._display.recording is not None:
+            self._display.recording.fps = event.accept.fps
+        # A new parent is a new chain: we and our children start at its keyframe.
+        self._relay.restart()
+        self._relay.processor.fps = event.accept.fps
+        self._awaiting_first = self._now()
         link.send(self._chat.open_link(event.peer_id, time.time()))
         width, height = self._display_size()
         self._emit(Joined(parent=event.name, parent_id=event.peer_id, depth=event.depth,
@@ -623,7 +657,10 @@ class Node:
                     child.send(message)
                 self._emit(self._playback.event())
         elif isinstance(message, KeyframeRequest):
-            pass  # every MJPEG frame is a keyframe; an H.264 producer serves these
+            # From a child only (a parent has nothing to ask of us); the relay routes it
+            # to the layer's producer, throttled per layer there.
+            if link_id in self.tree.children and self._relay is not None:
+                self._relay.keyframe_requested(link_id, message.layer)
         else:
             self._apply(self.tree.receive(link_id, message, now))
 
@@ -675,8 +712,37 @@ class Node:
         self._stats.frame_received(now, len(frame.data), frame.seq, self._epoch_changes,
                                    latency)
         picture = self._display.wants_pictures
-        if not self._relay.forward(frame, picture=picture) and picture:
-            self._display.received(frame, None)
+        decodable = self._relay.forward(frame, picture=picture,
+                                        recording=self._display.recording)
+        if decodable and not picture and self._awaiting_first is not None:
+            self._first_frame(frame)
+
+    def _on_picture(self, frame: VideoFrame, image: Image | None) -> None:
+        """The receive pipeline decoded a frame for the screen."""
+        assert self._display is not None
+        if self._awaiting_first is not None:
+            self._first_frame(frame)
+        self._display.received(frame, image)
+
+    def _first_frame(self, frame: VideoFrame) -> None:
+        assert self._awaiting_first is not None
+        wait_ms = (self._now() - self._awaiting_first) * 1000.0
+        self._awaiting_first = None
+        self._emit(FirstFrame(wait_ms=round(wait_ms, 1), layer=frame.layer, codec=frame.codec))
+
+    def _request_keyframe(self, layer: int) -> None:
+        """Ask our parent for a keyframe of ``layer`` (the relay rate-limits this)."""
+        parent = self.parent_link
+        if parent is not None:
+            parent.send(KeyframeRequest(layer=layer))
+
+    def _bad_video(self, reason: str) -> None:
+        """Our parent sent video our decoder refuses: that link goes, we re-join."""
+        parent = self.parent_link
+        log.warning("closing the link to %s: %s", self.tree.parent_name, reason)
+        if parent is not None:
+            parent.close(reason, Bye(reason=reason[:limits.MAX_REASON_CHARS],
+                                     code=int(ErrorCode.MALFORMED)))
 
     def _root_offset(self) -> float | None:
         """Root clock minus our clock (0 at the root)."""
@@ -786,14 +852,33 @@ class Node:
                 message="lost the connection to the tracker; reconnecting (the stream "
                         "and chat go on)"))
 
+    def _auto_tick(self) -> None:
+        """Children on ``auto``: their send backlog moves their layer."""
+        assert self._loop is not None and self._relay is not None
+        self._auto_timer = self._loop.call_later(AUTO_TICK_S, self._auto_tick)
+        self._relay.observe(self._now())
+
     def _stats_tick(self) -> None:
         assert self._loop is not None
         self._stats_timer = self._loop.call_later(self.config.timing.stats_interval_s,
                                                   self._stats_tick)
         width, height = self._display_size()
+        assert self._relay is not None
+        wanted = self.tree.clamp(self.tree.layer)
+        if self._pump is not None:
+            shown, keyframes = wanted, self._pump.keyframes
+            shown = self.tree.clamp(max(limits.LAYERS))
+        else:
+            shown = min(wanted, self._layer_in) if self._layer_in is not None else wanted
+            if self.tree.auto and self._layer_in is not None:
+                shown = self._layer_in
+            keyframes = self._relay.keyframes_in
         position = Position(width=width, height=height, depth=self.tree.depth,
                             parent=self.tree.parent_name, children=len(self.tree.children),
-                            layer=self.tree.layer, layer_in=self._layer_in)
+                            layer=shown, layer_in=self._layer_in,
+                            wanted="auto" if self.tree.auto else self.tree.layer,
+                            codec=self.tree.stream.codec if self.tree.stream.height else None,
+                            keyframes=keyframes)
         stats = self._reporter.build(time.time(), [link.counters for link in self._ids],
                                      position, self._audio.snapshot())
         paused = self._playback.paused and self._playback.epoch == self.tree.epoch

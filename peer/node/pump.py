@@ -24,7 +24,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from enum import Enum
 
-from peer.node import codec
+from peer.node.codecs.bank import EncoderBank
+from peer.node.codecs.base import VideoCodec
 from peer.node.display import Display, Picture
 from peer.node.errors import MediaError
 from peer.node.media import CapturedFrame, PacedCapture
@@ -72,6 +73,8 @@ class StreamPump:
         on_progress: (position_s, duration_s) at most every PROGRESS_INTERVAL_S.
         on_released: (captured_at, position_s) of every picture (the sound follows it).
         on_end: called once when the stream ends by itself.
+        codec: the stream's video codec (every layer uses it).
+        fps: the source's frame rate (H.264 rate budgets and time base).
     """
 
     def __init__(
@@ -87,8 +90,15 @@ class StreamPump:
         on_progress: Callable[[float, float | None], None],
         on_released: Callable[[float, float], None],
         on_end: Callable[[StreamEnd], None],
+        codec: VideoCodec = VideoCodec.H264,
+        fps: float = 30.0,
     ) -> None:
         self.capture = capture
+        self.codec = codec
+        # One encoder per layer size, kept from frame to frame (H.264 is stateful);
+        # touched only by the encode jobs, which run one at a time.
+        self._bank = EncoderBank(codec, fps)
+        self.keyframes = 0
         self.epoch = epoch
         self.seq = 0
         self._relay = relay
@@ -125,11 +135,18 @@ class StreamPump:
             self._display.show(Picture(None, frame.image, seq, self.epoch, frame.captured_at))
         wanted = self._relay.layers(None)
         if wanted:
+            now = time.monotonic()
+            keyframes = self._relay.keyframes_due(wanted, now)
             encoded = await asyncio.get_running_loop().run_in_executor(
-                self._executor, codec.encode_layers, frame.image, wanted)
+                self._executor, self._bank.encode, frame.image, wanted, keyframes, seq)
             for layer, enc in encoded.items():
+                if enc.keyframe:
+                    self.keyframes += 1
+                    self._relay.throttle.keyframe_made(layer, now)
                 self._relay.fan_out(VideoFrame(self.epoch, seq, frame.captured_at, enc.width,
-                                               enc.height, layer, enc.jpeg), None)
+                                               enc.height, layer, enc.data,
+                                               codec=enc.codec.value, keyframe=enc.keyframe,
+                                               prev=enc.prev), None)
         # Nothing comes in at the root: its bandwidth is what it sends (kbps_out).
         self._stats.frame_produced(time.time(), 0, seq)
 
@@ -140,3 +157,5 @@ class StreamPump:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # Encoders go last: a cancelled task's encode job may still be running.
+        self._bank.close()

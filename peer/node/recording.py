@@ -42,13 +42,23 @@ class Recording:
         # Recorder checks the extension and the folder; it opens nothing yet.
         self._decoded = Recorder(path, fps)
         self.path = path
-        self.fps = fps
+        self._fps = fps
         self._audio = audio
         self._extension = os.path.splitext(path)[1].lower()
         self._passthrough: H264Recorder | None = None
         self._codec: str | None = None
         self._closed = False
         self._lock = threading.Lock()
+
+    @property
+    def fps(self) -> float:
+        """The stream's frame rate (learnt from the parent after the file was chosen)."""
+        return self._fps
+
+    @fps.setter
+    def fps(self, fps: float) -> None:
+        self._fps = fps
+        self._decoded.fps = fps
 
     @property
     def passthrough(self) -> H264Recorder | None:
@@ -76,7 +86,7 @@ class Recording:
             if self._codec is None:
                 self._codec = codec
                 if not self.picture(codec):
-                    self._passthrough = H264Recorder(self.path, self.fps, audio=self._audio)
+                    self._passthrough = H264Recorder(self.path, self._fps, audio=self._audio)
             elif codec != self._codec:
                 raise MediaError(f"the stream changed codec ({self._codec} to {codec}) "
                                  f"during the recording to {self.path}")

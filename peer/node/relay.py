@@ -3,48 +3,62 @@
 Theory of operation
 -------------------
 Every frame that leaves this peer goes through ``Relay.fan_out``, whether the
-streamer encoded it, it arrived from the parent and is forwarded untouched, or a
-transcode job made it from a higher layer. The per-child decision lives there:
+streamer encoded it, it arrived from the parent and is forwarded untouched, or the
+receive pipeline made it from a higher layer. The per-child decision lives there:
 
-    delivered layer = min(the child's demand clamped to the source, what we have)
+    target layer = min(the child's layer clamped to the source, what we have)
 
-``have`` is the layer arriving from our parent (a relay cannot send more than it
-gets), or None at the root (which encodes whatever is asked for). ``fan_out(frame,
-have)`` sends ``frame`` to exactly the children whose delivered layer is
-``frame.layer``, encoding its header once and sharing the bytes.
+where the child's layer is what it asked for, or, for a child on ``auto``, what its
+``AutoLayer`` picked from the child's send backlog. ``have`` is the layer arriving
+from our parent (a relay cannot send more than it gets), or None at the root (which
+encodes whatever is asked for).
+
+Frames of an inter-frame codec (H.264) only decode in order, from a keyframe. So each
+child has a ``ChainGate``: a frame goes to a child when it is a keyframe of the
+child's target layer or continues the chain the child already has (``prev``). A new
+child, a child whose queue had to drop a frame, and a child moving to another layer
+therefore wait for a keyframe, and the relay asks for one: from its own encoders for
+a layer it transcodes (or encodes, at the root), from its parent for the layer it
+forwards. A child switching layers keeps its old chain until the new layer's keyframe
+arrives (make-before-break), so a switch loses nothing. MJPEG frames are all
+keyframes: every gate passes them.
 
 A relay that received layer L therefore:
 
-1. fans the received frame out untouched (children that need L or more get L);
-2. transcodes down once per lower layer per frame (``LatestWorker``: a fresh frame
-   beats a backlog), shared by every child on that layer, and fans each result out;
-3. when it also displays or records, the transcode job decodes once and hands its
-   picture to the display (``on_picture``) so nothing decodes the same frame twice.
+1. fans the received frame out untouched (children whose target is L get L);
+2. hands it to the ``ReceivePipeline`` when anything needs its picture: the pipeline
+   decodes it once, in order, encodes each lower layer children need (one encoder per
+   size, shared by all children on that layer, keyframes where asked), records it,
+   and the result comes back to ``fan_out`` and to the display (``on_picture``).
 
-The root asks ``layers(None)`` which layers to encode, encodes them off the loop and
-calls ``fan_out`` once per layer.
-
-Each child's queue is the link's own bounded video queue (drop-oldest): ``send`` on
-a ``ChildSink`` returns False when it had to drop. The per-child record (``_Child``)
-is where per-child stream state belongs; an inter-frame codec adds here, and only
-here: "this child dropped a frame, skip to the next keyframe and ask for one" (a
-``needs_keyframe`` flag set when ``send`` returns False, cleared by a keyframe
-frame), and "this child just attached, start it at a keyframe".
+Keyframe requests are served by ``KeyframeThrottle`` (at most one forced keyframe per
+layer per interval) at whoever produces the layer; requests to the parent are sent at
+most once per ``UPSTREAM_REQUEST_S`` per layer.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Final, Protocol
 
-from peer.node import codec
-from peer.node.workers import LatestWorker
-from protocol import VideoFrame, encode
+from peer.node.autolayer import AutoLayer
+from peer.node.codec import CodecError, Image
+from peer.node.codecs.chain import ChainGate
+from peer.node.codecs.keyframes import KeyframeThrottle
+from peer.node.errors import MediaError
+from peer.node.pipeline import ReceiveJob, ReceivePipeline, ReceiveProcessor, ReceiveResult
+from peer.node.recording import Recording
+from protocol import VideoFrame, encode, limits
 
 log = logging.getLogger(__name__)
+
+# A lost request upstream costs a child its picture until the next one: ask again
+# after this long if the keyframe has not come (the parent throttles storms anyway).
+UPSTREAM_REQUEST_S: Final = 0.25
 
 
 class ChildSink(Protocol):
@@ -53,35 +67,44 @@ class ChildSink(Protocol):
     def send_video(self, data: bytes) -> bool:
         """Queue one encoded frame; False when an older one had to be dropped."""
 
+    @property
+    def queued_frames(self) -> int:
+        """Frames waiting in the queue."""
+
+    def clear_video(self) -> int:
+        """Drop every queued frame; returns how many."""
+
 
 @dataclass(slots=True)
 class _Child:
     sink: ChildSink
-    layer: int  # the layer its subtree asked for (unclamped)
+    layer: int  # the layer its subtree asked for (unclamped); the ceiling for auto
+    auto: AutoLayer | None = None
+    gate: ChainGate = field(default_factory=ChainGate)
     sent: int = 0
     dropped: int = 0
+    keyframes: int = 0
 
-
-@dataclass(slots=True)
-class _Transcode:
-    frame: VideoFrame
-    layers: frozenset[int]
-    picture: bool  # also decode at full size for the display
-
-
-_Transcoded = tuple[dict[int, "codec.EncodedLayer"], "codec.Image | None"]
+    def asked(self) -> int:
+        return self.auto.layer if self.auto is not None else self.layer
 
 
 class Relay:
     """The children of this peer and the frames they get.
 
     Args:
-        executor: where transcoding runs (CPU work off the event loop).
+        executor: where decoding and transcoding run (CPU work off the event loop).
         clamp: a layer lowered to the source's height (the tree knows the source).
         is_live: whether frames of an epoch are still the current stream's (a
             transcode finishing after a new stream began must not be sent).
-        on_picture: receives ``(frame, picture)`` when a transcode job decoded the
-            frame for the display as well (see ``forward``).
+        on_picture: receives ``(frame, picture)`` for each received frame the pipeline
+            decoded for the display.
+        request_keyframe: asks our parent for a keyframe of a layer.
+        on_bad_frame: a received frame the decoder refused (the parent's link should
+            close with this reason).
+        on_record_error: the recording failed and stopped.
+        now: monotonic clock (tests inject one).
+        fps: the stream's frame rate (rate budgets of transcoded layers).
     """
 
     def __init__(
@@ -90,26 +113,58 @@ class Relay:
         *,
         clamp: Callable[[int], int],
         is_live: Callable[[int], bool],
-        on_picture: Callable[[VideoFrame, codec.Image | None], None],
+        on_picture: Callable[[VideoFrame, Image | None], None],
+        request_keyframe: Callable[[int], None] = lambda layer: None,
+        on_bad_frame: Callable[[str], None] = lambda reason: None,
+        on_record_error: Callable[[MediaError], None] = lambda exc: None,
+        now: Callable[[], float] | None = None,
+        fps: float = 30.0,
     ) -> None:
         self._clamp = clamp
         self._is_live = is_live
         self._on_picture = on_picture
+        self._request_upstream = request_keyframe
+        self._on_bad_frame = on_bad_frame
+        self._on_record_error = on_record_error
+        self._now = now or time.monotonic
         self._children: dict[Hashable, _Child] = {}
-        self._transcoder: LatestWorker[_Transcode, _Transcoded] = LatestWorker(
-            "transcode", executor, self._transcode_work, self._transcode_done)
+        self.throttle = KeyframeThrottle()
+        self._asked_upstream: dict[int, float] = {}
+        # Our own position in the received stream (decoding for display, recording,
+        # transcoding): the same gate a child has.
+        self.gate = ChainGate()
+        self._feeding = False  # the pipeline has been given every frame of our chain
+        self._have: int | None = None
+        self.processor = ReceiveProcessor(fps)
+        self._pipeline = ReceivePipeline(executor, self.processor,
+                                         on_result=self._received, on_error=self._refused)
+        self.keyframes_in = 0
 
     # --- children ------------------------------------------------------------------
 
-    def add_child(self, key: Hashable, sink: ChildSink, layer: int) -> None:
-        """Start sending to a child whose subtree needs ``layer``."""
-        self._children[key] = _Child(sink, layer)
+    def add_child(self, key: Hashable, sink: ChildSink, layer: int, *, auto: bool = False,
+                  ) -> None:
+        """Start sending to a child whose subtree needs ``layer`` (its ceiling when
+        ``auto``). It gets frames from the next keyframe of its layer on."""
+        child = _Child(sink, layer)
+        self._children[key] = child
+        self._set_auto(child, auto)
 
-    def set_child_layer(self, key: Hashable, layer: int) -> None:
+    def set_child_layer(self, key: Hashable, layer: int, *, auto: bool = False) -> None:
         """The child's subtree now needs ``layer`` (takes effect from the next frame)."""
         child = self._children.get(key)
-        if child is not None:
-            child.layer = layer
+        if child is None:
+            return
+        child.layer = layer
+        self._set_auto(child, auto)
+
+    def _set_auto(self, child: _Child, auto: bool) -> None:
+        if not auto:
+            child.auto = None
+        elif child.auto is None:
+            child.auto = AutoLayer(limits.LAYERS, child.layer, self._now())
+        else:
+            child.auto.set_ceiling(child.layer, self._now())
 
     def remove_child(self, key: Hashable) -> None:
         self._children.pop(key, None)
@@ -120,19 +175,65 @@ class Relay:
     def __len__(self) -> int:
         return len(self._children)
 
+    def child_layer(self, key: Hashable) -> int | None:
+        """The layer a child currently receives (None while it waits for a keyframe)."""
+        child = self._children.get(key)
+        return None if child is None else child.gate.layer
+
+    def child_stats(self) -> list[tuple[int | None, int, int]]:
+        """(layer received, frames sent, frames dropped) of every child."""
+        return [(c.gate.layer, c.sent, c.dropped) for c in self._children.values()]
+
     def delivered(self, child_layer: int, have: int | None) -> int:
         """The layer a child that asked for ``child_layer`` gets when we have ``have``."""
         target = self._clamp(child_layer)
         return target if have is None else min(target, have)
 
     def layers(self, have: int | None) -> set[int]:
-        """Every layer some child gets when we have ``have`` (None: the root)."""
-        return {self.delivered(c.layer, have) for c in self._children.values()}
+        """Every layer some child gets or is still on when we have ``have`` (None:
+        the root). A child moving to another layer keeps its old one until the new
+        one's keyframe arrives, so both are made meanwhile."""
+        wanted = set()
+        for child in self._children.values():
+            wanted.add(self.delivered(child.asked(), have))
+            if child.gate.layer is not None and (have is None or child.gate.layer <= have):
+                wanted.add(child.gate.layer)
+        return wanted
+
+    def observe(self, now: float) -> None:
+        """Let every ``auto`` child's backlog move its layer (a few times a second)."""
+        for child in self._children.values():
+            if child.auto is not None:
+                child.auto.observe(now, child.sink.queued_frames, child.dropped)
+
+    # --- keyframes -------------------------------------------------------------------
+
+    def keyframe_requested(self, key: Hashable, layer: int) -> None:
+        """A child asked for a keyframe (it joined, switched parent or lost frames)."""
+        child = self._children.get(key)
+        if child is not None:
+            # Its chain keeps flowing meanwhile: the child may need the keyframe for a
+            # decoder of its own that starts now (a new child of its own, a recording),
+            # and it refuses what it cannot use itself.
+            self._need_keyframe(self.delivered(child.asked(), self._have), self._have)
+
+    def keyframes_due(self, layers: set[int], now: float) -> frozenset[int]:
+        """Of ``layers`` about to be encoded here, those that must be keyframes."""
+        return self.throttle.take(layers, now)
+
+    def _need_keyframe(self, layer: int, have: int | None) -> None:
+        if have is None or layer < have:
+            self.throttle.request(layer)  # we make this layer: our encoder serves it
+            return
+        now = self._now()
+        if now - self._asked_upstream.get(layer, -1e18) >= UPSTREAM_REQUEST_S:
+            self._asked_upstream[layer] = now
+            self._request_upstream(layer)
 
     # --- the fan-out -----------------------------------------------------------------
 
     def fan_out(self, frame: VideoFrame, have: int | None, data: bytes | None = None) -> int:
-        """Send ``frame`` to every child whose delivered layer is ``frame.layer``.
+        """Send ``frame`` to every child that should get it now.
 
         The single place where a frame meets a child's queue.
 
@@ -146,50 +247,107 @@ class Relay:
         """
         sent = 0
         for child in self._children.values():
-            if self.delivered(child.layer, have) != frame.layer:
+            target = self.delivered(child.asked(), have)
+            if child.gate.switch(target) and frame.layer == target and not frame.keyframe:
+                self._need_keyframe(target, have)
+            if frame.layer not in (target, child.gate.layer):
+                continue
+            if not child.gate.admit(frame.layer, frame.seq, frame.prev, frame.keyframe):
+                if child.gate.waiting and frame.layer == target:
+                    self._need_keyframe(target, have)
                 continue
             if data is None:
                 data = encode(frame)  # once per frame, shared by its children
+            if frame.keyframe and child.sink.queued_frames:
+                # A keyframe makes everything queued before it pointless (latest wins).
+                child.dropped += child.sink.clear_video()
             child.sent += 1
+            child.keyframes += frame.keyframe
             if not child.sink.send_video(data):
-                child.dropped += 1
+                # An older frame of this child's chain is gone: what follows it in the
+                # queue (this one too) cannot decode. Start it again at a keyframe.
+                child.dropped += 1 + child.sink.clear_video()
+                child.gate.broke()
+                self._need_keyframe(target, have)
             sent += 1
         return sent
 
-    def forward(self, frame: VideoFrame, *, picture: bool) -> bool:
+    def forward(self, frame: VideoFrame, *, picture: bool,
+                recording: Recording | None = None) -> bool:
         """A frame arrived from our parent: send it on, transcoding where needed.
 
         Args:
             frame: as received.
-            picture: the caller also wants the frame decoded (display or record).
+            picture: the caller wants the decoded picture (``on_picture`` gets it).
+            recording: write the frame to this recording (in order, in the pipeline).
 
         Returns:
-            True when a transcode job took the frame and will hand its decoded picture
-            to ``on_picture``; False when the caller must decode it itself (if at all).
+            True when the frame starts or continues our own decodable chain (the
+            first such frame after a join is the first picture).
         """
+        self._have = frame.layer
+        self.keyframes_in += frame.keyframe
         self.fan_out(frame, frame.layer)
         lower = self.layers(frame.layer) - {frame.layer}
-        if not lower:
-            return False
-        self._transcoder.submit(_Transcode(frame, frozenset(lower), picture))
-        return picture
+        self.processor.recording = recording
+        if not (lower or picture or recording is not None):
+            # Nothing decodes here; still follow the chain (it tells when the first
+            # picture could be shown).
+            self._feeding = False
+            return self.gate.admit(frame.layer, frame.seq, frame.prev, frame.keyframe) \
+                or self._stay_waiting(frame)
+        if not self._feeding:
+            # The decoder has not seen this chain: it starts at the next keyframe.
+            self._feeding = True
+            self.gate.broke()
+        if not self.gate.admit(frame.layer, frame.seq, frame.prev, frame.keyframe):
+            return self._stay_waiting(frame)
+        job = ReceiveJob(frame, frozenset(lower), self.keyframes_due(lower, self._now()),
+                         picture, recording is not None)
+        if not self._pipeline.submit(job):
+            log.info("decoding fell behind; skipping to the next keyframe")
+            self.gate.broke()
+            self._feeding = False
+            self._need_keyframe(frame.layer, frame.layer)
+        return True
 
-    def _transcode_work(self, job: _Transcode) -> _Transcoded:
-        f = job.frame
-        image = codec.decode_jpeg(f.data) if job.picture else None
-        return codec.transcode_down(f.data, f.width, f.height, job.layers, image), image
+    def _stay_waiting(self, frame: VideoFrame) -> bool:
+        if self.gate.waiting:
+            self._need_keyframe(frame.layer, frame.layer)
+        return False
 
-    def _transcode_done(self, job: _Transcode, result: _Transcoded) -> None:
-        f = job.frame
-        encoded, image = result
-        if job.picture:
-            self._on_picture(f, image)
+    def restart(self) -> None:
+        """A new parent or stream: our chain and the children's start at a keyframe."""
+        self.gate = ChainGate()
+        self._feeding = False
+        self._pipeline.clear()
+        self.processor.reset()
+        self._asked_upstream.clear()
+        for child in self._children.values():
+            child.gate.broke()
+
+    def _received(self, result: ReceiveResult) -> None:
+        f = result.frame
+        assert isinstance(f, VideoFrame)
+        if result.record_error is not None:
+            self._on_record_error(result.record_error)
+        if result.image is not None:
+            self._on_picture(f, result.image)
         if not self._is_live(f.epoch):
             return
-        for layer, enc in encoded.items():
+        now = self._now()
+        for layer, enc in result.encoded.items():
+            if enc.keyframe:
+                self.throttle.keyframe_made(layer, now)
             self.fan_out(VideoFrame(f.epoch, f.seq, f.captured_at, enc.width, enc.height,
-                                    layer, enc.jpeg), f.layer)
+                                    layer, enc.data, codec=enc.codec.value,
+                                    keyframe=enc.keyframe, prev=enc.prev), f.layer)
+
+    def _refused(self, job: ReceiveJob, exc: CodecError) -> None:
+        self.gate.broke()
+        self._feeding = False
+        self._on_bad_frame(f"undecodable video: {exc}")
 
     async def close(self) -> None:
-        """Stop the transcoder (waits for the running job's task to end)."""
-        await self._transcoder.close()
+        """Stop the pipeline (waits for the running job's task to end)."""
+        await self._pipeline.close()

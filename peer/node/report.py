@@ -27,6 +27,9 @@ class Position:
     children: int
     layer: int
     layer_in: int | None
+    wanted: int | str = 0
+    codec: str | None = None
+    keyframes: int = 0
 
 
 class StatsReporter:
@@ -58,7 +61,8 @@ class StatsReporter:
             loss_pct=round(snap.loss_pct, 3), frames=snap.frames,
             dropped=totals.frames_dropped, lost=snap.lost, width=pos.width, height=pos.height,
             depth=pos.depth, parent=pos.parent, children=pos.children, layer=pos.layer,
-            layer_in=pos.layer_in, bytes_in=totals.bytes_in, bytes_out=totals.bytes_out,
+            layer_in=pos.layer_in, wanted=pos.wanted, codec=pos.codec,
+            keyframes=pos.keyframes, bytes_in=totals.bytes_in, bytes_out=totals.bytes_out,
             video_bytes_in=totals.video_bytes_in, video_bytes_out=totals.video_bytes_out,
             audio=audio)
 

@@ -111,14 +111,16 @@ class ChildAttached:
     peer_id: str
     name: str
     layer: int
+    auto: bool = False  # it takes less than ``layer`` when its path cannot carry it
 
 
 @dataclass(frozen=True, slots=True)
 class ChildLayerChanged:
-    """A child's subtree now needs ``layer`` (its LayerDemand)."""
+    """A child's subtree now needs ``layer`` (its LayerDemand); ``auto``: or less."""
 
     link: LinkId
     layer: int
+    auto: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,6 +140,7 @@ class _Link:
     peer_id: str | None = None
     name: str = "?"
     layer: int = 0  # a child's demand
+    auto: bool = False  # a child's subtree takes less when its path cannot carry it
     listen: tuple[str, int] | None = None  # a child's listen address
     deadline: float | None = None  # when a pending link is closed unless it moved on
 
@@ -151,6 +152,7 @@ class StreamInfo:
     width: int = 0
     height: int = 0
     fps: float = 30.0
+    codec: str = "mjpeg"  # the video codec of every layer (Accept says it)
 
 
 @dataclass(slots=True)
@@ -206,7 +208,9 @@ class TreeState:
         self._root = False
         self._streamer_id: str | None = None
         self._stopping = False
-        self._demand_sent: int | None = None
+        self._demand_sent: tuple[int, bool] | None = None
+        # We watch on "auto": our parent may send us less than our layer.
+        self.auto = False
         self._preferred: list[Candidate] = []
         self._avoid: dict[str, float] = {}
         self._round: _Round | None = None
@@ -367,9 +371,11 @@ class TreeState:
 
     # --- commands ------------------------------------------------------------------
 
-    def set_layer(self, layer: int, now: float) -> list[Action]:
-        """The layer we watch changed; demand follows upstream at once."""
+    def set_layer(self, layer: int, now: float, *, auto: bool = False) -> list[Action]:
+        """The layer we watch changed (``auto``: at most that, as the path allows);
+        demand follows upstream at once."""
         self._layer = layer
+        self.auto = auto
         return self._update_demand() + self._report()
 
     def set_reachable(self, reachable: bool, fanout: int, now: float) -> list[Action]:
@@ -534,7 +540,7 @@ class TreeState:
             self._children.append(link)
             accept = Accept(path=self._own_path(), epoch=self.epoch,
                             source_width=self.stream.width, source_height=self.stream.height,
-                            fps=self.stream.fps)
+                            fps=self.stream.fps, codec=self.stream.codec)
             return [Send(link.id, accept),
                     ChildAttached(link.id, link.peer_id, link.name, link.layer),
                     *self._update_demand(), *self._report()]
@@ -567,9 +573,11 @@ class TreeState:
         self.counters.joins += 1
         self.epoch = max(self.epoch, accept.epoch)
         if accept.source_width and accept.source_height:
-            self.stream = StreamInfo(accept.source_width, accept.source_height, accept.fps)
+            self.stream = StreamInfo(accept.source_width, accept.source_height, accept.fps,
+                                     accept.codec)
         else:
             self.stream.fps = accept.fps
+            self.stream.codec = accept.codec
         self._demand_sent = None
         actions: list[Action] = [ParentAttached(link.id, link.peer_id or "", link.name,
                                                 len(accept.path), accept)]
@@ -588,10 +596,11 @@ class TreeState:
     def _on_layer_demand(self, link: _Link, demand: LayerDemand, now: float) -> list[Action]:
         if link.role is not Role.CHILD:
             return []
-        if link.layer == demand.layer:
+        if (link.layer, link.auto) == (demand.layer, demand.auto):
             return []
-        link.layer = demand.layer
-        return [ChildLayerChanged(link.id, self.clamp(demand.layer)), *self._update_demand()]
+        link.layer, link.auto = demand.layer, demand.auto
+        return [ChildLayerChanged(link.id, self.clamp(demand.layer), demand.auto),
+                *self._update_demand()]
 
     def _on_bye(self, link: _Link, bye: Bye, now: float) -> list[Action]:
         if link is self._parent and bye.candidates:
@@ -678,10 +687,13 @@ class TreeState:
         if self._parent is None:
             return []
         demand = self.demand()
-        if demand == self._demand_sent:
+        # The subtree takes less only when every viewer in it does: a child that asked
+        # for a fixed layer gets it whatever our own choice.
+        auto = self.auto and all(c.auto for c in self._children)
+        if (demand, auto) == self._demand_sent:
             return []
-        self._demand_sent = demand
-        return [Send(self._parent.id, LayerDemand(layer=demand))]
+        self._demand_sent = (demand, auto)
+        return [Send(self._parent.id, LayerDemand(layer=demand, auto=auto))]
 
     def _report(self) -> list[Action]:
         report = Report(depth=self.depth, free_slots=max(0, self.fanout - len(self._children)),
