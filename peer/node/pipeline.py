@@ -46,9 +46,11 @@ from peer.node.recording import Recording
 
 log = logging.getLogger(__name__)
 
-# Frames waiting for the decoder: at 30 fps, 100 ms. Behind by more than that, this
-# peer is too slow for the stream; skipping to a keyframe beats falling further behind.
-MAX_BACKLOG: Final = 3
+# Frames waiting for the decoder: at 30 fps, 270 ms. Frames arrive in bursts (a link
+# that stalled for a moment delivers several at once), so a few waiting is normal;
+# behind by more than this, this peer is too slow for the stream, and skipping to a
+# keyframe beats falling further behind.
+MAX_BACKLOG: Final = 8
 
 
 class CodedFrame(Protocol):
