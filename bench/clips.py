@@ -66,3 +66,20 @@ def camera_clip_pairs(width: int, height: int, frames: int,
         clean = np.clip(frame, 0, 255).astype(np.uint8)
         frame += rng.standard_normal(frame.shape, dtype=np.float32) * NOISE_SIGMA
         yield np.clip(frame, 0, 255).astype(np.uint8), clean
+
+
+def write_clip_file(path: str, width: int, height: int, seconds: float,
+                    fps: float = 30.0) -> str:
+    """Write the camera-like clip to a video file a streamer can play (``--stream``).
+
+    MJPEG at quality 95 in AVI: nearly lossless, cheap for the streamer to decode, and
+    written by OpenCV everywhere. Returns ``path``.
+    """
+    writer = cv2.VideoWriter(path, cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
+    writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
+    try:
+        for frame in camera_clip(width, height, round(seconds * fps)):
+            writer.write(frame)
+    finally:
+        writer.release()
+    return path

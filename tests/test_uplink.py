@@ -45,3 +45,9 @@ def test_capacity_grows_when_more_is_carried_and_is_forgotten_later() -> None:
     assert meter.capacity_bps is not None and meter.capacity_bps > 6e6
     run(meter, 6.0, FORGET_S + 1, 1e6, backed_up=0, children=2, sent=sent)
     assert meter.capacity_bps is None
+
+
+def test_a_leaf_stays_a_leaf() -> None:
+    meter = UplinkMeter(max_children=0)
+    run(meter, 0.0, 4.0, 8e6, backed_up=3, children=3)
+    assert meter.slots(1e6) == 0

@@ -34,6 +34,7 @@ from peer.node.audio.station import AudioStation
 from peer.node.chat import ChatRouter
 from peer.node.codec import CodecError, Image
 from peer.node.codecs.base import VideoCodec, parse_codec
+from peer.node.codecs.h264 import layer_bitrate
 from peer.node.config import NodeConfig, SourceSpec
 from peer.node.directory import Directory
 from peer.node.display import Display
@@ -67,6 +68,7 @@ from peer.node.room import DirectoryChange, DirectoryRoom, open_directory
 from peer.node.stats import StreamStats
 from peer.node.tree import actions as act
 from peer.node.tree.state import StreamInfo, TreeState, TreeTiming
+from peer.node.uplink import UplinkMeter
 from protocol import (
     AudioFrame,
     Bye,
@@ -166,6 +168,8 @@ class Node:
         # join, True when the first picture is the first decoded one).
         self._awaiting_first: float | None = None
         self._auto_timer: asyncio.TimerHandle | None = None
+        # What our uplink carries, measured: the child slots we offer follow it.
+        self._uplink = UplinkMeter(config.fanout)
 
     # --- public API ---------------------------------------------------------------
 
@@ -824,8 +828,7 @@ class Node:
         change = DirectoryChange(what)
         if change is DirectoryChange.PEERS:
             self._emit(TreeChanged(peers=directory.tree(), self_id=self.peer_id))
-            self._apply(self.tree.set_reachable(directory.reachable(), self.config.fanout,
-                                                now))
+            self._apply(self.tree.set_reachable(directory.reachable(), self._fanout(), now))
             self._apply(self.tree.directory_changed(now))
         elif change is DirectoryChange.STREAMER:
             streamer = directory.streamer()
@@ -853,10 +856,30 @@ class Node:
                         "and chat go on)"))
 
     def _auto_tick(self) -> None:
-        """Children on ``auto``: their send backlog moves their layer."""
+        """Children's send queues: they move ``auto`` children's layers, and they show
+        what our uplink carries (the child slots we offer follow it)."""
         assert self._loop is not None and self._relay is not None
         self._auto_timer = self._loop.call_later(AUTO_TICK_S, self._auto_tick)
-        self._relay.observe(self._now())
+        now = self._now()
+        self._relay.observe(now)
+        children = self.children
+        self._uplink.observe(now, sum(c.counters.video_bytes_out for c in children),
+                             sum(1 for c in children if c.queued_frames >= 2), len(children))
+        fanout = self._fanout()
+        if fanout != self.tree.fanout and self.tree.fanout != 0:
+            self._apply(self.tree.set_reachable(True, fanout, now))
+
+    def _fanout(self) -> int:
+        """Children we take: ``--max-children``, fewer when the uplink cannot feed them."""
+        children = len(self.tree.children)
+        rate = self._uplink.rate_bps()
+        if children and rate > 0:
+            per_child = rate / children
+        else:
+            stream = self.tree.stream
+            top = self.tree.clamp(max(limits.LAYERS)) if stream.height else 720
+            per_child = float(layer_bitrate(top, stream.fps))
+        return self._uplink.slots(per_child)
 
     def _stats_tick(self) -> None:
         assert self._loop is not None

@@ -89,7 +89,7 @@ class UplinkMeter:
             ``max_children`` while the capacity is unknown; otherwise the children
             that fit in ``HEADROOM`` of it, between 1 and ``max_children``.
         """
-        if self.capacity_bps is None or per_child_bps <= 0:
+        if self.capacity_bps is None or per_child_bps <= 0 or self.max_children == 0:
             return self.max_children
         fit = int(self.capacity_bps * HEADROOM // per_child_bps)
         return max(1, min(self.max_children, fit))

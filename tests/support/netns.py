@@ -321,6 +321,12 @@ def cap_upload(host: Host, kbit: int, *, burst_bytes: int | None = None,
           "latency", f"{latency_ms}ms"])
 
 
+def uncap_upload(host: Host) -> None:
+    """Lift ``cap_upload`` (the default queueing discipline comes back)."""
+    _run(["ip", "netns", "exec", host.netns, "tc", "qdisc", "del", "dev", host.iface, "root"],
+         check=False)
+
+
 def partition(host: Host) -> None:
     """Cut ``host`` off the Lan: its port leaves the bridge (``heal`` plugs it back).
 
