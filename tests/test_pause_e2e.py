@@ -1,6 +1,7 @@
 """Pause and seek of a streamed file, end to end: a streamer process pausing with
 ``/pause`` on ``--chat-stdin``, a relay and a leaf seeing it as a ``playback`` event and
-``paused`` in their stats, a late joiner told at once, then ``/seek`` and ``/resume``."""
+``paused`` in their stats, a late joiner told at once, then ``/seek`` and ``/resume``.
+Also the other issue-16 node detail: a second "Bob" learns his name in ``ready``."""
 
 from __future__ import annotations
 
@@ -84,3 +85,14 @@ def test_a_live_source_refuses_to_pause(tmp_path: Path) -> None:
         assert wait_for(lambda: any(c.get("text") == "still here" for c in root.all("chat")),
                         30)
         assert not root.all("playback")
+
+
+def test_a_second_bob_is_told_his_name_in_the_ready_event() -> None:
+    with session() as s:
+        s.start_tracker()
+        first = s.start_peer("Bob", "--watch")
+        assert wait_for(lambda: first.last("ready"), 30)
+        second = s.start_peer("Bob", "--watch")
+        assert wait_for(lambda: second.last("ready"), 30)
+        assert first.last("ready")["name"] == "Bob"
+        assert second.last("ready")["name"] == "Bob (2)"

@@ -250,8 +250,8 @@ class SessionView(QWidget):
 
     @pyqtSlot(object)
     def _on_ready(self, event: Ready) -> None:
-        name = getattr(event, "name", None)
-        if isinstance(name, str) and name and name != self.own_name:
+        name = event.name
+        if name and name != self.own_name:
             self.own_name = name
             self.chat.add_notice(f"Someone here is already called {self.request.name}: "
                                  f"you are “{name}” in this room.")

@@ -45,6 +45,8 @@ class Ready(NodeEvent):
     KIND: ClassVar[str] = "ready"
     id: str
     listen: str
+    # The name the room knows us by: the tracker makes a taken one unique ("Bob (2)").
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -266,7 +266,8 @@ class Node:
             if opened is not None:
                 opened.close()
             raise self._fatal(exc) from None
-        self._emit(Ready(id=self.peer_id, listen=f"{self.listen[0]}:{self.listen[1]}"))
+        self._emit(Ready(id=self.peer_id, listen=f"{self.listen[0]}:{self.listen[1]}",
+                         name=directory.own_name()))
         self._directory_open = True
         self._stats_timer = loop.call_later(cfg.timing.stats_interval_s, self._stats_tick)
         self._auto_timer = loop.call_later(AUTO_TICK_S, self._auto_tick)

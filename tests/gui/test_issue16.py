@@ -137,16 +137,10 @@ def test_12_test_pattern_size_and_rate_can_be_chosen(qtbot, window, factory) -> 
 
 
 def test_2_same_names_are_told_apart(qtbot, window, factory) -> None:
-    from dataclasses import dataclass
-
     from peer.node.events import Ready
 
-    @dataclass(frozen=True, slots=True)
-    class ReadyWithName(Ready):  # the ready event as the tracker-aware node sends it
-        name: str = ""
-
     view = join(qtbot, window)
-    factory.node.emit(ReadyWithName(id=view.bridge.peer_id, listen="x:1", name="Dana (2)"))
+    factory.node.emit(Ready(id=view.bridge.peer_id, listen="x:1", name="Dana (2)"))
     qtbot.waitUntil(lambda: view.own_name == "Dana (2)", timeout=T)
     assert "you are “Dana (2)” in this room" in view.chat.view.toPlainText()
     # Two different people called Bob: each line says which one.
