@@ -101,7 +101,7 @@ _PEER_KINDS = frozenset(k for k in _KNOWN_KINDS if k < 32)
 _TRACKER_KINDS = frozenset(k for k in _KNOWN_KINDS if k >= 32)
 # Kinds both a tracker and its clients use on the tracker connection.
 _SHARED_KINDS = frozenset({MessageType.PING, MessageType.PONG, MessageType.BYE,
-                           MessageType.ERROR})
+                           MessageType.ERROR, MessageType.LINK_PROOF})
 _TRACKER_TO_CLIENT = frozenset({MessageType.PEER_LIST, MessageType.STREAM_GRANTED,
                                 MessageType.STREAM_DENIED, MessageType.STREAMER_CHANGED,
                                 MessageType.ROOM_LIST, MessageType.TRACKER_STATUS})

@@ -136,6 +136,17 @@ class Identity:
     def __repr__(self) -> str:
         return f"<Identity {self.peer_id[:12]}...>"
 
+    @staticmethod
+    def id_of(public_key: bytes) -> str:
+        """The id of a 32-byte public key.
+
+        Raises:
+            IdentityError: not 32 bytes.
+        """
+        if len(public_key) != PUBLIC_KEY_BYTES:
+            raise IdentityError(f"a public key is {PUBLIC_KEY_BYTES} bytes")
+        return _encode_id(public_key)
+
     @classmethod
     def generate(cls) -> Identity:
         """A fresh key pair (one run of a headless peer)."""

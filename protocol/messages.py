@@ -47,6 +47,7 @@ __all__ = [
     "JoinRequest",
     "KeyframeRequest",
     "LayerDemand",
+    "LinkProof",
     "Message",
     "MessageType",
     "PathUpdate",
@@ -91,6 +92,7 @@ class MessageType(IntEnum):
     PLAYBACK = 14
     KEYFRAME_REQUEST = 15
     AUDIO_FRAME = 20
+    LINK_PROOF = 30
     REGISTER = 32
     PEER_LIST = 33
     HEARTBEAT = 34
@@ -344,6 +346,28 @@ def _check_h264(frame: VideoFrame) -> None:
     if unit.size is not None and unit.size != (frame.width, frame.height):
         raise FieldError("payload", f"H.264 picture is {unit.size[0]}x{unit.size[1]}, "
                                     f"the frame says {frame.width}x{frame.height}")
+
+
+@dataclass(frozen=True, slots=True)
+class LinkProof(_Base):
+    """First message of the side that dialled, on every TLS link (peer or tracker).
+
+    ``proof`` is the dialler's signature, by the key its ``peer_id`` names, of the
+    public key the other side presented in the TLS handshake (see peer/trust/tls.py):
+    it proves the dialler holds its id's key, and it is worthless on any other link.
+    """
+
+    KIND: ClassVar[MessageType] = MessageType.LINK_PROOF
+    peer_id: str
+    proof: str
+
+    def to_meta(self) -> Meta:
+        return {"id": self.peer_id, "proof": self.proof}
+
+    @classmethod
+    def from_meta(cls, meta: Meta, payload: bytes) -> LinkProof:
+        return cls(peer_id=read_str(meta, "id", limits.MAX_ID_CHARS, allow_empty=False),
+                   proof=read_str(meta, "proof", limits.MAX_SIGNATURE_CHARS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -892,7 +916,7 @@ Message = (
     | ChatHave | Ping | Pong | Bye | Error | Register | PeerList | Heartbeat | StreamClaim
     | StreamGranted | StreamDenied | StreamRelease | StreamerChanged | RoomQuery
     | RoomListQuery | RoomList
-    | StatusQuery | TrackerStatus
+    | StatusQuery | TrackerStatus | LinkProof
 )
 
 _CLASSES: dict[int, type[_Base]] = {
@@ -903,7 +927,7 @@ _CLASSES: dict[int, type[_Base]] = {
         ChatHave, Ping, Pong, Bye, Error, Register, PeerList, Heartbeat, StreamClaim,
         StreamGranted, StreamDenied, StreamRelease, StreamerChanged, RoomQuery,
         RoomListQuery, RoomList,
-        StatusQuery, TrackerStatus,
+        StatusQuery, TrackerStatus, LinkProof,
     )
 }
 

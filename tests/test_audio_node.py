@@ -47,7 +47,8 @@ FPS = 15.0
 
 async def _streamer(audio: AudioConfig) -> Node:
     config = NodeConfig(name="me", listen_host="127.0.0.1", source=PatternSource(320, 180, FPS),
-                        timing=Timing(link_timeout_s=5.0), audio=audio)
+                        timing=Timing(link_timeout_s=5.0), audio=audio,
+                        tls=False)  # the test speaks the raw protocol
     node = Node(config, lambda e: None, directory_factory=lambda n: StandInDirectory())
     await node.start()
     return node
@@ -177,7 +178,8 @@ async def test_garbage_audio_from_the_parent_ends_that_link_with_a_reason() -> N
     port = server.sockets[0].getsockname()[1]
     events: list[NodeEvent] = []
     config = NodeConfig(name="viewer", listen_host="127.0.0.1",
-                        timing=Timing(link_timeout_s=5.0))
+                        timing=Timing(link_timeout_s=5.0),
+                        tls=False)  # the test's fake parent speaks the raw protocol
     node = Node(config, events.append, directory_factory=lambda n: FakeParentDirectory(port))
     await node.start()
     try:

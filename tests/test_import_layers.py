@@ -30,6 +30,7 @@ def _modules(package: str) -> list[str]:
     ("peer.lan", ["PyQt6", "cv2", "numpy", "peer.node", "peer.gui"]),
     # The harness benchmarks import: no pytest (benchmarks do not need it), no bench.
     ("tests.support", ["pytest", "bench", "PyQt6"]),
+    ("peer.trust", ["PyQt6", "cv2", "numpy", "peer.node", "peer.gui"]),
     ("peer.node", ["PyQt6"]),
     # The tree protocol is sans-IO: no sockets, event loop, threads or clock.
     ("peer.node.tree", ["socket", "asyncio", "threading", "time", "selectors", "PyQt6",

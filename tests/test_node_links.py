@@ -73,10 +73,13 @@ class StandInDirectory:
         return None
 
 
-async def _node(source: PatternSource | None = None) -> tuple[Node, list[NodeEvent]]:
+async def _node(source: PatternSource | None = None,
+                tls: bool = False) -> tuple[Node, list[NodeEvent]]:
     events: list[NodeEvent] = []
+    # Plaintext by default: these bad neighbours speak the raw protocol (the TLS and
+    # authentication checks have their own tests, test_trust_tls.py).
     config = NodeConfig(name="me", listen_host="127.0.0.1", source=source,
-                        timing=Timing(link_timeout_s=5.0))
+                        timing=Timing(link_timeout_s=5.0), tls=tls)
     node = Node(config, events.append, directory_factory=lambda n: StandInDirectory())
     await node.start()
     return node, events

@@ -22,7 +22,8 @@ from tracker.server import TrackerServer
 
 REPO = Path(__file__).resolve().parent.parent
 WAIT_S = 20.0
-CFG = TrackerConfig(lease_s=30.0, peer_timeout_s=30.0, update_interval_s=0.02)
+# Plaintext: these clients have no key (TLS is tested in test_trust_tls.py).
+CFG = TrackerConfig(lease_s=30.0, peer_timeout_s=30.0, update_interval_s=0.02, tls=False)
 
 
 class Seen:
@@ -250,7 +251,7 @@ async def test_killed_tracker_process_calls_on_closed() -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tracker", "--host", "127.0.0.1", "--port", "0", "--no-mdns",
-        "--log-level", "ERROR", cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE)
+        "--no-tls", "--log-level", "ERROR", cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE)
     try:
         async with asyncio.timeout(WAIT_S):
             line = (await proc.stdout.readline()).decode()  # type: ignore[union-attr]
@@ -325,11 +326,11 @@ async def test_query_room(tracker: TrackerServer, peers: Callable[..., Peer]) ->
     a = peers("a", room="den")
     await a.client.connect()
     await a.client.claim_stream()
-    answer = await query_room("127.0.0.1", port, "den")
+    answer = await query_room("127.0.0.1", port, "den", tls=False)
     assert answer.your_id is None and answer.streamer_name == "A"
     # A stranger learns the room's size and streamer name, not who is in it.
     assert answer.peers == () and answer.room_size == 1 and answer.streamer_id is None
-    assert (await query_room("127.0.0.1", port, "empty")).peers == ()
+    assert (await query_room("127.0.0.1", port, "empty", tls=False)).peers == ()
     assert [p.id for p in tracker.state.room_peers("den")] == ["a"]
 
 

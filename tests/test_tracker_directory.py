@@ -17,7 +17,8 @@ WAIT_S = 20.0
 
 @pytest.fixture
 async def tracker() -> AsyncIterator[TrackerServer]:
-    config = TrackerConfig(update_interval_s=0.02, full_list_peers=3, refresh_s=0.2)
+    # Plaintext: these directories have no key (TLS: test_trust_tls.py).
+    config = TrackerConfig(update_interval_s=0.02, full_list_peers=3, refresh_s=0.2, tls=False)
     async with TrackerServer(config, host="127.0.0.1", port=0) as server:
         yield server
 

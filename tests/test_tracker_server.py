@@ -42,8 +42,10 @@ from tracker.server import TrackerServer
 
 REPO = Path(__file__).resolve().parent.parent
 WAIT_S = 20.0  # only reached when something is broken
+# Plaintext: these tests speak the raw protocol (TLS is tested in test_trust_tls.py).
 CFG = TrackerConfig(lease_s=30.0, lease_grace_s=0.0, peer_timeout_s=1.5, update_interval_s=0.05,
-                    max_messages_per_s=20.0, burst_messages=40, connect_back_timeout_s=2.0)
+                    max_messages_per_s=20.0, burst_messages=40, connect_back_timeout_s=2.0,
+                    tls=False)
 
 
 class Client:
@@ -392,7 +394,7 @@ async def test_subprocess_prints_port_serves_and_exits_cleanly(sig: signal.Signa
     started = time.time()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tracker", "--host", "127.0.0.1", "--port", "0", "--no-mdns",
-        "--log-level", "WARNING", cwd=REPO, env=env,
+        "--no-tls", "--log-level", "WARNING", cwd=REPO, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         async with asyncio.timeout(WAIT_S):

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import sys
 import time
 
 import pytest
 
+from peer.trust.tls import client_context, make_proof, remote_public_key
 from protocol import Hello, JoinRequest, Ping, encode
+from protocol.identity import Identity
 from tests.support.procs import Peer, session, wait_for
 
 pytestmark = pytest.mark.slow
@@ -89,16 +92,20 @@ def test_resolution_change_takes_effect_and_demand_follows_upstream() -> None:
         assert _stats(leaf)["height"] == 360
 
 
-def _slow_child(port: int) -> socket.socket:
+def _slow_child(port: int) -> ssl.SSLSocket:
     """A child that joins, keeps its link alive with pings, and never reads."""
     sock = socket.socket()
     # Before connect, so the advertised TCP window stays tiny.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.settimeout(5)
     sock.connect(("127.0.0.1", port))
-    sock.sendall(encode(Hello(peer_id="slowpoke", name="slowpoke", room="lobby")))
-    sock.sendall(encode(JoinRequest(layer=720)))
-    return sock
+    # Links are TLS: join as a proper (if lazy) peer with a key of its own.
+    me = Identity.generate()
+    tls = client_context().wrap_socket(sock)
+    tls.sendall(encode(make_proof(me, remote_public_key(tls))))
+    tls.sendall(encode(Hello(peer_id=me.peer_id, name="slowpoke", room="lobby")))
+    tls.sendall(encode(JoinRequest(layer=720)))
+    return tls
 
 
 def test_a_viewer_that_stops_reading_does_not_slow_its_siblings() -> None:

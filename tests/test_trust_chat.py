@@ -16,6 +16,7 @@ from peer.node.config import PatternSource
 from peer.node.events import ChatReceived
 from protocol import Accept, Chat, Hello, JoinRequest, encode
 from protocol.identity import Identity
+from tests.support.tls_client import tls_connect
 from tests.test_node_links import _node, _read_until
 
 
@@ -26,11 +27,12 @@ def _signed(author: Identity, n: int, text: str, name: str = "x") -> Chat:
 
 
 async def test_forged_chat_from_a_neighbour_is_dropped_and_not_forwarded() -> None:
-    node, events = await _node(PatternSource(320, 180, 5.0))
+    node, events = await _node(PatternSource(320, 180, 5.0), tls=True)
     attacker, victim = Identity.generate(), Identity.generate()
     try:
         assert node.listen is not None
-        reader, writer = await asyncio.open_connection("127.0.0.1", node.listen[1])
+        # The attacker is a member like any other: TLS, its own key proven.
+        reader, writer, _ = await tls_connect(node.listen[1], attacker)
         writer.write(encode(Hello(attacker.peer_id, "mallory", "lobby"))
                      + encode(JoinRequest(layer=360)))
         await writer.drain()

@@ -31,6 +31,7 @@ from protocol.framing import (
     FrameDecoder,
     encode,
 )
+from protocol.identity import Identity
 from protocol.messages import (
     Bye,
     Error,
@@ -44,6 +45,7 @@ from protocol.messages import (
     VideoFrame,
 )
 from tests.support.procs import Peer, session, wait_for
+from tests.support.tls_client import tls_connect
 from tracker.config import TrackerConfig
 from tracker.state import TrackerState
 
@@ -279,14 +281,23 @@ def _rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-async def _hostile(port: int, source: str, payload: bytes) -> tuple[asyncio.StreamReader,
-                                                                     asyncio.StreamWriter]:
-    """Connect from ``source`` (a 127.x address), send ``payload`` and hold on."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port,
-                                                   local_addr=(source, 0))
+ATTACKER = Identity.generate()
+
+
+async def _hostile(port: int, source: str, tls: bool, payload: bytes) -> asyncio.StreamWriter:
+    """Connect from ``source`` (a 127.x address), send ``payload`` and hold on.
+
+    With ``tls`` the attacker is a proper client (TLS, its own key proven), so what it
+    sends next reaches the decoder; without, it opens TCP and never says a word
+    (the TLS handshake waits for it).
+    """
+    if tls:
+        _, writer, _ = await tls_connect(port, ATTACKER, local_addr=(source, 0))
+    else:
+        _, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     writer.write(payload)
     await writer.drain()
-    return reader, writer
+    return writer
 
 
 def _withheld_register() -> bytes:
@@ -302,15 +313,15 @@ def _withheld_video() -> bytes:
 
 
 async def _open_hostile(port: int, count: int, per_address: int,
-                        payloads: list[bytes]) -> list[asyncio.StreamWriter]:
+                        payloads: list[tuple[bool, bytes]]) -> list[asyncio.StreamWriter]:
     writers: list[asyncio.StreamWriter] = []
     for i in range(count):
         source = f"127.0.{1 + i // per_address}.{1 + i % 200}"
+        tls, payload = payloads[i % len(payloads)]
         try:
-            _, writer = await _hostile(port, source, payloads[i % len(payloads)])
+            writers.append(await _hostile(port, source, tls, payload))
         except (ConnectionError, OSError):
             continue  # refused by a cap: that is the point
-        writers.append(writer)
     return writers
 
 
@@ -322,13 +333,13 @@ def test_tracker_memory_under_1000_hostile_connections() -> None:
         before = _rss_mb(pid)
 
         async def attack() -> tuple[float, bool, int]:
-            writers = await _open_hostile(port, 1000, 50,
-                                          [_withheld_register(), _withheld_video()])
+            writers = await _open_hostile(port, 1000, 50, [
+                (True, _withheld_register()), (True, _withheld_video()), (False, b"")])
             peak = _rss_mb(pid)
             # An honest peer still registers while the hostile connections are held.
-            reader, writer = await asyncio.open_connection("127.0.0.1", port,
-                                                           local_addr=("127.0.99.1", 0))
-            writer.write(encode(Register("honest", "honest", "lobby", None, None)))
+            me = Identity.generate()
+            reader, writer, _ = await tls_connect(port, me, local_addr=("127.0.99.1", 0))
+            writer.write(encode(Register(me.peer_id, "honest", "lobby", None, None)))
             await writer.drain()
             decoder = FrameDecoder(TRACKER_CLIENT_INBOX)
             honest = False
@@ -364,7 +375,7 @@ def test_streaming_peer_under_200_hostile_connections_keeps_serving() -> None:
         assert ready is not None
         port = int(ready["listen"].rsplit(":", 1)[1])
         pid = root.proc.pid
-        hello = encode(Hello("attacker", "attacker", "lobby"))
+        hello = encode(Hello(ATTACKER.peer_id, "attacker", "lobby"))
         big_chat = hello + _header(MessageType.CHAT, limits.MAX_META_BYTES, 0) + \
             b"{" + b" " * (limits.MAX_META_BYTES - 100)
 
@@ -373,7 +384,8 @@ def test_streaming_peer_under_200_hostile_connections_keeps_serving() -> None:
             return stats.get("frames", 0), stats.get("lost", 0)
 
         async def attack() -> tuple[float, int]:
-            writers = await _open_hostile(port, 200, 10, [big_chat, _withheld_video(), b""])
+            writers = await _open_hostile(port, 200, 10, [
+                (True, big_chat), (True, hello + _withheld_video()), (False, b"")])
             peak = _rss_mb(pid)
             for _ in range(20):  # while they are held (well under the handshake timeout)
                 await asyncio.sleep(0.1)

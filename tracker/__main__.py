@@ -10,14 +10,17 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import resource
 import signal
 import sys
+from pathlib import Path
 
 from redis.exceptions import RedisError
 
 from peer.lan.addresses import interfaces_for
 from protocol.fields import is_wildcard_host
+from protocol.identity import Identity, IdentityError
 from tracker.config import TrackerConfig
 from tracker.mdns import TrackerAdvertiser
 from tracker.redis_store import describe
@@ -79,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--update-interval", type=float, default=defaults.update_interval_s,
                         metavar="S", help="at most one peer-list push per room per "
                         "interval (default: %(default)s)")
+    parser.add_argument("--identity", metavar="FILE",
+                        help="the tracker's key file (made if missing; clients pin its "
+                        "fingerprint). Default: tracker.key in the user's config dir")
+    parser.add_argument("--no-tls", action="store_true",
+                        help="plaintext, unauthenticated connections: only for protocol "
+                        "tests and overhead measurements on a trusted host")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -108,15 +117,21 @@ def main(argv: list[str] | None = None) -> int:
             refresh_s=args.refresh,
             max_messages_per_s=args.max_messages_per_s,
             update_interval_s=args.update_interval,
+            tls=not args.no_tls,
         )
     except ValueError as exc:
+        parser.error(str(exc))
+    key_file = args.identity or str(_default_key_path())
+    try:
+        identity = Identity.load_or_create(key_file)
+    except IdentityError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _raise_file_limit(config.max_connections)
     try:
-        return asyncio.run(_serve(config, args.host, args.port, mdns=not args.no_mdns,
-                                  store=args.store))
+        return asyncio.run(_serve(config, args.host, args.port, identity,
+                                  mdns=not args.no_mdns, store=args.store))
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
         return 0
 
@@ -173,9 +188,14 @@ async def _advertise(host: str, port: int) -> TrackerAdvertiser | None:
     return advertiser
 
 
-async def _serve(config: TrackerConfig, host: str, port: int, *, mdns: bool = True,
-                 store: str | None = None) -> int:
-    server = TrackerServer(config, host=host, port=port, store=store)
+def _default_key_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "treecast" / "tracker.key"
+
+
+async def _serve(config: TrackerConfig, host: str, port: int, identity: Identity, *,
+                 mdns: bool = True, store: str | None = None) -> int:
+    server = TrackerServer(config, host=host, port=port, store=store, identity=identity)
     try:
         await server.start()
     except RedisError as exc:
@@ -193,6 +213,9 @@ async def _serve(config: TrackerConfig, host: str, port: int, *, mdns: bool = Tr
     try:
         bound_host, bound_port = server.address
         print(f"treecast-tracker listening on {bound_host}:{bound_port}", flush=True)
+        # What users give peers to pin this tracker: --tracker HOST:PORT#FINGERPRINT.
+        print(f"treecast-tracker key {identity.fingerprint}"
+              + ("" if config.tls else " (TLS off)"), flush=True)
         if mdns:
             advertiser = await _advertise(host, bound_port)
         await stop.wait()

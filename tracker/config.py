@@ -65,6 +65,9 @@ class TrackerConfig:
         max_write_buffer_bytes: a connection whose unsent output grows past this does
             not read what we send (stuck or hostile) and is dropped; room for a few
             full PeerLists.
+        tls: TLS 1.3 with the tracker's key on every connection, and every client
+            proves its id's key before it may register. False only for protocol
+            tests and overhead measurements on a trusted host.
     """
 
     lease_s: float = 3.0
@@ -86,6 +89,7 @@ class TrackerConfig:
     max_connect_backs: int = 32
     update_interval_s: float = 0.5
     max_write_buffer_bytes: int = 4 * 1024 * 1024
+    tls: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_peers_per_room <= limits.MAX_TRACKER_ROOM_PEERS:

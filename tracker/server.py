@@ -29,9 +29,11 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 
+from peer.trust.tls import HANDSHAKE_TIMEOUT_S, LinkGuard, server_context
 from protocol import limits
 from protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from protocol.framing import TRACKER_INBOX, FrameDecoder, encode
+from protocol.identity import Identity
 from protocol.messages import Bye, Message, PeerList, Unknown
 from tracker.config import TrackerConfig
 from tracker.redis_store import RedisLink
@@ -71,6 +73,10 @@ class _Connection(asyncio.Protocol):
         # declares a large frame and withholds its body holds nothing of note.
         self._decoder = FrameDecoder(TRACKER_INBOX)
         self._link: _Link | None = None
+        # TLS: the client must prove the key of the id it registers with (the lock
+        # then belongs to that key: nobody else can register in its name).
+        self._guard = (LinkGuard(server.identity.public_key) if server.config.tls
+                       else None)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -83,6 +89,8 @@ class _Connection(asyncio.Protocol):
         try:
             self._decoder.receive_data(data)
             for message in self._decoder:
+                if self._guard is not None and not self._guard.admit(message):
+                    continue  # the proof itself: nothing for the state
                 self._server._received(link, message)
                 if link.closing:
                     break
@@ -115,12 +123,16 @@ class TrackerServer:
         store: None to keep the state in memory (one tracker), or ``redis://HOST:PORT/DB``
             to share rooms, peers and locks with the other trackers on that Redis
             (tracker/redis_store.py).
+        identity: the tracker's key pair (its TLS certificate's key, which clients
+            pin); None makes a fresh one.
     """
 
     def __init__(self, config: TrackerConfig | None = None, *, host: str = "0.0.0.0",
                  port: int = 7700, epoch_floor: int | None = None,
-                 store: str | None = None) -> None:
+                 store: str | None = None, identity: Identity | None = None) -> None:
         self.config = config or TrackerConfig()
+        # Clients pin this key (known_trackers): keep it in a file (__main__ does).
+        self.identity = identity or Identity.generate()
         cfg = self.config
         shared = store is not None
         self.state = TrackerState(
@@ -173,8 +185,11 @@ class TrackerServer:
                 await link.close()
                 raise
             self._link = link
-        self._server = await loop.create_server(lambda: _Connection(self), self._host,
-                                                self._port, backlog=_BACKLOG)
+        tls = self.config.tls
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self._host, self._port, backlog=_BACKLOG,
+            ssl=server_context(self.identity) if tls else None,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if tls else None)
         self._timer_task = asyncio.create_task(self._run_timers(), name="tracker-timers")
 
     async def close(self) -> None:

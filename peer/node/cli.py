@@ -41,9 +41,16 @@ def _address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _trackers(text: str) -> tuple[tuple[str, int], ...]:
+def _trackers(text: str) -> tuple[tuple[tuple[str, int], ...], str | None]:
+    """``HOST:PORT[,HOST:PORT...]``; the first may end in ``#FINGERPRINT`` (the key the
+    tracker prints at start), which it must then hold; the others are pinned on first
+    use."""
+    first, sep, rest = text.partition(",")
+    address, hashed, fingerprint = first.partition("#")
+    if hashed and not fingerprint.startswith("sha256:"):
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT#sha256:..., got {first!r}")
     try:
-        return parse_trackers(text)
+        return parse_trackers(address + sep + rest), fingerprint or None
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -75,9 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="treecast-peer", description="Treecast headless peer: stream or watch.")
     parser.add_argument("--name", help="display name")
-    parser.add_argument("--tracker", type=_trackers, metavar="HOST:PORT[,HOST:PORT...]",
+    parser.add_argument("--tracker", type=_trackers,
+                        metavar="HOST:PORT[#FINGERPRINT][,HOST:PORT...]",
                         help="the tracker; with a list, the next one takes over when one "
-                        "fails")
+                        "fails. With #FINGERPRINT the first must hold that key; otherwise "
+                        "each tracker's key is pinned on first use (known_trackers)")
     parser.add_argument("--lan", action="store_true",
                         help="find peers and trackers on the LAN by mDNS (no tracker needed)")
     parser.add_argument("--list", action="store_true",
@@ -124,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="send each stdin line as chat (/res N|auto changes resolution; "
                              "a file streamer takes /pause, /resume, /seek SECONDS; "
                              "/quit leaves)")
+    parser.add_argument("--no-tls", action="store_true",
+                        help="plaintext, unauthenticated links: only for protocol tests "
+                        "and overhead measurements on a trusted host")
     parser.add_argument("--identity", metavar="FILE",
                         help="key file that keeps this peer's id between runs (made if "
                         "missing); without it every run has a new key and id")
@@ -148,8 +160,10 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
                   else ScreenSource(args.screen, args.fps))
     return NodeConfig(
         name=args.name, room=args.room, lan=args.lan,
-        tracker=args.tracker[0] if args.tracker else None,
-        more_trackers=args.tracker[1:] if args.tracker else (),
+        tracker=args.tracker[0][0] if args.tracker else None,
+        more_trackers=args.tracker[0][1:] if args.tracker else (),
+        tracker_fingerprint=args.tracker[1] if args.tracker else None,
+        tls=not args.no_tls,
         listen_host=args.listen[0], listen_port=args.listen[1], advertise_host=args.advertise,
         max_children=args.max_children, source=source,
         resolution=max(limits.LAYERS) if args.resolution == "auto" else args.resolution,
@@ -270,11 +284,11 @@ def format_rooms(rooms: RoomList) -> str:
     return "\n".join(lines)
 
 
-def _list_tracker_rooms(host: str, port: int) -> int:
+def _list_tracker_rooms(host: str, port: int, fingerprint: str | None = None) -> int:
     from peer.node.tracker_client import query_rooms
 
     try:
-        rooms = asyncio.run(query_rooms(host, port))
+        rooms = asyncio.run(query_rooms(host, port, fingerprint=fingerprint))
     except NodeError as exc:
         print(f"treecast-peer: {exc}", file=sys.stderr)
         return exit_code(exc)
@@ -288,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.list and args.tracker is not None:
-        return _list_tracker_rooms(*args.tracker[0])
+        (host, port), fingerprint = args.tracker[0][0], args.tracker[1]
+        return _list_tracker_rooms(host, port, fingerprint)
     if args.list:
         from peer.lan.browser import format_sessions, list_lan
 

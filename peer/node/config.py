@@ -80,6 +80,11 @@ class NodeConfig:
             and viewers that neither display nor record leave frames encoded.
         identity_path: the key file that keeps this peer's id between runs (made
             if missing); None makes a fresh key pair, and so a fresh id, every run.
+        tls: every link (peers, tracker) is TLS 1.3 bound to the ids' keys. False
+            only for protocol tests and overhead measurements on a trusted host.
+        tracker_fingerprint: the tracker's key fingerprint as the user gave it
+            (``HOST:PORT#FINGERPRINT``); None trusts it on first use.
+        known_trackers_path: the tracker pin file; None: the user's config dir.
         audio: sound settings (source track, microphone, playback).
     """
 
@@ -99,6 +104,9 @@ class NodeConfig:
     record_path: str | None = None
     decode: bool = False
     identity_path: str | None = None
+    tls: bool = True
+    tracker_fingerprint: str | None = None
+    known_trackers_path: str | None = None
     timing: Timing = field(default_factory=Timing)
     audio: AudioConfig = field(default_factory=AudioConfig)
 

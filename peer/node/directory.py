@@ -15,7 +15,9 @@ from typing import Protocol
 
 from peer.node.events import TreePeer
 from peer.node.tracker_client import TrackerClient
+from peer.trust.pins import KnownTrackers
 from protocol import Candidate, PeerList, StreamerChanged, TreeLevel
+from protocol.identity import Identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,9 @@ class TrackerDirectory:
         on_change: Callable[[str], None],
         more_trackers: Sequence[tuple[str, int]] = (),
         open_patience_s: float = OPEN_PATIENCE_S,
+        identity: Identity | None = None,
+        fingerprint: str | None = None,
+        pins: KnownTrackers | None = None,
     ) -> None:
         self._peer_id = peer_id
         self._name = name
@@ -136,7 +141,8 @@ class TrackerDirectory:
             listen_port=listen_port, heartbeat_s=heartbeat_s,
             on_peer_list=self._on_peer_list, on_streamer_changed=self._on_streamer_changed,
             on_closed=self._on_closed, on_reconnected=self._on_reconnected,
-            more_trackers=more_trackers)
+            more_trackers=more_trackers, identity=identity, fingerprint=fingerprint,
+            pins=pins)
 
     async def open(self) -> None:
         peers = await self._client.connect(patience=self._open_patience_s)

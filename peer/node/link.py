@@ -45,11 +45,19 @@ from enum import Enum
 from peer.node.backlog import BacklogGate
 from peer.node.clock import ClockEstimator
 from peer.node.frame_check import check_frame_size
+from peer.trust.tls import (
+    AuthenticationError,
+    LinkGuard,
+    check_remote,
+    client_context,
+    make_proof,
+)
 from protocol import (
     AudioFrame,
     Bye,
     ErrorCode,
     FrameDecoder,
+    Hello,
     Message,
     ProtocolError,
     RemoteProtocolError,
@@ -59,6 +67,7 @@ from protocol import (
     limits,
 )
 from protocol.framing import PARENT_INBOX, PEER_INBOX
+from protocol.identity import Identity
 from protocol.ratelimit import TokenBucket
 from protocol.records import PathEntry
 
@@ -122,12 +131,19 @@ class PeerLink:
         on_message: MessageHandler,
         on_close: CloseHandler,
         outbound: bool,
+        guard: LinkGuard | None = None,
+        remote_id: str | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._on_message = on_message
         self._on_close = on_close
         self.outbound = outbound
+        # Inbound TLS links: the dialler must prove its id before anything else.
+        self._guard = guard
+        # Outbound TLS links: the id the listener proved in the handshake; its Hello
+        # must name that id.
+        self.remote_id = remote_id
         # The remote address an inbound link was counted under (see admission.py).
         self.admitted_from: str | None = None
         self.role = Role.PENDING
@@ -316,8 +332,15 @@ class PeerLink:
                         raise RemoteProtocolError(
                             f"more than {limits.MAX_LINK_MESSAGES_PER_S} messages per second",
                             ErrorCode.RATE_LIMITED)
+                    if self._guard is not None and not self._guard.admit(message):
+                        continue  # the dialler's proof: checked, nothing for the node
                     if isinstance(message, Unknown):
                         continue  # a newer peer's kind: skip it on purpose
+                    if (isinstance(message, Hello) and self.remote_id is not None
+                            and message.peer_id != self.remote_id):
+                        raise RemoteProtocolError(
+                            f"Hello names id {message.peer_id[:12]}... but the link's "
+                            f"key is {self.remote_id[:12]}...", ErrorCode.UNEXPECTED)
                     if isinstance(message, VideoFrame):
                         self.counters.video_bytes_in += decoder.last_message_bytes
                         check_frame_size(message)
@@ -374,9 +397,32 @@ async def open_link(
     timeout: float,
     on_message: MessageHandler,
     on_close: CloseHandler,
+    identity: Identity | None = None,
+    expected_id: str | None = None,
 ) -> PeerLink:
-    """Dial a peer. Raises OSError / TimeoutError when it cannot be reached."""
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(host, port, limit=READ_CHUNK_BYTES), timeout)
-    return PeerLink(reader, writer, on_message=on_message, on_close=on_close, outbound=True)
+    """Dial a peer.
 
+    With ``identity`` the link is TLS: the listener must hold ``expected_id``'s key,
+    and our first message proves we hold ``identity``'s (peer/trust/tls.py).
+
+    Raises:
+        OSError / TimeoutError: it cannot be reached, or (AuthenticationError, a
+            ConnectionError) it is not the peer we expected.
+    """
+    context = client_context() if identity is not None else None
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, limit=READ_CHUNK_BYTES, ssl=context,
+                                server_hostname="" if context else None), timeout)
+    remote: str | None = None
+    if identity is not None:
+        try:
+            if expected_id is None:
+                raise AuthenticationError("no expected id to check the peer against")
+            key = check_remote(writer.get_extra_info("ssl_object"), expected_id)
+        except AuthenticationError:
+            writer.close()
+            raise
+        remote = expected_id
+        writer.write(encode(make_proof(identity, key)))
+    return PeerLink(reader, writer, on_message=on_message, on_close=on_close, outbound=True,
+                    remote_id=remote)

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import ssl
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -69,6 +70,7 @@ from peer.node.stats import StreamStats
 from peer.node.tree import actions as act
 from peer.node.tree.state import StreamInfo, TreeState, TreeTiming
 from peer.node.uplink import UplinkMeter
+from peer.trust.tls import HANDSHAKE_TIMEOUT_S, LinkGuard, server_context
 from protocol import (
     AudioFrame,
     Bye,
@@ -132,6 +134,7 @@ class Node:
         self.listen: tuple[str, int] | None = None
         self._links: dict[int, PeerLink] = {}
         self._ids: dict[PeerLink, int] = {}
+        self._tls_context: ssl.SSLContext | None = None
         # Inbound connections held at once, in total and per address (hostile hosts).
         self._inbound_caps = ConnectionCaps.for_fanout(config.fanout)
         self._chat = ChatRouter(self.identity, config.name)
@@ -243,8 +246,11 @@ class Node:
                     opened.close()
                 raise self._fatal(exc) from None
         try:
+            # TLS starts in _on_inbound, after the connection caps admitted it: a
+            # handshake costs memory and CPU that a refused connection must not get.
             self._server = await asyncio.start_server(
                 self._on_inbound, cfg.listen_host, cfg.listen_port)
+            self._tls_context = server_context(self.identity) if cfg.tls else None
         except OSError as exc:
             if opened is not None:
                 opened.close()
@@ -258,7 +264,7 @@ class Node:
                 directory = self._directory_factory(self)
             else:
                 directory = await open_directory(cfg, self.peer_id, self.listen,
-                                                 self._on_directory_change)
+                                                 self._on_directory_change, self.identity)
             self._room.directory = directory
             await directory.open()
         except TrackerUnreachableError as exc:
@@ -575,7 +581,9 @@ class Node:
         try:
             link = await open_link(candidate.host, candidate.port,
                                    timeout=self.config.timing.connect_timeout_s,
-                                   on_message=self._on_message, on_close=self._on_link_closed)
+                                   on_message=self._on_message, on_close=self._on_link_closed,
+                                   identity=self.identity if self.config.tls else None,
+                                   expected_id=candidate.id)
         except (OSError, TimeoutError) as exc:
             log.debug("cannot reach %s at %s:%s: %s", candidate.name, candidate.host,
                       candidate.port, exc)
@@ -599,8 +607,22 @@ class Node:
                                         code=int(ErrorCode.TOO_MANY_CONNECTIONS))))
                 writer.close()
             return
+        if self._tls_context is not None:
+            try:
+                await writer.start_tls(self._tls_context,
+                                       ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)
+            except (OSError, TimeoutError, ssl.SSLError) as exc:
+                log.debug("TLS handshake with %s failed: %s", address, exc)
+                self._inbound_caps.release(address)
+                writer.close()
+                return
+            if self._stopping:
+                self._inbound_caps.release(address)
+                writer.close()
+                return
         link = PeerLink(reader, writer, on_message=self._on_message,
-                        on_close=self._on_link_closed, outbound=False)
+                        on_close=self._on_link_closed, outbound=False,
+                        guard=LinkGuard(self.identity.public_key) if self.config.tls else None)
         link.admitted_from = address
         self._register(self.tree.inbound(self._now(), link.remote.rsplit(":", 1)[0]), link)
         link.start()

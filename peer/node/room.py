@@ -17,8 +17,10 @@ from peer.node.directory import Directory, TrackerDirectory
 from peer.node.errors import TrackerUnreachableError
 from peer.node.lan_directory import LanDirectory
 from peer.node.tree.state import subtree_of
+from peer.trust.pins import KnownTrackers
 from protocol import Candidate
 from protocol.fields import is_wildcard_host
+from protocol.identity import Identity
 
 # How long a --lan peer listens for a tracker before running tracker-less.
 LAN_TRACKER_WAIT_S = 1.5
@@ -36,8 +38,10 @@ class DirectoryChange(StrEnum):
 
 
 async def open_directory(config: NodeConfig, peer_id: str, listen: tuple[str, int],
-                         on_change: Callable[[str], None]) -> Directory:
-    """The directory ``config`` asks for (not opened yet).
+                         on_change: Callable[[str], None],
+                         identity: Identity | None = None) -> Directory:
+    """The directory ``config`` asks for (not opened yet); ``identity`` makes the
+    tracker link TLS (with ``config.tls``).
 
     Raises:
         TrackerUnreachableError: no tracker given and not on a LAN.
@@ -56,7 +60,9 @@ async def open_directory(config: NodeConfig, peer_id: str, listen: tuple[str, in
         tracker[0], tracker[1], peer_id=peer_id, name=config.name, room=config.room,
         listen_host=config.advertise_host or listen[0], listen_port=listen[1],
         heartbeat_s=config.timing.tracker_heartbeat_s, on_change=on_change,
-        more_trackers=config.more_trackers)
+        more_trackers=config.more_trackers,
+        identity=identity if config.tls else None, fingerprint=config.tracker_fingerprint,
+        pins=KnownTrackers(config.known_trackers_path))
 
 
 class DirectoryRoom:

@@ -42,9 +42,12 @@ from dataclasses import replace
 from typing import TypeVar
 
 from peer.node.errors import LockDeniedError, TrackerUnreachableError
+from peer.trust.pins import KnownTrackers
+from peer.trust.tls import AuthenticationError, client_context, make_proof, remote_public_key
 from protocol import limits
 from protocol.errors import RemoteProtocolError
 from protocol.framing import TRACKER_CLIENT_INBOX, FrameDecoder, encode
+from protocol.identity import Identity
 from protocol.messages import (
     Bye,
     Error,
@@ -108,6 +111,11 @@ class TrackerClient:
         on_reconnected: called with "host:port" when a lost link is back (after the
             re-registration and, if we held the lock, its resume).
         reconnect: whether to reconnect after a lost link.
+        identity: our key pair: with it the link is TLS, every tracker must present
+            its pinned key (``pins``; the first tracker ``fingerprint`` when given)
+            and we prove ours; None: plaintext (protocol tests only).
+        fingerprint: the first tracker's fingerprint as the user gave it, or None.
+        pins: the known_trackers file (default: the user's config dir).
     """
 
     def __init__(
@@ -127,10 +135,17 @@ class TrackerClient:
         on_reconnected: Callable[[str], None] = _ignore,
         more_trackers: Sequence[tuple[str, int]] = (),
         reconnect: bool = True,
+        identity: Identity | None = None,
+        fingerprint: str | None = None,
+        pins: KnownTrackers | None = None,
     ) -> None:
         self._trackers = [(host, port), *[t for t in more_trackers if t != (host, port)]]
         self._host = host
         self._port = port
+        # TLS when we have a key: the tracker is held to its pin, we prove our id.
+        self._identity = identity
+        self._fingerprint = fingerprint
+        self._pins = pins or KnownTrackers()
         self._register = Register(peer_id, name, room, listen_host, listen_port)
         self._on_reconnected = on_reconnected
         self._reconnect = reconnect
@@ -229,7 +244,10 @@ class TrackerClient:
         self._decoder = FrameDecoder(TRACKER_CLIENT_INBOX)
         try:
             async with asyncio.timeout(timeout):
-                self._reader, self._writer = await asyncio.open_connection(host, port)
+                self._reader, self._writer = await _open_tracker(
+                    host, port, self._identity,
+                    self._fingerprint if (host, port) == (self._host, self._port) else None,
+                    self._pins)
                 self._writer.write(encode(register))
                 await self._writer.drain()
                 while True:
@@ -570,34 +588,70 @@ def _call(callback: Callable[[T], None], arg: T) -> None:
         log.exception("tracker client callback failed")
 
 
-async def query_room(host: str, port: int, room: str, timeout: float = 3.0) -> PeerList:
+async def _open_tracker(host: str, port: int, identity: Identity | None,
+                        fingerprint: str | None, pins: KnownTrackers,
+                        ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect; with ``identity``: TLS, the tracker's key checked, our proof sent.
+
+    Raises:
+        OSError: cannot connect, or (AuthenticationError) the tracker's key is not
+            the pinned one.
+    """
+    context = client_context() if identity is not None else None
+    reader, writer = await asyncio.open_connection(
+        host, port, ssl=context, server_hostname="" if context else None)
+    if identity is not None:
+        try:
+            key = remote_public_key(writer.get_extra_info("ssl_object"))
+            pins.check(host, port, key, fingerprint)
+        except AuthenticationError:
+            writer.close()
+            raise
+        writer.write(encode(make_proof(identity, key)))
+    return reader, writer
+
+
+async def query_room(host: str, port: int, room: str, timeout: float = 3.0, *,
+                     tls: bool = True, fingerprint: str | None = None,
+                     pins: KnownTrackers | None = None) -> PeerList:
     """Who is in ``room`` and who streams there, without joining it.
 
-    Raises:
-        TrackerUnreachableError: refused, timed out, closed or garbled.
-    """
-    return await _ask(host, port, RoomQuery(room), PeerList, timeout)
-
-
-async def query_rooms(host: str, port: int, timeout: float = 3.0) -> RoomList:
-    """The tracker's rooms (busiest first, bounded), without joining any.
+    Over TLS (the default) the tracker is held to its pin like any connection; a
+    throwaway key proves nothing about us, which is all a stranger's query needs.
 
     Raises:
         TrackerUnreachableError: refused, timed out, closed or garbled.
     """
-    return await _ask(host, port, RoomListQuery(), RoomList, timeout)
+    return await _ask(host, port, RoomQuery(room), PeerList, timeout, tls=tls,
+                      fingerprint=fingerprint, pins=pins)
+
+
+async def query_rooms(host: str, port: int, timeout: float = 3.0, *,
+                      tls: bool = True, fingerprint: str | None = None,
+                      pins: KnownTrackers | None = None) -> RoomList:
+    """The tracker's rooms (busiest first, bounded), without joining any (over TLS
+    as ``query_room``).
+
+    Raises:
+        TrackerUnreachableError: refused, timed out, closed or garbled.
+    """
+    return await _ask(host, port, RoomListQuery(), RoomList, timeout, tls=tls,
+                      fingerprint=fingerprint, pins=pins)
 
 
 _Reply = TypeVar("_Reply", PeerList, RoomList)
 
 
 async def _ask(host: str, port: int, question: Message, reply: type[_Reply],
-               timeout: float) -> _Reply:
+               timeout: float, *, tls: bool, fingerprint: str | None,
+               pins: KnownTrackers | None) -> _Reply:
     """One question on a fresh connection; the first ``reply``-typed answer."""
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await _open_tracker(
+                host, port, Identity.generate() if tls else None, fingerprint,
+                pins or KnownTrackers())
             writer.write(encode(question))
             await writer.drain()
             decoder = FrameDecoder()
