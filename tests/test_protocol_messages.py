@@ -22,6 +22,7 @@ from protocol.messages import (
     JoinRequest,
     KeyframeRequest,
     LayerDemand,
+    LinkProof,
     MessageType,
     PathUpdate,
     PeerList,
@@ -109,6 +110,7 @@ SAMPLES = [
     StatusQuery(),
     TrackerStatus("host:42", "redis://127.0.0.1:6379/0", True, 12,
                   (RoomStatus("lobby", 10, "Rita", 7), RoomStatus("b", 2, None, 0)), 2),
+    LinkProof("a" * 52, "c2lnbmF0dXJl"),
 ]
 
 
