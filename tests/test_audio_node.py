@@ -301,7 +301,8 @@ async def test_a_playing_viewer_holds_each_picture_until_its_sound_is_heard(
     port = streamer.listen[1]
     config = NodeConfig(name="viewer", listen_host="127.0.0.1", resolution=360,
                         timing=Timing(link_timeout_s=5.0, stats_interval_s=0.5),
-                        audio=AudioConfig(play=True, output_device=pulse_null_sink))
+                        audio=AudioConfig(play=True, output_device=pulse_null_sink),
+                        tls=False)  # its streamer (above) speaks plaintext
     viewer = Node(config, stats.append, lambda f: shown.append((time.time(), f.captured_at)),
                   directory_factory=lambda n: StreamerDirectory(port))
     await viewer.start()
