@@ -184,9 +184,12 @@ class PeerLink:
                 sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, NOTSENT_LOWAT_BYTES)
         transport = writer.transport
         # asyncio's own buffer is a second backlog in front of the kernel's: drain()
-        # returns only once a message has been handed to the kernel.
-        with contextlib.suppress(AttributeError, NotImplementedError):
-            transport.set_write_buffer_limits(high=0)
+        # returns only once a message has been handed to the kernel. Not on a TLS
+        # transport: asyncio's TLS layer (3.11) stops resuming writers at a zero limit
+        # and the link wedges; there its default (64 KiB) stays in front.
+        if writer.get_extra_info("ssl_object") is None:
+            with contextlib.suppress(AttributeError, NotImplementedError):
+                transport.set_write_buffer_limits(high=0)
         peer = writer.get_extra_info("peername")
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
 
