@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # PortAudio (sounddevice) and its ALSA->PulseAudio route; the audio tests start their
 # own PulseAudio daemon with a null sink, so no sound card is needed.
-APT_TEST := ffmpeg libportaudio2 libasound2-plugins pulseaudio redis-server
+# iptables, nftables, miniupnpd: the NAT lab's home routers (tests/support/natlab.py).
+APT_TEST := ffmpeg libportaudio2 libasound2-plugins pulseaudio redis-server \
+	iptables nftables miniupnpd
 APT_GUI := xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 \
 	libxcb-render-util0 libxkbcommon-x11-0 libxcb-xkb1 libxcb-shape0 libegl1 libgl1 \
 	libfontconfig1 libdbus-1-3 fonts-noto-color-emoji

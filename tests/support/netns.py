@@ -62,7 +62,7 @@ IP_TIMEOUT_S = 10.0
 TERM_GRACE_S = 3.0
 
 _counter = itertools.count()
-_STALE_NAME = re.compile(r"tc(\d+)n\d+(?:br|h\d+)")
+_STALE_NAME = re.compile(r"tc(\d+)n\d+(?:br|h\d+|r\d+)")  # r: natlab routers
 _unavailable: str | None = None
 _logs: dict[int, Path] = {}  # pid -> stderr log of processes started by python()
 _checked = False
