@@ -24,6 +24,7 @@ from PyQt6.QtWidgets import (
 
 from peer.gui import theme
 from peer.gui.bridge import (
+    AUTO,
     MAX_NAME_CHARS,
     MAX_ROOM_CHARS,
     LanSessionInfo,
@@ -337,7 +338,7 @@ class StartScreen(QWidget):
             streaming=streaming,
             # The streamer's node is a viewer until it goes live: the smallest layer
             # keeps that cheap (it shows no one else's video anyway).
-            resolution=360 if streaming else 720,
+            resolution=360 if streaming else AUTO,
         )
 
     def show_error(self, text: str) -> None:

@@ -57,7 +57,8 @@ def format_stats(stats: Stats) -> dict[str, str]:
         "kbps_out": _fmt_kbps(stats.kbps_out),
         "latency": latency,
         "loss": f"{stats.loss_pct:.1f} %",
-        "resolution": f"{stats.height}p" if stats.height else "—",
+        "resolution": (f"{stats.height}p" + (" auto" if stats.wanted == "auto" else ""))
+        if stats.height else "—",
         "depth": "—" if stats.depth is None else str(stats.depth),
         "parent": stats.parent or "—",
         "children": str(stats.children),

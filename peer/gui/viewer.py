@@ -12,6 +12,7 @@ from PyQt6.QtWidgets import QComboBox, QFileDialog, QLabel, QPushButton, QWidget
 
 from peer.gui import theme
 from peer.gui.bridge import (
+    AUTO,
     LAYERS,
     Action,
     FailureKind,
@@ -26,6 +27,8 @@ from peer.gui.session import RESUMED_NOTICE_MS, SessionView
 from peer.gui.sound import SoundControls
 from peer.gui.theme import Colors, dot_icon, set_icon, square_icon
 
+# What the resolution list offers: Auto first (the default), then every layer.
+RESOLUTION_CHOICES: tuple[int | str, ...] = (AUTO, *LAYERS)
 # The containers the node records to (its recorder also takes .m4v).
 RECORD_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")
 RECORD_FILTER = "Video (*.mp4 *.avi *.mkv *.mov)"
@@ -133,11 +136,12 @@ class ViewerView(SessionView):
     def build_controls(self) -> None:
         self.resolution_label = QLabel("Resolution", self.controls)
         self.resolution_combo = QComboBox(self.controls)
-        for layer in LAYERS:
-            self.resolution_combo.addItem(f"{layer}p", layer)
-        self.resolution_combo.setCurrentIndex(LAYERS.index(self._layer))
+        for choice in RESOLUTION_CHOICES:
+            self.resolution_combo.addItem("Auto" if choice == AUTO else f"{choice}p", choice)
+        self.resolution_combo.setCurrentIndex(self._row(self._layer))
         self.resolution_combo.setToolTip(
-            "The picture size you receive. Sizes above the source are not available."
+            "The picture size you receive. Auto: the best your connection carries. "
+            "Sizes above the source are not available."
         )
         self.resolution_combo.activated.connect(self._on_resolution_picked)
         self.resolution_combo.setAccessibleName("Resolution")
@@ -165,47 +169,53 @@ class ViewerView(SessionView):
     # -- resolution -------------------------------------------------------------------
 
     @property
-    def layer(self) -> int:
-        """The layer the node last confirmed (or the one asked for at join)."""
+    def layer(self) -> int | str:
+        """The layer the node last confirmed (or the one asked for at join); "auto"
+        when the parent picks what the path carries."""
         return self._layer
+
+    def _row(self, choice: int | str) -> int:
+        return RESOLUTION_CHOICES.index(choice)
 
     @pyqtSlot(tuple)
     def set_available_layers(self, layers: tuple[int, ...]) -> None:
-        """Grey out sizes the source cannot give (above it)."""
+        """Grey out sizes the source cannot give (above it); Auto is always there."""
         model = self.resolution_combo.model()
         assert isinstance(model, QStandardItemModel)  # QComboBox's default model
-        for row, layer in enumerate(LAYERS):
-            item = model.item(row)
+        for layer in LAYERS:
+            item = model.item(self._row(layer))
             if item is not None:
                 item.setEnabled(not layers or layer in layers)
-        if layers and self._layer not in layers:
+        if layers and self._layer != AUTO and self._layer not in layers:
             # The node serves the best layer not above the source; show that one.
-            best = max((layer for layer in layers if layer <= self._layer), default=layers[0])
-            self.resolution_combo.setCurrentIndex(LAYERS.index(best))
+            wanted = int(self._layer)
+            best = max((layer for layer in layers if layer <= wanted), default=layers[0])
+            self.resolution_combo.setCurrentIndex(self._row(best))
 
-    def layer_enabled(self, layer: int) -> bool:
-        """Whether a layer can be picked now."""
+    def layer_enabled(self, layer: int | str) -> bool:
+        """Whether a choice can be picked now."""
         model = self.resolution_combo.model()
         assert isinstance(model, QStandardItemModel)
-        item = model.item(LAYERS.index(layer))
+        item = model.item(self._row(layer))
         return item is not None and item.isEnabled()
 
     @pyqtSlot(int)
     def _on_resolution_picked(self, index: int) -> None:
-        layer = int(self.resolution_combo.itemData(index))
-        if layer != self._layer:
-            self.bridge.set_resolution(layer)
+        choice = self.resolution_combo.itemData(index)
+        if choice != self._layer:
+            self.bridge.set_resolution(choice)
 
-    @pyqtSlot(int)
-    def _on_resolution_changed(self, layer: int) -> None:
+    @pyqtSlot(object)
+    def _on_resolution_changed(self, layer: int | str) -> None:
         self._layer = layer
-        self.resolution_combo.setCurrentIndex(LAYERS.index(layer))
+        self.resolution_combo.setCurrentIndex(self._row(layer))
         path = self.bridge.recording_path
-        if path is not None and not self._record_pending:
+        if path is not None and not self._record_pending and layer != AUTO:
             # The recorder keeps the size it started with: go on in a new file at the
-            # size we receive now, and say so.
+            # size we receive now, and say so. (On Auto the size follows the path,
+            # so the file keeps the size it started with.)
             self._rolled_from = path
-            self._record_target = next_part_path(path, layer)
+            self._record_target = next_part_path(path, int(layer))
             self._record_pending = True
             self._update_record_controls()
             self.bridge.set_recording(self._record_target)
@@ -213,7 +223,7 @@ class ViewerView(SessionView):
     def on_action_failed(self, action: Action, kind: FailureKind, message: str) -> None:
         if action is Action.SET_RESOLUTION:
             # Put the choice back to what we really receive.
-            self.resolution_combo.setCurrentIndex(LAYERS.index(self._layer))
+            self.resolution_combo.setCurrentIndex(self._row(self._layer))
             self.banner.show_message(
                 "warning", f"Couldn't change the resolution: {message}", [("dismiss", "OK")]
             )

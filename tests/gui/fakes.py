@@ -125,7 +125,7 @@ class FakeNode:
 
     async def set_resolution(self, layer: int) -> None:
         self._record("set_resolution", layer)
-        if layer not in self.script.layers:
+        if layer != "auto" and layer not in self.script.layers:
             raise ValueError(f"{layer}p is above the source")
         self.layer = layer
 

@@ -216,10 +216,18 @@ def test_resolution_choice_reaches_the_node(qtbot, window, factory) -> None:
     qtbot.waitUntil(lambda: not view.layer_enabled(1080), timeout=T)
     assert view.layer_enabled(360) and view.layer_enabled(720)
     combo = view.resolution_combo
-    combo.setCurrentIndex(1)
-    combo.activated.emit(1)  # what a user's pick emits
+    # Auto is the default: the parent picks what the path carries.
+    assert view.layer == "auto" and combo.currentText() == "Auto"
+    assert factory.node.config.auto_resolution
+    row = combo.findData(480)
+    combo.setCurrentIndex(row)
+    combo.activated.emit(row)  # what a user's pick emits
     qtbot.waitUntil(lambda: view.layer == 480, timeout=T)
-    assert factory.node.called("set_resolution") == [(480,)]
+    row = combo.findData("auto")
+    combo.setCurrentIndex(row)
+    combo.activated.emit(row)
+    qtbot.waitUntil(lambda: view.layer == "auto", timeout=T)
+    assert factory.node.called("set_resolution") == [(480,), ("auto",)]
 
 
 def test_stats_and_tree_update(qtbot, window, factory) -> None:

@@ -160,8 +160,9 @@ def test_7_recording_follows_a_resolution_change(qtbot, window, factory, monkeyp
                         lambda parent, suggested: "/videos/seen.mp4")
     with qtbot.wait_signal(view.bridge.recording_changed, timeout=T):
         view.record_button.click()
-    view.resolution_combo.setCurrentIndex(1)
-    view.resolution_combo.activated.emit(1)  # 480p
+    row = view.resolution_combo.findData(480)
+    view.resolution_combo.setCurrentIndex(row)
+    view.resolution_combo.activated.emit(row)
     qtbot.waitUntil(lambda: factory.node.recording == "/videos/seen-480p.mp4", timeout=T)
     qtbot.waitUntil(lambda: view.banner.level == "ok", timeout=T)
     assert view.banner.text() == (

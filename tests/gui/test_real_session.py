@@ -208,7 +208,7 @@ def test_app_pauses_its_file_for_a_headless_viewer(qtbot, themed, settings, lan,
             view.pause_button.click()
             qtbot.waitUntil(lambda: any(e["event"] == "playback" and not e["paused"]
                                         for e in events), timeout=T)
-            assert not view.paused
+            qtbot.waitUntil(lambda: not view.paused and view.video.overlay() == "", timeout=T)
         finally:
             if viewer is not None:
                 viewer.terminate()

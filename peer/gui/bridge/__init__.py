@@ -21,7 +21,7 @@ from peer.gui.bridge.frames import LatestFrame, frame_to_qimage
 from peer.gui.bridge.lan import LanSessionInfo, LanSessions
 from peer.gui.bridge.node_bridge import STOP_GRACE_MS, NodeBridge, NodeFactory, NodeLike
 from peer.gui.bridge.preview import SourceInfo, SourcePreview
-from peer.gui.bridge.request import IdentityClaim, SessionRequest, make_config
+from peer.gui.bridge.request import AUTO, IdentityClaim, SessionRequest, make_config
 from peer.gui.bridge.rooms import RoomListing, RoomProbe, RoomStatus
 from peer.node.config import (
     CameraSource,
@@ -57,6 +57,7 @@ MAX_ROOM_CHARS = limits.MAX_ROOM_CHARS
 MAX_CHAT_CHARS = limits.MAX_CHAT_CHARS
 
 __all__ = [
+    "AUTO",
     "LAYERS",
     "MAX_CHAT_CHARS",
     "MAX_NAME_CHARS",

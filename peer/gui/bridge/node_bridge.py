@@ -77,7 +77,7 @@ class NodeLike(Protocol):
 
     async def start(self) -> None: ...
     async def stop(self, reason: str = "quit") -> None: ...
-    async def set_resolution(self, layer: int) -> None: ...
+    async def set_resolution(self, layer: int | str) -> None: ...
     async def send_chat(self, text: str) -> None: ...
     async def start_streaming(self, source: SourceSpec) -> None: ...
     async def stop_streaming(self) -> None: ...
@@ -151,7 +151,7 @@ class NodeBridge(QObject):
         frame_ready(): a new picture waits in :meth:`take_frame`.
         started(): ``start()`` completed; the node is in the room.
         streaming_changed(bool): we went live (True) or stopped streaming (False).
-        resolution_changed(int): the node accepted a new layer.
+        resolution_changed(object): the node accepted a new layer (int, or "auto").
         chat_sent(): the node accepted our chat line.
         recording_changed(object): recording to this path started (str), or the
             recording stopped and the file is finished (None).
@@ -178,7 +178,7 @@ class NodeBridge(QObject):
     frame_ready = pyqtSignal()
     started = pyqtSignal()
     streaming_changed = pyqtSignal(bool)
-    resolution_changed = pyqtSignal(int)
+    resolution_changed = pyqtSignal(object)
     chat_sent = pyqtSignal()
     recording_changed = pyqtSignal(object)
     action_failed = pyqtSignal(object, object, str)
@@ -407,7 +407,7 @@ class NodeBridge(QObject):
             self._streaming = False
             self.streaming_changed.emit(False)
         elif action is Action.SET_RESOLUTION:
-            self.resolution_changed.emit(int(extra))
+            self.resolution_changed.emit(extra)
         elif action is Action.SEND_CHAT:
             self.chat_sent.emit()
         elif action is Action.SET_RECORDING:
@@ -428,9 +428,8 @@ class NodeBridge(QObject):
         """Join the room (and stream, when the config has a source)."""
         self._submit(Action.START, self._node.start)
 
-    @pyqtSlot(int)
-    def set_resolution(self, layer: int) -> None:
-        """Ask for another layer; ``resolution_changed`` confirms it."""
+    def set_resolution(self, layer: int | str) -> None:
+        """Ask for another layer (or "auto"); ``resolution_changed`` confirms it."""
         self._submit(Action.SET_RESOLUTION, lambda: self._node.set_resolution(layer), layer)
 
     @pyqtSlot(str)

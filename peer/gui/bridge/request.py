@@ -10,6 +10,10 @@ from PyQt6.QtCore import QLockFile
 from peer.node.audio.config import AudioConfig
 from peer.node.config import NodeConfig, SourceSpec
 from peer.node.identity_file import default_identity_path
+from protocol.limits import LAYERS
+
+# The resolution choice that lets the parent pick what the path carries.
+AUTO = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +26,8 @@ class SessionRequest:
         tracker: (host, port) of the tracker, or None to meet on the LAN only.
         lan: find peers (and a tracker) with mDNS on the local network.
         streaming: True for the streamer view, False to watch.
-        resolution: the layer a viewer asks for first.
+        resolution: the layer a viewer asks for first, or "auto" (the best its path
+            carries, chosen by its parent).
 
     Recording is not part of the request: the viewer starts and stops it during the
     session (:meth:`NodeBridge.set_recording`).
@@ -33,7 +38,7 @@ class SessionRequest:
     tracker: tuple[str, int] | None
     lan: bool
     streaming: bool
-    resolution: int = 720
+    resolution: int | str = AUTO
 
 
 def make_config(
@@ -61,7 +66,8 @@ def make_config(
         tracker=request.tracker,
         lan=request.lan,
         source=source,
-        resolution=request.resolution,
+        resolution=max(LAYERS) if request.resolution == AUTO else int(request.resolution),
+        auto_resolution=request.resolution == AUTO,
         decode=True,
         identity_path=identity_path,
         # A viewer plays the sound (the view sets its remembered volume and mute).
