@@ -506,3 +506,33 @@ def test_themes_switch_while_a_session_runs(qtbot, window, factory, qapp) -> Non
     finally:
         theme.apply(qapp, theme.DARK)
     assert theme.DARK.SURFACE_2 in view.banner.styleSheet()
+
+
+def test_themes_follow_the_systems_colour_scheme() -> None:
+    from peer.gui import theme
+
+    class Hints:
+        def __init__(self, scheme) -> None:
+            self.scheme = scheme
+
+        def colorScheme(self):
+            return self.scheme
+
+    class App:
+        def __init__(self, scheme) -> None:
+            self.hints = Hints(scheme)
+
+        def styleHints(self):
+            return self.hints
+
+    assert theme.system_palette(App(Qt.ColorScheme.Light)) is theme.LIGHT
+    assert theme.system_palette(App(Qt.ColorScheme.Dark)) is theme.DARK
+    # A system that does not say gets the dark one: video looks best on a dark surround.
+    assert theme.system_palette(App(Qt.ColorScheme.Unknown)) is theme.DARK
+
+
+def test_ctrl_enter_sends_too(qtbot, window, factory) -> None:
+    view = join(qtbot, window)
+    qtbot.keyClicks(view.chat.input, "with ctrl")
+    qtbot.keyClick(view.chat.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: factory.node.called("send_chat") == [("with ctrl",)], timeout=T)
