@@ -103,10 +103,6 @@ class _Plot(pg.PlotWidget):
         item.showGrid(x=True, y=True, alpha=0.15)
         item.setXRange(-HISTORY_S, 0, padding=0)
         item.setLabel("left", units=unit, color=Colors.MUTED)
-        for axis in ("left", "bottom"):
-            ax = item.getAxis(axis)
-            ax.setPen(pg.mkPen(Colors.BORDER))
-            ax.setTextPen(pg.mkPen(Colors.MUTED))
         item.getAxis("left").enableAutoSIPrefix(False)
         item.getAxis("left").setWidth(44)
         # Top-left and in one row: recent samples are drawn on the right, and the
@@ -116,10 +112,8 @@ class _Plot(pg.PlotWidget):
         )
         legend.setBrush(pg.mkBrush(None))
         legend.setPen(pg.mkPen(None))
-        self.curves = (
-            item.plot(pen=pg.mkPen(Colors.PLOT_A, width=2), name=names[0]),
-            item.plot(pen=pg.mkPen(Colors.PLOT_B, width=2), name=names[1]),
-        )
+        self.curves = (item.plot(name=names[0]), item.plot(name=names[1]))
+        self.restyle()  # the colours: axes, pens, legend (again when the theme changes)
         self.set_series([], [], [])
         theme.notifier.changed.connect(self.restyle)
 

@@ -250,3 +250,36 @@ def test_default_factory_builds_the_real_node() -> None:
     node = bridge_mod.default_node_factory(b_config, lambda e: None, None)
     assert isinstance(node, Node)
 
+
+
+def test_pause_on_a_node_that_cannot_is_refused_in_words(qtbot) -> None:
+    """A node without set_paused/seek (an older build): the bridge says so, no crash."""
+
+    class PlainNode:
+        peer_id = "id-plain"
+
+        def __init__(self, config, on_event, on_frame) -> None:
+            self.on_event = on_event
+
+        async def start(self) -> None: ...
+        async def stop(self, reason: str = "quit") -> None: ...
+        async def set_resolution(self, layer) -> None: ...
+        async def send_chat(self, text: str) -> None: ...
+        async def start_streaming(self, source) -> None: ...
+        async def stop_streaming(self) -> None: ...
+        async def set_recording(self, path) -> None: ...
+        def available_layers(self) -> tuple[int, ...]:
+            return (360,)
+
+    b = NodeBridge(make_config(REQUEST), node_factory=PlainNode)
+    try:
+        with qtbot.wait_signal(b.action_failed, timeout=10000) as failed:
+            b.set_paused(True)
+        assert failed.args == [Action.SET_PAUSED, FailureKind.NODE,
+                               "This peer cannot pause a stream."]
+        with qtbot.wait_signal(b.action_failed, timeout=10000) as failed:
+            b.seek(3.0)
+        assert failed.args[:2] == [Action.SEEK, FailureKind.NODE]
+    finally:
+        with qtbot.wait_signal(b.closed, timeout=15000):
+            b.shutdown()
