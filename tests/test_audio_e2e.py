@@ -114,3 +114,30 @@ def test_mic_without_camera_is_a_usage_error() -> None:
     result = _peer_cli("--test-pattern", "--mic")
     assert result.returncode == 2
     assert "--mic streams a microphone with --camera" in result.stderr
+
+
+def test_a_viewer_records_the_sound_beside_the_picture_in_sync(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from peer.node.audio.sync import measure
+
+    clip, record = tmp_path / "clip.mkv", tmp_path / "leaf.mkv"
+    write_sync_clip(str(clip), 12.0, width=320, height=180)
+    with session() as s:
+        s.start_tracker()
+        root = s.start_peer("root", "--stream", str(clip), "--max-children", "1")
+        assert wait_for(lambda: root.last("stream_started"), 30), root.events
+        relay = s.start_peer("relay", "--watch", "--max-children", "1")
+        assert wait_for(lambda: relay.last("joined"), 30)
+        leaf = s.start_peer("leaf", "--watch", "--record", str(record))
+        assert wait_for(lambda: (leaf.last("joined") or {}).get("depth") == 2, 30)
+        assert wait_for(lambda: (leaf.last("stats") or {}).get("frames", 0) > 4 * 30, 60)
+        os.kill(leaf.proc.pid, signal.SIGTERM)  # finishes the file
+        leaf.proc.wait(30)
+    report = measure(str(record)).steady(1.0)
+    assert len(report.offsets) >= 2, report
+    # Both tracks are stamped from the streamer's capture clock: in sync in the file
+    # whatever the network did (bound: the detectability threshold for sound early).
+    assert max(abs(o) for o in report.offsets) < 0.045, report.offsets
+    assert report.audio_gaps == [], report.audio_gaps

@@ -61,6 +61,7 @@ from peer.node.events import (
 from peer.node.identity_file import load_identity
 from peer.node.link import PeerLink, open_link
 from peer.node.media import FrameSource, PacedCapture, open_source
+from peer.node.passthrough import H264Recorder
 from peer.node.playback import PlaybackState
 from peer.node.pump import StreamEnd, StreamEndReason, StreamPump
 from peer.node.relay import Relay
@@ -230,6 +231,7 @@ class Node:
                             request_keyframe=self._request_keyframe,
                             on_bad_frame=self._bad_video,
                             on_record_error=self._display.recording_failed)
+        self._audio.recording = self._sound_track
         if cfg.record_path:
             try:
                 await self.set_recording(cfg.record_path)
@@ -340,7 +342,8 @@ class Node:
             MediaError: the format is unsupported or the file cannot be written.
         """
         assert self._display is not None, "start() first"
-        await self._display.set_recording(path, self.tree.stream.fps)
+        await self._display.set_recording(path, self.tree.stream.fps,
+                                          audio=self.config.audio.enabled)
 
     async def send_chat(self, text: str) -> None:
         """Send a chat line to the whole room (ValueError when empty or too long)."""
@@ -820,6 +823,11 @@ class Node:
     async def set_muted(self, muted: bool) -> None:
         """Mute or unmute playback (the sound is still received and recorded)."""
         self._audio.set_muted(muted)
+
+    def _sound_track(self) -> H264Recorder | None:
+        """Where received sound is recorded: the H.264 recording's Opus track."""
+        recording = self._display.recording if self._display is not None else None
+        return None if recording is None else recording.passthrough
 
     def _recording_failed(self, exc: MediaError) -> None:
         self._emit(ErrorRaised(message=f"recording stopped: {exc}"))

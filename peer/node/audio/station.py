@@ -114,7 +114,8 @@ class AudioStation:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.player: AudioPlayer | None = None
         self._output: DeviceOutput | None = None
-        self.recorder: AudioRecorder | None = None
+        # The recording's sound track now (None: not recording, or not one with sound).
+        self.recording: Callable[[], AudioRecorder | None] = lambda: None
         # Streamer side.
         self._source: AudioSource | None = None
         self._anchor = 0.0
@@ -308,9 +309,13 @@ class AudioStation:
         self._stats.frame_received(now, len(data), frame.seq, self._stream_count, transit)
         if transit is not None:
             self._transit.append(transit)
-        recorder = self.recorder
+        recorder = self.recording()
         if recorder is not None:
-            recorder.write_audio(frame.opus, frame.captured_at)
+            try:
+                recorder.write_audio(frame.opus, frame.captured_at)
+            except MediaError:
+                # The recording closed itself (a full disk); its picture side reports it.
+                log.debug("sound not recorded", exc_info=True)
         if self.player is not None and offset is not None:
             if frame.seq % DELAY_UPDATE_PACKETS == 0:
                 target = self.playout_delay()
