@@ -40,9 +40,17 @@ from protocol import (
     limits,
 )
 from protocol.framing import FRAMING_VERSION
-from tests.test_node_links import StandInDirectory, _hello_works
+from tests.test_node_links import StandInDirectory as _LinksDirectory
+from tests.test_node_links import _hello_works
 
 FPS = 15.0
+
+
+class StandInDirectory(_LinksDirectory):
+    """The links tests' stand-in room, with the name a room gives us."""
+
+    def own_name(self) -> str:
+        return "me"
 
 
 async def _streamer(audio: AudioConfig, codec: str = "h264") -> Node:
