@@ -7,6 +7,7 @@ import html
 from typing import Any
 
 from PyQt6.QtCore import QSettings, Qt, QTimer, pyqtSignal, pyqtSlot
+from PyQt6.QtGui import QIcon
 from PyQt6.QtWidgets import (
     QButtonGroup,
     QHBoxLayout,
@@ -35,7 +36,7 @@ from peer.gui.bridge import (
     SessionRequest,
     parse_trackers,
 )
-from peer.gui.theme import Colors, icon
+from peer.gui.theme import Colors, dot_icon
 from peer.gui.widgets import card, muted_label, section_label
 
 DEFAULT_ROOM = "lobby"
@@ -62,6 +63,11 @@ def parse_address(text: str) -> tuple[str, int] | None:
         return parse_trackers(text)[0]
     except ValueError:
         return None
+
+
+def room_icon(streamer: str | None) -> QIcon:
+    """A green dot for a room with a live stream, a grey one for a quiet room."""
+    return dot_icon(Colors.LIVE if streamer else Colors.MUTED)
 
 
 def _default_name() -> str:
@@ -435,7 +441,7 @@ class StartScreen(QWidget):
                 "1 peer" if peers == 1 else f"{peers} peers")
             item = QListWidgetItem(f"{room}  —  {who} · {count}")
             item.setData(Qt.ItemDataRole.UserRole, room)
-            item.setIcon(icon(self, "SP_DriveNetIcon"))
+            item.setIcon(room_icon(streamer))
             self.rooms_list.addItem(item)
             if room == self.room:
                 self.rooms_list.setCurrentItem(item)
@@ -474,7 +480,7 @@ class StartScreen(QWidget):
             count = "1 peer" if session.peers == 1 else f"{session.peers} peers"
             item = QListWidgetItem(f"{session.room}  —  {who} · {count}")
             item.setData(Qt.ItemDataRole.UserRole, session.room)
-            item.setIcon(icon(self, "SP_DriveNetIcon"))
+            item.setIcon(room_icon(session.streamer))
             self.lan_list.addItem(item)
             if session.room == selected:
                 self.lan_list.setCurrentItem(item)
