@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--listen", type=_address, default=("0.0.0.0", 0), metavar="HOST:PORT")
     parser.add_argument("--advertise", metavar="HOST",
                         help="address others should dial (default: as the tracker sees us)")
+    parser.add_argument("--upnp", action="store_true",
+                        help="behind a home router: ask it (UPnP-IGD) to forward a port to "
+                        "this peer, so others can connect to it and it can relay")
     parser.add_argument("--max-children", type=int, metavar="N")
     role = parser.add_mutually_exclusive_group()
     role.add_argument("--stream", metavar="PATH", help="stream a video file")
@@ -165,6 +168,7 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         tracker_fingerprint=args.tracker[1] if args.tracker else None,
         tls=not args.no_tls,
         listen_host=args.listen[0], listen_port=args.listen[1], advertise_host=args.advertise,
+        port_mapping=args.upnp,
         max_children=args.max_children, source=source,
         resolution=max(limits.LAYERS) if args.resolution == "auto" else args.resolution,
         auto_resolution=args.resolution == "auto", codec=args.codec,

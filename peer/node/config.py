@@ -76,6 +76,8 @@ class NodeConfig:
             at most ``resolution``.
         codec: the video codec when this peer streams ("h264" or "mjpeg").
         record_path: write what is received to this video file.
+        port_mapping: ask the home router (UPnP-IGD) to forward a port to our listener
+            and register under it (``--upnp``; off by default: it multicasts SSDP).
         decode: decode received frames (display or record); relays that only forward
             and viewers that neither display nor record leave frames encoded.
         identity_path: the key file that keeps this peer's id between runs (made
@@ -103,6 +105,7 @@ class NodeConfig:
     codec: str = "h264"
     record_path: str | None = None
     decode: bool = False
+    port_mapping: bool = False
     identity_path: str | None = None
     tls: bool = True
     tracker_fingerprint: str | None = None

@@ -47,6 +47,10 @@ class Ready(NodeEvent):
     listen: str
     # The name the room knows us by: the tracker makes a taken one unique ("Bob (2)").
     name: str = ""
+    # How others can dial us (reachability.py); "mapped": ``mapped`` is the router's
+    # external HOST:PORT forwarded to ``listen``.
+    reachability: str = "checking"
+    mapped: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,7 @@ class Stats(NodeEvent):
     video_bytes_out: int = 0
     audio: AudioStats | None = None  # None: this peer neither sends nor receives sound
     paused: bool = False  # the streamer paused its file: no frames, on purpose
+    reachability: str = "checking"  # how others can dial us (reachability.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,9 @@ from peer.node.link import PeerLink, open_link
 from peer.node.media import FrameSource, PacedCapture, open_source
 from peer.node.passthrough import H264Recorder
 from peer.node.playback import PlaybackState
+from peer.node.portmap import PortMapper
 from peer.node.pump import StreamEnd, StreamEndReason, StreamPump
+from peer.node.reachability import classify
 from peer.node.relay import Relay
 from peer.node.report import Position, StatsReporter
 from peer.node.room import DirectoryChange, DirectoryRoom, open_directory
@@ -132,6 +134,7 @@ class Node:
                               timing.connect_timeout_s), now=time.monotonic())
         self.tree.auto = config.auto_resolution
         self._server: asyncio.Server | None = None
+        self._portmap: PortMapper | None = None
         self.listen: tuple[str, int] | None = None
         self._links: dict[int, PeerLink] = {}
         self._ids: dict[PeerLink, int] = {}
@@ -261,21 +264,26 @@ class Node:
             )) from None
         sock = self._server.sockets[0].getsockname()
         self.listen = self._room.listen = (sock[0], sock[1])
+        advertised = await self._map_port(self.listen)
         try:
             if self._directory_factory is not None:
                 directory = self._directory_factory(self)
             else:
-                directory = await open_directory(cfg, self.peer_id, self.listen,
+                directory = await open_directory(cfg, self.peer_id, advertised,
                                                  self._on_directory_change, self.identity)
             self._room.directory = directory
             await directory.open()
         except TrackerUnreachableError as exc:
             await self._close_server()
+            await self._unmap_port()
             if opened is not None:
                 opened.close()
             raise self._fatal(exc) from None
+        mapping = self._portmap.mapping if self._portmap is not None else None
         self._emit(Ready(id=self.peer_id, listen=f"{self.listen[0]}:{self.listen[1]}",
-                         name=directory.own_name()))
+                         name=directory.own_name(),
+                         mapped=(f"{mapping.external_host}:{mapping.external_port}"
+                                 if mapping is not None else None)))
         self._directory_open = True
         self._stats_timer = loop.call_later(cfg.timing.stats_interval_s, self._stats_tick)
         self._auto_timer = loop.call_later(AUTO_TICK_S, self._auto_tick)
@@ -316,6 +324,7 @@ class Node:
         if self._room.directory is not None:
             with contextlib.suppress(Exception):
                 await self._room.directory.close()
+        await self._unmap_port()
         if self._display is not None:
             await self._display.close()
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
@@ -912,6 +921,33 @@ class Node:
             per_child = float(layer_bitrate(top, stream.fps))
         return self._uplink.slots(per_child)
 
+    # --- reachability from outside (portmap.py, reachability.py) ------------------------
+
+    async def _map_port(self, listen: tuple[str, int]) -> tuple[str, int]:
+        """Ask the home router for a port mapping if configured; the address to register.
+
+        With a mapping we register under its external port: the tracker lists us at the
+        address our registration comes from (the router's) and dials that back.
+        """
+        if not self.config.port_mapping:
+            return listen
+        self._portmap = PortMapper(listen[1])
+        mapping = await self._portmap.open()
+        if mapping is None:
+            return listen
+        self._room.listen = (listen[0], mapping.external_port)
+        return self._room.listen
+
+    async def _unmap_port(self) -> None:
+        if self._portmap is not None:
+            await self._portmap.close()
+
+    def _reachability(self) -> str:
+        directory = self._room.directory
+        mapped = self._portmap is not None and self._portmap.mapping is not None
+        return classify(directory.reachable() if directory is not None else None,
+                        mapped).value
+
     def _stats_tick(self) -> None:
         assert self._loop is not None
         self._stats_timer = self._loop.call_later(self.config.timing.stats_interval_s,
@@ -932,7 +968,7 @@ class Node:
                             layer=shown, layer_in=self._layer_in,
                             wanted="auto" if self.tree.auto else self.tree.layer,
                             codec=self.tree.stream.codec if self.tree.stream.height else None,
-                            keyframes=keyframes)
+                            keyframes=keyframes, reachability=self._reachability())
         stats = self._reporter.build(time.time(), [link.counters for link in self._ids],
                                      position, self._audio.snapshot())
         paused = self._playback.paused and self._playback.epoch == self.tree.epoch

@@ -30,6 +30,7 @@ class Position:
     wanted: int | str = 0
     codec: str | None = None
     keyframes: int = 0
+    reachability: str = "checking"
 
 
 class StatsReporter:
@@ -64,7 +65,7 @@ class StatsReporter:
             layer_in=pos.layer_in, wanted=pos.wanted, codec=pos.codec,
             keyframes=pos.keyframes, bytes_in=totals.bytes_in, bytes_out=totals.bytes_out,
             video_bytes_in=totals.video_bytes_in, video_bytes_out=totals.video_bytes_out,
-            audio=audio)
+            audio=audio, reachability=pos.reachability)
 
 
 def _add(into: LinkCounters, counters: LinkCounters) -> None:

@@ -1,0 +1,55 @@
+"""Peers behind NAT routers in the NAT lab (tests/support/natlab.py), end to end.
+
+A streamer at home behind a UPnP router maps its port (``--upnp``), registers under
+it, is found reachable by the tracker's connect-back and serves a viewer that sits
+behind a NAT of its own; the mapping is gone when the streamer leaves.
+"""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.support import netns
+from tests.support.natlab import Kind, NatLab, natlab_unavailable
+
+KINDS = (Kind.PUBLIC, Kind.UPNP, Kind.CONE)
+_why = natlab_unavailable(KINDS)
+pytestmark = [pytest.mark.netns, pytest.mark.skipif(_why is not None, reason=str(_why))]
+START_TIMEOUT_S = 60.0
+PATTERN = ("--test-pattern", "320x240", "--fps", "10")
+
+
+def kind(name: str, **fields: Any) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e.get("event") == name and all(e.get(k) == v for k, v in fields.items())
+
+
+def test_streamer_behind_upnp_router_maps_its_port_and_serves_a_natted_viewer() -> None:
+    with NatLab(KINDS) as lab:
+        public, upnp_home, cone_home = lab.hosts
+        _, _, port = netns.start_tracker(public, "--no-mdns")
+        common = ("--room", f"nat-{uuid.uuid4().hex[:8]}", "--tracker",
+                  f"{public.address}:{port}")
+        streamer, s_events = netns.start_peer(upnp_home, "--name", "S", *common, "--upnp",
+                                              *PATTERN)
+        ready = s_events.next(kind("ready"), timeout=START_TIMEOUT_S)
+        external_port = int(ready["listen"].rsplit(":", 1)[1])
+        assert ready["mapped"] == f"{upnp_home.wan_address}:{external_port}", ready
+        assert f"dport {external_port} dnat" in lab.router_mappings(upnp_home)
+        s_events.find(kind("stats", reachability="mapped"), timeout=START_TIMEOUT_S)
+
+        _, v_events = netns.start_peer(cone_home, "--name", "V", *common, "--watch")
+        v_ready = v_events.next(kind("ready"), timeout=START_TIMEOUT_S)
+        assert v_ready["mapped"] is None
+        joined = v_events.next(kind("joined"), timeout=START_TIMEOUT_S)
+        assert joined["parent"] == "S"
+        v_events.find(lambda e: e.get("event") == "stats" and e.get("frames", 0) > 0
+                      and e["reachability"] == "outbound-only", timeout=START_TIMEOUT_S)
+
+        streamer.send_signal(signal.SIGTERM)
+        assert streamer.wait(timeout=30) == 0, netns.stderr_tail(streamer)
+        assert "dnat" not in lab.router_mappings(upnp_home)
