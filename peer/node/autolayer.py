@@ -15,6 +15,7 @@ frames. So, checked on every ``observe`` (a few times a second):
 * **up**: after ``probe_s`` without any congestion the parent tries one layer up.
   A probe that congests within ``PROBE_WINDOW_S`` goes back down and doubles the wait
   before the next probe (up to ``MAX_PROBE_S``); one that holds resets the wait.
+  A probe reverts at the first backlog, without waiting ``BACKLOG_HOLD_S``.
   Probes revert on backlog, before the queue has to drop, so they cost latency for a
   moment, not frames.
 
@@ -34,10 +35,11 @@ BACKLOG_HOLD_S: Final = 0.3
 # Least time between two switches: a switch takes a keyframe and a queue's worth of
 # frames to show its effect.
 SETTLE_S: Final = 0.6
-# Time without congestion before the first probe up, and the longest backoff. The
-# longest keeps "back to 720p within 10 s after the cap is lifted" (two steps).
-FIRST_PROBE_S: Final = 3.0
-MAX_PROBE_S: Final = 4.5
+# Time without congestion before the first probe up, and the longest backoff. A
+# failed probe costs a keyframe burst and a few frames, so probes are rare; the
+# longest wait still brings a viewer back one layer within 10 s of a path freeing up.
+FIRST_PROBE_S: Final = 4.0
+MAX_PROBE_S: Final = 8.0
 # A probe that congests within this long has failed.
 PROBE_WINDOW_S: Final = 2.0
 
@@ -94,9 +96,10 @@ class AutoLayer:
                 self._backlog_since = now
         else:
             self._backlog_since = None
-        congested = dropped or (
-            self._backlog_since is not None and now - self._backlog_since >= BACKLOG_HOLD_S)
         probing = self._probing_since is not None and now - self._probing_since < PROBE_WINDOW_S
+        hold = 0.0 if probing else BACKLOG_HOLD_S
+        congested = dropped or (
+            self._backlog_since is not None and now - self._backlog_since >= hold)
         if congested:
             self._calm_since = now
             if probing:

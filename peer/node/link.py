@@ -76,9 +76,14 @@ log = logging.getLogger(__name__)
 # 500 ms of 20 ms audio packets (the longest playout delay): older sound is useless to
 # a listener. Sound waits here only while one video frame drains.
 AUDIO_QUEUE_PACKETS = 25
-# A few frames smooth out scheduling jitter; more would only add latency (at 30 fps
-# each queued frame is 33 ms of delay before it is dropped as stale anyway).
-VIDEO_QUEUE_FRAMES = 3
+# Frames waiting for a slow link before the oldest is dropped. With H.264 a drop
+# breaks the child's chain until the next keyframe, and a keyframe is 10-20 frames'
+# worth of bytes: on a link that carries the average rate, the keyframe alone holds
+# the queue for several frame times. Eight frames (267 ms at 30 fps) ride that out
+# instead of dropping, breaking the chain and asking for yet another keyframe; a
+# link that stays behind still drops (and an auto child moves down a layer before,
+# at a backlog of two frames).
+VIDEO_QUEUE_FRAMES = 8
 READ_CHUNK_BYTES = 256 * 1024
 # About two 1080p frames: enough to keep a fast link busy between writer wake-ups.
 SEND_BUFFER_BYTES = 512 * 1024
