@@ -38,8 +38,12 @@ ROOT_ID = "root-of-lies"
 class OneCandidateDirectory:
     """A room whose streamer is the fake root; the only candidate is ``target``."""
 
-    def __init__(self, target: tuple[str, str, int] | None) -> None:
+    def __init__(self, target: tuple[str, str, int] | None, name: str) -> None:
         self.target = target
+        self.name = name
+
+    def own_name(self) -> str:
+        return self.name
 
     async def open(self) -> None:
         return None
@@ -171,11 +175,12 @@ async def test_corrupt_h264_from_a_parent_closes_that_link_and_spares_our_child(
     timing = Timing(link_timeout_s=5.0)
     viewer_events: list[NodeEvent] = []
     pictures: list[object] = []
+    # tls=False: the fake parent speaks the raw protocol.
     viewer = Node(NodeConfig(name="viewer", listen_host="127.0.0.1", resolution=360,
-                             timing=timing),
+                             timing=timing, tls=False),
                   viewer_events.append, pictures.append,
                   directory_factory=lambda n: OneCandidateDirectory(
-                      (ROOT_ID, "127.0.0.1", parent.port)))
+                      (ROOT_ID, "127.0.0.1", parent.port), "viewer"))
     await viewer.start()
     child_events: list[NodeEvent] = []
     child: Node | None = None
@@ -186,10 +191,11 @@ async def test_corrupt_h264_from_a_parent_closes_that_link_and_spares_our_child(
             raise AssertionError([e.to_json() for e in viewer_events]) from None
         assert viewer.listen is not None
         child = Node(NodeConfig(name="child", listen_host="127.0.0.1", resolution=360,
-                                timing=timing),
+                                timing=timing, tls=False),
                      child_events.append,
                      directory_factory=lambda n: OneCandidateDirectory(
-                         (viewer.peer_id, "127.0.0.1", viewer.listen[1])))  # type: ignore[index]
+                         (viewer.peer_id, "127.0.0.1", viewer.listen[1]),  # type: ignore[index]
+                         "child"))
         await child.start()
         joined = await _wait_event(child_events, "joined")
         assert joined.parent == "viewer"
