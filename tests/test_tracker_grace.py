@@ -88,11 +88,11 @@ def test_a_holder_back_too_late_steps_down_and_epochs_only_rise() -> None:
     assert first is not None
     join(state, 2, "v")
     state.disconnect(1, 1.0)
-    state.handle_timer(6.0)  # grace over
-    second = granted(state.receive(2, StreamClaim(), 6.1), 2)
+    state.handle_timer(8.0)  # lease and grace over (counted from its last message)
+    second = granted(state.receive(2, StreamClaim(), 8.1), 2)
     assert second is not None and second.epoch > first.epoch
-    join(state, 3, "s", 7.0)
-    out = state.receive(3, StreamClaim(resume_epoch=first.epoch, token=first.token), 7.0)
+    join(state, 3, "s", 9.0)
+    out = state.receive(3, StreamClaim(resume_epoch=first.epoch, token=first.token), 9.0)
     assert denied(out, 3) and state.lock("lobby").holder_id == "v"  # type: ignore[union-attr]
 
 

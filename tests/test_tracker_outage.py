@@ -1,7 +1,8 @@
 """The tracker is no single point of failure (issue 14), with real processes on
 127.0.0.1: ``kill -9`` and a restart of the tracker under a live stream, a streamer
-frozen with SIGSTOP, and two trackers on one Redis losing either tracker and Redis. Waits are on events; the sleeps here are the outages
-themselves (how long the tracker is dead, how long the streamer is frozen)."""
+frozen with SIGSTOP, and two trackers on one Redis losing either tracker and Redis.
+Waits are on events; the sleeps here are the outages themselves (how long the
+tracker is dead, how long the streamer is frozen)."""
 
 from __future__ import annotations
 

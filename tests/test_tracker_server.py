@@ -184,7 +184,9 @@ async def test_lock_claim_deny_release_and_renewal(tracker: TrackerServer) -> No
     assert await b.expect(StreamerChanged) == StreamerChanged(None, None, epoch)
     await b.send(StreamClaim())
     assert (await b.expect(StreamGranted)).epoch > epoch  # type: ignore[attr-defined]
-    await b.close()  # disconnect frees the lock
+    # Leaving says so (a mere disconnect keeps the lock until the lease is out).
+    await b.send(StreamRelease())
+    await b.close()
     await a.expect(StreamerChanged, lambda m: m.streamer_id is None and m.epoch > epoch)
     await a.close()
 

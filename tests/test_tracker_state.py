@@ -191,7 +191,11 @@ def test_same_peer_id_replaces_the_old_connection() -> None:
     state.receive(1, StreamClaim(), 0.0)
     out = join(state, 2, "a", now=1.0)
     assert to(out, 1) == [Bye("replaced by a newer connection", code=ErrorCode.UNEXPECTED)]
-    assert state.lock("lobby") is None  # the old connection held it
+    # The old connection held the lock: it stays until its lease is out (the peer may
+    # still be streaming), and the id alone does not take it over (that is a resume).
+    assert state.lock("lobby").holder_id == "a"  # type: ignore[union-attr]
+    assert any(isinstance(m, StreamDenied) for m in to(state.receive(2, StreamClaim(), 1.5), 2))
+    assert state.handle_timer(3.0) and state.lock("lobby") is None
     assert [p.id for p in to(out, 2)[0].peers] == ["a"]  # type: ignore[attr-defined]
     assert state.connection_count == 1
 
@@ -408,7 +412,10 @@ def test_release_and_disconnect_free_the_lock() -> None:
     out = state.receive(1, StreamRelease(), 0.2)
     assert StreamerChanged(None, None, 1) in to(out, 2)
     state.receive(2, StreamClaim(), 0.3)
-    out = state.disconnect(2, 0.4)
+    # A holder that disconnects keeps the lock until its lease is out.
+    state.disconnect(2, 0.4)
+    assert state.lock("lobby") is not None
+    out = state.handle_timer(3.3)
     assert to(out, 1)[0] == StreamerChanged(None, None, 2)
 
 
@@ -417,12 +424,13 @@ def test_epochs_never_reused_after_the_room_empties() -> None:
     join(state, 1, "a")
     state.receive(1, StreamClaim(), 0.0)
     state.disconnect(1, 1.0)
+    state.handle_timer(3.0)  # the lease is out
     assert state.rooms() == []
-    join(state, 2, "b", now=2.0)
-    out = state.receive(2, StreamClaim(), 2.0)
+    join(state, 2, "b", now=3.0)
+    out = state.receive(2, StreamClaim(), 3.0)
     assert Granted(2, 3.0) in to(out, 2)
-    join(state, 3, "c", room="other", now=2.0)
-    assert Granted(3, 3.0) in to(state.receive(3, StreamClaim(), 2.0), 3)
+    join(state, 3, "c", room="other", now=3.0)
+    assert Granted(3, 3.0) in to(state.receive(3, StreamClaim(), 3.0), 3)
 
 
 def test_new_peer_sees_the_current_streamer() -> None:

@@ -66,8 +66,8 @@ local cur = redis.call('GET', KEYS[1])
 local mode = ARGV[1]
 if cur then
   local l = cjson.decode(cur)
-  if l.id == ARGV[2] and (mode == 'claim' or
-      (tonumber(l.epoch) == tonumber(ARGV[9]) and l.token == ARGV[11])) then
+  if l.id == ARGV[2] and mode == 'resume' and tonumber(l.epoch) == tonumber(ARGV[9])
+      and l.token == ARGV[11] then
     l.tracker = ARGV[6]; l.host = ARGV[4]; l.port = ARGV[5]
     local enc = cjson.encode(l)
     redis.call('SET', KEYS[1], enc, 'PX', ARGV[7])

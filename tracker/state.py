@@ -702,7 +702,9 @@ class TrackerState:
         if msg.resume_epoch is not None:
             self._resume(c, peer, room, msg, now, out)
             return
-        if lock is not None and lock.peer.id != peer.id:
+        if lock is not None and lock.peer is not peer:
+            # Someone else's, or this peer id's from another connection: coming back
+            # takes a resume with the grant's token (an id alone proves nothing).
             out.append((c.id, StreamDenied(lock.peer.id, lock.peer.name)))
             return
         if lock is None and room.rebuilt and self._recovering_until is not None \
@@ -711,9 +713,8 @@ class TrackerState:
             # with positions): its streamer may be about to resume.
             out.append((c.id, StreamDenied("", _RECOVERING)))
             return
-        if self.shared and (lock is None or lock.peer.tracker is not None):
-            # The store decides (another tracker may be granting this room right now;
-            # a lock another tracker holds for this very peer moves here through it).
+        if self.shared and lock is None:
+            # The store decides (another tracker may be granting this room right now).
             c.asking_store = True
             self._lock_ops.append(LockOp("claim", room.name, peer.id, peer.name, peer.host,
                                          peer.port, c.id, msg.sent_at))
@@ -723,8 +724,6 @@ class TrackerState:
             self._grant(room, peer, self._last_epoch, secrets.token_hex(16), now, out)
             lock = room.lock
             assert lock is not None
-        else:
-            lock.peer = peer  # the holder, maybe on a new connection after a reconnect
         # A claim by the holder is idempotent: the same epoch again (lease renewed above).
         out.append((c.id, StreamGranted(lock.epoch, self._lock_s, msg.sent_at, lock.token)))
 
@@ -882,12 +881,11 @@ class TrackerState:
             self._room_addresses[key] -= 1
         else:
             self._room_addresses.pop(key, None)
-        if room.lock is not None and room.lock.peer is peer:
-            # Its connection dropped (a Bye after StreamRelease has released already):
-            # a grace to come back (a tracker failover, a network blip) before the
-            # room is free for someone else.
-            room.lock.expires_at = min(room.lock.expires_at, now + self.config.lease_grace_s)
-            self._expire(room, now, out)
+        # A holder whose connection dropped (a Bye after StreamRelease has released
+        # already) keeps the lock until its lease and grace run out: its process may
+        # well go on streaming for that long (it was told so), and it may come back
+        # and resume (a tracker failover, a network blip). Shortening it here would
+        # let a second streamer in while the first still believes it streams.
         if room.peers:
             self._changed(room, now)
         elif room.lock is None and room.name in self._rooms:
