@@ -18,8 +18,9 @@ from peer.gui.widgets import Metric
 # enough that a spike stays visible.
 HISTORY_S = 60.0
 
-# The widest a metric's value may get before it is elided (a long parent name).
-METRIC_MAX_PX = 96
+# Free-text values (a parent's name, the sound line) are capped so the plots keep
+# their room; the whole text is in the tooltip.
+METRIC_MAX_PX = {"parent": 96, "sound": 150}
 # (key, caption) of the numbers shown, in grid order.
 METRICS = (
     ("fps", "FPS"),
@@ -166,8 +167,8 @@ class StatsPanel(QWidget):
             metric = Metric(caption, self)
             # Values are short numbers, but the parent is a name of any length: cap
             # it so the plots keep their room (the whole name is in the tooltip).
-            if key == "parent":
-                metric.value.setMaximumWidth(METRIC_MAX_PX)
+            if key in METRIC_MAX_PX:
+                metric.value.setMaximumWidth(METRIC_MAX_PX[key])
             self.metrics[key] = metric
             grid.addWidget(metric, index // 3, index % 3)
         left = QVBoxLayout()
@@ -183,8 +184,8 @@ class StatsPanel(QWidget):
         layout.addWidget(self.bandwidth_plot, 1)
 
     def value(self, key: str) -> str:
-        """The text shown for a metric (see METRICS)."""
-        return self.metrics[key].value.text()
+        """The text of a metric (see METRICS), whole even when the label elides it."""
+        return self.metrics[key].text
 
     @pyqtSlot(object)
     def update_stats(self, stats: Stats) -> None:

@@ -159,7 +159,8 @@ class Metric(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        self.value = QLabel("—", self)
+        self.text = "—"  # the whole value (the label may show it elided)
+        self.value = QLabel(self.text, self)
         self.value.setObjectName("metricValue")
         self.caption = QLabel(name, self)
         self.caption.setObjectName("metricName")
@@ -168,6 +169,7 @@ class Metric(QWidget):
 
     def set(self, text: str) -> None:
         """Show a new value (elided to the label's maximum width; whole in the tooltip)."""
+        self.text = text
         limit = self.value.maximumWidth()
         if limit < 16777215:  # a maximum was set: a long name must not widen the panel
             shown = self.value.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, limit)

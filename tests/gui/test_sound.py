@@ -40,8 +40,9 @@ def test_the_viewer_applies_the_remembered_sound_and_m_mutes(qtbot, window, fact
     settings.setValue("sound/volume", 40)
     view = join(qtbot, window)
     node = factory.node
-    qtbot.waitUntil(lambda: node.called("set_volume") == [(0.4,)], timeout=T)
-    assert node.called("set_muted") == [(False,)]
+    # Both calls run in order on the node thread: wait for the second too.
+    qtbot.waitUntil(lambda: node.called("set_volume") == [(0.4,)]
+                    and node.called("set_muted") == [(False,)], timeout=T)
     assert node.config.audio.play  # a viewer plays the sound
     view.setFocus()
     qtbot.keyClick(view, Qt.Key.Key_M)
