@@ -3,6 +3,10 @@
 A streamer at home behind a UPnP router maps its port (``--upnp``), registers under
 it, is found reachable by the tracker's connect-back and serves a viewer that sits
 behind a NAT of its own; the mapping is gone when the streamer leaves.
+
+A streamer behind a NAT without UPnP cannot be dialled by anyone: it dials a public
+peer instead (connection reversal), and a viewer behind a symmetric NAT then joins
+that public peer.
 """
 
 from __future__ import annotations
@@ -53,3 +57,23 @@ def test_streamer_behind_upnp_router_maps_its_port_and_serves_a_natted_viewer() 
         streamer.send_signal(signal.SIGTERM)
         assert streamer.wait(timeout=30) == 0, netns.stderr_tail(streamer)
         assert "dnat" not in lab.router_mappings(upnp_home)
+
+
+def test_streamer_behind_nat_without_upnp_reaches_viewers_by_reversal() -> None:
+    kinds = (Kind.PUBLIC, Kind.PUBLIC, Kind.CONE, Kind.SYMMETRIC)
+    with NatLab(kinds) as lab:
+        tracker_host, public_peer, streamer_home, sym_home = lab.hosts
+        _, _, port = netns.start_tracker(tracker_host, "--no-mdns")
+        common = ("--room", f"nat-{uuid.uuid4().hex[:8]}", "--tracker",
+                  f"{tracker_host.address}:{port}")
+        _, s_events = netns.start_peer(streamer_home, "--name", "S", *common, *PATTERN)
+        s_events.find(kind("stats", reachability="outbound-only"), timeout=START_TIMEOUT_S)
+        _, p_events = netns.start_peer(public_peer, "--name", "P", *common, "--watch")
+        joined = p_events.next(kind("joined"), timeout=START_TIMEOUT_S)
+        assert joined["parent"] == "S"
+        p_events.find(lambda e: e.get("event") == "stats" and e.get("frames", 0) > 0
+                      and e["reachability"] == "direct", timeout=START_TIMEOUT_S)
+        _, v_events = netns.start_peer(sym_home, "--name", "V", *common, "--watch")
+        assert v_events.next(kind("joined"), timeout=START_TIMEOUT_S)["parent"] == "P"
+        v_events.find(lambda e: e.get("event") == "stats" and e.get("frames", 0) > 0,
+                      timeout=START_TIMEOUT_S)

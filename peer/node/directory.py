@@ -176,6 +176,25 @@ class TrackerDirectory:
     def _on_reconnected(self, where: str) -> None:
         self._on_change("peers")
 
+    # --- connection reversal (issue 15; TreeState.offer) ---------------------------
+
+    def orphans(self) -> list[Candidate]:
+        """Listed peers that anyone can dial and that are outside the tree: a parent
+        nobody can dial offers itself to them."""
+        peers = self._client.peers
+        return [Candidate(p.id, p.name, p.host, p.port)
+                for p in (peers.peers if peers else ())
+                if p.id != self._peer_id and p.depth is None and p.reachable
+                and p.host is not None and p.port is not None and p.role != "streamer"]
+
+    def offerers(self) -> frozenset[str]:
+        """Listed peers in the tree that nobody can dial: the ones whose offers to be
+        our parent we take."""
+        peers = self._client.peers
+        return frozenset(p.id for p in (peers.peers if peers else ())
+                         if p.id != self._peer_id and p.depth is not None
+                         and not p.reachable)
+
     def candidates(self) -> list[Candidate]:
         peers = self._client.peers
         if peers is None:

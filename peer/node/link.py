@@ -144,6 +144,7 @@ class PeerLink:
         self._on_message = on_message
         self._on_close = on_close
         self.outbound = outbound
+        self._decoder = FrameDecoder(PARENT_INBOX if outbound else PEER_INBOX)
         # Inbound TLS links: the dialler must prove its id before anything else.
         self._guard = guard
         # Outbound TLS links: the id the listener proved in the handshake; its Hello
@@ -325,7 +326,7 @@ class PeerLink:
     # --- receiving ----------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        decoder = FrameDecoder(PARENT_INBOX if self.outbound else PEER_INBOX)
+        decoder = self._decoder
         reason = "connection closed by peer"
         try:
             while not self.closed:
@@ -372,6 +373,15 @@ class PeerLink:
             self._writer.write(encode(message))
 
     # --- closing ------------------------------------------------------------------
+
+    def set_media_in(self, allowed: bool) -> None:
+        """Whether video and sound may arrive here from now on (the next header).
+
+        By default only a link we dialled (to our parent) carries media to us. With
+        connection reversal the parent dials the child: the tree says when such a link
+        became our parent (media allowed) or our child (refused).
+        """
+        self._decoder.policy = PARENT_INBOX if allowed else PEER_INBOX
 
     def close(self, reason: str, bye: Message | None = None) -> None:
         """Close the link (idempotent); ``bye`` is flushed first when given."""

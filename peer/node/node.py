@@ -37,7 +37,7 @@ from peer.node.codec import CodecError, Image
 from peer.node.codecs.base import VideoCodec, parse_codec
 from peer.node.codecs.h264 import layer_bitrate
 from peer.node.config import NodeConfig, SourceSpec
-from peer.node.directory import Directory
+from peer.node.directory import Directory, TrackerDirectory
 from peer.node.display import Display
 from peer.node.errors import LockDeniedError, MediaError, NodeError, TrackerUnreachableError
 from peer.node.events import (
@@ -515,6 +515,8 @@ class Node:
         if isinstance(event, act.PeerIdentified) and link is not None:
             link.peer_id, link.name = event.peer_id, event.name
         elif isinstance(event, act.ChildAttached) and link is not None:
+            if link.outbound:  # we dialled it (reversal): no media from a child
+                link.set_media_in(False)
             self._relay.add_child(event.link, link, event.layer, auto=event.auto)
             link.send(self._chat.open_link(event.peer_id, time.time()))
             state = self._playback.for_new_child(self.tree.epoch)
@@ -526,6 +528,8 @@ class Node:
             self._relay.remove_child(event.link)
             log.info("child gone: %s", event.reason)
         elif isinstance(event, act.ParentAttached) and link is not None:
+            if not link.outbound:  # it dialled us (reversal): its media is welcome now
+                link.set_media_in(True)
             self._on_parent_attached(link, event)
         elif isinstance(event, act.ParentDetached):
             self._on_parent_detached(event)
@@ -870,6 +874,7 @@ class Node:
             self._emit(TreeChanged(peers=directory.tree(), self_id=self.peer_id))
             self._apply(self.tree.set_reachable(directory.reachable(), self._fanout(), now))
             self._apply(self.tree.directory_changed(now))
+            self._reverse(now)
         elif change is DirectoryChange.STREAMER:
             streamer = directory.streamer()
             if streamer is None:
@@ -901,6 +906,7 @@ class Node:
         assert self._loop is not None and self._relay is not None
         self._auto_timer = self._loop.call_later(AUTO_TICK_S, self._auto_tick)
         now = self._now()
+        self._reverse(now)
         self._relay.observe(now)
         children = self.children
         self._uplink.observe(now, sum(c.counters.video_bytes_out for c in children),
@@ -941,6 +947,13 @@ class Node:
     async def _unmap_port(self) -> None:
         if self._portmap is not None:
             await self._portmap.close()
+
+    def _reverse(self, now: float) -> None:
+        """Connection reversal: take offers from undialable parents; make ours."""
+        directory = self._room.directory
+        if isinstance(directory, TrackerDirectory) and not self._stopping:
+            self.tree.offers_from = directory.offerers()
+            self._apply(self.tree.offer(directory.orphans(), now))
 
     def _reachability(self) -> str:
         directory = self._room.directory

@@ -37,6 +37,12 @@ with ``ErrorCode.STREAM_ENDED`` is the end of the stream instead: it is passed d
 and nobody repairs. Leaving on purpose sends each child a Bye naming our parent and
 other candidates.
 
+Reversal. A peer nobody can dial (behind a NAT) is no join candidate, yet it can dial
+out: ``offer`` dials a reachable peer outside the tree and says Hello; that peer, if it
+needs a parent and takes offers from us (``offers_from``: the driver lists the attached
+peers nobody can dial), sends its JoinRequest back on the same link. From there the
+link is like any other.
+
 Fencing. ``epoch`` is the newest stream epoch accepted; the directory decides what is
 live (tracker epochs only grow; on a LAN the tie-break winner may hold a lower one).
 An Accept from a tree of a stale epoch is withdrawn.
@@ -81,6 +87,9 @@ from protocol import (
 )
 from protocol.fields import WILDCARD_HOSTS as _WILDCARD_HOSTS
 
+# Connection reversal: an orphan we offered ourselves to is not dialled again for this
+# long (it may have found a parent, or not want us).
+OFFER_AGAIN_S = 5.0
 # A round gives up after this many dials, then waits and starts over with fresh
 # candidates (the directory may have moved on meanwhile).
 MAX_JOIN_ATTEMPTS = 24
@@ -143,6 +152,7 @@ class _Link:
     auto: bool = False  # a child's subtree takes less when its path cannot carry it
     listen: tuple[str, int] | None = None  # a child's listen address
     deadline: float | None = None  # when a pending link is closed unless it moved on
+    reverse: bool = False  # we dialled to offer ourselves as its parent (reversal)
 
 
 @dataclass(slots=True)
@@ -220,6 +230,13 @@ class TreeState:
         self._next_ping = now + timing.ping_interval_s
         self._reported: Report | None = None
         self._redirects = 0
+        # Connection reversal (see ``offer``): our fanout whatever our reachability,
+        # the one offer in flight, when each orphan may be offered to again, and
+        # which peers' offers we take.
+        self._full_fanout = fanout
+        self._offering: _Link | None = None
+        self._offered: dict[str, float] = {}
+        self.offers_from: frozenset[str] = frozenset()
 
     # --- queries -----------------------------------------------------------------
 
@@ -317,6 +334,10 @@ class TreeState:
     def connected(self, link_id: LinkId, now: float) -> list[Action]:
         """A dial succeeded: say hello and ask to join."""
         link = self._links.get(link_id)
+        if link is not None and link is self._offering:
+            link.connected = True
+            link.last_heard = now
+            return [Send(link.id, self._hello())]
         if link is None or link is not self._joining:
             return [Close(link_id, "join no longer needed")] if link is None else []
         link.connected = True
@@ -381,6 +402,7 @@ class TreeState:
     def set_reachable(self, reachable: bool, fanout: int, now: float) -> list[Action]:
         """Change how many children we take (0 for a peer nobody can dial)."""
         self.fanout = fanout if reachable else 0
+        self._full_fanout = fanout
         return self._report()
 
     def set_streamer(self, streamer_id: str | None, epoch: int, now: float) -> list[Action]:
@@ -514,10 +536,12 @@ class TreeState:
         actions: list[Action] = [PeerIdentified(link.id, hello.peer_id, hello.name)]
         if not link.outbound:
             actions.append(Send(link.id, self._hello()))
+            actions += self._take_offer(link, now)
         return actions
 
     def _on_join_request(self, link: _Link, request: JoinRequest, now: float) -> list[Action]:
-        if link.peer_id is None or link.role is not Role.PENDING or link.outbound:
+        if link.peer_id is None or link.role is not Role.PENDING or (
+                link.outbound and not link.reverse):
             return self._close(link, "join before hello", now, Bye(
                 reason="join request before hello", code=int(ErrorCode.UNEXPECTED)))
         if link.peer_id == self.peer_id or any(p.id == link.peer_id for p in self._path):
@@ -526,12 +550,14 @@ class TreeState:
             redirect = Redirect(candidates=(), reason="you are my ancestor")
         elif not self.attached or self._stopping:
             redirect = Redirect(candidates=(), reason="not attached to the stream")
-        elif len(self._children) >= self.fanout:
+        elif len(self._children) >= (self._full_fanout if link.reverse else self.fanout):
             redirect = Redirect(candidates=self._child_candidates(exclude=link.peer_id),
                                 reason="full")
         else:
             link.role = Role.CHILD
             link.deadline = None
+            if link is self._offering:
+                self._offering = None
             link.layer = request.layer
             host = request.listen_host
             if not host or host in _WILDCARD_HOSTS:
@@ -645,6 +671,49 @@ class TreeState:
         self._retry_n += 1
         return []
 
+    # --- connection reversal -------------------------------------------------------
+
+    def offer(self, orphans: Iterable[Candidate], now: float) -> list[Action]:
+        """Offer ourselves as parent to a peer that needs one, by dialling it.
+
+        For a peer nobody can dial (behind a NAT, the streamer at home for one): it
+        cannot be a join candidate, but it can dial out. ``orphans`` are reachable peers
+        of the room outside the tree. We dial one (one offer at a time, each orphan at
+        most every ``OFFER_AGAIN_S``) and say Hello; if it still needs a parent and
+        takes offers from us (``offers_from``) it sends a JoinRequest on that link,
+        which we answer as if it had dialled us. Reachable peers never offer: orphans
+        find them as candidates.
+        """
+        if (self._room.reachable() or not self.attached or self._stopping
+                or self._offering is not None
+                or len(self._children) >= self._full_fanout):
+            return []
+        self._offered = {k: t for k, t in self._offered.items() if t > now}
+        mine = self._subtree() | {self.peer_id}
+        for orphan in orphans:
+            if orphan.id in mine or orphan.id in self._offered:
+                continue
+            self._offered[orphan.id] = now + OFFER_AGAIN_S
+            link = self._new_link(now, outbound=True)
+            link.reverse = True
+            link.candidate = orphan
+            link.name = orphan.name
+            link.deadline = now + 2 * self.timing.connect_timeout_s
+            self._offering = link
+            return [Dial(link.id, orphan)]
+        return []
+
+    def _take_offer(self, link: _Link, now: float) -> list[Action]:
+        """An inbound Hello from a peer whose offers we take: join it if we need to."""
+        if (link.peer_id not in self.offers_from or not self._wants_join()
+                or self._joining is not None or link.peer_id in self._avoid):
+            return []
+        self._joining = link
+        link.deadline = now + self.timing.connect_timeout_s
+        host, port = self._room.advertised()
+        return [Send(link.id, JoinRequest(layer=self.demand(), listen_host=host,
+                                          listen_port=port))]
+
     # --- tree maintenance ----------------------------------------------------------
 
     def _set_path(self, path: tuple[PathEntry, ...], now: float) -> list[Action]:
@@ -724,6 +793,8 @@ class TreeState:
         if self._links.pop(link.id, None) is None:
             return []
         actions: list[Action] = []
+        if link is self._offering:
+            self._offering = None
         if link is self._joining:
             self._joining = None
             return actions + self._pump_join(now)

@@ -1,0 +1,162 @@
+"""Connection reversal in memory (TreeState.offer): a parent nobody can dial dials its
+child, and the link then works as any other. Two TreeStates, messages passed by hand.
+"""
+
+from __future__ import annotations
+
+from peer.node.tree import actions as act
+from peer.node.tree.state import OFFER_AGAIN_S, StreamInfo, TreeState, TreeTiming
+from protocol import Accept, Bye, Candidate, Hello, JoinRequest, Message, Redirect
+
+TIMING = TreeTiming(ping_interval_s=0.25, link_timeout_s=1.0, connect_timeout_s=2.0)
+
+
+class _Room:
+    def __init__(self, reachable: bool) -> None:
+        self._reachable = reachable
+
+    def candidates(self) -> list[Candidate]:
+        return []
+
+    def subtree(self, peer_id: str, children: set[str]) -> set[str]:
+        return set(children)
+
+    def is_live_epoch(self, epoch: int, newest: int) -> bool:
+        return epoch >= newest
+
+    def reachable(self) -> bool:
+        return self._reachable
+
+    def advertised(self) -> tuple[str | None, int | None]:
+        return ("198.51.100.7", 7000) if self._reachable else ("203.0.113.2", 7000)
+
+
+def _tree(peer_id: str, reachable: bool, fanout: int = 2) -> TreeState:
+    tree = TreeState(peer_id=peer_id, name=peer_id, room="lobby", fanout=fanout, layer=720,
+                     room_view=_Room(reachable), timing=TIMING, now=0.0)
+    tree.set_reachable(reachable, fanout, 0.0)
+    return tree
+
+
+def _nat_root(fanout: int = 2) -> TreeState:
+    root = _tree("root", reachable=False, fanout=fanout)
+    root.become_root(1, StreamInfo(640, 360, 10.0), 0.0)
+    return root
+
+
+def _viewer(peer_id: str = "v", offers_from: frozenset[str] = frozenset({"root"})) -> TreeState:
+    viewer = _tree(peer_id, reachable=True)
+    viewer.offers_from = offers_from
+    viewer.set_streamer("root", 1, 0.0)  # no candidates: it waits
+    return viewer
+
+
+ORPHAN = Candidate("v", "v", "198.51.100.7", 7000)
+
+
+def _sent(actions: list[act.Action]) -> list[Message]:
+    return [a.message for a in actions if isinstance(a, act.Send)]
+
+
+def test_a_parent_nobody_can_dial_dials_its_child_and_adopts_it() -> None:
+    root, viewer = _nat_root(), _viewer()
+    assert root.fanout == 0  # not a join candidate: its slots are offered instead
+    dial = root.offer([ORPHAN], 1.0)
+    assert dial == [act.Dial(1, ORPHAN)]
+    hello = _sent(root.connected(1, 1.0))
+    assert [type(m) for m in hello] == [Hello]
+
+    inbound = viewer.inbound(1.0, "203.0.113.2")
+    answer = viewer.receive(inbound, hello[0], 1.0)
+    back = _sent(answer)
+    assert [type(m) for m in back] == [Hello, JoinRequest]
+
+    root_actions = root.receive(1, back[0], 1.1) + root.receive(1, back[1], 1.1)
+    accept = [m for m in _sent(root_actions) if isinstance(m, Accept)]
+    assert accept and any(isinstance(a, act.ChildAttached) for a in root_actions)
+    assert root.children == [1]
+
+    attached = viewer.receive(inbound, accept[0], 1.2)
+    assert any(isinstance(a, act.ParentAttached) for a in attached)
+    assert viewer.parent == inbound and viewer.parent_id == "root" and viewer.depth == 1
+    # One slot of two is used: the next orphan gets an offer too.
+    assert root.offer([Candidate("w", "w", "198.51.100.8", 7000)], 1.3) == [
+        act.Dial(2, Candidate("w", "w", "198.51.100.8", 7000))]
+
+
+def test_a_reachable_peer_does_not_offer() -> None:
+    relay = _tree("relay", reachable=True)
+    relay.become_root(1, StreamInfo(640, 360, 10.0), 0.0)
+    assert relay.offer([ORPHAN], 1.0) == []
+
+
+def test_one_offer_at_a_time_and_not_again_soon() -> None:
+    root = _nat_root()
+    other = Candidate("w", "w", "198.51.100.8", 7000)
+    assert root.offer([ORPHAN, other], 1.0) == [act.Dial(1, ORPHAN)]
+    assert root.offer([ORPHAN, other], 1.1) == []  # the first is in flight
+    root.link_closed(1, "refused", 1.2)
+    assert root.offer([ORPHAN, other], 1.3) == [act.Dial(2, other)]
+    root.link_closed(2, "refused", 1.4)
+    assert root.offer([ORPHAN, other], 1.5) == []
+    assert root.offer([ORPHAN], 1.0 + OFFER_AGAIN_S + 0.1) == [act.Dial(3, ORPHAN)]
+
+
+def test_an_unattached_or_full_peer_does_not_offer() -> None:
+    idle = _tree("idle", reachable=False)
+    assert idle.offer([ORPHAN], 1.0) == []
+    full = _nat_root(fanout=0)
+    assert full.offer([ORPHAN], 1.0) == []
+
+
+def test_an_offer_from_a_peer_not_listed_as_offering_is_ignored() -> None:
+    # A hostile peer dialling in with a Hello does not become our parent: only peers
+    # the room lists as attached and undialable may offer.
+    viewer = _viewer(offers_from=frozenset({"root"}))
+    link = viewer.inbound(1.0, "203.0.113.66")
+    out = viewer.receive(link, Hello(peer_id="mallory", name="m", room="lobby"), 1.0)
+    assert [type(m) for m in _sent(out)] == [Hello]
+    assert viewer.parent is None
+
+
+def test_a_peer_with_a_parent_ignores_offers() -> None:
+    root, viewer = _nat_root(), _viewer()
+    root.offer([ORPHAN], 1.0)
+    hello = _sent(root.connected(1, 1.0))[0]
+    first = viewer.inbound(1.0, "203.0.113.2")
+    join = _sent(viewer.receive(first, hello, 1.0))
+    answers = _sent(root.receive(1, join[0], 1.1) + root.receive(1, join[1], 1.1))
+    accept = next(m for m in answers if isinstance(m, Accept))
+    viewer.receive(first, accept, 1.2)
+    second = viewer.inbound(2.0, "203.0.113.2")
+    assert [type(m) for m in _sent(viewer.receive(second, hello, 2.0))] == [Hello]
+
+
+def test_a_join_request_on_an_ordinary_outbound_link_is_still_refused() -> None:
+    # An ordinary dial (we joining someone) must not be turned into adopting it.
+    joiner = _tree("j", reachable=True)
+    joiner.set_streamer("root", 1, 0.0)
+    joiner.directory_changed(0.0)
+    joiner._preferred = [Candidate("p", "p", "198.51.100.9", 7000)]
+    dial = joiner.directory_changed(0.1)
+    link = next(a.link for a in dial if isinstance(a, act.Dial))
+    joiner.connected(link, 0.2)
+    joiner.receive(link, Hello(peer_id="p", name="p", room="lobby"), 0.3)
+    out = joiner.receive(link, JoinRequest(layer=720, listen_host=None, listen_port=None), 0.4)
+    assert any(isinstance(a, act.Close) for a in out) and joiner.children == []
+
+
+def test_the_offered_slot_count_is_the_full_fanout() -> None:
+    full_root = _nat_root(fanout=1)
+    full_root.offer([ORPHAN], 1.0)
+    full_root.connected(1, 1.0)
+    full_root.receive(1, Hello(peer_id="v", name="v", room="lobby"), 1.0)
+    out = full_root.receive(1, JoinRequest(layer=720, listen_host=None, listen_port=None), 1.1)
+    assert any(isinstance(m, Accept) for m in _sent(out))
+    assert full_root.offer([Candidate("w", "w", "198.51.100.8", 7000)], 1.2) == []
+    # A second JoinRequest on the adopted link is refused like any out-of-order one.
+    again = full_root.receive(1, JoinRequest(layer=720, listen_host=None, listen_port=None),
+                              1.3)
+    assert any(isinstance(a, act.Close) for a in again)
+    assert not any(isinstance(m, (Accept, Redirect)) for m in _sent(again))
+    assert all(not isinstance(m, Bye) or m.reason for m in _sent(again))
