@@ -26,9 +26,10 @@ from typing import Final
 # Queueing allowed at the bottleneck: above a frame interval, below the 200 ms a
 # shaper or a router commonly holds before it drops.
 MARGIN_S: Final = 0.06
-# Below this much in flight video always goes: a few small frames, whatever the rate
-# estimate says (it starts at zero and would otherwise never grow).
-MIN_BUDGET_BYTES: Final = 24 * 1024
+# Below this much in flight video always goes, whatever the rate estimate says (it
+# starts at zero and would otherwise never grow): a few H.264 frames; 330 ms at
+# 200 kbit/s, 65 ms at 1 Mbit/s.
+MIN_BUDGET_BYTES: Final = 8 * 1024
 # The delivery rate is measured over windows of at least this length.
 RATE_WINDOW_S: Final = 0.1
 # Weight of the newest window in the rate (the rest is the history).

@@ -73,9 +73,9 @@ from protocol.records import PathEntry
 
 log = logging.getLogger(__name__)
 
-# 500 ms of 20 ms audio packets (the longest playout delay): older sound is useless to
+# One second of 20 ms packets (the longest playout delay): older sound is useless to
 # a listener. Sound waits here only while one video frame drains.
-AUDIO_QUEUE_PACKETS = 25
+AUDIO_QUEUE_PACKETS = 50
 # Frames waiting for a slow link before the oldest is dropped. With H.264 a drop
 # breaks the child's chain until the next keyframe, and a keyframe is 10-20 frames'
 # worth of bytes: on a link that carries the average rate, the keyframe alone holds

@@ -34,13 +34,15 @@ from typing import Final
 from peer.node.audio.format import FRAME_S
 
 # Smallest and largest playout delays the buffer accepts. Below 20 ms the device's own
-# period already eats the margin; above 500 ms a conversation is no longer live.
+# period already eats the margin. A second is late for a conversation, but on a link
+# slower than the video a keyframe can hold the sound back that long, and late sound
+# beats holes (the delay only grows that far when transit needs it).
 MIN_DELAY_S: Final = 0.02
-MAX_DELAY_S: Final = 0.5
+MAX_DELAY_S: Final = 1.0
 DEFAULT_DELAY_S: Final = 0.06
-# One second of 20 ms packets: more than MAX_DELAY_S of jitter, so only a runaway
+# Two seconds of 20 ms packets: more than MAX_DELAY_S of jitter, so only a runaway
 # sender fills it.
-CAPACITY_PACKETS: Final = 50
+CAPACITY_PACKETS: Final = 100
 # A packet this far in the future (beyond the delay) has a bogus capture time.
 MAX_EARLY_S: Final = 2.0
 
