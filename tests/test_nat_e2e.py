@@ -77,3 +77,21 @@ def test_streamer_behind_nat_without_upnp_reaches_viewers_by_reversal() -> None:
         assert v_events.next(kind("joined"), timeout=START_TIMEOUT_S)["parent"] == "P"
         v_events.find(lambda e: e.get("event") == "stats" and e.get("frames", 0) > 0,
                       timeout=START_TIMEOUT_S)
+
+
+def test_a_viewer_nobody_can_serve_is_told_why_within_10_s() -> None:
+    # No UPnP, no relay, symmetric NATs only: the streamer and the viewer can only dial
+    # out, so no link between them can be made.
+    with NatLab((Kind.PUBLIC, Kind.SYMMETRIC, Kind.SYMMETRIC)) as lab:
+        tracker_host, streamer_home, viewer_home = lab.hosts
+        _, _, port = netns.start_tracker(tracker_host, "--no-mdns")
+        common = ("--room", f"nat-{uuid.uuid4().hex[:8]}", "--tracker",
+                  f"{tracker_host.address}:{port}")
+        _, s_events = netns.start_peer(streamer_home, "--name", "S", *common, *PATTERN)
+        s_events.find(kind("stats", reachability="outbound-only"), timeout=START_TIMEOUT_S)
+        _, v_events = netns.start_peer(viewer_home, "--name", "V", *common, "--watch")
+        ready = v_events.next(kind("ready"), timeout=START_TIMEOUT_S)
+        error = v_events.next(lambda e: e.get("event") == "error", timeout=START_TIMEOUT_S)
+        assert "accepts no incoming connections" in error["message"], error
+        assert error["t"] - ready["t"] < 10.0, (ready, error)
+        assert not any(e.get("event") == "joined" for e in v_events.lines)

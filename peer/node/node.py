@@ -70,6 +70,7 @@ from peer.node.relay import Relay
 from peer.node.report import Position, StatsReporter
 from peer.node.room import DirectoryChange, DirectoryRoom, open_directory
 from peer.node.stats import StreamStats
+from peer.node.stranded import StrandedWatch
 from peer.node.tree import actions as act
 from peer.node.tree.state import StreamInfo, TreeState, TreeTiming
 from peer.node.uplink import UplinkMeter
@@ -135,6 +136,7 @@ class Node:
         self.tree.auto = config.auto_resolution
         self._server: asyncio.Server | None = None
         self._portmap: PortMapper | None = None
+        self._stranded = StrandedWatch()
         self.listen: tuple[str, int] | None = None
         self._links: dict[int, PeerLink] = {}
         self._ids: dict[PeerLink, int] = {}
@@ -954,6 +956,14 @@ class Node:
         if isinstance(directory, TrackerDirectory) and not self._stopping:
             self.tree.offers_from = directory.offerers()
             self._apply(self.tree.offer(directory.orphans(), now))
+            streamer = directory.streamer()
+            waiting = (not self.tree.attached and self._pump is None
+                       and streamer is not None and streamer.id != self.peer_id)
+            why = self._stranded.update(now, waiting=waiting,
+                                        reachable=directory.reachable(),
+                                        candidates=len(directory.candidates()))
+            if why is not None:
+                self._emit(ErrorRaised(message=why))
 
     def _reachability(self) -> str:
         directory = self._room.directory
