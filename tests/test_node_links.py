@@ -47,6 +47,15 @@ class StandInDirectory:
     def tree(self) -> tuple[TreePeer, ...]:
         return ()
 
+    def room_size(self) -> int:
+        return 1
+
+    def tree_levels(self) -> tuple[()]:
+        return ()
+
+    def own_name(self) -> str:
+        return "me"
+
     def own_host(self) -> str | None:
         return "127.0.0.1"
 

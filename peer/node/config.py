@@ -49,6 +49,8 @@ class Timing:
 
     ping_interval_s: float = 0.25  # link heartbeat + clock probe
     link_timeout_s: float = 1.0  # silence after which a neighbour is dead
+    # A parent that sends no video this long while the stream is live is failed.
+    video_timeout_s: float = 2.0
     tracker_heartbeat_s: float = 1.0
     connect_timeout_s: float = 2.0
     stats_interval_s: float = 1.0

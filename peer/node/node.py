@@ -132,7 +132,8 @@ class Node:
             peer_id=self.peer_id, name=config.name, room=config.room, fanout=config.fanout,
             layer=config.resolution, room_view=self._room,
             timing=TreeTiming(timing.ping_interval_s, timing.link_timeout_s,
-                              timing.connect_timeout_s), now=time.monotonic())
+                              timing.connect_timeout_s, timing.video_timeout_s),
+            now=time.monotonic())
         self.tree.auto = config.auto_resolution
         self._server: asyncio.Server | None = None
         self._portmap: PortMapper | None = None
@@ -700,6 +701,8 @@ class Node:
                                                                       self.tree.epoch):
                 for child in self.children:
                     child.send(message)
+                # A paused stream sends no video: the parent is not silent then.
+                self.tree.set_video_paused(self._playback.paused, now)
                 self._emit(self._playback.event())
         elif isinstance(message, KeyframeRequest):
             # From a child only (a parent has nothing to ask of us); the relay routes it
@@ -736,6 +739,7 @@ class Node:
             return  # only the parent sends video; anything else is ignored
         if not self.tree.frame_epoch(frame.epoch):
             return  # fenced: a streamer that lost its lock
+        self.tree.video_arrived(self._now())
         assert self._relay is not None and self._display is not None
         if frame.epoch != self._epoch_seen:
             self._epoch_seen = frame.epoch

@@ -50,6 +50,7 @@ An Accept from a tree of a stale epoch is withdrawn.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -128,6 +129,15 @@ class TreeTiming:
     ping_interval_s: float = 0.25  # heartbeat on every link
     link_timeout_s: float = 1.0  # silence after which a neighbour is dead
     connect_timeout_s: float = 2.0  # dial, and then again for the join's answer
+    # A parent that answers pings but sends no video this long while the stream is
+    # live (and not paused) is failed (see ``video_arrived``); doubled after each such
+    # failure in a row, so a source that stalls does not make the whole tree churn.
+    # Off unless the adapter reports video (the node does; the simulator has none).
+    video_timeout_s: float = math.inf
+
+
+# However often parents in a row fall silent, one is given at most this long.
+_MAX_VIDEO_TIMEOUT_S = 30.0
 
 
 class Role(Enum):
@@ -181,6 +191,7 @@ class TreeCounters:
     redirects: int = 0
     loops_refused: int = 0
     parents_lost: int = 0
+    silent_parents: int = 0  # parents left for sending no video
     children_refused: int = 0
 
 
@@ -217,6 +228,11 @@ class TreeState:
         self._path: tuple[PathEntry, ...] = ()  # root .. parent when attached
         self._root = False
         self._streamer_id: str | None = None
+        # Silent-parent detection: when live video last came from the parent (reset
+        # at attach), whether the room is paused, and the current silence allowance.
+        self._video_at: float | None = None
+        self._video_paused = False
+        self._video_timeout = timing.video_timeout_s
         self._stopping = False
         self._demand_sent: tuple[int, bool] | None = None
         # We watch on "auto": our parent may send us less than our layer.
@@ -306,6 +322,18 @@ class TreeState:
             return False
         self.epoch = epoch
         return True
+
+    def video_arrived(self, now: float) -> None:
+        """A live video frame came from the parent (after ``frame_epoch`` said live)."""
+        self._video_at = now
+        self._video_paused = False
+        self._video_timeout = self.timing.video_timeout_s
+
+    def set_video_paused(self, paused: bool, now: float) -> None:
+        """The room's playback paused (no video is due) or resumed (due again)."""
+        if self._video_paused and not paused:
+            self._video_at = now  # the silence allowance starts again
+        self._video_paused = paused
 
     def demand(self) -> int:
         """What our subtree needs from our parent: max(own layer, children's)."""
@@ -509,12 +537,25 @@ class TreeState:
                 actions += self._close(
                     link, f"no heartbeat for {self.timing.link_timeout_s:g} s", now,
                     Bye(reason="heartbeat timeout", code=int(ErrorCode.TIMEOUT)))
+            elif link is self._parent and self._silent_parent(now):
+                # It answers pings but forwards nothing: as good as lost (issue 13).
+                timeout = self._video_timeout
+                self.counters.silent_parents += 1
+                self._video_timeout = min(2 * timeout, _MAX_VIDEO_TIMEOUT_S)
+                actions += self._close(
+                    link, f"no video for {timeout:g} s", now,
+                    Bye(reason=f"no video for {timeout:g} s", code=int(ErrorCode.TIMEOUT)))
             else:
                 actions.append(PingDue(link.id))
         if self._retry_at is not None and now >= self._retry_at:
             self._retry_at = None
             actions += self._pump_join(now)
         return actions
+
+    def _silent_parent(self, now: float) -> bool:
+        live = (self._streamer_id is not None and self._streamer_id != self.peer_id
+                and not self._video_paused)
+        return live and self._video_at is not None and now - self._video_at > self._video_timeout
 
     # --- handshake and joining -----------------------------------------------------
 
@@ -593,6 +634,7 @@ class TreeState:
         link.role = Role.PARENT
         link.deadline = None
         self._parent = link
+        self._video_at = now  # the silence allowance starts at attach
         self._round = None
         self._retry_at = None
         self._retry_n = 0
