@@ -78,6 +78,9 @@ def _resolution(text: str) -> int | str:
     return layer
 
 
+# Children of a --relay peer: a public host's uplink is meant for forwarding.
+RELAY_FANOUT = 16
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="treecast-peer", description="Treecast headless peer: stream or watch.")
@@ -108,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     role.add_argument("--screen", nargs="?", const=1, type=int, metavar="N",
                       help="share monitor N (default 1, the first; 0 is all monitors)")
     role.add_argument("--watch", action="store_true", help="watch (the default)")
+    role.add_argument("--relay", action="store_true",
+                      help="forward only, for a public host: no display, no decoding, "
+                      f"{RELAY_FANOUT} children unless --max-children says otherwise; "
+                      "takes the layers its children ask for")
     parser.add_argument("--loop", action="store_true", help="repeat the video file")
     parser.add_argument("--fps", type=float, default=None,
                         help="frame rate of the test pattern (default 30) or the shared "
@@ -169,9 +176,13 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         tls=not args.no_tls,
         listen_host=args.listen[0], listen_port=args.listen[1], advertise_host=args.advertise,
         port_mapping=args.upnp,
-        max_children=args.max_children, source=source,
-        resolution=max(limits.LAYERS) if args.resolution == "auto" else args.resolution,
-        auto_resolution=args.resolution == "auto", codec=args.codec,
+        max_children=(args.max_children if args.max_children is not None or not args.relay
+                      else RELAY_FANOUT),
+        source=source,
+        # A relay watches nothing itself: what it asks for is what its children need.
+        resolution=(min(limits.LAYERS) if args.relay else
+                    max(limits.LAYERS) if args.resolution == "auto" else args.resolution),
+        auto_resolution=args.resolution == "auto" and not args.relay, codec=args.codec,
         record_path=args.record, decode=args.record is not None,
         identity_path=args.identity,
         audio=AudioConfig(enabled=not args.no_audio, track=args.audio_track,

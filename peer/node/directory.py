@@ -182,10 +182,13 @@ class TrackerDirectory:
         """Listed peers that anyone can dial and that are outside the tree: a parent
         nobody can dial offers itself to them."""
         peers = self._client.peers
-        return [Candidate(p.id, p.name, p.host, p.port)
-                for p in (peers.peers if peers else ())
-                if p.id != self._peer_id and p.depth is None and p.reachable
-                and p.host is not None and p.port is not None and p.role != "streamer"]
+        found = [p for p in (peers.peers if peers else ())
+                 if p.id != self._peer_id and p.depth is None and p.reachable
+                 and p.host is not None and p.port is not None and p.role != "streamer"]
+        # The most free slots first: relay peers (--relay) go near the root.
+        found.sort(key=lambda p: -p.free_slots)
+        return [Candidate(p.id, p.name, p.host, p.port) for p in found
+                if p.host is not None and p.port is not None]
 
     def offerers(self) -> frozenset[str]:
         """Listed peers in the tree that nobody can dial: the ones whose offers to be

@@ -1,0 +1,28 @@
+"""``treecast-peer --relay``: a forward-only peer with a high fan-out (peer/node/cli.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from peer.node.cli import RELAY_FANOUT, build_parser, config_from_args
+
+
+def _config(*argv: str):  # type: ignore[no-untyped-def]
+    return config_from_args(build_parser().parse_args(["--name", "r", *argv]))
+
+
+def test_relay_forwards_only_with_a_high_fanout() -> None:
+    config = _config("--relay")
+    assert config.source is None and not config.decode and not config.audio.play
+    assert config.max_children == RELAY_FANOUT and config.fanout == RELAY_FANOUT
+    # It asks for the least itself: demand is what its children ask for.
+    assert config.resolution == 360 and not config.auto_resolution
+
+
+def test_relay_fanout_can_be_set() -> None:
+    assert _config("--relay", "--max-children", "40").max_children == 40
+
+
+def test_relay_does_not_stream() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--relay", "--test-pattern"])
