@@ -355,3 +355,22 @@ def test_a_camera_streams_the_microphone_only_when_asked(pulse_null_sink: str) -
         mic.close()
     with pytest.raises(MediaError, match="cannot open microphone 'no-such-mic'"):
         station(AudioConfig(mic=True, mic_device="no-such-mic")).open_source(CameraSource(0))
+
+
+def test_a_sound_server_started_after_portaudio_is_still_found(tmp_path: Path) -> None:
+    # PortAudio lists devices once; a process that touched audio before the sound server
+    # came up (the app, or an earlier test) must still find the server's device.
+    from tests.support.pulse import PulseUnavailable, null_sink
+
+    sd = pytest.importorskip("sounddevice")
+    sd._terminate()
+    sd._initialize()  # a device list taken while no server runs
+    try:
+        with null_sink(tmp_path) as device:
+            output = DeviceOutput(AudioPlayer(0.1), root_offset=lambda: 0.0, device=device)
+            try:
+                assert output.latency_s > 0
+            finally:
+                output.close()
+    except PulseUnavailable as exc:
+        pytest.skip(str(exc))

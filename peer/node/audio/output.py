@@ -112,7 +112,7 @@ class DeviceOutput:
 
     def __init__(self, player: AudioPlayer, root_offset: Callable[[], float | None],
                  device: str | int | None = None) -> None:
-        sd = import_sounddevice()
+        sd = import_sounddevice(device)
         self._player = player
         self._root_offset = root_offset
         self.latency_s = FALLBACK_LATENCY_S

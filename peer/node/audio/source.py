@@ -232,7 +232,7 @@ class MicSource:
     paced = False
 
     def __init__(self, device: str | int | None = None) -> None:
-        sd = import_sounddevice()
+        sd = import_sounddevice(device)
         try:
             info = sd.query_devices(device, "input")
             channels = min(CHANNELS, int(info["max_input_channels"]))
@@ -283,12 +283,30 @@ class MicSource:
                 log.debug("closing the microphone failed", exc_info=True)
 
 
-def import_sounddevice() -> Any:
-    """sounddevice, or a MediaError saying what to install (it needs PortAudio)."""
+def import_sounddevice(device: str | int | None = None) -> Any:
+    """sounddevice, or a MediaError saying what to install (it needs PortAudio).
+
+    Args:
+        device: the device about to be opened. PortAudio lists devices once, when it
+            starts; a named device that appeared since (a sound server started after
+            this process first touched audio) is only found after a re-scan.
+    """
     try:
         import sounddevice
     except OSError as exc:  # the module loads libportaudio when imported
         raise MediaError(
             f"audio devices need PortAudio ({exc}); on Debian/Ubuntu: "
             "apt-get install libportaudio2") from exc
+    if isinstance(device, str) and not _has_device(sounddevice, device):
+        # sounddevice documents _terminate/_initialize as the way to re-scan.
+        sounddevice._terminate()
+        sounddevice._initialize()
     return sounddevice
+
+
+def _has_device(sd: Any, name: str) -> bool:
+    try:
+        sd.query_devices(name)
+    except ValueError:
+        return False
+    return True
