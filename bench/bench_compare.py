@@ -237,7 +237,7 @@ def start_treecast(s: BenchSession, cell: Cell, codec: str, place: Place) -> Non
     if place.lan is None:
         cell.crowd = start_viewers(s, [f"v{i}" for i in range(cell.n - 1)], *common,
                                    streamer=cell.source, module="bench.probe",
-                                   timeout=START_TIMEOUT_S + 3 * cell.n)
+                                   timeout=START_TIMEOUT_S + 2 * cell.n)
     else:
         for i in range(cell.n - 1):  # a few at a time, like start_viewers
             require(wait_for(lambda: sum(not v.last("ready") for v in cell.crowd) < 4, 30),
