@@ -56,7 +56,9 @@ async def test_peer_list_command_prints_a_trackers_rooms(capsys) -> None:
         a, _ = await register(port, "a", room="den")
         b, _ = await register(port, "b", room="den")
         # The command runs its own event loop: give it a thread.
-        code = await asyncio.to_thread(cli.main, ["--list", "--tracker", f"127.0.0.1:{port}"])
+        # The test tracker speaks plaintext (the raw-protocol helpers above need it).
+        code = await asyncio.to_thread(cli.main, ["--list", "--tracker", f"127.0.0.1:{port}",
+                                                  "--no-tls"])
         await a.close()
         await b.close()
     assert code == ExitCode.OK
@@ -77,3 +79,19 @@ def test_peer_list_command_says_when_the_tracker_is_unreachable(capsys) -> None:
     code = cli.main(["--list", "--tracker", f"127.0.0.1:{port}"])
     assert code == ExitCode.NO_TRACKER
     assert "cannot reach tracker" in capsys.readouterr().err
+
+
+async def test_peer_list_command_over_tls_by_default(capsys) -> None:
+    import asyncio
+    from dataclasses import replace
+
+    from peer.node import cli
+    from peer.node.errors import ExitCode
+    from tests.test_tracker_server import CFG
+    from tracker.server import TrackerServer
+
+    async with TrackerServer(replace(CFG, tls=True), host="127.0.0.1", port=0) as server:
+        port = server.address[1]
+        code = await asyncio.to_thread(cli.main, ["--list", "--tracker", f"127.0.0.1:{port}"])
+    assert code == ExitCode.OK
+    assert capsys.readouterr().out.strip() == "The tracker has no rooms."

@@ -299,11 +299,12 @@ def format_rooms(rooms: RoomList) -> str:
     return "\n".join(lines)
 
 
-def _list_tracker_rooms(host: str, port: int, fingerprint: str | None = None) -> int:
+def _list_tracker_rooms(host: str, port: int, fingerprint: str | None = None,
+                        tls: bool = True) -> int:
     from peer.node.tracker_client import query_rooms
 
     try:
-        rooms = asyncio.run(query_rooms(host, port, fingerprint=fingerprint))
+        rooms = asyncio.run(query_rooms(host, port, tls=tls, fingerprint=fingerprint))
     except NodeError as exc:
         print(f"treecast-peer: {exc}", file=sys.stderr)
         return exit_code(exc)
@@ -318,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.list and args.tracker is not None:
         (host, port), fingerprint = args.tracker[0][0], args.tracker[1]
-        return _list_tracker_rooms(host, port, fingerprint)
+        return _list_tracker_rooms(host, port, fingerprint, tls=not args.no_tls)
     if args.list:
         from peer.lan.browser import format_sessions, list_lan
 
