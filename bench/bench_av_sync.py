@@ -308,6 +308,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="20 s windows")
     parser.add_argument("--seconds", type=float, default=60.0, help="steady window")
+    parser.add_argument("--keep", metavar="DIR", help="keep the clip and recording here")
     parser.add_argument("--phases", default="sync,cpu,overload",
                         help="comma-separated subset of sync,cpu,overload")
     args = parser.parse_args()
@@ -316,7 +317,8 @@ def main() -> None:
     result: dict[str, Any] = {"machine": machine(), "seconds": seconds,
                               "clip": {"size": SIZE, "fps": FPS, "audio": "aac"}}
     with tempfile.TemporaryDirectory(prefix="treecast-avsync-") as tmp:
-        workdir = Path(tmp)
+        workdir = Path(args.keep or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         clip = workdir / "sync.mkv"
         write_sync_clip(str(clip), seconds + 40, fps=FPS, width=SIZE[0], height=SIZE[1])
         from tests.support.pulse import PulseUnavailable, null_sink
