@@ -31,6 +31,15 @@ class _Room:
         return ("198.51.100.7", 7000) if self._reachable else ("203.0.113.2", 7000)
 
 
+class _CandidateRoom(_Room):
+    def __init__(self, candidates: list[Candidate]) -> None:
+        super().__init__(True)
+        self._candidates = candidates
+
+    def candidates(self) -> list[Candidate]:
+        return list(self._candidates)
+
+
 def _tree(peer_id: str, reachable: bool, fanout: int = 2) -> TreeState:
     tree = TreeState(peer_id=peer_id, name=peer_id, room="lobby", fanout=fanout, layer=720,
                      room_view=_Room(reachable), timing=TIMING, now=0.0)
@@ -90,16 +99,39 @@ def test_a_reachable_peer_does_not_offer() -> None:
     assert relay.offer([ORPHAN], 1.0) == []
 
 
-def test_one_offer_at_a_time_and_not_again_soon() -> None:
-    root = _nat_root()
+def test_offers_in_flight_are_bounded_by_free_slots_and_not_repeated_soon() -> None:
+    root = _nat_root(fanout=2)
     other = Candidate("w", "w", "198.51.100.8", 7000)
-    assert root.offer([ORPHAN, other], 1.0) == [act.Dial(1, ORPHAN)]
-    assert root.offer([ORPHAN, other], 1.1) == []  # the first is in flight
+    third = Candidate("x", "x", "198.51.100.9", 7000)
+    assert root.offer([ORPHAN, other, third], 1.0) == [act.Dial(1, ORPHAN),
+                                                       act.Dial(2, other)]
+    assert root.offer([ORPHAN, other, third], 1.1) == []  # both slots are on offer
     root.link_closed(1, "refused", 1.2)
-    assert root.offer([ORPHAN, other], 1.3) == [act.Dial(2, other)]
+    assert root.offer([ORPHAN, other, third], 1.3) == [act.Dial(3, third)]
     root.link_closed(2, "refused", 1.4)
-    assert root.offer([ORPHAN, other], 1.5) == []
-    assert root.offer([ORPHAN], 1.0 + OFFER_AGAIN_S + 0.1) == [act.Dial(3, ORPHAN)]
+    assert root.offer([ORPHAN, other], 1.5) == []  # offered a moment ago
+    assert root.offer([ORPHAN], 1.0 + OFFER_AGAIN_S + 0.1) == [act.Dial(4, ORPHAN)]
+
+
+def test_an_unanswered_offer_frees_its_slot_after_the_connect_timeout() -> None:
+    root = _nat_root(fanout=1)
+    root.offer([ORPHAN], 1.0)
+    root.connected(1, 1.0)
+    out = root.handle_timer(1.0 + TIMING.connect_timeout_s)
+    assert any(isinstance(a, act.Close) for a in out)
+    assert root.offer([Candidate("w", "w", "198.51.100.8", 7000)], 3.1) != []
+
+
+def test_a_peer_busy_joining_declines_an_offer_at_once() -> None:
+    busy = TreeState(peer_id="b", name="b", room="lobby", fanout=2, layer=720,
+                     room_view=_CandidateRoom([Candidate("p", "p", "198.51.100.9", 7000)]),
+                     timing=TIMING, now=0.0)
+    busy.offers_from = frozenset({"root"})
+    assert any(isinstance(a, act.Dial) for a in busy.set_streamer("root", 1, 0.0))
+    link = busy.inbound(0.5, "203.0.113.2")
+    out = busy.receive(link, Hello(peer_id="root", name="root", room="lobby"), 0.5)
+    byes = [a.bye for a in out if isinstance(a, act.Close)]
+    assert byes and byes[0] is not None and byes[0].reason == "busy joining"
 
 
 def test_an_unattached_or_full_peer_does_not_offer() -> None:
@@ -134,11 +166,10 @@ def test_a_peer_with_a_parent_ignores_offers() -> None:
 
 def test_a_join_request_on_an_ordinary_outbound_link_is_still_refused() -> None:
     # An ordinary dial (we joining someone) must not be turned into adopting it.
-    joiner = _tree("j", reachable=True)
-    joiner.set_streamer("root", 1, 0.0)
-    joiner.directory_changed(0.0)
-    joiner._preferred = [Candidate("p", "p", "198.51.100.9", 7000)]
-    dial = joiner.directory_changed(0.1)
+    joiner = TreeState(peer_id="j", name="j", room="lobby", fanout=2, layer=720,
+                       room_view=_CandidateRoom([Candidate("p", "p", "198.51.100.9", 7000)]),
+                       timing=TIMING, now=0.0)
+    dial = joiner.set_streamer("root", 1, 0.1)
     link = next(a.link for a in dial if isinstance(a, act.Dial))
     joiner.connected(link, 0.2)
     joiner.receive(link, Hello(peer_id="p", name="p", room="lobby"), 0.3)

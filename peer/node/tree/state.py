@@ -250,7 +250,7 @@ class TreeState:
         # the one offer in flight, when each orphan may be offered to again, and
         # which peers' offers we take.
         self._full_fanout = fanout
-        self._offering: _Link | None = None
+        self._offering: set[LinkId] = set()
         self._offered: dict[str, float] = {}
         self.offers_from: frozenset[str] = frozenset()
 
@@ -362,7 +362,7 @@ class TreeState:
     def connected(self, link_id: LinkId, now: float) -> list[Action]:
         """A dial succeeded: say hello and ask to join."""
         link = self._links.get(link_id)
-        if link is not None and link is self._offering:
+        if link is not None and link.id in self._offering:
             link.connected = True
             link.last_heard = now
             return [Send(link.id, self._hello())]
@@ -597,8 +597,7 @@ class TreeState:
         else:
             link.role = Role.CHILD
             link.deadline = None
-            if link is self._offering:
-                self._offering = None
+            self._offering.discard(link.id)
             link.layer = request.layer
             host = request.listen_host
             if not host or host in _WILDCARD_HOSTS:
@@ -716,23 +715,28 @@ class TreeState:
     # --- connection reversal -------------------------------------------------------
 
     def offer(self, orphans: Iterable[Candidate], now: float) -> list[Action]:
-        """Offer ourselves as parent to a peer that needs one, by dialling it.
+        """Offer ourselves as parent to peers that need one, by dialling them.
 
         For a peer nobody can dial (behind a NAT, the streamer at home for one): it
         cannot be a join candidate, but it can dial out. ``orphans`` are reachable peers
-        of the room outside the tree. We dial one (one offer at a time, each orphan at
-        most every ``OFFER_AGAIN_S``) and say Hello; if it still needs a parent and
-        takes offers from us (``offers_from``) it sends a JoinRequest on that link,
-        which we answer as if it had dialled us. Reachable peers never offer: orphans
-        find them as candidates.
+        of the room outside the tree. We dial as many as we have free slots (each
+        orphan at most every ``OFFER_AGAIN_S``) and say Hello; one that still needs a
+        parent and takes offers from us (``offers_from``) sends a JoinRequest on that
+        link, which we answer as if it had dialled us (more acceptances than slots get
+        the usual Redirect). Reachable peers never offer: orphans find them as
+        candidates.
         """
-        if (self._room.reachable() or not self.attached or self._stopping
-                or self._offering is not None
-                or len(self._children) >= self._full_fanout):
+        if self._room.reachable() or not self.attached or self._stopping:
+            return []
+        free = self._full_fanout - len(self._children) - len(self._offering)
+        if free <= 0:
             return []
         self._offered = {k: t for k, t in self._offered.items() if t > now}
         mine = self._subtree() | {self.peer_id}
+        actions: list[Action] = []
         for orphan in orphans:
+            if len(actions) >= free:
+                break
             if orphan.id in mine or orphan.id in self._offered:
                 continue
             self._offered[orphan.id] = now + OFFER_AGAIN_S
@@ -740,16 +744,21 @@ class TreeState:
             link.reverse = True
             link.candidate = orphan
             link.name = orphan.name
-            link.deadline = now + 2 * self.timing.connect_timeout_s
-            self._offering = link
-            return [Dial(link.id, orphan)]
-        return []
+            link.deadline = now + self.timing.connect_timeout_s
+            self._offering.add(link.id)
+            actions.append(Dial(link.id, orphan))
+        return actions
 
     def _take_offer(self, link: _Link, now: float) -> list[Action]:
         """An inbound Hello from a peer whose offers we take: join it if we need to."""
-        if (link.peer_id not in self.offers_from or not self._wants_join()
-                or self._joining is not None or link.peer_id in self._avoid):
+        if link.peer_id not in self.offers_from:
             return []
+        if (not self._wants_join() or self._joining is not None
+                or link.peer_id in self._avoid):
+            if self.attached:
+                return []  # perhaps an ordinary joiner: its JoinRequest follows
+            # Busy dialling elsewhere: say so now, the offer's slot is free at once.
+            return self._close(link, "offer declined", now, Bye(reason="busy joining"))
         self._joining = link
         link.deadline = now + self.timing.connect_timeout_s
         host, port = self._room.advertised()
@@ -835,8 +844,7 @@ class TreeState:
         if self._links.pop(link.id, None) is None:
             return []
         actions: list[Action] = []
-        if link is self._offering:
-            self._offering = None
+        self._offering.discard(link.id)
         if link is self._joining:
             self._joining = None
             return actions + self._pump_join(now)
