@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from peer.node.audio.format import FRAME_S
@@ -85,7 +87,7 @@ def test_a_backlog_older_than_its_slot_is_skipped_not_played_late() -> None:
     # The device only starts pulling at packet 7's slot: 0..6 are over.
     got = jb.next_block(_slot(7))
     assert got.packet is not None and got.packet.seq == 7
-    assert jb.counters.late == 7
+    assert jb.counters.skipped == 7
 
 
 def test_a_new_epoch_starts_over() -> None:
@@ -150,3 +152,17 @@ def test_jitter_below_the_delay_loses_nothing(jitter_ms: int) -> None:
             jb.push(_packet(s), now=arrived)
         kinds.append(jb.next_block(play_at).kind)
     assert kinds == [Playout.PLAY] * 200
+
+
+def test_the_device_clock_counts_blocks_through_jittery_reports() -> None:
+    from peer.node.audio.output import DeviceClock
+
+    clock = DeviceClock()
+    jitter = [0.0, 0.03, -0.02, 0.025, -0.03, 0.01] * 5
+    heard = [clock.tick(T0 + n * FRAME_S + j) for n, j in enumerate(jitter)]
+    steps = [b - a for a, b in itertools.pairwise(heard)]
+    # One block per call, nudged only slightly by the reports: no skip, no wait.
+    assert all(abs(step - FRAME_S) < 0.002 for step in steps), steps
+    # A real jump (the process stalled 300 ms): followed at once.
+    n = len(jitter)
+    assert clock.tick(T0 + n * FRAME_S + 0.3) == pytest.approx(T0 + n * FRAME_S + 0.3)

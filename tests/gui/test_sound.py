@@ -14,7 +14,7 @@ from peer.node.audio.stats import AudioStats
 
 def _audio(**overrides: object) -> AudioStats:
     values: dict[str, object] = dict(sound=True, kbps=64.2, loss_pct=0.0, lost=0,
-                                     concealed=0, late=0, dropped=0, delay_ms=80.0,
+                                     concealed=0, late=0, skipped=0, dropped=0, delay_ms=80.0,
                                      transit_ms=4.0, av_offset_ms=-3.0)
     values.update(overrides)
     return AudioStats(**values)  # type: ignore[arg-type]

@@ -76,6 +76,7 @@ class JitterCounters:
     played: int = 0
     concealed: int = 0  # blocks played as silence because their packet was missing
     late: int = 0  # packets that arrived after their time (dropped)
+    skipped: int = 0  # packets held but never played: the clock passed them (a stall)
     overflow: int = 0  # packets pushed out by a full buffer
     bogus: int = 0  # packets with an impossible capture time
 
@@ -183,7 +184,7 @@ class JitterBuffer:
         passed = [s for s, p in self._packets.items() if p.captured_at + self._delay < limit]
         for seq in passed:
             del self._packets[seq]
-            self.counters.late += 1
+            self.counters.skipped += 1
         if passed and self._next_seq is not None and self._next_seq <= max(passed):
             # Skip straight past what is gone (a stall): resume with what is due now.
             self._next_seq = max(passed) + 1
@@ -194,7 +195,7 @@ class JitterBuffer:
     def _drop_before(self, seq: int) -> None:
         for old in [s for s in self._packets if s < seq]:
             del self._packets[old]
-            self.counters.late += 1
+            self.counters.skipped += 1
 
 
 def _clamp(delay_s: float) -> float:

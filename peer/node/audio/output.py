@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from peer.node.audio.format import CHANNELS, FRAME_SAMPLES, SAMPLE_RATE, Pcm, silence
+from peer.node.audio.format import CHANNELS, FRAME_S, FRAME_SAMPLES, SAMPLE_RATE, Pcm, silence
 from peer.node.audio.jitter import AudioPacket, Block, JitterBuffer, Playout
 from peer.node.audio.opus import AudioDecodeError, OpusDecoder
 from peer.node.audio.source import import_sounddevice
@@ -32,6 +32,39 @@ log = logging.getLogger(__name__)
 
 # Device latency asked for when the backend reports none: one Opus frame.
 FALLBACK_LATENCY_S: Final = 0.02
+# DeviceClock: a reported time this far from the counted one is a real jump (an
+# underrun, a stalled process), followed at once; closer, it is followed by this
+# fraction per block (about a second to settle: drift, not jitter).
+RESYNC_S: Final = 0.08
+FOLLOW_GAIN: Final = 0.02
+
+
+class DeviceClock:
+    """When each block the device asks for will be heard, counted in samples.
+
+    The device plays exactly one block per callback, so block ``n + 1`` is heard 20 ms
+    after block ``n``, whenever the callback happens to run. The DAC time a backend
+    reports with each callback jitters by tens of ms (callbacks come in bursts when the
+    sound server refills its buffer); taken as is, the jitter buffer would skip a
+    packet on one call and wait on the next, an audible stutter. So the clock advances
+    by one block per call and follows the reported time only slowly (drift between the
+    sound card's crystal and the wall clock), or at once after a real jump (an underrun,
+    a stall of the process).
+    """
+
+    def __init__(self) -> None:
+        self._next: float | None = None
+
+    def tick(self, measured: float) -> float:
+        """The time the block asked for now will be heard, given the backend's
+        ``measured`` estimate (both on the streamer's clock)."""
+        expected = self._next
+        if expected is None or abs(measured - expected) > RESYNC_S:
+            expected = measured
+        else:
+            expected += FOLLOW_GAIN * (measured - expected)
+        self._next = expected + FRAME_S
+        return expected
 
 
 class AudioPlayer:
@@ -116,6 +149,7 @@ class DeviceOutput:
         self._player = player
         self._root_offset = root_offset
         self.latency_s = FALLBACK_LATENCY_S
+        self._clock = DeviceClock()
         self.blocks = 0
         self.failures = 0
         self._closed = False
@@ -149,7 +183,7 @@ class DeviceOutput:
         if offset is None or frames != FRAME_SAMPLES:
             outdata.fill(0)
             return
-        outdata[:] = self._player.pull(now + ahead + offset)
+        outdata[:] = self._player.pull(self._clock.tick(now + ahead + offset))
 
     def close(self) -> None:
         """Stop the stream (idempotent)."""

@@ -421,6 +421,7 @@ class AudioStation:
             lost=snap.lost,
             concealed=counters.concealed if counters else 0,
             late=counters.late if counters else 0,
+            skipped=counters.skipped if counters else 0,
             dropped=self.dropped,
             delay_ms=delay,
             transit_ms=None if transit is None else round(transit * 1000, 1),

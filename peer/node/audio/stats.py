@@ -16,6 +16,8 @@ class AudioStats:
         lost: packets missing in total.
         concealed: 20 ms blocks played as silence because their packet was missing.
         late: packets that arrived after their playout time.
+        skipped: packets that arrived in time but were passed over unplayed (the
+            device fell behind, or the delay shrank).
         dropped: packets dropped from children's audio queues in total.
         delay_ms: playout delay (capture on the root's clock to the speaker).
         transit_ms: capture to arrival here, p50.
@@ -29,6 +31,7 @@ class AudioStats:
     lost: int
     concealed: int
     late: int
+    skipped: int
     dropped: int
     delay_ms: float | None
     transit_ms: float | None
