@@ -128,11 +128,16 @@ class Hello(_Base):
     name: str
     room: str
     versions: tuple[int, ...] = limits.SUPPORTED_VERSIONS
+    # In a private room: proof of the room's passphrase (protocol/private_room.py).
+    member: str = ""
 
     def to_meta(self) -> Meta:
         check_len("name", self.name, limits.MAX_NAME_CHARS)
-        return {"id": self.peer_id, "name": self.name, "room": self.room,
-                "versions": list(self.versions)}
+        meta: Meta = {"id": self.peer_id, "name": self.name, "room": self.room,
+                      "versions": list(self.versions)}
+        if self.member:
+            meta["member"] = self.member
+        return meta
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Hello:
@@ -141,6 +146,8 @@ class Hello(_Base):
             name=read_str(meta, "name", limits.MAX_NAME_CHARS),
             room=read_str(meta, "room", limits.MAX_ROOM_CHARS),
             versions=read_versions(meta),
+            member=(read_str(meta, "member", limits.MAX_SIGNATURE_CHARS)
+                    if "member" in meta else ""),
         )
 
 

@@ -85,6 +85,7 @@ from protocol.messages import (
     TrackerStatus,
     Unknown,
 )
+from protocol.private_room import is_private
 from protocol.ratelimit import TokenBucket
 from protocol.records import PeerInfo, RoomStatus, RoomSummary
 from tracker.config import TrackerConfig
@@ -946,8 +947,8 @@ class TrackerState:
         peers in the room.
         """
         room = self._rooms.get(name)
-        if room is None:
-            return PeerList(name, ())
+        if room is None or is_private(name):
+            return PeerList(name, ())  # a private room tells strangers nothing at all
         holder = room.lock.peer if room.lock is not None else None
         return PeerList(room.name, (), streamer_name=holder.name if holder else None,
                         total=len(room))
@@ -956,14 +957,16 @@ class TrackerState:
         """The answer to a RoomListQuery: the busiest rooms, as a start screen shows
         them (name, streamer's name, size), never who is in them. O(rooms) per query,
         bounded like any message by the connection's rate limit."""
-        busiest = heapq.nlargest(limits.MAX_LISTED_ROOMS, self._rooms.values(),
+        # Private rooms (opaque ids from a passphrase) are never listed.
+        public = [room for room in self._rooms.values() if not is_private(room.name)]
+        busiest = heapq.nlargest(limits.MAX_LISTED_ROOMS, public,
                                  key=lambda room: (len(room), room.name))
         summaries = []
         for room in busiest:
             holder = room.lock.peer if room.lock is not None else None
             summaries.append(RoomSummary(room.name, holder.name if holder else None,
                                          len(room)))
-        return RoomList(tuple(summaries), total=len(self._rooms))
+        return RoomList(tuple(summaries), total=len(public))
 
     def _full_list(self, room: _Room) -> PeerList:
         holder = room.lock.peer if room.lock is not None else None

@@ -32,6 +32,7 @@ from peer.node.events import NodeEvent
 from peer.node.node import Node
 from protocol import limits
 from protocol.messages import RoomList
+from protocol.private_room import room_id, stretch
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -143,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="send each stdin line as chat (/res N|auto changes resolution; "
                              "a file streamer takes /pause, /resume, /seek SECONDS; "
                              "/quit leaves)")
+    parser.add_argument("--secret", metavar="PASSPHRASE",
+                        help="a private room: only peers with the same passphrase can "
+                        "join, see its members, chat or watch; the tracker sees only an "
+                        "opaque id (use --secret-file to keep it out of the process list)")
+    parser.add_argument("--secret-file", metavar="FILE",
+                        help="read the private room's passphrase from FILE (first line)")
     parser.add_argument("--no-tls", action="store_true",
                         help="plaintext, unauthenticated links: only for protocol tests "
                         "and overhead measurements on a trusted host")
@@ -168,8 +175,23 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
     elif args.screen is not None:
         source = (ScreenSource(args.screen) if args.fps is None
                   else ScreenSource(args.screen, args.fps))
+    room, room_secret = args.room, None
+    passphrase = args.secret
+    if args.secret_file:
+        try:
+            with open(args.secret_file, encoding="utf-8") as file:
+                passphrase = file.readline().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read {args.secret_file}: {exc.strerror}") from exc
+    if passphrase is not None:
+        if not passphrase:
+            raise ValueError("the private room's passphrase is empty")
+        # The room is known by an id derived from the passphrase and the room name.
+        room_secret = stretch(f"{args.room}\0{passphrase}")
+        room = room_id(room_secret)
     return NodeConfig(
-        name=args.name, room=args.room, lan=args.lan,
+        room_secret=room_secret,
+        name=args.name, room=room, lan=args.lan,
         tracker=args.tracker[0][0] if args.tracker else None,
         more_trackers=args.tracker[0][1:] if args.tracker else (),
         tracker_fingerprint=args.tracker[1] if args.tracker else None,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from peer.node.audio.config import AudioConfig
 from protocol import limits
+from protocol.private_room import is_private
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,9 @@ class NodeConfig:
             if missing); None makes a fresh key pair, and so a fresh id, every run.
         tls: every link (peers, tracker) is TLS 1.3 bound to the ids' keys. False
             only for protocol tests and overhead measurements on a trusted host.
+        room_secret: a private room's secret (``private_room.stretch`` of its
+            passphrase); ``room`` is then its opaque id (``private_room.room_id``).
+            Only peers that hold it can link with us. Needs ``tls``.
         tracker_fingerprint: the tracker's key fingerprint as the user gave it
             (``HOST:PORT#FINGERPRINT``); None trusts it on first use.
         known_trackers_path: the tracker pin file; None: the user's config dir.
@@ -110,6 +114,7 @@ class NodeConfig:
     port_mapping: bool = False
     identity_path: str | None = None
     tls: bool = True
+    room_secret: bytes | None = None
     tracker_fingerprint: str | None = None
     known_trackers_path: str | None = None
     timing: Timing = field(default_factory=Timing)
@@ -120,6 +125,11 @@ class NodeConfig:
             raise ValueError(f"name must be 1-{limits.MAX_NAME_CHARS} characters")
         if not self.room or len(self.room) > limits.MAX_ROOM_CHARS:
             raise ValueError(f"room must be 1-{limits.MAX_ROOM_CHARS} characters")
+        if self.room_secret is not None and not self.tls:
+            raise ValueError("a private room needs TLS (drop --no-tls)")
+        if is_private(self.room) and self.room_secret is None:
+            raise ValueError(f"room names cannot start with {self.room[0]!r} "
+                             "(private rooms are joined with --secret)")
         if self.resolution not in limits.LAYERS:
             raise ValueError(f"resolution must be one of {limits.LAYERS}")
         if self.codec not in ("h264", "mjpeg"):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hmac
 import logging
 import socket
 import struct
@@ -39,7 +40,7 @@ import termios
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from peer.node.backlog import BacklogGate
@@ -68,6 +69,7 @@ from protocol import (
 )
 from protocol.framing import PARENT_INBOX, PEER_INBOX
 from protocol.identity import Identity
+from protocol.private_room import member_proof
 from protocol.ratelimit import TokenBucket
 from protocol.records import PathEntry
 
@@ -138,6 +140,8 @@ class PeerLink:
         outbound: bool,
         guard: LinkGuard | None = None,
         remote_id: str | None = None,
+        room_key: bytes | None = None,
+        own_id: str | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
@@ -150,6 +154,9 @@ class PeerLink:
         # Outbound TLS links: the id the listener proved in the handshake; its Hello
         # must name that id.
         self.remote_id = remote_id
+        # A private room (TLS only): both Hellos carry a proof of the passphrase.
+        self._room_key = room_key
+        self._own_id = own_id
         # The remote address an inbound link was counted under (see admission.py).
         self.admitted_from: str | None = None
         self.role = Role.PENDING
@@ -212,7 +219,20 @@ class PeerLink:
 
     def send(self, message: Message) -> None:
         """Queue a control message (never dropped while the link lives)."""
+        if isinstance(message, Hello) and self._room_key is not None:
+            message = replace(message, member=self._member_proof(mine=True))
         self.send_bytes(encode(message))
+
+    def _member_proof(self, *, mine: bool) -> str:
+        """Our proof (``mine``) or the one we expect from the other side."""
+        assert self._room_key is not None and self._own_id is not None
+        remote = self.remote_id if self.outbound else (
+            self._guard.peer_id if self._guard is not None else None)
+        if remote is None:
+            return ""  # no proven id to bind to: nothing will verify
+        listener, dialler = (remote, self._own_id) if self.outbound else (self._own_id, remote)
+        role = "dialler" if self.outbound == mine else "listener"
+        return member_proof(self._room_key, role, listener, dialler)
 
     def send_bytes(self, data: bytes) -> None:
         if self.closed:
@@ -345,6 +365,12 @@ class PeerLink:
                         continue  # the dialler's proof: checked, nothing for the node
                     if isinstance(message, Unknown):
                         continue  # a newer peer's kind: skip it on purpose
+                    if (isinstance(message, Hello) and self._room_key is not None
+                            and not hmac.compare_digest(message.member,
+                                                        self._member_proof(mine=False))):
+                        raise RemoteProtocolError(
+                            "not a member of this private room (no proof of its "
+                            "passphrase)", ErrorCode.UNEXPECTED)
                     if (isinstance(message, Hello) and self.remote_id is not None
                             and message.peer_id != self.remote_id):
                         raise RemoteProtocolError(
@@ -417,6 +443,7 @@ async def open_link(
     on_close: CloseHandler,
     identity: Identity | None = None,
     expected_id: str | None = None,
+    room_key: bytes | None = None,
 ) -> PeerLink:
     """Dial a peer.
 
@@ -443,4 +470,5 @@ async def open_link(
         remote = expected_id
         writer.write(encode(make_proof(identity, key)))
     return PeerLink(reader, writer, on_message=on_message, on_close=on_close, outbound=True,
-                    remote_id=remote)
+                    remote_id=remote, room_key=room_key,
+                    own_id=identity.peer_id if identity is not None else None)

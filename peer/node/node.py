@@ -93,6 +93,7 @@ from protocol import (
     encode,
     limits,
 )
+from protocol.private_room import link_key
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,8 @@ class Node:
         self._links: dict[int, PeerLink] = {}
         self._ids: dict[PeerLink, int] = {}
         self._tls_context: ssl.SSLContext | None = None
+        # A private room: links prove the passphrase in their Hellos (private_room.py).
+        self._room_key = link_key(config.room_secret) if config.room_secret else None
         # Inbound connections held at once, in total and per address (hostile hosts).
         self._inbound_caps = ConnectionCaps.for_fanout(config.fanout)
         self._chat = ChatRouter(self.identity, config.name)
@@ -602,7 +605,7 @@ class Node:
                                    timeout=self.config.timing.connect_timeout_s,
                                    on_message=self._on_message, on_close=self._on_link_closed,
                                    identity=self.identity if self.config.tls else None,
-                                   expected_id=candidate.id)
+                                   expected_id=candidate.id, room_key=self._room_key)
         except (OSError, TimeoutError) as exc:
             log.debug("cannot reach %s at %s:%s: %s", candidate.name, candidate.host,
                       candidate.port, exc)
@@ -641,7 +644,8 @@ class Node:
                 return
         link = PeerLink(reader, writer, on_message=self._on_message,
                         on_close=self._on_link_closed, outbound=False,
-                        guard=LinkGuard(self.identity.public_key) if self.config.tls else None)
+                        guard=LinkGuard(self.identity.public_key) if self.config.tls else None,
+                        room_key=self._room_key, own_id=self.peer_id)
         link.admitted_from = address
         self._register(self.tree.inbound(self._now(), link.remote.rsplit(":", 1)[0]), link)
         link.start()
