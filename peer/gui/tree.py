@@ -40,6 +40,20 @@ def layer_cell(asked: int | None, available: tuple[int, ...]) -> tuple[str, str]
     return layer_text(got), f"receives {layer_text(got)} (asked for {layer_text(asked)})"
 
 
+def reach_tip(reachable: bool | None, own: bool) -> str:
+    """The tooltip's words on how others can connect to a peer (issue 15)."""
+    if reachable is None:
+        return ""
+    if reachable:
+        return " · others can connect to it"
+    if own:
+        return ("\n⇡ Your network accepts no incoming connections (a router without "
+                "port forwarding): you connect out to others, and only peers that accept "
+                "connections can get the stream through you. Turning on UPnP on your "
+                "router helps.")
+    return " · ⇡ nobody can connect to it (behind a router): it connects out"
+
+
 def _role_order(peer: TreePeer) -> tuple[int, str]:
     # The streamer on top, then peers by name, so the view does not jump around.
     return (0 if peer.role == "streamer" else 1, peer.name.lower())
@@ -134,8 +148,11 @@ class RelayTreeView(QTreeWidget):
         depth = "0" if streamer else ("—" if peer.depth is None else str(peer.depth))
         # The streamer sends every layer its subtree needs: its own layer means nothing.
         layer, layer_tip = ("source", "") if streamer else layer_cell(peer.layer, self.available)
+        if peer.reachable is False:
+            name = f"{name} ⇡"  # outbound-only: it dials out, nobody can dial it
         item = QTreeWidgetItem([name, layer, depth])
-        item.setToolTip(0, f"{peer.name} · {peer.role} · id {peer.id}")
+        item.setToolTip(0, f"{peer.name} · {peer.role} · id {peer.id}"
+                        + reach_tip(peer.reachable, own))
         item.setToolTip(1, layer_tip)
         if streamer:
             item.setForeground(0, QBrush(QColor(Colors.LIVE)))

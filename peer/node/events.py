@@ -189,6 +189,8 @@ class TreePeer:
     depth: int | None
     layer: int | None
     role: str
+    # Whether others can dial it (the tracker's connect-back); None: not known (LAN).
+    reachable: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
