@@ -1,7 +1,8 @@
 """``treecast-tracker``: run the tracker until SIGINT/SIGTERM.
 
 The first line on stdout is ``treecast-tracker listening on HOST:PORT`` (flushed), so
-scripts and tests can start it with ``--port 0`` and read the port it picked.
+scripts and tests can start it with ``--port 0`` and read the port it picked. The
+second is ``treecast-tracker key sha256:...``: the fingerprint clients pin.
 """
 
 from __future__ import annotations
