@@ -237,7 +237,7 @@ def start_treecast(s: BenchSession, cell: Cell, codec: str, place: Place) -> Non
     if place.lan is None:
         cell.crowd = start_viewers(s, [f"v{i}" for i in range(cell.n - 1)], *common,
                                    streamer=cell.source, module="bench.probe",
-                                   timeout=START_TIMEOUT_S + 2 * cell.n)
+                                   timeout=START_TIMEOUT_S + 3 * cell.n)
     else:
         for i in range(cell.n - 1):  # a few at a time, like start_viewers
             require(wait_for(lambda: sum(not v.last("ready") for v in cell.crowd) < 4, 30),
@@ -700,7 +700,7 @@ def plot(path: Path) -> dict[str, Any]:
     import matplotlib.pyplot as plt
 
     result: dict[str, Any] = json.loads(path.read_text())
-    panels = [("received_p50_ms", "capture to received p50 (ms)", True),
+    panels = [("received_p95_ms", "capture to received p95 (ms)", True),
               ("decoded_p50_ms", "capture to decoded p50 (ms)", True),
               ("busiest_upload_kbit", "busiest host's upload (Mbit/s)", True),
               ("delivered", "delivered (%)", False)]
@@ -723,8 +723,13 @@ def plot(path: Path) -> dict[str, Any]:
                     ys = tuple(y / 1000 for y in ys)
                 ax.plot(xs, ys, marker="o", label=system)
             ax.set_xscale("log", base=2)
+            ax.set_xticks(COUNTS, [str(n) for n in COUNTS])
             if log:
                 ax.set_yscale("log")
+            if field_name == "received_p95_ms":
+                ax.axhline(HOLD_P95_MS, color="grey", linestyle="--", linewidth=1)
+            if field_name == "delivered":
+                ax.axhline(100 * HOLD_DELIVERED, color="grey", linestyle="--", linewidth=1)
             ax.set_xlabel("viewers N")
             ax.set_title(label, fontsize=10)
             ax.grid(True, alpha=0.3)
