@@ -141,3 +141,9 @@ def test_a_viewer_records_the_sound_beside_the_picture_in_sync(tmp_path: Path) -
     # whatever the network did (bound: the detectability threshold for sound early).
     assert max(abs(o) for o in report.offsets) < 0.045, report.offsets
     assert report.audio_gaps == [], report.audio_gaps
+
+
+def test_a_named_output_device_that_does_not_exist_is_exit_2() -> None:
+    result = _peer_cli("--watch", "--audio-out", "no-such-device")
+    assert result.returncode == 2, result.stderr
+    assert "cannot open audio output 'no-such-device'" in result.stderr
