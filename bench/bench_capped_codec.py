@@ -34,6 +34,7 @@ from bench.common import (
     require,
     save,
     sigterm_as_exit,
+    stats_between,
     streaming,
     table,
     upload_kbps,
@@ -79,8 +80,13 @@ def run(codec: str, clip: str, viewers: int, cap_kbit: int, seconds: float
             samples = [(r[1] - r[2]) * 1000 for r in probe_samples(v, t0, t1)]
             if samples:
                 lat.append((pct(samples, 50), pct(samples, 95)))
+        window = [e for v in crowd for e in stats_between(v, t0, t1)]
+        kbps_in = sorted(e["kbps_in"] for e in window if e.get("kbps_in") is not None)
         return {
             "codec": codec, "viewers": viewers, "cap_kbit": cap_kbit, "all_joined": joined,
+            "viewer_layers": sorted({e.get("layer") for e in window if e.get("layer")}),
+            "viewer_kbps_in_median": kbps_in[len(kbps_in) // 2] if kbps_in else None,
+            "streamer_children": (stats_between(streamer, t0, t1) or [{}])[-1].get("children"),
             "streamer_kbps_out": upload_kbps(streamer, t0, t1),
             "true_p50_ms_median": pct([a for a, _ in lat], 50) if lat else None,
             "true_p95_ms_max": max((b for _, b in lat), default=None),
@@ -94,6 +100,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--viewers", type=int, default=None)
     parser.add_argument("--cap-kbit", type=int, default=8000)
     parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--codecs", nargs="+", default=["h264", "mjpeg"],
+                        choices=("h264", "mjpeg"))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     sigterm_as_exit()
@@ -111,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="treecast-capped-") as tmp:
         clip = write_clip_file(os.path.join(tmp, "clip.avi"), 1280, 720, 10.0)
-        for codec in ("h264", "mjpeg"):
+        for codec in args.codecs:
             rows.append(run(codec, clip, viewers, args.cap_kbit, seconds))
             r = rows[-1]
             print(f"{codec}: delivered {r['delivered']}, worst {r['delivered_min']}, "
@@ -121,12 +129,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return None if x is None else 100 * x
 
     text = table(
-        ["codec", "viewers", "all joined", "streamer kbit/s", "depth", "delivered %",
-         "worst %", "stalled", "p50 ms", "p95 ms max"],
-        [[r["codec"], r["viewers"], r["all_joined"], r["streamer_kbps_out"], r["depth_max"],
+        ["codec", "viewers", "all joined", "streamer kids", "streamer kbit/s",
+         "viewer kbit/s in", "layers", "depth", "delivered %", "worst %", "stalled",
+         "p50 ms", "p95 ms max"],
+        [[r["codec"], r["viewers"], r["all_joined"], r["streamer_children"],
+          r["streamer_kbps_out"], r["viewer_kbps_in_median"],
+          "/".join(map(str, r["viewer_layers"])), r["depth_max"],
           percent(r["delivered"]), percent(r["delivered_min"]), len(r["stalled"]),
           r["true_p50_ms_median"], r["true_p95_ms_max"]] for r in rows],
-        ["", "d", "", ".0f", "d", ".2f", ".2f", "d", ".0f", ".0f"])
+        ["", "d", "", "", ".0f", ".0f", "", "d", ".2f", ".2f", "d", ".0f", ".0f"])
     result.update({"rows": rows, "cap_kbit": args.cap_kbit, "table": text})
     print(f"\ncapped hosts, 720p30 camera-like clip, every upload {args.cap_kbit} kbit/s, "
           f"{viewers} viewers, {seconds:g} s window")

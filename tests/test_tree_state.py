@@ -369,3 +369,30 @@ def test_the_end_of_the_stream_reaches_every_peer_and_nobody_repairs() -> None:
     net.run_until(net.now + 3.0)
     assert all(not p.tree.attached for p in net.peers.values())
     assert not any(p.lost_at for p in net.peers.values())
+
+
+def test_a_full_uplink_sends_the_newest_child_to_a_sibling() -> None:
+    root = _root(fanout=3)
+    links = []
+    for i, port in enumerate((7000, 7001)):
+        link = root.inbound(0.0, f"10.0.0.{i + 2}")
+        _hello(root, link, f"kid{i}")
+        root.receive(link, JoinRequest(layer=720, listen_port=port), 0.1)
+        links.append(link)
+    actions = root.shed_child(1.0)
+    (close,) = _closes(actions)
+    assert close.link == links[1] and close.bye is not None
+    assert [c.id for c in close.bye.candidates] == ["kid0"]  # where to go instead
+    assert root.children == [links[0]]
+    assert root.shed_child(2.0) == []  # the last child stays: someone must be fed
+
+
+def test_codec_and_auto_travel_with_accept_and_demand() -> None:
+    root = _tree("root")
+    root.become_root(1, StreamInfo(1280, 720, 30.0, "h264"), 0.0)
+    link = root.inbound(0.0, "10.0.0.2")
+    _hello(root, link, "kid")
+    accept = _sent(root.receive(link, JoinRequest(layer=720), 0.1))[0]
+    assert isinstance(accept, Accept) and accept.codec == "h264"
+    changed = root.receive(link, LayerDemand(layer=720, auto=True), 0.2)
+    assert act.ChildLayerChanged(link, 720, True) in changed

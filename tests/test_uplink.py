@@ -51,3 +51,12 @@ def test_a_leaf_stays_a_leaf() -> None:
     meter = UplinkMeter(max_children=0)
     run(meter, 0.0, 4.0, 8e6, backed_up=3, children=3)
     assert meter.slots(1e6) == 0
+
+
+def test_calm_and_over() -> None:
+    meter = UplinkMeter(max_children=4)
+    assert meter.calm(0.0)
+    run(meter, 0.0, 3.0, 8e6, backed_up=3, children=3)
+    assert not meter.calm(3.0)
+    assert meter.over(3, 3e6) and not meter.over(2, 3e6)
+    assert meter.calm(6.0)

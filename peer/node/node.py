@@ -73,7 +73,7 @@ from peer.node.stats import StreamStats
 from peer.node.stranded import StrandedWatch
 from peer.node.tree import actions as act
 from peer.node.tree.state import StreamInfo, TreeState, TreeTiming
-from peer.node.uplink import UplinkMeter
+from peer.node.uplink import CALM_S, UplinkMeter
 from peer.trust.tls import HANDSHAKE_TIMEOUT_S, LinkGuard, server_context
 from protocol import (
     AudioFrame,
@@ -100,6 +100,9 @@ log = logging.getLogger(__name__)
 # How often children on "auto" are checked: a backlog must show within a few ticks
 # for a child to move down a layer well inside 2 s.
 AUTO_TICK_S = 0.1
+# At most one child is sent elsewhere per this long (the uplink needs a moment to
+# show the effect).
+SHED_INTERVAL_S = 3.0
 
 
 class Node:
@@ -183,6 +186,9 @@ class Node:
         self._auto_timer: asyncio.TimerHandle | None = None
         # What our uplink carries, measured: the child slots we offer follow it.
         self._uplink = UplinkMeter(config.fanout)
+        self._shed_at = -SHED_INTERVAL_S
+        self._children_seen = 0
+        self._children_changed_at = -CALM_S
 
     # --- public API ---------------------------------------------------------------
 
@@ -924,18 +930,34 @@ class Node:
         fanout = self._fanout()
         if fanout != self.tree.fanout and self.tree.fanout != 0:
             self._apply(self.tree.set_reachable(True, fanout, now))
+        if (self._uplink.over(len(children), self._per_child_bps())
+                and now - self._shed_at >= SHED_INTERVAL_S):
+            self._shed_at = now
+            log.info("uplink full (%.0f kbit/s): a child moves to a sibling",
+                     (self._uplink.capacity_bps or 0) / 1000)
+            self._apply(self.tree.shed_child(now))
 
-    def _fanout(self) -> int:
-        """Children we take: ``--max-children``, fewer when the uplink cannot feed them."""
+    def _per_child_bps(self) -> float:
         children = len(self.tree.children)
         rate = self._uplink.rate_bps()
         if children and rate > 0:
-            per_child = rate / children
-        else:
-            stream = self.tree.stream
-            top = self.tree.clamp(max(limits.LAYERS)) if stream.height else 720
-            per_child = float(layer_bitrate(top, stream.fps))
-        return self._uplink.slots(per_child)
+            return rate / children
+        stream = self.tree.stream
+        top = self.tree.clamp(max(limits.LAYERS)) if stream.height else 720
+        return float(layer_bitrate(top, stream.fps))
+
+    def _fanout(self) -> int:
+        """Children we take: ``--max-children``, fewer when the uplink cannot feed them;
+        while its capacity is unknown, one more than we have once it has been calm."""
+        if self._uplink.capacity_bps is None:
+            children = len(self.tree.children)
+            now = self._now()
+            if children != self._children_seen:
+                self._children_seen, self._children_changed_at = children, now
+            settled = now - self._children_changed_at >= CALM_S
+            grow = 1 if settled and self._uplink.calm(now) else 0
+            return min(self.config.fanout, children + grow)
+        return self._uplink.slots(self._per_child_bps())
 
     # --- reachability from outside (portmap.py, reachability.py) ------------------------
 

@@ -15,7 +15,10 @@ full, its capacity is unknown and ``--max-children`` alone decides.
 
 ``slots(per_child_bps)`` is then how many children of that rate fit in
 ``HEADROOM`` of the capacity (at least one: a peer that was accepted as a relay keeps
-feeding someone), never more than ``max_children``.
+feeding someone), never more than ``max_children``. While the capacity is unknown the
+node offers one slot more than it has children, and only after ``CALM_S`` with no
+child backing up; when the measured uplink cannot feed the children it has, the
+newest is sent to one of its siblings (``TreeState.shed_child``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ HEADROOM: Final = 0.85
 FULL_SHARE: Final = 0.5
 # A full-uplink sample this old no longer bounds the capacity (conditions change).
 FORGET_S: Final = 30.0
+# Until the capacity is known, one more child is offered only after this long with no
+# child backing up: children are added one at a time while the uplink shows it
+# carries the ones it has.
+CALM_S: Final = 2.0
 
 
 class UplinkMeter:
@@ -46,6 +53,7 @@ class UplinkMeter:
         self._sent: deque[tuple[float, int]] = deque()  # (time, total bytes sent)
         self.capacity_bps: float | None = None
         self._full_at: float | None = None
+        self._backed_up_at = -1e18  # last time any child backed up
 
     def rate_bps(self) -> float:
         """Send rate over the window, bits per second (0 until two samples)."""
@@ -63,6 +71,8 @@ class UplinkMeter:
             backed_up: children whose send queue is backing up right now.
             children: children in total.
         """
+        if backed_up:
+            self._backed_up_at = now
         self._sent.append((now, bytes_sent_total))
         while len(self._sent) > 2 and now - self._sent[0][0] > WINDOW_S:
             self._sent.popleft()
@@ -81,6 +91,14 @@ class UplinkMeter:
                 self.capacity_bps = rate  # carried more without backing up
             if self._full_at is not None and now - self._full_at > FORGET_S:
                 self.capacity_bps, self._full_at = None, None
+
+    def calm(self, now: float, seconds: float = CALM_S) -> bool:
+        """No child backed up for ``seconds``: the uplink carries what it has."""
+        return now - self._backed_up_at >= seconds
+
+    def over(self, children: int, per_child_bps: float) -> bool:
+        """The measured uplink cannot feed ``children`` (one should go elsewhere)."""
+        return self.capacity_bps is not None and children > self.slots(per_child_bps)
 
     def slots(self, per_child_bps: float) -> int:
         """How many children at ``per_child_bps`` this uplink can feed.

@@ -433,6 +433,17 @@ class TreeState:
         self._full_fanout = fanout
         return self._report()
 
+    def shed_child(self, now: float) -> list[Action]:
+        """Our uplink cannot feed all our children: the newest leaves for one of the
+        others (the Bye names them; it re-joins there, a level deeper)."""
+        if len(self._children) < 2:
+            return []
+        child = self._children[-1]
+        hints = self._child_candidates(exclude=child.peer_id)
+        return self._close(child, "uplink full", now,
+                           Bye(reason="my uplink is full: join one of these",
+                               candidates=hints))
+
     def set_streamer(self, streamer_id: str | None, epoch: int, now: float) -> list[Action]:
         """The directory says who streams (None: nobody) with which epoch."""
         actions: list[Action] = []
