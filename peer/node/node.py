@@ -73,7 +73,7 @@ from peer.node.stats import StreamStats
 from peer.node.stranded import StrandedWatch
 from peer.node.tree import actions as act
 from peer.node.tree.state import StreamInfo, TreeState, TreeTiming
-from peer.node.uplink import CALM_S, UplinkMeter
+from peer.node.uplink import UplinkMeter
 from peer.trust.tls import HANDSHAKE_TIMEOUT_S, LinkGuard, server_context
 from protocol import (
     AudioFrame,
@@ -187,8 +187,6 @@ class Node:
         # What our uplink carries, measured: the child slots we offer follow it.
         self._uplink = UplinkMeter(config.fanout)
         self._shed_at = -SHED_INTERVAL_S
-        self._children_seen = 0
-        self._children_changed_at = -CALM_S
 
     # --- public API ---------------------------------------------------------------
 
@@ -947,16 +945,13 @@ class Node:
         return float(layer_bitrate(top, stream.fps))
 
     def _fanout(self) -> int:
-        """Children we take: ``--max-children``, fewer when the uplink cannot feed them;
-        while its capacity is unknown, one more than we have once it has been calm."""
+        """Children we take: ``--max-children``, fewer when the measured uplink cannot
+        feed them; while it is unmeasured, none more while a child backs up."""
         if self._uplink.capacity_bps is None:
-            children = len(self.tree.children)
-            now = self._now()
-            if children != self._children_seen:
-                self._children_seen, self._children_changed_at = children, now
-            settled = now - self._children_changed_at >= CALM_S
-            grow = 1 if settled and self._uplink.calm(now) else 0
-            return min(self.config.fanout, children + grow)
+            if self._uplink.calm(self._now()):
+                return self.config.fanout
+            # A child backed up a moment ago: take no more until the uplink is calm.
+            return min(self.config.fanout, len(self.tree.children))
         return self._uplink.slots(self._per_child_bps())
 
     # --- reachability from outside (portmap.py, reachability.py) ------------------------

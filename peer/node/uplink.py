@@ -16,9 +16,9 @@ full, its capacity is unknown and ``--max-children`` alone decides.
 ``slots(per_child_bps)`` is then how many children of that rate fit in
 ``HEADROOM`` of the capacity (at least one: a peer that was accepted as a relay keeps
 feeding someone), never more than ``max_children``. While the capacity is unknown the
-node offers one slot more than it has children, and only after ``CALM_S`` with no
-child backing up; when the measured uplink cannot feed the children it has, the
-newest is sent to one of its siblings (``TreeState.shed_child``).
+node offers no new slot until ``CALM_S`` has passed with no child backing up; when the
+measured uplink cannot feed the children it has, the newest is sent to one of its
+siblings (``TreeState.shed_child``).
 """
 
 from __future__ import annotations
@@ -35,9 +35,8 @@ HEADROOM: Final = 0.85
 FULL_SHARE: Final = 0.5
 # A full-uplink sample this old no longer bounds the capacity (conditions change).
 FORGET_S: Final = 30.0
-# Until the capacity is known, one more child is offered only after this long with no
-# child backing up: children are added one at a time while the uplink shows it
-# carries the ones it has.
+# Until the capacity is known, no more children are offered until this long has
+# passed without any child backing up.
 CALM_S: Final = 2.0
 
 
