@@ -109,7 +109,8 @@ def corrupt(frame: VideoFrame) -> VideoFrame:
 class FakeParent:
     """Accepts one child, sends it good H.264, then a corrupt frame; keeps the Bye."""
 
-    def __init__(self) -> None:
+    def __init__(self, codec: str = "h264") -> None:
+        self.codec = codec
         self.bye: asyncio.Future[Bye] = asyncio.get_running_loop().create_future()
         self.corrupt_sent = asyncio.Event()
         self.release = asyncio.Event()  # set by the test when the child has a child
@@ -137,7 +138,7 @@ class FakeParent:
                         path = (PathEntry(ROOT_ID, "liar", "127.0.0.1", self.port),)
                         writer.write(encode(Accept(path=path, epoch=1, source_width=320,
                                                    source_height=180, fps=30.0,
-                                                   codec="h264")))
+                                                   codec=self.codec)))
                         for frame in frames[:5]:  # a keyframe and good frames
                             writer.write(encode(frame))
                             seq += 1
@@ -211,5 +212,26 @@ async def test_corrupt_h264_from_a_parent_closes_that_link_and_spares_our_child(
     finally:
         if child is not None:
             await child.stop()
+        await viewer.stop()
+        await parent.close()
+
+
+async def test_a_stream_in_a_codec_we_cannot_decode_is_refused_in_words() -> None:
+    parent = FakeParent(codec="vp9")
+    await parent.start()
+    events: list[NodeEvent] = []
+    viewer = Node(NodeConfig(name="viewer", listen_host="127.0.0.1", tls=False,
+                             timing=Timing(link_timeout_s=5.0)),
+                  events.append,
+                  directory_factory=lambda n: OneCandidateDirectory(
+                      (ROOT_ID, "127.0.0.1", parent.port), "viewer"))
+    await viewer.start()
+    try:
+        error = await _wait_event(events, "error")
+        assert "cannot watch liar's stream: unsupported video codec 'vp9'" in error.message
+        async with asyncio.timeout(20):
+            bye = await parent.bye
+        assert "vp9" in bye.reason
+    finally:
         await viewer.stop()
         await parent.close()
