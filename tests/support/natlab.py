@@ -39,6 +39,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from tests.support import netns
 from tests.support.netns import Host, Lan, NetnsError, _run, netns_unavailable
 
 PUBLIC_NET = "198.51.100"   # RFC 5737 TEST-NET-2: public hosts
@@ -92,6 +93,8 @@ class NatLab(Lan):
 
     Args:
         kinds: one entry per host, in order (``hosts[i]`` has ``kinds[i]``).
+        drop_unsolicited: routers drop unasked-for connection attempts silently (as
+            most home routers do) instead of refusing them with a TCP reset.
 
     Attributes:
         hosts: the hosts (``LabHost``); run processes in them with netns.python() etc.
@@ -99,8 +102,10 @@ class NatLab(Lan):
 
     hosts: list[LabHost]  # type: ignore[assignment]
 
-    def __init__(self, kinds: list[Kind] | tuple[Kind, ...]) -> None:
+    def __init__(self, kinds: list[Kind] | tuple[Kind, ...], *,
+                 drop_unsolicited: bool = False) -> None:
         self._kinds = list(kinds)
+        self._drop = drop_unsolicited
         super().__init__(len(self._kinds))
 
     def _build(self, n: int, subnet: str) -> None:
@@ -152,6 +157,11 @@ class NatLab(Lan):
         if kind is Kind.SYMMETRIC:
             masquerade.append("--random-fully")
         _run(masquerade)
+        if self._drop:
+            # Like most home routers: a connection attempt nobody inside asked for is
+            # dropped silently (no RST), which is what lets TCP hole punching work.
+            _run(["ip", "netns", "exec", router, "iptables", "-A", "INPUT", "-i", "eth0",
+                  "-p", "tcp", "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP"])
         return LabHost(netns=netns, index=i, address=f"{home_net}.2", lan=self, kind=kind,
                        wan_address=wan, router_netns=router)
 
@@ -224,3 +234,49 @@ class NatLab(Lan):
             return _run(["ip", "netns", "exec", host.router_netns, "nft", "list", "chain",
                          "inet", "filter", "prerouting_miniupnpd"]).stdout
         return ""
+
+
+# One side of a hole punch (peer/node/punch.py): listen on the port (shared, as the
+# node's listener would be), dial the other from it at the agreed moment, swap a line.
+# argv: remote host, remote port, start_at, port. Prints "connected <seconds>" or
+# "failed <seconds>".
+_PUNCH_SIDE = """
+import asyncio, socket, sys, time
+from peer.node.punch import punch
+
+async def main():
+    port = int(sys.argv[4])
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    listener.bind(("0.0.0.0", port)); listener.listen()
+    start_at = float(sys.argv[3])
+    sock = await punch(port, (sys.argv[1], int(sys.argv[2])), start_at)
+    took = round(time.time() - start_at, 2)
+    if sock is None:
+        print("failed", took, flush=True); return
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(sock, b"hello\\n")
+    data = await asyncio.wait_for(loop.sock_recv(sock, 100), 5)
+    print("connected" if data.startswith(b"hello") else "garbled", took, flush=True)
+
+asyncio.run(main())
+"""
+
+
+def punch_between(a: LabHost, b: LabHost, port: int = 7400) -> tuple[str, str]:
+    """Both hosts punch towards the other's WAN address at once (2 s from now).
+
+    Returns:
+        Each side's line: ``connected <s>`` or ``failed <s>`` (seconds from the start).
+    """
+    start_at = f"{time.time() + 2.0:.3f}"
+    procs = [netns.python(x, "-c", _PUNCH_SIDE, y.wan_address, str(port), start_at,
+                          str(port), stdout=subprocess.PIPE) for x, y in ((a, b), (b, a))]
+    outs = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=30)
+        if proc.returncode != 0:
+            raise NetnsError(f"punch side failed: {netns.stderr_tail(proc)}")
+        outs.append(out.decode().strip())
+    return outs[0], outs[1]
