@@ -100,6 +100,9 @@ log = logging.getLogger(__name__)
 # How often children on "auto" are checked: a backlog must show within a few ticks
 # for a child to move down a layer well inside 2 s.
 AUTO_TICK_S = 0.1
+# A child's queue this long means our uplink (or its path) is behind: half the video
+# queue. Two frames is only a keyframe going out (a new child, a switch).
+UPLINK_BACKLOG_FRAMES = 4
 # At most one child is sent elsewhere per this long (the uplink needs a moment to
 # show the effect).
 SHED_INTERVAL_S = 3.0
@@ -924,7 +927,8 @@ class Node:
         self._relay.observe(now)
         children = self.children
         self._uplink.observe(now, sum(c.counters.video_bytes_out for c in children),
-                             sum(1 for c in children if c.queued_frames >= 2), len(children))
+                             sum(1 for c in children if c.queued_frames >= UPLINK_BACKLOG_FRAMES),
+                             len(children))
         fanout = self._fanout()
         if fanout != self.tree.fanout and self.tree.fanout != 0:
             self._apply(self.tree.set_reachable(True, fanout, now))
