@@ -14,7 +14,9 @@ from tracker.config import TrackerConfig
 from tracker.server import TrackerServer
 
 WAIT_S = 20.0
-CFG = TrackerConfig(lease_s=2.0, lease_grace_s=5.0, peer_timeout_s=30.0,
+# Plaintext: these clients have no key, and a restarted in-process tracker has a new
+# one (TLS and pinning are tested in test_trust_tls.py).
+CFG = TrackerConfig(tls=False, lease_s=2.0, lease_grace_s=5.0, peer_timeout_s=30.0,
                     update_interval_s=0.02)
 
 
@@ -138,7 +140,8 @@ async def test_status_command_prints_one_line_per_room() -> None:
         await streamer.claim_stream()
         repo = Path(__file__).resolve().parent.parent
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tracker", "--status", f"127.0.0.1:{server.address[1]}",
+            sys.executable, "-m", "tracker", "--no-tls", "--status",
+            f"127.0.0.1:{server.address[1]}",
             cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo)),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         async with asyncio.timeout(WAIT_S):

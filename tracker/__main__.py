@@ -149,7 +149,7 @@ def _print_status(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         host = "127.0.0.1" if is_wildcard_host(args.host) else args.host
         port = args.port
     try:
-        status = asyncio.run(query_status(host, port))
+        status = asyncio.run(query_status(host, port, tls=not args.no_tls))
     except StatusError as exc:
         print(f"treecast-tracker: {exc}", file=sys.stderr)
         return 4

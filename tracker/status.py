@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from peer.trust.tls import client_context, make_proof, remote_public_key
 from protocol.errors import RemoteProtocolError
 from protocol.framing import TRACKER_CLIENT_INBOX, FrameDecoder, encode
+from protocol.identity import Identity
 from protocol.messages import Bye, StatusQuery, TrackerStatus
 
 _READ_BYTES = 64 * 1024
@@ -20,8 +22,10 @@ class StatusError(Exception):
     """No status: unreachable, refused, or garbled (the message says which)."""
 
 
-async def query_status(host: str, port: int, timeout: float = 3.0) -> TrackerStatus:
-    """The status report of the tracker at ``host:port``.
+async def query_status(host: str, port: int, timeout: float = 3.0, *,
+                       tls: bool = True) -> TrackerStatus:
+    """The status report of the tracker at ``host:port`` (over TLS unless ``tls`` is
+    False, as a client with a throwaway key: the operator asks its own host).
 
     Raises:
         StatusError: no answer within ``timeout``, a Bye, or bad bytes.
@@ -29,7 +33,12 @@ async def query_status(host: str, port: int, timeout: float = 3.0) -> TrackerSta
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
+            context = client_context() if tls else None
+            reader, writer = await asyncio.open_connection(
+                host, port, ssl=context, server_hostname="" if context else None)
+            if tls:
+                key = remote_public_key(writer.get_extra_info("ssl_object"))
+                writer.write(encode(make_proof(Identity.generate(), key)))
             writer.write(encode(StatusQuery()))
             await writer.drain()
             decoder = FrameDecoder(TRACKER_CLIENT_INBOX)

@@ -42,18 +42,29 @@ def _address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _trackers(text: str) -> tuple[tuple[tuple[str, int], ...], str | None]:
-    """``HOST:PORT[,HOST:PORT...]``; the first may end in ``#FINGERPRINT`` (the key the
-    tracker prints at start), which it must then hold; the others are pinned on first
-    use."""
+def _split_fingerprint(text: str) -> tuple[str, str | None]:
+    """``HOST:PORT#FINGERPRINT,...`` -> the list without it, and the first's fingerprint
+    (the key the tracker prints at start, which it must then hold)."""
     first, sep, rest = text.partition(",")
     address, hashed, fingerprint = first.partition("#")
     if hashed and not fingerprint.startswith("sha256:"):
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT#sha256:..., got {first!r}")
-    try:
-        return parse_trackers(address + sep + rest), fingerprint or None
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise ValueError(f"expected HOST:PORT#sha256:..., got {first!r}")
+    return address + sep + rest, fingerprint or None
+
+
+class _TrackerAction(argparse.Action):
+    """``--tracker``: the list into ``tracker``, a fingerprint into
+    ``tracker_fingerprint``."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        try:
+            text, fingerprint = _split_fingerprint(str(values))
+            trackers = parse_trackers(text)
+        except ValueError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
+        namespace.tracker = trackers
+        namespace.tracker_fingerprint = fingerprint
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -86,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="treecast-peer", description="Treecast headless peer: stream or watch.")
     parser.add_argument("--name", help="display name")
-    parser.add_argument("--tracker", type=_trackers,
+    parser.add_argument("--tracker", action=_TrackerAction,
                         metavar="HOST:PORT[#FINGERPRINT][,HOST:PORT...]",
                         help="the tracker; with a list, the next one takes over when one "
                         "fails. With #FINGERPRINT the first must hold that key; otherwise "
@@ -192,9 +203,9 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
     return NodeConfig(
         room_secret=room_secret,
         name=args.name, room=room, lan=args.lan,
-        tracker=args.tracker[0][0] if args.tracker else None,
-        more_trackers=args.tracker[0][1:] if args.tracker else (),
-        tracker_fingerprint=args.tracker[1] if args.tracker else None,
+        tracker=args.tracker[0] if args.tracker else None,
+        more_trackers=args.tracker[1:] if args.tracker else (),
+        tracker_fingerprint=getattr(args, "tracker_fingerprint", None),
         tls=not args.no_tls,
         listen_host=args.listen[0], listen_port=args.listen[1], advertise_host=args.advertise,
         port_mapping=args.upnp,
@@ -340,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.list and args.tracker is not None:
-        (host, port), fingerprint = args.tracker[0][0], args.tracker[1]
+        (host, port), fingerprint = args.tracker[0], getattr(args, "tracker_fingerprint", None)
         return _list_tracker_rooms(host, port, fingerprint, tls=not args.no_tls)
     if args.list:
         from peer.lan.browser import format_sessions, list_lan
