@@ -55,6 +55,7 @@ from tests.support.procs import Peer, wait_for
 
 FPS = 30
 SIZE = (640, 360)
+OVERLOAD_SIZE = (1280, 720)
 WARMUP_S = 3.0  # recording time before the steady window starts
 GAP_LIMIT_S = 0.06  # the issue's bound on holes in the recorded sound
 
@@ -70,7 +71,7 @@ def _median(values: list[float]) -> float | None:
 def _chain(s: BenchSession, clip: Path, record: Path | None, *, sound: bool,
            play: str | None, prefix: dict[str, list[str]] | None = None,
            listen: dict[str, str] | None = None, tracker: str | None = None,
-           r2_play: bool = False) -> dict[str, Peer]:
+           r2_play: bool = False, layer: int = 360) -> dict[str, Peer]:
     """streamer -> r1 -> r2 -> leaf, started in order so the chain is exact."""
     prefix = prefix or {}
     listen = listen or {}
@@ -87,12 +88,12 @@ def _chain(s: BenchSession, clip: Path, record: Path | None, *, sound: bool,
     for depth, name in enumerate(("r1", "r2"), start=1):
         playing = ["--audio-out", play] if play is not None and r2_play and name == "r2" \
             else []
-        peers[name] = start(name, "--watch", "--max-children", "1", "--resolution", "360",
-                            *playing)
+        peers[name] = start(name, "--watch", "--max-children", "1", "--resolution",
+                            str(layer), *playing)
         require(wait_for(lambda p=peers[name], d=depth: (p.last("joined") or {})
                          .get("depth") == d, 30), f"{name} did not join at depth {depth}",
                 s, [peers[name]])
-    leaf_args = ["--watch", "--max-children", "0", "--resolution", "360"]
+    leaf_args = ["--watch", "--max-children", "0", "--resolution", str(layer)]
     if record is not None:
         leaf_args += ["--record", str(record)]
     if play is not None and not r2_play:
@@ -238,12 +239,16 @@ def playout_cost_us(packets: int = 3000) -> float:
     return elapsed / packets * 1e6
 
 
-def overload(clip: Path, seconds: float, play: str | None) -> dict[str, Any] | None:
+def overload(workdir: Path, seconds: float, play: str | None) -> dict[str, Any] | None:
     from tests.support.netns import Lan, cap_upload, netns_unavailable
 
     reason = netns_unavailable()
     if reason is not None:
         return {"skipped": reason}
+    # A 720p clip: its H.264 (~1 Mbit/s here) is what a slow uplink struggles with.
+    clip = workdir / "overload.mkv"
+    write_sync_clip(str(clip), seconds + 30, fps=FPS, width=OVERLOAD_SIZE[0],
+                    height=OVERLOAD_SIZE[1])
     with Lan(4) as lan, bench_session() as s:
         hosts = dict(zip(("tracker", "streamer", "r1", "r2"), lan.hosts, strict=True))
         ns = {name: ["ip", "netns", "exec", h.netns] for name, h in hosts.items()}
@@ -255,7 +260,7 @@ def overload(clip: Path, seconds: float, play: str | None) -> dict[str, Any] | N
                   "leaf": ns["r2"]}
         listen = {n: f"{hosts[n if n != 'leaf' else 'r2'].address}:0" for n in prefix}
         peers = _chain(s, clip, None, sound=True, play=play, prefix=prefix, listen=listen,
-                       tracker=tracker, r2_play=True)
+                       tracker=tracker, r2_play=True, layer=OVERLOAD_SIZE[1])
         leaf = peers["r2"]
         time.sleep(WARMUP_S)
         t0 = time.time()
@@ -340,9 +345,9 @@ def main() -> None:
         if "overload" in phases:
             try:
                 with null_sink(workdir) as device:
-                    result["overload"] = overload(clip, min(seconds, 20.0), device)
+                    result["overload"] = overload(workdir, min(seconds, 20.0), device)
             except PulseUnavailable:
-                result["overload"] = overload(clip, min(seconds, 20.0), None)
+                result["overload"] = overload(workdir, min(seconds, 20.0), None)
     report(result)
     save("av_sync", result)
 

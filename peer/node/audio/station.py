@@ -15,10 +15,11 @@ The node calls in at a handful of points and keeps no audio logic itself:
   numbers, transit time), recorded, and played.
 
 Playout delay: a packet must arrive before the device asks for it, so the delay is at
-least the audio's own transit p95 plus a margin. To keep lip sync, it is raised to the
-picture's display delay (``video_shown`` reports it) when the picture is slower, but
-never beyond ``MAX_LIPSYNC_WAIT_S``: when video is late or stalled, sound keeps its
-own pace rather than waiting for it (the offset then shows in the stats).
+least the slowest transit of the last few seconds plus a margin. To keep lip sync, it
+is raised to the picture's display delay (``video_shown`` reports it) when the picture
+is slower, but never beyond ``MAX_LIPSYNC_WAIT_S``: when video is late or stalled,
+sound keeps its own pace rather than waiting for it (the offset then shows in the
+stats).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from protocol import AudioFrame, encode
 
 log = logging.getLogger(__name__)
 
-# Margin over the audio's transit p95: scheduling jitter of the device thread.
+# Margin over the audio's slowest recent transit: scheduling jitter of the device thread.
 JITTER_MARGIN_S: Final = 0.015
 # Sound waits for a slower picture up to this delay; beyond it (an overloaded video
 # path) it plays at its own pace: late video is better than stalled sound.
@@ -369,7 +370,9 @@ class AudioStation:
         """The delay sound is played at (see the module docstring)."""
         need = DEFAULT_DELAY_S
         if len(self._transit) >= 5:
-            need = percentile(sorted(self._transit), 95) + JITTER_MARGIN_S + FRAME_S
+            # The slowest packet of the last few seconds, not a percentile: on a
+            # congested link the spikes are what would be heard as holes.
+            need = max(self._transit) + JITTER_MARGIN_S + FRAME_S
             if self._output is not None:
                 need += self._output.latency_s
         video = self._video_delay()
