@@ -82,7 +82,7 @@ def test_maps_own_port_and_removes_it_on_close() -> None:
     igd = FakeIgd()
 
     async def run() -> None:
-        mapper = PortMapper(5000, lambda: igd)
+        mapper = PortMapper(5000, lambda: igd, fallback_factory=None)
         mapping = await mapper.open()
         assert mapping == PortMapping("11.0.113.7", 5000, "192.168.1.2", 5000, 3600)
         assert igd.mapped[5000][:4] == (5000, "TCP", "192.168.1.2", 5000)
@@ -96,7 +96,7 @@ def test_a_taken_port_moves_to_another() -> None:
     igd = FakeIgd(taken=frozenset({5000}))
 
     async def run() -> None:
-        mapper = PortMapper(5000, lambda: igd)
+        mapper = PortMapper(5000, lambda: igd, fallback_factory=None)
         mapping = await mapper.open()
         assert mapping is not None and mapping.external_port != 5000
         assert igd.mapped[mapping.external_port][3] == 5000
@@ -111,7 +111,7 @@ def test_a_taken_port_moves_to_another() -> None:
 ])
 def test_no_mapping_says_why(igd: FakeIgd, why: str) -> None:
     async def run() -> None:
-        mapper = PortMapper(5000, lambda: igd)
+        mapper = PortMapper(5000, lambda: igd, fallback_factory=None)
         assert await mapper.open() is None
         assert mapper.error is not None and why in mapper.error
         await mapper.close()  # nothing to remove, no error
@@ -124,7 +124,7 @@ def test_a_router_refusing_every_port_is_tried_a_bounded_number_of_times() -> No
     igd = FakeIgd(taken=frozenset(range(65536)))
 
     async def run() -> None:
-        mapper = PortMapper(5000, lambda: igd)
+        mapper = PortMapper(5000, lambda: igd, fallback_factory=None)
         assert await mapper.open() is None
         assert mapper.error is not None and "refused" in mapper.error
 

@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--advertise", metavar="HOST",
                         help="address others should dial (default: as the tracker sees us)")
     parser.add_argument("--upnp", action="store_true",
-                        help="behind a home router: ask it (UPnP-IGD) to forward a port to "
+                        help="behind a home router: ask it (UPnP-IGD, else NAT-PMP) to "
+                        "forward a port to "
                         "this peer, so others can connect to it and it can relay")
     parser.add_argument("--max-children", type=int, metavar="N")
     role = parser.add_mutually_exclusive_group()

@@ -31,6 +31,8 @@ import random
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from peer.node.natpmp import NatPmpClient
+
 log = logging.getLogger(__name__)
 
 DISCOVER_MS = 1000
@@ -108,7 +110,8 @@ class MappingPlan:
 
 
 class Igd(Protocol):
-    """What ``PortMapper`` needs from a UPnP client (miniupnpc.UPnP has it)."""
+    """What ``PortMapper`` needs from a port-mapping client: miniupnpc.UPnP, or
+    natpmp.NatPmpClient (whose ``addportmapping`` returns the granted (port, lease))."""
 
     discoverdelay: int
     lanaddr: str
@@ -135,9 +138,11 @@ class PortMapper:
         client_factory: makes the UPnP client (tests pass a fake).
     """
 
-    def __init__(self, internal_port: int, client_factory: Any = _miniupnpc) -> None:
+    def __init__(self, internal_port: int, client_factory: Any = _miniupnpc,
+                 fallback_factory: Any = NatPmpClient) -> None:
         self.plan = MappingPlan(internal_port)
         self._factory = client_factory
+        self._fallback = fallback_factory
         self._client: Igd | None = None
         self.mapping: PortMapping | None = None
         self.error: str | None = None
@@ -178,17 +183,15 @@ class PortMapper:
     # --- blocking parts, run in a worker thread ------------------------------------------
 
     def _map(self) -> PortMapping:
-        client = self._factory()
-        client.discoverdelay = DISCOVER_MS
         try:
-            if client.discover() <= 0:
-                raise PortMapError("no UPnP router answered on this network")
-            client.selectigd()
-            external = self.plan.check_external(client.externalipaddress())
-        except PortMapError:
-            raise
-        except Exception as exc:  # miniupnpc raises plain Exception with the reason
-            raise PortMapError(f"the UPnP router did not answer properly: {exc}") from None
+            client, external = self._find(self._factory(), "UPnP")
+        except PortMapError as upnp:
+            if self._fallback is None:
+                raise
+            try:
+                client, external = self._find(self._fallback(), "NAT-PMP")
+            except PortMapError as natpmp:
+                raise PortMapError(f"{upnp}; {natpmp}") from None
         self._client = client
         last = "no port tried"
         for port in self.plan.candidates():
@@ -201,9 +204,25 @@ class PortMapper:
                         return self._add(client, external, port, 0)
         raise PortMapError(f"the router refused to map a port: {last}")
 
+    def _find(self, client: Igd, protocol: str) -> tuple[Igd, str]:
+        """Discover the router with ``client``; it and its checked external address."""
+        client.discoverdelay = DISCOVER_MS
+        try:
+            if client.discover() <= 0:
+                raise PortMapError(f"no {protocol} router answered on this network")
+            client.selectigd()
+            return client, self.plan.check_external(client.externalipaddress())
+        except PortMapError:
+            raise
+        except Exception as exc:  # miniupnpc raises plain Exception with the reason
+            raise PortMapError(f"the {protocol} router did not answer properly: {exc}") \
+                from None
+
     def _add(self, client: Igd, external: str, port: int, lease_s: int) -> PortMapping:
-        client.addportmapping(port, "TCP", client.lanaddr, self.plan.internal_port,
-                              DESCRIPTION, "", lease_s)
+        granted = client.addportmapping(port, "TCP", client.lanaddr, self.plan.internal_port,
+                                        DESCRIPTION, "", lease_s)
+        if isinstance(granted, tuple):  # NAT-PMP: the gateway picks port and lease
+            port, lease_s = granted
         return PortMapping(external, port, client.lanaddr, self.plan.internal_port, lease_s)
 
     async def _renew_forever(self) -> None:

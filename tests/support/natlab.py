@@ -24,6 +24,7 @@ Router kinds (``Kind``):
                refuses to map anything when its WAN address is private or reserved
                (documentation ranges included), so these routers get a WAN address
                from 11.0.113.0/24 instead; it exists only inside the lab.
+    natpmp:    the same with UPnP-IGD switched off: NAT-PMP only.
 
 Processes run in a home host go out through its router, exactly like at home.
 """
@@ -56,6 +57,7 @@ class Kind(Enum):
     CONE = "cone"
     SYMMETRIC = "symmetric"
     UPNP = "upnp"
+    NATPMP = "natpmp"
 
 
 @dataclass(eq=False)
@@ -81,9 +83,10 @@ def natlab_unavailable(kinds: list[Kind] | tuple[Kind, ...] = ()) -> str | None:
         return reason
     if any(k is not Kind.PUBLIC for k in kinds) and shutil.which("iptables") is None:
         return "`iptables` is not installed (apt-get install iptables)"
-    if Kind.UPNP in kinds and not Path(MINIUPNPD).exists():
+    mapping = Kind.UPNP in kinds or Kind.NATPMP in kinds
+    if mapping and not Path(MINIUPNPD).exists():
         return "`miniupnpd` is not installed (apt-get install miniupnpd)"
-    if Kind.UPNP in kinds and shutil.which("nft") is None:
+    if mapping and shutil.which("nft") is None:
         return "`nft` is not installed (apt-get install nftables)"
     return None
 
@@ -116,7 +119,7 @@ class NatLab(Lan):
         for i, kind in enumerate(self._kinds):
             self.hosts.append(self._add_host(i, kind))
         for host in self.hosts:
-            if host.kind is Kind.UPNP:
+            if host.kind in (Kind.UPNP, Kind.NATPMP):
                 self._start_igd(host)
 
     def _plug(self, index: int, netns: str, address: str) -> None:
@@ -140,7 +143,8 @@ class NatLab(Lan):
                            wan_address=address)
         router = f"{self.tag}r{i}"
         self._add_netns(router)
-        wan = f"{UPNP_WAN_NET if kind is Kind.UPNP else NAT_WAN_NET}.{i + 1}"
+        mapping = kind in (Kind.UPNP, Kind.NATPMP)
+        wan = f"{UPNP_WAN_NET if mapping else NAT_WAN_NET}.{i + 1}"
         self._plug(i, router, wan)
         home_net = f"192.168.{i + 1}"
         _run(["ip", "-n", router, "link", "add", "eth1", "type", "veth",
@@ -166,7 +170,8 @@ class NatLab(Lan):
                        wan_address=wan, router_netns=router)
 
     def _start_igd(self, host: LabHost) -> None:
-        """Run miniupnpd (UPnP-IGD + NAT-PMP) in ``host``'s router, wait until it serves."""
+        """Run miniupnpd (NAT-PMP, and UPnP-IGD for ``upnp``) in ``host``'s router, and
+        wait until it serves."""
         assert host.router_netns is not None
         router = host.router_netns
         # miniupnpd's nftables backend only fills chains; it expects them to exist.
@@ -190,7 +195,7 @@ class NatLab(Lan):
             "listening_ip=eth1\n"
             "http_port=5000\n"
             "enable_natpmp=yes\n"
-            "enable_upnp=yes\n"
+            f"enable_upnp={'yes' if host.kind is Kind.UPNP else 'no'}\n"
             "secure_mode=yes\n"
             "system_uptime=no\n"
             "notify_interval=60\n"
@@ -210,7 +215,10 @@ class NatLab(Lan):
                                       stdout=log, stderr=log)
         deadline = time.monotonic() + IGD_START_TIMEOUT_S
         while True:
-            listening = _run(["ip", "netns", "exec", router, "ss", "-ltnH", "sport", "= :5000"],
+            # Serving: the UPnP web server (TCP 5000), or the NAT-PMP port (UDP 5351).
+            probe = (["-ltnH", "sport", "= :5000"] if host.kind is Kind.UPNP
+                     else ["-lunH", "sport", "= :5351"])
+            listening = _run(["ip", "netns", "exec", router, "ss", *probe],
                              check=False).stdout
             if listening.strip():
                 return
