@@ -126,7 +126,7 @@ def run_store(store: str, args: argparse.Namespace) -> dict[str, Any]:
          "--log-level", "WARNING", "--max-connections", str(args.peers + 100),
          "--max-connections-per-address", str(args.peers + 100),
          "--max-room-peers-per-address", str(args.peers + 10),
-         "--max-peers-per-room", str(args.peers + 10), *extra],
+         "--max-peers-per-room", str(args.peers + 10), "--no-tls", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert tracker.stdout is not None

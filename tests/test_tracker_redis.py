@@ -19,8 +19,9 @@ pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
                                 reason="redis-server is not installed (apt-get install "
                                        "redis-server)")
 WAIT_S = 20.0
+# Plaintext: these clients have no key (TLS is tested in test_trust_tls.py).
 CFG = TrackerConfig(lease_s=2.0, lease_grace_s=3.0, peer_timeout_s=30.0,
-                    update_interval_s=0.02)
+                    update_interval_s=0.02, tls=False)
 
 
 @pytest.fixture
