@@ -127,3 +127,13 @@ def test_an_auto_child_moves_down_when_its_queue_backs_up() -> None:
     assert relay.layers(None) == {480}
     relay.fan_out(frame(480, 6, -1, True), None)
     assert relay.child_layer("kid") == 480
+
+
+def test_jpegs_stand_alone_a_drop_loses_one_frame_only() -> None:
+    relay = make_relay([], [0.0])
+    sink = Sink(capacity=3)
+    relay.add_child("kid", sink, 480)
+    for seq in range(1, 6):
+        relay.fan_out(VideoFrame(1, seq, 0.0, 16, 16, 480, b"\xff\xd8", codec="mjpeg"), None)
+    assert len(sink.queue) == 3  # the newest three: nothing cleared, two dropped
+    assert relay.child_layer("kid") == 480

@@ -258,17 +258,20 @@ class Relay:
                 continue
             if data is None:
                 data = encode(frame)  # once per frame, shared by its children
-            if frame.keyframe and child.sink.queued_frames:
-                # A keyframe makes everything queued before it pointless (latest wins).
+            if frame.keyframe and frame.codec != "mjpeg" and child.sink.queued_frames:
+                # A keyframe of an inter-frame codec makes everything queued before it
+                # pointless (latest wins). JPEGs each stand alone: they stay queued.
                 child.dropped += child.sink.clear_video()
             child.sent += 1
             child.keyframes += frame.keyframe
             if not child.sink.send_video(data):
-                # An older frame of this child's chain is gone: what follows it in the
-                # queue (this one too) cannot decode. Start it again at a keyframe.
-                child.dropped += 1 + child.sink.clear_video()
-                child.gate.broke()
-                self._need_keyframe(target, have)
+                child.dropped += 1
+                if frame.codec != "mjpeg":
+                    # An older frame of this child's chain is gone: what follows it in
+                    # the queue (this one too) cannot decode. Restart at a keyframe.
+                    child.dropped += child.sink.clear_video()
+                    child.gate.broke()
+                    self._need_keyframe(target, have)
             sent += 1
         return sent
 
