@@ -32,11 +32,13 @@ import random
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-from bench.common import CLK_TCK, PAGE_KB, RESULTS_DIR, machine, save, table
+from bench.common import CLK_TCK, PAGE_KB, machine, save, table
 from protocol import limits
 from protocol.framing import encode
 from protocol.messages import Heartbeat, MessageType, Ping, Register, StreamClaim
@@ -251,7 +253,9 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
-    log = open(RESULTS_DIR / f"tracker_load_{n}.log", "w")  # noqa: SIM115 (closed below)
+    # The tracker's warnings, for a failed run (not a result: kept out of bench/results).
+    log = open(Path(tempfile.gettempdir()) / f"treecast_tracker_load_{n}.log",  # noqa: SIM115
+               "w")
     tracker = subprocess.Popen(
         [sys.executable, "-m", "tracker", "--host", "127.0.0.1", "--port", "0", "--no-mdns",
          "--max-connections", str(n + 100), "--max-connections-per-address", str(n + 100),
