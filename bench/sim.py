@@ -117,6 +117,12 @@ class Counters:
     tracker_messages: int = 0
     tracker_bytes: int = 0
     peer_seconds: float = 0.0
+    # The same over the steady window only (after the joins).
+    steady_tracker_messages: int = 0
+    steady_tracker_bytes: int = 0
+    steady_control_bytes: int = 0
+    steady_peer_seconds: float = 0.0
+    tracker_bytes_by_kind: dict[str, int] = field(default_factory=dict)
     joins: list[float] = field(default_factory=list)
     repairs: list[float] = field(default_factory=list)
     receiving: list[float] = field(default_factory=list)
@@ -214,8 +220,12 @@ class Sim:
         return size
 
     def _count(self, message: Message) -> None:
-        self.counters.tracker_messages += 1
-        self.counters.tracker_bytes += self._size(message)
+        c = self.counters
+        size = self._size(message)
+        c.tracker_messages += 1
+        c.tracker_bytes += size
+        kind = type(message).__name__
+        c.tracker_bytes_by_kind[kind] = c.tracker_bytes_by_kind.get(kind, 0) + size
 
     def _to_tracker(self, member: Member, message: Message) -> None:
         self._count(message)
@@ -354,10 +364,16 @@ class Sim:
         steady_from = 0.5 + join_s + STEADY_AFTER_JOIN_S
         seen_join: set[str] = set()
         second = 1.0
+        marks: tuple[int, int, int] | None = None
         while second <= a.seconds:
+            if marks is None and second > steady_from:
+                marks = (self.counters.tracker_messages, self.counters.tracker_bytes,
+                         sum(m.peer.control_bytes for m in self.members.values()))
             net.run_until(second)
             alive = [m for m in self.members.values() if m.peer.alive]
             self.counters.peer_seconds += len(alive)
+            if marks is not None:
+                self.counters.steady_peer_seconds += len(alive)
             for member in self.members.values():
                 peer = member.peer
                 if peer.joined_at is not None and peer.id not in seen_join:
@@ -377,6 +393,12 @@ class Sim:
                     receiving = net.receiving(self.root) & viewers
                     self.counters.receiving.append(len(receiving) / len(viewers))
             second += 1.0
+        if marks is not None:
+            c = self.counters
+            c.steady_tracker_messages = c.tracker_messages - marks[0]
+            c.steady_tracker_bytes = c.tracker_bytes - marks[1]
+            c.steady_control_bytes = sum(m.peer.control_bytes
+                                         for m in self.members.values()) - marks[2]
         wall = time.perf_counter() - wall0
         return self._result(wall)
 
@@ -393,6 +415,7 @@ class Sim:
         n = len(attached) + 1
         control = sum(m.peer.control_bytes for m in self.members.values())
         ps = max(c.peer_seconds, 1.0)
+        sps = max(c.steady_peer_seconds, 1.0)
         return {
             "peers": a.peers, "churn_pct_per_min": a.churn, "seconds": a.seconds,
             "seed": a.seed, "join_seconds": min(a.join_seconds, a.seconds),
@@ -411,6 +434,10 @@ class Sim:
             "tracker_msgs_per_peer_s": _r(c.tracker_messages / ps, 3),
             "tracker_bytes_per_peer_s": _r(c.tracker_bytes / ps, 1),
             "control_bytes_per_peer_s": _r(control / ps, 1),
+            "steady_tracker_msgs_per_peer_s": _r(c.steady_tracker_messages / sps, 3),
+            "steady_tracker_bytes_per_peer_s": _r(c.steady_tracker_bytes / sps, 1),
+            "steady_control_bytes_per_peer_s": _r(c.steady_control_bytes / sps, 1),
+            "tracker_bytes_by_kind": c.tracker_bytes_by_kind,
             "receiving_fraction_steady": _r(statistics.fmean(c.receiving), 5)
             if c.receiving else None,
             "receiving_fraction_min": _r(min(c.receiving), 5) if c.receiving else None,

@@ -43,6 +43,12 @@ needs a parent and takes offers from us (``offers_from``: the driver lists the a
 peers nobody can dial), sends its JoinRequest back on the same link. From there the
 link is like any other.
 
+Moving up. A repaired subtree lands wherever there was room, often deep. Every
+``MOVE_CHECK_S`` an attached peer looks at the room's candidates; when one with a
+free slot is at least ``MOVE_GAIN`` levels closer to the root (and not in our
+subtree), it dials it while keeping its parent, and only on Accept (whose path is
+checked as for any join) switches: make before break, so video keeps flowing.
+
 Fencing. ``epoch`` is the newest stream epoch accepted; the directory decides what is
 live (tracker epochs only grow; on a LAN the tie-break winner may hold a lower one).
 An Accept from a tree of a stale epoch is withdrawn.
@@ -99,6 +105,11 @@ MAX_JOIN_ATTEMPTS = 24
 JOIN_RETRY_S = (0.05, 0.2, 0.5, 1.0)
 # A parent we lost is not dialled again for this long (it may be frozen, not gone).
 AVOID_LOST_PARENT_S = 5.0
+# How often an attached peer looks for a place closer to the root, and how many levels
+# closer it must be to move (a repair moves a subtree whole, often to the bottom of
+# the tree; moving up later keeps the depth near log_k N under churn).
+MOVE_CHECK_S = 5.0
+MOVE_GAIN = 2
 
 
 class RoomView(Protocol):
@@ -193,6 +204,7 @@ class TreeCounters:
     parents_lost: int = 0
     silent_parents: int = 0  # parents left for sending no video
     children_refused: int = 0
+    moves: int = 0
 
 
 class TreeState:
@@ -241,6 +253,8 @@ class TreeState:
         self._avoid: dict[str, float] = {}
         self._round: _Round | None = None
         self._joining: _Link | None = None
+        self._moving = False  # the join in flight is a move of an attached peer
+        self._next_move_check = now + MOVE_CHECK_S
         self._retry_at: float | None = None
         self._retry_n = 0
         self._next_ping = now + timing.ping_interval_s
@@ -528,7 +542,7 @@ class TreeState:
                 due = link.deadline
         if self._retry_at is not None and self._retry_at < due:
             due = self._retry_at
-        return due
+        return min(due, self._next_move_check)
 
     def handle_timer(self, now: float) -> list[Action]:
         """Run whatever is due: deadlines, heartbeats and timeouts, join retries."""
@@ -556,11 +570,17 @@ class TreeState:
                 actions += self._close(
                     link, f"no video for {timeout:g} s", now,
                     Bye(reason=f"no video for {timeout:g} s", code=int(ErrorCode.TIMEOUT)))
-            else:
+            elif link.role is Role.PARENT:
+                # Only the child pings: its pings keep it alive at the parent, the
+                # parent's pongs keep the parent alive at the child (and carry the
+                # clock offsets, which only flow down).
                 actions.append(PingDue(link.id))
         if self._retry_at is not None and now >= self._retry_at:
             self._retry_at = None
             actions += self._pump_join(now)
+        if now >= self._next_move_check:
+            self._next_move_check = now + MOVE_CHECK_S
+            actions += self._consider_moving(now)
         return actions
 
     def _silent_parent(self, now: float) -> bool:
@@ -630,6 +650,7 @@ class TreeState:
         if link is not self._joining:
             return []  # an answer to a join we gave up on; its link is closing
         self._joining = None
+        moving, self._moving = self._moving, False
         if any(p.id == self.peer_id for p in accept.path):
             self.counters.loops_refused += 1
             return self._close(link, "loop", now, Bye(reason="join withdrawn: loop",
@@ -639,7 +660,19 @@ class TreeState:
             return self._close(link, "stale epoch", now, Bye(
                 reason="join withdrawn: an older stream", code=int(ErrorCode.STALE_EPOCH))) \
                 + self._pump_join(now)
-        if not self._wants_join():
+        actions: list[Action] = []
+        old = self._parent
+        if moving and old is not None:
+            if self._root or self._stopping or len(accept.path) + MOVE_GAIN > len(self._path):
+                return self._close(link, "move no longer worth it", now,
+                                   Bye(reason="join withdrawn"))
+            # Make before break: the new parent is ours; the old one hears why we go.
+            self._parent = None
+            del self._links[old.id]
+            self.counters.moves += 1
+            actions.append(Close(old.id, "moved closer to the root",
+                                 Bye(reason="moving closer to the root")))
+        elif not self._wants_join():
             return self._close(link, "no longer needed", now, Bye(reason="join withdrawn"))
         link.role = Role.PARENT
         link.deadline = None
@@ -657,8 +690,8 @@ class TreeState:
             self.stream.fps = accept.fps
             self.stream.codec = accept.codec
         self._demand_sent = None
-        actions: list[Action] = [ParentAttached(link.id, link.peer_id or "", link.name,
-                                                len(accept.path), accept)]
+        actions.append(ParentAttached(link.id, link.peer_id or "", link.name,
+                                      len(accept.path), accept))
         actions += self._set_path(accept.path, now)
         actions += self._update_demand()
         return actions
@@ -667,7 +700,8 @@ class TreeState:
         if link is not self._joining:
             return []
         self.counters.redirects += 1
-        if self._round is not None:
+        if self._round is not None and not self._moving:
+            # Depth first: a full peer's children are the nearest free slots we know.
             self._round.queue[:0] = list(redirect.candidates)
         return self._close(link, "redirected", now, Bye(reason="redirected"))
 
@@ -776,6 +810,30 @@ class TreeState:
         return [Send(link.id, JoinRequest(layer=self.demand(), listen_host=host,
                                           listen_port=port))]
 
+    def _consider_moving(self, now: float) -> list[Action]:
+        """Dial a free place at least MOVE_GAIN levels closer to the root, if the room
+        lists one (we stay attached meanwhile)."""
+        if self._parent is None or self._root or self._stopping or self._joining:
+            return []
+        depth = len(self._path)
+        excluded = self._subtree() | {self.peer_id, self._parent.peer_id or ""}
+        best: Candidate | None = None
+        for candidate in self._room.candidates():
+            if candidate.free_slots > 0 and candidate.depth + 1 + MOVE_GAIN <= depth \
+                    and candidate.id not in excluded \
+                    and (best is None or candidate.depth < best.depth):
+                best = candidate
+        if best is None:
+            return []
+        link = self._new_link(now, outbound=True)
+        link.candidate = best
+        link.name = best.name
+        link.deadline = now + self.timing.connect_timeout_s
+        self._joining = link
+        self._moving = True
+        self.counters.dials += 1
+        return [Dial(link.id, best)]
+
     # --- tree maintenance ----------------------------------------------------------
 
     def _set_path(self, path: tuple[PathEntry, ...], now: float) -> list[Action]:
@@ -858,6 +916,7 @@ class TreeState:
         self._offering.discard(link.id)
         if link is self._joining:
             self._joining = None
+            self._moving = False
             return actions + self._pump_join(now)
         if link in self._children:
             self._children.remove(link)
