@@ -18,7 +18,7 @@ import pytest
 
 from peer.lan.advertiser import LanAdvertiser
 from peer.lan.browser import LanBrowser
-from peer.node.directory import StreamerInfo
+from peer.node.directory import DirectoryChange, StreamerInfo
 from peer.node.errors import LockDeniedError
 from peer.node.lan_directory import LanDirectory
 from protocol.lan import LanPeer
@@ -65,7 +65,7 @@ class Harness:
 
     def __init__(self, room: str) -> None:
         self.room = room
-        self.changes: list[str] = []
+        self.changes: list[DirectoryChange] = []
         self._open: list[LanDirectory | LanAdvertiser | LanBrowser] = []
         self.browser: LanBrowser | None = None
         self.own_id = ""
@@ -151,7 +151,7 @@ async def test_candidates_exclude_self_losing_streamers_and_detached_peers(
     first = me.candidates()[0]
     assert (first.host, first.port, first.depth, first.free_slots) == (
         "127.0.0.1", 41001, 0, 2)
-    assert "streamer" in lan.changes and "peers" in lan.changes
+    assert DirectoryChange.STREAMER in lan.changes and DirectoryChange.PEERS in lan.changes
 
 
 async def test_claim_is_refused_while_a_streamer_is_live(lan: Harness, room: str) -> None:
@@ -183,7 +183,7 @@ async def test_claim_in_an_empty_room_then_release(lan: Harness, room: str) -> N
     assert before <= epoch <= int(time.time() * 1000), "the claim time is the epoch"
     assert me.streamer() == StreamerInfo(lan.own_id, "Me", epoch)
     assert me.lease_valid()
-    assert "streamer" in lan.changes
+    assert DirectoryChange.STREAMER in lan.changes
     await until(lambda: (r := mine()) is not None and r.role == "streamer")
     record = mine()
     assert record is not None and (record.depth, record.claim) == (0, epoch)
@@ -192,7 +192,7 @@ async def test_claim_in_an_empty_room_then_release(lan: Harness, room: str) -> N
     lan.changes.clear()
     await me.release()
     assert me.streamer() is None and not me.lease_valid()
-    assert "streamer" in lan.changes
+    assert DirectoryChange.STREAMER in lan.changes
     await until(lambda: (r := mine()) is not None and r.role == "viewer")
     record = mine()
     assert record is not None and (record.depth, record.claim) == (None, 0)

@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from peer.node.events import TreePeer
@@ -18,6 +19,15 @@ from peer.node.tracker_client import TrackerClient
 from peer.trust.pins import KnownTrackers
 from protocol import Candidate, PeerList, StreamerChanged, TreeLevel
 from protocol.identity import Identity
+
+
+class DirectoryChange(StrEnum):
+    """What changed in a directory (the argument of its ``on_change`` callback); a
+    StrEnum, so it also prints and compares as its word."""
+
+    PEERS = "peers"  # the room's peer list (candidates, the tree view)
+    STREAMER = "streamer"  # who streams, with which epoch
+    CLOSED = "closed"  # the tracker connection is gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +132,7 @@ class TrackerDirectory:
         listen_host: str | None,
         listen_port: int | None,
         heartbeat_s: float,
-        on_change: Callable[[str], None],
+        on_change: Callable[[DirectoryChange], None],
         more_trackers: Sequence[tuple[str, int]] = (),
         open_patience_s: float = OPEN_PATIENCE_S,
         identity: Identity | None = None,
@@ -157,24 +167,24 @@ class TrackerDirectory:
             streamer = self._streamer  # a restarted tracker has not heard from it yet
         if streamer != self._streamer:
             self._streamer = streamer
-            self._on_change("streamer")
-        self._on_change("peers")
+            self._on_change(DirectoryChange.STREAMER)
+        self._on_change(DirectoryChange.PEERS)
 
     def _on_streamer_changed(self, message: StreamerChanged) -> None:
         streamer = (StreamerInfo(message.streamer_id, message.streamer_name or "?",
                                  message.epoch) if message.streamer_id else None)
         if streamer != self._streamer:
             self._streamer = streamer
-            self._on_change("streamer")
+            self._on_change(DirectoryChange.STREAMER)
 
     def _on_closed(self, reason: str) -> None:
         # Lists from the next tracker we reach may lack the streamer for as long as
         # a holder's lease and grace (about 8 s): allow for that, and a margin.
         self._unsure_until = time.monotonic() + _UNSURE_AFTER_LOSS_S
-        self._on_change("closed")
+        self._on_change(DirectoryChange.CLOSED)
 
     def _on_reconnected(self, where: str) -> None:
-        self._on_change("peers")
+        self._on_change(DirectoryChange.PEERS)
 
     # --- connection reversal (issue 15; TreeState.offer) ---------------------------
 

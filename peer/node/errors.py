@@ -26,14 +26,6 @@ class MediaError(NodeError):
     """A source or recording cannot be opened, read or written."""
 
 
-class LinkBrokenError(NodeError):
-    """A neighbour or the network broke a link (EOF, reset, timeout, bad bytes)."""
-
-
-class ClosedError(NodeError):
-    """We closed this ourselves; nothing is wrong."""
-
-
 class ExitCode(IntEnum):
     """Exit status of the headless peer (``treecast-peer``, ``bench.probe``); scripts
     and benchmarks tell a refused lock or a missing tracker from a crash by it."""

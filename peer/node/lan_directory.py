@@ -19,7 +19,7 @@ from zeroconf.asyncio import AsyncZeroconf
 from peer.lan.addresses import advertise_addresses, interfaces_for
 from peer.lan.advertiser import LanAdvertiser
 from peer.lan.browser import LanBrowser
-from peer.node.directory import StreamerInfo, order_candidates
+from peer.node.directory import DirectoryChange, StreamerInfo, order_candidates
 from peer.node.errors import LockDeniedError
 from peer.node.events import TreePeer
 from protocol import Candidate, TreeLevel, limits
@@ -31,7 +31,7 @@ class LanDirectory:
     """Directory over zeroconf: advertise ourselves, browse the room."""
 
     def __init__(self, *, peer_id: str, name: str, room: str, listen_host: str,
-                 listen_port: int, on_change: Callable[[str], None]) -> None:
+                 listen_port: int, on_change: Callable[[DirectoryChange], None]) -> None:
         self._peer_id = peer_id
         self._name = name
         self._room = room
@@ -74,8 +74,8 @@ class LanDirectory:
                     if holder is not None else None)
         if streamer != self._streamer:
             self._streamer = streamer
-            self._on_change("streamer")
-        self._on_change("peers")
+            self._on_change(DirectoryChange.STREAMER)
+        self._on_change(DirectoryChange.PEERS)
 
     def candidates(self) -> list[Candidate]:
         streamer = self._streamer

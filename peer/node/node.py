@@ -37,7 +37,7 @@ from peer.node.codec import CodecError, Image
 from peer.node.codecs.base import VideoCodec, parse_codec
 from peer.node.codecs.h264 import layer_bitrate
 from peer.node.config import NodeConfig, SourceSpec
-from peer.node.directory import Directory, TrackerDirectory
+from peer.node.directory import Directory, DirectoryChange, TrackerDirectory
 from peer.node.display import Display
 from peer.node.errors import LockDeniedError, MediaError, NodeError, TrackerUnreachableError
 from peer.node.events import (
@@ -68,7 +68,7 @@ from peer.node.pump import StreamEnd, StreamEndReason, StreamPump
 from peer.node.reachability import classify
 from peer.node.relay import Relay
 from peer.node.report import Position, StatsReporter
-from peer.node.room import DirectoryChange, DirectoryRoom, open_directory
+from peer.node.room import DirectoryRoom, open_directory
 from peer.node.stats import StreamStats
 from peer.node.stranded import StrandedWatch
 from peer.node.tree import actions as act
@@ -881,12 +881,11 @@ class Node:
 
     # --- directory, timers, stats ---------------------------------------------------
 
-    def _on_directory_change(self, what: str) -> None:
+    def _on_directory_change(self, change: DirectoryChange) -> None:
         directory = self._room.directory
         if directory is None or self._stopping or not self._directory_open:
             return  # start() catches up once the directory is open and Ready is out
         now = self._now()
-        change = DirectoryChange(what)
         if change is DirectoryChange.PEERS:
             self._emit(TreeChanged(peers=directory.tree(), self_id=self.peer_id))
             self._apply(self.tree.set_reachable(directory.reachable(), self._fanout(), now))

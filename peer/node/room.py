@@ -8,12 +8,11 @@ questions (``RoomView``) from whatever directory the node has.
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import StrEnum
 
 from peer.lan.addresses import interfaces_for
 from peer.lan.browser import find_tracker
 from peer.node.config import NodeConfig
-from peer.node.directory import Directory, TrackerDirectory
+from peer.node.directory import Directory, DirectoryChange, TrackerDirectory
 from peer.node.errors import TrackerUnreachableError
 from peer.node.lan_directory import LanDirectory
 from peer.node.tree.state import subtree_of
@@ -26,19 +25,8 @@ from protocol.identity import Identity
 LAN_TRACKER_WAIT_S = 1.5
 
 
-class DirectoryChange(StrEnum):
-    """What changed in the directory (the argument of its ``on_change`` callback).
-
-    A StrEnum: directories written before it pass the same words as plain strings.
-    """
-
-    PEERS = "peers"  # the room's peer list (candidates, the tree view)
-    STREAMER = "streamer"  # who streams, with which epoch
-    CLOSED = "closed"  # the tracker connection is gone
-
-
 async def open_directory(config: NodeConfig, peer_id: str, listen: tuple[str, int],
-                         on_change: Callable[[str], None],
+                         on_change: Callable[[DirectoryChange], None],
                          identity: Identity | None = None) -> Directory:
     """The directory ``config`` asks for (not opened yet); ``identity`` makes the
     tracker link TLS (with ``config.tls``).
