@@ -396,3 +396,20 @@ def test_codec_and_auto_travel_with_accept_and_demand() -> None:
     assert isinstance(accept, Accept) and accept.codec == "h264"
     changed = root.receive(link, LayerDemand(layer=720, auto=True), 0.2)
     assert act.ChildLayerChanged(link, 720, True) in changed
+
+
+def test_after_a_repair_peers_move_up_and_the_depth_stays_near_log_k() -> None:
+    net, root = _room(150, seed=9)
+    net.run_until(8.0)  # the move checks run at 5 s, 10 s, ... (all peers start at 0)
+    bound = math.ceil(math.log(151, 3)) + 2
+    # The root's children carry the biggest subtrees; each moves whole.
+    for victim in [p for p in net.peers.values() if p.tree.depth == 1]:
+        net.kill(victim)
+    net.run_until(net.now + 1.5)
+    assert net.receiving(root) == _viewers(net, root)
+    net.run_until(net.now + 11.0)  # two move checks
+    moves = sum(p.tree.counters.moves for p in net.peers.values())
+    settled = max(p.tree.depth or 0 for p in net.peers.values() if p.healthy)
+    assert moves > 0 and settled <= bound, (moves, settled)
+    assert net.receiving(root) == _viewers(net, root)  # make before break: nobody cut off
+    _no_cycles(net)
