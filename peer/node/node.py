@@ -33,7 +33,7 @@ from peer.node import layers
 from peer.node.admission import ConnectionCaps
 from peer.node.audio.station import AudioStation
 from peer.node.chat import ChatRouter
-from peer.node.codec import CodecError, Image
+from peer.node.codec import CodecError
 from peer.node.codecs.base import VideoCodec, parse_codec
 from peer.node.codecs.h264 import layer_bitrate
 from peer.node.config import NodeConfig, SourceSpec
@@ -41,24 +41,22 @@ from peer.node.directory import Directory, DirectoryChange, TrackerDirectory
 from peer.node.display import Display
 from peer.node.errors import LockDeniedError, MediaError, NodeError, TrackerUnreachableError
 from peer.node.events import (
-    ChatReceived,
     DecodedFrame,
-    EpochSeen,
     ErrorRaised,
-    FirstFrame,
     Joined,
     LockDenied,
     NodeEvent,
     ParentLost,
     Ready,
-    Resumed,
     SourceProgress,
     Stopped,
     StreamEnded,
     StreamStarted,
     TreeChanged,
 )
+from peer.node.gossip import ChatGossip
 from peer.node.identity_file import load_identity
+from peer.node.intake import VideoIntake
 from peer.node.link import PeerLink, open_link
 from peer.node.media import FrameSource, PacedCapture, open_source
 from peer.node.passthrough import H264Recorder
@@ -153,7 +151,9 @@ class Node:
         self._room_key = link_key(config.room_secret) if config.room_secret else None
         # Inbound connections held at once, in total and per address (hostile hosts).
         self._inbound_caps = ConnectionCaps.for_fanout(config.fanout)
-        self._chat = ChatRouter(self.identity, config.name)
+        self._chat = ChatGossip(ChatRouter(self.identity, config.name), self._tree_links,
+                                self._emit)
+        self._intake: VideoIntake | None = None
         self._stats = StreamStats(timing.stats_window_s)
         self._reporter = StatsReporter(self._stats)
         self._audio = AudioStation(
@@ -175,17 +175,8 @@ class Node:
         self._stopping = False
         self._stopped = asyncio.Event()
         self._streamer_announced: str | None = None
-        self._layer_in: int | None = None
-        self._epoch_seen = 0
-        self._epoch_changes = 0  # streams seen: what the stats fence by, never going back
-        self._last_seq = -1
-        # When video stopped because the parent went: (loop time, last seq seen).
-        self._lost_at: tuple[float, int] | None = None
         self._playback = PlaybackState()  # the streamer's pause/position (playback.py)
         self._position_s = 0.0  # streamer: where the file stands (last released frame)
-        # Since the last join, while no picture could be shown yet: (loop time of the
-        # join, True when the first picture is the first decoded one).
-        self._awaiting_first: float | None = None
         self._auto_timer: asyncio.TimerHandle | None = None
         # What our uplink carries, measured: the child slots we offer follow it.
         self._uplink = UplinkMeter(config.fanout)
@@ -243,10 +234,13 @@ class Node:
                                 picture_wait=self._audio.picture_wait,
                                 on_shown=self._video_shown)
         self._relay = Relay(self._executor, clamp=self.tree.clamp,
-                            is_live=self.tree.is_live_epoch, on_picture=self._on_picture,
+                            is_live=self.tree.is_live_epoch,
+                            on_picture=lambda f, image: self._intake_().picture(f, image),
                             request_keyframe=self._request_keyframe,
                             on_bad_frame=self._bad_video,
                             on_record_error=self._display.recording_failed)
+        self._intake = VideoIntake(self.tree, self._relay, self._display, self._stats,
+                                   root_offset=self._root_offset, emit=self._emit)
         self._audio.recording = self._sound_track
         if cfg.record_path:
             try:
@@ -369,11 +363,7 @@ class Node:
 
     async def send_chat(self, text: str) -> None:
         """Send a chat line to the whole room (ValueError when empty or too long)."""
-        message = self._chat.compose(text, time.time())
-        self._emit_chat(message, own=True)
-        data = encode(message)
-        for link in self._tree_links():
-            link.send_bytes(data)
+        self._chat.send(text)
 
     async def start_streaming(self, source: SourceSpec,
                               opened: FrameSource | None = None) -> None:
@@ -531,7 +521,7 @@ class Node:
             if link.outbound:  # we dialled it (reversal): no media from a child
                 link.set_media_in(False)
             self._relay.add_child(event.link, link, event.layer, auto=event.auto)
-            link.send(self._chat.open_link(event.peer_id, time.time()))
+            self._chat.link_up(link, event.peer_id)
             state = self._playback.for_new_child(self.tree.epoch)
             if state is not None:  # paused: no frames will come to tell it otherwise
                 link.send(state)
@@ -562,8 +552,8 @@ class Node:
         # A new parent is a new chain: we and our children start at its keyframe.
         self._relay.restart()
         self._relay.processor.fps = event.accept.fps
-        self._awaiting_first = self._now()
-        link.send(self._chat.open_link(event.peer_id, time.time()))
+        self._intake_().parent_attached()
+        self._chat.link_up(link, event.peer_id)
         width, height = self._display_size()
         self._emit(Joined(parent=event.name, parent_id=event.peer_id, depth=event.depth,
                           width=width, height=height))
@@ -572,11 +562,7 @@ class Node:
         self._audio.parent_lost()
         self._emit(ParentLost(parent=event.name, parent_id=event.peer_id,
                               reason=event.reason))
-        if event.stream_over:
-            self._lost_at = None
-            self._last_seq = -1
-        else:
-            self._lost_at = (self._now(), self._last_seq)
+        self._intake_().parent_lost(stream_over=event.stream_over)
 
     def _arm_timer(self) -> None:
         if self._loop is None or self._stopping:
@@ -658,7 +644,7 @@ class Node:
         link.start()
         self._arm_timer()
 
-    def _tree_links(self, but: PeerLink | None = None) -> list[PeerLink]:
+    def _tree_links(self, but: PeerLink | None) -> list[PeerLink]:
         """Parent and children (chat travels on these)."""
         ids = self.tree.children
         if self.tree.parent is not None:
@@ -673,7 +659,7 @@ class Node:
             link.admitted_from = None
         self._reporter.link_closed(link.counters)
         if link.peer_id is not None:
-            self._chat.forget_link(link.peer_id)
+            self._chat.link_gone(link.peer_id)
         if link_id is None:
             return
         del self._links[link_id]
@@ -686,7 +672,7 @@ class Node:
         now = self._now()
         self.tree.heard(link_id, now)
         if isinstance(message, VideoFrame):
-            self._on_video(link_id, message)
+            self._intake_().frame(link_id, message)
         elif isinstance(message, AudioFrame):
             # Only the parent sends sound, of the live stream; the station forwards it
             # untouched to every child, then counts, records and plays it.
@@ -700,10 +686,9 @@ class Node:
             if link_id == self.tree.parent:
                 link.root_offset = message.root_offset
         elif isinstance(message, Chat):
-            self._on_chat(link, message)
+            self._chat.received(link, message)
         elif isinstance(message, ChatHave):
-            for missing in self._chat.missing_for(message):
-                link.send(missing)
+            self._chat.offered(link, message)
         elif isinstance(message, Error):
             self._emit(ErrorRaised(message=f"{link.name}: {message.reason}"))
         elif isinstance(message, Playback):
@@ -723,72 +708,11 @@ class Node:
         else:
             self._apply(self.tree.receive(link_id, message, now))
 
-    # --- chat -----------------------------------------------------------------------
-
-    def _on_chat(self, link: PeerLink, message: Chat) -> None:
-        if link.peer_id is None:
-            return
-        verdict = self._chat.receive(message, link.peer_id, time.time())
-        if verdict.refusal is not None:
-            link.send(verdict.refusal)
-        if not verdict.deliver:
-            return
-        self._emit_chat(message, own=False)
-        data = encode(message)
-        for other in self._tree_links(but=link):
-            other.send_bytes(data)
-
-    def _emit_chat(self, message: Chat, *, own: bool) -> None:
-        self._emit(ChatReceived(id=message.msg_id, origin_id=message.origin_id,
-                                sender=message.origin_name, text=message.text,
-                                sent_at=message.sent_at, own=own))
-
     # --- video (relay and viewer) ---------------------------------------------------
 
-    def _on_video(self, link_id: int, frame: VideoFrame) -> None:
-        if link_id != self.tree.parent:
-            return  # only the parent sends video; anything else is ignored
-        if not self.tree.frame_epoch(frame.epoch):
-            return  # fenced: a streamer that lost its lock
-        self.tree.video_arrived(self._now())
-        assert self._relay is not None and self._display is not None
-        if frame.epoch != self._epoch_seen:
-            self._epoch_seen = frame.epoch
-            self._epoch_changes += 1
-            self._emit(EpochSeen(epoch=frame.epoch, seq=frame.seq))
-        self._layer_in = frame.layer
-        now = time.time()
-        if self._lost_at is not None:
-            gap_ms = (self._now() - self._lost_at[0]) * 1000.0
-            lost = max(0, frame.seq - self._lost_at[1] - 1) if self._lost_at[1] >= 0 else 0
-            self._lost_at = None
-            self._emit(Resumed(parent=self.tree.parent_name or "?", gap_ms=round(gap_ms, 1),
-                               lost=lost))
-        self._last_seq = frame.seq
-        offset = self._root_offset()
-        latency = None if offset is None else now + offset - frame.captured_at
-        # The stats fence off older epochs by number; on a LAN the current stream may
-        # have the lower one, so they get a count of streams seen, which only grows.
-        self._stats.frame_received(now, len(frame.data), frame.seq, self._epoch_changes,
-                                   latency)
-        picture = self._display.wants_pictures
-        decodable = self._relay.forward(frame, picture=picture,
-                                        recording=self._display.recording)
-        if decodable and not picture and self._awaiting_first is not None:
-            self._first_frame(frame)
-
-    def _on_picture(self, frame: VideoFrame, image: Image | None) -> None:
-        """The receive pipeline decoded a frame for the screen."""
-        assert self._display is not None
-        if self._awaiting_first is not None:
-            self._first_frame(frame)
-        self._display.received(frame, image)
-
-    def _first_frame(self, frame: VideoFrame) -> None:
-        assert self._awaiting_first is not None
-        wait_ms = (self._now() - self._awaiting_first) * 1000.0
-        self._awaiting_first = None
-        self._emit(FirstFrame(wait_ms=round(wait_ms, 1), layer=frame.layer, codec=frame.codec))
+    def _intake_(self) -> VideoIntake:
+        assert self._intake is not None, "start() first"
+        return self._intake
 
     def _request_keyframe(self, layer: int) -> None:
         """Ask our parent for a keyframe of ``layer`` (the relay rate-limits this)."""
@@ -1010,13 +934,14 @@ class Node:
             shown, keyframes = wanted, self._pump.keyframes
             shown = self.tree.clamp(max(limits.LAYERS))
         else:
-            shown = min(wanted, self._layer_in) if self._layer_in is not None else wanted
-            if self.tree.auto and self._layer_in is not None:
-                shown = self._layer_in
+            layer_in = self._intake_().layer_in
+            shown = min(wanted, layer_in) if layer_in is not None else wanted
+            if self.tree.auto and layer_in is not None:
+                shown = layer_in
             keyframes = self._relay.keyframes_in
         position = Position(width=width, height=height, depth=self.tree.depth,
                             parent=self.tree.parent_name, children=len(self.tree.children),
-                            layer=shown, layer_in=self._layer_in,
+                            layer=shown, layer_in=self._intake_().layer_in,
                             wanted="auto" if self.tree.auto else self.tree.layer,
                             codec=self.tree.stream.codec if self.tree.stream.height else None,
                             keyframes=keyframes, reachability=self._reachability())
