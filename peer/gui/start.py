@@ -325,6 +325,16 @@ class StartScreen(QWidget):
         session = self._lan_session_for(self.room)
         return session.tracker if session is not None else None
 
+    def more_trackers(self) -> tuple[tuple[str, int], ...]:
+        """The typed list's other trackers, which the node moves to when the first
+        fails (none in LAN mode: a LAN session names one tracker)."""
+        if self.mode != "tracker":
+            return ()
+        try:
+            return parse_trackers(self.tracker_edit.text())[1:]
+        except ValueError:
+            return ()
+
     def problems(self) -> list[str]:
         """What stops the buttons from working, in plain words (empty when fine)."""
         problems = []
@@ -340,6 +350,7 @@ class StartScreen(QWidget):
             name=self.name_edit.text().strip(),
             room=self.room,
             tracker=self.tracker_address(),
+            more_trackers=self.more_trackers(),
             lan=self.mode == "lan",
             streaming=streaming,
             # The streamer's node is a viewer until it goes live: the smallest layer

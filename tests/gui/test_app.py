@@ -390,3 +390,25 @@ def test_closing_the_window_leaves_and_ends_threads(qtbot, window, factory) -> N
 def test_pattern_is_the_default_source(qtbot, window) -> None:
     view = stream(qtbot, window)
     assert view.source() == PatternSource()
+
+
+def test_a_list_of_trackers_reaches_the_node_whole(qtbot, window, factory) -> None:
+    """Issue 14 item 4: "A:P,B:P" in the tracker field gives the node both trackers
+    (it moves to the second when the first fails), as ``--tracker A:P,B:P`` does."""
+    screen = window.start_screen
+    screen.tracker_radio.setChecked(True)
+    screen.tracker_edit.setText("127.0.0.1:7700, [::1]:7701,127.0.0.1:7702")
+    request = screen.request(streaming=False)
+    assert request.tracker == ("127.0.0.1", 7700)
+    assert request.more_trackers == (("::1", 7701), ("127.0.0.1", 7702))
+    join(qtbot, window)
+    config = factory.node.config
+    assert config.tracker == ("127.0.0.1", 7700)
+    assert config.more_trackers == (("::1", 7701), ("127.0.0.1", 7702))
+    leave(qtbot, window)
+    # One address: nothing further; LAN mode: the LAN session's single tracker.
+    screen.tracker_edit.setText("127.0.0.1:7700")
+    assert screen.request(streaming=True).more_trackers == ()
+    screen.tracker_edit.setText("127.0.0.1:7700,127.0.0.1:7701")
+    screen.lan_radio.setChecked(True)
+    assert screen.request(streaming=False).more_trackers == ()

@@ -24,6 +24,8 @@ class SessionRequest:
         name: the user's display name.
         room: the room to meet in.
         tracker: (host, port) of the tracker, or None to meet on the LAN only.
+        more_trackers: further trackers the node moves to when ``tracker`` fails (the
+            rest of an "A:P,B:P" list in the tracker field), as ``--tracker`` does.
         lan: find peers (and a tracker) with mDNS on the local network.
         streaming: True for the streamer view, False to watch.
         resolution: the layer a viewer asks for first, or "auto" (the best its path
@@ -39,6 +41,7 @@ class SessionRequest:
     lan: bool
     streaming: bool
     resolution: int | str = AUTO
+    more_trackers: tuple[tuple[str, int], ...] = ()
 
 
 def make_config(
@@ -64,6 +67,7 @@ def make_config(
         name=request.name,
         room=request.room,
         tracker=request.tracker,
+        more_trackers=request.more_trackers,
         lan=request.lan,
         source=source,
         resolution=max(LAYERS) if request.resolution == AUTO else int(request.resolution),
