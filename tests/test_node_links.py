@@ -59,9 +59,6 @@ class StandInDirectory:
     def own_host(self) -> str | None:
         return "127.0.0.1"
 
-    def own_name(self) -> str:
-        return "me"
-
     def reachable(self) -> bool:
         return True
 
