@@ -20,6 +20,7 @@ from pathlib import Path
 from redis.exceptions import RedisError
 
 from peer.lan.addresses import interfaces_for
+from protocol.addresses import AddressError, join_host_port, split_host_port
 from protocol.fields import is_wildcard_host
 from protocol.identity import Identity, IdentityError
 from tracker.config import TrackerConfig
@@ -31,14 +32,21 @@ from tracker.status import StatusError, query_status, status_lines
 log = logging.getLogger("tracker")
 
 
+def _listen_host(text: str) -> str:
+    """``--host``: an address or name; ``[::1]`` is taken as ``::1``."""
+    return text[1:-1] if text.startswith("[") and text.endswith("]") else text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line (also used by the docs and tests)."""
     defaults = TrackerConfig()
     parser = argparse.ArgumentParser(
         prog="treecast-tracker",
         description="Treecast tracker: rooms, peer lists and the streamer lock.")
-    parser.add_argument("--host", default="0.0.0.0", help="address to listen on "
-                        "(default: %(default)s)")
+    parser.add_argument("--host", default="::", type=_listen_host,
+                        help="address to listen on; '::' is every IPv6 and IPv4 address "
+                        "(dual-stack, IPv4 only where the system has no IPv6), 0.0.0.0 "
+                        "every IPv4 one (default: %(default)s)")
     parser.add_argument("--port", type=int, default=7700,
                         help="port to listen on; 0 picks a free one (default: %(default)s)")
     parser.add_argument("--no-mdns", action="store_true",
@@ -141,10 +149,10 @@ def _print_status(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     """``--status``: 0 when the tracker and its store are well, 1 when its store is
     failing, 4 when the tracker cannot be reached."""
     if args.status:
-        host, _, port_text = args.status.rpartition(":")
-        if not host or not port_text.isdigit():
-            parser.error(f"--status wants HOST:PORT, not {args.status!r}")
-        port = int(port_text)
+        try:
+            host, port = split_host_port(args.status)
+        except AddressError as exc:
+            parser.error(f"--status wants HOST:PORT: {exc}")
     else:
         host = "127.0.0.1" if is_wildcard_host(args.host) else args.host
         port = args.port
@@ -213,7 +221,8 @@ async def _serve(config: TrackerConfig, host: str, port: int, identity: Identity
         loop.add_signal_handler(sig, stop.set)
     try:
         bound_host, bound_port = server.address
-        print(f"treecast-tracker listening on {bound_host}:{bound_port}", flush=True)
+        print(f"treecast-tracker listening on {join_host_port(bound_host, bound_port)}",
+              flush=True)
         # What users give peers to pin this tracker: --tracker HOST:PORT#FINGERPRINT.
         print(f"treecast-tracker key {identity.fingerprint}"
               + ("" if config.tls else " (TLS off)"), flush=True)

@@ -29,8 +29,10 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 
+from peer.lan.listen import listen_socket
 from peer.trust.tls import HANDSHAKE_TIMEOUT_S, LinkGuard, server_context
 from protocol import limits
+from protocol.addresses import join_host_port, plain_host
 from protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from protocol.framing import TRACKER_INBOX, FrameDecoder, encode
 from protocol.identity import Identity
@@ -114,7 +116,8 @@ class TrackerServer:
 
     Args:
         config: limits and timers.
-        host: address to listen on ("0.0.0.0": every IPv4 interface).
+        host: address to listen on ("::": every IPv6 and IPv4 address, dual-stack where
+            the system allows; "0.0.0.0": every IPv4 interface).
         port: port to listen on (0 picks a free one; see ``address``).
         epoch_floor: every epoch granted is above it. Default: the wall clock in
             milliseconds at start, which no earlier run of this tracker can have
@@ -187,7 +190,8 @@ class TrackerServer:
             self._link = link
         tls = self.config.tls
         self._server = await loop.create_server(
-            lambda: _Connection(self), self._host, self._port, backlog=_BACKLOG,
+            lambda: _Connection(self), sock=listen_socket(self._host, self._port,
+                                                          backlog=_BACKLOG),
             ssl=server_context(self.identity) if tls else None,
             ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if tls else None)
         self._timer_task = asyncio.create_task(self._run_timers(), name="tracker-timers")
@@ -229,8 +233,10 @@ class TrackerServer:
 
     def _opened(self, transport: asyncio.Transport) -> _Link:
         peer = transport.get_extra_info("peername")
-        ip = str(peer[0]) if peer else "?"
-        link = _Link(next(self._ids), f"{ip}:{peer[1]}" if peer else "?", transport)
+        # One host, one spelling: an IPv4 client of a dual-stack listener is a.b.c.d.
+        ip = plain_host(str(peer[0])) if peer else "?"
+        link = _Link(next(self._ids), join_host_port(ip, peer[1]) if peer else "?",
+                     transport)
         self._links[link.id] = link
         self._all_closed.clear()
         self._dispatch(self.state.connect(link.id, ip, self._loop_time()))

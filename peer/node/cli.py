@@ -31,15 +31,17 @@ from peer.node.errors import ExitCode, MediaError, NodeError, exit_code
 from peer.node.events import NodeEvent
 from peer.node.node import Node
 from protocol import limits
+from protocol.addresses import AddressError, split_host_port
 from protocol.messages import RoomList
 from protocol.private_room import room_id, stretch
 
 
 def _address(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port)
+    """``--listen``: ``HOST:PORT`` or ``[IPV6]:PORT``; port 0 picks a free one."""
+    try:
+        return split_host_port(text, allow_port_zero=True)
+    except AddressError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _split_fingerprint(text: str) -> tuple[str, str | None]:
@@ -108,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the rooms and streams visible on the LAN (or, with "
                              "--tracker, the tracker's rooms), then exit")
     parser.add_argument("--room", default="lobby")
-    parser.add_argument("--listen", type=_address, default=("0.0.0.0", 0), metavar="HOST:PORT")
+    parser.add_argument("--listen", type=_address, default=("::", 0), metavar="HOST:PORT",
+                        help="where children connect; the default [::]:0 is every IPv6 "
+                        "and IPv4 address (IPv4 only where the system has no IPv6), "
+                        "0.0.0.0:0 every IPv4 one")
     parser.add_argument("--advertise", metavar="HOST",
                         help="address others should dial (default: as the tracker sees us)")
     parser.add_argument("--upnp", action="store_true",

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from peer.node.audio.config import AudioConfig
 from protocol import limits
+from protocol.addresses import AddressError, split_host_port
 from protocol.private_room import is_private
 
 
@@ -101,7 +102,7 @@ class NodeConfig:
     tracker: tuple[str, int] | None = None
     more_trackers: tuple[tuple[str, int], ...] = ()
     lan: bool = False
-    listen_host: str = "0.0.0.0"
+    listen_host: str = "::"  # dual-stack (peer/lan/listen.py)
     listen_port: int = 0
     advertise_host: str | None = None
     max_children: int | None = None
@@ -159,18 +160,12 @@ def parse_trackers(text: str) -> tuple[tuple[str, int], ...]:
     """
     found: list[tuple[str, int]] = []
     for item in text.split(","):
-        item = item.strip()
-        if item.startswith("["):
-            host, sep, rest = item[1:].partition("]")
-            ok = bool(sep) and rest.startswith(":")
-            port_text = rest[1:]
-        else:
-            host, sep, port_text = item.rpartition(":")
-            ok = bool(sep) and ":" not in host
-        if not ok or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-            raise ValueError(f"expected HOST:PORT, got {item!r}")
-        if (host, int(port_text)) not in found:
-            found.append((host, int(port_text)))
+        try:
+            address = split_host_port(item.strip())
+        except AddressError as exc:
+            raise ValueError(f"expected HOST:PORT, got {item.strip()!r} ({exc})") from None
+        if address not in found:
+            found.append(address)
     if not found:
         raise ValueError("no tracker address given")
     return tuple(found)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from peer.lan.listen import listen_socket
 from peer.node import layers
 from peer.node.admission import ConnectionCaps
 from peer.node.audio.station import AudioStation
@@ -91,6 +92,7 @@ from protocol import (
     encode,
     limits,
 )
+from protocol.addresses import join_host_port, plain_host
 from protocol.private_room import link_key
 
 log = logging.getLogger(__name__)
@@ -261,13 +263,14 @@ class Node:
             # TLS starts in _on_inbound, after the connection caps admitted it: a
             # handshake costs memory and CPU that a refused connection must not get.
             self._server = await asyncio.start_server(
-                self._on_inbound, cfg.listen_host, cfg.listen_port)
+                self._on_inbound, sock=listen_socket(cfg.listen_host, cfg.listen_port))
             self._tls_context = server_context(self.identity) if cfg.tls else None
         except OSError as exc:
             if opened is not None:
                 opened.close()
             raise self._fatal(NodeError(
-                f"cannot listen on {cfg.listen_host}:{cfg.listen_port}: {exc.strerror}"
+                f"cannot listen on {join_host_port(cfg.listen_host, cfg.listen_port)}: "
+                f"{exc.strerror or exc}"
             )) from None
         sock = self._server.sockets[0].getsockname()
         self.listen = self._room.listen = (sock[0], sock[1])
@@ -287,7 +290,7 @@ class Node:
                 opened.close()
             raise self._fatal(exc) from None
         mapping = self._portmap.mapping if self._portmap is not None else None
-        self._emit(Ready(id=self.peer_id, listen=f"{self.listen[0]}:{self.listen[1]}",
+        self._emit(Ready(id=self.peer_id, listen=join_host_port(*self.listen),
                          name=directory.own_name(),
                          mapped=(f"{mapping.external_host}:{mapping.external_port}"
                                  if mapping is not None else None)))
@@ -614,7 +617,8 @@ class Node:
             writer.close()
             return
         peer = writer.get_extra_info("peername")
-        address = str(peer[0]) if isinstance(peer, tuple) else "?"
+        # One host, one spelling: an IPv4 peer on our dual-stack listener is a.b.c.d.
+        address = plain_host(str(peer[0])) if isinstance(peer, tuple) else "?"
         refusal = self._inbound_caps.admit(address)
         if refusal is not None:
             with contextlib.suppress(Exception):
@@ -640,7 +644,7 @@ class Node:
                         guard=LinkGuard(self.identity.public_key) if self.config.tls else None,
                         room_key=self._room_key, own_id=self.peer_id)
         link.admitted_from = address
-        self._register(self.tree.inbound(self._now(), link.remote.rsplit(":", 1)[0]), link)
+        self._register(self.tree.inbound(self._now(), address if address != "?" else None), link)
         link.start()
         self._arm_timer()
 

@@ -45,6 +45,7 @@ from peer.node.errors import LockDeniedError, TrackerUnreachableError
 from peer.trust.pins import KnownTrackers
 from peer.trust.tls import AuthenticationError, client_context, make_proof, remote_public_key
 from protocol import limits
+from protocol.addresses import join_host_port
 from protocol.errors import RemoteProtocolError
 from protocol.framing import TRACKER_CLIENT_INBOX, FrameDecoder, encode
 from protocol.identity import Identity
@@ -311,7 +312,7 @@ class TrackerClient:
             if self._epoch is not None:
                 await self._resume()
             if self.connected:
-                _call(self._on_reconnected, f"{host}:{port}")
+                _call(self._on_reconnected, join_host_port(host, port))
                 return
             # Lost again while resuming: _link_lost has started the next round.
             return

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from peer.trust.tls import AuthenticationError
+from protocol.addresses import join_host_port
 from protocol.identity import fingerprint
 
 __all__ = ["KnownTrackers", "PinMismatchError", "default_known_trackers_path"]
@@ -53,7 +54,7 @@ class KnownTrackers:
 
     def pinned(self, host: str, port: int) -> str | None:
         """The fingerprint pinned for ``host:port``, or None."""
-        address = f"{host}:{port}"
+        address = join_host_port(host, port)
         for known, print_ in self._entries():
             if known == address:
                 return print_
@@ -79,7 +80,7 @@ class KnownTrackers:
         if pinned is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as out:
-                out.write(f"{host}:{port} {seen}\n")
+                out.write(f"{join_host_port(host, port)} {seen}\n")
             return
         if pinned != seen:
             raise PinMismatchError(
