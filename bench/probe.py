@@ -6,7 +6,7 @@ lines, plus once a second a ``probe`` line the node itself does not emit::
     {"event": "probe", "t": ..., "recv": [[seq, arrival, captured_at, root_offset], ...],
      "dec": [[seq, decoded_at, captured_at], ...]}
 
-* ``recv``: every video frame from the parent, stamped when the node's ``_on_video``
+* ``recv``: every video frame from the parent, stamped when the node's ``VideoIntake.frame``
   starts handling it (the moment it also stamps for its own latency statistics, before
   forwarding). ``root_offset`` is the node's estimate of (root clock - our clock), or
   None while unknown: ``arrival + root_offset - captured_at`` is the latency the node
@@ -40,6 +40,7 @@ from peer.node.cli import (
 )
 from peer.node.errors import ExitCode, NodeError, exit_code
 from peer.node.events import DecodedFrame
+from peer.node.intake import VideoIntake
 from peer.node.node import Node
 from protocol import VideoFrame
 
@@ -58,17 +59,22 @@ class Probe:
             self.dec.append([frame.seq, done, frame.captured_at])
 
     def hook(self, node: Node) -> None:
-        original = node._on_video
+        """Stamp every frame as the node's video intake receives it (before relaying).
 
-        def on_video(link_id: int, frame: VideoFrame) -> None:
+        The intake is made in ``Node.start``, so its class is wrapped: one node per
+        probe process.
+        """
+        original = VideoIntake.frame
+
+        def frame(intake: VideoIntake, link_id: int, message: VideoFrame) -> None:
             arrival = time.time()
             if link_id == node.tree.parent:
                 offset = node._root_offset()
                 with self._lock:
-                    self.recv.append([frame.seq, arrival, frame.captured_at, offset])
-            original(link_id, frame)
+                    self.recv.append([message.seq, arrival, message.captured_at, offset])
+            original(intake, link_id, message)
 
-        node._on_video = on_video  # type: ignore[method-assign]
+        VideoIntake.frame = frame  # type: ignore[method-assign]
 
     def flush(self, out: Any) -> None:
         with self._lock:
