@@ -586,6 +586,11 @@ class Register(_Base):
     says where it already sits in the tree (``depth``, ``free_slots``, ``parent_id``,
     ``layer``, as in Heartbeat), so the tracker rebuilds the room from the
     re-registrations at once instead of from the next heartbeats.
+
+    ``relay``: a ``--relay`` peer (watches nothing, forwards with a high fan-out, meant
+    for a public host); the tracker offers such peers first as join candidates. Only a
+    preference: the tracker's connect-back and the free slots still decide, so
+    claiming it gains a peer nothing it could not get by claiming free slots.
     """
 
     KIND: ClassVar[MessageType] = MessageType.REGISTER
@@ -599,6 +604,7 @@ class Register(_Base):
     free_slots: int = 0
     parent_id: str | None = None
     layer: int | None = None
+    relay: bool = False
 
     def to_meta(self) -> Meta:
         check_len("name", self.name, limits.MAX_NAME_CHARS)
@@ -606,7 +612,7 @@ class Register(_Base):
         return {"id": self.peer_id, "name": self.name, "room": self.room,
                 "host": self.host, "port": self.port, "versions": list(self.versions),
                 "depth": self.depth, "free": self.free_slots, "parent": self.parent_id,
-                "layer": self.layer}
+                "layer": self.layer, "relay": self.relay}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Register:
@@ -622,6 +628,8 @@ class Register(_Base):
             free_slots=read_opt_int(meta, "free", 0, limits.MAX_FREE_SLOTS) or 0,
             parent_id=read_opt_str(meta, "parent", limits.MAX_ID_CHARS),
             layer=read_opt_layer(meta),
+            # Older peers do not say: not a relay.
+            relay=meta.get("relay") is not None and read_bool(meta, "relay"),
         )
 
 

@@ -95,9 +95,10 @@ class PeerInfo:
     role: str = "viewer"
     parent_id: str | None = None
     layer: int | None = None
+    relay: bool = False  # registered as a --relay peer (see Register)
 
     def to_meta(self) -> Meta:
-        return {
+        meta: Meta = {
             "id": self.id,
             "name": self.name,
             "host": self.host,
@@ -109,6 +110,9 @@ class PeerInfo:
             "parent": self.parent_id,
             "layer": self.layer,
         }
+        if self.relay:  # sent only when set: full lists stay as small as they were
+            meta["relay"] = True
+        return meta
 
     @classmethod
     def from_meta(cls, meta: Meta) -> PeerInfo:
@@ -125,6 +129,7 @@ class PeerInfo:
             role=read_str(meta, "role", 16),
             parent_id=read_opt_str(meta, "parent", limits.MAX_ID_CHARS),
             layer=read_opt_layer(meta),
+            relay=meta.get("relay") is not None and read_bool(meta, "relay"),
         )
 
     def candidate(self) -> Candidate | None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from peer.node.cli import RELAY_FANOUT, build_parser, config_from_args
+from peer.node.tracker_client import TrackerClient
+from tracker.config import TrackerConfig
+from tracker.server import TrackerServer
 
 
 def _config(*argv: str):  # type: ignore[no-untyped-def]
@@ -26,3 +29,25 @@ def test_relay_fanout_can_be_set() -> None:
 def test_relay_does_not_stream() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--relay", "--test-pattern"])
+
+
+def test_relay_says_so_at_registration() -> None:
+    assert _config("--relay").relay
+    assert not _config("--watch").relay
+
+
+async def test_the_tracker_learns_the_relay_role_from_the_client() -> None:
+    config = TrackerConfig(tls=False)
+    async with TrackerServer(config, host="127.0.0.1", port=0) as tracker:
+        clients = [TrackerClient("127.0.0.1", tracker.address[1], peer_id=pid, name=pid,
+                                 room="lobby", listen_host=None, listen_port=None,
+                                 relay=relay, reconnect=False)
+                   for pid, relay in (("relay", True), ("viewer", False))]
+        try:
+            for client in clients:
+                await client.connect(timeout=20.0)
+            assert {p.id: p.relay for p in tracker.state.room_peers("lobby")} == \
+                {"relay": True, "viewer": False}
+        finally:
+            for client in clients:
+                await client.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.errors import ErrorCode
+from protocol.errors import ErrorCode, RemoteProtocolError
 from protocol.messages import (
     Bye,
     Chat,
@@ -24,6 +24,7 @@ from protocol.messages import (
     Unknown,
     VideoFrame,
 )
+from protocol.records import PeerInfo
 from tracker.config import TrackerConfig
 from tracker.state import ConnectBack, TrackerState
 
@@ -455,3 +456,78 @@ def test_config_validation() -> None:
         TrackerConfig(lease_s=0)
     with pytest.raises(ValueError, match="burst_messages"):
         TrackerConfig(burst_messages=0)
+
+
+# --- relay peers (issue 15 item 5) ---------------------------------------------------------
+
+
+def _large_room_state() -> TrackerState:
+    # full_list_peers=2: every room here is "large", so the tracker picks the candidates.
+    return new_state(full_list_peers=2, candidates=2, max_peers_per_room=50,
+                     max_connections_per_address=50, reserve_s=0.0)
+
+
+def _seat(state: TrackerState, conn: int, pid: str, *, depth: int, free: int,
+          relay: bool = False, reachable: bool = True) -> None:
+    assert state.connect(conn, f"192.0.2.{conn}", 0.0) == []
+    state.receive(conn, Register(pid, pid, "lobby", None, 7000, relay=relay), 0.0)
+    for check in state.take_checks():
+        state.check_done(check, reachable, 0.0)
+    state.receive(conn, Heartbeat(depth=depth, free_slots=free, parent_id=None, layer=720),
+                  0.0)
+
+
+def _offered(state: TrackerState, conn: int, pid: str) -> list[tuple[str, bool]]:
+    assert state.connect(conn, f"192.0.2.{conn}", 1.0) == []
+    (reply,) = to(state.receive(conn, Register(pid, pid, "lobby", None, 7000), 1.0), conn)
+    assert isinstance(reply, PeerList)
+    return [(p.id, p.relay) for p in reply.peers if p.id != pid]
+
+
+def test_relay_peers_are_offered_first_then_the_freest() -> None:
+    state = _large_room_state()
+    _seat(state, 1, "root", depth=0, free=0)
+    _seat(state, 2, "home-a", depth=1, free=1)
+    _seat(state, 3, "home-b", depth=1, free=3)
+    _seat(state, 4, "relay", depth=2, free=16, relay=True)
+    # The relay first although it sits deeper; then the freer of the shallowest level.
+    assert _offered(state, 9, "joiner") == [("relay", True), ("home-b", False)]
+
+
+def test_without_relay_peers_the_freest_of_the_shallowest_level_comes_first() -> None:
+    state = _large_room_state()
+    _seat(state, 1, "root", depth=0, free=0)
+    _seat(state, 2, "home-a", depth=1, free=1)
+    _seat(state, 3, "home-b", depth=1, free=3)
+    _seat(state, 4, "deep", depth=2, free=16)
+    assert _offered(state, 9, "joiner") == [("home-b", False), ("home-a", False)]
+
+
+def test_claiming_to_be_a_relay_gains_an_unreachable_or_full_peer_nothing() -> None:
+    """The attacker: a peer that says it is a relay but cannot be dialled (or is full)
+    is never offered; the connect-back and its slots decide, not the claim."""
+    state = _large_room_state()
+    _seat(state, 1, "root", depth=0, free=1)
+    _seat(state, 2, "liar", depth=1, free=16, relay=True, reachable=False)
+    _seat(state, 3, "full", depth=1, free=0, relay=True)
+    assert _offered(state, 9, "joiner") == [("root", False)]
+    # A relay that fills up leaves the relay index and a freed one comes back.
+    state.receive(3, Heartbeat(depth=1, free_slots=5, parent_id=None, layer=720), 2.0)
+    assert _offered(state, 10, "second")[0] == ("full", True)
+
+
+def test_register_carries_the_relay_role_and_older_peers_are_not_relays() -> None:
+    message = Register("r", "R", "lobby", None, 7000, relay=True)
+    meta = message.to_meta()
+    assert meta["relay"] is True
+    assert Register.from_meta(meta, b"").relay is True
+    del meta["relay"]
+    assert Register.from_meta(meta, b"").relay is False
+    with pytest.raises(RemoteProtocolError, match="relay"):
+        Register.from_meta({**meta, "relay": 1}, b"")
+    # Lists name relay peers (the key is left out for the others).
+    listed = PeerInfo("r", "R", "192.0.2.1", 7000, 1, 16, True, relay=True)
+    assert PeerInfo.from_meta(listed.to_meta()) == listed
+    plain = PeerInfo("v", "V", "192.0.2.2", 7000, 1, 3, True)
+    assert "relay" not in plain.to_meta()
+    assert PeerInfo.from_meta(plain.to_meta()) == plain

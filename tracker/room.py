@@ -11,12 +11,15 @@ here walks the whole room on a change: each change updates
   free slots), each an ``_OpenLevel`` with O(1) add, remove and random pick;
 * ``names``: the display names in use, so a second "Bob" becomes "Bob (2)".
 
-``pick_candidates`` walks depths from the root down (at most MAX_PATH_LEN + 1 of
-them) and samples a few peers at random from each until it has ``count``: the
-shallowest peers with room first, spread at random over the peers of one depth so a
-join storm does not pile onto one peer. A peer handed to a joiner (one not yet in the
-tree) carries a short *reservation* of a fraction of a slot, so the next joiners of
-the same moment are sent elsewhere once its slots are spoken for.
+``pick_candidates`` first offers ``--relay`` peers that can take a child (``relays``,
+shallowest then freest, sampled like a level), then walks depths from the root down
+(at most MAX_PATH_LEN + 1 of them) and samples a few peers at random from each until
+it has ``count``: the shallowest peers with room first (the freest of a level's sample
+first), spread at random over the peers of one depth so a join storm does not pile
+onto one peer. Relay peers are public hosts with a high fan-out meant to carry the
+tree near its root, so joiners fill them before home peers. A peer handed to a joiner
+(one not yet in the tree) carries a short *reservation* of a fraction of a slot, so
+the next joiners of the same moment are sent elsewhere once its slots are spoken for.
 
 Pure data: no clock (``now`` is passed in), no I/O.
 """
@@ -54,10 +57,12 @@ class Peer:
     reserved_until: float = 0.0
     refresh_queued: bool = False  # waits in the tracker's refresh queue
     tracker: str | None = None  # another tracker's peer (shared store; conn is -1)
+    relay: bool = False  # registered as a --relay peer: offered first to joiners
 
     def info(self, role: str) -> PeerInfo:
         return PeerInfo(self.id, self.name, self.host, self.port, self.depth,
-                        self.free_slots, self.reachable, role, self.parent_id, self.layer)
+                        self.free_slots, self.reachable, role, self.parent_id, self.layer,
+                        self.relay)
 
     def can_adopt(self) -> bool:
         """Whether a joiner can dial this peer and be taken as its child."""
@@ -109,6 +114,7 @@ class Room:
     peers: dict[str, Peer] = field(default_factory=dict)  # by id, in join order
     levels: dict[int | None, list[int]] = field(default_factory=dict)  # depth -> [n, free]
     open: dict[int, _OpenLevel] = field(default_factory=dict)
+    relays: _OpenLevel = field(default_factory=_OpenLevel)  # relay peers in ``open``
     names: dict[str, str] = field(default_factory=dict)  # casefolded name -> peer id
     next_suffix: dict[str, int] = field(default_factory=dict)  # base name -> next n
     version: int = 0
@@ -169,8 +175,11 @@ class Room:
             level = self.open.setdefault(peer.depth, _OpenLevel())
             if sign > 0:
                 level.add(peer)
+                if peer.relay:
+                    self.relays.add(peer)
             else:
                 level.remove(peer)
+                self.relays.remove(peer)
                 if not level:
                     del self.open[peer.depth]
 
@@ -186,7 +195,8 @@ class Room:
 
     def pick_candidates(self, count: int, *, exclude: Peer | None, now: float,
                         reserve_s: float, rng: random.Random) -> list[Peer]:
-        """Up to ``count`` peers to join under: shallowest with room first, at random.
+        """Up to ``count`` peers to join under: relay peers with room first, then the
+        shallowest with room (freest first), at random among equals.
 
         Args:
             count: how many to return at most.
@@ -197,10 +207,14 @@ class Room:
             rng: the randomness (tests seed it).
         """
         picked: list[Peer] = []
-        for depth in sorted(self.open):
+        for level in (self.relays, *(self.open[depth] for depth in sorted(self.open))):
             want = count - len(picked)
-            for peer in self.open[depth].sample(want * _TRIES_PER_CANDIDATE, rng):
-                if peer is not exclude and peer.free_now(now) > 0:
+            sampled = level.sample(want * _TRIES_PER_CANDIDATE, rng)
+            # Freest first (then shallowest, for the relays, which span depths);
+            # the sort is stable, so equals stay in their random order.
+            sampled.sort(key=lambda p: (p.depth or 0, -p.free_now(now)))
+            for peer in sampled:
+                if peer is not exclude and peer not in picked and peer.free_now(now) > 0:
                     picked.append(peer)
                     if len(picked) == count:
                         break

@@ -505,6 +505,7 @@ class TrackerState:
             if len(room) >= self.config.max_peers_per_room:
                 return out
             peer = Peer(-1, info.id, info.name, room_name, info.host, info.port,
+                        relay=info.relay,
                         tracker=tracker)
             room.add(peer)
         peer.tracker = tracker
@@ -653,7 +654,7 @@ class TrackerState:
         # victim's host:port. A peer that names another address is listed at ours.
         host = c.address
         peer = Peer(c.id, msg.peer_id, room.unique_name(msg.name, msg.peer_id), msg.room,
-                    host, msg.port)
+                    host, msg.port, relay=msg.relay)
         c.peer = peer
         self._unregistered.pop(c.id, None)
         room.add(peer)

@@ -214,7 +214,7 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         tracker_fingerprint=getattr(args, "tracker_fingerprint", None),
         tls=not args.no_tls,
         listen_host=args.listen[0], listen_port=args.listen[1], advertise_host=args.advertise,
-        port_mapping=args.upnp,
+        port_mapping=args.upnp, relay=args.relay,
         max_children=(args.max_children if args.max_children is not None or not args.relay
                       else RELAY_FANOUT),
         source=source,

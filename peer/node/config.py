@@ -82,6 +82,8 @@ class NodeConfig:
         record_path: write what is received to this video file.
         port_mapping: ask the home router (UPnP-IGD) to forward a port to our listener
             and register under it (``--upnp``; off by default: it multicasts SSDP).
+        relay: a ``--relay`` peer (a public host that only forwards): said at
+            registration, so the tracker offers it to joiners first.
         decode: decode received frames (display or record); relays that only forward
             and viewers that neither display nor record leave frames encoded.
         identity_path: the key file that keeps this peer's id between runs (made
@@ -113,6 +115,7 @@ class NodeConfig:
     record_path: str | None = None
     decode: bool = False
     port_mapping: bool = False
+    relay: bool = False
     identity_path: str | None = None
     tls: bool = True
     room_secret: bytes | None = None

@@ -138,6 +138,7 @@ class TrackerDirectory:
         identity: Identity | None = None,
         fingerprint: str | None = None,
         pins: KnownTrackers | None = None,
+        relay: bool = False,
     ) -> None:
         self._peer_id = peer_id
         self._name = name
@@ -152,7 +153,7 @@ class TrackerDirectory:
             on_peer_list=self._on_peer_list, on_streamer_changed=self._on_streamer_changed,
             on_closed=self._on_closed, on_reconnected=self._on_reconnected,
             more_trackers=more_trackers, identity=identity, fingerprint=fingerprint,
-            pins=pins)
+            pins=pins, relay=relay)
 
     async def open(self) -> None:
         peers = await self._client.connect(patience=self._open_patience_s)

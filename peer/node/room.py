@@ -48,7 +48,7 @@ async def open_directory(config: NodeConfig, peer_id: str, listen: tuple[str, in
         tracker[0], tracker[1], peer_id=peer_id, name=config.name, room=config.room,
         listen_host=config.advertise_host or listen[0], listen_port=listen[1],
         heartbeat_s=config.timing.tracker_heartbeat_s, on_change=on_change,
-        more_trackers=config.more_trackers,
+        more_trackers=config.more_trackers, relay=config.relay,
         identity=identity if config.tls else None, fingerprint=config.tracker_fingerprint,
         pins=KnownTrackers(config.known_trackers_path))
 

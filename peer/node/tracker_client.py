@@ -117,6 +117,7 @@ class TrackerClient:
             and we prove ours; None: plaintext (protocol tests only).
         fingerprint: the first tracker's fingerprint as the user gave it, or None.
         pins: the known_trackers file (default: the user's config dir).
+        relay: we are a ``--relay`` peer (told at registration; see ``Register``).
     """
 
     def __init__(
@@ -139,6 +140,7 @@ class TrackerClient:
         identity: Identity | None = None,
         fingerprint: str | None = None,
         pins: KnownTrackers | None = None,
+        relay: bool = False,
     ) -> None:
         self._trackers = [(host, port), *[t for t in more_trackers if t != (host, port)]]
         self._host = host
@@ -147,7 +149,8 @@ class TrackerClient:
         self._identity = identity
         self._fingerprint = fingerprint
         self._pins = pins or KnownTrackers()
-        self._register = Register(peer_id, name, room, listen_host, listen_port)
+        self._register = Register(peer_id, name, room, listen_host, listen_port,
+                                  relay=relay)
         self._on_reconnected = on_reconnected
         self._reconnect = reconnect
         self._reconnect_task: asyncio.Task[None] | None = None
