@@ -138,3 +138,9 @@ def test_reachability_words() -> None:
     assert classify(True, True) is Reachability.MAPPED
     assert classify(True, False) is Reachability.DIRECT
     assert Reachability.OUTBOUND_ONLY == "outbound-only"
+    # Undialable and fed by a --relay peer: the relay fallback serves it.
+    assert classify(False, False, parent_is_relay=True) is Reachability.VIA_RELAY
+    assert Reachability.VIA_RELAY == "via-relay"
+    # A dialable peer under a relay is still as reachable as it is.
+    assert classify(True, False, parent_is_relay=True) is Reachability.DIRECT
+    assert classify(None, False, parent_is_relay=True) is Reachability.CHECKING

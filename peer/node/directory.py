@@ -223,7 +223,7 @@ class TrackerDirectory:
     def tree(self) -> tuple[TreePeer, ...]:
         peers = self._client.peers
         return tuple(TreePeer(p.id, p.name, p.parent_id, p.depth, p.layer, p.role,
-                              p.reachable)
+                              p.reachable, p.relay)
                      for p in (peers.peers if peers else ()))
 
     def room_size(self) -> int:

@@ -191,6 +191,7 @@ class TreePeer:
     role: str
     # Whether others can dial it (the tracker's connect-back); None: not known (LAN).
     reachable: bool | None = None
+    relay: bool = False  # a --relay peer (it said so at registration)
 
 
 @dataclass(frozen=True, slots=True)

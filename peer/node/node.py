@@ -924,8 +924,13 @@ class Node:
     def _reachability(self) -> str:
         directory = self._room.directory
         mapped = self._portmap is not None and self._portmap.mapping is not None
+        parent = self.tree.parent_id
+        # The room list says who registered as a relay (a large room may not list our
+        # parent: then we cannot tell and say outbound-only).
+        relayed = directory is not None and parent is not None and any(
+            p.id == parent and p.relay for p in directory.tree())
         return classify(directory.reachable() if directory is not None else None,
-                        mapped).value
+                        mapped, relayed).value
 
     def _stats_tick(self) -> None:
         assert self._loop is not None

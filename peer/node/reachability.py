@@ -2,6 +2,8 @@
 
 The tracker's connect-back check is the judge: a listener it could dial is reachable.
 Whether that took a port mapping on the home router (portmap.py) is ours to know.
+A peer nobody can dial that is fed by a ``--relay`` peer (its parent registered as one)
+is ``via-relay``: the relay fallback is what serves it.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ class Reachability(StrEnum):
     DIRECT = "direct"  # our listener is reachable as it is (public host, or open port)
     MAPPED = "mapped"  # reachable through a port mapping we asked our router for
     OUTBOUND_ONLY = "outbound-only"  # nobody can dial us: we can only be a leaf
+    VIA_RELAY = "via-relay"  # nobody can dial us, and a --relay peer is our parent
 
 
-def classify(reachable: bool | None, mapped: bool) -> Reachability:
-    """The word for a tracker verdict (None: not checked yet) and our mapping state."""
+def classify(reachable: bool | None, mapped: bool,
+             parent_is_relay: bool = False) -> Reachability:
+    """The word for a tracker verdict (None: not checked yet), our mapping state and
+    whether our parent is a ``--relay`` peer."""
     if reachable is None:
         return Reachability.CHECKING
     if not reachable:
-        return Reachability.OUTBOUND_ONLY
+        return Reachability.VIA_RELAY if parent_is_relay else Reachability.OUTBOUND_ONLY
     return Reachability.MAPPED if mapped else Reachability.DIRECT
