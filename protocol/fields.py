@@ -26,6 +26,7 @@ __all__ = [
     "control_chars",
     "is_wildcard_host",
     "read_bool",
+    "read_demand",
     "read_float",
     "read_int",
     "read_layer",
@@ -201,6 +202,14 @@ def read_layer(meta: Meta, key: str = "layer") -> int:
     if layer not in limits.LAYERS:
         raise FieldError(key, f"{layer} is not one of {limits.LAYERS}")
     return layer
+
+
+def read_demand(meta: Meta, key: str = "layer") -> int:
+    """A subtree's demand: a layer, or ``limits.NO_VIDEO`` (chat and control only)."""
+    value = meta.get(key)
+    if type(value) is int and value == limits.NO_VIDEO:  # not False, not 0.0
+        return limits.NO_VIDEO
+    return read_layer(meta, key)
 
 
 def read_opt_layer(meta: Meta, key: str = "layer") -> int | None:

@@ -77,6 +77,9 @@ MAX_MEDIA_MS = 7 * 24 * 3600 * 1000
 MAX_CODEC_CHARS = 16
 # Layers (frame heights) a viewer can ask for.
 LAYERS = (360, 480, 720, 1080)
+# A demand (JoinRequest, LayerDemand) of this layer asks for no video and no sound:
+# the link carries chat and control only (a streamer still choosing its source).
+NO_VIDEO = 0
 
 # Messages per second a peer may send on one link, all kinds: 60 fps video, pings at
 # 4/s and chat leave plenty of room; the burst absorbs a chat backfill of MAX_CHAT_IDS.

@@ -20,6 +20,7 @@ from protocol.fields import (
     check_text,
     read_bool,
     read_codec,
+    read_demand,
     read_float,
     read_int,
     read_layer,
@@ -166,7 +167,7 @@ class JoinRequest(_Base):
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> JoinRequest:
         return cls(
-            layer=read_layer(meta),
+            layer=read_demand(meta),
             listen_host=read_opt_str(meta, "host", limits.MAX_HOST_CHARS),
             listen_port=read_opt_port(meta),
         )
@@ -443,7 +444,7 @@ class LayerDemand(_Base):
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> LayerDemand:
         auto = False if meta.get("auto") is None else read_bool(meta, "auto")
-        return cls(layer=read_layer(meta), auto=auto)
+        return cls(layer=read_demand(meta), auto=auto)
 
 
 @dataclass(frozen=True, slots=True)

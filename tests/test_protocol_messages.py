@@ -57,6 +57,7 @@ SAMPLES = [
     Hello("p1", "Pete", "lobby"),
     Hello("p1", "Pete", "lobby", versions=(1, 2, 7)),
     JoinRequest(720),
+    JoinRequest(0),  # NO_VIDEO: chat and control only
     JoinRequest(1080, listen_host="10.0.0.2", listen_port=7001),
     Accept(PATH, epoch=3, source_width=1920, source_height=1080),
     Accept(PATH[:1], epoch=0),
@@ -72,6 +73,7 @@ SAMPLES = [
     KeyframeRequest(720),
     AudioFrame(5, 18, 1234.52, b"\xfc\x01\x02\x03"),  # TOC: CELT 20 ms stereo, 1 frame
     LayerDemand(480),
+    LayerDemand(0),
     LayerDemand(1080, auto=True),
     Chat("p1:1", "p1", "Pete", 99.25, "hello\nworld ✓"),
     ChatHave(("p1:1", "p2:7")),
@@ -330,6 +332,10 @@ def test_exact_error_messages() -> None:
         (MessageType.PING, {"t0": float("nan")}, "field 't0': not finite"),
         (MessageType.LAYER_DEMAND, {"layer": 500}, "field 'layer': 500 is not one of "
                                                    "(360, 480, 720, 1080)"),
+        # NO_VIDEO is a demand, never a frame's or a keyframe's layer; nor is 0.0 or False.
+        (MessageType.KEYFRAME_REQUEST, {"layer": 0}, "field 'layer': 0 is not one of"),
+        (MessageType.LAYER_DEMAND, {"layer": 0.0}, "field 'layer': expected an integer"),
+        (MessageType.LAYER_DEMAND, {"layer": False}, "field 'layer': expected an integer"),
         (MessageType.HEARTBEAT, {"free": True}, "field 'free': expected an integer"),
         (MessageType.HEARTBEAT, {"free": -1}, "field 'free': -1 outside [0, 1024]"),
         (MessageType.ROOM_QUERY, {"room": ""}, "field 'room': empty"),

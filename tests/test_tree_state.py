@@ -27,6 +27,7 @@ from protocol import (
     Redirect,
     StreamRelease,
 )
+from protocol.limits import NO_VIDEO
 
 TIMING = TreeTiming(ping_interval_s=0.25, link_timeout_s=1.0, connect_timeout_s=2.0)
 RTT_S = 0.02
@@ -413,3 +414,61 @@ def test_after_a_repair_peers_move_up_and_the_depth_stays_near_log_k() -> None:
     assert moves > 0 and settled <= bound, (moves, settled)
     assert net.receiving(root) == _viewers(net, root)  # make before break: nobody cut off
     _no_cycles(net)
+
+
+def _layer_at_parent(net: SimNet, peer: Peer) -> int:
+    """The layer ``peer``'s parent keeps for it (what it sends that link)."""
+    parent = net.parent_of(peer)
+    assert parent is not None
+    [link] = [c for c in parent.tree.children if parent.tree.peer_of(c)[0] == peer.id]
+    return parent.tree.child_layer(link)
+
+
+def test_no_video_demand_flows_up_and_wanting_children_still_get_their_layer() -> None:
+    """Issue 16: a peer not watching (a streamer choosing its source) asks for no video;
+    a relay that watches nothing itself still asks for what its children want."""
+    timing = TreeTiming(ping_interval_s=0.25, link_timeout_s=1.0, connect_timeout_s=2.0,
+                        video_timeout_s=1.0)
+    net = SimNet(timing=timing, latency_s=RTT_S / 2, seed=2)
+    root = net.add_peer("root", fanout=1)  # one child: the next peer must go below it
+    net.make_root(root)
+    relay = net.add_peer("relay", fanout=2, layer=NO_VIDEO)
+    net.apply(relay, relay.tree.set_streamer("root", 1, net.now))
+    net.run_until(2.0)
+    assert net.parent_of(relay) is root and relay.tree.demand() == NO_VIDEO
+    assert _layer_at_parent(net, relay) == NO_VIDEO
+    # No video is due, so none coming is no silent parent (the simulator sends none).
+    net.run_until(6.0)
+    assert net.parent_of(relay) is root and relay.tree.counters.silent_parents == 0
+
+    viewer = net.add_peer("viewer", fanout=2, layer=720)
+    net.apply(viewer, viewer.tree.set_streamer("root", 1, net.now))
+    net.run_until(net.now + 0.5)
+    assert net.parent_of(viewer) is relay
+    assert relay.tree.layer == NO_VIDEO and relay.tree.demand() == 720
+    assert _layer_at_parent(net, viewer) == 720
+    assert _layer_at_parent(net, relay) == 720  # max over the subtree reached the root
+    net.leave(viewer)
+    net.run_until(net.now + 0.5)
+    assert _layer_at_parent(net, relay) == NO_VIDEO  # and back down when it left
+
+
+def test_a_no_video_peer_that_starts_watching_expects_video_again() -> None:
+    timing = TreeTiming(ping_interval_s=0.25, link_timeout_s=1.0, connect_timeout_s=2.0,
+                        video_timeout_s=1.0)
+    net = SimNet(timing=timing, latency_s=RTT_S / 2, seed=4)
+    root = net.add_peer("root", fanout=2)
+    net.make_root(root)
+    peer = net.add_peer("p", fanout=2, layer=NO_VIDEO)
+    net.apply(peer, peer.tree.set_streamer("root", 1, net.now))
+    net.run_until(4.0)
+    assert peer.tree.counters.silent_parents == 0
+    net.apply(peer, peer.tree.set_layer(480, net.now))
+    net.run_until(net.now + 0.1)
+    assert _layer_at_parent(net, peer) == 480
+    # Video is due now and the simulator sends none: the parent counts as silent after
+    # the allowance, which started when video became due, not at attach.
+    net.run_until(net.now + 0.7)
+    assert peer.tree.counters.silent_parents == 0
+    net.run_until(net.now + 1.0)
+    assert peer.tree.counters.silent_parents == 1

@@ -25,7 +25,6 @@ from PyQt6.QtWidgets import (
 
 from peer.gui import theme
 from peer.gui.bridge import (
-    AUTO,
     MAX_NAME_CHARS,
     MAX_ROOM_CHARS,
     LanSessionInfo,
@@ -353,9 +352,6 @@ class StartScreen(QWidget):
             more_trackers=self.more_trackers(),
             lan=self.mode == "lan",
             streaming=streaming,
-            # The streamer's node is a viewer until it goes live: the smallest layer
-            # keeps that cheap (it shows no one else's video anyway).
-            resolution=360 if streaming else AUTO,
         )
 
     def show_error(self, text: str) -> None:

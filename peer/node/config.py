@@ -75,7 +75,9 @@ class NodeConfig:
         max_children: fan-out; None picks the default for the role.
         source: what to stream; None means watch.
         resolution: the layer (frame height) this peer wants to see; with
-            ``auto_resolution`` the highest it wants.
+            ``auto_resolution`` the highest it wants. ``limits.NO_VIDEO`` (0): none at
+            all, the parent sends chat and control only (a streamer still choosing
+            its source); a streamer's own stream is unaffected.
         auto_resolution: let the parent pick the layer the path carries (``auto``),
             at most ``resolution``.
         codec: the video codec when this peer streams ("h264" or "mjpeg").
@@ -134,8 +136,11 @@ class NodeConfig:
         if is_private(self.room) and self.room_secret is None:
             raise ValueError(f"room names cannot start with {self.room[0]!r} "
                              "(private rooms are joined with --secret)")
-        if self.resolution not in limits.LAYERS:
-            raise ValueError(f"resolution must be one of {limits.LAYERS}")
+        if self.resolution not in limits.LAYERS and self.resolution != limits.NO_VIDEO:
+            raise ValueError(f"resolution must be one of {limits.LAYERS} or "
+                             f"{limits.NO_VIDEO} (no video)")
+        if self.resolution == limits.NO_VIDEO and self.auto_resolution:
+            raise ValueError("auto resolution needs a layer to aim for, not no video")
         if self.codec not in ("h264", "mjpeg"):
             raise ValueError("codec must be h264 or mjpeg")
         if self.max_children is not None and not 0 <= self.max_children <= 64:

@@ -208,6 +208,14 @@ class Node:
         return [self._links[c] for c in self.tree.children if c in self._links]
 
     @property
+    def sound_children(self) -> list[PeerLink]:
+        """The children that get sound: not those whose subtree watches nothing
+        (``NO_VIDEO``: chat and control only)."""
+        relay = self._relay
+        return [self._links[c] for c in self.tree.children
+                if c in self._links and (relay is None or relay.wants_media(c))]
+
+    @property
     def path(self) -> tuple[PathEntry, ...]:
         """Root .. parent (empty when detached or when we are the root)."""
         return self.tree.path
@@ -346,12 +354,15 @@ class Node:
 
     async def set_resolution(self, layer: int | str) -> None:
         """Change the layer this peer watches (``"auto"``: the best its path carries, up
-        to 1080); demand follows upstream at once."""
+        to 1080; ``limits.NO_VIDEO``: none, chat and control only); demand follows
+        upstream at once."""
         if layer == "auto":
             self._apply(self.tree.set_layer(max(limits.LAYERS), self._now(), auto=True))
             return
-        if layer not in limits.LAYERS or not isinstance(layer, int):
-            raise ValueError(f"resolution must be one of {limits.LAYERS} or auto")
+        if not isinstance(layer, int) or (layer not in limits.LAYERS
+                                          and layer != limits.NO_VIDEO):
+            raise ValueError(f"resolution must be one of {limits.LAYERS}, "
+                             f"{limits.NO_VIDEO} (no video) or auto")
         self._apply(self.tree.set_layer(layer, self._now()))
 
     async def set_recording(self, path: str | None) -> None:
@@ -396,7 +407,7 @@ class Node:
             frame_source.close()
             raise self._fatal(exc) from None
         self._audio.start_stream(sound, loop_source=getattr(source, "loop", False),
-                                 children=lambda: self.children,
+                                 children=lambda: self.sound_children,
                                  epoch=lambda: self.tree.epoch)
         try:
             epoch = await directory.claim()
@@ -681,7 +692,7 @@ class Node:
             # Only the parent sends sound, of the live stream; the station forwards it
             # untouched to every child, then counts, records and plays it.
             if link_id == self.tree.parent and self.tree.is_live_epoch(message.epoch):
-                self._audio.received(message, self.children)
+                self._audio.received(message, self.sound_children)
         elif isinstance(message, Ping):
             link.send(Pong(t0=message.t0, t1=time.time(), t2=time.time(),
                            root_offset=self._root_offset()))
@@ -743,8 +754,8 @@ class Node:
 
     def _display_size(self) -> tuple[int, int]:
         stream = self.tree.stream
-        if stream.height <= 0:
-            return 0, 0
+        if stream.height <= 0 or (self._pump is None and self.tree.layer == limits.NO_VIDEO):
+            return 0, 0  # no stream, or we watch none of it
         if self._pump is not None:
             return stream.width, stream.height
         return layers.layer_size(self.tree.clamp(self.tree.layer), stream.width,
@@ -754,8 +765,8 @@ class Node:
         """The size to show a received frame at, when smaller than the frame."""
         want = self.tree.clamp(self.tree.layer)
         stream = self.tree.stream
-        if frame.layer <= want or stream.height <= 0:
-            return None
+        if frame.layer <= want or stream.height <= 0 or want == limits.NO_VIDEO:
+            return None  # NO_VIDEO: a frame sent before our demand arrived
         return layers.layer_size(want, stream.width, stream.height)
 
     def _video_shown(self, captured_at: float, ready_at: float, shown_at: float) -> None:

@@ -31,6 +31,10 @@ A relay that received layer L therefore:
    size, shared by all children on that layer, keyframes where asked), records it,
    and the result comes back to ``fan_out`` and to the display (``on_picture``).
 
+A child whose subtree asked for ``NO_VIDEO`` (nobody there watches: a streamer still
+choosing its source) gets no video at all, and no layer is made for it; its link
+still carries chat and control (and the node sends it no sound either).
+
 Keyframe requests are served by ``KeyframeThrottle`` (at most one forced keyframe per
 layer per interval) at whoever produces the layer; requests to the parent are sent at
 most once per ``UPSTREAM_REQUEST_S`` per layer.
@@ -87,6 +91,11 @@ class _Child:
 
     def asked(self) -> int:
         return self.auto.layer if self.auto is not None else self.layer
+
+    @property
+    def watching(self) -> bool:
+        """Whether anyone in its subtree wants video at all."""
+        return self.layer != limits.NO_VIDEO
 
 
 class Relay:
@@ -155,11 +164,13 @@ class Relay:
         child = self._children.get(key)
         if child is None:
             return
+        if layer == limits.NO_VIDEO:
+            child.gate.broke()  # when it watches again, it starts at a keyframe
         child.layer = layer
         self._set_auto(child, auto)
 
     def _set_auto(self, child: _Child, auto: bool) -> None:
-        if not auto:
+        if not auto or not child.watching:  # nothing to adapt when nothing is sent
             child.auto = None
         elif child.auto is None:
             child.auto = AutoLayer(limits.LAYERS, child.layer, self._now())
@@ -180,6 +191,12 @@ class Relay:
         child = self._children.get(key)
         return None if child is None else child.gate.layer
 
+    def wants_media(self, key: Hashable) -> bool:
+        """Whether a child gets media (video and sound) at all: False when its subtree
+        asked for ``NO_VIDEO`` (chat and control only)."""
+        child = self._children.get(key)
+        return child is not None and child.watching
+
     def child_stats(self) -> list[tuple[int | None, int, int]]:
         """(layer received, frames sent, frames dropped) of every child."""
         return [(c.gate.layer, c.sent, c.dropped) for c in self._children.values()]
@@ -195,6 +212,8 @@ class Relay:
         one's keyframe arrives, so both are made meanwhile."""
         wanted = set()
         for child in self._children.values():
+            if not child.watching:
+                continue
             wanted.add(self.delivered(child.asked(), have))
             if child.gate.layer is not None and (have is None or child.gate.layer <= have):
                 wanted.add(child.gate.layer)
@@ -211,7 +230,7 @@ class Relay:
     def keyframe_requested(self, key: Hashable, layer: int) -> None:
         """A child asked for a keyframe (it joined, switched parent or lost frames)."""
         child = self._children.get(key)
-        if child is not None:
+        if child is not None and child.watching:
             # Its chain keeps flowing meanwhile: the child may need the keyframe for a
             # decoder of its own that starts now (a new child of its own, a recording),
             # and it refuses what it cannot use itself.
@@ -247,6 +266,8 @@ class Relay:
         """
         sent = 0
         for child in self._children.values():
+            if not child.watching:
+                continue
             target = self.delivered(child.asked(), have)
             if child.gate.switch(target) and frame.layer == target and not frame.keyframe:
                 self._need_keyframe(target, have)

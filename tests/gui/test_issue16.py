@@ -8,7 +8,9 @@ from test_app import T, join, leave, stream
 
 from peer.gui import streamer as streamer_mod
 from peer.gui.bridge import PatternSource
+from peer.gui.viewer import ViewerView
 from peer.node.events import ChatReceived, StreamEnded, StreamStarted
+from protocol.limits import LAYERS, NO_VIDEO
 
 
 def test_1_someone_going_live_while_we_choose_blocks_go_live(qtbot, window, factory) -> None:
@@ -28,6 +30,27 @@ def test_1_someone_going_live_while_we_choose_blocks_go_live(qtbot, window, fact
     factory.node.emit(StreamEnded(streamer="Alice", reason="stream ended"))
     qtbot.waitUntil(lambda: view.live_button.isEnabled(), timeout=T)
     assert view.video.image is not None and view.banner.level == ""
+
+
+def test_1_the_streamer_screen_asks_its_parent_for_no_video_while_choosing(
+        qtbot, window, factory) -> None:
+    """Someone else going live costs the chooser no download: its node asks for
+    NO_VIDEO (chat and control only); "Watch instead" opens a viewer that asks for
+    the best its path carries."""
+    view = stream(qtbot, window)
+    config = factory.node.config
+    assert config.source is None and config.resolution == NO_VIDEO
+    assert not config.auto_resolution
+    assert factory.node.called("set_resolution") == []  # nothing raises it meanwhile
+    factory.node.emit(StreamStarted(streamer="Alice", streamer_id="id-Alice", epoch=3))
+    qtbot.waitUntil(lambda: view.banner.action_keys() == ["watch", "dismiss"], timeout=T)
+    with qtbot.wait_signal(window.session_opened, timeout=T) as blocker:
+        view.banner.button("watch").click()
+    assert isinstance(blocker.args[0], ViewerView)
+    qtbot.waitUntil(lambda: blocker.args[0].bridge.is_started, timeout=T)
+    watching = factory.node.config
+    assert watching is not config and watching.source is None
+    assert watching.auto_resolution and watching.resolution == max(LAYERS)
 
 
 def test_3_closing_the_window_while_streaming_to_viewers_asks_first(

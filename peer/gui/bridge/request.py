@@ -10,7 +10,7 @@ from PyQt6.QtCore import QLockFile
 from peer.node.audio.config import AudioConfig
 from peer.node.config import NodeConfig, SourceSpec
 from peer.node.identity_file import default_identity_path
-from protocol.limits import LAYERS
+from protocol.limits import LAYERS, NO_VIDEO
 
 # The resolution choice that lets the parent pick what the path carries.
 AUTO = "auto"
@@ -29,7 +29,8 @@ class SessionRequest:
         lan: find peers (and a tracker) with mDNS on the local network.
         streaming: True for the streamer view, False to watch.
         resolution: the layer a viewer asks for first, or "auto" (the best its path
-            carries, chosen by its parent).
+            carries, chosen by its parent). The streamer screen watches nothing
+            whatever this says (see :func:`make_config`); "Watch instead" uses it.
 
     Recording is not part of the request: the viewer starts and stops it during the
     session (:meth:`NodeBridge.set_recording`).
@@ -54,6 +55,11 @@ def make_config(
     The app always decodes: the viewer displays (and maybe records) and the streamer
     shows its preview. Recording starts later, from the viewer screen.
 
+    The streamer screen's node is in the room before it goes live (and after it
+    stops) but shows nobody else's stream: it asks its parent for ``NO_VIDEO``, so a
+    stream that someone else starts meanwhile costs it chat and control only, not
+    video and sound it would throw away (issue 16).
+
     Args:
         request: the start screen's answer.
         source: what to stream from the start (the app goes live later instead).
@@ -63,6 +69,11 @@ def make_config(
     Raises:
         ValueError: a field is out of range (the node config checks them).
     """
+    if request.streaming:
+        resolution, auto = NO_VIDEO, False
+    else:
+        resolution = max(LAYERS) if request.resolution == AUTO else int(request.resolution)
+        auto = request.resolution == AUTO
     return NodeConfig(
         name=request.name,
         room=request.room,
@@ -70,8 +81,8 @@ def make_config(
         more_trackers=request.more_trackers,
         lan=request.lan,
         source=source,
-        resolution=max(LAYERS) if request.resolution == AUTO else int(request.resolution),
-        auto_resolution=request.resolution == AUTO,
+        resolution=resolution,
+        auto_resolution=auto,
         decode=True,
         identity_path=identity_path,
         # A viewer plays the sound (the view sets its remembered volume and mute).

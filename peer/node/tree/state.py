@@ -29,7 +29,10 @@ refuses an Accept (or a later PathUpdate) whose path holds itself. Paths travel 
 with every re-attach, so a loop is caught by the first peer that sees itself in one.
 
 Demand. A child's LayerDemand (and its JoinRequest) says what its subtree needs; we
-ask our parent for max(own layer, children's layers) whenever that changes.
+ask our parent for max(own layer, children's layers) whenever that changes. A layer of
+``NO_VIDEO`` (0) asks for nothing (a streamer still choosing its source): a subtree
+of such peers gets chat and control only, yet one child wanting 720p makes us ask for
+720p whatever our own choice.
 
 Repair. When the parent goes (EOF, silence past ``link_timeout``, a Bye) we keep our
 children and start a round preferring the Bye's hints, then our grandparent. A Bye
@@ -320,8 +323,9 @@ class TreeState:
         return (entry.peer_id, entry.name) if entry is not None else (None, "?")
 
     def clamp(self, layer: int) -> int:
-        """``layer``, lowered to the source's height when we know it."""
-        if self.stream.height <= 0:
+        """``layer``, lowered to the source's height when we know it (``NO_VIDEO``
+        stays as it is)."""
+        if self.stream.height <= 0 or layer == limits.NO_VIDEO:
             return layer
         return layers.clamp_layer(layer, self.stream.height)
 
@@ -584,6 +588,11 @@ class TreeState:
         return actions
 
     def _silent_parent(self, now: float) -> bool:
+        if self.demand() == limits.NO_VIDEO:
+            # Nobody here wants video, so none comes: the silence allowance starts
+            # again only once some is due.
+            self._video_at = now if self._video_at is not None else None
+            return False
         live = (self._streamer_id is not None and self._streamer_id != self.peer_id
                 and not self._video_paused)
         return live and self._video_at is not None and now - self._video_at > self._video_timeout
@@ -886,7 +895,9 @@ class TreeState:
 
     def _report(self) -> list[Action]:
         report = Report(depth=self.depth, free_slots=max(0, self.fanout - len(self._children)),
-                        parent_id=self.parent_id, layer=None if self._root else self._layer,
+                        parent_id=self.parent_id,
+                        layer=None if self._root or self._layer == limits.NO_VIDEO
+                        else self._layer,
                         streaming=self._root)
         if report == self._reported:
             return []
