@@ -54,6 +54,33 @@ def reach_tip(reachable: bool | None, own: bool) -> str:
     return " · ⇡ nobody can connect to it (behind a router): it connects out"
 
 
+def unlisted_rows(tree: TreeChanged) -> list[tuple[str, int | None, int]]:
+    """(text, depth, count) for the peers a large room's listing leaves out.
+
+    Above a few hundred peers the tracker lists only some of them, plus how many sit
+    at each depth; the view shows the rest as "N more peers at depth d" instead of a
+    partial tree that would pass for the whole room. One row per depth that has
+    unlisted peers (depth None: not in the tree yet); when the tracker gives no
+    per-depth counts, one row for the difference from the room's size.
+    """
+    listed: dict[int | None, int] = {}
+    for peer in tree.peers:
+        depth = 0 if peer.role == "streamer" else peer.depth
+        listed[depth] = listed.get(depth, 0) + 1
+    rows: list[tuple[str, int | None, int]] = []
+    for level in tree.levels:
+        more = level.peers - listed.get(level.depth, 0)
+        if more <= 0:
+            continue
+        what = "peer" if more == 1 else "peers"
+        where = "not in the tree yet" if level.depth is None else f"at depth {level.depth}"
+        rows.append((f"{more} more {what} {where}", level.depth, more))
+    if not rows and tree.room_size > len(tree.peers):
+        more = tree.room_size - len(tree.peers)
+        rows.append((f"{more} more {'peer' if more == 1 else 'peers'}", None, more))
+    return rows
+
+
 def _role_order(peer: TreePeer) -> tuple[int, str]:
     # The streamer on top, then peers by name, so the view does not jump around.
     return (0 if peer.role == "streamer" else 1, peer.name.lower())
@@ -63,7 +90,9 @@ class RelayTreeView(QTreeWidget):
     """The room's relay tree: each peer under the peer that forwards to it.
 
     Peers whose parent is unknown (joining, or orphaned and re-joining) are shown at
-    the top level, after the streamer. Our own peer is highlighted.
+    the top level, after the streamer. Our own peer is highlighted. In a large room
+    (the tracker lists only part of it) the unlisted peers are aggregate rows, "N more
+    peers at depth d", after the tree (``unlisted_rows``).
     """
 
     COLUMNS = ("Peer", "Resolution", "Depth")
@@ -91,6 +120,7 @@ class RelayTreeView(QTreeWidget):
             header.setMinimumSectionSize(48)
         self.self_id = ""
         self.items: dict[str, QTreeWidgetItem] = {}
+        self.aggregates: list[QTreeWidgetItem] = []  # "N more peers at depth d" rows
         self.available: tuple[int, ...] = ()
         self._tree: TreeChanged | None = None
         theme.notifier.changed.connect(self._restyle)
@@ -137,6 +167,18 @@ class RelayTreeView(QTreeWidget):
         for peer in sorted(tree.peers, key=_role_order):
             if peer.id not in self.items:
                 add(peer, None)
+        self.aggregates = []
+        for text, depth, count in unlisted_rows(tree):
+            item = QTreeWidgetItem([text, "", "—" if depth is None else str(depth)])
+            item.setToolTip(0, f"The room has {tree.room_size} peers; the tracker lists "
+                               f"{len(tree.peers)} of them by name.")
+            item.setData(0, Qt.ItemDataRole.UserRole, count)  # how many it stands for
+            item.setForeground(0, QBrush(QColor(Colors.MUTED)))
+            font = QFont(self.font())
+            font.setItalic(True)
+            item.setFont(0, font)
+            self.addTopLevelItem(item)
+            self.aggregates.append(item)
         self.expandAll()
 
     def _item(self, peer: TreePeer) -> QTreeWidgetItem:

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from peer.node.audio.stats import AudioStats
+from protocol.records import TreeLevel
 
 
 def _plain(value: Any) -> Any:
@@ -196,11 +197,17 @@ class TreePeer:
 
 @dataclass(frozen=True, slots=True)
 class TreeChanged(NodeEvent):
-    """The room's peers and who forwards to whom (from the tracker or LAN)."""
+    """The room's peers and who forwards to whom (from the tracker or LAN).
+
+    In a large room the tracker lists only part of it: ``room_size`` says how many
+    peers there are in all and ``levels`` how many sit at each depth (both as the
+    directory gives them; 0 and () when ``peers`` is the whole room)."""
 
     KIND: ClassVar[str] = "tree"
     peers: tuple[TreePeer, ...]
     self_id: str
+    room_size: int = 0
+    levels: tuple[TreeLevel, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

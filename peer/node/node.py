@@ -826,7 +826,9 @@ class Node:
             return  # start() catches up once the directory is open and Ready is out
         now = self._now()
         if change is DirectoryChange.PEERS:
-            self._emit(TreeChanged(peers=directory.tree(), self_id=self.peer_id))
+            self._emit(TreeChanged(peers=directory.tree(), self_id=self.peer_id,
+                                   room_size=directory.room_size(),
+                                   levels=directory.tree_levels()))
             self._apply(self.tree.set_reachable(directory.reachable(), self._fanout(), now))
             self._apply(self.tree.directory_changed(now))
             self._reverse(now)

@@ -12,6 +12,7 @@ from peer.gui.stats import HISTORY_S, StatsPanel, format_stats
 from peer.gui.tree import PeerTableModel, RelayTreeView
 from peer.gui.video import VideoWidget, letterbox
 from peer.gui.widgets import Banner
+from protocol.records import TreeLevel
 
 
 @pytest.mark.parametrize(("image", "area", "expected"), [
@@ -137,3 +138,54 @@ def test_video_badge(qtbot) -> None:
     # Something red is drawn in the top-right corner, nothing at the top-left.
     assert any(shot.pixelColor(x, y).red() > 150 for x in range(300, 400) for y in range(10, 40))
     assert all(shot.pixelColor(x, 20).red() < 50 for x in range(0, 100))
+
+
+def _large_room() -> TreeChanged:
+    """A 250-peer room as the tracker sends it: a bounded list plus per-depth counts."""
+    listed = [TreePeer("root", "Alice", None, 0, None, "streamer"),
+              TreePeer("p1", "Bob", "root", 1, 720, "viewer"),
+              TreePeer("p2", "Carol", "root", 1, 480, "viewer"),
+              TreePeer("me", "Dana", "p1", 2, 720, "viewer"),
+              TreePeer("j1", "Joiner", None, None, 360, "viewer")]
+    levels = (TreeLevel(0, 1, 0), TreeLevel(1, 4, 0), TreeLevel(2, 16, 0),
+              TreeLevel(3, 64, 2), TreeLevel(4, 160, 300), TreeLevel(None, 5, 0))
+    return TreeChanged(self_id="me", peers=tuple(listed), room_size=250, levels=levels)
+
+
+def test_a_large_room_shows_aggregate_rows_for_the_peers_not_listed(qtbot) -> None:
+    view = RelayTreeView()
+    qtbot.addWidget(view)
+    tree = _large_room()
+    assert sum(level.peers for level in tree.levels) == tree.room_size
+    view.set_tree(tree)
+    # The listed peers keep their places in the tree...
+    assert view.items["me"].parent() is view.items["p1"]
+    assert view.items["p1"].parent() is view.items["root"]
+    # ...and the rest are counted per depth, after it, never passed off as the room.
+    rows = [(item.text(0), item.text(2)) for item in view.aggregates]
+    assert rows == [("2 more peers at depth 1", "1"), ("15 more peers at depth 2", "2"),
+                    ("64 more peers at depth 3", "3"), ("160 more peers at depth 4", "4"),
+                    ("4 more peers not in the tree yet", "—")]
+    top = [view.topLevelItem(i) for i in range(view.topLevelItemCount())]
+    assert top[-len(rows):] == view.aggregates
+    assert all(item.font(0).italic() and item.childCount() == 0 for item in view.aggregates)
+    assert "250 peers" in view.aggregates[0].toolTip(0)
+    listed = len(view.items)
+    counts = [item.data(0, Qt.ItemDataRole.UserRole) for item in view.aggregates]
+    assert counts == [2, 15, 64, 160, 4] and listed + sum(counts) == tree.room_size
+
+
+def test_aggregate_rows_only_when_the_listing_is_partial(qtbot) -> None:
+    view = RelayTreeView()
+    qtbot.addWidget(view)
+    view.set_tree(_tree())  # a small room is listed whole: no aggregate rows
+    assert view.aggregates == []
+    whole = view.topLevelItemCount()
+    # A room size above the listing but no per-depth counts: one row for the rest.
+    view.set_tree(TreeChanged(self_id="b", peers=_tree().peers, room_size=9))
+    assert [item.text(0) for item in view.aggregates] == ["3 more peers"]
+    view.set_tree(TreeChanged(self_id="b", peers=_tree().peers, room_size=7))
+    assert [item.text(0) for item in view.aggregates] == ["1 more peer"]
+    # The next listing replaces the rows, it does not add to them.
+    view.set_tree(_tree())
+    assert view.aggregates == [] and view.topLevelItemCount() == whole
