@@ -41,7 +41,8 @@ from protocol.errors import (
 )
 from protocol.messages import Message, MessageType, Unknown, message_class
 
-_HEADER = struct.Struct("!2sBBII")
+HEADER = struct.Struct("!2sBBII")
+_HEADER = HEADER
 assert _HEADER.size == limits.HEADER_BYTES
 FRAMING_VERSION = 1
 
@@ -52,6 +53,8 @@ def payload_limit(kind: int) -> int:
         return limits.MAX_VIDEO_PAYLOAD_BYTES
     if kind == MessageType.AUDIO_FRAME:
         return limits.MAX_AUDIO_PAYLOAD_BYTES
+    if kind == MessageType.FRAME_PART:
+        return limits.FRAME_PART_BYTES
     return limits.MAX_CONTROL_PAYLOAD_BYTES
 
 
@@ -118,7 +121,7 @@ TRACKER_INBOX = ReceivePolicy(
 # metadata cap; no payload at all.
 PEER_INBOX = ReceivePolicy(
     "peer link", (_TRACKER_KINDS | {MessageType.VIDEO_FRAME, MessageType.AUDIO_FRAME,
-                                    MessageType.PLAYBACK}),
+                                    MessageType.FRAME_PART, MessageType.PLAYBACK}),
     max_payload_bytes=0)
 # A link we dialled (to our parent, or a candidate): video may come down it.
 PARENT_INBOX = ReceivePolicy("peer link", _TRACKER_KINDS)

@@ -30,6 +30,16 @@ MAX_VIDEO_PAYLOAD_BYTES = 4 * 1024 * 1024
 # One 20 ms Opus packet: at Opus' top rate (510 kbit/s) a frame is at most 1275 bytes
 # (RFC 6716), two 10 ms frames 2551; 4 KiB bounds any packet we would accept.
 MAX_AUDIO_PAYLOAD_BYTES = 4 * 1024
+# Video messages above this are sent as FramePart pieces of this size, so a 20 ms sound
+# packet waits behind at most one piece, not a whole keyframe: 16 KiB crosses a
+# 250 kbit/s link in ~0.5 s less than a 40 KB keyframe would, and at 6 Mbit/s in
+# 22 ms; smaller pieces would add a header (~40 bytes with meta) per piece for little.
+FRAME_PART_BYTES = 16 * 1024
+# A reassembled message is one video frame's wire bytes: header, metadata, payload.
+MAX_PARTS_TOTAL_BYTES = HEADER_BYTES + MAX_META_BYTES + MAX_VIDEO_PAYLOAD_BYTES
+# Pieces one message may take: the largest total in pieces of FRAME_PART_BYTES. A
+# sender using smaller pieces than that is refused (it would only cost us messages).
+MAX_FRAME_PARTS = -(-MAX_PARTS_TOTAL_BYTES // FRAME_PART_BYTES)
 # The only packet duration Treecast sends: 20 ms (microseconds, as RFC 6716 counts).
 AUDIO_FRAME_US = 20_000
 # Control messages carry no binary payload today; allow a little for future kinds.
@@ -85,3 +95,9 @@ NO_VIDEO = 0
 # 4/s and chat leave plenty of room; the burst absorbs a chat backfill of MAX_CHAT_IDS.
 MAX_LINK_MESSAGES_PER_S = 400
 MAX_LINK_MESSAGES_BURST = 800
+# FramePart pieces per second on one link, counted apart from messages (a reassembled
+# message then counts as one): 4,000 pieces of FRAME_PART_BYTES are 64 MB/s, above any
+# stream, while a sender of tiny pieces is held to that many. The burst is two whole
+# messages of MAX_FRAME_PARTS.
+MAX_LINK_PARTS_PER_S = 4000
+MAX_LINK_PARTS_BURST = 2 * MAX_FRAME_PARTS

@@ -43,6 +43,7 @@ __all__ = [
     "Chat",
     "ChatHave",
     "Error",
+    "FramePart",
     "Heartbeat",
     "Hello",
     "JoinRequest",
@@ -93,6 +94,7 @@ class MessageType(IntEnum):
     PLAYBACK = 14
     KEYFRAME_REQUEST = 15
     AUDIO_FRAME = 20
+    FRAME_PART = 21
     LINK_PROOF = 30
     REGISTER = 32
     PEER_LIST = 33
@@ -131,6 +133,10 @@ class Hello(_Base):
     versions: tuple[int, ...] = limits.SUPPORTED_VERSIONS
     # In a private room: proof of the room's passphrase (protocol/private_room.py).
     member: str = ""
+    # This build reassembles FramePart messages, so large video may come to it split
+    # (peer/node/link.py). A Hello without the key (an older build) decodes as False
+    # and is sent whole messages only.
+    parts: bool = True
 
     def to_meta(self) -> Meta:
         check_len("name", self.name, limits.MAX_NAME_CHARS)
@@ -138,6 +144,8 @@ class Hello(_Base):
                       "versions": list(self.versions)}
         if self.member:
             meta["member"] = self.member
+        if self.parts:
+            meta["parts"] = True
         return meta
 
     @classmethod
@@ -149,6 +157,7 @@ class Hello(_Base):
             versions=read_versions(meta),
             member=(read_str(meta, "member", limits.MAX_SIGNATURE_CHARS)
                     if "member" in meta else ""),
+            parts=read_bool(meta, "parts") if "parts" in meta else False,
         )
 
 
@@ -426,6 +435,36 @@ class AudioFrame(_Base):
                                   f"{limits.AUDIO_FRAME_US}")
         return cls(epoch=read_int(meta, "e"), seq=read_int(meta, "s"),
                    captured_at=read_float(meta, "c"), opus=payload)
+
+
+@dataclass(frozen=True, slots=True)
+class FramePart(_Base):
+    """One piece of a large encoded message (its exact wire bytes, header included),
+    so that sound and control can pass between the pieces (peer/node/link.py,
+    protocol/parts.py). ``offset`` is where ``data`` starts in the whole message,
+    ``total`` the whole message's length in bytes."""
+
+    KIND: ClassVar[MessageType] = MessageType.FRAME_PART
+    offset: int
+    total: int
+    data: bytes = field(repr=False)
+
+    def to_meta(self) -> Meta:
+        return {"o": self.offset, "t": self.total}
+
+    def payload(self) -> bytes:
+        return self.data
+
+    @classmethod
+    def from_meta(cls, meta: Meta, payload: bytes) -> FramePart:
+        total = read_int(meta, "t", 1, limits.MAX_PARTS_TOTAL_BYTES)
+        offset = read_int(meta, "o", 0, total - 1)
+        if not payload:
+            raise FieldError("payload", "an empty part")
+        if offset + len(payload) > total:
+            raise FieldError("payload", f"part at {offset} of {len(payload)} bytes "
+                                        f"runs past the declared total {total}")
+        return cls(offset=offset, total=total, data=payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -928,7 +967,7 @@ class Unknown:
 
 Message = (
     Hello | JoinRequest | Accept | PathUpdate | Playback | Redirect | VideoFrame
-    | KeyframeRequest | AudioFrame | LayerDemand | Chat
+    | KeyframeRequest | AudioFrame | FramePart | LayerDemand | Chat
     | ChatHave | Ping | Pong | Bye | Error | Register | PeerList | Heartbeat | StreamClaim
     | StreamGranted | StreamDenied | StreamRelease | StreamerChanged | RoomQuery
     | RoomListQuery | RoomList
@@ -939,7 +978,7 @@ _CLASSES: dict[int, type[_Base]] = {
     cls.KIND: cls
     for cls in (
         Hello, JoinRequest, Accept, PathUpdate, Playback, Redirect, VideoFrame,
-        KeyframeRequest, AudioFrame, LayerDemand, Chat,
+        KeyframeRequest, AudioFrame, FramePart, LayerDemand, Chat,
         ChatHave, Ping, Pong, Bye, Error, Register, PeerList, Heartbeat, StreamClaim,
         StreamGranted, StreamDenied, StreamRelease, StreamerChanged, RoomQuery,
         RoomListQuery, RoomList,

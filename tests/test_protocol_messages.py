@@ -17,6 +17,7 @@ from protocol.messages import (
     Chat,
     ChatHave,
     Error,
+    FramePart,
     Heartbeat,
     Hello,
     JoinRequest,
@@ -72,6 +73,7 @@ SAMPLES = [
                keyframe=False, prev=17),
     KeyframeRequest(720),
     AudioFrame(5, 18, 1234.52, b"\xfc\x01\x02\x03"),  # TOC: CELT 20 ms stereo, 1 frame
+    FramePart(16384, 40000, b"piece"),
     LayerDemand(480),
     LayerDemand(0),
     LayerDemand(1080, auto=True),

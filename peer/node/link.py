@@ -19,6 +19,16 @@ in flight (``backlog.BacklogGate``): on a link slower than the video, the queue 
 bottleneck stays short, so sound behind it is late by tens of ms, not seconds, and a
 shaper never has to drop (which would stall TCP for a retransmission timeout).
 
+A video message larger than ``limits.FRAME_PART_BYTES`` goes to a neighbour whose Hello
+says it reassembles (``Hello.parts``) as ``FramePart`` pieces of its encoded bytes
+(protocol/parts.py); the writer serves control and audio between pieces, so sound waits
+behind one 16 KiB piece, not a whole keyframe. A piece already begun is always
+finished (the receiver holds exactly one message in progress); the backlog gate applies
+before every piece. An older neighbour (no ``parts`` in its Hello) gets whole messages.
+The reader reassembles pieces (``PartAssembler``: one message at a time, in order,
+bounded) and decodes the exact original bytes as one video frame, so nothing above the
+link sees pieces.
+
 What a link accepts is decided at each 12-byte header (``framing.ReceivePolicy``): a
 link we did not dial (a joiner or a child) never carries video to us, so it cannot
 make us buffer a frame; a link we dialled (our parent) may. Every received video
@@ -58,6 +68,7 @@ from protocol import (
     Bye,
     ErrorCode,
     FrameDecoder,
+    FramePart,
     Hello,
     Message,
     ProtocolError,
@@ -69,6 +80,7 @@ from protocol import (
 )
 from protocol.framing import PARENT_INBOX, PEER_INBOX
 from protocol.identity import Identity
+from protocol.parts import PartAssembler, split
 from protocol.private_room import member_proof
 from protocol.ratelimit import TokenBucket
 from protocol.records import PathEntry
@@ -174,6 +186,13 @@ class PeerLink:
         self._control: deque[bytes] = deque()
         self._video: deque[bytes] = deque()
         self._audio: deque[bytes] = deque()
+        # The FramePart pieces of the video message being sent, still to write.
+        self._parts_out: deque[bytes] = deque()
+        # Whether the neighbour reassembles pieces (its Hello says; until then, no).
+        self.remote_parts = False
+        self._parts_in = PartAssembler()
+        self._part_bucket = TokenBucket(limits.MAX_LINK_PARTS_PER_S,
+                                        limits.MAX_LINK_PARTS_BURST, time.monotonic())
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._bucket = TokenBucket(limits.MAX_LINK_MESSAGES_PER_S,
@@ -309,7 +328,8 @@ class PeerLink:
     async def _write_loop(self) -> None:
         try:
             while not self.closed:
-                if not self._control and not self._audio and not self._video:
+                if (not self._control and not self._audio and not self._video
+                        and not self._parts_out):
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
@@ -333,7 +353,14 @@ class PeerLink:
                             with contextlib.suppress(TimeoutError):
                                 await asyncio.wait_for(self._wakeup.wait(), GATE_POLL_S)
                             continue
-                    data = self._video.popleft()
+                    if self._parts_out:
+                        data = self._parts_out.popleft()
+                    else:
+                        data = self._video.popleft()
+                        if self.remote_parts and len(data) > limits.FRAME_PART_BYTES:
+                            # Sound and control may go between the pieces.
+                            self._parts_out.extend(split(data))
+                            data = self._parts_out.popleft()
                     self.counters.video_bytes_out += len(data)
                 self.counters.bytes_out += len(data)
                 self._writer.write(data)
@@ -357,6 +384,12 @@ class PeerLink:
                 self.counters.bytes_in += len(data)
                 decoder.receive_data(data)
                 while (message := decoder.next_message()) is not None:
+                    wire_bytes = decoder.last_message_bytes
+                    if isinstance(message, FramePart):
+                        whole = self._take_part(message)
+                        if whole is None:
+                            continue
+                        message, wire_bytes = whole
                     if not self._bucket.take(time.monotonic()):
                         raise RemoteProtocolError(
                             f"more than {limits.MAX_LINK_MESSAGES_PER_S} messages per second",
@@ -376,11 +409,13 @@ class PeerLink:
                         raise RemoteProtocolError(
                             f"Hello names id {message.peer_id[:12]}... but the link's "
                             f"key is {self.remote_id[:12]}...", ErrorCode.UNEXPECTED)
+                    if isinstance(message, Hello):
+                        self.remote_parts = message.parts
                     if isinstance(message, VideoFrame):
-                        self.counters.video_bytes_in += decoder.last_message_bytes
+                        self.counters.video_bytes_in += wire_bytes
                         check_frame_size(message)
                     elif isinstance(message, AudioFrame):
-                        self.counters.audio_bytes_in += decoder.last_message_bytes
+                        self.counters.audio_bytes_in += wire_bytes
                     await self._on_message(self, message)
                     if self.closed:
                         return
@@ -393,6 +428,30 @@ class PeerLink:
         except asyncio.CancelledError:
             return
         self.close(reason)
+
+    def _take_part(self, part: FramePart) -> tuple[VideoFrame, int] | None:
+        """Add one received piece; the video frame (and its wire size) once whole.
+
+        Raises:
+            RemoteProtocolError: too many pieces per second, a piece out of order or
+                a reassembled message that is not exactly one valid video frame.
+        """
+        if not self._part_bucket.take(time.monotonic()):
+            raise RemoteProtocolError(
+                f"more than {limits.MAX_LINK_PARTS_PER_S} message parts per second",
+                ErrorCode.RATE_LIMITED)
+        whole = self._parts_in.add(part)
+        if whole is None:
+            return None
+        # The link's own policy: a link that may not carry video refused the piece at
+        # its header already; this checks the inner header and fields the same way.
+        inner = FrameDecoder(self._decoder.policy)
+        inner.receive_data(whole)
+        message = inner.next_message()
+        if not isinstance(message, VideoFrame) or inner.buffered_bytes:
+            raise RemoteProtocolError("split message parts are not exactly one video frame",
+                                      ErrorCode.MALFORMED)
+        return message, len(whole)
 
     def _send_now(self, message: Message) -> None:
         with contextlib.suppress(Exception):
