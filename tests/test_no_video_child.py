@@ -144,7 +144,7 @@ async def test_a_no_video_node_joins_a_live_room_chats_and_receives_no_media() -
                         audio=AudioConfig(), tls=False)  # its streamer speaks plaintext
     chooser = Node(config, on_event, shown.append,
                    directory_factory=lambda n: StreamerDirectory(port))
-    control = RawChild("viewer")
+    control, grandchild = RawChild("viewer"), RawChild("grandchild")
     await chooser.start()
 
     async def until(condition: object) -> None:
@@ -172,7 +172,15 @@ async def test_a_no_video_node_joins_a_live_room_chats_and_receives_no_media() -
         assert all(s.audio is None or not s.audio.sound for s in stats())  # no sound, ever
         # No video was due, so its parent was never taken for silent (0.5 s allowance).
         assert chooser.tree.parent is not None and chooser.tree.counters.silent_parents == 0
+        # A child of its own that wants 360p: the chooser now asks for 360p and relays
+        # it, still decoding no picture for a screen that shows none.
+        assert chooser.listen is not None
+        await grandchild.join(chooser.listen[1], 360)
+        await grandchild.until(lambda: len(grandchild.video) >= FPS)
+        assert {f.layer for f in grandchild.video} == {360}
+        assert chooser.tree.demand() == 360 and shown == []
     finally:
+        await grandchild.close()
         await control.close()
         await chooser.stop()
         await streamer.stop()

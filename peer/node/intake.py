@@ -21,7 +21,7 @@ from peer.node.events import EpochSeen, FirstFrame, NodeEvent, Resumed
 from peer.node.relay import Relay
 from peer.node.stats import StreamStats
 from peer.node.tree.state import TreeState
-from protocol import VideoFrame
+from protocol import VideoFrame, limits
 
 
 class VideoIntake:
@@ -96,7 +96,9 @@ class VideoIntake:
         # have the lower one, so they get a count of streams seen, which only grows.
         self._stats.frame_received(now, len(frame.data), frame.seq, self._epoch_changes,
                                    latency)
-        picture = self._display.wants_pictures
+        # A relay that watches nothing itself (NO_VIDEO: its children asked for this)
+        # decodes only what its children need, never a picture nobody looks at.
+        picture = self._display.wants_pictures and tree.layer != limits.NO_VIDEO
         decodable = self._relay.forward(frame, picture=picture,
                                         recording=self._display.recording)
         if decodable and not picture and self._awaiting_first is not None:
