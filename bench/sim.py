@@ -344,6 +344,7 @@ class Sim:
         a = self.args
         net = self.net
         wall0 = time.perf_counter()
+        cpu0 = time.process_time()
         root_member = self.start_peer(root=True)
         self.root = root_member.peer
         join_s = min(a.join_seconds, a.seconds)
@@ -400,9 +401,9 @@ class Sim:
             c.steady_control_bytes = sum(m.peer.control_bytes
                                          for m in self.members.values()) - marks[2]
         wall = time.perf_counter() - wall0
-        return self._result(wall)
+        return self._result(wall, time.process_time() - cpu0)
 
-    def _result(self, wall: float) -> dict[str, Any]:
+    def _result(self, wall: float, cpu: float) -> dict[str, Any]:
         a = self.args
         c = self.counters
         attached = [m.peer for m in self.members.values()
@@ -442,6 +443,9 @@ class Sim:
             if c.receiving else None,
             "receiving_fraction_min": _r(min(c.receiving), 5) if c.receiving else None,
             "wall_s": _r(wall, 1),
+            # The machine is shared: CPU time is what the simulation itself cost.
+            "cpu_s": _r(cpu, 1),
+            "loadavg_1min_at_end": _r(os.getloadavg()[0], 1),
         }
 
 
