@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from peer.node.cli import RELAY_FANOUT, build_parser, config_from_args
+from peer.node.directory import order_candidates
 from peer.node.tracker_client import TrackerClient
+from protocol.records import Candidate
 from tracker.config import TrackerConfig
 from tracker.server import TrackerServer
 
@@ -51,3 +53,19 @@ async def test_the_tracker_learns_the_relay_role_from_the_client() -> None:
         finally:
             for client in clients:
                 await client.close()
+
+
+def test_peers_in_a_listed_room_dial_relay_peers_first_of_a_depth() -> None:
+    home = [Candidate(f"home{i}", "H", "192.0.2.1", 7000 + i, 1, 3) for i in range(5)]
+    relay = Candidate("relay", "R", "198.51.100.1", 7000, 1, 1)
+    deep_relay = Candidate("deep", "D", "198.51.100.2", 7000, 2, 16)
+    full_relay = Candidate("full", "F", "198.51.100.3", 7000, 0, 0)
+    relays = frozenset({"relay", "deep", "full"})
+    for _ in range(20):  # ties are shuffled: the order must hold whatever the shuffle
+        ordered = order_candidates([*home, deep_relay, full_relay, relay], relays)
+        # The shallowest level still comes first; of it, the relay; full ones last.
+        assert ordered[0] is relay
+        assert ordered[-2:] == [deep_relay, full_relay]
+    # Without the relay role known, the relay is one of its level like any other.
+    positions = {order_candidates([*home, relay]).index(relay) for _ in range(200)}
+    assert len(positions) > 1

@@ -93,14 +93,17 @@ class Directory(Protocol):
         """Leave the room."""
 
 
-def order_candidates(candidates: list[Candidate]) -> list[Candidate]:
+def order_candidates(candidates: list[Candidate],
+                     relays: frozenset[str] = frozenset()) -> list[Candidate]:
     """Shallowest with a free slot first; full ones last (they redirect to children).
+    Of one depth, ``--relay`` peers (ids in ``relays``) first: they are the public
+    hosts meant to carry the tree near its root, as the tracker's own picks do.
 
     Ties are shuffled so that many joiners do not all dial the same peer at once.
     """
     shuffled = candidates[:]
     random.shuffle(shuffled)
-    return sorted(shuffled, key=lambda c: (c.free_slots == 0, c.depth))
+    return sorted(shuffled, key=lambda c: (c.free_slots == 0, c.depth, c.id not in relays))
 
 
 # After a lost tracker link, how long a list without a streamer is not believed: a
@@ -215,7 +218,7 @@ class TrackerDirectory:
             return []
         found = [c for p in peers.peers if p.id != self._peer_id
                  if (c := p.candidate()) is not None]
-        return order_candidates(found)
+        return order_candidates(found, frozenset(p.id for p in peers.peers if p.relay))
 
     def streamer(self) -> StreamerInfo | None:
         return self._streamer
