@@ -281,12 +281,17 @@ class SessionView(QWidget):
     def _on_tree_for_watchers(self, tree: TreeChanged) -> None:
         viewers = viewers_of(tree)
         live = any(peer.role == "streamer" for peer in tree.peers)
+        # A large room lists only part of itself; its size counts everyone.
+        count = max(len(viewers), tree.room_size - 1 if live else tree.room_size)
         self.watchers.setVisible(live)
-        self.watchers.setText("1 watching" if len(viewers) == 1 else f"{len(viewers)} watching")
+        self.watchers.setText("1 watching" if count == 1 else f"{count:,} watching")
         names = sorted(
             (f"{p.name} (you)" if p.id == tree.self_id else p.name for p in viewers),
             key=str.lower,
         )
+        unlisted = count - len(names)
+        if unlisted > 0:
+            names.append(f"and {unlisted:,} more")
         self.watchers.setToolTip("Watching: " + ", ".join(names) if names else "Nobody yet")
 
     # -- keyboard -----------------------------------------------------------------------

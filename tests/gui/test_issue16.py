@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from fakes import stats
 from PyQt6.QtCore import Qt
 from test_app import T, join, leave, stream
@@ -392,6 +394,16 @@ def test_viewer_count_and_names_for_everyone(qtbot, window, factory) -> None:
     qtbot.waitUntil(lambda: view.watchers.text() == "3 watching", timeout=T)
     assert view.watchers.isVisible()
     assert view.watchers.toolTip() == "Watching: Bob, Carol, Dana (you)"
+
+
+def test_viewer_count_in_a_large_room_counts_the_unlisted(qtbot, window, factory) -> None:
+    # Above a few hundred peers the tracker lists only part of the room.
+    view = join(qtbot, window)
+    node = factory.node
+    listed = node.tree(("Bob", "Dana", 480))
+    node.emit(dataclasses.replace(listed, room_size=1500))
+    qtbot.waitUntil(lambda: view.watchers.text() == "1,499 watching", timeout=T)
+    assert view.watchers.toolTip() == "Watching: Bob, Dana (you), and 1,497 more"
 
 
 def test_9_room_browser_lists_a_trackers_rooms(qtbot, window, tracker) -> None:
