@@ -239,3 +239,23 @@ def test_tracker_and_peers_stream_over_ipv6_loopback() -> None:
         assert wait_for(lambda: _frames(second) >= 20, 60), second.last("stats")
         assert (second.last("stats") or {})["depth"] == 2
         assert (first.last("stats") or {})["reachability"] == "direct"
+
+
+def test_tracker_status_takes_bracketed_ipv6_and_refuses_the_ambiguous_form(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from tracker.__main__ import build_parser as tracker_parser
+    from tracker.__main__ import main
+    with pytest.raises(SystemExit) as info:
+        main(["--status", "::1:7700"])
+    assert info.value.code == 2
+    assert "brackets" in capsys.readouterr().err
+    assert tracker_parser().parse_args(["--host", "[::1]"]).host == "::1"
+    assert tracker_parser().parse_args([]).host == "::"  # dual-stack by default
+
+
+@needs_ipv6
+async def test_tracker_status_answers_over_ipv6() -> None:
+    from tracker.status import query_status
+    async with TrackerServer(TrackerConfig(tls=False), host="::1", port=0) as tracker:
+        status = await query_status("::1", tracker.address[1], tls=False)
+    assert status.store_ok
