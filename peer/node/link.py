@@ -108,6 +108,8 @@ SEND_BUFFER_BYTES = 512 * 1024
 # window) is not limited, so a fast link still fills.
 NOTSENT_LOWAT_BYTES = 32 * 1024
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # 25 on Linux
+# Linux struct tcp_info: tcpi_min_rtt (u32, microseconds) sits at byte 148 (since 4.6).
+TCPI_MIN_RTT_OFFSET = 148
 # How often a writer holding video back (peer/node/backlog.py) looks again.
 GATE_POLL_S = 0.005
 # Control messages are small and never dropped, but a neighbour that stops reading
@@ -200,6 +202,7 @@ class PeerLink:
         sock = writer.get_extra_info("socket")
         self._gate = BacklogGate()
         self._fd: int | None = None
+        self._sock = sock if sys.platform.startswith("linux") else None
         if sock is not None and sys.platform.startswith("linux"):
             with contextlib.suppress(OSError, ValueError):
                 self._fd = sock.fileno()
@@ -321,6 +324,29 @@ class PeerLink:
             return None
         return int(struct.unpack("i", buf)[0])
 
+    def _base_rtt(self) -> float | None:
+        """The link's smallest round trip: from our pings, else the kernel's.
+
+        Only a child pings, so on a parent's link to its child (where video flows)
+        ``clock.rtt`` stays None and the backlog gate would let everything through;
+        the kernel's own minimum (``tcpi_min_rtt``) is the same figure without pings.
+        """
+        if self.clock.rtt is not None:
+            return self.clock.rtt
+        if self._sock is None:
+            return None
+        try:
+            info = self._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO,
+                                         TCPI_MIN_RTT_OFFSET + 4)
+        except (OSError, AttributeError):
+            self._sock = None
+            return None
+        if len(info) < TCPI_MIN_RTT_OFFSET + 4:
+            self._sock = None  # an older kernel: it never will say
+            return None
+        min_rtt_us = int(struct.unpack_from("I", info, TCPI_MIN_RTT_OFFSET)[0])
+        return min_rtt_us / 1e6 if min_rtt_us else None
+
     @property
     def queued_frames(self) -> int:
         return len(self._video)
@@ -345,7 +371,7 @@ class PeerLink:
                     if in_flight is not None:
                         self._gate.update(time.monotonic(), self.counters.bytes_out,
                                           in_flight)
-                        if not self._gate.allow_video(in_flight, self.clock.rtt):
+                        if not self._gate.allow_video(in_flight, self._base_rtt()):
                             # The bottleneck has enough: let it drain (sound and
                             # control may pass meanwhile; the video queue keeps the
                             # newest frames).
