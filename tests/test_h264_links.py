@@ -60,6 +60,12 @@ class OneCandidateDirectory:
     def tree(self) -> tuple[TreePeer, ...]:
         return ()
 
+    def room_size(self) -> int:
+        return 0
+
+    def tree_levels(self) -> tuple[()]:
+        return ()
+
     def own_host(self) -> str | None:
         return "127.0.0.1"
 
