@@ -588,6 +588,8 @@ class TreeState:
         return actions
 
     def _silent_parent(self, now: float) -> bool:
+        if self._video_at is None:
+            return False  # nothing has started the allowance (cheap test first: every tick)
         if self.demand() == limits.NO_VIDEO:
             # Nobody here wants video, so none comes: the silence allowance starts
             # again only once some is due.
