@@ -408,7 +408,8 @@ def stream_alive(streamer: Peer) -> None:
     """Raise BenchError if the streamer has ended its stream (e.g. lost its lock)."""
     ended = streamer.last("stream_ended")
     if ended is not None:
-        raise BenchError(f"the streamer ended the stream: {ended.get('reason')}")
+        detail = f" ({ended['detail']})" if ended.get("detail") else ""
+        raise BenchError(f"the streamer ended the stream: {ended.get('reason')}{detail}")
 
 
 def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: int = 4,

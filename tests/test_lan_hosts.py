@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from peer.node.errors import ExitCode
+from peer.node.events import StreamEndReason
 from tests.support.netns import (
     Host,
     JsonLines,
@@ -222,7 +223,7 @@ SETTLE_TIMEOUT_S = 30.0
 PATTERN = ("--test-pattern", "640x360", "--fps", "10")
 # A LAN epoch is the streamer's claim time in ms; a tracker's epochs count from 1.
 MIN_LAN_EPOCH = 10**12
-STEP_DOWN = "another peer took the streamer lock"
+STEP_DOWN = StreamEndReason.LOCK_TAKEN.value
 
 
 def new_room() -> str:

@@ -264,6 +264,9 @@ def test_a_file_without_loop_ends_the_stream(tmp_path) -> None:
         root = s.start_peer("root", "--stream", str(source))
         assert wait_for(lambda: root.last("stream_ended") is not None, 30)
         assert wait_for(lambda: viewer.last("stream_ended") is not None, 15)
+        # The typed reason reads as its words in the --events line.
+        assert root.last("stream_ended")["reason"] == "stream ended"
+        assert viewer.last("stream_ended")["reason"] == "stream ended"
 
 
 def test_missing_camera_is_a_clear_error_exit_2() -> None:

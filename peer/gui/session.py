@@ -34,6 +34,7 @@ from peer.gui.bridge import (
     Stats,
     Stopped,
     StreamEnded,
+    StreamEndReason,
     StreamStarted,
     TreeChanged,
     TreePeer,
@@ -49,19 +50,24 @@ from peer.gui.widgets import Banner, card, muted_label
 RESUMED_NOTICE_MS = 5000
 
 
-# The node's stream-end reasons that need no explanation: the stream simply ended.
-ORDINARY_END_REASONS = frozenset({"stream ended", "stopped", "quit", "left", ""})
-# Reasons with a known cause, in words a viewer understands.
+# Stream-end reasons with a known cause, in words a viewer understands (FINISHED needs
+# none: the stream simply ended; SOURCE_FAILED says what failed in its detail).
 END_REASON_WORDS = {
-    "lost the streamer lock": "the connection to the tracker was lost for too long",
-    "another peer took the streamer lock": "someone else took over as the streamer",
+    StreamEndReason.LOCK_LOST: "the connection to the tracker was lost for too long",
+    StreamEndReason.LOCK_TAKEN: "someone else took over as the streamer",
 }
 
 
-def end_reason_words(reason: object) -> str:
-    """A stream-end reason as words for a sentence (never the raw code)."""
-    text = str(getattr(reason, "value", reason)).strip()
-    return END_REASON_WORDS.get(text, text.rstrip(".") or "it stopped")
+def stream_end_words(event: StreamEnded) -> str:
+    """Why a stream ended, as words for a sentence (never the raw code)."""
+    if event.detail:
+        return event.detail.strip().rstrip(".")
+    return END_REASON_WORDS.get(event.reason, event.reason.value)
+
+
+def end_reason_words(reason: str) -> str:
+    """Why the node stopped, as words for a sentence."""
+    return reason.strip().rstrip(".") or "it stopped"
 
 
 def viewers_of(tree: TreeChanged) -> list[TreePeer]:
@@ -389,9 +395,9 @@ class SessionView(QWidget):
     def stream_end_text(self, event: StreamEnded) -> str:
         """The sentence that says a stream ended, and why when it is not ordinary."""
         whose = f"{event.streamer}'s stream" if event.streamer else "The stream"
-        if str(getattr(event.reason, "value", event.reason)) in ORDINARY_END_REASONS:
+        if event.reason is StreamEndReason.FINISHED:
             return f"{whose} has ended."
-        return f"{whose} stopped unexpectedly: {end_reason_words(event.reason)}."
+        return f"{whose} stopped unexpectedly: {stream_end_words(event)}."
 
     def on_stream_ended(self, event: StreamEnded) -> None:
         """The room's stream ended."""

@@ -36,10 +36,11 @@ from peer.gui.bridge import (
     SourceSpec,
     Stats,
     StreamEnded,
+    StreamEndReason,
     StreamStarted,
     TreeChanged,
 )
-from peer.gui.session import SessionView, end_reason_words, viewers_of
+from peer.gui.session import SessionView, stream_end_words, viewers_of
 from peer.gui.theme import icon, set_icon
 from peer.gui.tree import PeerTableModel
 from peer.gui.widgets import SeekBar
@@ -542,15 +543,14 @@ class StreamerView(SessionView):
 
     def own_stream_end_text(self, event: StreamEnded) -> str:
         """What ended our own stream, in words."""
-        reason = str(event.reason)
         if self._stop_asked:
             return "You stopped streaming."
-        if reason == "stream ended":
+        if event.reason is StreamEndReason.FINISHED:
             progress = self._last_progress
             if progress is not None and progress.duration_s:
                 return "Your video reached its end."
             return "Your stream ended."
-        return f"Your stream stopped: {end_reason_words(reason)}."
+        return f"Your stream stopped: {stream_end_words(event)}."
 
     def stream_end_text(self, event: StreamEnded) -> str:
         if self._is_own_end(event):

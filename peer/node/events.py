@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,6 +25,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class StreamEndReason(Enum):
+    """Why a stream ended: code decides what happens next, the value is what the
+    ``--events`` line says."""
+
+    FINISHED = "stream ended"  # the source ended, or the streamer stopped it
+    LOCK_LOST = "lost the streamer lock"
+    LOCK_TAKEN = "another peer took the streamer lock"
+    SOURCE_FAILED = "the source failed"
+
+
 @dataclass(frozen=True, slots=True)
 class NodeEvent:
     KIND: ClassVar[str] = "event"
@@ -37,6 +48,8 @@ class NodeEvent:
                 value = dataclasses.asdict(value)
             elif isinstance(value, tuple):
                 value = [_plain(v) for v in value]
+            elif isinstance(value, Enum):
+                value = value.value
             data[f.name] = value
         return data
 
@@ -164,7 +177,9 @@ class StreamStarted(NodeEvent):
 class StreamEnded(NodeEvent):
     KIND: ClassVar[str] = "stream_ended"
     streamer: str | None
-    reason: str
+    reason: StreamEndReason
+    # What failed, in words (SOURCE_FAILED: the source's error).
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

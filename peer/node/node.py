@@ -52,6 +52,7 @@ from peer.node.events import (
     SourceProgress,
     Stopped,
     StreamEnded,
+    StreamEndReason,
     StreamStarted,
     TreeChanged,
 )
@@ -63,7 +64,7 @@ from peer.node.media import FrameSource, PacedCapture, open_source
 from peer.node.passthrough import H264Recorder
 from peer.node.playback import PlaybackState
 from peer.node.portmap import PortMapper
-from peer.node.pump import StreamEnd, StreamEndReason, StreamPump
+from peer.node.pump import StreamEnd, StreamPump
 from peer.node.reachability import classify
 from peer.node.relay import Relay
 from peer.node.report import Position, StatsReporter
@@ -816,7 +817,8 @@ class Node:
         self._streamer_announced = None
         if end.reason is StreamEndReason.SOURCE_FAILED:
             self._emit(ErrorRaised(message=end.text))
-        self._emit(StreamEnded(streamer=self.config.name, reason=end.text))
+        self._emit(StreamEnded(streamer=self.config.name, reason=end.reason,
+                                detail=end.detail))
 
     # --- directory, timers, stats ---------------------------------------------------
 
@@ -837,8 +839,7 @@ class Node:
             if streamer is None:
                 if self._streamer_announced is not None and self._pump is None:
                     self._streamer_announced = None
-                    self._emit(StreamEnded(streamer=None,
-                                           reason=StreamEndReason.FINISHED.value))
+                    self._emit(StreamEnded(streamer=None, reason=StreamEndReason.FINISHED))
                 self._apply(self.tree.set_streamer(None, 0, now))
                 return
             if self._pump is not None and streamer.id != self.peer_id:

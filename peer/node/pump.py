@@ -22,12 +22,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from enum import Enum
 
 from peer.node.codecs.bank import EncoderBank
 from peer.node.codecs.base import VideoCodec
 from peer.node.display import Display, Picture
 from peer.node.errors import MediaError
+from peer.node.events import StreamEndReason
 from peer.node.media import CapturedFrame, PacedCapture
 from peer.node.relay import Relay
 from peer.node.stats import StreamStats
@@ -35,16 +35,6 @@ from protocol import VideoFrame
 
 # Progress events (position in the file) at most this often.
 PROGRESS_INTERVAL_S = 0.5
-
-
-class StreamEndReason(Enum):
-    """Why a stream ended (the user sees ``text``; code decides what happens next)."""
-
-    FINISHED = "stream ended"  # the source ended, or the streamer stopped it
-    LOCK_LOST = "lost the streamer lock"
-    LOCK_TAKEN = "another peer took the streamer lock"
-    SOURCE_FAILED = "the source failed"
-    LEAVING = "leaving"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from peer.node.events import (
     Stats,
     Stopped,
     StreamEnded,
+    StreamEndReason,
     StreamStarted,
     TreeChanged,
     TreePeer,
@@ -170,7 +171,7 @@ class FakeNode:
     async def stop_streaming(self) -> None:
         self._record("stop_streaming")
         self.source = None
-        self.emit(StreamEnded(streamer=self.config.name, reason="stopped"))
+        self.emit(StreamEnded(streamer=self.config.name, reason=StreamEndReason.FINISHED))
 
     async def set_volume(self, volume: float) -> None:
         self._record("set_volume", volume)

@@ -22,6 +22,7 @@ from peer.node.events import (
     Resumed,
     SourceProgress,
     StreamEnded,
+    StreamEndReason,
 )
 
 T = 10000  # generous: a slow shared CI machine
@@ -259,7 +260,7 @@ def test_parent_lost_then_rejoined_and_stream_end(qtbot, window, factory) -> Non
     node.emit(Resumed(parent="Alice", gap_ms=420.0, lost=12))
     qtbot.waitUntil(lambda: view.banner.level == "ok", timeout=T)
     assert view.banner.text() == "Back on the stream via Alice after 0.4 s, 12 frames missed."
-    node.emit(StreamEnded(streamer="Alice", reason="stream ended"))
+    node.emit(StreamEnded(streamer="Alice", reason=StreamEndReason.FINISHED))
     qtbot.waitUntil(lambda: view.banner.level == "info", timeout=T)
     assert "Alice's stream has ended" in view.banner.text()
     assert view.banner.action_keys() == ["back"]

@@ -11,7 +11,7 @@ from test_app import T, join, leave, stream
 from peer.gui import streamer as streamer_mod
 from peer.gui.bridge import PatternSource
 from peer.gui.viewer import ViewerView
-from peer.node.events import ChatReceived, StreamEnded, StreamStarted
+from peer.node.events import ChatReceived, StreamEnded, StreamEndReason, StreamStarted
 from protocol.limits import LAYERS, NO_VIDEO
 
 
@@ -29,7 +29,7 @@ def test_1_someone_going_live_while_we_choose_blocks_go_live(qtbot, window, fact
     # Alice's frames are not shown as our preview.
     assert view.video.image is None
     # Her stream ends: the room is free again and the preview comes back.
-    factory.node.emit(StreamEnded(streamer="Alice", reason="stream ended"))
+    factory.node.emit(StreamEnded(streamer="Alice", reason=StreamEndReason.FINISHED))
     qtbot.waitUntil(lambda: view.live_button.isEnabled(), timeout=T)
     assert view.video.image is not None and view.banner.level == ""
 
@@ -78,13 +78,14 @@ def test_3_closing_the_window_while_streaming_to_viewers_asks_first(
 def test_4_stream_end_reasons_read_as_words(qtbot, window, factory) -> None:
     view = join(qtbot, window)
     node = factory.node
-    node.emit(StreamEnded(streamer="Alice", reason="stream ended"))
+    node.emit(StreamEnded(streamer="Alice", reason=StreamEndReason.FINISHED))
     qtbot.waitUntil(lambda: view.banner.level == "info", timeout=T)
     assert view.banner.text().startswith("Alice's stream has ended.")
     assert "(stream ended)" not in view.banner.text()
     assert "Alice's stream has ended." in view.chat.view.toPlainText()
     node.emit(StreamStarted(streamer="Alice", streamer_id="id-Alice", epoch=4))
-    node.emit(StreamEnded(streamer="Alice", reason="cannot read video from x.mp4: bad data"))
+    node.emit(StreamEnded(streamer="Alice", reason=StreamEndReason.SOURCE_FAILED,
+                          detail="cannot read video from x.mp4: bad data"))
     qtbot.waitUntil(lambda: "unexpectedly" in view.banner.text(), timeout=T)
     assert view.banner.text().startswith(
         "Alice's stream stopped unexpectedly: cannot read video from x.mp4: bad data."
@@ -100,12 +101,13 @@ def test_4_own_file_reaching_its_end_is_not_a_crash(qtbot, window, factory) -> N
     node = factory.node
     node.emit(SourceProgress(position_s=119.5, duration_s=120.0))
     node.source = None
-    node.emit(StreamEnded(streamer="Dana", reason="stream ended"))
+    node.emit(StreamEnded(streamer="Dana", reason=StreamEndReason.FINISHED))
     qtbot.waitUntil(lambda: view.banner.level == "info", timeout=T)
     assert view.banner.text() == "Your video reached its end. Pick a source to go live again."
     node.emit(StreamStarted(streamer="Dana", streamer_id="id-Dana", epoch=5))
     view.bridge._streaming = True  # as if live again, then the source breaks
-    node.emit(StreamEnded(streamer="Dana", reason="camera 0 stopped delivering frames"))
+    node.emit(StreamEnded(streamer="Dana", reason=StreamEndReason.SOURCE_FAILED,
+                          detail="camera 0 stopped delivering frames"))
     qtbot.waitUntil(lambda: "stopped:" in view.banner.text(), timeout=T)
     assert view.banner.text() == (
         "Your stream stopped: camera 0 stopped delivering frames. "
