@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -414,8 +414,10 @@ def stream_alive(streamer: Peer) -> None:
 
 def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: int = 4,
                   timeout: float = 90.0, streamer: Peer | None = None, nice: int = 0,
-                  **kwargs: Any) -> list[Peer]:
-    """Start viewers (``--watch`` + ``args``) and wait until every one receives frames.
+                  ready: Callable[[Peer], bool] | None = None, **kwargs: Any) -> list[Peer]:
+    """Start viewers (``--watch`` + ``args``) and wait until every one receives frames
+    (``ready``, when given, instead: e.g. "has had a picture", for a benchmark that
+    measures what happens after).
 
     At most ``in_flight`` are starting at once (started, not yet registered with the
     tracker): on two cores, dozens of interpreters importing OpenCV at once starve the
@@ -445,16 +447,18 @@ def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: 
             time.sleep(0.02)
         viewers.append(s.start_peer(name, "--watch", *args, **kwargs))
 
+    started = ready or streaming
+
     def all_streaming() -> bool:
         restart_failed()
         if streamer is not None:
             stream_alive(streamer)
-        return all(streaming(v) for v in viewers)
+        return all(started(v) for v in viewers)
 
     require(wait_for(all_streaming, max(1.0, deadline - time.monotonic()), 0.25),
             f"not all of {len(viewers)} viewers receive frames within {timeout:g} s: "
-            f"{[v.name for v in viewers if not streaming(v)][:10]}", s,
-            [v for v in viewers if not streaming(v)])
+            f"{[v.name for v in viewers if not started(v)][:10]}", s,
+            [v for v in viewers if not started(v)])
     if retries:
         print(f"  (restarted after tracker timeouts: {sorted(retries)})", flush=True)
     return viewers
