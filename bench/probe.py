@@ -61,15 +61,15 @@ class Probe:
     def hook(self, node: Node) -> None:
         """Stamp every frame as the node's video intake receives it (before relaying).
 
-        The intake is made in ``Node.start``, so its class is wrapped: one node per
-        probe process.
+        The class is wrapped (the node made its intake already): one node per probe
+        process.
         """
         original = VideoIntake.frame
 
         def frame(intake: VideoIntake, link_id: int, message: VideoFrame) -> None:
             arrival = time.time()
             if link_id == node.tree.parent:
-                offset = node._root_offset()
+                offset = node.links.root_offset()
                 with self._lock:
                     self.recv.append([message.seq, arrival, message.captured_at, offset])
             original(intake, link_id, message)

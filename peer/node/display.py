@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from peer.node import codec
 from peer.node.errors import MediaError
 from peer.node.events import DecodedFrame
+from peer.node.passthrough import H264Recorder
 from peer.node.recording import Recording
 from peer.node.workers import LatestWorker
 from protocol import VideoFrame
@@ -57,7 +58,6 @@ class Display:
 
     Args:
         executor: where decoding, resizing and recording run.
-        loop: the node's event loop (recording failures are reported there).
         on_frame: receives every prepared picture (on a worker thread), or None.
         want_size: the (width, height) to show, or None for the picture's own size.
         on_record_error: called when the recording failed and stopped.
@@ -70,7 +70,6 @@ class Display:
     def __init__(
         self,
         executor: Executor,
-        loop: asyncio.AbstractEventLoop,
         *,
         on_frame: Callable[[DecodedFrame], None] | None,
         want_size: Callable[[VideoFrame], tuple[int, int] | None],
@@ -78,7 +77,8 @@ class Display:
         picture_wait: Callable[[float], float] | None = None,
         on_shown: Callable[[float, float, float], None] | None = None,
     ) -> None:
-        self._loop = loop
+        # The node's event loop (start()): pictures waiting for their sound wait there.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._on_frame = on_frame
         self._want_size = want_size
         self._on_record_error = on_record_error
@@ -89,6 +89,10 @@ class Display:
         self.recording: Recording | None = None
         self._worker: LatestWorker[Picture, None] = LatestWorker(
             "display", executor, self._work, lambda item, result: None)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run on ``loop`` from now on (the node's; pictures arrive once it runs)."""
+        self._loop = loop
 
     @property
     def wants_pictures(self) -> bool:
@@ -124,6 +128,7 @@ class Display:
         # Lip sync: a picture ready before its sound is heard waits for it.
         wait = self._picture_wait(item.captured_at) if self._picture_wait else 0.0
         if wait > MIN_PICTURE_WAIT_S:
+            assert self._loop is not None, "start() first"
             self._loop.call_soon_threadsafe(self._show_later, decoded, wait, time.time())
         else:
             self._show(decoded, time.time())
@@ -132,7 +137,7 @@ class Display:
         def show() -> None:
             if not self._closed:
                 self._executor.submit(self._show, decoded, ready_at)
-        self._loop.call_later(wait, show)
+        asyncio.get_running_loop().call_later(wait, show)
 
     def _show(self, decoded: DecodedFrame, ready_at: float) -> None:
         """Hand a picture to ``on_frame`` and report when (worker thread)."""
@@ -140,6 +145,11 @@ class Display:
         self._on_frame(decoded)
         if self._on_shown is not None:
             self._on_shown(decoded.captured_at, ready_at, time.time())
+
+    def sound_track(self) -> H264Recorder | None:
+        """Where received sound is recorded: the H.264 recording's Opus track."""
+        recording = self.recording
+        return None if recording is None else recording.passthrough
 
     def recording_failed(self, exc: MediaError) -> None:
         """The pipeline could not write the recording (disk full, ...): it stopped."""
@@ -158,7 +168,7 @@ class Display:
         """
         old, self.recording = self.recording, None
         if old is not None:
-            await self._loop.run_in_executor(None, old.close)
+            await asyncio.get_running_loop().run_in_executor(None, old.close)
         if path is not None:
             self.recording = Recording(path, fps, audio=audio)
 

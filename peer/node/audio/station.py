@@ -350,6 +350,15 @@ class AudioStation:
         self._shown.append(shown_s)
         self._video_at = time.monotonic()
 
+    def picture_shown(self, captured_at: float, ready_at: float, shown_at: float) -> None:
+        """A received picture captured at ``captured_at`` (root's clock) was ready at
+        ``ready_at`` and handed to the screen at ``shown_at`` (our clock). Called on a
+        display worker thread; ``video_shown`` runs on the loop."""
+        offset = self._root_offset()
+        if offset is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.video_shown, ready_at + offset - captured_at,
+                                            shown_at + offset - captured_at)
+
     def picture_wait(self, captured_at: float) -> float:
         """How long to hold a decoded picture captured at ``captured_at`` (root's clock)
         so that it is shown when its sound is heard; 0 while no sound plays here.

@@ -134,3 +134,7 @@ class ChildDetached:
 Action = (Send | Close | Dial | PingDue | Report | PeerIdentified | ParentAttached
           | ParentDetached | ChildAttached | ChildLayerChanged | ChildDetached)
 """Anything a ``TreeState`` call returns."""
+
+TreeEvent = (PeerIdentified | ParentAttached | ParentDetached | ChildAttached
+             | ChildLayerChanged | ChildDetached)
+"""What changed in the tree (the part of ``Action`` that is news, not a task)."""

@@ -329,6 +329,31 @@ class TreeState:
             return layer
         return layers.clamp_layer(layer, self.stream.height)
 
+    def available_layers(self) -> tuple[int, ...]:
+        """The layers this stream offers (all of them while its size is unknown)."""
+        if self.stream.height <= 0:
+            return limits.LAYERS
+        return layers.available_layers(self.stream.height)
+
+    def view_size(self) -> tuple[int, int]:
+        """The (width, height) we show: the source's at the root, our layer's below;
+        (0, 0) with no stream, or when we watch none of it (``NO_VIDEO``)."""
+        stream = self.stream
+        if stream.height <= 0 or (not self._root and self._layer == limits.NO_VIDEO):
+            return 0, 0
+        if self._root:
+            return stream.width, stream.height
+        return layers.layer_size(self.clamp(self._layer), stream.width, stream.height)
+
+    def view_size_for(self, layer: int) -> tuple[int, int] | None:
+        """The size to show a received frame of ``layer`` at, when it is larger than
+        what we watch (our parent sends our subtree's largest); None: as it is."""
+        want = self.clamp(self._layer)
+        stream = self.stream
+        if layer <= want or stream.height <= 0 or want == limits.NO_VIDEO:
+            return None  # NO_VIDEO: a frame sent before our demand arrived
+        return layers.layer_size(want, stream.width, stream.height)
+
     def is_live_epoch(self, epoch: int) -> bool:
         """Whether frames (or a tree) of ``epoch`` belong to the current stream."""
         return self._room.is_live_epoch(epoch, self.epoch)

@@ -1,0 +1,165 @@
+"""Connections in and out: the listening socket, admitting inbound links, dialling.
+
+Inbound: a connection is counted against the caps (in total and per address,
+admission.py) before anything else; a refused one hears a Bye with
+``TOO_MANY_CONNECTIONS`` and costs nothing more. TLS starts only after that: a
+handshake costs memory and CPU that a refused connection must not get. An admitted
+link is handed over unstarted (the driver gives it a tree id first).
+
+Outbound: ``dial`` opens a link to a candidate (TLS: the listener must hold the
+candidate's key). With port mapping on, the home router forwards a port to our
+listener and we register under its external port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable
+
+from peer.lan.listen import listen_socket
+from peer.node.admission import ConnectionCaps
+from peer.node.config import NodeConfig
+from peer.node.errors import NodeError
+from peer.node.link import CloseHandler, MessageHandler, PeerLink, open_link
+from peer.node.portmap import PortMapper, PortMapping
+from peer.trust.tls import HANDSHAKE_TIMEOUT_S, LinkGuard, server_context
+from protocol import Bye, Candidate, ErrorCode, encode
+from protocol.addresses import join_host_port, plain_host
+from protocol.identity import Identity
+from protocol.private_room import link_key
+
+log = logging.getLogger(__name__)
+
+
+class Connections:
+    """Our listener and the links it admits; links we dial.
+
+    Args:
+        config: where to listen, TLS, private room, timing, port mapping.
+        identity: our key (TLS).
+        on_message: every link's messages.
+        on_close: every link's close.
+        on_inbound: an admitted inbound link (not started) and its remote address.
+    """
+
+    def __init__(self, config: NodeConfig, identity: Identity, *,
+                 on_message: MessageHandler, on_close: CloseHandler,
+                 on_inbound: Callable[[PeerLink, str | None], None]) -> None:
+        self._config = config
+        self._identity = identity
+        self._on_message = on_message
+        self._on_close = on_close
+        self._on_inbound = on_inbound
+        # A private room: links prove the passphrase in their Hellos (private_room.py).
+        self._room_key = link_key(config.room_secret) if config.room_secret else None
+        # Inbound connections held at once, in total and per address (hostile hosts).
+        self._caps = ConnectionCaps.for_fanout(config.fanout)
+        self._server: asyncio.Server | None = None
+        self._tls_context: ssl.SSLContext | None = None
+        self._portmap: PortMapper | None = None
+        self.closing = False
+
+    @property
+    def mapping(self) -> PortMapping | None:
+        """The router's port mapping to our listener, if one was made."""
+        return self._portmap.mapping if self._portmap is not None else None
+
+    async def listen(self) -> tuple[str, int]:
+        """Start listening; our (host, port).
+
+        Raises:
+            NodeError: the address cannot be listened on.
+        """
+        cfg = self._config
+        try:
+            self._server = await asyncio.start_server(
+                self._accept, sock=listen_socket(cfg.listen_host, cfg.listen_port))
+            self._tls_context = server_context(self._identity) if cfg.tls else None
+        except OSError as exc:
+            raise NodeError(
+                f"cannot listen on {join_host_port(cfg.listen_host, cfg.listen_port)}: "
+                f"{exc.strerror or exc}") from None
+        sock = self._server.sockets[0].getsockname()
+        return sock[0], sock[1]
+
+    async def map_port(self, listen: tuple[str, int]) -> tuple[str, int]:
+        """Ask the home router for a port mapping if configured; the address to register.
+
+        With a mapping we register under its external port: the tracker lists us at the
+        address our registration comes from (the router's) and dials that back.
+        """
+        if not self._config.port_mapping:
+            return listen
+        self._portmap = PortMapper(listen[1])
+        mapping = await self._portmap.open()
+        if mapping is None:
+            return listen
+        return listen[0], mapping.external_port
+
+    async def close(self) -> None:
+        """Stop listening and give the port mapping back."""
+        self.closing = True
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            self._server = None
+        if self._portmap is not None:
+            await self._portmap.close()
+
+    def closed(self, link: PeerLink) -> None:
+        """A link closed: its address holds one connection less."""
+        if link.admitted_from is not None:
+            self._caps.release(link.admitted_from)
+            link.admitted_from = None
+
+    async def dial(self, candidate: Candidate) -> PeerLink:
+        """Open a link to ``candidate`` (not started).
+
+        Raises:
+            OSError, TimeoutError: it cannot be reached or is not who it says.
+        """
+        return await open_link(candidate.host, candidate.port,
+                               timeout=self._config.timing.connect_timeout_s,
+                               on_message=self._on_message, on_close=self._on_close,
+                               identity=self._identity if self._config.tls else None,
+                               expected_id=candidate.id, room_key=self._room_key)
+
+    async def _accept(self, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        if self.closing:
+            writer.close()
+            return
+        peer = writer.get_extra_info("peername")
+        # One host, one spelling: an IPv4 peer on our dual-stack listener is a.b.c.d.
+        address = plain_host(str(peer[0])) if isinstance(peer, tuple) else "?"
+        refusal = self._caps.admit(address)
+        if refusal is not None:
+            with contextlib.suppress(Exception):
+                writer.write(encode(Bye(reason=refusal,
+                                        code=int(ErrorCode.TOO_MANY_CONNECTIONS))))
+                writer.close()
+            return
+        if self._tls_context is not None:
+            try:
+                await writer.start_tls(self._tls_context,
+                                       ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)
+            except (OSError, TimeoutError, ssl.SSLError) as exc:
+                log.debug("TLS handshake with %s failed: %s", address, exc)
+                self._caps.release(address)
+                writer.close()
+                return
+            if self.closing:
+                self._caps.release(address)
+                writer.close()
+                return
+        tls = self._config.tls
+        link = PeerLink(reader, writer, on_message=self._on_message,
+                        on_close=self._on_close, outbound=False,
+                        guard=LinkGuard(self._identity.public_key) if tls else None,
+                        room_key=self._room_key, own_id=self._identity.peer_id)
+        link.admitted_from = address
+        self._on_inbound(link, address if address != "?" else None)

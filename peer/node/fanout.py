@@ -1,0 +1,88 @@
+"""How many children we take, and when one must go: the uplink meter applied (sans-IO).
+
+Every tick the node reports what its children's queues show (bytes sent so far, how
+many are backed up). The ``UplinkMeter`` turns that into a capacity; from it:
+
+- ``fanout(now)``: ``--max-children`` while the uplink is unmeasured and calm; while
+  unmeasured but a child backed up a moment ago, no more than we have; once measured,
+  as many children as fit at the per-child rate (what each child gets now, or the
+  top layer's bitrate before any child does);
+- a change of fanout is told to the tree state (it reports our free slots);
+- when the measured uplink cannot feed the children we have, the newest moves to a
+  sibling (``TreeState.shed_child``), at most one per ``SHED_INTERVAL_S``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from peer.node.codecs.h264 import layer_bitrate
+from peer.node.tree.actions import Action
+from peer.node.tree.state import TreeState
+from peer.node.uplink import UplinkMeter
+from protocol import limits
+
+log = logging.getLogger(__name__)
+
+# A child's queue this long means our uplink (or its path) is behind: half the video
+# queue. Two frames is only a keyframe going out (a new child, a switch).
+UPLINK_BACKLOG_FRAMES = 4
+# At most one child is sent elsewhere per this long (the uplink needs a moment to
+# show the effect).
+SHED_INTERVAL_S = 3.0
+# Bitrate assumed for a child before any stream says its size.
+DEFAULT_LAYER = 720
+
+
+class FanoutControl:
+    """Child slots that follow the measured uplink.
+
+    Args:
+        tree: our tree state (children, stream, fanout offered).
+        max_children: the configured upper bound (``--max-children``).
+    """
+
+    def __init__(self, tree: TreeState, max_children: int) -> None:
+        self._tree = tree
+        self._max_children = max_children
+        self.uplink = UplinkMeter(max_children)
+        self._shed_at = -SHED_INTERVAL_S
+
+    def tick(self, now: float, video_bytes_out: int, queued_frames: list[int]) -> list[Action]:
+        """What our children's queues show now: total video bytes sent to the current
+        children, and each one's queued frames."""
+        tree = self._tree
+        children = len(queued_frames)
+        self.uplink.observe(now, video_bytes_out,
+                            sum(1 for q in queued_frames if q >= UPLINK_BACKLOG_FRAMES),
+                            children)
+        actions: list[Action] = []
+        fanout = self.fanout(now)
+        if fanout != tree.fanout and tree.fanout != 0:
+            actions += tree.set_reachable(True, fanout, now)
+        if (self.uplink.over(children, self._per_child_bps())
+                and now - self._shed_at >= SHED_INTERVAL_S):
+            self._shed_at = now
+            log.info("uplink full (%.0f kbit/s): a child moves to a sibling",
+                     (self.uplink.capacity_bps or 0) / 1000)
+            actions += tree.shed_child(now)
+        return actions
+
+    def fanout(self, now: float) -> int:
+        """Children we take: ``--max-children``, fewer when the measured uplink cannot
+        feed them; while it is unmeasured, none more while a child backs up."""
+        if self.uplink.capacity_bps is None:
+            if self.uplink.calm(now):
+                return self._max_children
+            # A child backed up a moment ago: take no more until the uplink is calm.
+            return min(self._max_children, len(self._tree.children))
+        return self.uplink.slots(self._per_child_bps())
+
+    def _per_child_bps(self) -> float:
+        children = len(self._tree.children)
+        rate = self.uplink.rate_bps()
+        if children and rate > 0:
+            return rate / children
+        stream = self._tree.stream
+        top = self._tree.clamp(max(limits.LAYERS)) if stream.height else DEFAULT_LAYER
+        return float(layer_bitrate(top, stream.fps))

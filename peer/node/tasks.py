@@ -1,0 +1,50 @@
+"""Background tasks the node keeps a reference to (and cancels when it stops).
+
+A task nobody references can be garbage-collected mid-flight, and one nobody cancels
+outlives the node; every coroutine the node runs in the background goes through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+
+class TaskSet:
+    """Tasks started on the running loop, kept until they finish."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``coro`` as a task kept here."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def cancel_all(self) -> None:
+        """Cancel every task and wait until they are all done."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Repeating:
+    """Calls ``tick`` every ``interval_s`` on ``loop`` until cancelled (the next call is
+    set before each one runs, so a tick that raises does not stop the others)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval_s: float,
+                 tick: Callable[[], None]) -> None:
+        self._loop = loop
+        self._interval_s = interval_s
+        self._tick = tick
+        self._handle = loop.call_later(interval_s, self._run)
+
+    def _run(self) -> None:
+        self._handle = self._loop.call_later(self._interval_s, self._run)
+        self._tick()
+
+    def cancel(self) -> None:
+        self._handle.cancel()
