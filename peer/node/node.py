@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from peer.node.connections import Connections
 from peer.node.directory import Directory, DirectoryChange
 from peer.node.dispatch import MessageDispatch
 from peer.node.display import Display
-from peer.node.errors import MediaError, NodeError, TrackerUnreachableError
+from peer.node.errors import MediaError, NodeError
 from peer.node.events import DecodedFrame, ErrorRaised, NodeEvent, Ready, Stopped
 from peer.node.fanout import FanoutControl
 from peer.node.gossip import ChatGossip
@@ -50,7 +49,7 @@ from peer.node.linktable import LinkTable
 from peer.node.media import FrameSource
 from peer.node.playback import PlaybackState
 from peer.node.relay import Relay
-from peer.node.report import Position, StatsReporter
+from peer.node.report import StatsReporter, position_of
 from peer.node.room import DirectoryRoom, open_directory
 from peer.node.room_watch import RoomWatch
 from peer.node.stats import StreamStats
@@ -212,7 +211,7 @@ class Node:
                                                    self._room_watch.changed, self.identity))
             self._room.directory = directory
             await directory.open()
-        except (NodeError, TrackerUnreachableError) as exc:
+        except NodeError as exc:
             await self._connections.close()
             if opened is not None:
                 opened.close()
@@ -343,26 +342,14 @@ class Node:
             [c.queued_frames for c in children]))
 
     def _stats_tick(self) -> None:
-        tree, pump, layer_in = self.tree, self._broadcast.pump, self._intake.layer_in
-        if pump is not None:
-            shown, keyframes = tree.clamp(max(limits.LAYERS)), pump.keyframes
-        else:
-            wanted = tree.clamp(tree.layer)
-            shown = min(wanted, layer_in) if layer_in is not None else wanted
-            if tree.auto and layer_in is not None:
-                shown = layer_in
-            keyframes = self._relay.keyframes_in
-        width, height = tree.view_size()
-        position = Position(width=width, height=height, depth=tree.depth,
-                            parent=tree.parent_name, children=len(tree.children),
-                            layer=shown, layer_in=layer_in,
-                            wanted="auto" if tree.auto else tree.layer,
-                            codec=tree.stream.codec if tree.stream.height else None,
-                            keyframes=keyframes, reachability=self._room_watch.reachability())
-        stats = self._reporter.build(time.time(), [link.counters for link in self.links],
-                                     position, self._audio.snapshot())
-        paused = self._playback.paused and self._playback.epoch == tree.epoch
-        self._emit(dataclasses.replace(stats, paused=paused) if paused else stats)
+        pump = self._broadcast.pump
+        position = position_of(
+            self.tree, streaming=pump is not None, layer_in=self._intake.layer_in,
+            keyframes=pump.keyframes if pump is not None else self._relay.keyframes_in,
+            reachability=self._room_watch.reachability())
+        paused = self._playback.paused and self._playback.epoch == self.tree.epoch
+        self._emit(self._reporter.build(time.time(), [link.counters for link in self.links],
+                                        position, self._audio.snapshot(), paused=paused))
 
     # --- reporting -----------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The once-a-second ``Stats`` event: stream statistics plus every link's counters.
+"""The once-a-second ``Stats`` event: stream statistics, every link's counters, and
+where we are in the tree (``position_of``).
 
 Links come and go; their counters are summed with those of links already closed so
 the byte totals only grow. Bytes sent reach the sliding window as the difference
@@ -14,6 +15,8 @@ from peer.node.audio.stats import AudioStats
 from peer.node.events import Stats
 from peer.node.link import LinkCounters
 from peer.node.stats import StreamStats
+from peer.node.tree.state import TreeState
+from protocol import limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,32 @@ class Position:
     reachability: str = "checking"
 
 
+def position_of(tree: TreeState, *, streaming: bool, layer_in: int | None, keyframes: int,
+                reachability: str) -> Position:
+    """Where we are and what we show, for the stats.
+
+    Args:
+        tree: our tree state.
+        streaming: we are the streamer (we show our source at its top layer).
+        layer_in: the layer arriving from our parent (None before any frame).
+        keyframes: keyframes we produced (streamer) or received.
+        reachability: how others can dial us.
+    """
+    if streaming:
+        shown = tree.clamp(max(limits.LAYERS))
+    else:
+        wanted = tree.clamp(tree.layer)
+        shown = min(wanted, layer_in) if layer_in is not None else wanted
+        if tree.auto and layer_in is not None:
+            shown = layer_in  # on auto we show whatever the path carries
+    width, height = tree.view_size()
+    return Position(width=width, height=height, depth=tree.depth, parent=tree.parent_name,
+                    children=len(tree.children), layer=shown, layer_in=layer_in,
+                    wanted="auto" if tree.auto else tree.layer,
+                    codec=tree.stream.codec if tree.stream.height else None,
+                    keyframes=keyframes, reachability=reachability)
+
+
 class StatsReporter:
     """Builds ``Stats`` events from a ``StreamStats`` and the links' counters."""
 
@@ -46,8 +75,9 @@ class StatsReporter:
         _add(self._closed, counters)
 
     def build(self, now: float, open_links: Iterable[LinkCounters], pos: Position,
-              audio: AudioStats | None) -> Stats:
-        """The Stats event at ``now`` (wall clock), given the open links' counters."""
+              audio: AudioStats | None, *, paused: bool = False) -> Stats:
+        """The Stats event at ``now`` (wall clock), given the open links' counters
+        (``paused``: the room's stream is paused)."""
         totals = LinkCounters()
         _add(totals, self._closed)
         for counters in open_links:
@@ -65,7 +95,7 @@ class StatsReporter:
             layer_in=pos.layer_in, wanted=pos.wanted, codec=pos.codec,
             keyframes=pos.keyframes, bytes_in=totals.bytes_in, bytes_out=totals.bytes_out,
             video_bytes_in=totals.video_bytes_in, video_bytes_out=totals.video_bytes_out,
-            audio=audio, reachability=pos.reachability)
+            audio=audio, reachability=pos.reachability, paused=paused)
 
 
 def _add(into: LinkCounters, counters: LinkCounters) -> None:

@@ -1,0 +1,83 @@
+"""Child slots that follow the measured uplink, in memory: a real TreeState with three
+children, the uplink fed by hand with virtual time (no links, no clock)."""
+
+from __future__ import annotations
+
+from peer.node.fanout import SHED_INTERVAL_S, UPLINK_BACKLOG_FRAMES, FanoutControl
+from peer.node.tree import actions as act
+from peer.node.tree.state import StreamInfo, TreeState
+from peer.node.uplink import CALM_S, HEADROOM
+from protocol import JoinRequest
+from tests.test_tree_state import _hello, _tree
+
+TICK_S = 0.1
+
+
+def _root_with_children(n: int, max_children: int = 4) -> TreeState:
+    root = _tree("root", fanout=max_children)
+    root.become_root(1, StreamInfo(1280, 720, 30.0), 0.0)
+    for i in range(n):
+        link = root.inbound(0.0, f"10.0.0.{i + 2}")
+        _hello(root, link, f"kid{i}")
+        root.receive(link, JoinRequest(layer=720, listen_port=7000 + i), 0.1)
+    assert len(root.children) == n
+    return root
+
+
+def _run(control: FanoutControl, start: float, seconds: float, rate_bps: float,
+         queues: list[int], sent: int = 0) -> tuple[list[act.Action], int]:
+    """Feed ``seconds`` of ticks at ``rate_bps`` in total; all actions, bytes sent."""
+    actions: list[act.Action] = []
+    t = start
+    while t < start + seconds:
+        sent += int(rate_bps / 8 * TICK_S)
+        actions += control.tick(t, sent, queues)
+        t = round(t + TICK_S, 6)
+    return actions, sent
+
+
+def test_an_unmeasured_calm_uplink_offers_max_children() -> None:
+    root = _root_with_children(2)
+    control = FanoutControl(root, max_children=4)
+    actions, _ = _run(control, 0.0, 3.0, 4e6, [0, 0])
+    assert control.fanout(3.0) == 4 and control.uplink.capacity_bps is None
+    assert not [a for a in actions if isinstance(a, act.Close)]
+
+
+def test_one_backed_up_child_holds_the_slots_until_calm() -> None:
+    root = _root_with_children(2)
+    control = FanoutControl(root, max_children=4)
+    # One child's path is slow: not our uplink (unmeasured), but take no one new.
+    _run(control, 0.0, 1.0, 4e6, [UPLINK_BACKLOG_FRAMES, 0])
+    assert control.uplink.capacity_bps is None
+    assert control.fanout(1.0) == 2
+    assert root.fanout == 2  # the tree offers no free slot now
+    _run(control, 1.0, CALM_S + 0.5, 4e6, [0, 0])
+    assert control.fanout(1.0 + CALM_S + 0.5) == 4
+
+
+def test_a_full_uplink_sheds_the_newest_child_once_per_interval() -> None:
+    root = _root_with_children(3)
+    control = FanoutControl(root, max_children=4)
+    # Every child backs up at 3 Mbit/s in total: the uplink is full, that is its capacity.
+    backed = [UPLINK_BACKLOG_FRAMES] * 3
+    actions, sent = _run(control, 0.0, 2.0, 3e6, backed)
+    capacity = control.uplink.capacity_bps
+    assert capacity is not None and abs(capacity - 3e6) < 0.3e6
+    closes = [a for a in actions if isinstance(a, act.Close)]
+    assert len(closes) == 1 and closes[0].reason == "uplink full"
+    assert len(root.children) == 2
+    # The two left get 1.5 Mbit/s each: one fits in the headroom; the tree offers that.
+    per_child = control.uplink.rate_bps() / 2
+    assert control.fanout(2.0) == int(capacity * HEADROOM // per_child) == 1
+    assert root.fanout == 1
+    # Still over right after: nobody else goes before SHED_INTERVAL_S.
+    more, _ = _run(control, 2.0, SHED_INTERVAL_S - 1.0, 3e6, backed[:2], sent)
+    assert not [a for a in more if isinstance(a, act.Close)]
+
+
+def test_a_leaf_offers_no_slot_whatever_it_measures() -> None:
+    leaf = _tree("leaf", fanout=0)
+    control = FanoutControl(leaf, max_children=0)
+    actions, _ = _run(control, 0.0, 2.0, 1e6, [])
+    assert actions == [] and control.fanout(2.0) == 0
