@@ -17,7 +17,8 @@ For every layer the table gives the median over N runs of:
 Then the codec comparison (``compare`` in the JSON): a camera-like clip made here
 (bench/clips.py: panning texture, moving objects, fresh sensor noise every frame) at
 720p and 1080p, every layer coded with MJPEG q80 and with H.264 (the node's encoder:
-libx264 ultrafast/zerolatency at the layer's rate cap, keyframe backstop only):
+libx264 superfast/zerolatency at the layer's rate cap, keyframe backstop only, the
+picture converted to 4:2:0 with averaged chroma as the node does):
 
 * mbps          bits per second at the clip's frame rate (keyframe included)
 * psnr_db       PSNR of the decoded picture against the layer-size camera frame
@@ -25,7 +26,12 @@ libx264 ultrafast/zerolatency at the layer's rate cap, keyframe backstop only):
 * enc_ms/dec_ms median time per frame to encode / decode (one core)
 * key_kb        size of the first (key)frame
 
-Run: ``python -m bench.bench_codec [--quick] [--runs N]``. Writes bench/results/codec.json.
+Rows ``h264@1/8`` give H.264 exactly 1/8 of MJPEG's bits (the target's own terms);
+rows ``h264-ultrafast`` use the preset the node used before ``superfast`` (what the
+slower preset costs per frame and gains in PSNR, measured in the same run).
+
+Run: ``python -m bench.bench_codec [--quick] [--runs N] [--compare-only]``.
+Writes bench/results/codec.json.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ from peer.node.codec import (
     resize,
     transcode_down,
 )
-from peer.node.codecs.h264 import H264Decoder, H264Encoder, layer_bitrate
+from peer.node.codecs.h264 import PRESET, H264Decoder, H264Encoder, layer_bitrate
 from peer.node.layers import available_layers, layer_size
 from peer.node.media import PatternFrameSource
 from protocol.limits import LAYERS
@@ -189,17 +195,19 @@ def _psnr(mse: float) -> float:
 
 
 def compare_codecs(width: int, height: int, frames: int, fps: float,
-                   budgets: dict[int, int] | None = None) -> list[dict[str, Any]]:
+                   budgets: dict[int, int] | None = None,
+                   preset: str | None = None) -> list[dict[str, Any]]:
     """MJPEG q80 against H.264 for every layer of a camera-like clip (one pass).
 
     ``budgets`` replaces the layer caps with these H.264 rates (bits/s), and the rows
-    are then named ``h264@1/8`` (the rate the issue's target allows).
+    are then named ``h264@1/8`` (the rate the issue's target allows); ``preset``
+    replaces the node's libx264 preset (rows named ``h264-<preset>``).
     """
     layers = available_layers(height)
     sizes = {layer: layer_size(layer, width, height) for layer in layers}
     rates = budgets or {layer: layer_bitrate(layer, fps) for layer in layers}
-    h264_name = "h264@1/8" if budgets else "h264"
-    encoders = {layer: H264Encoder(w, h, fps, rates[layer])
+    h264_name = "h264@1/8" if budgets else f"h264-{preset}" if preset else "h264"
+    encoders = {layer: H264Encoder(w, h, fps, rates[layer], preset=preset or PRESET)
                 for layer, (w, h) in sizes.items()}
     decoders = {layer: H264Decoder() for layer in layers}
     acc: dict[tuple[str, int], dict[str, list[float]]] = {
@@ -260,7 +268,7 @@ def print_compare(rows: list[dict[str, Any]], frames: int, fps: float) -> None:
     columns = ["source", "layer", "codec", "mbps", "cap", "psnr_db", "clean_db", "bits_x",
                "dpsnr", "dclean", "enc_ms", "dec_ms", "key_kb"]
     print(" ".join(f"{c:>10}" for c in columns))
-    order = {"mjpeg": 0, "h264": 1, "h264@1/8": 2}
+    order = {"mjpeg": 0, "h264": 1, "h264@1/8": 2, "h264-ultrafast": 3}
     for r in sorted(rows, key=lambda r: (r["source"], r["layer"], order[r["codec"]])):
         cells = [r["source"], r["layer"], r["codec"], f"{r['mbps']:.2f}",
                  fmt(r["cap_mbps"]), f"{r['psnr_db']:.2f}", f"{r['clean_db']:.2f}",
@@ -277,6 +285,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON output path")
     parser.add_argument("--frames", type=int, default=None,
                         help="frames of the camera-like clip per size (default 90, quick 30)")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="only the codec comparison on the camera-like clip")
     args = parser.parse_args(argv)
     runs = args.runs or (5 if args.quick else 40)
 
@@ -286,28 +296,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     rows: list[dict[str, Any]] = []
     extras: dict[str, float] = {}
-    for name, image in frames.items():
-        rows += bench_frame(name, image, runs)
-        extras[f"{name}_encode_all_layers_ms"] = median_ms(
-            partial(encode_layers, image, LAYERS), runs
-        )
-    source = PatternFrameSource(WIDTH, HEIGHT, 30.0)
-    extras["pattern_1080p_frame_ms"] = median_ms(source.read, runs)
+    if not args.compare_only:
+        for name, image in frames.items():
+            rows += bench_frame(name, image, runs)
+            extras[f"{name}_encode_all_layers_ms"] = median_ms(
+                partial(encode_layers, image, LAYERS), runs
+            )
+        source = PatternFrameSource(WIDTH, HEIGHT, 30.0)
+        extras["pattern_1080p_frame_ms"] = median_ms(source.read, runs)
 
-    print(f"codec floor, 1080p source, JPEG quality {JPEG_QUALITY}, median of {runs} runs")
-    print_table(rows)
-    for key, value in extras.items():
-        print(f"{key}: {value:.2f}")
+        print(f"codec floor, 1080p source, JPEG quality {JPEG_QUALITY}, median of {runs} runs")
+        print_table(rows)
+        for key, value in extras.items():
+            print(f"{key}: {value:.2f}")
 
     clip_frames = args.frames or (30 if args.quick else 90)
     clip_fps = 30.0
     compare: list[dict[str, Any]] = []
     for width, height in ((1280, 720), (1920, 1080)):
-        rows = compare_codecs(width, height, clip_frames, clip_fps)
+        clip_rows = compare_codecs(width, height, clip_frames, clip_fps)
         # The target's own terms: H.264 given 1/8 of MJPEG's bits, how close is it?
-        budgets = {r["layer"]: round(r["mbps"] * 1e6 / 8) for r in rows if r["codec"] == "mjpeg"}
+        budgets = {r["layer"]: round(r["mbps"] * 1e6 / 8)
+                   for r in clip_rows if r["codec"] == "mjpeg"}
         eighth = compare_codecs(width, height, clip_frames, clip_fps, budgets)
-        compare += rows + [r for r in eighth if r["codec"] != "mjpeg"]
+        # The preset the node used before (what superfast costs in time, gains in dB).
+        fastest = compare_codecs(width, height, clip_frames, clip_fps, preset="ultrafast")
+        compare += clip_rows + [r for r in eighth + fastest if r["codec"] != "mjpeg"]
     print_compare(compare, clip_frames, clip_fps)
 
     result = {

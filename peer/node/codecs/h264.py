@@ -3,8 +3,14 @@
 Encoder settings are for live video in a relay tree, where every frame of delay is
 paid at every hop and a keyframe costs 10-20 P-frames of bandwidth:
 
-* preset ``ultrafast``, tune ``zerolatency``: one frame in, one frame out, no lookahead,
-  no B-frames, no frame threads (each would hold frames back);
+* preset ``superfast``, tune ``zerolatency``: one frame in, one frame out, no lookahead,
+  no B-frames, no frame threads (each would hold frames back). ``superfast`` over
+  ``ultrafast`` buys CABAC, the 8x8 transform, the deblocking filter and sub-pixel
+  motion: about 1 dB of PSNR at the same bitrate for ~2 ms more per 720p frame
+  (docs/PERFORMANCE.md, section 1b). Psycho-visual tuning stays on (``tune=psnr``
+  would add only 0.1 dB to the benchmark's score and make flat areas blotchier);
+* the picture goes in as studio-range BT.601 4:2:0 with averaged chroma
+  (:mod:`peer.node.codecs.yuv`), and the stream says so in its VUI;
 * rate control per layer (``LAYER_BITRATE_BPS``, scaled with the frame rate) as a cap
   with a VBV buffer of half a second, so a burst of motion cannot flood a link;
 * keyframes when asked (``keyframe=True`` forces an IDR) and otherwise only every
@@ -26,11 +32,11 @@ from typing import Final, cast
 
 import av
 import av.error
-import cv2
 import numpy as np
 
 from peer.node.codec import CodecError, Image
 from peer.node.codecs.base import DecodedPicture, VideoCodec
+from peer.node.codecs.yuv import bgr_to_i420, i420_to_bgr
 from protocol.h264 import AccessUnit, parse_access_unit
 
 # libav's own logging would print decoder complaints about garbage frames to the
@@ -48,6 +54,14 @@ KEYFRAME_BACKSTOP_S: Final = 10.0
 # The VBV buffer in seconds of the cap: short enough that a link never receives more
 # than half a second of bits in a burst, long enough that a keyframe is not starved.
 VBV_BUFFER_S: Final = 0.5
+# AVCOL_RANGE_JPEG: a stream whose VUI says full range (not ours).
+_FULL_RANGE: Final = 2
+PRESET: Final = "superfast"
+# What bgr_to_i420 makes, written into the stream so any player (a recording opened
+# elsewhere) shows the right colours: without it players guess, and for HD sizes most
+# guess BT.709.
+_VUI_PARAMS: Final = ("range=tv", "colorprim=smpte170m", "transfer=smpte170m",
+                      "colormatrix=smpte170m", "chromaloc=1")
 
 
 def layer_bitrate(layer: int, fps: float) -> int:
@@ -75,6 +89,7 @@ class H264Encoder:
         height: picture height in pixels (even).
         fps: frame rate (sets the time base and the bitrate budget per frame).
         bitrate_bps: the rate cap (see :func:`layer_bitrate`).
+        preset: libx264's speed preset (benchmarks compare others against ``PRESET``).
 
     Raises:
         CodecError: libx264 is missing or refuses the settings.
@@ -82,7 +97,8 @@ class H264Encoder:
 
     codec = VideoCodec.H264
 
-    def __init__(self, width: int, height: int, fps: float, bitrate_bps: int) -> None:
+    def __init__(self, width: int, height: int, fps: float, bitrate_bps: int,
+                 preset: str = PRESET) -> None:
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise CodecError(f"H.264 needs a positive even picture size, got {width}x{height}")
         self.width = width
@@ -95,6 +111,7 @@ class H264Encoder:
             "rc-lookahead=0", "sync-lookahead=0", f"vbv-maxrate={rate_kbps}",
             f"vbv-bufsize={max(1, round(rate_kbps * VBV_BUFFER_S))}",
             "repeat-headers=1", "forced-idr=1", "sliced-threads=0", "threads=1",
+            *_VUI_PARAMS,
         ])
         try:
             context = av.CodecContext.create("libx264", "w")
@@ -104,7 +121,7 @@ class H264Encoder:
             context.time_base = 1 / _time_base(fps)
             context.framerate = _time_base(fps)
             context.bit_rate = bitrate_bps
-            context.options = {"preset": "ultrafast", "tune": "zerolatency",
+            context.options = {"preset": preset, "tune": "zerolatency",
                                "x264-params": params}
             context.open()
         except (av.error.FFmpegError, ValueError) as exc:
@@ -131,9 +148,7 @@ class H264Encoder:
         if image.shape[:2] != (self.height, self.width):
             raise CodecError(f"picture is {image.shape[1]}x{image.shape[0]}, "
                              f"the encoder takes {self.width}x{self.height}")
-        # OpenCV converts to I420 about twice as fast as swscale does from bgr24.
-        planes = cast(Image, cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420))
-        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        frame = av.VideoFrame.from_ndarray(bgr_to_i420(image), format="yuv420p")
         frame.pts = self._pts
         self._pts += 1
         if keyframe:
@@ -159,6 +174,15 @@ def check_access_unit(data: bytes) -> AccessUnit:
         return parse_access_unit(data)
     except ValueError as exc:
         raise CodecError(str(exc)) from None
+
+
+def _to_bgr(frame: av.VideoFrame) -> Image:
+    """A decoded picture as BGR: our own streams through OpenCV, anything else swscale."""
+    if frame.format.name == "yuv420p" and frame.color_range != _FULL_RANGE:
+        return i420_to_bgr(cast(Image, frame.to_ndarray(format="yuv420p")))
+    # Another encoder's full-range or 4:2:2/4:4:4 stream: slower, still right.
+    return cast(Image, np.ascontiguousarray(frame.reformat(
+        format="bgr24", src_color_range=frame.color_range or None).to_ndarray()))
 
 
 class H264Decoder:
@@ -223,8 +247,7 @@ class H264Decoder:
             self._reset()
             raise CodecError(f"H.264 picture decoded to {frame.width}x{frame.height}, "
                              f"not {width}x{height}")
-        image = cast(Image, np.ascontiguousarray(frame.to_ndarray(format="bgr24")))
-        return DecodedPicture(image, unit.keyframe)
+        return DecodedPicture(_to_bgr(frame), unit.keyframe)
 
     def _reset(self) -> None:
         """After an error the reference pictures are suspect: start at a keyframe."""
