@@ -19,6 +19,7 @@ Writes bench/results/capped_codec.json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import tempfile
 import time
@@ -28,6 +29,7 @@ from typing import Any
 from bench.clips import write_clip_file
 from bench.common import (
     bench_session,
+    counter_at,
     machine,
     pct,
     probe_samples,
@@ -39,12 +41,54 @@ from bench.common import (
     table,
     upload_kbps,
     viewer_summary,
+    window_delta,
 )
 from tests.support.procs import Peer, wait_for
 
 
 def ns(host: Any) -> list[str]:
     return ["ip", "netns", "exec", host.netns]
+
+
+def hops(crowd: list[Peer], streamer: Peer, t0: float, t1: float) -> list[dict[str, Any]]:
+    """Where each viewer's losses in the window came from, one row per viewer.
+
+    A viewer's ``lost`` are sequence gaps; they start at its parent: frames the
+    parent's queue toward it dropped (``parent_dropped`` counts the parent's drops
+    toward all its children over the same ticks), or a chain broken there and
+    skipped to the next keyframe. ``keyframes`` are those it received (every forced
+    one is served to the whole layer), ``joins`` re-parentings inside the window and
+    ``why`` the reasons it lost a parent (from 3 s before the window) and ``lost_at``
+    the seconds into the window at which its stats ticks saw new gaps.
+    """
+    peers = {p.name: p for p in [streamer, *crowd]}
+    rows = []
+    for v in crowd:
+        d = window_delta(v, t0, t1)
+        window = stats_between(v, t0, t1)
+        if d is None or not window:
+            rows.append({"viewer": v.name, "measured": False})
+            continue
+        parents = sorted({str(e.get("parent")) for e in window})
+        parent = peers.get(window[-1].get("parent") or "")
+        dropped = None
+        if parent is not None:
+            a, b = (counter_at(parent, "dropped", t) for t in (d["t0"], d["t1"]))
+            dropped = None if a is None or b is None else round(b - a)
+        lost_at = [(round(b["t"] - t0, 1), b["lost"] - a["lost"])
+                   for a, b in itertools.pairwise(window) if b["lost"] > a["lost"]]
+        rows.append({
+            "viewer": v.name, "measured": True, "depth": window[-1].get("depth"),
+            "parents": parents, "lost": d["lost"], "frames": d["frames"],
+            "dropped_to_children": d["dropped"], "children": window[-1].get("children"),
+            "parent_dropped": dropped,
+            "keyframes": window[-1].get("keyframes", 0) - window[0].get("keyframes", 0),
+            "joins": sum(1 for e in v.all("joined") if t0 <= e["t"] <= t1),
+            "why": sorted({str(e.get("reason")) for e in v.all("parent_lost")
+                           if t0 - 3 <= e["t"] <= t1}),
+            "lost_at": lost_at,
+        })
+    return rows
 
 
 def run(codec: str, clip: str, viewers: int, cap_kbit: int, seconds: float
@@ -75,6 +119,10 @@ def run(codec: str, clip: str, viewers: int, cap_kbit: int, seconds: float
         time.sleep(seconds)
         t1 = time.time()
         time.sleep(1.2)
+        streamer_window = window_delta(streamer, t0, t1) or {}
+        stream_stats = stats_between(streamer, t0, t1)
+        keyframes_made = (stream_stats[-1].get("keyframes", 0) - stream_stats[0].get("keyframes", 0)
+                          if len(stream_stats) >= 2 else None)
         lat = []
         for v in crowd:
             samples = [(r[1] - r[2]) * 1000 for r in probe_samples(v, t0, t1)]
@@ -90,8 +138,23 @@ def run(codec: str, clip: str, viewers: int, cap_kbit: int, seconds: float
             "streamer_kbps_out": upload_kbps(streamer, t0, t1),
             "true_p50_ms_median": pct([a for a, _ in lat], 50) if lat else None,
             "true_p95_ms_max": max((b for _, b in lat), default=None),
+            "streamer_dropped": streamer_window.get("dropped"),
+            "keyframes_made": keyframes_made,
+            "hops": hops(crowd, streamer, t0, t1),
             **viewer_summary(crowd, streamer, t0, t1),
         }
+
+
+def hop_table(rows: list[dict[str, Any]]) -> str:
+    return table(
+        ["viewer", "depth", "parent", "children", "frames", "lost", "parent dropped",
+         "dropped to kids", "keyframes", "joins", "why", "lost at s (frames)"],
+        [[r["viewer"], r.get("depth"), "/".join(r.get("parents", [])), r.get("children"),
+          r.get("frames"), r.get("lost"), r.get("parent_dropped"),
+          r.get("dropped_to_children"), r.get("keyframes"), r.get("joins"),
+          "; ".join(r.get("why", [])),
+          " ".join(f"{t}({n})" for t, n in r.get("lost_at", []))] for r in rows],
+        ["", "", "", "", "", "", "", "", "", "", "", ""])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -123,7 +186,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rows.append(run(codec, clip, viewers, args.cap_kbit, seconds))
             r = rows[-1]
             print(f"{codec}: delivered {r['delivered']}, worst {r['delivered_min']}, "
-                  f"stalled {len(r['stalled'])}", flush=True)
+                  f"stalled {len(r['stalled'])}, keyframes made {r['keyframes_made']}, "
+                  f"streamer dropped {r['streamer_dropped']}", flush=True)
+            print(hop_table(r["hops"]), flush=True)
 
     def percent(x: float | None) -> float | None:
         return None if x is None else 100 * x
