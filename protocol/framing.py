@@ -107,7 +107,8 @@ _SHARED_KINDS = frozenset({MessageType.PING, MessageType.PONG, MessageType.BYE,
                            MessageType.ERROR, MessageType.LINK_PROOF})
 _TRACKER_TO_CLIENT = frozenset({MessageType.PEER_LIST, MessageType.STREAM_GRANTED,
                                 MessageType.STREAM_DENIED, MessageType.STREAMER_CHANGED,
-                                MessageType.ROOM_LIST, MessageType.TRACKER_STATUS})
+                                MessageType.ROOM_LIST, MessageType.TRACKER_STATUS,
+                                MessageType.PUNCH_START})
 
 # The tracker takes small control messages from its clients and nothing else: no
 # video, no peer-link kinds, none of the kinds only it sends. A Register with every

@@ -53,6 +53,9 @@ MAX_CHAT_CHARS = 500
 MAX_REASON_CHARS = 200
 MAX_HOST_CHARS = 255  # DNS name limit
 MAX_ID_CHARS = 64
+# A hole punch starts this soon at the latest: the punch must fit in a join attempt's
+# few seconds, and a far-off moment would only hold both peers' ports for nothing.
+MAX_PUNCH_DELAY_MS = 5_000
 # An Ed25519 signature (64 bytes) in base64: 88 characters.
 MAX_SIGNATURE_CHARS = 88
 # Path to the root: a tree of fan-out 2 with depth 64 holds more peers than exist.

@@ -57,6 +57,8 @@ __all__ = [
     "Ping",
     "Playback",
     "Pong",
+    "PunchRequest",
+    "PunchStart",
     "Redirect",
     "Register",
     "RoomList",
@@ -109,6 +111,8 @@ class MessageType(IntEnum):
     ROOM_LIST = 42
     STATUS_QUERY = 43
     TRACKER_STATUS = 44
+    PUNCH_REQUEST = 45
+    PUNCH_START = 46
 
 
 @dataclass(frozen=True, slots=True)
@@ -957,6 +961,59 @@ class TrackerStatus(_Base):
 
 
 @dataclass(frozen=True, slots=True)
+class PunchRequest(_Base):
+    """Ask the tracker to coordinate a TCP hole punch with ``peer_id`` (issue 15).
+
+    From a peer nobody can dial to another such peer in its room that could be its
+    parent; the tracker answers both with ``PunchStart`` or refuses with ``Error``.
+    """
+
+    KIND: ClassVar[MessageType] = MessageType.PUNCH_REQUEST
+    peer_id: str
+
+    def to_meta(self) -> Meta:
+        return {"id": self.peer_id}
+
+    @classmethod
+    def from_meta(cls, meta: Meta, payload: bytes) -> PunchRequest:
+        return cls(peer_id=read_str(meta, "id", limits.MAX_ID_CHARS, allow_empty=False))
+
+
+@dataclass(frozen=True, slots=True)
+class PunchStart(_Base):
+    """The tracker to both sides of a hole punch: dial ``host:port`` (the other's
+    address as the tracker sees it) from your listening port ``start_in_ms`` from now.
+
+    ``requester``: True for the peer that asked (it will be the child), False for the
+    one asked (the parent: it dials as for a connection reversal).
+    """
+
+    KIND: ClassVar[MessageType] = MessageType.PUNCH_START
+    peer_id: str
+    name: str
+    host: str
+    port: int
+    start_in_ms: int
+    requester: bool
+
+    def to_meta(self) -> Meta:
+        return {"id": self.peer_id, "name": self.name, "host": self.host,
+                "port": self.port, "start_in_ms": self.start_in_ms,
+                "requester": self.requester}
+
+    @classmethod
+    def from_meta(cls, meta: Meta, payload: bytes) -> PunchStart:
+        return cls(
+            peer_id=read_str(meta, "id", limits.MAX_ID_CHARS, allow_empty=False),
+            name=read_str(meta, "name", limits.MAX_NAME_CHARS),
+            host=read_str(meta, "host", limits.MAX_HOST_CHARS, allow_empty=False),
+            port=read_int(meta, "port", 1, 65535),
+            start_in_ms=read_int(meta, "start_in_ms", 0, limits.MAX_PUNCH_DELAY_MS),
+            requester=read_bool(meta, "requester"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """A kind this build does not know; receivers skip it (forward compatibility)."""
 
@@ -971,7 +1028,7 @@ Message = (
     | ChatHave | Ping | Pong | Bye | Error | Register | PeerList | Heartbeat | StreamClaim
     | StreamGranted | StreamDenied | StreamRelease | StreamerChanged | RoomQuery
     | RoomListQuery | RoomList
-    | StatusQuery | TrackerStatus | LinkProof
+    | StatusQuery | TrackerStatus | LinkProof | PunchRequest | PunchStart
 )
 
 _CLASSES: dict[int, type[_Base]] = {
@@ -982,7 +1039,7 @@ _CLASSES: dict[int, type[_Base]] = {
         ChatHave, Ping, Pong, Bye, Error, Register, PeerList, Heartbeat, StreamClaim,
         StreamGranted, StreamDenied, StreamRelease, StreamerChanged, RoomQuery,
         RoomListQuery, RoomList,
-        StatusQuery, TrackerStatus, LinkProof,
+        StatusQuery, TrackerStatus, LinkProof, PunchRequest, PunchStart,
     )
 }
 

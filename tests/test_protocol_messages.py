@@ -30,6 +30,8 @@ from protocol.messages import (
     Ping,
     Playback,
     Pong,
+    PunchRequest,
+    PunchStart,
     Redirect,
     Register,
     RoomList,
@@ -115,6 +117,8 @@ SAMPLES = [
     TrackerStatus("host:42", "redis://127.0.0.1:6379/0", True, 12,
                   (RoomStatus("lobby", 10, "Rita", 7), RoomStatus("b", 2, None, 0)), 2),
     LinkProof("a" * 52, "c2lnbmF0dXJl"),
+    PunchRequest("b" * 52),
+    PunchStart("b" * 52, "Bob", "203.0.113.7", 40123, 100, True),
 ]
 
 
@@ -186,7 +190,7 @@ def test_every_split_of_a_video_frame() -> None:
         assert got == [frame], split
 
 
-@pytest.mark.parametrize("kind", [0, 16, 31, 45, 99, 255])
+@pytest.mark.parametrize("kind", [0, 16, 31, 47, 99, 255])
 def test_unknown_kind_decodes_to_unknown(kind: int) -> None:
     assert message_class(kind) is None
     data = _frame(kind, {"x": [1, "two"], "y": None}, b"blob")

@@ -65,6 +65,15 @@ class TrackerConfig:
         max_write_buffer_bytes: a connection whose unsent output grows past this does
             not read what we send (stuck or hostile) and is dropped; room for a few
             full PeerLists.
+        punch_requests_per_s: hole-punch requests one peer may make (token-bucket
+            rate): a joiner tries one parent at a time, each attempt taking up to a few
+            seconds, so a few per second is far above honest use.
+        punch_invites_per_s: punches one peer may be asked to make (each makes it dial
+            out from its listening port): bounds what a room can make one peer do.
+        punch_burst: the bucket size of both.
+        punch_delay_s: how long after receiving PunchStart both sides dial: both
+            messages leave at once, so receipt differs by the difference of the two
+            one-way delays; a short pause lets each side get its socket ready.
         tls: TLS 1.3 with the tracker's key on every connection, and every client
             proves its id's key before it may register. False only for protocol
             tests and overhead measurements on a trusted host.
@@ -89,6 +98,10 @@ class TrackerConfig:
     max_connect_backs: int = 32
     update_interval_s: float = 0.5
     max_write_buffer_bytes: int = 4 * 1024 * 1024
+    punch_requests_per_s: float = 2.0
+    punch_invites_per_s: float = 4.0
+    punch_burst: int = 4
+    punch_delay_s: float = 0.1
     tls: bool = True
 
     def __post_init__(self) -> None:
@@ -104,15 +117,18 @@ class TrackerConfig:
             raise ValueError("reserve_s must not be negative")
         for name in ("lease_s", "peer_timeout_s", "max_messages_per_s",
                      "connect_back_timeout_s", "refresh_s", "settled_refresh_s",
-                     "register_timeout_s"):
+                     "register_timeout_s", "punch_requests_per_s",
+                     "punch_invites_per_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
         if self.lease_grace_s < 0:
             raise ValueError("lease_grace_s must not be negative")
+        if not 0 <= self.punch_delay_s * 1000 <= limits.MAX_PUNCH_DELAY_MS:
+            raise ValueError(f"punch_delay_s must be 0-{limits.MAX_PUNCH_DELAY_MS / 1000:g}")
         if self.update_interval_s < 0:
             raise ValueError("update_interval_s must not be negative")
         for name in ("max_connections_per_address", "max_connections", "burst_messages",
                      "max_room_peers_per_address",
-                     "max_connect_backs", "max_write_buffer_bytes"):
+                     "max_connect_backs", "max_write_buffer_bytes", "punch_burst"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

@@ -48,6 +48,17 @@ is listed as not reachable. The check, and the address the peer is listed at, is
 always the address the registration came from, never one the peer names: the
 tracker must not be a port scanner, nor send viewers to someone else's host.
 
+Hole punching. Two peers of a room that nobody can dial (both behind NATs) can still
+link up if both dial each other from their listening ports at once (TCP simultaneous
+open; peer/node/punch.py). A PunchRequest from one names the other; the tracker sends
+both a PunchStart with the other's address as it lists it (the host its registration
+came from, the port it listens on) and one moment, relative to receipt. Only between
+two registered, unreachable peers of one room, with the target in the tree; at most
+``punch_requests_per_s`` per requester and ``punch_invites_per_s`` per target (a
+target made to dial out is work done for someone else): anything else is refused with
+an Error and nothing is sent to the target. The addresses are the tracker's own
+observations, so nobody can aim a peer at a third party's host.
+
 Hostile clients. Connections are capped in total and per address; one that has not
 registered within ``register_timeout_s`` is closed; one address holds at most
 ``max_room_peers_per_address`` registrations in a room.
@@ -72,6 +83,8 @@ from protocol.messages import (
     PeerList,
     Ping,
     Pong,
+    PunchRequest,
+    PunchStart,
     Register,
     RoomList,
     RoomListQuery,
@@ -184,6 +197,9 @@ class _Conn:
     peer: Peer | None = None
     connected_at: float = 0.0
     asking_store: bool = False  # a claim of ours is with the store (shared mode)
+    # Hole punching (see _punch): what this peer asks for, and is asked to do.
+    punch_asks: TokenBucket | None = None
+    punch_invites: TokenBucket | None = None
 
 
 @dataclass(slots=True)
@@ -320,6 +336,8 @@ class TrackerState:
             out.append((c.id, Pong(message.t0, now, now)))
         elif isinstance(message, StatusQuery):
             self._status_query(c, now, out)
+        elif isinstance(message, PunchRequest):
+            self._punch(c, message, now, out)
         elif isinstance(message, Bye):
             self._drop(c, now, out)  # a polite goodbye: nothing to answer
         elif isinstance(message, Error):
@@ -786,6 +804,53 @@ class TrackerState:
                         ErrorCode.UNEXPECTED, now, out)
             return
         out.append((c.id, self.status()))
+
+    def _punch(self, c: _Conn, msg: PunchRequest, now: float, out: list[Outbound]) -> None:
+        """Coordinate a hole punch between ``c``'s peer and ``msg.peer_id`` (module docs)."""
+        asker = c.peer
+        if asker is None:
+            self._close(c, "PunchRequest before Register", ErrorCode.UNEXPECTED, now, out)
+            return
+        cfg = self.config
+        if c.punch_asks is None:
+            c.punch_asks = TokenBucket(cfg.punch_requests_per_s, cfg.punch_burst, now)
+        if not c.punch_asks.take(now):
+            out.append((c.id, Error(ErrorCode.RATE_LIMITED,
+                                    f"more than {cfg.punch_requests_per_s:g} punch requests "
+                                    f"per second")))
+            return
+        room = self._rooms[asker.room]
+        target = room.peers.get(msg.peer_id)
+        target_conn = self._conns.get(target.conn) if target is not None else None
+        why: str | None = None
+        if target is None or target is asker or target_conn is None \
+                or target_conn.peer is not target:
+            # Also another tracker's peer (shared mode): we cannot reach it.
+            why = "no such peer in your room on this tracker"
+        elif asker.reachable or target.reachable:
+            why = "one of you can be dialled: no punch needed"
+        elif asker.host is None or asker.port is None or target.host is None \
+                or target.port is None:
+            why = "both peers must listen"
+        elif target.depth is None:
+            why = "that peer is not in the tree"
+        if why is None:
+            assert target_conn is not None
+            if target_conn.punch_invites is None:
+                target_conn.punch_invites = TokenBucket(cfg.punch_invites_per_s,
+                                                        cfg.punch_burst, now)
+            if not target_conn.punch_invites.take(now):
+                why = "that peer is asked to punch too often; try again later"
+        if why is not None:
+            out.append((c.id, Error(ErrorCode.UNEXPECTED, f"punch refused: {why}")))
+            return
+        assert target is not None and target.host is not None and target.port is not None
+        assert asker.host is not None and asker.port is not None
+        delay_ms = round(cfg.punch_delay_s * 1000)
+        out.append((c.id, PunchStart(target.id, target.name, target.host, target.port,
+                                     delay_ms, requester=True)))
+        out.append((target.conn, PunchStart(asker.id, asker.name, asker.host, asker.port,
+                                            delay_ms, requester=False)))
 
     def _release_by(self, c: _Conn, now: float, out: list[Outbound]) -> None:
         peer = c.peer
