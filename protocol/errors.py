@@ -25,6 +25,7 @@ class ErrorCode(IntEnum):
     # 10 was FULL, never sent: a full peer answers with a Redirect, not an error.
     STALE_EPOCH = 11
     STREAM_ENDED = 12  # not an error: the streamer stopped; a Bye passed down the tree
+    FORGED = 13  # media or a stream announcement that does not verify (stream_auth.py)
 
 
 class ProtocolError(Exception):

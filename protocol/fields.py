@@ -32,6 +32,7 @@ __all__ = [
     "read_layer",
     "read_list",
     "read_nested",
+    "read_object",
     "read_opt_float",
     "read_opt_int",
     "read_opt_layer",
@@ -194,6 +195,17 @@ def read_nested(meta: Meta, key: str, max_items: int,
         except FieldError as exc:
             raise FieldError(f"{key}[{index}].{exc.field}", exc.why) from exc
     return tuple(result)
+
+
+def read_object(meta: Meta, key: str, parse: Callable[[Meta], T]) -> T:
+    """One nested object parsed by ``parse``; an error names the path, e.g. ``ann.e``."""
+    value = _get(meta, key)
+    if not isinstance(value, dict):
+        raise FieldError(key, "expected an object")
+    try:
+        return parse(value)
+    except FieldError as exc:
+        raise FieldError(f"{key}.{exc.field}", exc.why) from exc
 
 
 def read_layer(meta: Meta, key: str = "layer") -> int:

@@ -122,7 +122,8 @@ TRACKER_INBOX = ReceivePolicy(
 # metadata cap; no payload at all.
 PEER_INBOX = ReceivePolicy(
     "peer link", (_TRACKER_KINDS | {MessageType.VIDEO_FRAME, MessageType.AUDIO_FRAME,
-                                    MessageType.FRAME_PART, MessageType.PLAYBACK}),
+                                    MessageType.FRAME_PART, MessageType.PLAYBACK,
+                                    MessageType.STREAM_ANNOUNCE}),
     max_payload_bytes=0)
 # A link we dialled (to our parent, or a candidate): video may come down it.
 PARENT_INBOX = ReceivePolicy("peer link", _TRACKER_KINDS)

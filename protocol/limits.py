@@ -6,9 +6,12 @@ peer can never make us buffer more than the limit.
 
 from __future__ import annotations
 
-PROTOCOL_VERSION = 1
+# 2: the stream is signed (protocol/stream_auth.py). A version-1 peer sends unsigned
+# media that a version-2 peer would drop, so the two refuse each other at Hello with
+# BAD_VERSION instead (the tracker likewise at Register).
+PROTOCOL_VERSION = 2
 # Versions this build can speak; Hello negotiates the highest common one.
-SUPPORTED_VERSIONS = (1,)
+SUPPORTED_VERSIONS = (2,)
 
 MAGIC = b"TC"
 # magic(2) version(1) kind(1) meta length(4) payload length(4)

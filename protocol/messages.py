@@ -26,6 +26,7 @@ from protocol.fields import (
     read_layer,
     read_list,
     read_nested,
+    read_object,
     read_opt_float,
     read_opt_int,
     read_opt_layer,
@@ -35,6 +36,7 @@ from protocol.fields import (
     read_versions,
 )
 from protocol.records import Candidate, PathEntry, PeerInfo, RoomStatus, RoomSummary, TreeLevel
+from protocol.stream_auth import Announcement, SourceProof
 
 __all__ = [
     "Accept",
@@ -65,6 +67,7 @@ __all__ = [
     "RoomListQuery",
     "RoomQuery",
     "StatusQuery",
+    "StreamAnnounce",
     "StreamClaim",
     "StreamDenied",
     "StreamGranted",
@@ -95,6 +98,7 @@ class MessageType(IntEnum):
     PATH_UPDATE = 13
     PLAYBACK = 14
     KEYFRAME_REQUEST = 15
+    STREAM_ANNOUNCE = 16
     AUDIO_FRAME = 20
     FRAME_PART = 21
     LINK_PROOF = 30
@@ -198,11 +202,17 @@ class Accept(_Base):
     fps: float = 30.0
     # The stream's video codec: the joiner checks it can decode it before watching.
     codec: str = "mjpeg"
+    # The streamer's signed announcement (protocol/stream_auth.py): the joiner believes
+    # the epoch, codec and size above only when they match it and it verifies.
+    ann: Announcement | None = None
 
     def to_meta(self) -> Meta:
-        return {"path": [p.to_meta() for p in self.path], "epoch": self.epoch,
-                "sw": self.source_width, "sh": self.source_height, "fps": self.fps,
-                "cd": self.codec}
+        meta: Meta = {"path": [p.to_meta() for p in self.path], "epoch": self.epoch,
+                      "sw": self.source_width, "sh": self.source_height, "fps": self.fps,
+                      "cd": self.codec}
+        if self.ann is not None:
+            meta["ann"] = self.ann.to_meta()
+        return meta
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Accept:
@@ -212,7 +222,26 @@ class Accept(_Base):
         return cls(path=path, epoch=read_int(meta, "epoch"),
                    source_width=read_int(meta, "sw", 0, limits.MAX_DIMENSION_PX),
                    source_height=read_int(meta, "sh", 0, limits.MAX_DIMENSION_PX),
-                   fps=_fps(meta), codec=read_codec(meta))
+                   fps=_fps(meta), codec=read_codec(meta),
+                   ann=read_object(meta, "ann", Announcement.from_meta)
+                   if meta.get("ann") is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAnnounce(_Base):
+    """The stream changed while this link stayed up (our parent re-attached to a new
+    epoch): the streamer's signed announcement, passed down the tree. Refused from
+    children, like all media."""
+
+    KIND: ClassVar[MessageType] = MessageType.STREAM_ANNOUNCE
+    ann: Announcement
+
+    def to_meta(self) -> Meta:
+        return {"ann": self.ann.to_meta()}
+
+    @classmethod
+    def from_meta(cls, meta: Meta, payload: bytes) -> StreamAnnounce:
+        return cls(ann=read_object(meta, "ann", Announcement.from_meta))
 
 
 def _fps(meta: Meta) -> float:
@@ -301,6 +330,10 @@ class VideoFrame(_Base):
     refers to. Frames from peers that predate codecs carry none of the three and are
     JPEG keyframes. An h264 payload is structure-checked here (protocol.h264): its
     SPS must give the declared size and its keyframe flag must be true.
+
+    ``sig``: the streamer's signature (protocol/stream_auth.py), or, on a layer a relay
+    transcoded, that relay's (``by`` names it) with ``src``, the streamer-signed
+    header of the frame it was made from.
     """
 
     KIND: ClassVar[MessageType] = MessageType.VIDEO_FRAME
@@ -314,6 +347,9 @@ class VideoFrame(_Base):
     codec: str = "mjpeg"
     keyframe: bool = True
     prev: int = -1
+    sig: str = ""
+    by: str = ""
+    src: SourceProof | None = None
 
     @property
     def jpeg(self) -> bytes:
@@ -326,6 +362,12 @@ class VideoFrame(_Base):
                       "cd": self.codec, "kf": self.keyframe}
         if self.prev >= 0:
             meta["p"] = self.prev
+        if self.sig:
+            meta["sig"] = self.sig
+        if self.by:
+            meta["by"] = self.by
+        if self.src is not None:
+            meta["src"] = self.src.to_meta()
         return meta
 
     def payload(self) -> bytes:
@@ -348,6 +390,10 @@ class VideoFrame(_Base):
             # not is from a peer before codecs: a JPEG, so a keyframe.
             keyframe=True if meta.get("cd") is None else read_bool(meta, "kf"),
             prev=-1 if meta.get("p") is None else read_int(meta, "p"),
+            sig=read_str(meta, "sig", limits.MAX_SIGNATURE_CHARS) if "sig" in meta else "",
+            by=read_str(meta, "by", limits.MAX_ID_CHARS) if "by" in meta else "",
+            src=read_object(meta, "src", SourceProof.from_meta)
+            if meta.get("src") is not None else None,
         )
         if frame.prev >= frame.seq:
             raise FieldError("p", f"previous frame {frame.prev} is not before {frame.seq}")
@@ -414,16 +460,21 @@ class KeyframeRequest(_Base):
 @dataclass(frozen=True, slots=True)
 class AudioFrame(_Base):
     """20 ms of Opus at 48 kHz. ``captured_at`` is on the root's clock: when the first
-    sample this packet decodes to was captured (the same clock as VideoFrame's)."""
+    sample this packet decodes to was captured (the same clock as VideoFrame's).
+    ``sig``: the streamer's signature (protocol/stream_auth.py)."""
 
     KIND: ClassVar[MessageType] = MessageType.AUDIO_FRAME
     epoch: int
     seq: int
     captured_at: float
     opus: bytes = field(repr=False)
+    sig: str = ""
 
     def to_meta(self) -> Meta:
-        return {"e": self.epoch, "s": self.seq, "c": self.captured_at}
+        meta: Meta = {"e": self.epoch, "s": self.seq, "c": self.captured_at}
+        if self.sig:
+            meta["sig"] = self.sig
+        return meta
 
     def payload(self) -> bytes:
         return self.opus
@@ -438,7 +489,9 @@ class AudioFrame(_Base):
             raise FieldError("payload", f"Opus packet of {duration_us} us, expected "
                                   f"{limits.AUDIO_FRAME_US}")
         return cls(epoch=read_int(meta, "e"), seq=read_int(meta, "s"),
-                   captured_at=read_float(meta, "c"), opus=payload)
+                   captured_at=read_float(meta, "c"), opus=payload,
+                   sig=read_str(meta, "sig", limits.MAX_SIGNATURE_CHARS)
+                   if "sig" in meta else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -1029,6 +1082,7 @@ Message = (
     | StreamGranted | StreamDenied | StreamRelease | StreamerChanged | RoomQuery
     | RoomListQuery | RoomList
     | StatusQuery | TrackerStatus | LinkProof | PunchRequest | PunchStart
+    | StreamAnnounce
 )
 
 _CLASSES: dict[int, type[_Base]] = {
@@ -1040,6 +1094,7 @@ _CLASSES: dict[int, type[_Base]] = {
         StreamGranted, StreamDenied, StreamRelease, StreamerChanged, RoomQuery,
         RoomListQuery, RoomList,
         StatusQuery, TrackerStatus, LinkProof, PunchRequest, PunchStart,
+        StreamAnnounce,
     )
 }
 

@@ -24,7 +24,6 @@ from peer.node.events import NodeEvent, ParentLost
 from peer.node.link import AUDIO_QUEUE_PACKETS, VIDEO_QUEUE_FRAMES, PeerLink
 from peer.node.node import Node
 from protocol import (
-    Accept,
     AudioFrame,
     Bye,
     Candidate,
@@ -40,6 +39,7 @@ from protocol import (
     limits,
 )
 from protocol.framing import FRAMING_VERSION
+from tests.support.signed_stream import FakeStreamer
 from tests.test_node_links import StandInDirectory as _LinksDirectory
 from tests.test_node_links import _hello_works
 
@@ -140,22 +140,24 @@ async def test_no_audio_streams_the_picture_only() -> None:
 
 
 class FakeParentDirectory(StandInDirectory):
-    """A room whose streamer is a raw socket at ``port``."""
+    """A room whose streamer is a raw socket at ``port`` holding ``streamer_id``'s key."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, streamer_id: str) -> None:
         super().__init__()
         self.port = port
+        self.streamer_id = streamer_id
 
     def candidates(self) -> list[Candidate]:
-        return [Candidate("fake", "fake", "127.0.0.1", self.port, 0, 1)]
+        return [Candidate(self.streamer_id, "fake", "127.0.0.1", self.port, 0, 1)]
 
     def streamer(self) -> StreamerInfo | None:
-        return StreamerInfo("fake", "fake", 1)
+        return StreamerInfo(self.streamer_id, "fake", 1)
 
 
 async def test_garbage_audio_from_the_parent_ends_that_link_with_a_reason() -> None:
     received: asyncio.Queue[Message] = asyncio.Queue()
     good = OpusEncoder().encode(np.zeros((960, 2), np.int16))
+    fake = FakeStreamer()  # it signs like the streamer: only the payload is bad
 
     async def fake_parent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         decoder = FrameDecoder()
@@ -168,11 +170,12 @@ async def test_garbage_audio_from_the_parent_ends_that_link_with_a_reason() -> N
             for message in decoder:
                 await received.put(message)
                 if isinstance(message, JoinRequest):
-                    writer.write(encode(Hello(peer_id="fake", name="fake", room="lobby")))
-                    writer.write(encode(Accept(path=(PathEntry("fake", "fake", "127.0.0.1",
-                                                               port),), epoch=1)))
+                    writer.write(encode(Hello(peer_id=fake.peer_id, name="fake",
+                                              room="lobby")))
+                    writer.write(encode(fake.accept((PathEntry(fake.peer_id, "fake",
+                                                               "127.0.0.1", port),))))
                 elif isinstance(message, ChatHave):  # sent once it took us as parent
-                    writer.write(encode(AudioFrame(1, 0, 1.0, good)))
+                    writer.write(encode(fake.audio(AudioFrame(1, 0, 1.0, good))))
                     # A well-framed AudioFrame whose payload is not an Opus packet
                     # (frame-count code 3 announcing zero frames).
                     meta = json.dumps({"e": 1, "s": 1, "c": 1.02}).encode()
@@ -188,7 +191,8 @@ async def test_garbage_audio_from_the_parent_ends_that_link_with_a_reason() -> N
     config = NodeConfig(name="viewer", listen_host="127.0.0.1",
                         timing=Timing(link_timeout_s=5.0),
                         tls=False)  # the test's fake parent speaks the raw protocol
-    node = Node(config, events.append, directory_factory=lambda n: FakeParentDirectory(port))
+    node = Node(config, events.append,
+                directory_factory=lambda n: FakeParentDirectory(port, fake.peer_id))
     await node.start()
     try:
         async with asyncio.timeout(30):
@@ -287,17 +291,18 @@ def test_audio_config_refuses_nonsense() -> None:
 
 
 class StreamerDirectory(StandInDirectory):
-    """A room whose streamer is the in-process node at ``port``."""
+    """A room whose streamer is the in-process node ``streamer_id`` at ``port``."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, streamer_id: str) -> None:
         super().__init__()
         self.port = port
+        self.streamer_id = streamer_id
 
     def candidates(self) -> list[Candidate]:
-        return [Candidate("streamer", "me", "127.0.0.1", self.port, 0, 1)]
+        return [Candidate(self.streamer_id, "me", "127.0.0.1", self.port, 0, 1)]
 
     def streamer(self) -> StreamerInfo | None:
-        return StreamerInfo("streamer", "me", 1)
+        return StreamerInfo(self.streamer_id, "me", 1)
 
 
 async def test_a_playing_viewer_holds_each_picture_until_its_sound_is_heard(
@@ -312,7 +317,7 @@ async def test_a_playing_viewer_holds_each_picture_until_its_sound_is_heard(
                         audio=AudioConfig(play=True, output_device=pulse_null_sink),
                         tls=False)  # its streamer (above) speaks plaintext
     viewer = Node(config, stats.append, lambda f: shown.append((time.time(), f.captured_at)),
-                  directory_factory=lambda n: StreamerDirectory(port))
+                  directory_factory=lambda n: StreamerDirectory(port, streamer.peer_id))
     await viewer.start()
     try:
         def steady() -> dict | None:

@@ -20,8 +20,8 @@ from peer.node.config import NodeConfig, Timing
 from peer.node.directory import StreamerInfo
 from peer.node.events import NodeEvent, TreePeer
 from peer.node.node import Node
+from peer.node.tree.state import StreamInfo
 from protocol import (
-    Accept,
     Bye,
     Candidate,
     FrameDecoder,
@@ -31,8 +31,13 @@ from protocol import (
     VideoFrame,
     encode,
 )
+from protocol.identity import Identity
+from tests.support.signed_stream import FakeStreamer
 
-ROOT_ID = "root-of-lies"
+# The fake root signs like a streamer (tests/support/signed_stream.py): only its
+# pictures are bad, which is what these tests are about.
+ROOT_KEY = Identity.generate()
+ROOT_ID = ROOT_KEY.peer_id
 
 
 class OneCandidateDirectory:
@@ -117,6 +122,7 @@ class FakeParent:
 
     def __init__(self, codec: str = "h264") -> None:
         self.codec = codec
+        self.signer = FakeStreamer(stream=StreamInfo(320, 180, 30.0, codec), identity=ROOT_KEY)
         self.bye: asyncio.Future[Bye] = asyncio.get_running_loop().create_future()
         self.corrupt_sent = asyncio.Event()
         self.release = asyncio.Event()  # set by the test when the child has a child
@@ -142,11 +148,9 @@ class FakeParent:
                         writer.write(encode(Hello(peer_id=ROOT_ID, name="liar", room="lobby")))
                     elif isinstance(message, JoinRequest):
                         path = (PathEntry(ROOT_ID, "liar", "127.0.0.1", self.port),)
-                        writer.write(encode(Accept(path=path, epoch=1, source_width=320,
-                                                   source_height=180, fps=30.0,
-                                                   codec=self.codec)))
+                        writer.write(encode(self.signer.accept(path)))
                         for frame in frames[:5]:  # a keyframe and good frames
-                            writer.write(encode(frame))
+                            writer.write(encode(self.signer.video(frame)))
                             seq += 1
                         asyncio.get_running_loop().create_task(
                             self._then_corrupt(writer, frames[5]))
@@ -158,7 +162,7 @@ class FakeParent:
 
     async def _then_corrupt(self, writer: asyncio.StreamWriter, frame: VideoFrame) -> None:
         await self.release.wait()
-        writer.write(encode(corrupt(frame)))
+        writer.write(encode(self.signer.video(corrupt(frame))))
         await writer.drain()
         self.corrupt_sent.set()
 

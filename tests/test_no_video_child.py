@@ -143,7 +143,7 @@ async def test_a_no_video_node_joins_a_live_room_chats_and_receives_no_media() -
                                                    video_timeout_s=0.5),
                         audio=AudioConfig(), tls=False)  # its streamer speaks plaintext
     chooser = Node(config, on_event, shown.append,
-                   directory_factory=lambda n: StreamerDirectory(port))
+                   directory_factory=lambda n: StreamerDirectory(port, streamer.peer_id))
     control, grandchild = RawChild("viewer"), RawChild("grandchild")
     await chooser.start()
 

@@ -38,6 +38,7 @@ from protocol.messages import (
     RoomListQuery,
     RoomQuery,
     StatusQuery,
+    StreamAnnounce,
     StreamClaim,
     StreamDenied,
     StreamerChanged,
@@ -49,11 +50,14 @@ from protocol.messages import (
     message_class,
 )
 from protocol.records import Candidate, PathEntry, PeerInfo, RoomStatus, RoomSummary, TreeLevel
+from protocol.stream_auth import Announcement, SourceProof
 
 CAND = Candidate("c1", "Carol", "10.0.0.3", 7000, depth=2, free_slots=1)
 PATH = (PathEntry("root", "Rita"), PathEntry("p1", "Pete"))
 INFO = PeerInfo("p1", "Pete", "10.0.0.2", 7001, 1, 2, True, "viewer", "root", 720)
 INFO_BARE = PeerInfo("p2", "Päivi ünïcødé 🎥", None, None, None, 0, False)
+ANN = Announcement("a" * 52, 3, "h264", 1280, 720, 30.0, (360, 480, 720), 1.7e9, "c2ln")
+SRC = SourceProof(1280, 720, 720, "h264", False, 16, "ZGln", "c2ln")
 
 # Every message class at least once, optional fields both set and unset.
 SAMPLES = [
@@ -65,6 +69,8 @@ SAMPLES = [
     Accept(PATH, epoch=3, source_width=1920, source_height=1080),
     Accept(PATH[:1], epoch=0),
     Accept(PATH, epoch=3, source_width=1280, source_height=720, codec="h264"),
+    Accept(PATH, epoch=3, source_width=1280, source_height=720, codec="h264", ann=ANN),
+    StreamAnnounce(ANN),
     PathUpdate(PATH),
     Playback(4, True, 61_500, 120_000),
     Playback(4, False, 0),
@@ -73,7 +79,11 @@ SAMPLES = [
     VideoFrame(5, 17, 1234.5, 640, 360, 360, b"\xff\xd8jpeg\x00\xff\xd9"),
     VideoFrame(5, 18, 1234.5, 640, 360, 360, b"\x00\x00\x01\x41\x9a", codec="h264",
                keyframe=False, prev=17),
+    VideoFrame(5, 19, 1234.5, 640, 360, 360, b"\xff\xd8jpeg\x00\xff\xd9", sig="c2ln"),
+    VideoFrame(5, 19, 1234.5, 640, 360, 360, b"\xff\xd8jpeg\x00\xff\xd9", sig="c2ln",
+               by="b" * 52, src=SRC),
     KeyframeRequest(720),
+    AudioFrame(5, 19, 1234.54, b"\xfc\x01\x02\x03", sig="c2ln"),
     AudioFrame(5, 18, 1234.52, b"\xfc\x01\x02\x03"),  # TOC: CELT 20 ms stereo, 1 frame
     FramePart(16384, 40000, b"piece"),
     LayerDemand(480),
@@ -190,7 +200,7 @@ def test_every_split_of_a_video_frame() -> None:
         assert got == [frame], split
 
 
-@pytest.mark.parametrize("kind", [0, 16, 31, 47, 99, 255])
+@pytest.mark.parametrize("kind", [0, 17, 31, 47, 99, 255])
 def test_unknown_kind_decodes_to_unknown(kind: int) -> None:
     assert message_class(kind) is None
     data = _frame(kind, {"x": [1, "two"], "y": None}, b"blob")
@@ -271,7 +281,7 @@ def _wrong(value: object) -> object:
         return "1"
     if isinstance(value, str):
         return 1
-    if isinstance(value, list):
+    if isinstance(value, list | dict):
         return "x"
     return {"not": "this"}  # None (an optional field) or an object
 

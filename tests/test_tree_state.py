@@ -26,6 +26,7 @@ from protocol import (
     PathUpdate,
     Redirect,
     StreamRelease,
+    limits,
 )
 from protocol.limits import NO_VIDEO
 
@@ -105,7 +106,7 @@ def test_an_acceptor_answers_hello_and_accepts_a_child_with_its_path() -> None:
 
 
 @pytest.mark.parametrize(("room", "versions", "code"), [
-    ("elsewhere", (1,), ErrorCode.UNEXPECTED),
+    ("elsewhere", limits.SUPPORTED_VERSIONS, ErrorCode.UNEXPECTED),
     ("lobby", (99,), ErrorCode.BAD_VERSION),
 ])
 def test_a_wrong_room_or_version_closes_the_link_with_a_coded_bye(

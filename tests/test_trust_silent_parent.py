@@ -108,10 +108,15 @@ async def test_a_viewer_leaves_a_parent_that_forwards_nothing_and_finds_the_stre
             decoder.receive_data(data)
             for message in decoder:
                 if isinstance(message, JoinRequest):
+                    # It passes on the streamer's genuine signed announcement (any
+                    # member of the tree has it), so the join itself is believed.
+                    ann = streamer.tree.announcement
+                    assert ann is not None
                     writer.write(encode(Hello(peer_id="liar", name="liar", room="lobby")))
                     writer.write(encode(Accept(
                         path=(PathEntry(streamer.peer_id, "me"), PathEntry("liar", "liar")),
-                        epoch=1, source_width=320, source_height=180)))
+                        epoch=ann.epoch, source_width=ann.width, source_height=ann.height,
+                        fps=ann.fps, codec=ann.codec, ann=ann)))
                 elif isinstance(message, Ping):
                     writer.write(encode(Pong(t0=message.t0, t1=0.0, t2=0.0)))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 
@@ -35,6 +36,7 @@ from peer.node.events import (
 )
 from peer.node.linktable import LinkTable
 from peer.node.media import FrameSource, PacedCapture, open_source
+from peer.node.media_auth import MediaSigner
 from peer.node.playback import PlaybackState
 from peer.node.pump import StreamEnd, StreamPump
 from peer.node.relay import Relay
@@ -62,6 +64,7 @@ class Broadcast:
 
     def __init__(self, config: NodeConfig, peer_id: str, driver: TreeDriver,
                  room: DirectoryRoom, links: LinkTable, *, relay: Relay, display: Display,
+                 signer: MediaSigner,
                  executor: Executor, stats: StreamStats, audio: AudioStation,
                  playback: PlaybackState, tasks: TaskSet,
                  emit: Callable[[NodeEvent], None],
@@ -73,6 +76,7 @@ class Broadcast:
         self._room = room
         self._links = links
         self._relay = relay
+        self._signer = signer
         self._display = display
         self._executor = executor
         self._stats = stats
@@ -132,7 +136,7 @@ class Broadcast:
         self._audio.start_stream(
             sound, loop_source=getattr(source, "loop", False),
             children=lambda: self._links.sound_children(self._relay),
-            epoch=lambda: self._tree.epoch)
+            epoch=lambda: self._tree.epoch, sign=self._signer.audio)
         try:
             epoch = await directory.claim()
         except LockDeniedError as exc:
@@ -146,7 +150,8 @@ class Broadcast:
             raise self._fatal(exc) from None
         stream = StreamInfo(frame_source.width, frame_source.height, frame_source.fps,
                             self._config.codec)
-        self._driver.apply(self._tree.become_root(epoch, stream, now()))
+        self._driver.apply(self._tree.become_root(
+            epoch, stream, now(), self._signer.announcement(epoch, stream, time.time())))
         self._playback.new_stream(self._tree.epoch)
         self._position_s = 0.0
         capture = PacedCapture(frame_source, loop=getattr(source, "loop", False))

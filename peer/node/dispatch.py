@@ -71,7 +71,8 @@ class MessageDispatch:
         elif isinstance(message, AudioFrame):
             # Only the parent sends sound, of the live stream; the station forwards it
             # untouched to every child, then counts, records and plays it.
-            if link_id == tree.parent and tree.is_live_epoch(message.epoch):
+            if link_id == tree.parent and tree.is_live_epoch(message.epoch) \
+                    and self._intake.guard.audio(message):  # signed by the streamer
                 self._audio.received(message, self._links.sound_children(self._relay))
         elif isinstance(message, Ping):
             link.send(Pong(t0=message.t0, t1=time.time(), t2=time.time(),

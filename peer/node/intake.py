@@ -1,7 +1,9 @@
 """Video arriving from the parent: fencing, events, statistics, then the relay.
 
 ``VideoIntake.frame`` is the receive half of the frame path: a frame from anyone but
-our parent is ignored, one of a fenced epoch is dropped (``TreeState.frame_epoch``);
+our parent is ignored, one of a fenced epoch is dropped (``TreeState.frame_epoch``),
+one that does not verify against the streamer's signed announcement is dropped and
+its sender left (``MediaGuard``, media_auth.py; the same guard checks sound);
 a new epoch is reported (``EpochSeen``), the first frame after a repair reports the
 outage (``Resumed``: gap and frames lost), the frame is counted (rate, loss from
 sequence gaps, latency from capture on the root's clock), and ``Relay.forward`` sends
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from peer.node.codec import Image
 from peer.node.display import Display
 from peer.node.events import EpochSeen, FirstFrame, NodeEvent, Resumed
+from peer.node.media_auth import MediaGuard
 from peer.node.relay import Relay
 from peer.node.stats import StreamStats
 from peer.node.tree.state import TreeState
@@ -34,11 +37,13 @@ class VideoIntake:
         stats: the stream statistics.
         root_offset: root clock minus ours, None while unknown.
         emit: reports events.
+        refuse: leave our parent for this reason (it sent forged media).
         monotonic: the clock outages are measured with.
     """
 
     def __init__(self, tree: TreeState, relay: Relay, display: Display, stats: StreamStats,
                  *, root_offset: Callable[[], float | None], emit: Callable[[NodeEvent], None],
+                 refuse: Callable[[str], None],
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._tree = tree
         self._relay = relay
@@ -47,6 +52,7 @@ class VideoIntake:
         self._root_offset = root_offset
         self._emit = emit
         self._monotonic = monotonic
+        self.guard = MediaGuard(tree, refuse)
         self.layer_in: int | None = None  # the layer arriving (max of our subtree's)
         self._epoch_seen = 0
         self._epoch_changes = 0  # streams seen: what the stats fence by, never going back
@@ -73,8 +79,11 @@ class VideoIntake:
         tree = self._tree
         if link_id != tree.parent:
             return  # only the parent sends video; anything else is ignored
-        if not tree.frame_epoch(frame.epoch):
+        if not tree.is_live_epoch(frame.epoch):
             return  # fenced: a streamer that lost its lock
+        if not self.guard.video(frame):
+            return  # forged (the parent is being left) or a repeat
+        tree.frame_epoch(frame.epoch)  # the announced epoch: verified above
         tree.video_arrived(self._monotonic())  # the parent is not silent (issue 13)
         if frame.epoch != self._epoch_seen:
             self._epoch_seen = frame.epoch

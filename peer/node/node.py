@@ -47,6 +47,7 @@ from peer.node.intake import VideoIntake
 from peer.node.link import PeerLink
 from peer.node.linktable import LinkTable
 from peer.node.media import FrameSource
+from peer.node.media_auth import MediaSigner
 from peer.node.playback import PlaybackState
 from peer.node.relay import Relay
 from peer.node.report import StatsReporter, position_of
@@ -105,7 +106,8 @@ class Node:
             layer=config.resolution, room_view=self._room,
             timing=TreeTiming(timing.ping_interval_s, timing.link_timeout_s,
                               timing.connect_timeout_s, timing.video_timeout_s),
-            now=now())
+            now=now(), signed=True)
+        signer = MediaSigner(self.identity)  # our stream and transcodes (issue 13)
         tree.auto = config.auto_resolution
         self.links = links = LinkTable(tree)
         self._tasks = TaskSet()
@@ -133,9 +135,10 @@ class Node:
             on_picture=lambda frame, image: intake.picture(frame, image),
             request_keyframe=lambda layer: links.to_parent(KeyframeRequest(layer=layer)),
             on_bad_frame=lambda why: links.drop_parent(why, ErrorCode.MALFORMED),
-            on_record_error=display.recording_failed)
-        self._intake = intake = VideoIntake(tree, relay, display, self._stats,
-                                            root_offset=links.root_offset, emit=emit)
+            on_record_error=display.recording_failed, signer=signer)
+        self._intake = intake = VideoIntake(
+            tree, relay, display, self._stats, root_offset=links.root_offset, emit=emit,
+            refuse=lambda why: driver.apply(tree.refuse_parent(why, now())))
         self._chat = chat = ChatGossip(ChatRouter(self.identity, config.name),
                                        links.neighbours, emit)
 
@@ -156,6 +159,7 @@ class Node:
         # The streamer's role, and the room's changes.
         self._broadcast = Broadcast(config, self.peer_id, driver, self._room, links,
                                     relay=relay, display=display, executor=self._executor,
+                                    signer=signer,
                                     stats=self._stats, audio=audio, playback=playback,
                                     tasks=self._tasks, emit=emit, fatal=self._fatal)
         self._room_watch = RoomWatch(self.peer_id, self._room, driver, self._broadcast,

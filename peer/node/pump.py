@@ -133,10 +133,10 @@ class StreamPump:
                 if enc.keyframe:
                     self.keyframes += 1
                     self._relay.throttle.keyframe_made(layer, now)
-                self._relay.fan_out(VideoFrame(self.epoch, seq, frame.captured_at, enc.width,
-                                               enc.height, layer, enc.data,
-                                               codec=enc.codec.value, keyframe=enc.keyframe,
-                                               prev=enc.prev), None)
+                self._relay.fan_out(self._relay.sign_own(VideoFrame(
+                    self.epoch, seq, frame.captured_at, enc.width, enc.height, layer,
+                    enc.data, codec=enc.codec.value, keyframe=enc.keyframe,
+                    prev=enc.prev)), None)
         # Nothing comes in at the root: its bandwidth is what it sends (kbps_out).
         self._stats.frame_produced(time.time(), 0, seq)
 

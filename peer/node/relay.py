@@ -54,6 +54,7 @@ from peer.node.codec import CodecError, Image
 from peer.node.codecs.chain import ChainGate
 from peer.node.codecs.keyframes import KeyframeThrottle
 from peer.node.errors import MediaError
+from peer.node.media_auth import MediaSigner
 from peer.node.pipeline import ReceiveJob, ReceivePipeline, ReceiveProcessor, ReceiveResult
 from peer.node.recording import Recording
 from protocol import VideoFrame, encode, limits
@@ -114,6 +115,8 @@ class Relay:
         on_record_error: the recording failed and stopped.
         now: monotonic clock (tests inject one).
         fps: the stream's frame rate (rate budgets of transcoded layers).
+        signer: signs the frames we encode (the streamer's own, and the layers we
+            transcode, issue 13); None leaves them unsigned (tests of the relay alone).
     """
 
     def __init__(
@@ -128,7 +131,9 @@ class Relay:
         on_record_error: Callable[[MediaError], None] = lambda exc: None,
         now: Callable[[], float] | None = None,
         fps: float = 30.0,
+        signer: MediaSigner | None = None,
     ) -> None:
+        self._signer = signer
         self._clamp = clamp
         self._is_live = is_live
         self._on_picture = on_picture
@@ -340,6 +345,10 @@ class Relay:
             self._need_keyframe(frame.layer, frame.layer)
         return False
 
+    def sign_own(self, frame: VideoFrame) -> VideoFrame:
+        """A frame the streamer encoded from its own source, signed (issue 13)."""
+        return frame if self._signer is None else self._signer.video(frame)
+
     def restart(self) -> None:
         """A new parent or stream: our chain and the children's start at a keyframe."""
         self.gate = ChainGate()
@@ -363,9 +372,12 @@ class Relay:
         for layer, enc in result.encoded.items():
             if enc.keyframe:
                 self.throttle.keyframe_made(layer, now)
-            self.fan_out(VideoFrame(f.epoch, f.seq, f.captured_at, enc.width, enc.height,
-                                    layer, enc.data, codec=enc.codec.value,
-                                    keyframe=enc.keyframe, prev=enc.prev), f.layer)
+            out = VideoFrame(f.epoch, f.seq, f.captured_at, enc.width, enc.height,
+                             layer, enc.data, codec=enc.codec.value,
+                             keyframe=enc.keyframe, prev=enc.prev)
+            if self._signer is not None:
+                out = self._signer.transcoded(f, out)
+            self.fan_out(out, f.layer)
 
     def _refused(self, job: ReceiveJob, exc: CodecError) -> None:
         self.gate.broke()

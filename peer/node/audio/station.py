@@ -126,6 +126,7 @@ class AudioStation:
         self._capture: AudioCapture | None = None
         self._send_to: Callable[[], Iterable[AudioSink]] = list
         self._epoch: Callable[[], int] = lambda: 0
+        self._sign: Callable[[AudioFrame], AudioFrame] = lambda frame: frame
         # Receiver side.
         self._transit: deque[float] = deque(maxlen=TRANSIT_SAMPLES)
         self._video: deque[float] = deque(maxlen=VIDEO_SAMPLES)  # ready to show
@@ -216,9 +217,12 @@ class AudioStation:
 
     def start_stream(self, source: AudioSource | None, *, loop_source: bool,
                      children: Callable[[], Iterable[AudioSink]],
-                     epoch: Callable[[], int]) -> None:
-        """Get ready to send ``source``; sound starts with the first video frame."""
+                     epoch: Callable[[], int],
+                     sign: Callable[[AudioFrame], AudioFrame] = lambda frame: frame) -> None:
+        """Get ready to send ``source``; sound starts with the first video frame.
+        ``sign``: the streamer's signature on every packet (issue 13)."""
         self.stop_stream()
+        self._sign = sign
         self._source = source
         self._loop_source = loop_source
         self._send_to = children
@@ -274,8 +278,8 @@ class AudioStation:
     def _send_packet(self, packet: EncodedAudio) -> None:
         if self._capture is None:
             return  # stopped meanwhile
-        data = encode(AudioFrame(self._epoch(), packet.seq, packet.captured_at,
-                                 packet.packet))
+        data = encode(self._sign(AudioFrame(self._epoch(), packet.seq, packet.captured_at,
+                                            packet.packet)))
         self._stats.frame_produced(time.time(), len(data), packet.seq)
         self._last_packet_at = time.monotonic()
         self._fan_out(data, self._send_to())

@@ -54,7 +54,11 @@ checked as for any join) switches: make before break, so video keeps flowing.
 
 Fencing. ``epoch`` is the newest stream epoch accepted; the directory decides what is
 live (tracker epochs only grow; on a LAN the tie-break winner may hold a lower one).
-An Accept from a tree of a stale epoch is withdrawn.
+An Accept from a tree of a stale epoch is withdrawn. With ``signed`` (the node; the
+simulator carries no media) an epoch from a neighbour is believed only inside the
+streamer's signed announcement (announce.py): an Accept without a valid one is
+withdrawn, a forged ``StreamAnnounce`` from the parent closes it, and a verified one
+is passed to every child.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ from peer.node.tree.actions import (
     Report,
     Send,
 )
+from peer.node.tree.announce import AVOID_FORGER_S, accept_problem, announcement_problem
 from protocol import (
     Accept,
     Bye,
@@ -93,9 +98,11 @@ from protocol import (
     PathEntry,
     PathUpdate,
     Redirect,
+    StreamAnnounce,
     limits,
 )
 from protocol.fields import WILDCARD_HOSTS as _WILDCARD_HOSTS
+from protocol.stream_auth import Announcement
 
 # Connection reversal: an orphan we offered ourselves to is not dialled again for this
 # long (it may have found a parent, or not want us).
@@ -206,6 +213,7 @@ class TreeCounters:
     loops_refused: int = 0
     parents_lost: int = 0
     silent_parents: int = 0  # parents left for sending no video
+    forged_parents: int = 0  # parents left for sending forged media or announcements
     children_refused: int = 0
     moves: int = 0
 
@@ -222,10 +230,12 @@ class TreeState:
         room_view: what we know about the room.
         timing: the protocol's timers.
         now: the time of creation.
+        signed: believe a stream only inside a verified signed announcement.
     """
 
     def __init__(self, *, peer_id: str, name: str, room: str, fanout: int, layer: int,
-                 room_view: RoomView, timing: TreeTiming, now: float) -> None:
+                 room_view: RoomView, timing: TreeTiming, now: float,
+                 signed: bool = False) -> None:
         self.peer_id = peer_id
         self.name = name
         self.room = room
@@ -234,6 +244,9 @@ class TreeState:
         self.counters = TreeCounters()
         self.stream = StreamInfo()
         self.epoch = 0
+        self._signed = signed
+        # The verified announcement of the stream we carry (ours at the root).
+        self.announcement: Announcement | None = None
         self._room = room_view
         self._layer = layer
         self._links: dict[LinkId, _Link] = {}
@@ -457,6 +470,8 @@ class TreeState:
             return self._on_layer_demand(link, message, now)
         if isinstance(message, Bye):
             return self._on_bye(link, message, now)
+        if isinstance(message, StreamAnnounce):
+            return self._on_announce(link, message, now) if link is self._parent else []
         kind = type(message).__name__
         return self._close(link, f"unexpected {kind} on a peer link", now,
                            Bye(reason=f"unexpected {kind}", code=int(ErrorCode.UNEXPECTED)))
@@ -510,8 +525,10 @@ class TreeState:
             self._retry_at = now
         return self._pump_join(now)
 
-    def become_root(self, epoch: int, stream: StreamInfo, now: float) -> list[Action]:
-        """We hold the streamer lock: leave our parent, let old children re-join."""
+    def become_root(self, epoch: int, stream: StreamInfo, now: float,
+                    announcement: Announcement | None = None) -> list[Action]:
+        """We hold the streamer lock: leave our parent, let old children re-join.
+        ``announcement``: our signed one, given to every child in its Accept."""
         actions: list[Action] = []
         if self._parent is not None:
             actions += self._close(self._parent, "became the streamer", now,
@@ -529,6 +546,7 @@ class TreeState:
         self._retry_at = None
         self.epoch = max(self.epoch, epoch)
         self.stream = stream
+        self.announcement = announcement
         self._path = ()
         return actions + self._report()
 
@@ -673,7 +691,8 @@ class TreeState:
             self._children.append(link)
             accept = Accept(path=self._own_path(), epoch=self.epoch,
                             source_width=self.stream.width, source_height=self.stream.height,
-                            fps=self.stream.fps, codec=self.stream.codec)
+                            fps=self.stream.fps, codec=self.stream.codec,
+                            ann=self.announcement)
             return [Send(link.id, accept),
                     ChildAttached(link.id, link.peer_id, link.name, link.layer),
                     *self._update_demand(), *self._report()]
@@ -695,6 +714,12 @@ class TreeState:
         if not self._room.is_live_epoch(accept.epoch, self.epoch):
             return self._close(link, "stale epoch", now, Bye(
                 reason="join withdrawn: an older stream", code=int(ErrorCode.STALE_EPOCH))) \
+                + self._pump_join(now)
+        if self._signed and (problem := accept_problem(accept, self._streamer_id)):
+            if link.peer_id:
+                self._avoid[link.peer_id] = now + AVOID_FORGER_S
+            return self._close(link, problem, now, Bye(
+                reason=f"join withdrawn: {problem}", code=int(ErrorCode.FORGED))) \
                 + self._pump_join(now)
         actions: list[Action] = []
         old = self._parent
@@ -730,6 +755,41 @@ class TreeState:
                                       len(accept.path), accept))
         actions += self._set_path(accept.path, now)
         actions += self._update_demand()
+        if self._signed and accept.ann is not None:
+            actions += self._adopt(accept.ann)
+        return actions
+
+    def _adopt(self, ann: Announcement) -> list[Action]:
+        """A verified announcement: ours now; children hear of a new one."""
+        if ann == self.announcement:
+            return []
+        self.announcement = ann
+        return [Send(child.id, StreamAnnounce(ann)) for child in self._children]
+
+    def _on_announce(self, link: _Link, message: StreamAnnounce, now: float) -> list[Action]:
+        if not self._signed:
+            return []
+        ann = message.ann
+        problem = announcement_problem(ann, self._streamer_id)
+        if problem is None and not self._room.is_live_epoch(ann.epoch, self.epoch):
+            problem = "a stream announcement of an older stream"
+        if problem is not None:
+            return self.refuse_parent(problem, now)
+        self.epoch = max(self.epoch, ann.epoch)
+        self.stream = StreamInfo(ann.width, ann.height, ann.fps, ann.codec)
+        return self._adopt(ann)
+
+    def refuse_parent(self, reason: str, now: float) -> list[Action]:
+        """Our parent sent something forged (an announcement, media that does not
+        verify): leave it as a failed parent (repair as usual) and avoid it a while."""
+        parent = self._parent
+        if parent is None:
+            return []
+        self.counters.forged_parents += 1
+        actions = self._close(parent, reason, now, Bye(reason=reason[:limits.MAX_REASON_CHARS],
+                                                       code=int(ErrorCode.FORGED)))
+        if parent.peer_id:
+            self._avoid[parent.peer_id] = now + AVOID_FORGER_S
         return actions
 
     def _on_redirect(self, link: _Link, redirect: Redirect, now: float) -> list[Action]:
