@@ -409,6 +409,7 @@ async def test_a_relay_that_swaps_in_its_own_pictures_is_left_and_none_is_shown(
     assert lost.parent == "mallory" and "signature does not verify" in lost.reason
     victim = tree.nodes["victim"]
     assert victim._intake.guard.refused >= 1
+    assert tree.stats("victim").forged >= 1  # reported in the stats too
     assert tree.stats("victim").lost >= 1  # the dropped frame shows as loss
 
 

@@ -147,6 +147,9 @@ class Stats(NodeEvent):
     audio: AudioStats | None = None  # None: this peer neither sends nor receives sound
     paused: bool = False  # the streamer paused its file: no frames, on purpose
     reachability: str = "checking"  # how others can dial us (reachability.py)
+    # Frames and sound packets from our parents that did not verify against the
+    # streamer's signed announcement, in total (dropped; their gaps count in ``lost``).
+    forged: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -353,7 +353,8 @@ class Node:
             reachability=self._room_watch.reachability())
         paused = self._playback.paused and self._playback.epoch == self.tree.epoch
         self._emit(self._reporter.build(time.time(), [link.counters for link in self.links],
-                                        position, self._audio.snapshot(), paused=paused))
+                                        position, self._audio.snapshot(), paused=paused,
+                                        forged=self._intake.guard.refused))
 
     # --- reporting -----------------------------------------------------------------
 

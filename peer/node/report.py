@@ -75,9 +75,9 @@ class StatsReporter:
         _add(self._closed, counters)
 
     def build(self, now: float, open_links: Iterable[LinkCounters], pos: Position,
-              audio: AudioStats | None, *, paused: bool = False) -> Stats:
+              audio: AudioStats | None, *, paused: bool = False, forged: int = 0) -> Stats:
         """The Stats event at ``now`` (wall clock), given the open links' counters
-        (``paused``: the room's stream is paused)."""
+        (``paused``: the room's stream is paused; ``forged``: media refused as forged)."""
         totals = LinkCounters()
         _add(totals, self._closed)
         for counters in open_links:
@@ -95,7 +95,7 @@ class StatsReporter:
             layer_in=pos.layer_in, wanted=pos.wanted, codec=pos.codec,
             keyframes=pos.keyframes, bytes_in=totals.bytes_in, bytes_out=totals.bytes_out,
             video_bytes_in=totals.video_bytes_in, video_bytes_out=totals.video_bytes_out,
-            audio=audio, reachability=pos.reachability, paused=paused)
+            audio=audio, reachability=pos.reachability, paused=paused, forged=forged)
 
 
 def _add(into: LinkCounters, counters: LinkCounters) -> None:
