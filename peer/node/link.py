@@ -22,9 +22,11 @@ shaper never has to drop (which would stall TCP for a retransmission timeout).
 A video message larger than ``limits.FRAME_PART_BYTES`` goes to a neighbour whose Hello
 says it reassembles (``Hello.parts``) as ``FramePart`` pieces of its encoded bytes
 (protocol/parts.py); the writer serves control and audio between pieces, so sound waits
-behind one 16 KiB piece, not a whole keyframe. A piece already begun is always
-finished (the receiver holds exactly one message in progress); the backlog gate applies
-before every piece. An older neighbour (no ``parts`` in its Hello) gets whole messages.
+behind one piece, not a whole keyframe. While the link is the bottleneck the pieces
+shrink to 20 ms of its rate and every video message above that is split
+(``BacklogGate.part_bytes``). A piece already begun is always finished (the receiver
+holds exactly one message in progress); the backlog gate applies before every piece.
+An older neighbour (no ``parts`` in its Hello) gets whole messages.
 The reader reassembles pieces (``PartAssembler``: one message at a time, in order,
 bounded) and decodes the exact original bytes as one video frame, so nothing above the
 link sees pieces.
@@ -383,9 +385,10 @@ class PeerLink:
                         data = self._parts_out.popleft()
                     else:
                         data = self._video.popleft()
-                        if self.remote_parts and len(data) > limits.FRAME_PART_BYTES:
+                        piece = self._gate.part_bytes(len(data))
+                        if self.remote_parts and len(data) > piece:
                             # Sound and control may go between the pieces.
-                            self._parts_out.extend(split(data))
+                            self._parts_out.extend(split(data, piece))
                             data = self._parts_out.popleft()
                     self.counters.video_bytes_out += len(data)
                 self.counters.bytes_out += len(data)
