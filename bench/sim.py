@@ -263,9 +263,15 @@ class Sim:
         if self.tracker_armed is not None and self.tracker_armed <= due:
             return
         self.tracker_armed = due
-        self.net.at(max(due, self.net.now), self._tracker_timer)
+        self.net.at(max(due, self.net.now), lambda: self._tracker_timer(due))
 
-    def _tracker_timer(self) -> None:
+    def _tracker_timer(self, due: float) -> None:
+        # Only the latest arming runs the tracker: an earlier one superseded by a
+        # sooner due would otherwise fire too and re-arm, and such stale wake-ups
+        # multiplied with every re-arm (the cost per simulated second grew with time
+        # and room size: 10,000 peers did not finish).
+        if self.tracker_armed != due:
+            return
         self.tracker_armed = None
         self._tracker_out(self.tracker.handle_timer(self.net.now))
 

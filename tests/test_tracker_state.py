@@ -278,6 +278,23 @@ def test_idle_connection_is_closed() -> None:
     assert state.connection_count == 0 and state.rooms() == []
 
 
+def test_a_timer_run_at_its_due_time_does_what_was_due() -> None:
+    # 0.2106... + 10 - 10 < 0.2106... in floating point: a deadline checked as
+    # "last_seen <= now - timeout" was not yet due at the time get_timer named, so the
+    # adapter's timer fired again and again at the same instant (the simulator hung).
+    heard_at = 0.21060533511106927
+    assert heard_at + 10.0 - 10.0 < heard_at
+    state = new_state(register_timeout_s=10.0)
+    state.connect(1, "10.0.0.1", heard_at)  # never registers
+    join(state, 2, "b", now=0.0)
+    state.receive(2, Heartbeat(), heard_at)
+    due = state.get_timer()
+    assert due == heard_at + 10.0
+    out = state.handle_timer(due)
+    assert kinds(out) == [(1, "Bye"), (2, "Bye")]
+    assert state.get_timer() is None
+
+
 @pytest.mark.parametrize("message", [
     Hello("x", "x", "lobby"),
     VideoFrame(1, 1, 0.0, 2, 2, 360, b"x"),

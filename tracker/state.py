@@ -360,18 +360,23 @@ class TrackerState:
         out: list[Outbound] = []
         for name in list(self._locked):
             self._expire(self._rooms[name], now, out)
-        deadline = now - self.config.peer_timeout_s
+        # Each deadline is computed exactly as get_timer computes it (x + timeout vs
+        # now, not x vs now - timeout): in floating point the two can differ by one
+        # ulp, and then the timer is due by get_timer yet not by this check, and the
+        # adapter calls again at once, forever (the simulator hung on it at 10,000
+        # peers; a real server spun until its clock moved on).
+        timeout = self.config.peer_timeout_s
         while self._conns:
             c = next(iter(self._conns.values()))
-            if c.last_seen > deadline:
+            if c.last_seen + timeout > now:
                 break
             self._close(c, f"silent for {self.config.peer_timeout_s:g} s", ErrorCode.TIMEOUT,
                         now, out)
         self._refresh_due(now, out)
-        unregistered = now - self.config.register_timeout_s
+        register_timeout = self.config.register_timeout_s
         while self._unregistered:
             c = next(iter(self._unregistered.values()))
-            if c.connected_at > unregistered:
+            if c.connected_at + register_timeout > now:
                 break
             # A connection that never registers holds a slot for nothing (a room query
             # is answered at once): it gets a short grace, not the idle timeout.
