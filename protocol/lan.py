@@ -46,10 +46,27 @@ streamer's claim, not "the newest epoch seen".
 
 A browser sees its own process's advertisements too (multicast loops back): callers
 filter out their own id.
+
+Signed records. Anyone on the LAN can multicast our service type, so every peer
+record carries ``sig``: its id's Ed25519 signature over every other TXT entry and the
+SRV port (``record_bytes``). A record that does not verify against the id it names is
+malformed and ignored, so nobody can advertise in another peer's name (step a streamer
+down, or list a victim's address under a live peer's id). The A record is not covered:
+an advertiser fills in its addresses per interface; a forged address only leads a
+dialer to a TLS handshake that fails the id check.
+
+Signatures do not stop a stranger from claiming a room with a key of its own and a
+claim time in the past. ``claim_is_backdated`` lets a peer that already watches a
+streamer ignore a claim that first appears long after the time it states (an honest
+claim is multicast the moment it is made); a peer that arrives later cannot tell, and
+there is no arbiter without a tracker (README, "What Treecast protects against").
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -57,9 +74,11 @@ from typing import Literal
 
 from protocol import limits
 from protocol.fields import control_chars
+from protocol.identity import SIGNATURE_BYTES, Identity, verify
 from protocol.records import Candidate
 
 __all__ = [
+    "CLAIM_SLACK_MS",
     "LAN_CLAIM_WAIT_S",
     "MAX_LABEL_BYTES",
     "MAX_RECORD_AGE_S",
@@ -72,11 +91,13 @@ __all__ = [
     "LanPeer",
     "MalformedRecordError",
     "Role",
+    "claim_is_backdated",
     "decode_txt",
     "encode_txt",
     "instance_label",
     "lan_streamer",
     "parse_txt",
+    "record_bytes",
     "streamer_wins",
     "truncate_utf8",
 ]
@@ -108,6 +129,15 @@ MAX_VERSION = 255
 MAX_LABEL_BYTES = 63
 # One TXT string is length-prefixed by a single byte (RFC 6763 6.1).
 MAX_TXT_ITEM_BYTES = 255
+# Domain separation for the record signature (see protocol/identity.py).
+LAN_RECORD_CONTEXT = b"treecast-lan-record\0"
+# An honest claim reaches every browser within a second or two of being made (records
+# are multicast on change); one first seen later than this after its stated time was
+# made up, if the browser was already watching the room.
+CLAIM_SLACK_MS = 10_000
+# Browsers re-read every record once a second: remember recent verdicts so a room of
+# a few hundred peers costs no Ed25519 work at steady state.
+_VERIFIED_CACHE = 1024
 
 Role = Literal["streamer", "viewer"]
 ROLES: tuple[Role, ...] = ("streamer", "viewer")
@@ -221,20 +251,7 @@ class LanPeer:
 # --- TXT encoding -------------------------------------------------------------------
 
 
-def encode_txt(peer: LanPeer) -> dict[str, str]:
-    """The TXT properties that advertise ``peer`` (host and port go in SRV/A records).
-
-    Args:
-        peer: the peer to describe.
-
-    Returns:
-        key -> value strings. ``depth`` is ``-`` while not attached; ``parent`` and
-        ``layer`` are left out when None.
-
-    Raises:
-        ValueError: if one ``key=value`` string would exceed 255 bytes (only possible
-            with a non-ASCII id near its 64-character limit).
-    """
+def _unsigned_txt(peer: LanPeer) -> dict[str, str]:
     txt = {
         "id": peer.id,
         "name": peer.name,
@@ -249,9 +266,49 @@ def encode_txt(peer: LanPeer) -> dict[str, str]:
         txt["parent"] = peer.parent_id
     if peer.layer is not None:
         txt["layer"] = str(peer.layer)
+    return txt
+
+
+def _canonical(txt: dict[bytes, bytes], port: int) -> bytes:
+    # Sorted and length-prefixed, so no two records share signed bytes whatever their
+    # values contain, and the order of strings on the wire does not matter.
+    parts = [f"{port}".encode()]
+    for key in sorted(txt):
+        if key != b"sig":
+            parts.append(len(key).to_bytes(2, "big") + key +
+                         len(txt[key]).to_bytes(2, "big") + txt[key])
+    return b"".join(parts)
+
+
+def record_bytes(peer: LanPeer) -> bytes:
+    """What a peer record's ``sig`` signs: its TXT entries (but ``sig``) and SRV port."""
+    txt = {k.encode(): v.encode() for k, v in _unsigned_txt(peer).items()}
+    return _canonical(txt, peer.port)
+
+
+def encode_txt(peer: LanPeer, identity: Identity) -> dict[str, str]:
+    """The signed TXT properties that advertise ``peer`` (host and port go in SRV/A).
+
+    Args:
+        peer: the peer to describe.
+        identity: the peer's key pair; its id must be ``peer.id``.
+
+    Returns:
+        key -> value strings. ``depth`` is ``-`` while not attached; ``parent`` and
+        ``layer`` are left out when None; ``sig`` is the record signature.
+
+    Raises:
+        ValueError: if ``identity`` is not the peer's, or one ``key=value`` string
+            would exceed 255 bytes (only with a non-ASCII name near its limit).
+    """
+    if identity.peer_id != peer.id:
+        raise ValueError("a peer record is signed by the peer it describes")
+    txt = _unsigned_txt(peer)
     for key, value in txt.items():
         if len(key.encode()) + 1 + len(value.encode()) > MAX_TXT_ITEM_BYTES:
             raise ValueError(f"TXT entry {key!r} is longer than {MAX_TXT_ITEM_BYTES} bytes")
+    signature = identity.sign(LAN_RECORD_CONTEXT, record_bytes(peer))
+    txt["sig"] = base64.b64encode(signature).decode("ascii")
     return txt
 
 
@@ -332,7 +389,7 @@ def decode_txt(properties: dict[bytes, bytes | None], host: str, port: int) -> L
         depth = None if raw_depth == b"-" else _uint_field(props, b"depth")
         parent_id = _text_field(props, b"parent") if b"parent" in props else None
         layer = _uint_field(props, b"layer") if b"layer" in props else None
-        return LanPeer(
+        peer = LanPeer(
             id=_text_field(props, b"id"),
             name=_text_field(props, b"name"),
             room=_text_field(props, b"room"),
@@ -346,11 +403,31 @@ def decode_txt(properties: dict[bytes, bytes | None], host: str, port: int) -> L
             parent_id=parent_id,
             layer=layer,
         )
+        _check_signature(props, peer)
+        return peer
     except MalformedRecordError:
         raise
     except (ValueError, TypeError, AttributeError) as exc:
         # LanPeer's own range checks, and whatever a non-bytes value trips over.
         raise MalformedRecordError(str(exc)) from exc
+
+
+def _check_signature(props: dict[bytes, bytes | None], peer: LanPeer) -> None:
+    try:
+        signature = base64.b64decode(_field(props, b"sig"), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedRecordError("sig: not base64") from exc
+    if len(signature) != SIGNATURE_BYTES:
+        raise MalformedRecordError("sig: not a signature")
+    # Re-encode from the parsed peer: the signed bytes are the canonical form, so
+    # unknown extra keys or a different string order change nothing.
+    if not _verified(peer.id, signature, record_bytes(peer)):
+        raise MalformedRecordError(f"sig: not signed by {peer.id[:12]}...")
+
+
+@functools.lru_cache(maxsize=_VERIFIED_CACHE)
+def _verified(peer_id: str, signature: bytes, signed: bytes) -> bool:
+    return verify(peer_id, signature, LAN_RECORD_CONTEXT, signed)
 
 
 # --- the tracker-less streamer lock -------------------------------------------------
@@ -371,6 +448,16 @@ def streamer_wins(a: LanPeer, b: LanPeer) -> bool:
         True if ``a`` should keep streaming, False if it should step down.
     """
     return (a.claim, a.id) <= (b.claim, b.id)
+
+
+def claim_is_backdated(claim_ms: int, first_seen_ms: float) -> bool:
+    """Whether a streamer claim first seen at ``first_seen_ms`` (wall clock) states a
+    time too far before that to be honest (see ``CLAIM_SLACK_MS``).
+
+    Only meaningful to a browser that was already watching the room when the record
+    appeared: everything looks old to one that has just started.
+    """
+    return first_seen_ms - claim_ms > CLAIM_SLACK_MS
 
 
 def lan_streamer(peers: Iterable[LanPeer]) -> LanPeer | None:

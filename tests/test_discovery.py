@@ -29,12 +29,15 @@ from peer.lan.browser import (
     read_peer_record,
 )
 from protocol import Candidate
+from protocol.identity import Identity
 from protocol.lan import (
+    CLAIM_SLACK_MS,
     MAX_LABEL_BYTES,
     SERVICE_TYPE,
     TRACKER_SERVICE_TYPE,
     LanPeer,
     MalformedRecordError,
+    claim_is_backdated,
     decode_txt,
     encode_txt,
     instance_label,
@@ -56,9 +59,23 @@ def _uid() -> str:
     return uuid.uuid4().hex[:16]
 
 
+# Every record is signed by the key its id names: the key of each id a test makes.
+KEY_OF: dict[str, Identity] = {}
+
+
+def new_id() -> str:
+    identity = Identity.generate()
+    KEY_OF[identity.peer_id] = identity
+    return identity.peer_id
+
+
+def signed(peer: LanPeer) -> dict[str, str]:
+    return encode_txt(peer, KEY_OF[peer.id])
+
+
 def make_peer(**changes: object) -> LanPeer:
     fields: dict[str, object] = {
-        "id": _uid(), "name": "Alice", "room": "lobby", "role": "viewer", "depth": None,
+        "id": new_id(), "name": "Alice", "room": "lobby", "role": "viewer", "depth": None,
         "free_slots": 3, "version": 1, "host": "", "port": 40000, "claim": 0,
     }
     fields.update(changes)
@@ -71,7 +88,7 @@ def make_streamer(**changes: object) -> LanPeer:
 
 
 def txt_bytes(peer: LanPeer) -> dict[bytes, bytes | None]:
-    return {k.encode(): v.encode() for k, v in encode_txt(peer).items()}
+    return {k.encode(): v.encode() for k, v in signed(peer).items()}
 
 
 class Watch:
@@ -97,7 +114,7 @@ ROUND_TRIP = [
     make_peer(),
     make_peer(depth=3, free_slots=0, parent_id="p" * 64, layer=480, name="Ωmega ☃", room="r"),
     make_streamer(free_slots=1024, version=255, claim=2**53),
-    make_peer(id="x" * 64, name="n" * 32, room="r" * 32, depth=64, port=65535, version=1),
+    make_peer(name="n" * 32, room="r" * 32, depth=64, port=65535, version=1),
 ]
 
 
@@ -109,22 +126,28 @@ def test_txt_round_trip(peer: LanPeer) -> None:
 @pytest.mark.parametrize("peer", ROUND_TRIP, ids=range(len(ROUND_TRIP)))
 def test_txt_round_trip_through_zeroconf_wire_format(peer: LanPeer) -> None:
     # zeroconf builds the TXT RDATA; our parser must read back what it wrote
-    info = AsyncServiceInfo(SERVICE_TYPE, f"x.{SERVICE_TYPE}", properties=encode_txt(peer))
+    info = AsyncServiceInfo(SERVICE_TYPE, f"x.{SERVICE_TYPE}", properties=signed(peer))
     props = parse_txt(info.text)
     assert props is not None
-    assert decode_txt(props, "10.0.0.1", 9) == dataclasses.replace(peer, host="10.0.0.1", port=9)
+    assert decode_txt(props, "10.0.0.1", peer.port) == dataclasses.replace(peer, host="10.0.0.1")
 
 
-def test_decode_takes_host_and_port_from_the_address_records() -> None:
-    peer = make_peer()
+def test_decode_takes_the_host_from_the_address_records() -> None:
+    # The SRV port is signed with the TXT; the address is each interface's own.
+    peer = make_peer(port=7001)
     assert decode_txt(txt_bytes(peer), "192.168.1.20", 7001) == dataclasses.replace(
-        peer, host="192.168.1.20", port=7001)
+        peer, host="192.168.1.20")
 
 
 def test_encode_rejects_an_entry_over_255_bytes() -> None:
-    peer = make_peer(id="\U0001f600" * 64)  # 64 characters, 256 bytes of UTF-8
+    peer = make_peer(depth=1, parent_id="\U0001f600" * 64)  # 64 characters, 256 bytes
     with pytest.raises(ValueError, match="255 bytes"):
-        encode_txt(peer)
+        signed(peer)
+
+
+def test_encode_refuses_to_sign_another_peers_record() -> None:
+    with pytest.raises(ValueError, match="signed by the peer"):
+        encode_txt(make_peer(), Identity.generate())
 
 
 REQUIRED_KEYS = [b"id", b"name", b"room", b"role", b"depth", b"slots", b"ver", b"claim"]
@@ -202,7 +225,7 @@ def test_browser_ignores_a_malformed_record_and_logs_it_at_debug(
     assert all(r.levelname == "DEBUG" for r in caplog.records)
     good = make_peer()
     raw = b"".join(bytes([len(i)]) + i
-                   for i in [f"{k}={v}".encode() for k, v in encode_txt(good).items()])
+                   for i in [f"{k}={v}".encode() for k, v in signed(good).items()])
     assert read_peer_record(raw, "", good.port) == good
 
 
@@ -210,7 +233,7 @@ def test_keys_are_case_insensitive_and_first_occurrence_wins() -> None:
     peer = make_peer()
     raw = b"".join(bytes([len(item)]) + item for item in [
         f"ID={peer.id}".encode(), b"id=ignored-second", b"", b"=novalue",
-        *[f"{k}={v}".encode() for k, v in encode_txt(peer).items() if k != "id"]])
+        *[f"{k}={v}".encode() for k, v in signed(peer).items() if k != "id"]])
     props = parse_txt(raw)
     assert props is not None
     assert props[b"id"] == peer.id.encode()
@@ -232,12 +255,12 @@ def test_parse_txt_never_raises(data: bytes) -> None:
     assert props is None or isinstance(props, dict)
 
 
-KEYS = st.sampled_from([*REQUIRED_KEYS, b"parent", b"layer", b"ID", b"x"])
+TXT_KEYS = st.sampled_from([*REQUIRED_KEYS, b"parent", b"layer", b"ID", b"x"])
 VALUES = st.none() | st.binary(max_size=80) | st.sampled_from(
     [b"viewer", b"streamer", b"0", b"1", b"-", b"64", b"1700000000000"])
 
 
-@given(st.dictionaries(KEYS | st.binary(max_size=12), VALUES, max_size=12),
+@given(st.dictionaries(TXT_KEYS | st.binary(max_size=12), VALUES, max_size=12),
        st.integers(-5, 70000))
 def test_decode_raises_nothing_but_malformed_record_error(
         props: dict[bytes, bytes | None], port: int) -> None:
@@ -248,13 +271,55 @@ def test_decode_raises_nothing_but_malformed_record_error(
     assert isinstance(peer, LanPeer)
 
 
-@given(st.fixed_dictionaries({k: VALUES for k in REQUIRED_KEYS}))
-def test_decoded_peers_re_encode_to_the_same_record(props: dict[bytes, bytes | None]) -> None:
+SIGNER = Identity.generate()
+KEY_OF[SIGNER.peer_id] = SIGNER
+
+
+@given(st.fixed_dictionaries({k: VALUES for k in REQUIRED_KEYS if k != b"id"}))
+def test_records_parse_only_with_their_signature(props: dict[bytes, bytes | None]) -> None:
+    # Whatever the fields say, an unsigned record is refused; once its author signs
+    # what it parsed to, the signed record reads back as the same peer.
+    props = {**props, b"id": SIGNER.peer_id.encode()}
+    with pytest.raises(MalformedRecordError):
+        decode_txt(props, "10.0.0.1", 80)
     try:
-        peer = decode_txt(props, "10.0.0.1", 80)
+        peer = decode_txt({**props, b"sig": b"A" * 88}, "10.0.0.1", 80)
     except MalformedRecordError:
-        return
-    assert decode_txt(txt_bytes(peer), "10.0.0.1", 80) == peer
+        peer = None
+    assert peer is None  # a made-up signature never verifies
+
+
+@pytest.mark.parametrize("peer", ROUND_TRIP, ids=range(len(ROUND_TRIP)))
+def test_a_changed_field_breaks_the_signature(peer: LanPeer) -> None:
+    props = txt_bytes(peer)
+    for key, value in [(b"role", b"viewer"), (b"slots", b"0"), (b"name", b"Mallory"),
+                       (b"claim", b"1")]:
+        if props.get(key) == value:
+            continue
+        with pytest.raises(MalformedRecordError):
+            decode_txt({**props, key: value}, peer.host, peer.port)
+    with pytest.raises(MalformedRecordError, match="sig"):
+        decode_txt(props, peer.host, peer.port + 1 if peer.port < 65535 else 1)
+
+
+def test_a_record_in_another_peers_name_is_refused() -> None:
+    victim = make_streamer()
+    mallory = Identity.generate()
+    KEY_OF[mallory.peer_id] = mallory
+    # Mallory signs the victim's record with her own key and puts the victim's id on it.
+    forged = {**txt_bytes(dataclasses.replace(victim, id=mallory.peer_id)),
+              b"id": victim.id.encode()}
+    with pytest.raises(MalformedRecordError, match="not signed by"):
+        decode_txt(forged, "10.0.0.1", victim.port)
+    for bad in [None, b"", b"!!notbase64", b"AAAA"]:
+        with pytest.raises(MalformedRecordError, match="sig"):
+            decode_txt({**txt_bytes(victim), b"sig": bad}, "10.0.0.1", victim.port)
+
+
+def test_a_claim_first_seen_long_after_its_time_is_backdated() -> None:
+    assert not claim_is_backdated(10_000, 10_000 + CLAIM_SLACK_MS)
+    assert claim_is_backdated(10_000, 10_001 + CLAIM_SLACK_MS)
+    assert not claim_is_backdated(10_000, 9_000)  # clocks a little apart
 
 
 @pytest.mark.parametrize("changes", [
@@ -390,7 +455,8 @@ async def start_browser(closing: list[object]) -> tuple[LanBrowser, Watch]:
 
 
 async def start_advertiser(closing: list[object], peer: LanPeer, **kwargs: object) -> LanAdvertiser:
-    advertiser = LanAdvertiser(LOOPBACK, **kwargs)  # type: ignore[arg-type]
+    advertiser = LanAdvertiser(LOOPBACK, identity=KEY_OF[peer.id],
+                               **kwargs)  # type: ignore[arg-type]
     closing.append(advertiser)
     await advertiser.start(peer)
     return advertiser
@@ -438,11 +504,11 @@ async def test_rapid_updates_end_on_the_last_one(room: str, closing: list[object
 
 
 async def test_update_rejects_another_id(closing: list[object]) -> None:
-    advertiser = LanAdvertiser(LOOPBACK)
+    peer = make_peer()
+    advertiser = LanAdvertiser(LOOPBACK, identity=KEY_OF[peer.id])
     closing.append(advertiser)
     with pytest.raises(ValueError, match="before start"):
-        advertiser.update(make_peer())
-    peer = make_peer()
+        advertiser.update(peer)
     await advertiser.start(peer)
     with pytest.raises(ValueError, match="cannot change"):
         advertiser.update(make_peer())
@@ -470,11 +536,13 @@ async def test_same_instance_name_gets_a_suffix(room: str, closing: list[object]
 CRASHING_PEER = """
 import asyncio, sys
 from peer.lan.advertiser import LanAdvertiser
+from protocol.identity import Identity
 from protocol.lan import LanPeer
 
 async def main():
-    advertiser = LanAdvertiser(["127.0.0.1"], ttl_s=2, refresh_s=0.5)
-    await advertiser.start(LanPeer(id=sys.argv[1], name="doomed", room=sys.argv[2],
+    identity = Identity.from_seed(bytes.fromhex(sys.argv[1]))
+    advertiser = LanAdvertiser(["127.0.0.1"], identity=identity, ttl_s=2, refresh_s=0.5)
+    await advertiser.start(LanPeer(id=identity.peer_id, name="doomed", room=sys.argv[2],
                                    role="viewer", depth=None, free_slots=1, version=1,
                                    host="", port=4000))
     print("ready", flush=True)
@@ -490,8 +558,10 @@ async def test_crashed_peer_expires_without_goodbye(room: str, closing: list[obj
     browser = LanBrowser(LOOPBACK, on_change=watch, aiozc=aiozc, sweep_s=0.2)
     closing.append(browser)
     await browser.start()
-    peer_id = _uid()
-    proc = subprocess.Popen([sys.executable, "-c", CRASHING_PEER, peer_id, room],
+    identity = Identity.generate()
+    peer_id = identity.peer_id
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_PEER,
+                             identity.private_bytes().hex(), room],
                             stdout=subprocess.PIPE, text=True)
     try:
         await watch.until(lambda: [p.id for p in browser.peers(room)] == [peer_id], timeout=30)
@@ -553,8 +623,9 @@ async def test_list_lan_reports_rooms(room: str, closing: list[object]) -> None:
 
 async def test_simultaneous_streamers_agree_on_one(room: str, closing: list[object]) -> None:
     # both claim the same millisecond: the lower id keeps the room
-    a = make_streamer(room=room, id="a" + _uid(), claim=1_000)
-    b = make_streamer(room=room, id="b" + _uid(), claim=1_000)
+    low, high = sorted([new_id(), new_id()])
+    a = make_streamer(room=room, id=low, claim=1_000)
+    b = make_streamer(room=room, id=high, claim=1_000)
     browser_a, watch_a = await start_browser(closing)
     browser_b, watch_b = await start_browser(closing)
     ad_a, ad_b = await asyncio.gather(start_advertiser(closing, a),
@@ -586,5 +657,39 @@ async def test_browser_ignores_foreign_junk_records(room: str, closing: list[obj
         await start_advertiser(closing, good)
         await watch.until(lambda: browser.peers(room) == [as_seen(good)])
         assert browser._names.get(junk.name) == SERVICE_TYPE  # it was seen, and ignored
+    finally:
+        await zc.async_close()
+
+
+async def test_browser_ignores_a_record_forged_in_a_streamers_name(
+        room: str, closing: list[object]) -> None:
+    # The attack from issue 13: one record that says the streamer stepped down (or
+    # claims earlier) in the streamer's name. Unsigned or signed by another key, it
+    # is ignored and the real streamer stays the room's streamer.
+    browser, watch = await start_browser(closing)
+    real = make_streamer(room=room, name="Real", claim=1_700_000_000_000)
+    await start_advertiser(closing, real)
+    await watch.until(lambda: browser.peers(room) == [as_seen(real)])
+    mallory = Identity.generate()
+    KEY_OF[mallory.peer_id] = mallory
+    stepped_down = dataclasses.replace(real, id=mallory.peer_id, role="viewer", depth=None,
+                                       claim=0)
+    forged = {**signed(stepped_down), "id": real.id}
+    earlier = {k: v for k, v in signed(dataclasses.replace(
+        real, claim=1_000, id=mallory.peer_id)).items() if k != "sig"} | {"id": real.id}
+    zc = AsyncZeroconf(interfaces=LOOPBACK)
+    try:
+        for label, props in [("forged", forged), ("unsigned", earlier)]:
+            info = AsyncServiceInfo(SERVICE_TYPE, f"{label}-{_uid()}.{SERVICE_TYPE}",
+                                    port=real.port, properties=props,
+                                    parsed_addresses=["127.0.0.1"], host_ttl=10,
+                                    other_ttl=10)
+            await (await zc.async_register_service(info))
+        await watch.until(lambda: sum(n.startswith(("forged-", "unsigned-"))
+                                      for n in browser._names) == 2)
+        browser._refresh()
+        assert browser.peers(room) == [as_seen(real)]
+        winner = lan_streamer(browser.peers(room))
+        assert winner is not None and winner.id == real.id
     finally:
         await zc.async_close()

@@ -21,7 +21,8 @@ from peer.lan.browser import LanBrowser
 from peer.node.directory import DirectoryChange, StreamerInfo
 from peer.node.errors import LockDeniedError
 from peer.node.lan_directory import LanDirectory
-from protocol.lan import LanPeer
+from protocol.identity import Identity
+from protocol.lan import CLAIM_SLACK_MS, LanPeer
 
 LOOPBACK = ["127.0.0.1"]
 # Generous: zeroconf probes for ~1 s before a record is out; a loaded machine is slower.
@@ -40,9 +41,19 @@ def room() -> str:
     return f"landir-{_uid()}"
 
 
+# Records are signed by the key their id names: the key of every id made here.
+KEY_OF: dict[str, Identity] = {}
+
+
+def new_identity() -> Identity:
+    identity = Identity.generate()
+    KEY_OF[identity.peer_id] = identity
+    return identity
+
+
 def viewer(room: str, **changes: Any) -> LanPeer:
     fields: dict[str, Any] = {
-        "id": _uid(), "name": "Vic", "room": room, "role": "viewer", "depth": 1,
+        "id": new_identity().peer_id, "name": "Vic", "room": room, "role": "viewer", "depth": 1,
         "free_slots": 2, "version": 1, "host": "127.0.0.1", "port": 41000, "claim": 0,
     }
     fields.update(changes)
@@ -72,8 +83,9 @@ class Harness:
         self.slow_closes: list[str] = []
 
     async def directory(self, name: str = "Me", port: int = 42000) -> LanDirectory:
-        self.own_id = _uid()
-        directory = LanDirectory(peer_id=self.own_id, name=name, room=self.room,
+        identity = new_identity()
+        self.own_id = identity.peer_id
+        directory = LanDirectory(identity=identity, name=name, room=self.room,
                                  listen_host="127.0.0.1", listen_port=port,
                                  on_change=self.changes.append)
         self._open.append(directory)
@@ -81,7 +93,7 @@ class Harness:
         return directory
 
     async def advertise(self, peer: LanPeer) -> LanAdvertiser:
-        advertiser = LanAdvertiser(LOOPBACK)
+        advertiser = LanAdvertiser(LOOPBACK, identity=KEY_OF[peer.id])
         self._open.append(advertiser)
         await advertiser.start(peer)
         return advertiser
@@ -214,6 +226,36 @@ async def test_an_earlier_claim_takes_the_room_from_us(lan: Harness, room: str) 
     await until(lambda: len([p for p in me.tree() if p.name == "Late"]) == 1)
     assert me.streamer() == StreamerInfo(rival.id, "Early", rival.claim)
     assert late.id not in ids(me), "a losing streamer is no candidate"
+
+
+async def test_a_backdated_claim_does_not_take_a_live_room(lan: Harness, room: str) -> None:
+    # A stranger with a key of its own claims the room with a time long before the
+    # live streamer's. Everyone already watching notes that the claim appeared long
+    # after the time it states, and keeps the real streamer; so does the streamer.
+    live = streamer(room, int(time.time() * 1000), name="Live")
+    await lan.advertise(live)
+    me = await lan.directory()
+    await until(lambda: me.streamer() == StreamerInfo(live.id, "Live", live.claim))
+    await until(me.settled)
+    forged = streamer(room, live.claim - 2 * CLAIM_SLACK_MS, name="Mallory", port=41666)
+    await lan.advertise(forged)
+    await until(lambda: any(p.name == "Mallory" for p in me.tree()))
+    assert me.streamer() == StreamerInfo(live.id, "Live", live.claim)
+    assert forged.id not in ids(me), "a backdated claimant is no candidate"
+
+    # The same against a streaming directory: it keeps its lease.
+    other = Harness(f"{room}-b")
+    try:
+        caster = await other.directory(name="Caster", port=42001)
+        epoch = await caster.claim()
+        await until(caster.settled)
+        backdated = streamer(other.room, epoch - 2 * CLAIM_SLACK_MS, name="Mallory")
+        await other.advertise(backdated)
+        await until(lambda: any(p.name == "Mallory" for p in caster.tree()))
+        assert caster.lease_valid()
+        assert caster.streamer() == StreamerInfo(other.own_id, "Caster", epoch)
+    finally:
+        await other.close()
 
 
 async def test_set_position_updates_the_record(lan: Harness, room: str) -> None:

@@ -20,6 +20,7 @@ from zeroconf import InterfaceChoice, NonUniqueNameException
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from peer.lan.addresses import Interfaces, advertise_addresses
+from protocol.identity import Identity
 from protocol.lan import (
     RECORD_TTL_S,
     REFRESH_S,
@@ -235,8 +236,9 @@ class ServiceAdvertiser:
                 log.exception("mDNS announcement failed")
 
 
-def _record(peer: LanPeer) -> ServiceRecord:
-    return ServiceRecord(port=peer.port, properties=encode_txt(peer), host=peer.host)
+def _record(peer: LanPeer, identity: Identity) -> ServiceRecord:
+    return ServiceRecord(port=peer.port, properties=encode_txt(peer, identity),
+                         host=peer.host)
 
 
 class LanAdvertiser:
@@ -244,16 +246,18 @@ class LanAdvertiser:
 
     Args:
         interfaces: zeroconf interfaces (``["127.0.0.1"]`` in loopback tests).
+        identity: the peer's key pair, which signs every record it advertises.
         aiozc: share an existing AsyncZeroconf (left open on close); None makes one.
         ttl_s: record TTL; tests shorten it to see crash expiry quickly.
         refresh_s: re-announcement period (keep it under a third of ``ttl_s``).
     """
 
     def __init__(self, interfaces: Interfaces = InterfaceChoice.All, *,
-                 aiozc: AsyncZeroconf | None = None, ttl_s: int = RECORD_TTL_S,
-                 refresh_s: float = REFRESH_S) -> None:
+                 identity: Identity, aiozc: AsyncZeroconf | None = None,
+                 ttl_s: int = RECORD_TTL_S, refresh_s: float = REFRESH_S) -> None:
         self._service = ServiceAdvertiser(SERVICE_TYPE, interfaces, aiozc=aiozc,
                                           ttl_s=ttl_s, refresh_s=refresh_s)
+        self._identity = identity
         self._peer_id: str | None = None
 
     @property
@@ -272,7 +276,8 @@ class LanAdvertiser:
                 long, or ``start`` was called twice.
             zeroconf.NonUniqueNameException: if ``MAX_RENAMES`` names were all taken.
         """
-        await self._service.start(instance_label(peer.name, peer.id), _record(peer))
+        await self._service.start(instance_label(peer.name, peer.id),
+                                  _record(peer, self._identity))
         self._peer_id = peer.id
 
     def update(self, peer: LanPeer) -> None:
@@ -296,7 +301,7 @@ class LanAdvertiser:
             raise ValueError("LanAdvertiser.update before start")
         if peer.id != self._peer_id:
             raise ValueError("the peer id cannot change; start a new advertiser")
-        self._service.update(_record(peer))
+        self._service.update(_record(peer, self._identity))
 
     async def close(self) -> None:
         """Withdraw the record (goodbye packets) and stop. Safe to call twice."""

@@ -5,6 +5,10 @@ browser's view of the room gives join candidates and the streamer. The lock is b
 effort (see protocol/lan.py): a claimant browses for a moment and is refused
 when a live streamer is seen; two that claim at once compare records with
 ``streamer_wins`` and the loser steps down as soon as it sees the winner.
+
+Records are signed (protocol/lan.py), so nobody advertises in another peer's name. A
+stranger's own claim with a made-up early time is ignored once we watch a streamer:
+we note when each claim first appeared and drop one that was already old then.
 """
 
 from __future__ import annotations
@@ -24,15 +28,21 @@ from peer.node.errors import LockDeniedError
 from peer.node.events import TreePeer
 from protocol import Candidate, TreeLevel, limits
 from protocol.fields import is_wildcard_host
-from protocol.lan import LAN_CLAIM_WAIT_S, LanPeer, lan_streamer
+from protocol.identity import Identity
+from protocol.lan import LAN_CLAIM_WAIT_S, LanPeer, claim_is_backdated, lan_streamer
+
+# How long a new directory reads the room before it judges claims by when they appear:
+# the room's records arrive over the first second or two (longer on a loaded host).
+LAN_SETTLE_S = 2 * LAN_CLAIM_WAIT_S
 
 
 class LanDirectory:
     """Directory over zeroconf: advertise ourselves, browse the room."""
 
-    def __init__(self, *, peer_id: str, name: str, room: str, listen_host: str,
+    def __init__(self, *, identity: Identity, name: str, room: str, listen_host: str,
                  listen_port: int, on_change: Callable[[DirectoryChange], None]) -> None:
-        self._peer_id = peer_id
+        self._identity = identity
+        peer_id = self._peer_id = identity.peer_id
         self._name = name
         self._room = room
         self._port = listen_port
@@ -51,13 +61,19 @@ class LanDirectory:
                                host="" if wildcard else listen_host, port=listen_port)
         self._streamer: StreamerInfo | None = None
         self._claim = 0
+        # (id, claim) of every streamer record in view -> when we first saw it (ms);
+        # pruned to what is in view, so bounded by the browser's service cap.
+        self._claims_seen: dict[tuple[str, int], float] = {}
+        self._opened_ms = time.time() * 1000
 
     async def open(self) -> None:
+        self._opened_ms = time.time() * 1000
         self._aiozc = AsyncZeroconf(interfaces=self._interfaces)
         self._browser = LanBrowser(self._interfaces, on_change=self._on_browser_change,
                                    aiozc=self._aiozc)
         await self._browser.start()
-        self._advertiser = LanAdvertiser(self._interfaces, aiozc=self._aiozc)
+        self._advertiser = LanAdvertiser(self._interfaces, identity=self._identity,
+                                         aiozc=self._aiozc)
         await self._advertiser.start(self._record)
 
     def _others(self) -> list[LanPeer]:
@@ -66,7 +82,7 @@ class LanDirectory:
         return [p for p in self._browser.peers(self._room) if p.id != self._peer_id]
 
     def _on_browser_change(self) -> None:
-        peers = self._others()
+        peers = self._honest(self._others())
         if self._claim:
             peers.append(self._record)
         holder = lan_streamer(peers)
@@ -76,6 +92,29 @@ class LanDirectory:
             self._streamer = streamer
             self._on_change(DirectoryChange.STREAMER)
         self._on_change(DirectoryChange.PEERS)
+
+    def settled(self) -> bool:
+        """Whether we have watched the room long enough to judge new claims."""
+        return time.time() * 1000 - self._opened_ms >= LAN_SETTLE_S * 1000
+
+    def _honest(self, peers: list[LanPeer]) -> list[LanPeer]:
+        """``peers`` without streamer claims that were backdated when they appeared.
+
+        Judged only once we have watched the room for ``LAN_SETTLE_S``: to a newcomer
+        every record is new (they arrive over its first second or so), and it has no
+        better arbiter than the claims themselves.
+        """
+        now_ms = time.time() * 1000
+        in_view = {(p.id, p.claim) for p in peers if p.role == "streamer"}
+        settled = self.settled()
+        for key in list(self._claims_seen):
+            if key not in in_view:
+                del self._claims_seen[key]
+        for key in in_view:
+            # Before we settle, a claim counts as seen at its own time: not judged.
+            self._claims_seen.setdefault(key, now_ms if settled else float(key[1]))
+        return [p for p in peers if p.role != "streamer"
+                or not claim_is_backdated(p.claim, self._claims_seen[(p.id, p.claim)])]
 
     def candidates(self) -> list[Candidate]:
         streamer = self._streamer

@@ -211,8 +211,8 @@ class Node:
             self.listen = self._room.listen = await self._connections.listen()
             self._room.listen = advertised = await self._connections.map_port(self.listen)
             directory = (self._directory_factory(self) if self._directory_factory is not None
-                         else await open_directory(cfg, self.peer_id, advertised,
-                                                   self._room_watch.changed, self.identity))
+                         else await open_directory(cfg, self.identity, advertised,
+                                                   self._room_watch.changed))
             self._room.directory = directory
             await directory.open()
         except NodeError as exc:

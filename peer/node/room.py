@@ -25,11 +25,10 @@ from protocol.identity import Identity
 LAN_TRACKER_WAIT_S = 1.5
 
 
-async def open_directory(config: NodeConfig, peer_id: str, listen: tuple[str, int],
-                         on_change: Callable[[DirectoryChange], None],
-                         identity: Identity | None = None) -> Directory:
-    """The directory ``config`` asks for (not opened yet); ``identity`` makes the
-    tracker link TLS (with ``config.tls``).
+async def open_directory(config: NodeConfig, identity: Identity, listen: tuple[str, int],
+                         on_change: Callable[[DirectoryChange], None]) -> Directory:
+    """The directory ``config`` asks for (not opened yet). ``identity`` signs our LAN
+    records and, with ``config.tls``, makes the tracker link TLS.
 
     Raises:
         TrackerUnreachableError: no tracker given and not on a LAN.
@@ -38,14 +37,14 @@ async def open_directory(config: NodeConfig, peer_id: str, listen: tuple[str, in
     if tracker is None and config.lan:
         tracker = await find_tracker(LAN_TRACKER_WAIT_S, interfaces_for(config.listen_host))
         if tracker is None:
-            return LanDirectory(peer_id=peer_id, name=config.name, room=config.room,
+            return LanDirectory(identity=identity, name=config.name, room=config.room,
                                 listen_host=config.listen_host, listen_port=listen[1],
                                 on_change=on_change)
     if tracker is None:
         raise TrackerUnreachableError(
             "no tracker given (use --tracker HOST:PORT, or --lan on a LAN)")
     return TrackerDirectory(
-        tracker[0], tracker[1], peer_id=peer_id, name=config.name, room=config.room,
+        tracker[0], tracker[1], peer_id=identity.peer_id, name=config.name, room=config.room,
         listen_host=config.advertise_host or listen[0], listen_port=listen[1],
         heartbeat_s=config.timing.tracker_heartbeat_s, on_change=on_change,
         more_trackers=config.more_trackers, relay=config.relay,

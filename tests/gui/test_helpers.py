@@ -128,6 +128,7 @@ def test_lan_sessions_with_the_real_browser_on_loopback(qtbot) -> None:
     browser = pytest.importorskip("peer.lan.browser")
     from peer.lan.advertiser import LanAdvertiser
     from peer.node.runner import NodeThread
+    from protocol.identity import Identity
     from protocol.lan import LanPeer
 
     lan = LanSessions(browser_factory=lambda cb: browser.LanBrowser(["127.0.0.1"], on_change=cb))
@@ -135,9 +136,10 @@ def test_lan_sessions_with_the_real_browser_on_loopback(qtbot) -> None:
     advertiser = None
     try:
         async def advertise():
-            adv = LanAdvertiser(["127.0.0.1"])
+            identity = Identity.generate()
+            adv = LanAdvertiser(["127.0.0.1"], identity=identity)
             await adv.start(LanPeer(
-                id="s1", name="Alice", room="garden", role="streamer", depth=0,
+                id=identity.peer_id, name="Alice", room="garden", role="streamer", depth=0,
                 free_slots=4, version=1, host="127.0.0.1", port=40001, claim=1))
             return adv
 
