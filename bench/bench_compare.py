@@ -704,7 +704,7 @@ README_SYSTEMS = ("client-server", "webrtc-vp8", "webrtc-h264")
 
 def readme_figures(h: dict[str, Any]) -> list[str]:
     """The bold figures of README's "How it compares", in order, from ``headlines``
-    (tests/test_readme_compare.py checks the README against the committed JSON)."""
+    (tests/test_bench_compare_readme.py checks the README against the committed JSON)."""
     up, glass = h["upload"], h["glass_to_glass_n1"]
     out = [f"{up['n']} viewers", f"{up['treecast_source_mbit']:.1f} Mbit/s",
            f"{up['client_server_server_mbit']:.0f} Mbit/s", f"{up['ratio']:.0f}x",
