@@ -278,7 +278,10 @@ class Playback(_Base):
 
     A paused stream sends no frames: this tells viewers why (and where in the file
     it stands) so they show "Paused" instead of a frozen picture. ``epoch`` ties it
-    to one stream: a late copy from an older stream is ignored.
+    to one stream: a late copy from an older stream is ignored. ``at``: when the
+    streamer changed it (its clock), so a repeat of an older one is recognised;
+    ``sig``: the streamer's signature (protocol/stream_auth.py): a relay cannot claim
+    a pause to silence its subtree.
     """
 
     KIND: ClassVar[MessageType] = MessageType.PLAYBACK
@@ -286,10 +289,17 @@ class Playback(_Base):
     paused: bool
     position_ms: int
     duration_ms: int | None = None
+    at: float = 0.0
+    sig: str = ""
 
     def to_meta(self) -> Meta:
-        return {"epoch": self.epoch, "paused": self.paused, "pos": self.position_ms,
-                "dur": self.duration_ms}
+        meta: Meta = {"epoch": self.epoch, "paused": self.paused, "pos": self.position_ms,
+                      "dur": self.duration_ms}
+        if self.at:
+            meta["at"] = self.at
+        if self.sig:
+            meta["sig"] = self.sig
+        return meta
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> Playback:
@@ -298,6 +308,8 @@ class Playback(_Base):
             paused=read_bool(meta, "paused"),
             position_ms=read_int(meta, "pos", 0, limits.MAX_MEDIA_MS),
             duration_ms=read_opt_int(meta, "dur", 0, limits.MAX_MEDIA_MS),
+            at=read_float(meta, "at") if "at" in meta else 0.0,
+            sig=read_str(meta, "sig", limits.MAX_SIGNATURE_CHARS) if "sig" in meta else "",
         )
 
 

@@ -24,6 +24,9 @@ signed by the key of the peer holding the tracker's lock (its id *is* that key):
   source: a transcoding relay is trusted for its pictures (docs/ARCHITECTURE.md).
 * ``AudioFrame.sig``: the streamer's signature of epoch, seq, capture time and the
   Opus bytes (a packet is ~100 bytes: no digest needed).
+* ``Playback.sig``: the streamer's signature of a pause/seek notice with its time
+  ``at`` (a relay could otherwise claim a pause, and its children would neither
+  expect frames nor leave it for sending none).
 
 Signatures are Ed25519 (``protocol.identity``), domain-separated per purpose, base64
 on the wire like chat's. Public keys are parsed once per id (``_public_key``, a small
@@ -60,6 +63,7 @@ from protocol.identity import Identity, IdentityError, public_key_of
 __all__ = [
     "ANNOUNCE_CONTEXT",
     "AUDIO_CONTEXT",
+    "PLAYBACK_CONTEXT",
     "TRANSCODE_CONTEXT",
     "VIDEO_CONTEXT",
     "Announcement",
@@ -67,6 +71,7 @@ __all__ = [
     "announcement_problem",
     "audio_bytes",
     "frame_bytes",
+    "playback_bytes",
     "sign_b64",
     "verify_b64",
 ]
@@ -75,6 +80,7 @@ ANNOUNCE_CONTEXT = b"treecast-announce\0"
 VIDEO_CONTEXT = b"treecast-video\0"
 TRANSCODE_CONTEXT = b"treecast-transcode\0"
 AUDIO_CONTEXT = b"treecast-audio\0"
+PLAYBACK_CONTEXT = b"treecast-playback\0"
 DIGEST_BYTES = 32
 # base64 of a SHA-256 digest (32 bytes): 44 characters.
 MAX_DIGEST_CHARS = 44
@@ -95,6 +101,12 @@ def frame_bytes(epoch: int, seq: int, captured_at: float, width: int, height: in
 def audio_bytes(epoch: int, seq: int, captured_at: float, opus: bytes) -> bytes:
     """What a sound packet's signature covers (the packet is small: no digest)."""
     return f"{epoch} {seq} {captured_at!r}".encode("ascii") + b"\0" + opus
+
+
+def playback_bytes(epoch: int, paused: bool, position_ms: int, duration_ms: int | None,
+                   at: float) -> bytes:
+    """What a pause/seek notice's signature covers (``at`` orders them)."""
+    return f"{epoch} {int(paused)} {position_ms} {duration_ms} {at!r}".encode("ascii")
 
 
 def digest(data: bytes) -> bytes:

@@ -13,13 +13,15 @@ def test_streamer_pause_seek_resume_messages() -> None:
     state = PlaybackState()
     state.new_stream(7)
     assert state.for_new_child(7) is None  # playing: nothing to tell a new child
-    assert state.local(7, True, 61.5, 120.0) == Playback(7, True, 61_500, 120_000)
-    assert state.for_new_child(7) == Playback(7, True, 61_500, 120_000)
-    assert state.local(7, True, 30.0, 120.0) == Playback(7, True, 30_000, 120_000)
-    assert state.local(7, False, 30.0, 120.0) == Playback(7, False, 30_000, 120_000)
+    assert state.local(7, True, 61.5, 120.0, 1.0) == Playback(7, True, 61_500, 120_000, 1.0)
+    assert state.for_new_child(7) == Playback(7, True, 61_500, 120_000, 1.0)
+    assert state.local(7, True, 30.0, 120.0, 2.0) == Playback(7, True, 30_000, 120_000, 2.0)
+    assert state.local(7, False, 30.0, 120.0, 3.0) == Playback(7, False, 30_000, 120_000, 3.0)
     assert state.for_new_child(7) is None
     # Out-of-range positions are clamped to what the wire allows.
-    assert state.local(7, True, -3.0, 1e12).duration_ms == limits.MAX_MEDIA_MS
+    assert state.local(7, True, -3.0, 1e12, 4.0).duration_ms == limits.MAX_MEDIA_MS
+    # Notices of one stream are strictly ordered by ``at`` (receivers drop repeats).
+    assert state.local(7, False, 0.0, None, 4.0).at > 4.0
 
 
 def test_relay_keeps_forwards_once_and_reports() -> None:

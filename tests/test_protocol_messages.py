@@ -74,6 +74,7 @@ SAMPLES = [
     PathUpdate(PATH),
     Playback(4, True, 61_500, 120_000),
     Playback(4, False, 0),
+    Playback(4, True, 61_500, 120_000, at=1.7e9, sig="c2ln"),
     Redirect((CAND,)),
     Redirect((), reason="leaving"),
     VideoFrame(5, 17, 1234.5, 640, 360, 360, b"\xff\xd8jpeg\x00\xff\xd9"),

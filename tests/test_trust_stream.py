@@ -25,6 +25,7 @@ from peer.node.directory import StreamerInfo
 from peer.node.events import DecodedFrame, Joined, NodeEvent, ParentLost, Stats
 from peer.node.media_auth import MediaGuard, MediaSigner
 from peer.node.node import Node
+from peer.node.playback import PlaybackState
 from peer.node.tree import actions as act
 from peer.node.tree.state import TreeState, TreeTiming
 from protocol import (
@@ -37,6 +38,7 @@ from protocol import (
     Hello,
     JoinRequest,
     PathEntry,
+    Playback,
     StreamAnnounce,
     VideoFrame,
     encode,
@@ -238,6 +240,23 @@ def test_sound_must_carry_the_streamers_signature() -> None:
         streamer.audio(AudioFrame(1, 1, 100.02, b"\xfc\x01\x02\x03")), opus=b"\xfc\x09"))
     assert not guard.audio(AudioFrame(1, 2, 100.04, b"\xfc\x01\x02\x03"))  # unsigned
     assert len(refused) == 2
+
+
+def test_a_pause_must_be_the_streamers_and_newer_than_the_last() -> None:
+    # A relay that claims a pause would have its children wait for frames that never
+    # come, without leaving it: a forged pause refuses the parent instead.
+    streamer = FakeStreamer()
+    guard, refused = _guard(streamer)
+    state = PlaybackState(sign=streamer.signer.playback)
+    paused = state.local(1, True, 12.5, 60.0, at=100.0)
+    assert paused.sig and guard.playback(paused)
+    resumed = state.local(1, False, 12.5, 60.0, at=100.0)  # same instant: still ordered
+    assert resumed.at > paused.at and guard.playback(resumed)
+    assert not guard.playback(paused) and guard.replayed == 1 and not refused  # a repeat
+    assert not guard.playback(Playback(1, True, 0, None, at=200.0))  # unsigned
+    assert not guard.playback(dataclasses.replace(resumed, paused=True, at=300.0))
+    assert len(refused) == 2
+    assert not guard.playback(dataclasses.replace(paused, epoch=0)) and len(refused) == 2
 
 
 # --- attacks on a real tree ------------------------------------------------------------

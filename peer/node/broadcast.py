@@ -230,7 +230,7 @@ class Broadcast:
     def _tell_playback(self, paused: bool, position_s: float) -> None:
         assert self.pump is not None
         message = self._playback.local(self._tree.epoch, paused, position_s,
-                                       self.pump.capture.source.duration_s)
+                                       self.pump.capture.source.duration_s, time.time())
         for child in self._links.children:
             child.send(message)
         self._emit(self._playback.event())

@@ -89,7 +89,8 @@ class MessageDispatch:
             self._emit(ErrorRaised(message=f"{link.name}: {message.reason}"))
         elif isinstance(message, Playback):
             # Only from the parent, of the live stream: kept, passed down, reported.
-            if link_id == tree.parent and self._playback.received(message, tree.epoch):
+            if link_id == tree.parent and self._intake.guard.playback(message) \
+                    and self._playback.received(message, tree.epoch):
                 for child in self._links.children:
                     child.send(message)
                 # A paused stream sends no video: the parent is not silent then.

@@ -31,10 +31,11 @@ from collections.abc import Callable
 
 from peer.node.layers import available_layers
 from peer.node.tree.state import StreamInfo, TreeState
-from protocol import AudioFrame, VideoFrame
+from protocol import AudioFrame, Playback, VideoFrame
 from protocol.identity import Identity
 from protocol.stream_auth import (
     AUDIO_CONTEXT,
+    PLAYBACK_CONTEXT,
     TRANSCODE_CONTEXT,
     VIDEO_CONTEXT,
     Announcement,
@@ -42,6 +43,7 @@ from protocol.stream_auth import (
     audio_bytes,
     digest,
     frame_bytes,
+    playback_bytes,
     sign_b64,
     verify_b64,
 )
@@ -101,6 +103,16 @@ class MediaSigner:
                        audio_bytes(frame.epoch, frame.seq, frame.captured_at, frame.opus))
         return dataclasses.replace(frame, sig=sig)
 
+    def playback(self, message: Playback) -> Playback:
+        """A pause/seek notice of our stream, signed."""
+        sig = sign_b64(self._identity, PLAYBACK_CONTEXT, _playback_bytes(message))
+        return dataclasses.replace(message, sig=sig)
+
+
+def _playback_bytes(message: Playback) -> bytes:
+    return playback_bytes(message.epoch, message.paused, message.position_ms,
+                          message.duration_ms, message.at)
+
 
 class MediaGuard:
     """Checks media from our parent against the stream's signed announcement.
@@ -118,6 +130,7 @@ class MediaGuard:
         self.replayed = 0  # verified ones dropped as repeats
         self._epoch: int | None = None
         self._last: dict[int, int] = {}  # layer (or _AUDIO) -> last seq believed
+        self._playback_at: float | None = None  # the newest pause/seek notice's time
 
     def video(self, frame: VideoFrame) -> bool:
         """Whether a live-epoch frame from our parent may be used (forged: the parent
@@ -136,6 +149,28 @@ class MediaGuard:
                           audio_bytes(frame.epoch, frame.seq, frame.captured_at, frame.opus)):
             return self._forged("sound whose signature does not verify")
         return self._fresh(frame.epoch, _AUDIO, frame.seq)
+
+    def playback(self, message: Playback) -> bool:
+        """Whether a pause/seek notice from our parent is the streamer's and new (one of
+        an older stream is ignored; a forged one refuses the parent)."""
+        if not self._tree.is_live_epoch(message.epoch):
+            return False
+        ann = self._tree.announcement
+        if ann is None or message.epoch != ann.epoch:
+            return self._forged(f"playback news of epoch {message.epoch}, not the "
+                                "announced stream's")
+        if not verify_b64(ann.streamer_id, message.sig, PLAYBACK_CONTEXT,
+                          _playback_bytes(message)):
+            return self._forged("playback news whose signature does not verify")
+        if message.epoch != self._epoch:
+            self._epoch = message.epoch
+            self._last.clear()
+            self._playback_at = None
+        if self._playback_at is not None and message.at <= self._playback_at:
+            self.replayed += 1
+            return False
+        self._playback_at = message.at
+        return True
 
     def _video_problem(self, frame: VideoFrame) -> str | None:
         ann = self._tree.announcement
@@ -169,6 +204,7 @@ class MediaGuard:
         if epoch != self._epoch:
             self._epoch = epoch
             self._last.clear()
+            self._playback_at = None
         last = self._last.get(key)
         if last is not None and seq <= last:
             self.replayed += 1

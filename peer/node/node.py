@@ -117,7 +117,7 @@ class Node:
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="treecast-cpu")
         self._stats = StreamStats(timing.stats_window_s)
         self._reporter = StatsReporter(self._stats)
-        self._playback = playback = PlaybackState()  # the room's pause/position
+        self._playback = playback = PlaybackState(sign=signer.playback)  # pause/position
         self._audio = audio = AudioStation(
             config.audio, window_s=timing.stats_window_s, root_offset=links.root_offset,
             on_bad_packet=lambda why: links.drop_parent(f"bad audio from the parent: {why}",

@@ -16,6 +16,8 @@ This module holds that state and decides; the node moves the messages.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from peer.node.events import PlaybackChanged
 from protocol import limits
 from protocol.messages import Playback
@@ -28,13 +30,21 @@ def _ms(seconds: float | None) -> int | None:
 
 
 class PlaybackState:
-    """The room's playback state as one peer knows it."""
+    """The room's playback state as one peer knows it.
 
-    def __init__(self) -> None:
+    Args:
+        sign: the streamer's signature on the notices it makes (issue 13); a relay
+            keeps and passes on its parent's signed notice unchanged.
+    """
+
+    def __init__(self, sign: Callable[[Playback], Playback] = lambda message: message,
+                 ) -> None:
         self.epoch = 0
         self.paused = False
         self.position_ms = 0
         self.duration_ms: int | None = None
+        self._sign = sign
+        self._last: Playback | None = None  # the newest notice, as signed
 
     def new_stream(self, epoch: int) -> None:
         """A stream (epoch) started: it plays until told otherwise."""
@@ -42,15 +52,21 @@ class PlaybackState:
         self.paused = False
         self.position_ms = 0
         self.duration_ms = None
+        self._last = None
 
     def local(self, epoch: int, paused: bool, position_s: float,
-              duration_s: float | None) -> Playback:
-        """The streamer changed its playback: the message for its children."""
+              duration_s: float | None, at: float = 0.0) -> Playback:
+        """The streamer changed its playback at ``at`` (its wall clock): the signed
+        message for its children."""
+        if self._last is not None and self._last.epoch == epoch:
+            at = max(at, self._last.at + 0.001)  # notices of one stream strictly ordered
         self.epoch = epoch
         self.paused = paused
         self.position_ms = _ms(position_s) or 0
         self.duration_ms = _ms(duration_s)
-        return self.message()
+        self._last = self._sign(Playback(self.epoch, self.paused, self.position_ms,
+                                         self.duration_ms, at=at))
+        return self._last
 
     def received(self, message: Playback, epoch: int) -> bool:
         """A Playback from our parent while the stream's epoch is ``epoch``.
@@ -66,11 +82,14 @@ class PlaybackState:
         self.paused = message.paused
         self.position_ms = message.position_ms
         self.duration_ms = message.duration_ms
+        self._last = message
         return changed
 
     def for_new_child(self, epoch: int) -> Playback | None:
         """What a child attaching now must hear: the state when the stream is paused."""
-        return self.message() if self.paused and self.epoch == epoch else None
+        if not self.paused or self.epoch != epoch:
+            return None
+        return self._last or self.message()
 
     def message(self) -> Playback:
         """The state as the wire message."""
