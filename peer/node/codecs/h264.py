@@ -6,7 +6,7 @@ paid at every hop and a keyframe costs 10-20 P-frames of bandwidth:
 * preset ``superfast``, tune ``zerolatency``: one frame in, one frame out, no lookahead,
   no B-frames, no frame threads (each would hold frames back). ``superfast`` over
   ``ultrafast`` buys CABAC, the 8x8 transform, the deblocking filter and sub-pixel
-  motion: about 1 dB of PSNR at the same bitrate for ~2 ms more per 720p frame
+  motion: about 1 dB of PSNR at the same bitrate for ~4 ms more per 720p frame
   (docs/PERFORMANCE.md, section 1b). Psycho-visual tuning stays on (``tune=psnr``
   would add only 0.1 dB to the benchmark's score and make flat areas blotchier);
 * the picture goes in as studio-range BT.601 4:2:0 with averaged chroma
