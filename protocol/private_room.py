@@ -20,8 +20,8 @@ import base64
 import hashlib
 import hmac
 
-__all__ = ["PRIVATE_PREFIX", "is_private", "link_key", "member_proof", "room_id",
-           "stretch"]
+__all__ = ["PRIVATE_PREFIX", "is_private", "link_key", "member_proof", "private_room",
+           "room_id", "stretch"]
 
 # Room ids starting with this are private: the tracker hides them. A name typed by a
 # user cannot start with it (the CLI and the app refuse it).
@@ -32,6 +32,25 @@ _SALT = b"treecast-private-room-v1"
 def stretch(passphrase: str) -> bytes:
     """The 32-byte room secret of a passphrase (scrypt, ~50 ms)."""
     return hashlib.scrypt(passphrase.encode(), salt=_SALT, n=2**14, r=8, p=1, dklen=32)
+
+
+def private_room(room: str, passphrase: str) -> tuple[str, bytes]:
+    """The opaque id and the secret of room ``room`` behind ``passphrase``.
+
+    The one derivation every front end uses (``--secret``, ``--secret-file``, the
+    app's passphrase field), so the same name and passphrase always meet in the same
+    room. The room's name is part of the stretched input: one passphrase used for two
+    rooms gives two unrelated secrets. Spaces around the passphrase are not part of
+    it (a pasted line or a file's newline must not lead into another room).
+
+    Raises:
+        ValueError: the passphrase is empty (or only spaces).
+    """
+    passphrase = passphrase.strip()
+    if not passphrase:
+        raise ValueError("the private room's passphrase is empty")
+    secret = stretch(f"{room}\0{passphrase}")
+    return room_id(secret), secret
 
 
 def room_id(secret: bytes) -> str:

@@ -49,6 +49,10 @@ from peer.gui.widgets import Banner, card, muted_label
 # How long "back on the stream" stays up: long enough to read, short enough to forget.
 RESUMED_NOTICE_MS = 5000
 
+PRIVATE_MARK = "\N{LOCK} Private room"
+PRIVATE_TIP = ("Only people who type this room's name and passphrase can join, see who "
+               "is here, chat or watch. The tracker sees neither.")
+
 
 # Stream-end reasons with a known cause, in words a viewer understands (FINISHED needs
 # none: the stream simply ended; SOURCE_FAILED says what failed in its detail).
@@ -140,6 +144,13 @@ class SessionView(QWidget):
         self.live_badge = QLabel("LIVE", self.header)
         self.live_badge.setObjectName("live")
         self.live_badge.hide()
+        # The room's name is the one the user typed; the node meets under an opaque id
+        # that nobody needs to see. The lock says the room is closed to strangers.
+        self.private_mark = muted_label(PRIVATE_MARK, self.header)
+        self.private_mark.setWordWrap(False)
+        self.private_mark.setToolTip(PRIVATE_TIP)
+        self.private_mark.setAccessibleName("Private room")
+        self.private_mark.setVisible(self.request.private is not None)
         self.subtitle = muted_label("", self.header)
         self.subtitle.setWordWrap(False)
         # Who watches, for everyone in the room: a count, and the names on hover.
@@ -152,6 +163,7 @@ class SessionView(QWidget):
         self.leave_button.setToolTip("Leave the room")
         self.leave_button.clicked.connect(self.leave_requested)
         header.addWidget(self.title)
+        header.addWidget(self.private_mark)
         header.addWidget(self.live_badge)
         header.addWidget(self.subtitle, 1)
         header.addWidget(self.watchers)

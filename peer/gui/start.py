@@ -1,4 +1,5 @@
-"""The start screen: who you are, where to meet, which room, stream or watch."""
+"""The start screen: who you are, where to meet, which room (public, or private behind a
+passphrase), stream or watch."""
 
 from __future__ import annotations
 
@@ -27,8 +28,11 @@ from peer.gui import theme
 from peer.gui.bridge import (
     MAX_NAME_CHARS,
     MAX_ROOM_CHARS,
+    PRIVATE_PREFIX,
     LanSessionInfo,
     LanSessions,
+    PrivateRoom,
+    PrivateRoomKeys,
     RoomListing,
     RoomProbe,
     RoomStatus,
@@ -48,6 +52,18 @@ STATUS_REFRESH_MS = 5000
 LAN_SEARCH_MS = 4000
 LAN_LOOKING = "Looking for sessions on this network…"
 LAN_NOTHING = "No sessions on this network yet. Type a room name and start one."
+# Long enough for any passphrase anyone types or pastes; bounds what we stretch.
+MAX_PASSPHRASE_CHARS = 256
+PASSPHRASE_HINT = (
+    "Optional. With a passphrase the room is private: only people who type the same "
+    "room name and passphrase can join, see who is there, chat or watch. The tracker "
+    "never sees it. Not saved: type it each time.")
+PASSPHRASE_TIP = (
+    "Leave empty for a public room anyone can join.\n"
+    "With a passphrase, only people who type the same room name and passphrase can "
+    "join, see who is in the room, chat or watch. The tracker knows the room only by "
+    "an id made from both, and can read neither the video nor the chat.\n"
+    "Treecast never saves the passphrase: you type it again next time.")
 
 KEY_NAME = "start/name"
 KEY_MODE = "start/mode"
@@ -83,6 +99,11 @@ class StartScreen(QWidget):
         stream_requested(SessionRequest): "Start streaming" with valid fields and
             nobody else streaming in the room.
         join_requested(SessionRequest): "Join stream" with valid fields.
+
+    With a passphrase, a click first derives the private room (scrypt, on a worker
+    thread: :class:`~peer.gui.bridge.PrivateRoomKeys`) and the request follows when
+    it is ready; the buttons wait meanwhile. The passphrase stays in its field for
+    this run only: :meth:`save` never writes it.
     """
 
     stream_requested = pyqtSignal(object)
@@ -107,6 +128,9 @@ class StartScreen(QWidget):
         self.settings = settings if settings is not None else QSettings("Treecast", "Treecast")
         self.probe = probe if probe is not None else RoomProbe(parent=self)
         self.lan = lan if lan is not None else LanSessions(parent=self)
+        self.keys = PrivateRoomKeys(parent=self)
+        # The click waiting for its private room: (ticket, streaming).
+        self._pending: tuple[int, bool] | None = None
         self.status: RoomStatus | None = None
         self.holder: str | None = None
         self._lan_sessions: list[LanSessionInfo] = []
@@ -130,7 +154,9 @@ class StartScreen(QWidget):
         self.probe.room_checked.connect(self._on_room_checked)
         self.probe.rooms_listed.connect(self.set_tracker_rooms)
         self.lan.sessions_changed.connect(self.set_lan_sessions)
-        for edit in (self.name_edit, self.room_edit, self.tracker_edit):
+        self.keys.derived.connect(self._on_private_room)
+        self.keys.failed.connect(self._on_private_room_failed)
+        for edit in (self.name_edit, self.room_edit, self.tracker_edit, self.passphrase_edit):
             edit.textChanged.connect(self._on_fields_changed)
             # Enter in any field does what the screen is for: join the room.
             edit.returnPressed.connect(self._on_join_clicked)
@@ -239,6 +265,31 @@ class StartScreen(QWidget):
         self.status_label.setWordWrap(True)
         self.status_label.setTextFormat(Qt.TextFormat.RichText)
         layout.addWidget(self.status_label)
+        layout.addSpacing(8)
+
+        layout.addWidget(section_label("Passphrase (optional)", box))
+        secret_row = QHBoxLayout()
+        secret_row.setSpacing(8)
+        self.passphrase_edit = QLineEdit(box)
+        self.passphrase_edit.setMaxLength(MAX_PASSPHRASE_CHARS)
+        self.passphrase_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.passphrase_edit.setPlaceholderText("Empty: a public room")
+        self.passphrase_edit.setAccessibleName("Room passphrase")
+        self.passphrase_edit.setToolTip(PASSPHRASE_TIP)
+        # Not offered to input methods' word memories and predictions.
+        self.passphrase_edit.setInputMethodHints(
+            Qt.InputMethodHint.ImhHiddenText | Qt.InputMethodHint.ImhSensitiveData
+            | Qt.InputMethodHint.ImhNoPredictiveText)
+        secret_row.addWidget(self.passphrase_edit, 1)
+        self.show_passphrase = QPushButton("Show", box)
+        self.show_passphrase.setCheckable(True)
+        self.show_passphrase.setAccessibleName("Show the passphrase")
+        self.show_passphrase.setToolTip("Show or hide the passphrase as you type it")
+        self.show_passphrase.toggled.connect(self._on_show_passphrase)
+        secret_row.addWidget(self.show_passphrase)
+        layout.addLayout(secret_row)
+        self.passphrase_hint = muted_label(PASSPHRASE_HINT, box)
+        layout.addWidget(self.passphrase_hint)
 
         self.error_label = QLabel(box)
         self.error_label.setWordWrap(True)
@@ -302,6 +353,7 @@ class StartScreen(QWidget):
     def shutdown(self) -> None:
         """Stop the worker threads (app exit)."""
         self.deactivate()
+        self.keys.cancel()
         self.probe.close()
         self.lan.close()
 
@@ -316,6 +368,11 @@ class StartScreen(QWidget):
     def room(self) -> str:
         """The room typed in (the default when empty)."""
         return self.room_edit.text().strip() or DEFAULT_ROOM
+
+    @property
+    def passphrase(self) -> str:
+        """The private room's passphrase; empty for a public room."""
+        return self.passphrase_edit.text().strip()
 
     def tracker_address(self) -> tuple[str, int] | None:
         """The tracker to use: the typed one, or the selected LAN session's."""
@@ -343,8 +400,8 @@ class StartScreen(QWidget):
             problems.append("Type the tracker's address as host:port.")
         return problems
 
-    def request(self, streaming: bool) -> SessionRequest:
-        """The session the fields describe."""
+    def request(self, streaming: bool, private: PrivateRoom | None = None) -> SessionRequest:
+        """The session the fields describe (``private``: the passphrase's room)."""
         return SessionRequest(
             name=self.name_edit.text().strip(),
             room=self.room,
@@ -352,6 +409,7 @@ class StartScreen(QWidget):
             more_trackers=self.more_trackers(),
             lan=self.mode == "lan",
             streaming=streaming,
+            private=private,
         )
 
     def show_error(self, text: str) -> None:
@@ -365,6 +423,9 @@ class StartScreen(QWidget):
     def refresh_status(self) -> None:
         """Find out (again) who streams in the chosen room."""
         room = self.room
+        if self.passphrase:
+            self._show_private_status(room)
+            return
         if self.mode == "lan":
             session = self._lan_session_for(room)
             if session is None:
@@ -386,8 +447,29 @@ class StartScreen(QWidget):
             self.probe.list_rooms(host, port)
         self.probe.check(host, port, room)
 
+    def _show_private_status(self, room: str) -> None:
+        # The tracker tells nobody who is in a private room (not even whether it
+        # exists): there is nothing to ask it, and nobody blocks "Start streaming".
+        self.probe.cancel()
+        if self.mode == "tracker":
+            address = parse_address(self.tracker_edit.text())
+            if address is not None:
+                self.probe.list_rooms(*address)  # its public rooms, to pick a name from
+        self._set_private_status(room)
+
+    def _set_private_status(self, room: str) -> None:
+        self.holder = None
+        self.status_label.setText(
+            f'<span style="color:{Colors.ACCENT}">&#128274;</span> Private room '
+            f"“{html.escape(room)}”: who is in it shows once you are in, "
+            "to people with the same passphrase only."
+        )
+        self._update_buttons()
+
     @pyqtSlot(object)
     def _on_room_checked(self, status: RoomStatus) -> None:
+        if self.passphrase:
+            return  # a late answer about the public room of the same name
         self.status = status
         if self.mode == "lan" and not status.streamer:
             # The LAN tracker may not know a streamer that advertises on mDNS only:
@@ -464,7 +546,11 @@ class StartScreen(QWidget):
 
     @pyqtSlot(list)
     def set_lan_sessions(self, sessions: list[LanSessionInfo]) -> None:
-        """Show the sessions found on the LAN (keeps the selection by room)."""
+        """Show the sessions found on the LAN (keeps the selection by room).
+
+        Private rooms are left out: their opaque ids mean nothing to anyone, and
+        their members know the name and passphrase to type."""
+        sessions = [s for s in sessions if not s.room.startswith(PRIVATE_PREFIX)]
         self._lan_sessions = list(sessions)
         if sessions:
             self._lan_searched = True
@@ -537,7 +623,12 @@ class StartScreen(QWidget):
     def _on_fields_changed(self, *_: Any) -> None:
         self.holder = None
         self.show_error("")
-        if self.mode == "tracker" and parse_address(self.tracker_edit.text()) is not None:
+        if self._pending is not None:  # a changed field: the click was for other values
+            self._pending = None
+            self.keys.cancel()
+        if self.passphrase:
+            self._set_private_status(self.room)
+        elif self.mode == "tracker" and parse_address(self.tracker_edit.text()) is not None:
             self.status_label.setText(
                 f'<span style="color:{Colors.MUTED}">Checking the room…</span>'
             )
@@ -547,11 +638,14 @@ class StartScreen(QWidget):
     def _update_buttons(self) -> None:
         problems = self.problems()
         tip = " ".join(problems)
+        waiting = self._pending is not None
+        if waiting and not problems:
+            tip = "Opening the private room…"
         self.hint_label.setText(tip)
-        self.hint_label.setVisible(bool(problems))
-        self.join_button.setEnabled(not problems)
+        self.hint_label.setVisible(bool(tip))
+        self.join_button.setEnabled(not problems and not waiting)
         self.join_button.setToolTip(tip)
-        self.stream_button.setEnabled(not problems)
+        self.stream_button.setEnabled(not problems and not waiting)
         if self.holder:
             self.stream_button.setToolTip(f"{self.holder} is streaming in this room.")
         else:
@@ -579,13 +673,47 @@ class StartScreen(QWidget):
             return
         if self.problems() and not self.stream_button.isEnabled():
             return
-        self.show_error("")
-        self.save()
-        self.stream_requested.emit(self.request(streaming=True))
+        self._go(streaming=True)
 
     def _on_join_clicked(self) -> None:
         if self.problems():
             return
+        self._go(streaming=False)
+
+    def _go(self, streaming: bool) -> None:
+        if self._pending is not None:
+            return  # a second click while the first one's room is being derived
         self.show_error("")
         self.save()
-        self.join_requested.emit(self.request(streaming=False))
+        if not self.passphrase:
+            self._emit_request(streaming, None)
+            return
+        self._pending = (self.keys.derive(self.room, self.passphrase), streaming)
+        self._update_buttons()
+
+    @pyqtSlot(int, object)
+    def _on_private_room(self, ticket: int, private: PrivateRoom) -> None:
+        if self._pending is None or self._pending[0] != ticket:
+            return
+        streaming = self._pending[1]
+        self._pending = None
+        self._update_buttons()
+        self._emit_request(streaming, private)
+
+    @pyqtSlot(int, str)
+    def _on_private_room_failed(self, ticket: int, error: str) -> None:
+        if self._pending is None or self._pending[0] != ticket:
+            return
+        self._pending = None
+        self._update_buttons()
+        self.show_error(f"Couldn't open the private room: {error}.")
+
+    def _emit_request(self, streaming: bool, private: PrivateRoom | None) -> None:
+        request = self.request(streaming=streaming, private=private)
+        (self.stream_requested if streaming else self.join_requested).emit(request)
+
+    @pyqtSlot(bool)
+    def _on_show_passphrase(self, shown: bool) -> None:
+        self.passphrase_edit.setEchoMode(
+            QLineEdit.EchoMode.Normal if shown else QLineEdit.EchoMode.Password)
+        self.show_passphrase.setText("Hide" if shown else "Show")

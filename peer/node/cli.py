@@ -33,7 +33,7 @@ from peer.node.node import Node
 from protocol import limits
 from protocol.addresses import AddressError, split_host_port
 from protocol.messages import RoomList
-from protocol.private_room import room_id, stretch
+from protocol.private_room import private_room
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -197,15 +197,12 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
     if args.secret_file:
         try:
             with open(args.secret_file, encoding="utf-8") as file:
-                passphrase = file.readline().strip()
+                passphrase = file.readline()
         except OSError as exc:
             raise ValueError(f"cannot read {args.secret_file}: {exc.strerror}") from exc
     if passphrase is not None:
-        if not passphrase:
-            raise ValueError("the private room's passphrase is empty")
         # The room is known by an id derived from the passphrase and the room name.
-        room_secret = stretch(f"{args.room}\0{passphrase}")
-        room = room_id(room_secret)
+        room, room_secret = private_room(args.room, passphrase)
     return NodeConfig(
         room_secret=room_secret,
         name=args.name, room=room, lan=args.lan,

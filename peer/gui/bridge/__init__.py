@@ -6,6 +6,7 @@ One module per job:
 * :mod:`.actions`: ``Action`` and ``FailureKind``, what the GUI asks and why it failed.
 * :mod:`.frames`: decoded frames to ``QImage`` off the GUI thread, latest wins.
 * :mod:`.request`: ``SessionRequest`` (the start screen's answer) and its ``NodeConfig``.
+* :mod:`.private`: a private room's id and secret from its name and passphrase.
 * :mod:`.rooms`: asking a tracker about a room from the start screen.
 * :mod:`.lan`: the sessions seen on the local network.
 * :mod:`.preview`: trying a source (and showing its first picture) before going live.
@@ -21,7 +22,14 @@ from peer.gui.bridge.frames import LatestFrame, frame_to_qimage
 from peer.gui.bridge.lan import LanSessionInfo, LanSessions
 from peer.gui.bridge.node_bridge import STOP_GRACE_MS, NodeBridge, NodeFactory, NodeLike
 from peer.gui.bridge.preview import SourceInfo, SourcePreview
-from peer.gui.bridge.request import AUTO, IdentityClaim, SessionRequest, make_config
+from peer.gui.bridge.private import PRIVATE_PREFIX, PrivateRoomKeys, derive_private_room
+from peer.gui.bridge.request import (
+    AUTO,
+    IdentityClaim,
+    PrivateRoom,
+    SessionRequest,
+    make_config,
+)
 from peer.gui.bridge.rooms import RoomListing, RoomProbe, RoomStatus
 from peer.node.config import (
     CameraSource,
@@ -63,6 +71,7 @@ __all__ = [
     "MAX_CHAT_CHARS",
     "MAX_NAME_CHARS",
     "MAX_ROOM_CHARS",
+    "PRIVATE_PREFIX",
     "STOP_GRACE_MS",
     "Action",
     "CameraSource",
@@ -83,6 +92,8 @@ __all__ = [
     "ParentLost",
     "PatternSource",
     "PlaybackChanged",
+    "PrivateRoom",
+    "PrivateRoomKeys",
     "Ready",
     "Resumed",
     "RoomListing",
@@ -101,6 +112,7 @@ __all__ = [
     "StreamStarted",
     "TreeChanged",
     "TreePeer",
+    "derive_private_room",
     "failure_kind",
     "frame_to_qimage",
     "make_config",

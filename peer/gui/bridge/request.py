@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PyQt6.QtCore import QLockFile
@@ -17,15 +17,31 @@ AUTO = "auto"
 
 
 @dataclass(frozen=True, slots=True)
+class PrivateRoom:
+    """A private room as the node knows it: what ``private_room.private_room`` derives
+    from the room's name and passphrase (the passphrase itself is not kept).
+
+    Attributes:
+        room_id: the opaque id the tracker and the links use (``~...``).
+        secret: the stretched passphrase members prove on their links.
+    """
+
+    room_id: str
+    secret: bytes = field(repr=False)  # never in a log line or a test failure
+
+
+@dataclass(frozen=True, slots=True)
 class SessionRequest:
     """What the start screen asks for, in GUI terms.
 
     Attributes:
         name: the user's display name.
-        room: the room to meet in.
+        room: the room to meet in, as the user named it (shown in the window).
         tracker: (host, port) of the tracker, or None to meet on the LAN only.
         more_trackers: further trackers the node moves to when ``tracker`` fails (the
             rest of an "A:P,B:P" list in the tracker field), as ``--tracker`` does.
+        private: the private room behind ``room`` and a passphrase, or None for the
+            public room ``room`` (see :class:`~peer.gui.bridge.PrivateRoomKeys`).
         lan: find peers (and a tracker) with mDNS on the local network.
         streaming: True for the streamer view, False to watch.
         resolution: the layer a viewer asks for first, or "auto" (the best its path
@@ -43,6 +59,7 @@ class SessionRequest:
     streaming: bool
     resolution: int | str = AUTO
     more_trackers: tuple[tuple[str, int], ...] = ()
+    private: PrivateRoom | None = None
 
 
 def make_config(
@@ -74,9 +91,12 @@ def make_config(
     else:
         resolution = max(LAYERS) if request.resolution == AUTO else int(request.resolution)
         auto = request.resolution == AUTO
+    private = request.private
     return NodeConfig(
         name=request.name,
-        room=request.room,
+        # A private room is met under its opaque id, exactly as ``--secret`` does.
+        room=private.room_id if private is not None else request.room,
+        room_secret=private.secret if private is not None else None,
         tracker=request.tracker,
         more_trackers=request.more_trackers,
         lan=request.lan,
