@@ -8,6 +8,8 @@ blocks, and an odd size makes them pad or refuse.
 
 from __future__ import annotations
 
+import functools
+
 from protocol.limits import LAYERS
 
 
@@ -26,6 +28,7 @@ def _even_down(value: int) -> int:
     return max(2, value - value % 2)
 
 
+@functools.lru_cache(maxsize=32)  # pure, and asked every tick per link: cache
 def available_layers(source_height: int) -> tuple[int, ...]:
     """Layers a source of this height can offer, smallest first.
 
@@ -67,6 +70,7 @@ def layer_size(layer: int, source_width: int, source_height: int) -> tuple[int, 
     return min(width, _even_down(source_width)), height
 
 
+@functools.lru_cache(maxsize=256)  # pure; bounded (a peer names any layer)
 def clamp_layer(layer: int, source_height: int) -> int:
     """The layer to serve when ``layer`` is asked of a source of this height.
 

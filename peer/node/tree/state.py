@@ -631,8 +631,10 @@ class TreeState:
         return actions
 
     def _silent_parent(self, now: float) -> bool:
-        if self._video_at is None:
-            return False  # nothing has started the allowance (cheap test first: every tick)
+        if self._video_at is None or self._video_timeout == math.inf:
+            # Nothing has started the allowance, or none is kept (the timeout is off:
+            # it stays off). Cheap tests first: this runs every tick.
+            return False
         if self.demand() == limits.NO_VIDEO:
             # Nobody here wants video, so none comes: the silence allowance starts
             # again only once some is due.
