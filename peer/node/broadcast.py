@@ -151,7 +151,8 @@ class Broadcast:
         stream = StreamInfo(frame_source.width, frame_source.height, frame_source.fps,
                             self._config.codec)
         self._driver.apply(self._tree.become_root(
-            epoch, stream, now(), self._signer.announcement(epoch, stream, time.time())))
+            epoch, stream, now(),
+            lambda signed: self._signer.announcement(signed, stream, time.time())))
         self._playback.new_stream(self._tree.epoch)
         self._position_s = 0.0
         capture = PacedCapture(frame_source, loop=getattr(source, "loop", False))

@@ -64,7 +64,7 @@ is passed to every child.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -526,9 +526,10 @@ class TreeState:
         return self._pump_join(now)
 
     def become_root(self, epoch: int, stream: StreamInfo, now: float,
-                    announcement: Announcement | None = None) -> list[Action]:
+                    announce: Callable[[int], Announcement] | None = None) -> list[Action]:
         """We hold the streamer lock: leave our parent, let old children re-join.
-        ``announcement``: our signed one, given to every child in its Accept."""
+        ``announce``: makes our signed announcement for the epoch our frames will
+        carry, given to every child in its Accept."""
         actions: list[Action] = []
         if self._parent is not None:
             actions += self._close(self._parent, "became the streamer", now,
@@ -546,7 +547,7 @@ class TreeState:
         self._retry_at = None
         self.epoch = max(self.epoch, epoch)
         self.stream = stream
-        self.announcement = announcement
+        self.announcement = announce(self.epoch) if announce is not None else None
         self._path = ()
         return actions + self._report()
 
