@@ -178,6 +178,9 @@ class Cell:
     measured: Peer | None = None
     measured_started: float = 0.0
     treecast: bool = False
+    # Viewers that had no picture yet when the window began (they count as receiving
+    # nothing they did not receive: a tree that cannot take them in breaks, measured).
+    no_picture: int = 0
 
     def viewers(self) -> list[tuple[Peer, int | None]]:
         """(process, viewer index inside it or None for a Treecast peer) per viewer."""
@@ -251,7 +254,8 @@ def start_treecast(s: BenchSession, cell: Cell, codec: str, place: Place) -> Non
         # counts as not delivered, not as a benchmark that could not start).
         cell.crowd = start_viewers(s, [f"v{i}" for i in range(cell.n - 1)], *common,
                                    streamer=cell.source, module="bench.probe",
-                                   timeout=START_TIMEOUT_S + 3 * cell.n, ready=had_picture)
+                                   timeout=START_TIMEOUT_S + 3 * cell.n, ready=had_picture,
+                                   partial=True)
     else:
         for i in range(cell.n - 1):  # a few at a time, like start_viewers
             require(wait_for(lambda: sum(not v.last("ready") for v in cell.crowd) < 4, 30),
@@ -264,7 +268,7 @@ def start_treecast(s: BenchSession, cell: Cell, codec: str, place: Place) -> Non
         cell.measured = start_viewers(s, ["measured"], "--probe-decode", *common,
                                       streamer=cell.source, module="bench.probe",
                                       timeout=START_TIMEOUT_S, nice=MEASURED_NICE,
-                                      ready=had_picture)[0]
+                                      ready=had_picture, partial=True)[0]
     else:
         address, prefix = place.host()
         cell.measured = s.start_peer("measured", "--watch", "--probe-decode", *common,
@@ -330,9 +334,15 @@ def run_cell(system: str, n: int, place: Place, warmup: float, window: float
             start_treecast(s, cell, system.split("-", 1)[1], place)
         else:
             start_baseline(s, cell, place)
-        ok = wait_for(lambda: everyone_receives(cell), START_TIMEOUT_S + cell.n, 0.25)
-        require(ok, f"{system} N={n}: not every viewer got a picture in time", s,
-                [p for p, _ in cell.viewers()][-1:])
+        # (Treecast's starter has waited for its viewers already, on loopback.)
+        allowance = 10.0 if cell.treecast and place.lan is None else START_TIMEOUT_S + n
+        if not wait_for(lambda: everyone_receives(cell), allowance, 0.25):
+            # Measured anyway: a viewer that never got going is one that gets nothing.
+            cell.no_picture = sum(1 for p, i in cell.viewers() if not rows_of(p, i, "recv"))
+            require(cell.no_picture < n, f"{system} N={n}: no viewer got a picture in time",
+                    s, [p for p, _ in cell.viewers()][-1:])
+            print(f"  {system} N={n}: {cell.no_picture} viewers without a picture after "
+                  "the start allowance; measured as they are", flush=True)
         time.sleep(warmup)
         assert cell.source is not None and cell.measured is not None
         pids = {"source": cell.source.proc.pid, "viewer": cell.measured.proc.pid}
@@ -447,6 +457,7 @@ def measure(cell: Cell, t0: float, t1: float, cpu: dict[str, float], load: float
         "corrupt_decoded": counted(cell.measured, "unreadable", t0, t1),
         # Treecast: viewers that lost their parent in the window (and re-joined): on an
         # overloaded machine, heartbeats and uplink checks fail and the tree churns.
+        "no_picture_at_start": cell.no_picture,
         "parents_lost": (sum(1 for p in [*cell.crowd, cell.measured]
                              for e in p.all("parent_lost") if t0 <= e["t"] <= t1)
                          if cell.treecast else None),
@@ -537,7 +548,10 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
         return None if x is None else x / 1000
 
     def verdict(r: dict[str, Any]) -> str:
-        return str(r["failed"])[:44] if r.get("failed") else ("yes" if r["holds"] else "no")
+        if r.get("failed"):
+            return str(r["failed"])[:44]
+        late = r.get("no_picture_at_start")
+        return ("yes" if r["holds"] else "no") + (f" ({late} had no picture)" if late else "")
 
     quality = table(
         ["system", "N", "load", "source fps", "delivered %", "worst viewer %", "recv p50 ms",
