@@ -535,7 +535,10 @@ def breaks(rows: Sequence[dict[str, Any]], systems: Sequence[str]) -> dict[str, 
                       key=lambda r: r["n"])
         broke = next((r["n"] for r in mine if not r["holds"]), None)
         held = [r["n"] for r in mine if r["holds"] and (broke is None or r["n"] < broke)]
-        out[system] = {"holds_up_to": max(held, default=None), "breaks_at": broke}
+        # Held again above the break (a load spike broke a smaller N): said, not hidden.
+        again = [r["n"] for r in mine if r["holds"] and broke is not None and r["n"] > broke]
+        out[system] = {"holds_up_to": max(held, default=None), "breaks_at": broke,
+                       "holds_again_at": again}
     return out
 
 
@@ -737,13 +740,33 @@ def readme_figures(h: dict[str, Any]) -> list[str]:
     return out
 
 
+def breaks_line(breaks_: dict[str, Any], where: str, counts: Sequence[int]) -> str:
+    """One sentence per system: the largest N it held, the first N where it broke."""
+    parts = []
+    for system, b in breaks_.items():
+        if b["breaks_at"] is None:
+            parts.append(f"**{system}** holds at every N run (up to {max(counts)})")
+        elif b["holds_up_to"] is None:
+            parts.append(f"**{system}** holds at no N, breaks at **N = {b['breaks_at']}**")
+        else:
+            parts.append(f"**{system}** holds up to {b['holds_up_to']}, breaks at "
+                         f"**N = {b['breaks_at']}**")
+        if b.get("holds_again_at"):
+            parts[-1] += f" (held again at {', '.join(map(str, b['holds_again_at']))})"
+    return f"Where each breaks ({where}): " + "; ".join(parts) + "."
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The tables for docs/PERFORMANCE.md."""
-    parts = [f"loopback ({result['command']}):", "", render(result.get("rows", [])), ""]
+    rows = result.get("rows", [])
+    parts = [f"loopback ({result['command']}):", "", render(rows), "",
+             breaks_line(result.get("breaks") or {}, "loopback",
+                         sorted({r["n"] for r in rows}) or COUNTS), ""]
     if isinstance(result.get("capped"), dict) and result["capped"].get("rows"):
         c = result["capped"]
         parts += [f"capped hosts, every upload {c['cap_kbit'] / 1000:.1f} Mbit/s:", "",
-                  render(c["rows"]), ""]
+                  render(c["rows"]), "",
+                  breaks_line(c["breaks"], "capped", sorted({r["n"] for r in c["rows"]})), ""]
     parts.append(json.dumps(result.get("headlines"), indent=1))
     parts.append("README's bold figures, in order: "
                  + "; ".join(readme_figures(result["headlines"])))
