@@ -40,6 +40,7 @@ from peer.gui.bridge import (
     TreePeer,
 )
 from peer.gui.chat import ChatPanel
+from peer.gui.private import ALONE_AFTER_MS, PrivateRoomNotice
 from peer.gui.stats import StatsPanel
 from peer.gui.theme import set_icon
 from peer.gui.tree import RelayTreeView
@@ -106,6 +107,9 @@ class SessionView(QWidget):
     watch_requested = pyqtSignal()
 
     placeholder_text = ""
+    # How long a viewer may be alone in a private room before it hears why (tests
+    # shorten it).
+    private_alone_ms = ALONE_AFTER_MS
 
     def __init__(
         self, bridge: NodeBridge, request: SessionRequest, parent: QWidget | None = None
@@ -126,6 +130,8 @@ class SessionView(QWidget):
         self.own_name = request.name
         self._build()
         self._connect()
+        self.private_notice = PrivateRoomNotice(bridge, request, self.banner,
+                                                self.private_alone_ms)
 
     # -- layout ---------------------------------------------------------------------
 
@@ -429,6 +435,8 @@ class SessionView(QWidget):
 
     @pyqtSlot(object)
     def _on_error_raised(self, event: ErrorRaised) -> None:
+        if self.private_notice.handles(event):
+            return
         if event.fatal:
             self.banner.show_message(
                 "error", event.message, [("retry", "Retry"), ("back", "Back")]
@@ -502,6 +510,7 @@ class SessionView(QWidget):
     def set_leaving(self) -> None:
         """The session is closing: freeze the controls until the node is gone."""
         self.leaving = True
+        self.private_notice.stop()
         self.chat.set_input_enabled(False)
         self.controls.setEnabled(False)
         self.leave_button.setEnabled(False)

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from peer.node.attachments import Attachments
@@ -48,6 +48,7 @@ from peer.node.link import PeerLink
 from peer.node.linktable import LinkTable
 from peer.node.media import FrameSource
 from peer.node.media_auth import MediaSigner
+from peer.node.membership import MembershipRefusals
 from peer.node.playback import PlaybackState
 from peer.node.relay import Relay
 from peer.node.report import StatsReporter, position_of
@@ -57,7 +58,7 @@ from peer.node.stats import StreamStats
 from peer.node.tasks import Repeating, TaskSet
 from peer.node.tree.state import TreeState, TreeTiming
 from peer.node.tree_driver import TreeDriver, now
-from protocol import ErrorCode, KeyframeRequest, PathEntry, limits
+from protocol import Bye, ErrorCode, KeyframeRequest, Message, PathEntry, limits
 from protocol.addresses import join_host_port
 
 log = logging.getLogger(__name__)
@@ -149,11 +150,11 @@ class Node:
                                   chat=chat, audio=audio, playback=playback, emit=emit)
         self._connections = Connections(
             config, self.identity, on_close=self._on_link_closed,
-            on_message=lambda link, message: dispatch(link, message),
+            on_message=self._on_message,
             on_inbound=lambda link, address: driver.inbound(link, address))
         self._driver = driver = TreeDriver(tree, links, self._connections, self._room,
                                            self._tasks, on_event=attachments.handle)
-        dispatch = MessageDispatch(driver, links, intake=intake, audio=audio, chat=chat,
+        self._dispatch = MessageDispatch(driver, links, intake=intake, audio=audio, chat=chat,
                                    relay=relay, playback=playback, emit=emit)
 
         # The streamer's role, and the room's changes.
@@ -162,6 +163,7 @@ class Node:
                                     signer=signer,
                                     stats=self._stats, audio=audio, playback=playback,
                                     tasks=self._tasks, emit=emit, fatal=self._fatal)
+        self._refusals = MembershipRefusals()  # a private room's members refusing us
         self._room_watch = RoomWatch(self.peer_id, self._room, driver, self._broadcast,
                                      self._fanout, self._connections, emit)
 
@@ -330,7 +332,19 @@ class Node:
         self._reporter.link_closed(link.counters)
         if link.peer_id is not None:
             self._chat.link_gone(link.peer_id)
+        self._refused(link, reason)
         self._driver.closed(link, reason)
+
+    def _on_message(self, link: PeerLink, message: Message) -> Awaitable[None]:
+        if isinstance(message, Bye):  # a private room's member may be refusing us
+            self._refused(link, message.reason)
+        return self._dispatch(link, message)
+
+    def _refused(self, link: PeerLink, reason: str) -> None:
+        why = self._refusals.refused(reason, outbound=link.outbound,
+                                     seeking=not self.tree.attached)
+        if why is not None:
+            self._emit(ErrorRaised(message=why))
 
     # --- ticks ---------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ from PyQt6.QtCore import QSettings
 from PyQt6.QtWidgets import QLineEdit
 
 from peer.gui.bridge import (
+    PRIVATE_ROOM_REFUSED,
+    ErrorRaised,
     LanSessionInfo,
     PrivateRoom,
     RoomProbe,
@@ -16,6 +18,8 @@ from peer.gui.bridge import (
     derive_private_room,
     make_config,
 )
+from peer.gui.private import alone_text, refused_text
+from peer.gui.session import SessionView
 from peer.gui.start import StartScreen
 from peer.gui.viewer import ViewerView
 from peer.node.cli import build_parser, config_from_args
@@ -185,3 +189,65 @@ def test_the_session_shows_the_rooms_name_and_a_lock(qtbot, window, factory) -> 
     public = blocker.args[0]
     qtbot.waitUntil(lambda: public.bridge.is_started, timeout=T)
     assert not public.private_mark.isVisible() and factory.node.config.room == "movies"
+
+
+def join_private(qtbot, window, passphrase: str = PASSPHRASE) -> ViewerView:
+    screen = window.start_screen
+    screen.room_edit.setText("movies")
+    screen.passphrase_edit.setText(passphrase)
+    with qtbot.wait_signal(window.session_opened, timeout=T) as blocker:
+        screen.join_button.click()
+    view = blocker.args[0]
+    assert isinstance(view, ViewerView)
+    qtbot.waitUntil(lambda: view.bridge.is_started, timeout=T)
+    return view
+
+
+def test_alone_in_a_private_room_the_viewer_hears_why(qtbot, window, factory,
+                                                      monkeypatch) -> None:
+    monkeypatch.setattr(SessionView, "private_alone_ms", 300)
+    factory.script.streamer = None  # nobody else in the room (a mistyped passphrase)
+    view = join_private(qtbot, window, "open barley")
+    qtbot.waitUntil(lambda: view.banner.level == "warning", timeout=T)
+    assert view.banner.text() == alone_text("movies")
+    assert "Nobody else is in the private room “movies”" in view.banner.text()
+    assert view.banner.action_keys() == ["back", "dismiss"]
+    # Someone with the passphrase comes after all: the advice goes.
+    factory.node.emit(factory.node.tree(("Erin", "Alice", 720)))
+    qtbot.waitUntil(lambda: view.banner.level == "", timeout=T)
+    view.private_notice._on_alone()  # not again: someone has been here
+    assert view.banner.level == ""
+
+
+def test_change_passphrase_goes_back_to_the_start_screen(qtbot, window, factory,
+                                                         monkeypatch) -> None:
+    monkeypatch.setattr(SessionView, "private_alone_ms", 300)
+    factory.script.streamer = None
+    view = join_private(qtbot, window, "open barley")
+    qtbot.waitUntil(lambda: view.banner.level == "warning", timeout=T)
+    with qtbot.wait_signal(window.session_closed, timeout=T):
+        view.banner.button("back").click()
+    assert window.stack.currentWidget() is window.start_screen
+    assert window.start_screen.passphrase_edit.text() == "open barley"
+
+
+def test_a_viewer_with_company_or_in_a_public_room_is_not_told(qtbot, window,
+                                                                factory) -> None:
+    view = join_private(qtbot, window)  # the fake room has Alice streaming
+    qtbot.waitUntil(lambda: view.private_notice._others, timeout=T)
+    assert not view.private_notice._timer.isActive() and view.banner.level == ""
+    with qtbot.wait_signal(window.session_closed, timeout=T):
+        view.leave_button.click()
+    factory.script.streamer = None
+    public = join_private(qtbot, window, "")
+    assert not public.private_notice._timer.isActive()
+    public.bridge.error_raised.emit(ErrorRaised(message=PRIVATE_ROOM_REFUSED))
+    assert public.banner.text() == PRIVATE_ROOM_REFUSED  # a public room: shown as is
+
+
+def test_the_members_refusal_reads_as_advice(qtbot, window, factory) -> None:
+    view = join_private(qtbot, window)
+    view.bridge.error_raised.emit(ErrorRaised(message=PRIVATE_ROOM_REFUSED))
+    assert view.banner.text() == refused_text("movies")
+    assert "Nobody in the private room “movies” accepted your passphrase" in view.banner.text()
+    assert view.banner.level == "warning" and "back" in view.banner.action_keys()

@@ -22,7 +22,12 @@ from peer.gui.bridge.frames import LatestFrame, frame_to_qimage
 from peer.gui.bridge.lan import LanSessionInfo, LanSessions
 from peer.gui.bridge.node_bridge import STOP_GRACE_MS, NodeBridge, NodeFactory, NodeLike
 from peer.gui.bridge.preview import SourceInfo, SourcePreview
-from peer.gui.bridge.private import PRIVATE_PREFIX, PrivateRoomKeys, derive_private_room
+from peer.gui.bridge.private import (
+    PRIVATE_PREFIX,
+    PRIVATE_ROOM_REFUSED,
+    PrivateRoomKeys,
+    derive_private_room,
+)
 from peer.gui.bridge.request import (
     AUTO,
     IdentityClaim,
@@ -72,6 +77,7 @@ __all__ = [
     "MAX_NAME_CHARS",
     "MAX_ROOM_CHARS",
     "PRIVATE_PREFIX",
+    "PRIVATE_ROOM_REFUSED",
     "STOP_GRACE_MS",
     "Action",
     "CameraSource",

@@ -16,9 +16,13 @@ from PyQt6.QtCore import QObject, pyqtSignal, pyqtSlot
 
 from peer.gui.bridge._threads import queued
 from peer.gui.bridge.request import PrivateRoom
+from peer.node.membership import REFUSED_MESSAGE
 from protocol.private_room import PRIVATE_PREFIX, private_room
 
-__all__ = ["PRIVATE_PREFIX", "PrivateRoomKeys", "derive_private_room"]
+__all__ = ["PRIVATE_PREFIX", "PRIVATE_ROOM_REFUSED", "PrivateRoomKeys", "derive_private_room"]
+
+# The node's ErrorRaised message when a private room's members refuse our proof.
+PRIVATE_ROOM_REFUSED = REFUSED_MESSAGE
 
 
 def derive_private_room(room: str, passphrase: str) -> PrivateRoom:
