@@ -466,6 +466,19 @@ async def test_a_relay_that_forges_a_huge_epoch_is_left_and_the_stream_goes_on(
             else "does not hold the lock" in lost.reason), lost.reason
 
 
+async def test_a_relay_that_forges_sound_is_left() -> None:
+    def forge(tree: Tree) -> None:
+        # Mallory speaks in the streamer's stream: a well-formed Opus packet of the
+        # live epoch that the streamer never signed.
+        for child in tree.nodes["mallory"].children:
+            child.send_audio(encode(AudioFrame(1, 10**6, 0.0, b"\xfc\x01\x02\x03")))
+
+    tree = await _attack(lambda tree: forge(tree), victim_leaves=True)
+    [lost] = tree.lost("victim")
+    assert lost.parent == "mallory" and "sound whose signature" in lost.reason, lost.reason
+    assert tree.stats("victim").forged >= 1
+
+
 async def test_a_replayed_old_frame_is_dropped_and_the_picture_plays_on() -> None:
     def replay(tree: Tree) -> Callable[[VideoFrame], list[VideoFrame]]:
         seen: list[VideoFrame] = []
