@@ -61,6 +61,8 @@ MAX_ID_CHARS = 64
 MAX_PUNCH_DELAY_MS = 5_000
 # An Ed25519 signature (64 bytes) in base64: 88 characters.
 MAX_SIGNATURE_CHARS = 88
+# A SHA-256 digest (32 bytes) in base64: 44 characters (a transcoded frame's source).
+MAX_DIGEST_CHARS = 44
 # Path to the root: a tree of fan-out 2 with depth 64 holds more peers than exist.
 MAX_PATH_LEN = 64
 # Redirects and Bye hints: a handful of candidates is plenty to re-attach.

@@ -82,8 +82,6 @@ TRANSCODE_CONTEXT = b"treecast-transcode\0"
 AUDIO_CONTEXT = b"treecast-audio\0"
 PLAYBACK_CONTEXT = b"treecast-playback\0"
 DIGEST_BYTES = 32
-# base64 of a SHA-256 digest (32 bytes): 44 characters.
-MAX_DIGEST_CHARS = 44
 
 
 def frame_bytes(epoch: int, seq: int, captured_at: float, width: int, height: int,
@@ -267,6 +265,6 @@ class SourceProof:
             codec=read_codec(meta),
             keyframe=read_bool(meta, "kf"),
             prev=read_int(meta, "p", -1),
-            digest=read_str(meta, "dg", MAX_DIGEST_CHARS),
+            digest=read_str(meta, "dg", limits.MAX_DIGEST_CHARS),
             sig=read_str(meta, "sig", limits.MAX_SIGNATURE_CHARS),
         )

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -43,8 +45,11 @@ from protocol import (
     VideoFrame,
     encode,
 )
+from protocol.errors import FieldError
+from protocol.framing import FRAMING_VERSION
 from protocol.identity import Identity
-from protocol.stream_auth import Announcement
+from protocol.limits import LAYERS, MAGIC, MAX_DIGEST_CHARS
+from protocol.stream_auth import Announcement, SourceProof
 from tests.support.signed_stream import FakeStreamer
 from tests.test_node_links import StandInDirectory
 
@@ -74,6 +79,35 @@ def test_a_signature_for_one_purpose_is_worthless_for_another() -> None:
     frame = VideoFrame(1, 0, 5.0, 320, 180, 360, JPEG, sig=streamer.announcement.sig)
     guard, refused = _guard(streamer)
     assert not guard.video(frame) and refused
+
+
+def test_the_signed_fields_are_bounded_at_their_limits() -> None:
+    # An announcement names at most every layer there is; a source digest is the
+    # base64 of SHA-256 (44 characters): one more of either is refused on decoding.
+    ann = FakeStreamer().announcement
+    src = SourceProof(1280, 720, 720, "h264", True, -1, "A" * MAX_DIGEST_CHARS, "c2ln")
+    frame = VideoFrame(1, 0, 1.0, 640, 360, 360, JPEG, sig="c2ln", by="b" * 52, src=src)
+    cases = [(StreamAnnounce(dataclasses.replace(ann, layers=LAYERS)), "layers", LAYERS,
+              [*LAYERS, 360]),
+             (frame, "src", "A" * MAX_DIGEST_CHARS, "A" * (MAX_DIGEST_CHARS + 1))]
+    for message, key, at_limit, over in cases:
+        meta = message.to_meta()
+        inner = meta["ann"] if key == "layers" else meta["src"]
+        field = "layers" if key == "layers" else "dg"
+        inner[field] = list(at_limit) if isinstance(at_limit, tuple) else at_limit
+        assert _decode(message, meta) is not None
+        inner[field] = over
+        with pytest.raises(FieldError, match=field):
+            _decode(message, meta)
+
+
+def _decode(message: Any, meta: dict[str, Any]) -> object:
+    body = json.dumps(meta).encode()
+    payload = message.payload()
+    wire = FrameDecoder()
+    wire.receive_data(struct.pack("!2sBBII", MAGIC, FRAMING_VERSION, message.KIND, len(body),
+                                  len(payload)) + body + payload)
+    return next(iter(wire))
 
 
 # --- which announcements the tree believes --------------------------------------------
