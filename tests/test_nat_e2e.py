@@ -7,6 +7,9 @@ behind a NAT of its own; the mapping is gone when the streamer leaves.
 A streamer behind a NAT without UPnP cannot be dialled by anyone: it dials a public
 peer instead (connection reversal), and a viewer behind a symmetric NAT then joins
 that public peer.
+
+With nobody public but the tracker, a streamer and viewers behind port-preserving NATs
+link up by TCP hole punching the tracker coordinates (punching.py), and say so.
 """
 
 from __future__ import annotations
@@ -95,3 +98,30 @@ def test_a_viewer_nobody_can_serve_is_told_why_within_10_s() -> None:
         assert "accepts no incoming connections" in error["message"], error
         assert error["t"] - ready["t"] < 10.0, (ready, error)
         assert not any(e.get("event") == "joined" for e in v_events.lines)
+
+
+def test_viewers_behind_port_preserving_nats_join_by_hole_punching() -> None:
+    # Tracker public; streamer and two viewers each behind their own port-preserving
+    # NAT without UPnP, routers dropping unasked-for SYNs (as home routers do); no
+    # relay peer. Nobody can dial anybody but the tracker: only punches link them.
+    kinds = (Kind.PUBLIC, Kind.CONE, Kind.CONE, Kind.CONE)
+    with NatLab(kinds, drop_unsolicited=True) as lab:
+        tracker_host, streamer_home, *viewer_homes = lab.hosts
+        _, _, port = netns.start_tracker(tracker_host, "--no-mdns")
+        common = ("--room", f"nat-{uuid.uuid4().hex[:8]}", "--tracker",
+                  f"{tracker_host.address}:{port}")
+        _, s_events = netns.start_peer(streamer_home, "--name", "S", *common, *PATTERN)
+        s_events.find(kind("stats", reachability="outbound-only"), timeout=START_TIMEOUT_S)
+        viewers = [netns.start_peer(home, "--name", f"V{i}", *common, "--watch")[1]
+                   for i, home in enumerate(viewer_homes, 1)]
+        for events in viewers:
+            events.next(kind("joined"), timeout=START_TIMEOUT_S)
+            events.find(lambda e: e.get("event") == "stats" and e.get("frames", 0) > 0
+                        and e["reachability"] == "punched", timeout=START_TIMEOUT_S)
+            assert not any(e.get("event") == "error" for e in events.lines), events.lines
+        # The streamer (a parent linked by punches) says so too, and the room's tree
+        # marks the viewers' links as punched.
+        s_events.find(kind("stats", reachability="punched"), timeout=START_TIMEOUT_S)
+        tree = s_events.find(lambda e: e.get("event") == "tree" and sum(
+            1 for p in e["peers"] if p.get("punched")) == 2, timeout=START_TIMEOUT_S)
+        assert {p["name"] for p in tree["peers"] if p["punched"]} == {"V1", "V2"}

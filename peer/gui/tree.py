@@ -54,6 +54,10 @@ def reach_tip(reachable: bool | None, own: bool) -> str:
     return " · ⇡ nobody can connect to it (behind a router): it connects out"
 
 
+PUNCHED_TIP = (" · ⇄ joined its parent by hole punching: both are behind routers, and "
+               "they connected to each other at the same moment through both")
+
+
 def unlisted_rows(tree: TreeChanged) -> list[tuple[str, int | None, int]]:
     """(text, depth, count) for the peers a large room's listing leaves out.
 
@@ -192,9 +196,12 @@ class RelayTreeView(QTreeWidget):
         layer, layer_tip = ("source", "") if streamer else layer_cell(peer.layer, self.available)
         if peer.reachable is False:
             name = f"{name} ⇡"  # outbound-only: it dials out, nobody can dial it
+        if peer.punched:
+            name = f"{name} ⇄"  # its parent link was punched through both routers
         item = QTreeWidgetItem([name, layer, depth])
         item.setToolTip(0, f"{peer.name} · {peer.role} · id {peer.id}"
-                        + reach_tip(peer.reachable, own))
+                        + reach_tip(peer.reachable, own)
+                        + (PUNCHED_TIP if peer.punched else ""))
         item.setToolTip(1, layer_tip)
         if streamer:
             item.setForeground(0, QBrush(QColor(Colors.LIVE)))

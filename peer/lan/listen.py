@@ -22,30 +22,38 @@ _BACKLOG = 128
 _NO_IPV6 = frozenset({errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT})
 
 
-def listen_socket(host: str, port: int, *, backlog: int = _BACKLOG) -> socket.socket:
+def listen_socket(host: str, port: int, *, backlog: int = _BACKLOG,
+                  reuse_port: bool = False) -> socket.socket:
     """A bound, listening, non-blocking TCP socket for ``host:port`` (unbracketed host).
+
+    ``reuse_port``: other sockets of this user may bind the same port (SO_REUSEPORT):
+    a peer's hole punches dial out from its listening port (peer/node/punch.py).
 
     Raises:
         OSError: the address cannot be bound (in use, not ours, unknown name).
     """
     if host in ("", "::"):
         try:
-            return _bind(socket.AF_INET6, ("::", port), backlog, dual=True)
+            return _bind(socket.AF_INET6, ("::", port), backlog, dual=True,
+                         reuse_port=reuse_port)
         except OSError as exc:
             if exc.errno not in _NO_IPV6:
                 raise  # in use, say: falling back would only hide it
-        return _bind(socket.AF_INET, ("0.0.0.0", port), backlog, dual=False)
+        return _bind(socket.AF_INET, ("0.0.0.0", port), backlog, dual=False,
+                     reuse_port=reuse_port)
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                flags=socket.AI_PASSIVE)
     family, _, _, _, address = infos[0]
-    return _bind(family, address, backlog, dual=False)
+    return _bind(family, address, backlog, dual=False, reuse_port=reuse_port)
 
 
 def _bind(family: int, address: tuple[object, ...], backlog: int, *,
-          dual: bool) -> socket.socket:
+          dual: bool, reuse_port: bool = False) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             # Off: IPv4 clients arrive on the same socket. On: this address only.
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual else 1)

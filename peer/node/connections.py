@@ -9,6 +9,11 @@ link is handed over unstarted (the driver gives it a tree id first).
 Outbound: ``dial`` opens a link to a candidate (TLS: the listener must hold the
 candidate's key). With port mapping on, the home router forwards a port to our
 listener and we register under its external port.
+
+Hole punches (punching.py): the listener shares its port (SO_REUSEPORT) so punches
+can dial out from it; a dial the tracker arranged a punch for punches instead of
+connecting, and a punched connection on the child's side goes through ``adopt``,
+the same admission as an accepted one.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from peer.lan.listen import listen_socket
 from peer.node.admission import ConnectionCaps
@@ -30,6 +37,9 @@ from protocol import Bye, Candidate, ErrorCode, encode
 from protocol.addresses import join_host_port, plain_host
 from protocol.identity import Identity
 from protocol.private_room import link_key
+
+if TYPE_CHECKING:
+    from peer.node.punching import HolePunching
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +71,8 @@ class Connections:
         self._tls_context: ssl.SSLContext | None = None
         self._portmap: PortMapper | None = None
         self.closing = False
+        # Dials the tracker arranged a punch for go through it (set by the node).
+        self.punching: HolePunching | None = None
 
     @property
     def mapping(self) -> PortMapping | None:
@@ -76,7 +88,8 @@ class Connections:
         cfg = self._config
         try:
             self._server = await asyncio.start_server(
-                self._accept, sock=listen_socket(cfg.listen_host, cfg.listen_port))
+                self._accept, sock=listen_socket(cfg.listen_host, cfg.listen_port,
+                                                 reuse_port=True))
             self._tls_context = server_context(self._identity) if cfg.tls else None
         except OSError as exc:
             raise NodeError(
@@ -84,6 +97,24 @@ class Connections:
                 f"{exc.strerror or exc}") from None
         sock = self._server.sockets[0].getsockname()
         return sock[0], sock[1]
+
+    @property
+    def listen_port(self) -> int | None:
+        """The port we listen on (punches dial out from it), None when not listening."""
+        if self._server is None or not self._server.sockets:
+            return None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def adopt(self, sock: socket.socket) -> None:
+        """Admit a connection made by a hole punch as if our listener had accepted it."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2 ** 16, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, self._accept, loop=loop)
+        try:
+            await loop.connect_accepted_socket(lambda: protocol, sock)
+        except OSError as exc:
+            log.debug("punched connection lost before use: %s", exc)
+            sock.close()
 
     async def map_port(self, listen: tuple[str, int]) -> tuple[str, int]:
         """Ask the home router for a port mapping if configured; the address to register.
@@ -122,11 +153,16 @@ class Connections:
         Raises:
             OSError, TimeoutError: it cannot be reached or is not who it says.
         """
+        sock: socket.socket | None = None
+        if self.punching is not None:
+            with contextlib.suppress(LookupError):  # no punch arranged: dial as usual
+                sock = await self.punching.dial_socket(candidate)
         return await open_link(candidate.host, candidate.port,
                                timeout=self._config.timing.connect_timeout_s,
                                on_message=self._on_message, on_close=self._on_close,
                                identity=self._identity if self._config.tls else None,
-                               expected_id=candidate.id, room_key=self._room_key)
+                               expected_id=candidate.id, room_key=self._room_key,
+                               sock=sock)
 
     async def _accept(self, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:

@@ -17,7 +17,7 @@ from typing import Protocol
 from peer.node.events import TreePeer
 from peer.node.tracker_client import TrackerClient
 from peer.trust.pins import KnownTrackers
-from protocol import Candidate, PeerList, StreamerChanged, TreeLevel
+from protocol import Candidate, PeerInfo, PeerList, PunchStart, StreamerChanged, TreeLevel
 from protocol.identity import Identity
 
 
@@ -148,6 +148,8 @@ class TrackerDirectory:
         self._on_change = on_change
         self._streamer: StreamerInfo | None = None
         self._open_patience_s = open_patience_s
+        # Where the tracker's PunchStart messages go (the node's hole punching).
+        self.on_punch: Callable[[PunchStart], None] | None = None
         # Until then a list without a streamer is "not known yet" (see class docs).
         self._unsure_until = 0.0
         self._client = TrackerClient(
@@ -156,7 +158,7 @@ class TrackerDirectory:
             on_peer_list=self._on_peer_list, on_streamer_changed=self._on_streamer_changed,
             on_closed=self._on_closed, on_reconnected=self._on_reconnected,
             more_trackers=more_trackers, identity=identity, fingerprint=fingerprint,
-            pins=pins, relay=relay)
+            pins=pins, relay=relay, on_punch=self._on_punch_start)
 
     async def open(self) -> None:
         peers = await self._client.connect(patience=self._open_patience_s)
@@ -204,6 +206,19 @@ class TrackerDirectory:
         return [Candidate(p.id, p.name, p.host, p.port) for p in found
                 if p.host is not None and p.port is not None]
 
+    def _on_punch_start(self, message: PunchStart) -> None:
+        if self.on_punch is not None:
+            self.on_punch(message)
+
+    def request_punch(self, peer_id: str) -> None:
+        """Ask the tracker to coordinate a hole punch with ``peer_id``."""
+        self._client.request_punch(peer_id)
+
+    def peers(self) -> tuple[PeerInfo, ...]:
+        """Everyone the room lists (all of it in a small room)."""
+        peers = self._client.peers
+        return peers.peers if peers is not None else ()
+
     def offerers(self) -> frozenset[str]:
         """Listed peers in the tree that nobody can dial: the ones whose offers to be
         our parent we take."""
@@ -225,9 +240,14 @@ class TrackerDirectory:
 
     def tree(self) -> tuple[TreePeer, ...]:
         peers = self._client.peers
+        listed = peers.peers if peers else ()
+        undialable = {p.id for p in listed if not p.reachable}
+        # A child and a parent nobody can dial can only have met through a hole punch
+        # (reversal needs a dialable child, a join a dialable parent).
         return tuple(TreePeer(p.id, p.name, p.parent_id, p.depth, p.layer, p.role,
-                              p.reachable, p.relay)
-                     for p in (peers.peers if peers else ()))
+                              p.reachable, p.relay,
+                              punched=p.id in undialable and p.parent_id in undialable)
+                     for p in listed)
 
     def room_size(self) -> int:
         peers = self._client.peers

@@ -211,6 +211,9 @@ class TreePeer:
     # Whether others can dial it (the tracker's connect-back); None: not known (LAN).
     reachable: bool | None = None
     relay: bool = False  # a --relay peer (it said so at registration)
+    # Its link to its parent was made by a hole punch: nobody can dial either of them,
+    # which leaves no other way (directory.py derives it from the room list).
+    punched: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -532,20 +532,26 @@ async def open_link(
     identity: Identity | None = None,
     expected_id: str | None = None,
     room_key: bytes | None = None,
+    sock: socket.socket | None = None,
 ) -> PeerLink:
     """Dial a peer.
 
     With ``identity`` the link is TLS: the listener must hold ``expected_id``'s key,
     and our first message proves we hold ``identity``'s (peer/trust/tls.py).
+    ``sock``: a connection made already (a hole punch): used instead of dialling
+    ``host:port``, with the same handshake and checks.
 
     Raises:
         OSError / TimeoutError: it cannot be reached, or (AuthenticationError, a
             ConnectionError) it is not the peer we expected.
     """
     context = client_context() if identity is not None else None
+    server_hostname = "" if context else None
     reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(host, port, limit=READ_CHUNK_BYTES, ssl=context,
-                                server_hostname="" if context else None), timeout)
+        asyncio.open_connection(sock=sock, limit=READ_CHUNK_BYTES, ssl=context,
+                                server_hostname=server_hostname) if sock is not None
+        else asyncio.open_connection(host, port, limit=READ_CHUNK_BYTES, ssl=context,
+                                     server_hostname=server_hostname), timeout)
     remote: str | None = None
     if identity is not None:
         try:

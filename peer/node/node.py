@@ -50,6 +50,7 @@ from peer.node.media import FrameSource
 from peer.node.media_auth import MediaSigner
 from peer.node.membership import MembershipRefusals
 from peer.node.playback import PlaybackState
+from peer.node.punching import HolePunching
 from peer.node.relay import Relay
 from peer.node.report import StatsReporter, position_of
 from peer.node.room import DirectoryRoom, open_directory
@@ -164,8 +165,15 @@ class Node:
                                     stats=self._stats, audio=audio, playback=playback,
                                     tasks=self._tasks, emit=emit, fatal=self._fatal)
         self._refusals = MembershipRefusals()  # a private room's members refusing us
+        # Hole punches: the tracker's invitations become reversal offers (punching.py).
+        self._punching = HolePunching(
+            self.peer_id, self._room, self._tasks,
+            listen_port=lambda: self._connections.listen_port,
+            offer=lambda candidate, at: driver.apply(tree.offer([candidate], at)),
+            adopt=self._connections.adopt, connect_timeout_s=timing.connect_timeout_s)
+        self._connections.punching = self._punching
         self._room_watch = RoomWatch(self.peer_id, self._room, driver, self._broadcast,
-                                     self._fanout, self._connections, emit)
+                                     self._fanout, self._connections, emit, self._punching)
 
     # --- what the tree looks like from here ------------------------------------------
 
@@ -249,6 +257,7 @@ class Node:
         self._stopping = True
         self._room_watch.live = False
         self._connections.closing = True
+        self._punching.closing = True
         await self._broadcast.stop()
         self._driver.stop()
         self._driver.apply(self.tree.leave(now()))

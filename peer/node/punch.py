@@ -12,10 +12,10 @@ leads nowhere. Such attempts end after ``PUNCH_TIMEOUT_S``.
 The listening socket must allow the port to be shared (``SO_REUSEPORT``; asyncio's
 ``start_server(reuse_port=True)``).
 
-Status: a tested building block (tests/test_punch.py measures it per NAT pair in the
-NAT lab); the tree does not use it yet: the coordination (the tracker telling both
-sides the other's address and a moment) and the TLS roles on a connection both sides
-dialled (the lower peer id would act as server) are not built.
+The tree uses it through punching.py (the tracker tells both sides the other's address
+and a moment; the child then serves TLS on the connection, the parent is the TLS
+client, as if it had dialled: see punching.py). tests/test_punch.py measures the
+primitive alone per NAT pair in the NAT lab.
 """
 
 from __future__ import annotations
@@ -29,12 +29,16 @@ PUNCH_TIMEOUT_S = 3.0
 work (a symmetric NAT on either side) nothing better comes from waiting longer."""
 
 
-def _bound_socket(local_port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("0.0.0.0", local_port))
-    sock.setblocking(False)
+def _bound_socket(local_port: int, family: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", local_port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
@@ -47,10 +51,14 @@ async def punch(local_port: int, remote: tuple[str, int], start_at: float,
         ``timeout_s`` of the start (refused, dropped, or a symmetric NAT).
     """
     loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in remote[0] else socket.AF_INET
     await asyncio.sleep(max(0.0, start_at - time.time()))
     deadline = loop.time() + timeout_s
     while (remaining := deadline - loop.time()) > 0:
-        sock = _bound_socket(local_port)
+        try:
+            sock = _bound_socket(local_port, family)
+        except OSError:
+            return None  # our port cannot be shared (no SO_REUSEPORT on the listener)
         try:
             await asyncio.wait_for(loop.sock_connect(sock, remote), timeout=remaining)
         except (OSError, TimeoutError):

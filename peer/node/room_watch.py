@@ -10,8 +10,9 @@
   stream and chat carry on.
 
 ``reverse`` also runs on the node's tick: it takes offers from undialable parents,
-makes ours to undialable orphans, and says so when we have waited too long for a
-parent nobody can give us (stranded.py).
+makes ours to undialable orphans, asks for a hole punch when nothing else can give us
+a parent (punching.py), and says so when we have waited too long for a parent nobody
+can give us (stranded.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from peer.node.events import (
 )
 from peer.node.fanout import FanoutControl
 from peer.node.pump import StreamEnd
+from peer.node.punching import HolePunching
 from peer.node.reachability import classify
 from peer.node.room import DirectoryRoom
 from peer.node.stranded import StrandedWatch
@@ -48,11 +50,14 @@ class RoomWatch:
         fanout: how many children we take.
         connections: whether our listener has a port mapping.
         emit: reports events.
+        punching: hole punching (None: never punch).
     """
 
     def __init__(self, peer_id: str, room: DirectoryRoom, driver: TreeDriver,
                  broadcast: Broadcast, fanout: FanoutControl, connections: Connections,
-                 emit: Callable[[NodeEvent], None]) -> None:
+                 emit: Callable[[NodeEvent], None],
+                 punching: HolePunching | None = None) -> None:
+        self._punching = punching
         self._peer_id = peer_id
         self._room = room
         self._driver = driver
@@ -119,6 +124,8 @@ class RoomWatch:
         streamer = directory.streamer()
         waiting = (not tree.attached and self._broadcast.pump is None
                    and streamer is not None and streamer.id != self._peer_id)
+        if self._punching is not None:
+            self._punching.tick(at, waiting=waiting)
         why = self._stranded.update(at, waiting=waiting, reachable=directory.reachable(),
                                     candidates=len(directory.candidates()))
         if why is not None:
@@ -132,5 +139,9 @@ class RoomWatch:
         # parent: then we cannot tell and say outbound-only).
         relayed = directory is not None and parent is not None and any(
             p.id == parent and p.relay for p in directory.tree())
+        tree, punching = self._tree, self._punching
+        punched = punching is not None and (punching.punched(parent) or any(
+            punching.punched(tree.peer_of(child)[0]) for child in tree.children))
         return classify(directory.reachable() if directory is not None else None,
-                        self._connections.mapping is not None, relayed).value
+                        self._connections.mapping is not None, relayed,
+                        punched=punched).value

@@ -56,6 +56,8 @@ from protocol.messages import (
     Message,
     PeerList,
     Ping,
+    PunchRequest,
+    PunchStart,
     Register,
     RoomList,
     RoomListQuery,
@@ -118,6 +120,7 @@ class TrackerClient:
         fingerprint: the first tracker's fingerprint as the user gave it, or None.
         pins: the known_trackers file (default: the user's config dir).
         relay: we are a ``--relay`` peer (told at registration; see ``Register``).
+        on_punch: called with every PunchStart (a hole punch the tracker arranged).
     """
 
     def __init__(
@@ -141,7 +144,9 @@ class TrackerClient:
         fingerprint: str | None = None,
         pins: KnownTrackers | None = None,
         relay: bool = False,
+        on_punch: Callable[[PunchStart], None] = _ignore,
     ) -> None:
+        self._on_punch = on_punch
         self._trackers = [(host, port), *[t for t in more_trackers if t != (host, port)]]
         self._host = host
         self._port = port
@@ -388,6 +393,12 @@ class TrackerClient:
         if self.connected:
             self._write(self._heartbeat())  # drained by the next heartbeat
 
+    def request_punch(self, peer_id: str) -> None:
+        """Ask the tracker for a hole punch with ``peer_id`` (answered by PunchStart to
+        ``on_punch``, or refused with an Error); nothing happens while disconnected."""
+        if self.connected:
+            self._write(PunchRequest(peer_id))
+
     async def close(self) -> None:
         """Release the lock if held, say Bye and close. Safe to call at any time."""
         if self._closed:
@@ -484,6 +495,8 @@ class TrackerClient:
             self._granted(message)
         elif isinstance(message, StreamDenied):
             self._answer_claim(message)
+        elif isinstance(message, PunchStart):
+            _call(self._on_punch, message)
         elif isinstance(message, Error):
             log.warning("tracker error %d: %s", message.code, message.reason)
         # Pong and unknown kinds: hearing them is all that matters (liveness).

@@ -984,7 +984,10 @@ class TreeState:
         return [Send(self._parent.id, LayerDemand(layer=demand, auto=auto))]
 
     def _report(self) -> list[Action]:
-        report = Report(depth=self.depth, free_slots=max(0, self.fanout - len(self._children)),
+        # A peer nobody can dial still reports the slots a reversal or a hole punch can
+        # fill (joiners only dial listed peers the tracker found reachable).
+        report = Report(depth=self.depth,
+                        free_slots=max(0, self._full_fanout - len(self._children)),
                         parent_id=self.parent_id,
                         layer=None if self._root or self._layer == limits.NO_VIDEO
                         else self._layer,
