@@ -224,6 +224,11 @@ def read_demand(meta: Meta, key: str = "layer") -> int:
     return read_layer(meta, key)
 
 
+def read_sound_demand(meta: Meta, key: str = "snd") -> bool:
+    """Whether a subtree wants sound; absent (a peer that predates the field): True."""
+    return True if meta.get(key) is None else read_bool(meta, key)
+
+
 def read_opt_layer(meta: Meta, key: str = "layer") -> int | None:
     """Like ``read_layer``, but a missing or null field is None."""
     return None if meta.get(key) is None else read_layer(meta, key)

@@ -32,6 +32,7 @@ from protocol.fields import (
     read_opt_layer,
     read_opt_port,
     read_opt_str,
+    read_sound_demand,
     read_str,
     read_versions,
 )
@@ -171,15 +172,18 @@ class Hello(_Base):
 
 @dataclass(frozen=True, slots=True)
 class JoinRequest(_Base):
-    """Ask to become a child; ``layer`` is the height this subtree needs."""
+    """Ask to become a child; ``layer`` is the height this subtree needs, ``sound``
+    whether anyone in it plays, records or relays sound (see LayerDemand)."""
 
     KIND: ClassVar[MessageType] = MessageType.JOIN_REQUEST
     layer: int
     listen_host: str | None = None
     listen_port: int | None = None
+    sound: bool = True
 
     def to_meta(self) -> Meta:
-        return {"layer": self.layer, "host": self.listen_host, "port": self.listen_port}
+        return {"layer": self.layer, "host": self.listen_host, "port": self.listen_port,
+                "snd": self.sound}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> JoinRequest:
@@ -187,6 +191,7 @@ class JoinRequest(_Base):
             layer=read_demand(meta),
             listen_host=read_opt_str(meta, "host", limits.MAX_HOST_CHARS),
             listen_port=read_opt_port(meta),
+            sound=read_sound_demand(meta),
         )
 
 
@@ -538,21 +543,26 @@ class FramePart(_Base):
 
 @dataclass(frozen=True, slots=True)
 class LayerDemand(_Base):
-    """The largest layer my subtree needs from you (max of mine and my children's)."""
+    """The largest layer my subtree needs from you (max of mine and my children's),
+    and whether it wants sound."""
 
     KIND: ClassVar[MessageType] = MessageType.LAYER_DEMAND
     layer: int
     # The subtree takes less than ``layer`` when the path cannot carry it (the
     # viewer chose "auto"): the parent picks from the child's send backlog.
     auto: bool = False
+    # Someone in the subtree plays, records or relays sound to one who does. A subtree
+    # of silent viewers (headless, not recording) gets none: 50 packets a second it
+    # would only count. A peer that predates the field asks for sound (absent: True).
+    sound: bool = True
 
     def to_meta(self) -> Meta:
-        return {"layer": self.layer, "auto": self.auto}
+        return {"layer": self.layer, "auto": self.auto, "snd": self.sound}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> LayerDemand:
         auto = False if meta.get("auto") is None else read_bool(meta, "auto")
-        return cls(layer=read_demand(meta), auto=auto)
+        return cls(layer=read_demand(meta), auto=auto, sound=read_sound_demand(meta))
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,7 @@ SAMPLES = [
     JoinRequest(720),
     JoinRequest(0),  # NO_VIDEO: chat and control only
     JoinRequest(1080, listen_host="10.0.0.2", listen_port=7001),
+    JoinRequest(360, sound=False),
     Accept(PATH, epoch=3, source_width=1920, source_height=1080),
     Accept(PATH[:1], epoch=0),
     Accept(PATH, epoch=3, source_width=1280, source_height=720, codec="h264"),
@@ -90,6 +91,7 @@ SAMPLES = [
     LayerDemand(480),
     LayerDemand(0),
     LayerDemand(1080, auto=True),
+    LayerDemand(720, sound=False),  # a subtree of silent viewers: no sound
     Chat("p1:1", "p1", "Pete", 99.25, "hello\nworld ✓"),
     ChatHave(("p1:1", "p2:7")),
     ChatHave(()),
@@ -353,6 +355,9 @@ def test_exact_error_messages() -> None:
         (MessageType.KEYFRAME_REQUEST, {"layer": 0}, "field 'layer': 0 is not one of"),
         (MessageType.LAYER_DEMAND, {"layer": 0.0}, "field 'layer': expected an integer"),
         (MessageType.LAYER_DEMAND, {"layer": False}, "field 'layer': expected an integer"),
+        (MessageType.LAYER_DEMAND, {"layer": 360, "snd": 0}, "field 'snd': expected a boolean"),
+        (MessageType.JOIN_REQUEST, {"layer": 360, "snd": "no"},
+         "field 'snd': expected a boolean"),
         (MessageType.HEARTBEAT, {"free": True}, "field 'free': expected an integer"),
         (MessageType.HEARTBEAT, {"free": -1}, "field 'free': -1 outside [0, 1024]"),
         (MessageType.ROOM_QUERY, {"room": ""}, "field 'room': empty"),

@@ -473,3 +473,78 @@ def test_a_no_video_peer_that_starts_watching_expects_video_again() -> None:
     assert peer.tree.counters.silent_parents == 0
     net.run_until(net.now + 1.0)
     assert peer.tree.counters.silent_parents == 1
+
+
+def _sound_at_parent(net: SimNet, peer: Peer) -> bool:
+    """Whether ``peer``'s parent sends it sound (its subtree asked for it)."""
+    parent = net.parent_of(peer)
+    assert parent is not None
+    [link] = [c for c in parent.tree.children if parent.tree.peer_of(c)[0] == peer.id]
+    return parent.tree.child_wants_sound(link)
+
+
+def test_sound_demand_flows_up_only_from_subtrees_that_play_or_record() -> None:
+    """Issue 10 (scale): a subtree of silent viewers gets no sound; one listener below
+    a silent relay makes the relay ask for it, and the ask ends when it goes."""
+    net = SimNet(timing=TIMING, latency_s=RTT_S / 2, seed=3)
+    root = net.add_peer("root", fanout=1)  # one child: the rest goes below the relay
+    net.make_root(root)
+    relay = net.add_peer("relay", fanout=2)
+    net.apply(relay, relay.tree.set_sound(False, net.now))
+    net.apply(relay, relay.tree.set_streamer("root", 1, net.now))
+    net.run_until(1.0)
+    assert net.parent_of(relay) is root and not relay.tree.sound_demand()
+    assert not _sound_at_parent(net, relay)
+    silent = net.add_peer("silent", fanout=0)
+    net.apply(silent, silent.tree.set_sound(False, net.now))
+    net.apply(silent, silent.tree.set_streamer("root", 1, net.now))
+    net.run_until(2.0)
+    assert net.parent_of(silent) is relay
+    assert not _sound_at_parent(net, silent) and not _sound_at_parent(net, relay)
+    listener = net.add_peer("listener", fanout=0)  # plays: the default
+    net.apply(listener, listener.tree.set_streamer("root", 1, net.now))
+    net.run_until(3.0)
+    assert net.parent_of(listener) is relay
+    # The relay forwards to the one who listens, not to its silent sibling...
+    assert _sound_at_parent(net, listener) and not _sound_at_parent(net, silent)
+    assert _sound_at_parent(net, relay)  # ...and asked the root for it.
+    # It stops playing: nobody below the root wants sound any more.
+    net.apply(listener, listener.tree.set_sound(False, net.now))
+    net.run_until(3.2)
+    assert not _sound_at_parent(net, listener) and not _sound_at_parent(net, relay)
+    net.apply(listener, listener.tree.set_sound(True, net.now))
+    net.run_until(3.4)
+    assert _sound_at_parent(net, relay)
+    net.leave(listener)
+    net.run_until(4.0)
+    assert not _sound_at_parent(net, relay)  # and back off when it left
+
+
+def test_sound_demand_travels_with_the_join_and_an_older_peer_gets_sound() -> None:
+    tree = _tree("me", [Candidate("p", "p", "10.0.0.5", 5000, 0, 1)])
+    tree.set_sound(False, 0.0)
+    tree.set_streamer("p", 1, 0.0)
+    join = _sent(tree.connected(1, 0.02))[1]
+    assert isinstance(join, JoinRequest) and join.sound is False
+    _hello(tree, 1, "p")
+    actions = tree.receive(1, Accept(path=(PathEntry("p", "p"),), epoch=1), 0.05)
+    assert LayerDemand(layer=720, sound=False) in _sent(actions)
+    # A child that predates the flag (no "snd" on the wire) asks for sound.
+    child = tree.inbound(0.1, "10.0.0.7")
+    _hello(tree, child, "old")
+    old_join = JoinRequest.from_meta({"layer": 480, "host": None, "port": None}, b"")
+    assert old_join.sound is True
+    assert LayerDemand(layer=720, sound=True) in _sent(tree.receive(child, old_join, 0.1))
+    assert tree.child_wants_sound(child)
+    # A child whose subtree watches nothing gets no sound, whatever it asked.
+    assert LayerDemand(layer=720, sound=False) in _sent(
+        tree.receive(child, LayerDemand(layer=NO_VIDEO, sound=True), 0.2))
+    assert not tree.child_wants_sound(child)
+    # A sound-only change is no layer change for the relay.
+    tree.receive(child, LayerDemand(layer=480, sound=True), 0.3)
+    changed = tree.receive(child, LayerDemand(layer=480, sound=False), 0.4)
+    assert not any(isinstance(a, act.ChildLayerChanged) for a in changed)
+    assert LayerDemand(layer=720, sound=False) in _sent(changed)
+    assert not tree.child_wants_sound(child)
+    # Not a child (our parent's link, an unknown id): no sound goes there.
+    assert not tree.child_wants_sound(1) and not tree.child_wants_sound(99)

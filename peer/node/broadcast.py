@@ -135,7 +135,7 @@ class Broadcast:
             raise self._fatal(exc) from None
         self._audio.start_stream(
             sound, loop_source=getattr(source, "loop", False),
-            children=lambda: self._links.sound_children(self._relay),
+            children=self._links.sound_children,
             epoch=lambda: self._tree.epoch, sign=self._signer.audio)
         try:
             epoch = await directory.claim()

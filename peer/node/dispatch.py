@@ -73,7 +73,7 @@ class MessageDispatch:
             # untouched to every child, then counts, records and plays it.
             if link_id == tree.parent and tree.is_live_epoch(message.epoch) \
                     and self._intake.guard.audio(message):  # signed by the streamer
-                self._audio.received(message, self._links.sound_children(self._relay))
+                self._audio.received(message, self._links.sound_children())
         elif isinstance(message, Ping):
             link.send(Pong(t0=message.t0, t1=time.time(), t2=time.time(),
                            root_offset=self._links.root_offset()))

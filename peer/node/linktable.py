@@ -12,7 +12,6 @@ import logging
 from collections.abc import Iterator
 
 from peer.node.link import PeerLink
-from peer.node.relay import Relay
 from peer.node.tree.state import TreeState
 from protocol import Bye, ErrorCode, Message, limits
 
@@ -60,10 +59,11 @@ class LinkTable:
     def children(self) -> list[PeerLink]:
         return [self._links[c] for c in self._tree.children if c in self._links]
 
-    def sound_children(self, relay: Relay) -> list[PeerLink]:
-        """The children that get sound: not those whose subtree watches nothing
-        (``NO_VIDEO``: chat and control only)."""
-        return [link for link in self.children if relay.wants_media(self._ids[link])]
+    def sound_children(self) -> list[PeerLink]:
+        """The children whose subtree asked for sound and watches (the tree's demand:
+        a subtree of silent viewers, or one that asked for ``NO_VIDEO``, gets none)."""
+        return [link for link in self.children
+                if self._tree.child_wants_sound(self._ids[link])]
 
     def neighbours(self, but: PeerLink | None = None) -> list[PeerLink]:
         """Parent and children, open, except ``but`` (chat travels on these)."""

@@ -209,6 +209,7 @@ class Node:
         loop = asyncio.get_running_loop()
         self._driver.start(loop)
         self._display.start(loop)
+        self._driver.apply(self.tree.set_sound(self._audio.listening(recording=False), now()))
         try:
             self._audio.open_output(loop)
             if cfg.record_path:
@@ -305,6 +306,8 @@ class Node:
         """
         await self._display.set_recording(path, self.tree.stream.fps,
                                           audio=self.config.audio.enabled)
+        self._driver.apply(self.tree.set_sound(self._audio.listening(
+            recording=self._display.recording is not None), now()))
 
     async def send_chat(self, text: str) -> None:
         """Send a chat line to the whole room (ValueError when empty or too long)."""

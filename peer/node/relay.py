@@ -33,7 +33,7 @@ A relay that received layer L therefore:
 
 A child whose subtree asked for ``NO_VIDEO`` (nobody there watches: a streamer still
 choosing its source) gets no video at all, and no layer is made for it; its link
-still carries chat and control (and the node sends it no sound either).
+still carries chat and control (and no sound either: ``TreeState.child_wants_sound``).
 
 Keyframe requests are served by ``KeyframeThrottle`` (at most one forced keyframe per
 layer per interval) at whoever produces the layer; requests to the parent are sent at
@@ -195,12 +195,6 @@ class Relay:
         """The layer a child currently receives (None while it waits for a keyframe)."""
         child = self._children.get(key)
         return None if child is None else child.gate.layer
-
-    def wants_media(self, key: Hashable) -> bool:
-        """Whether a child gets media (video and sound) at all: False when its subtree
-        asked for ``NO_VIDEO`` (chat and control only)."""
-        child = self._children.get(key)
-        return child is not None and child.watching
 
     def child_stats(self) -> list[tuple[int | None, int, int]]:
         """(layer received, frames sent, frames dropped) of every child."""

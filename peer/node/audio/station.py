@@ -271,6 +271,14 @@ class AudioStation:
         elif source is not None:
             source.close()  # never started: nobody else will close it
 
+    def listening(self, *, recording: bool) -> bool:
+        """Whether this peer uses received sound itself: it plays it, or records it
+        (``recording``: a recording is open). A peer that does neither asks its parent
+        for none (only what its children ask for), so it never pays for 50 packets a
+        second it would only count."""
+        cfg = self.config
+        return cfg.enabled and (cfg.play or recording)
+
     @property
     def sending(self) -> bool:
         return self._capture is not None

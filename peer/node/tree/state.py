@@ -32,7 +32,9 @@ Demand. A child's LayerDemand (and its JoinRequest) says what its subtree needs;
 ask our parent for max(own layer, children's layers) whenever that changes. A layer of
 ``NO_VIDEO`` (0) asks for nothing (a streamer still choosing its source): a subtree
 of such peers gets chat and control only, yet one child wanting 720p makes us ask for
-720p whatever our own choice.
+720p whatever our own choice. Sound is asked for the same way, as a flag: a subtree
+wants it when its peer plays or records it (``wants_sound``) or one of its children's
+subtrees wants it; a subtree of silent viewers gets none (``child_wants_sound``).
 
 Repair. When the parent goes (EOF, silence past ``link_timeout``, a Bye) we keep our
 children and start a round preferring the Bye's hints, then our grandparent. A Bye
@@ -180,6 +182,7 @@ class _Link:
     peer_id: str | None = None
     name: str = "?"
     layer: int = 0  # a child's demand
+    sound: bool = True  # a child's subtree wants sound
     auto: bool = False  # a child's subtree takes less when its path cannot carry it
     listen: tuple[str, int] | None = None  # a child's listen address
     deadline: float | None = None  # when a pending link is closed unless it moved on
@@ -262,7 +265,10 @@ class TreeState:
         self._video_paused = False
         self._video_timeout = timing.video_timeout_s
         self._stopping = False
-        self._demand_sent: tuple[int, bool] | None = None
+        self._demand_sent: tuple[int, bool, bool] | None = None
+        # Whether this peer itself plays or records sound (the driver says, see
+        # ``set_sound``); what we ask for is that or any child's subtree's wish.
+        self._sound = True
         # We watch on "auto": our parent may send us less than our layer.
         self.auto = False
         self._preferred: list[Candidate] = []
@@ -395,6 +401,23 @@ class TreeState:
         """What our subtree needs from our parent: max(own layer, children's)."""
         return self.clamp(max([self._layer] + [c.layer for c in self._children]))
 
+    @property
+    def wants_sound(self) -> bool:
+        """Whether this peer itself plays or records sound."""
+        return self._sound
+
+    def sound_demand(self) -> bool:
+        """Whether our subtree wants sound from our parent: ours or any child's."""
+        return self._sound or any(c.sound and c.layer != limits.NO_VIDEO
+                                  for c in self._children)
+
+    def child_wants_sound(self, link: LinkId) -> bool:
+        """Whether a child gets sound: its subtree asked for it and watches (a subtree
+        that asked for ``NO_VIDEO`` gets chat and control only)."""
+        child = self._links.get(link)
+        return child is not None and child.role is Role.CHILD and child.sound \
+            and child.layer != limits.NO_VIDEO
+
     def leave_hints(self) -> tuple[Candidate, ...]:
         """Where our children should go when we leave: our parent first."""
         hints: list[Candidate] = []
@@ -430,7 +453,8 @@ class TreeState:
         host, port = self._room.advertised()
         return [Send(link.id, self._hello()),
                 Send(link.id, JoinRequest(layer=self.demand(), listen_host=host,
-                                          listen_port=port))]
+                                          listen_port=port,
+                                          sound=self.sound_demand()))]
 
     def heard(self, link_id: LinkId, now: float) -> None:
         """Anything arrived on ``link`` (call it for every message, video included)."""
@@ -484,6 +508,12 @@ class TreeState:
         self._layer = layer
         self.auto = auto
         return self._update_demand() + self._report()
+
+    def set_sound(self, wanted: bool, now: float) -> list[Action]:
+        """Whether this peer itself plays or records sound (it started or stopped
+        playing, a recording began or ended); demand follows upstream at once."""
+        self._sound = wanted
+        return self._update_demand()
 
     def set_reachable(self, reachable: bool, fanout: int, now: float) -> list[Action]:
         """Change how many children we take (0 for a peer nobody can dial)."""
@@ -687,6 +717,7 @@ class TreeState:
             link.deadline = None
             self._offering.discard(link.id)
             link.layer = request.layer
+            link.sound = request.sound
             host = request.listen_host
             if not host or host in _WILDCARD_HOSTS:
                 host = link.remote_host
@@ -807,11 +838,13 @@ class TreeState:
     def _on_layer_demand(self, link: _Link, demand: LayerDemand, now: float) -> list[Action]:
         if link.role is not Role.CHILD:
             return []
-        if (link.layer, link.auto) == (demand.layer, demand.auto):
+        if (link.layer, link.auto, link.sound) == (demand.layer, demand.auto, demand.sound):
             return []
-        link.layer, link.auto = demand.layer, demand.auto
-        return [ChildLayerChanged(link.id, self.clamp(demand.layer), demand.auto),
-                *self._update_demand()]
+        layer_changed = (link.layer, link.auto) != (demand.layer, demand.auto)
+        link.layer, link.auto, link.sound = demand.layer, demand.auto, demand.sound
+        changed: list[Action] = [ChildLayerChanged(link.id, self.clamp(demand.layer),
+                                                   demand.auto)] if layer_changed else []
+        return changed + self._update_demand()
 
     def _on_bye(self, link: _Link, bye: Bye, now: float) -> list[Action]:
         if link is self._parent and bye.candidates:
@@ -907,7 +940,8 @@ class TreeState:
         link.deadline = now + self.timing.connect_timeout_s
         host, port = self._room.advertised()
         return [Send(link.id, JoinRequest(layer=self.demand(), listen_host=host,
-                                          listen_port=port))]
+                                          listen_port=port,
+                                          sound=self.sound_demand()))]
 
     def _consider_moving(self, now: float) -> list[Action]:
         """Dial a free place at least MOVE_GAIN levels closer to the root, if the room
@@ -971,17 +1005,19 @@ class TreeState:
         return tuple(cands[: limits.MAX_CANDIDATES])
 
     def _update_demand(self) -> list[Action]:
-        """Ask the parent for max(own layer, children's layers) when that changes."""
+        """Ask the parent for max(own layer, children's layers), and for sound when
+        anyone below wants it, when that changes."""
         if self._parent is None:
             return []
         demand = self.demand()
         # The subtree takes less only when every viewer in it does: a child that asked
         # for a fixed layer gets it whatever our own choice.
         auto = self.auto and all(c.auto for c in self._children)
-        if (demand, auto) == self._demand_sent:
+        sound = self.sound_demand()
+        if (demand, auto, sound) == self._demand_sent:
             return []
-        self._demand_sent = (demand, auto)
-        return [Send(self._parent.id, LayerDemand(layer=demand, auto=auto))]
+        self._demand_sent = (demand, auto, sound)
+        return [Send(self._parent.id, LayerDemand(layer=demand, auto=auto, sound=sound))]
 
     def _report(self) -> list[Action]:
         # A peer nobody can dial still reports the slots a reversal or a hole punch can
