@@ -126,6 +126,7 @@ class Counters:
     joins: list[float] = field(default_factory=list)
     repairs: list[float] = field(default_factory=list)
     receiving: list[float] = field(default_factory=list)
+    depth_max: list[int] = field(default_factory=list)  # per steady 1-s sample
     departures: int = 0
 
 
@@ -140,7 +141,7 @@ class Sim:
                           on_report=self._on_report)
         most = min(100_000, 10 * args.peers + 100)  # churn adds peers; no limit should bite
         self.tracker = TrackerState(TrackerConfig(
-            max_connections=most, max_peers_per_room=most))
+            max_connections=most, max_peers_per_room=most), rng=random.Random(args.seed))
         self.members: dict[str, Member] = {}
         self.by_conn: dict[int, Member] = {}
         self.counters = Counters()
@@ -349,6 +350,9 @@ class Sim:
     def run(self) -> dict[str, Any]:
         a = self.args
         net = self.net
+        # The node's candidate order shuffles ties with the module's generator: seeded,
+        # a run is repeatable.
+        random.seed(a.seed)
         wall0 = time.perf_counter()
         cpu0 = time.process_time()
         root_member = self.start_peer(root=True)
@@ -399,6 +403,8 @@ class Sim:
                 if viewers:
                     receiving = net.receiving(self.root) & viewers
                     self.counters.receiving.append(len(receiving) / len(viewers))
+                self.counters.depth_max.append(max(
+                    (m.peer.tree.depth or 0 for m in alive if m.peer.healthy), default=0))
             second += 1.0
         if marks is not None:
             c = self.counters
@@ -430,6 +436,10 @@ class Sim:
             "fanout_k": k, "mean_children_of_relays": _r(statistics.fmean(fanouts)
                                                          if fanouts else 0.0),
             "depth_max": max(depths, default=0),
+            # The deepest peer of any one-second sample in steady state (a repair may
+            # put a subtree deep for the few seconds until its peers move up).
+            "depth_max_steady_worst": max(c.depth_max, default=None),
+            "depth_max_steady_p50": _pct([float(d) for d in c.depth_max], 50),
             "depth_mean": _r(statistics.fmean(depths) if depths else 0.0),
             "depth_bound": math.ceil(math.log(max(n, 2), max(k, 2))) + 2,
             "join_s_p50": _pct(c.joins, 50), "join_s_p95": _pct(c.joins, 95),

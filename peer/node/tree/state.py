@@ -52,7 +52,13 @@ Moving up. A repaired subtree lands wherever there was room, often deep. Every
 ``MOVE_CHECK_S`` an attached peer looks at the room's candidates; when one with a
 free slot is at least ``MOVE_GAIN`` levels closer to the root (and not in our
 subtree), it dials it while keeping its parent, and only on Accept (whose path is
-checked as for any join) switches: make before break, so video keeps flowing.
+checked as for any join) switches: make before break, so video keeps flowing. A
+peer whose depth grows by ``MOVE_GAIN`` or more (a repair moved an ancestor's subtree
+to the bottom of the tree) looks at once instead of at its next check: in a room of
+thousands an ancestor's repair can add a whole subtree's height to everyone below it.
+A move refused with a Redirect follows it while the level named is still worth it
+(listed free places are often taken by the time we dial); a refused place is not
+dialled for a move again for a while, and the refusals per while are bounded.
 
 Fencing. ``epoch`` is the newest stream epoch accepted; the directory decides what is
 live (tracker epochs only grow; on a LAN the tie-break winner may hold a lower one).
@@ -122,6 +128,14 @@ AVOID_LOST_PARENT_S = 5.0
 # the tree; moving up later keeps the depth near log_k N under churn).
 MOVE_CHECK_S = 5.0
 MOVE_GAIN = 2
+# A place that refused a move (full by now, gone, silent) is not dialled for a move
+# again for this long (the room may list it as free until its next refresh), and the
+# next best place is tried this soon: one stale entry does not cost a whole check.
+MOVE_REFUSED_S = 20.0
+MOVE_RETRY_S = 0.5
+# At most this many refused moves within MOVE_REFUSED_S (a hostile redirector cannot
+# keep us dialling).
+MOVE_MAX_REFUSED = 64
 
 
 class RoomView(Protocol):
@@ -277,6 +291,7 @@ class TreeState:
         self._joining: _Link | None = None
         self._moving = False  # the join in flight is a move of an attached peer
         self._next_move_check = now + MOVE_CHECK_S
+        self._move_refused: dict[str, float] = {}  # peer id -> until when
         self._retry_at: float | None = None
         self._retry_n = 0
         self._next_ping = now + timing.ping_interval_s
@@ -830,10 +845,16 @@ class TreeState:
         if link is not self._joining:
             return []
         self.counters.redirects += 1
-        if self._round is not None and not self._moving:
+        moving = self._moving
+        if self._round is not None and not moving:
             # Depth first: a full peer's children are the nearest free slots we know.
             self._round.queue[:0] = list(redirect.candidates)
-        return self._close(link, "redirected", now, Bye(reason="redirected"))
+        actions = self._close(link, "redirected", now, Bye(reason="redirected"))
+        if moving:
+            # The same for a move, while a level the redirect names is still worth it:
+            # the places the room listed as free are often taken by the time we dial.
+            actions += self._consider_moving(now, redirect.candidates)
+        return actions
 
     def _on_layer_demand(self, link: _Link, demand: LayerDemand, now: float) -> list[Action]:
         if link.role is not Role.CHILD:
@@ -943,17 +964,22 @@ class TreeState:
                                           listen_port=port,
                                           sound=self.sound_demand()))]
 
-    def _consider_moving(self, now: float) -> list[Action]:
+    def _consider_moving(self, now: float,
+                         candidates: Iterable[Candidate] | None = None) -> list[Action]:
         """Dial a free place at least MOVE_GAIN levels closer to the root, if the room
-        lists one (we stay attached meanwhile)."""
+        lists one (or ``candidates``, a Redirect's, do); we stay attached meanwhile."""
         if self._parent is None or self._root or self._stopping or self._joining:
             return []
         depth = len(self._path)
+        self._move_refused = {k: t for k, t in self._move_refused.items() if t > now}
+        if len(self._move_refused) >= MOVE_MAX_REFUSED:
+            return []
         excluded = self._subtree() | {self.peer_id, self._parent.peer_id or ""}
         best: Candidate | None = None
-        for candidate in self._room.candidates():
+        for candidate in self._room.candidates() if candidates is None else candidates:
             if candidate.free_slots > 0 and candidate.depth + 1 + MOVE_GAIN <= depth \
                     and candidate.id not in excluded \
+                    and candidate.id not in self._move_refused \
                     and (best is None or candidate.depth < best.depth):
                 best = candidate
         if best is None:
@@ -977,6 +1003,9 @@ class TreeState:
                 return []
             return self._close(self._parent, "loop detected", now,
                                Bye(reason="loop detected", code=int(ErrorCode.LOOP)))
+        if self._path and len(path) >= len(self._path) + MOVE_GAIN:
+            # Moved down a lot (an ancestor re-attached deep): look for a place now.
+            self._next_move_check = min(self._next_move_check, now)
         self._path = path
         update = PathUpdate(path=self._own_path())
         actions: list[Action] = [Send(c.id, update) for c in self._children]
@@ -1055,6 +1084,10 @@ class TreeState:
         actions: list[Action] = []
         self._offering.discard(link.id)
         if link is self._joining:
+            if self._moving and link.candidate is not None:
+                # A move refused (Redirect), failed or timed out: the next place soon.
+                self._move_refused[link.candidate.id] = now + MOVE_REFUSED_S
+                self._next_move_check = min(self._next_move_check, now + MOVE_RETRY_S)
             self._joining = None
             self._moving = False
             return actions + self._pump_join(now)
