@@ -282,6 +282,35 @@ def main(argv: list[str] | None = None) -> int:
             wait_until("paused", lambda: paused_view.video.overlay() == "Paused", timeout=30)
             shoot(ivy, "viewer-paused.png")
 
+            # 7. A private room: Jo streams behind a passphrase (--secret); Kim types
+            # the room's name and passphrase in the app and watches; Lea mistypes it
+            # and is told that nobody there has hers.
+            peers.append(headless_peer(
+                "Jo", tracker, 720, room="book club",
+                extra=("--test-pattern", "1280x720", "--fps", "15", "--no-audio",
+                       "--secret", "tea and biscuits")))
+            kim = window("Kim", tracker, room="book club")
+            kim.start_screen.passphrase_edit.setText("tea and biscuits")
+            wait_until("private room status",
+                       lambda: "Private room" in kim.start_screen.status_label.text())
+            shoot(kim, "start-private.png")
+            kim.start_screen.join_button.click()  # the passphrase is stretched first
+            wait_until("Kim's session", lambda: kim.view is not None)
+            private_view = kim.view
+            assert isinstance(private_view, ViewerView)
+            wait_until("Jo's video", lambda: private_view.video.frames_shown > 10, timeout=60)
+            pump(3.0)
+            shoot(kim, "viewer-private.png")
+            lea = window("Lea", tracker, room="book club")
+            lea.start_screen.passphrase_edit.setText("coffee and cake")
+            lea.start_screen.join_button.click()
+            wait_until("Lea's session", lambda: lea.view is not None)
+            alone_view = lea.view
+            assert alone_view is not None
+            wait_until("the advice", lambda: "Nobody else" in alone_view.banner.text(),
+                       timeout=30)
+            shoot(lea, "viewer-private-alone.png")
+
             lost = window("Gus", ("127.0.0.1", 1))
             lost.start_screen.join_button.click()
             lost_view = lost.view

@@ -55,9 +55,8 @@ LAN_NOTHING = "No sessions on this network yet. Type a room name and start one."
 # Long enough for any passphrase anyone types or pastes; bounds what we stretch.
 MAX_PASSPHRASE_CHARS = 256
 PASSPHRASE_HINT = (
-    "Optional. With a passphrase the room is private: only people who type the same "
-    "room name and passphrase can join, see who is there, chat or watch. The tracker "
-    "never sees it. Not saved: type it each time.")
+    "A private room: only people with the same room name and passphrase can join, "
+    "chat or watch. The tracker never sees it. Not saved: type it each time.")
 PASSPHRASE_TIP = (
     "Leave empty for a public room anyone can join.\n"
     "With a passphrase, only people who type the same room name and passphrase can "

@@ -62,7 +62,7 @@ def test_the_field_is_there_masked_and_can_be_shown(qtbot, screen) -> None:
     # The hint says what it does, that the tracker never sees it, and that it is
     # not kept.
     hint = screen.passphrase_hint.text()
-    assert "same room name and passphrase" in hint
+    assert "same room name and passphrase can join" in hint
     assert "tracker never sees it" in hint and "Not saved" in hint
     qtbot.keyClicks(edit, "s3cret")
     screen.show_passphrase.click()
