@@ -16,12 +16,13 @@ must time them out; the process is killed 15 s later). Upload capacity sets each
 peer's fan-out: ``floor(upload / bitrate)``, at most ``--max-children``.
 
 Prints one JSON object (and writes it to bench/results/sim_<peers>.json):
-depth (max, mean, the bound ceil(log_k N) + 2), join time p50/p95 (start to first
-Accept), repair time p50/p95/max (a parent's departure to its orphan's re-attach),
-tracker messages and bytes per peer per second (both directions), tree control
-bytes per peer per second (pings included), fraction receiving at steady state (the
-mean over one-second samples after the join window of peers whose chain of parents
-reaches the root through live links), and the wall time.
+depth (max and mean at the end, the deepest peer of each one-second sample in steady
+state: worst, median and how often above the bound ceil(log_k N) + 2), join time
+p50/p95 (start to first Accept), repair time p50/p95/max (a parent's departure to
+its orphan's re-attach), tracker messages and bytes per peer per second (both
+directions), tree control bytes per peer per second (pings included), fraction
+receiving at steady state (the mean over one-second samples after the join window of
+peers whose chain of parents reaches the root through live links), and the wall time.
 """
 
 from __future__ import annotations
@@ -440,6 +441,7 @@ class Sim:
             [p.tree.fanout for p in attached if p.tree.fanout > 0] or [2])))
         k = min(k, int(a.upload_mbps // a.bitrate_mbps)) if a.upload_spread == 0 else k
         n = len(attached) + 1
+        bound = math.ceil(math.log(max(n, 2), max(k, 2))) + 2
         control = sum(m.peer.control_bytes for m in self.members.values())
         ps = max(c.peer_seconds, 1.0)
         sps = max(c.steady_peer_seconds, 1.0)
@@ -454,8 +456,10 @@ class Sim:
             # put a subtree deep for the few seconds until its peers move up).
             "depth_max_steady_worst": max(c.depth_max, default=None),
             "depth_max_steady_p50": _pct([float(d) for d in c.depth_max], 50),
+            "depth_over_bound_fraction": _r(sum(d > bound for d in c.depth_max)
+                                            / len(c.depth_max), 3) if c.depth_max else None,
             "depth_mean": _r(statistics.fmean(depths) if depths else 0.0),
-            "depth_bound": math.ceil(math.log(max(n, 2), max(k, 2))) + 2,
+            "depth_bound": bound,
             "join_s_p50": _pct(c.joins, 50), "join_s_p95": _pct(c.joins, 95),
             "repair_s_p50": _pct(c.repairs, 50), "repair_s_p95": _pct(c.repairs, 95),
             "repair_s_max": _r(max(c.repairs, default=0.0)), "repairs": len(c.repairs),
