@@ -518,8 +518,12 @@ def main(argv: list[str] | None = None) -> int:
     # Millions of small, mostly long-lived objects: the cyclic collector's default
     # thresholds made it rescan the whole room thousands of times (15-20 % of the run
     # at 4,000 peers, more the larger the room). Collect rarely instead.
+    thresholds = gc.get_threshold()
     gc.set_threshold(50_000, 20, 100)
-    result = Sim(args).run()
+    try:
+        result = Sim(args).run()
+    finally:
+        gc.set_threshold(*thresholds)
     print(json.dumps(result))
     out = args.out or RESULTS / f"sim_{args.peers}.json"
     os.makedirs(out.parent, exist_ok=True)
