@@ -1003,13 +1003,15 @@ class TreeState:
                 return []
             return self._close(self._parent, "loop detected", now,
                                Bye(reason="loop detected", code=int(ErrorCode.LOOP)))
-        if self._path and len(path) >= len(self._path) + MOVE_GAIN:
-            # Moved down a lot (an ancestor re-attached deep): look for a place now.
-            self._next_move_check = min(self._next_move_check, now)
+        deeper = len(path) - len(self._path) if self._path else 0
         self._path = path
         update = PathUpdate(path=self._own_path())
         actions: list[Action] = [Send(c.id, update) for c in self._children]
-        return actions + self._report()
+        actions += self._report()
+        if deeper >= MOVE_GAIN:
+            # Moved down a lot (an ancestor re-attached deep): look for a place now.
+            actions += self._consider_moving(now)
+        return actions
 
     def _own_path(self) -> tuple[PathEntry, ...]:
         host, port = self._room.advertised()
