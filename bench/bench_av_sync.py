@@ -56,8 +56,16 @@ from tests.support.procs import Peer, wait_for
 FPS = 30
 SIZE = (640, 360)
 OVERLOAD_SIZE = (1280, 720)
+# A patch of noise in the overload clip: H.264 near 800 kbit/s (the moving bar alone
+# encodes to ~100 kbit/s, too thin to overload a link that must still carry the sound).
+OVERLOAD_NOISE = (56, 32)
+# Sound on the wire: 50 packets/s of ~290 bytes with TLS, TCP/IP and Ethernet headers.
+SOUND_WIRE_KBIT = 120
 WARMUP_S = 3.0  # recording time before the steady window starts
 GAP_LIMIT_S = 0.06  # the bound on holes in the recorded sound
+# After the cap, before the overloaded window: the backlog gate measures the new rate
+# and the leaf's playout delay learns the new path's slowest packets.
+OVERLOAD_SETTLE_S = 10.0
 
 
 def _audio(peer: Peer) -> dict[str, Any]:
@@ -167,6 +175,7 @@ def sync_and_kill(clip: Path, workdir: Path, seconds: float, play: str | None
         "leaf_video_latency_ms": _median([e["latency_ms"] for e in steady
                                           if e.get("latency_ms") is not None]),
         "leaf_concealed_steady": _delta(audio_stats, "concealed"),
+        "leaf_paused_steady": _delta(audio_stats, "paused"),
         "leaf_late_steady": _delta(audio_stats, "late"),
         "leaf_audio_loss_pct": _median([a.get("loss_pct", 0.0) for a in audio_stats]),
         "leaf_audio_kbps": _median([a.get("kbps", 0.0) for a in audio_stats]),
@@ -249,7 +258,7 @@ def overload(workdir: Path, seconds: float, play: str | None) -> dict[str, Any] 
     clip = workdir / f"overload-{seconds:g}.mkv"
     if not clip.exists():  # shared by the runs
         write_sync_clip(str(clip), seconds + 30, fps=FPS, width=OVERLOAD_SIZE[0],
-                        height=OVERLOAD_SIZE[1])
+                        height=OVERLOAD_SIZE[1], noise=OVERLOAD_NOISE)
     with Lan(4) as lan, bench_session() as s:
         hosts = dict(zip(("tracker", "streamer", "r1", "r2"), lan.hosts, strict=True))
         ns = {name: ["ip", "netns", "exec", h.netns] for name, h in hosts.items()}
@@ -272,10 +281,12 @@ def overload(workdir: Path, seconds: float, play: str | None) -> dict[str, Any] 
         require(video_kbps is not None and video_kbps > 0, "no video before the cap", s,
                 [leaf])
         assert video_kbps is not None
-        # Below the video (60 % of it), above the sound (~40 kbit/s with framing).
-        cap = max(100, int(video_kbps * 0.6))
+        # Below the video (60 % of it), well above the sound.
+        cap = int(video_kbps * 0.6)
+        require(cap >= 2 * SOUND_WIRE_KBIT, f"the video ({video_kbps:.0f} kbit/s) is too "
+                "thin to overload a link that still carries the sound", s, [leaf])
         cap_upload(hosts["r1"], cap)
-        time.sleep(WARMUP_S)
+        time.sleep(OVERLOAD_SETTLE_S)
         t1 = time.time()
         time.sleep(seconds)
         t2 = time.time()
@@ -298,6 +309,9 @@ def overload(workdir: Path, seconds: float, play: str | None) -> dict[str, Any] 
                                                 if a.get("transit_ms") is not None),
                                                default=None),
             "audio_concealed_capped": _delta(audio, "concealed"),
+            "audio_paused_capped": _delta(audio, "paused"),
+            "audio_silent_blocks_capped": (_delta(audio, "concealed") or 0)
+            + (_delta(audio, "paused") or 0),
             "audio_late_capped": _delta(audio, "late"),
             "audio_skipped_capped": _delta(audio, "skipped"),
             "audio_blocks_capped": round(seconds / 0.02),

@@ -21,13 +21,17 @@ AUDIO_CODECS = {"aac": "fltp", "libmp3lame": "s16p", "libopus": "s16", "ac3": "f
 
 def write_sync_clip(path: str, seconds: float, *, fps: int = 30, width: int = 320,
                     height: int = 240, audio_codec: str | None = "aac",
-                    video_codec: str = "mpeg4") -> None:
+                    video_codec: str = "mpeg4",
+                    noise: tuple[int, int] | None = None) -> None:
     """Write ``seconds`` of grey video (a moving bar) flashing white once a second,
     with a 1 kHz beep starting on each flash frame's time.
 
     Args:
         path: output file; the extension picks the container.
         audio_codec: one of ``AUDIO_CODECS``, or None for a file without sound.
+        noise: (width, height) of a patch of fresh random pixels moving across every
+            frame: it sets the picture's bit rate (the bar alone is nearly free for
+            H.264; 56x32 keeps 720p near 800 kbit/s).
     """
     with av.open(path, "w") as out:
         video = out.add_stream(video_codec, rate=fps)
@@ -41,10 +45,18 @@ def write_sync_clip(path: str, seconds: float, *, fps: int = 30, width: int = 32
             audio.layout = "stereo"
             audio.format = AUDIO_CODECS[audio_codec]
         frames = round(seconds * fps)
+        rng = np.random.default_rng(12)
+        if noise is not None:
+            video.bit_rate = 20_000_000  # keep the noise (it is the point) for the re-encode
         for index in range(frames):
             image = np.full((height, width, 3), 64, np.uint8)
             x = index * 4 % width
             image[:, x: x + 8] = 160
+            if noise is not None:
+                nw, nh = noise
+                nx = index * 6 % max(1, width - nw)
+                image[height // 8: height // 8 + nh, nx: nx + nw] = rng.integers(
+                    0, 256, (nh, nw, 3), dtype=np.uint8)
             if is_flash(index, fps):
                 draw_flash(image)
             frame = av.VideoFrame.from_ndarray(image, format="bgr24")

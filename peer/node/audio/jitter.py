@@ -79,6 +79,9 @@ class JitterCounters:
     skipped: int = 0  # packets held but never played: the clock passed them (a stall)
     overflow: int = 0  # packets pushed out by a full buffer
     bogus: int = 0  # packets with an impossible capture time
+    # Blocks of silence after playing began, other than concealment: the delay grew
+    # (the cursor waits for its packet), the clock stepped back, or the stream stalled.
+    paused: int = 0
 
 
 class JitterBuffer:
@@ -98,6 +101,7 @@ class JitterBuffer:
         self._next_seq: int | None = None  # the cursor: next packet to play
         # The last packet played: where a missing packet's due time is counted from.
         self._ref: tuple[int, float] | None = None
+        self._started = False  # a block of this stream was played
         self.counters = JitterCounters()
 
     @property
@@ -116,6 +120,7 @@ class JitterBuffer:
         self._packets.clear()
         self._next_seq = None
         self._ref = None
+        self._started = False
 
     def push(self, packet: AudioPacket, now: float) -> bool:
         """Take a packet that arrived at ``now`` (streamer's clock).
@@ -146,6 +151,12 @@ class JitterBuffer:
 
     def next_block(self, play_at: float) -> Block:
         """What to play in the 20 ms heard from ``play_at`` (streamer's clock)."""
+        block = self._next_block(play_at)
+        if block.kind is Playout.WAIT and self._started:
+            self.counters.paused += 1
+        return block
+
+    def _next_block(self, play_at: float) -> Block:
         half = FRAME_S / 2
         self._drop_passed(play_at - half)
         if self._next_seq is None or self._ref is None:
@@ -176,6 +187,7 @@ class JitterBuffer:
         del self._packets[packet.seq]
         self._next_seq = packet.seq + 1
         self._ref = (packet.seq, packet.captured_at)
+        self._started = True
         self.counters.played += 1
         return Block(Playout.PLAY, packet)
 

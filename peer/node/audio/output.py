@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -37,6 +38,10 @@ FALLBACK_LATENCY_S: Final = 0.02
 # fraction per block (about a second to settle: drift, not jitter).
 RESYNC_S: Final = 0.08
 FOLLOW_GAIN: Final = 0.02
+# How long ahead of its time a block is asked for is remembered over this many blocks
+# (15 s, as the station remembers transit): sound servers ask in bursts every few
+# periods, and the longest lead counts.
+LEAD_BLOCKS: Final = 750
 
 
 class DeviceClock:
@@ -149,6 +154,11 @@ class DeviceOutput:
         self._player = player
         self._root_offset = root_offset
         self.latency_s = FALLBACK_LATENCY_S
+        # The longest time between asking for a block and hearing it, recently: a packet
+        # must be here that long before its time (the reported latency is only the
+        # device's buffer; a sound server asking for several blocks at once adds more).
+        self.lead_s = FALLBACK_LATENCY_S
+        self._leads: deque[float] = deque(maxlen=LEAD_BLOCKS)  # device thread only
         self._clock = DeviceClock()
         self.blocks = 0
         self.failures = 0
@@ -163,6 +173,7 @@ class DeviceOutput:
             name = "the default audio output" if device is None else f"audio output {device!r}"
             raise MediaError(f"cannot open {name}: {exc}") from exc
         self.latency_s = float(self._stream.latency) or FALLBACK_LATENCY_S
+        self.lead_s = max(self.lead_s, self.latency_s)
 
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         try:
@@ -183,7 +194,10 @@ class DeviceOutput:
         if offset is None or frames != FRAME_SAMPLES:
             outdata.fill(0)
             return
-        outdata[:] = self._player.pull(self._clock.tick(now + ahead + offset))
+        play_at = self._clock.tick(now + ahead + offset)
+        self._leads.append(play_at - (now + offset))
+        self.lead_s = max(self._leads)  # one float: read on the loop without a lock
+        outdata[:] = self._player.pull(play_at)
 
     def close(self) -> None:
         """Stop the stream (idempotent)."""

@@ -15,7 +15,12 @@ The node calls in at a handful of points and keeps no audio logic itself:
   numbers, transit time), recorded, and played.
 
 Playout delay: a packet must arrive before the device asks for it, so the delay is at
-least the slowest transit of the last few seconds plus a margin. To keep lip sync, it
+least the slowest transit of the last 15 s plus how far ahead the device asks for a
+block, plus a margin. Every change is heard (a 20 ms pause when it grows by half a
+block or more, a skip when it shrinks), so it moves seldom: it rises as soon as one
+packet needs more than it gives (before the next one is late), then to 20 ms above
+the need, so that the next slightly slower packet does not move it again; it falls
+only when the need is 40 ms below it. To keep lip sync, it
 is raised to the picture's display delay (``video_shown`` reports it) when the picture
 is slower, but never beyond ``MAX_LIPSYNC_WAIT_S``: when video is late or stalled,
 sound keeps its own pace rather than waiting for it (the offset then shows in the
@@ -54,8 +59,10 @@ JITTER_MARGIN_S: Final = 0.015
 # Sound waits for a slower picture up to this delay; beyond it (an overloaded video
 # path) it plays at its own pace: late video is better than stalled sound.
 MAX_LIPSYNC_WAIT_S: Final = 0.35
-# Samples behind the percentiles: a few seconds of packets / frames.
-TRANSIT_SAMPLES: Final = 150
+# Packets behind the slowest-transit figure: 15 s. A spike (a keyframe on a slow link,
+# a streamer busy for a moment) recurs every few seconds; forgetting it after 3 s made
+# the delay fall between spikes and the next one late (heard as silence).
+TRANSIT_SAMPLES: Final = 750
 VIDEO_SAMPLES: Final = 60
 # A picture report older than this is stale (video stalled or stopped).
 VIDEO_FRESH_S: Final = 1.0
@@ -69,7 +76,11 @@ RESYNC_FRAMES: Final = 5
 # Silence from the parent longer than this (five packets) is a gap worth reporting.
 SOUND_GAP_S: Final = 0.1
 # Every delay change is heard (a pause when it grows, a skip when it shrinks): the
-# delay is re-aimed twice a second and moved only when off by more than this.
+# delay is re-aimed twice a second, set this far above what it needs (a packet a few
+# ms slower than the slowest so far must not move it again: at steady state under a
+# video overload each such rise was a 20 ms pause), and lowered only when it is more
+# than headroom + hysteresis above the need.
+DELAY_HEADROOM_S: Final = 0.02
 DELAY_HYSTERESIS_S: Final = 0.02
 DELAY_UPDATE_PACKETS: Final = 25
 
@@ -330,10 +341,7 @@ class AudioStation:
                 # The recording closed itself (a full disk); its picture side reports it.
                 log.debug("sound not recorded", exc_info=True)
         if self.player is not None and offset is not None:
-            if frame.seq % DELAY_UPDATE_PACKETS == 0:
-                target = self.playout_delay()
-                if abs(target - self.player.jitter.delay_s) > DELAY_HYSTERESIS_S:
-                    self.player.set_delay(target)
+            self._aim(self.player, transit, frame.seq)
             self.player.push(AudioPacket(frame.epoch, frame.seq, frame.captured_at,
                                          frame.opus), now + offset)
 
@@ -387,15 +395,34 @@ class AudioStation:
     def _has_sound(self) -> bool:
         return time.monotonic() - self._last_packet_at < SOUND_FRESH_S
 
+    def _aim(self, player: AudioPlayer, transit: float | None, seq: int) -> None:
+        """Move the playout delay: up at once when this packet needed more than it
+        gives (the next one would be late), else re-aimed twice a second; set
+        ``DELAY_HEADROOM_S`` above the need, lowered only past the hysteresis."""
+        current = player.jitter.delay_s
+        urgent = transit is not None and self._need(transit) > current
+        if not urgent and seq % DELAY_UPDATE_PACKETS:
+            return
+        target = self.playout_delay()
+        if transit is not None:
+            target = max(target, self._need(transit))
+        if target > current or current - target > DELAY_HEADROOM_S + DELAY_HYSTERESIS_S:
+            player.set_delay(target + DELAY_HEADROOM_S)
+
+    def _need(self, transit: float) -> float:
+        """The delay a packet that took ``transit`` needs to be here in time: the
+        device asks for a block ``lead`` before it is heard, and a packet counts as
+        due up to half a block early."""
+        lead = self._output.lead_s if self._output is not None else FRAME_S
+        return transit + lead + FRAME_S / 2 + JITTER_MARGIN_S
+
     def playout_delay(self) -> float:
         """The delay sound is played at (see the module docstring)."""
         need = DEFAULT_DELAY_S
         if len(self._transit) >= 5:
-            # The slowest packet of the last few seconds, not a percentile: on a
-            # congested link the spikes are what would be heard as holes.
-            need = max(self._transit) + JITTER_MARGIN_S + FRAME_S
-            if self._output is not None:
-                need += self._output.latency_s
+            # The slowest packet of the last 15 s, not a percentile: on a congested
+            # link the spikes are what would be heard as holes.
+            need = self._need(max(self._transit))
         video = self._video_delay()
         if video is not None and need < video <= MAX_LIPSYNC_WAIT_S:
             return video
@@ -450,4 +477,5 @@ class AudioStation:
             delay_ms=delay,
             transit_ms=None if transit is None else round(transit * 1000, 1),
             av_offset_ms=offset,
+            paused=counters.paused if counters else 0,
         )

@@ -23,6 +23,8 @@ class AudioStats:
         transit_ms: capture to arrival here, p50.
         av_offset_ms: sound minus picture delay: positive when sound comes after
             the picture. None until both are measured.
+        paused: 20 ms blocks of silence after playing began, not concealment: the
+            delay grew, or the stream stalled (with ``concealed``: every silent block).
     """
 
     sound: bool
@@ -36,3 +38,4 @@ class AudioStats:
     delay_ms: float | None
     transit_ms: float | None
     av_offset_ms: float | None
+    paused: int = 0
