@@ -166,3 +166,15 @@ def test_the_device_clock_counts_blocks_through_jittery_reports() -> None:
     # A real jump (the process stalled 300 ms): followed at once.
     n = len(jitter)
     assert clock.tick(T0 + n * FRAME_S + 0.3) == pytest.approx(T0 + n * FRAME_S + 0.3)
+
+
+def test_silence_after_playing_began_is_counted_but_not_the_wait_before() -> None:
+    jb = JitterBuffer(DELAY)
+    for seq in range(4):
+        jb.push(_packet(seq), now=T0)
+    assert jb.next_block(_slot(0) - FRAME_S).kind is Playout.WAIT  # not started yet
+    assert jb.next_block(_slot(0)).kind is Playout.PLAY
+    jb.delay_s = DELAY + FRAME_S  # the delay grew by a block: one block of silence
+    assert jb.next_block(_slot(1)).kind is Playout.WAIT
+    assert jb.next_block(_slot(2)).packet.seq == 1  # type: ignore[union-attr]
+    assert (jb.counters.paused, jb.counters.concealed) == (1, 0)

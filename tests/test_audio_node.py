@@ -18,6 +18,7 @@ import numpy as np
 
 from peer.node.audio.config import AudioConfig
 from peer.node.audio.opus import ENCODER_DELAY_S, OpusDecoder, OpusEncoder
+from peer.node.audio.station import MAX_LIPSYNC_WAIT_S
 from peer.node.config import NodeConfig, PatternSource, Timing
 from peer.node.directory import StreamerInfo
 from peer.node.events import NodeEvent, ParentLost
@@ -305,39 +306,72 @@ class StreamerDirectory(StandInDirectory):
         return StreamerInfo(self.streamer_id, "me", 1)
 
 
+@dataclasses.dataclass(frozen=True)
+class _SteadySound:
+    """A stretch of stats events that all report one sound delay, and the pictures
+    shown while that delay held."""
+
+    delay_ms: float
+    av_offset_ms: float
+    picture_ages_ms: list[float]
+
+
+def _steady_sound(stats: list[tuple[float, NodeEvent]], shown: list[tuple[float, float]],
+                  pictures: int) -> _SteadySound | None:
+    """The latest stretch of stats with one sound delay (<= the longest a picture waits)
+    that saw ``pictures`` pictures shown, or None while there is none yet.
+
+    A picture counts when it was shown at least ``MAX_LIPSYNC_WAIT_S`` after the
+    stretch began (it was decoded, and its wait chosen, under the same delay). The
+    delay moves when the path's transit does (a loaded machine): pictures shown under
+    another delay are not compared with this one.
+    """
+    events = [(t, e.audio) for t, e in stats if e.KIND == "stats" and e.audio is not None]
+    if not events or events[-1][1].av_offset_ms is None or not events[-1][1].sound:
+        return None
+    end_t, last = events[-1]
+    if last.delay_ms is None or last.delay_ms > MAX_LIPSYNC_WAIT_S * 1000:
+        return None
+    start_t = end_t
+    for t, audio in reversed(events):
+        if audio.delay_ms != last.delay_ms or not audio.sound:
+            break
+        start_t = t
+    ages = [(at - captured) * 1000 for at, captured in list(shown)
+            if start_t + MAX_LIPSYNC_WAIT_S <= at <= end_t]
+    if len(ages) < pictures:
+        return None
+    return _SteadySound(last.delay_ms, last.av_offset_ms, ages)
+
+
 async def test_a_playing_viewer_holds_each_picture_until_its_sound_is_heard(
         pulse_null_sink: str) -> None:
     streamer = await _streamer(AudioConfig())
     shown: list[tuple[float, float]] = []  # (when handed to the display, captured_at)
-    stats: list[NodeEvent] = []
+    stats: list[tuple[float, NodeEvent]] = []  # (when reported, event)
     assert streamer.listen is not None
     port = streamer.listen[1]
     config = NodeConfig(name="viewer", listen_host="127.0.0.1", resolution=360,
                         timing=Timing(link_timeout_s=5.0, stats_interval_s=0.5),
                         audio=AudioConfig(play=True, output_device=pulse_null_sink),
                         tls=False)  # its streamer (above) speaks plaintext
-    viewer = Node(config, stats.append, lambda f: shown.append((time.time(), f.captured_at)),
+    viewer = Node(config, lambda e: stats.append((time.time(), e)),
+                  lambda f: shown.append((time.time(), f.captured_at)),
                   directory_factory=lambda n: StreamerDirectory(port, streamer.peer_id))
     await viewer.start()
     try:
-        def steady() -> dict | None:
-            for event in reversed(stats):
-                if event.KIND == "stats" and event.audio and event.audio.av_offset_ms is not None:
-                    return dataclasses.asdict(event.audio)
-            return None
-
-        async with asyncio.timeout(60):
-            while steady() is None or len(shown) < 3 * FPS:
+        # The stats' av offset is over the last 60 pictures shown: the stretch must
+        # hold that many, all under the delay it reports.
+        async with asyncio.timeout(120):
+            while (steady := _steady_sound(stats, shown, 60)) is None:
                 await asyncio.sleep(0.05)  # waiting for the stats to say so, not timing
-        audio = steady()
-        assert audio is not None and audio["sound"] and audio["delay_ms"] is not None
         # Same machine, same clock: a picture's age when shown is its display delay.
-        ages = sorted((at - captured) * 1000 for at, captured in shown[-2 * int(FPS):])
+        ages = sorted(steady.picture_ages_ms)
         median_age = ages[len(ages) // 2]
         # Held until its sound is heard: well past the ~5 ms it takes to arrive and
         # decode, close to the sound's delay (generous bound: a shared test machine).
-        assert abs(median_age - audio["delay_ms"]) < 45, (median_age, audio)
-        assert abs(audio["av_offset_ms"]) < 45, audio
+        assert abs(median_age - steady.delay_ms) < 45, (median_age, steady)
+        assert abs(steady.av_offset_ms) < 45, steady
     finally:
         await viewer.stop()
         await streamer.stop()
