@@ -15,11 +15,14 @@
    (``AudioStation.received`` with fake child queues, in-process), in microseconds per
    packet.
 5. **Video-only overload** (needs ``ip netns``): streamer, relay and leaf on hosts of
-   their own; the relay's upload (the leaf's only link) is capped with tc tbf below the
-   video bit rate. Sound at the leaf over the overloaded window: loss, late packets,
-   concealed blocks, holes in its recording; video frame rate for contrast.
+   their own; the relay's upload (the leaf's only link) is capped with tc tbf at 60 %
+   of the video bit rate (a 720p clip with a patch of noise: H.264 near 1 Mbit/s).
+   After 10 s to settle, sound at the leaf over the overloaded window: loss, late
+   packets, silent blocks (concealed + paused), transit; video frame rate for contrast.
 
-Run: ``python -m bench.bench_av_sync [--quick] [--seconds 60]``.
+Run: ``python -m bench.bench_av_sync [--quick] [--seconds 60]``; the overload alone,
+three runs of 60 s: ``--phases overload --overload-seconds 60 --overload-runs 3``
+(writes bench/results/av_sync_overload.json).
 Writes bench/results/av_sync.json. Needs pulseaudio for the playout figures (skipped
 without it) and root + iproute2 for the overload (skipped without them).
 """
