@@ -573,3 +573,63 @@ async def test_a_fake_parent_whose_accept_claims_a_huge_epoch_is_never_joined() 
     finally:
         server.close()
         await tree.stop()
+
+
+async def test_a_new_announcement_travels_down_a_tree_that_stays_attached() -> None:
+    """The parent of a relay moves to a new epoch of the same streamer (a resumed
+    stream): it announces it on the open link; the relay believes it, passes it to its
+    child, and both play the new epoch's frames without re-joining."""
+    key = Identity.generate()
+    first = FakeStreamer(epoch=1, identity=key)
+    second = FakeStreamer(epoch=2, identity=key)
+    image = np.full((180, 320, 3), 90, np.uint8)
+    ok, jpeg = cv2.imencode(".jpg", image)
+    assert ok
+
+    async def parent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        decoder = FrameDecoder()
+        port = writer.get_extra_info("sockname")[1]
+        while data := await reader.read(65536):
+            decoder.receive_data(data)
+            for message in decoder:
+                if isinstance(message, JoinRequest):
+                    writer.write(encode(Hello(peer_id=key.peer_id, name="root", room="lobby")))
+                    writer.write(encode(first.accept((PathEntry(key.peer_id, "root",
+                                                                "127.0.0.1", port),))))
+                    tasks.add(asyncio.create_task(stream(writer)))
+
+    async def stream(writer: asyncio.StreamWriter) -> None:
+        for fake, count in ((first, 3 * int(FPS)), (second, 10**6)):
+            if fake is second:
+                writer.write(encode(StreamAnnounce(second.announcement)))
+            for seq in range(count):
+                frame = VideoFrame(fake.announcement.epoch, seq, 1000.0 + seq / FPS, 320, 180,
+                                   360, jpeg.tobytes())
+                writer.write(encode(fake.video(frame)))
+                await writer.drain()
+                await asyncio.sleep(1 / FPS)  # the fake source's frame rate
+
+    tasks: set[asyncio.Task[None]] = set()
+    server = await asyncio.start_server(parent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    tree = Tree()
+    try:
+        relay = await tree._start("relay", lambda n: Room(key.peer_id, lambda: [
+            Candidate(key.peer_id, "root", "127.0.0.1", port, 0, 1)], "relay"), tls=False)
+        assert relay.listen is not None
+        listen = relay.listen[1]
+        child = await tree._start("child", lambda n: Room(key.peer_id, lambda: [
+            Candidate(relay.peer_id, "relay", "127.0.0.1", listen, 1, 1)], "child"),
+            tls=False)
+        await tree.until(lambda: child.tree.epoch == 2 and any(
+            isinstance(e, Stats) and e.frames >= 4 * FPS for e in tree.events["child"]))
+        assert child.tree.announcement == relay.tree.announcement == second.announcement
+        assert tree.joined("relay") == ["root"] and tree.joined("child") == ["relay"]
+        assert not tree.lost("relay") and not tree.lost("child")
+        assert child._intake.guard.refused == relay._intake.guard.refused == 0
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        server.close()
+        await tree.stop()
