@@ -6,7 +6,7 @@ from __future__ import annotations
 from peer.node.fanout import SHED_INTERVAL_S, UPLINK_BACKLOG_FRAMES, FanoutControl
 from peer.node.tree import actions as act
 from peer.node.tree.state import StreamInfo, TreeState
-from peer.node.uplink import CALM_S, HEADROOM
+from peer.node.uplink import CALM_S, FULL_HOLD_S, HEADROOM
 from protocol import JoinRequest
 from tests.test_tree_state import _hello, _tree
 
@@ -59,7 +59,8 @@ def test_one_backed_up_child_holds_the_slots_until_calm() -> None:
 def test_a_full_uplink_sheds_the_newest_child_once_per_interval() -> None:
     root = _root_with_children(3)
     control = FanoutControl(root, max_children=4)
-    # Every child backs up at 3 Mbit/s in total: the uplink is full, that is its capacity.
+    # Every child stays backed up at 3 Mbit/s in total: once that has held for
+    # FULL_HOLD_S the uplink is full, and that is its capacity.
     backed = [UPLINK_BACKLOG_FRAMES] * 3
     actions, sent = _run(control, 0.0, 2.0, 3e6, backed)
     capacity = control.uplink.capacity_bps
@@ -71,8 +72,10 @@ def test_a_full_uplink_sheds_the_newest_child_once_per_interval() -> None:
     per_child = control.uplink.rate_bps() / 2
     assert control.fanout(2.0) == int(capacity * HEADROOM // per_child) == 1
     assert root.fanout == 1
-    # Still over right after: nobody else goes before SHED_INTERVAL_S.
-    more, _ = _run(control, 2.0, SHED_INTERVAL_S - 1.0, 3e6, backed[:2], sent)
+    # Still over right after: nobody else goes before SHED_INTERVAL_S (from the shed,
+    # which came FULL_HOLD_S after the backlog began).
+    more, _ = _run(control, 2.0, FULL_HOLD_S + SHED_INTERVAL_S - 2.0 - TICK_S, 3e6,
+                   backed[:2], sent)
     assert not [a for a in more if isinstance(a, act.Close)]
 
 
@@ -81,3 +84,62 @@ def test_a_leaf_offers_no_slot_whatever_it_measures() -> None:
     control = FanoutControl(leaf, max_children=0)
     actions, _ = _run(control, 0.0, 2.0, 1e6, [])
     assert actions == [] and control.fanout(2.0) == 0
+
+
+def test_keyframe_bursts_to_two_children_shed_nobody() -> None:
+    # Two 720p children on an 8 Mbit/s uplink: each keyframe backs both queues up for
+    # a moment. The uplink carries them; nobody is shed and the slots stay offered.
+    root = _root_with_children(2)
+    control = FanoutControl(root, max_children=3)
+    actions, sent = _run(control, 0.0, 2.0, 4.6e6, [0, 0])
+    for start in (2.0, 5.0, 8.0):
+        burst, sent = _run(control, start, 0.3, 8e6, [UPLINK_BACKLOG_FRAMES + 2] * 2, sent)
+        calm, sent = _run(control, start + 0.3, 2.7, 4.6e6, [0, 0], sent)
+        actions += burst + calm
+    assert not [a for a in actions if isinstance(a, act.Close)]
+    assert control.uplink.capacity_bps is None and len(root.children) == 2
+    assert control.fanout(11.0) == 3
+
+
+def _run_overflowing(control: FanoutControl, root: TreeState, start: float, seconds: float,
+                     rate_bps: float, overflowing: set[int], sent: int,
+                     counts: dict[int, int]) -> tuple[list[act.Action], int]:
+    """Ticks at ``rate_bps`` in which the children of ``overflowing`` each push one
+    more frame out of their full queue per tick (their queues never stay long)."""
+    actions: list[act.Action] = []
+    t = start
+    while t < start + seconds:
+        sent += int(rate_bps / 8 * TICK_S)
+        kids = list(root.children)
+        for link in kids:
+            counts[link] = counts.get(link, 0) + (link in overflowing)
+        actions += control.tick(t, sent, [0] * len(kids), {k: counts[k] for k in kids})
+        t = round(t + TICK_S, 6)
+    return actions, sent
+
+
+def test_children_overflowing_together_shed_the_newest() -> None:
+    # Three 720p children at 7 Mbit/s on an 8 Mbit/s uplink: a keyframe overflows two
+    # queues. That uplink cannot carry three: the newest goes, once.
+    root = _root_with_children(3)
+    control = FanoutControl(root, max_children=3)
+    counts: dict[int, int] = {}
+    actions, sent = _run_overflowing(control, root, 0.0, 2.0, 7e6, set(), 0, counts)
+    assert not [a for a in actions if isinstance(a, act.Close)]
+    first, second = root.children[:2]
+    actions, sent = _run_overflowing(control, root, 2.0, 0.3, 8e6, {first, second}, sent,
+                                     counts)
+    closes = [a for a in actions if isinstance(a, act.Close)]
+    assert len(closes) == 1 and closes[0].reason == "uplink full"
+    assert len(root.children) == 2
+
+
+def test_one_child_overflowing_sheds_nobody() -> None:
+    root = _root_with_children(3)
+    control = FanoutControl(root, max_children=3)
+    counts: dict[int, int] = {}
+    actions, sent = _run_overflowing(control, root, 0.0, 2.0, 7e6, set(), 0, counts)
+    slow = root.children[0]
+    actions, _ = _run_overflowing(control, root, 2.0, 2.0, 7e6, {slow}, sent, counts)
+    assert not [a for a in actions if isinstance(a, act.Close)]
+    assert control.uplink.capacity_bps is None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from peer.node.uplink import FORGET_S, HEADROOM, UplinkMeter
+from peer.node.uplink import FORGET_S, FULL_HOLD_S, HEADROOM, UplinkMeter
 
 
 def run(meter: UplinkMeter, start: float, seconds: float, bps: float, backed_up: int,
@@ -60,3 +60,51 @@ def test_calm_and_over() -> None:
     assert not meter.calm(3.0)
     assert meter.over(3, 3e6) and not meter.over(2, 3e6)
     assert meter.calm(6.0)
+
+
+def test_a_keyframe_burst_is_not_a_full_uplink() -> None:
+    # Two children at 2.3 Mbit/s each on an 8 Mbit/s uplink: a keyframe to both backs
+    # them up together for a moment (0.25 s), then they drain. Not our uplink's limit.
+    meter = UplinkMeter(max_children=3)
+    sent = run(meter, 0.0, 3.0, 4.6e6, backed_up=0, children=2)
+    for start in (3.0, 6.0, 9.0):
+        sent = run(meter, start, FULL_HOLD_S / 2, 8e6, backed_up=2, children=2, sent=sent)
+        sent = run(meter, start + FULL_HOLD_S / 2, 2.5, 4.6e6, backed_up=0, children=2,
+                   sent=sent)
+    assert meter.capacity_bps is None
+    assert not meter.over(2, 2.3e6) and meter.slots(2.3e6) == 3
+
+
+def test_capacity_is_what_was_sent_while_full_not_the_window_average() -> None:
+    meter = UplinkMeter(max_children=4)
+    sent = run(meter, 0.0, 2.0, 4e6, backed_up=0, children=3)
+    # Then the children stay backed up while the uplink sends 8 Mbit/s flat out.
+    run(meter, 2.0, 1.0, 8e6, backed_up=3, children=3, sent=sent)
+    assert meter.capacity_bps is not None and abs(meter.capacity_bps - 8e6) < 0.2e6
+
+
+def test_a_child_leaving_mid_backlog_starts_the_measure_again() -> None:
+    meter = UplinkMeter(max_children=4)
+    sent = run(meter, 0.0, FULL_HOLD_S / 2, 8e6, backed_up=3, children=3)
+    # One child goes: the byte count (over the current children) drops.
+    run(meter, FULL_HOLD_S / 2, FULL_HOLD_S * 0.75, 8e6, backed_up=2, children=2,
+        sent=sent // 2)
+    assert meter.capacity_bps is None  # neither stretch alone was long enough
+
+
+def test_queues_overflowing_together_are_a_full_uplink() -> None:
+    # Three children at 7.5 Mbit/s on an 8 Mbit/s uplink: a keyframe to all of them
+    # overflows their queues (which are then cleared: they never stay backed up).
+    meter = UplinkMeter(max_children=3)
+    sent = run(meter, 0.0, 2.0, 7.5e6, backed_up=0, children=3)
+    assert meter.capacity_bps is None
+    meter.observe(2.0, sent + int(7.5e6 / 8 * 0.25), 0, 3, overflowing=2)
+    assert meter.capacity_bps is not None and abs(meter.capacity_bps - 7.5e6) < 0.3e6
+    assert meter.over(3, 7.5e6 / 3) and not meter.over(2, 7.5e6 / 3)
+
+
+def test_one_overflowing_child_is_its_path() -> None:
+    meter = UplinkMeter(max_children=3)
+    sent = run(meter, 0.0, 2.0, 7e6, backed_up=0, children=3)
+    meter.observe(2.0, sent + 100_000, 0, 3, overflowing=1)
+    assert meter.capacity_bps is None

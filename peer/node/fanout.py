@@ -15,11 +15,12 @@ many are backed up). The ``UplinkMeter`` turns that into a capacity; from it:
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable, Mapping
 
 from peer.node.codecs.h264 import layer_bitrate
 from peer.node.tree.actions import Action
 from peer.node.tree.state import TreeState
-from peer.node.uplink import UplinkMeter
+from peer.node.uplink import FULL_HOLD_S, UplinkMeter
 from protocol import limits
 
 log = logging.getLogger(__name__)
@@ -47,15 +48,30 @@ class FanoutControl:
         self._max_children = max_children
         self.uplink = UplinkMeter(max_children)
         self._shed_at = -SHED_INTERVAL_S
+        self._overflows: dict[Hashable, int] = {}  # each child's queue overflows so far
+        self._overflowed_at: dict[Hashable, float] = {}  # and when the last one came
 
-    def tick(self, now: float, video_bytes_out: int, queued_frames: list[int]) -> list[Action]:
+    def tick(self, now: float, video_bytes_out: int, queued_frames: list[int],
+             overflows: Mapping[Hashable, int] | None = None) -> list[Action]:
         """What our children's queues show now: total video bytes sent to the current
-        children, and each one's queued frames."""
+        children, each one's queued frames and (by child) how many frames its full
+        queue has pushed out so far."""
         tree = self._tree
         children = len(queued_frames)
+        overflowing = 0
+        if overflows is not None:
+            for key, count in overflows.items():
+                if count > self._overflows.get(key, count):
+                    self._overflowed_at[key] = now
+                self._overflows[key] = count
+            for key in set(self._overflows) - set(overflows):
+                self._overflows.pop(key)
+                self._overflowed_at.pop(key, None)
+            overflowing = sum(1 for t in self._overflowed_at.values()
+                              if now - t <= FULL_HOLD_S)
         self.uplink.observe(now, video_bytes_out,
                             sum(1 for q in queued_frames if q >= UPLINK_BACKLOG_FRAMES),
-                            children)
+                            children, overflowing)
         actions: list[Action] = []
         fanout = self.fanout(now)
         if fanout != tree.fanout and tree.fanout != 0:

@@ -134,6 +134,7 @@ class LinkCounters:
     video_bytes_in: int = 0
     video_bytes_out: int = 0
     frames_dropped: int = 0
+    video_overflows: int = 0  # of those, frames the full queue pushed out (congestion)
     audio_bytes_in: int = 0
     audio_bytes_out: int = 0
     audio_dropped: int = 0
@@ -279,6 +280,7 @@ class PeerLink:
         if len(self._video) >= VIDEO_QUEUE_FRAMES:
             self._video.popleft()
             self.counters.frames_dropped += 1
+            self.counters.video_overflows += 1
             dropped = True
         self._video.append(data)
         self._wakeup.set()

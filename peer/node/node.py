@@ -369,7 +369,8 @@ class Node:
         children = self.links.children
         self._driver.apply(self._fanout.tick(
             at, sum(c.counters.video_bytes_out for c in children),
-            [c.queued_frames for c in children]))
+            [c.queued_frames for c in children],
+            {c: c.counters.video_overflows for c in children}))
 
     def _stats_tick(self) -> None:
         pump = self._broadcast.pump

@@ -6,12 +6,29 @@ A constant fan-out ("3 children") is right for a LAN and wrong for a home uplink
 5 Mbit/s, which cannot carry three 720p children even with H.264. So a peer measures
 what its uplink actually carries and offers only the child slots that fit.
 
-The measure is the send rate (all children together) over a short window, sampled
-when the uplink is *full*: several children's queues back up at once (one child
-backing up is that child's path, which automatic quality handles; all of them is
-ours). The capacity is the highest such full-uplink rate recently seen, and grows
-whenever more than that is carried without congestion. Until the uplink has once been
-full, its capacity is unknown and ``--max-children`` alone decides.
+The uplink is *full* when several children's queues stay backed up together for
+``FULL_HOLD_S`` (one child backing up is that child's path, which automatic quality
+handles; all of them is ours). While it is full it sends all it can, so what it sent
+from the moment the backlog began is its capacity (the latest such sample wins). The
+capacity also grows whenever more than that is carried without congestion. Until the
+uplink has once been full, its capacity is unknown and ``--max-children`` alone
+decides.
+
+A backlog cannot always last that long: a queue that overflows drops a frame of an
+H.264 chain, is cleared and waits for the next keyframe, empty. So several children
+overflowing their queues within ``FULL_HOLD_S`` is a full uplink too (a queue of 8
+frames overflows only after a quarter of a second behind); the capacity is then what
+was sent over the last ``FULL_HOLD_S``, if that is not less than the window's average
+(a peer whose CPU stalled also overflows its queues, but sent less meanwhile: that says
+nothing about its uplink).
+
+Why the hold: every keyframe (a new child anywhere below the producer asks for one,
+and it goes to every child of the layer) is 10-20 frames' worth of bytes at once, so
+all children back up together for a moment even on an uplink with room to spare.
+Counting that moment as "full" took the average send rate, i.e. the load, for the
+capacity: the peer then believed it could not feed the children it had, shed one (a
+gap of 10-15 frames and a re-join, which asks for yet another keyframe), and did so
+again at the next keyframe (docs/PERFORMANCE.md, section 15, capped hosts).
 
 ``slots(per_child_bps)`` is then how many children of that rate fit in
 ``HEADROOM`` of the capacity (at least one: a peer that was accepted as a relay keeps
@@ -33,8 +50,15 @@ WINDOW_S: Final = 2.0
 HEADROOM: Final = 0.85
 # Share of children backing up at once that means "our uplink", not "their paths".
 FULL_SHARE: Final = 0.5
+# How long they must stay backed up together: a keyframe burst on an uplink that
+# carries the average drains well within this (two 720p children on 8 Mbit/s: 0.2 s);
+# a backlog that outlasts it is an uplink sent more than it carries.
+FULL_HOLD_S: Final = 0.5
 # A full-uplink sample this old no longer bounds the capacity (conditions change).
-FORGET_S: Final = 30.0
+# Long: forgetting re-offers up to ``max_children`` slots, which peers moving up the
+# tree fill at once, and if the uplink did not change, the newest is shed again (a
+# re-join, a keyframe for the whole layer). A home uplink rarely grows within minutes.
+FORGET_S: Final = 300.0
 # Until the capacity is known, no more children are offered until this long has
 # passed without any child backing up.
 CALM_S: Final = 2.0
@@ -53,6 +77,9 @@ class UplinkMeter:
         self.capacity_bps: float | None = None
         self._full_at: float | None = None
         self._backed_up_at = -1e18  # last time any child backed up
+        # Since when the children have been backed up together, the bytes sent then and
+        # how many children there were (the byte count is over the current children).
+        self._full_since: tuple[float, int, int] | None = None
 
     def rate_bps(self) -> float:
         """Send rate over the window, bits per second (0 until two samples)."""
@@ -61,7 +88,8 @@ class UplinkMeter:
         (t0, b0), (t1, b1) = self._sent[0], self._sent[-1]
         return (b1 - b0) * 8 / (t1 - t0) if t1 > t0 else 0.0
 
-    def observe(self, now: float, bytes_sent_total: int, backed_up: int, children: int) -> None:
+    def observe(self, now: float, bytes_sent_total: int, backed_up: int, children: int,
+                overflowing: int = 0) -> None:
         """Feed one sample (a few times a second).
 
         Args:
@@ -69,23 +97,42 @@ class UplinkMeter:
             bytes_sent_total: bytes sent to all children so far (a running count).
             backed_up: children whose send queue is backing up right now.
             children: children in total.
+            overflowing: children whose full queue dropped a frame within the last
+                ``FULL_HOLD_S``.
         """
         if backed_up:
             self._backed_up_at = now
         self._sent.append((now, bytes_sent_total))
         while len(self._sent) > 2 and now - self._sent[0][0] > WINDOW_S:
             self._sent.popleft()
+        together = max(2, FULL_SHARE * children)
+        if children >= 2 and overflowing >= together:
+            # Overflowing queues have stood behind for a quarter of a second or more:
+            # the uplink was busy most of the window, so its average is what it carries.
+            # (A stalled CPU also overflows queues; taken for a full uplink it costs a
+            # child slot, which is the safe way to be wrong.)
+            rate = self.rate_bps()
+            if rate > 0:
+                self.capacity_bps = rate
+                self._full_at = now
+                self._backed_up_at = now
+                return
+        full = children >= 2 and backed_up >= together
+        if (not full or self._full_since is None or self._full_since[2] != children
+                or bytes_sent_total < self._full_since[1]):
+            self._full_since = (now, bytes_sent_total, children) if full else None
+        elif now - self._full_since[0] >= FULL_HOLD_S:
+            # Backed up all along: the uplink sent all it could since then, and that
+            # is its capacity (the latest sample wins: the uplink may have slowed).
+            start, sent_then, _ = self._full_since
+            self.capacity_bps = (bytes_sent_total - sent_then) * 8 / (now - start)
+            self._full_at = now
+            return
         span = self._sent[-1][0] - self._sent[0][0]
         if span < WINDOW_S / 2:
             return  # too short to measure a rate
         rate = self.rate_bps()
-        full = children >= 2 and backed_up >= max(2, FULL_SHARE * children)
-        if full:
-            # What a full uplink carried is its capacity (the latest sample wins: the
-            # uplink may have become slower).
-            self.capacity_bps = rate
-            self._full_at = now
-        elif self.capacity_bps is not None:
+        if not full and self.capacity_bps is not None:
             if rate > self.capacity_bps:
                 self.capacity_bps = rate  # carried more without backing up
             if self._full_at is not None and now - self._full_at > FORGET_S:
