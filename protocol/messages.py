@@ -45,6 +45,7 @@ __all__ = [
     "Bye",
     "Chat",
     "ChatHave",
+    "DenyReason",
     "Error",
     "FramePart",
     "Heartbeat",
@@ -893,21 +894,33 @@ class StreamGranted(_Base):
                    token=read_opt_str(meta, "token", limits.MAX_ID_CHARS))
 
 
+class DenyReason(IntEnum):
+    """Why a stream claim was refused (the peer words it for its user)."""
+
+    HELD = 0  # the holder named in the answer streams
+    RECOVERING = 1  # a restarted tracker waits for the previous streamer to resume
+    NO_STORE = 2  # the trackers' shared store does not answer: nobody can grant now
+    SUPERSEDED = 3  # a resume of an epoch a newer stream has replaced
+
+
 @dataclass(frozen=True, slots=True)
 class StreamDenied(_Base):
-    """Someone else streams in this room."""
+    """The lock is not yours: someone else streams, or it cannot be granted now."""
 
     KIND: ClassVar[MessageType] = MessageType.STREAM_DENIED
     holder_id: str
     holder_name: str
+    reason: DenyReason = DenyReason.HELD
 
     def to_meta(self) -> Meta:
-        return {"holder_id": self.holder_id, "holder": self.holder_name}
+        return {"holder_id": self.holder_id, "holder": self.holder_name,
+                "why": int(self.reason)}
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> StreamDenied:
         return cls(holder_id=read_str(meta, "holder_id", limits.MAX_ID_CHARS),
-                   holder_name=read_str(meta, "holder", limits.MAX_NAME_CHARS))
+                   holder_name=read_str(meta, "holder", limits.MAX_NAME_CHARS),
+                   reason=DenyReason(read_int(meta, "why", 0, max(DenyReason))))
 
 
 @dataclass(frozen=True, slots=True)

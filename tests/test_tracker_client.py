@@ -339,3 +339,15 @@ async def test_query_room_unreachable() -> None:
     with pytest.raises(TrackerUnreachableError,
                        match=rf"^cannot reach tracker at 127\.0\.0\.1:{port}: "):
         await query_room("127.0.0.1", port, "lobby", timeout=5.0)
+
+
+def test_a_refusal_reads_as_who_streams_or_why_nobody_can() -> None:
+    from peer.node.tracker_client import denied_error
+    from protocol.messages import DenyReason, StreamDenied
+
+    assert str(denied_error(StreamDenied("a", "Alice"))) == (
+        "Alice is already streaming in this room")
+    for reason in (DenyReason.RECOVERING, DenyReason.NO_STORE, DenyReason.SUPERSEDED):
+        error = denied_error(StreamDenied("", "", reason))
+        assert error.holder == "" and "already streaming" not in str(error)
+    assert "try again" in str(denied_error(StreamDenied("", "", DenyReason.NO_STORE)))

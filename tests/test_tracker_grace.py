@@ -5,8 +5,10 @@ status reports."""
 from __future__ import annotations
 
 from protocol.errors import ErrorCode
+from protocol.framing import encode
 from protocol.messages import (
     Bye,
+    DenyReason,
     Heartbeat,
     PeerList,
     Register,
@@ -37,8 +39,17 @@ def granted(out: list[tuple[int, object]], conn: int) -> StreamGranted | None:
     return found[0] if found else None
 
 
+def refusal(out: list[tuple[int, object]], conn: int) -> StreamDenied | None:
+    """The refusal sent to ``conn``, checked to fit on the wire (a refusal that does
+    not encode is never sent: the claimant would wait for an answer in vain)."""
+    found = [m for c, m in out if c == conn and isinstance(m, StreamDenied)]
+    for message in found:
+        encode(message)
+    return found[0] if found else None
+
+
 def denied(out: list[tuple[int, object]], conn: int) -> bool:
-    return any(c == conn and isinstance(m, StreamDenied) for c, m in out)
+    return refusal(out, conn) is not None
 
 
 def test_a_frozen_holder_keeps_the_lock_through_the_grace() -> None:
@@ -115,8 +126,8 @@ def test_a_restarted_tracker_starts_above_its_floor_and_lets_the_holder_resume()
     new = TrackerState(CFG, epoch_floor=5_000, recovering_until=8.0)
     join(new, 1, "v", depth=1, parent_id="s")  # the room had a tree
     # A newcomer cannot go live while the room's streamer may still come back...
-    out = new.receive(1, StreamClaim(), 0.5)
-    assert denied(out, 1)
+    refused = refusal(new.receive(1, StreamClaim(), 0.5), 1)
+    assert refused is not None and refused.reason is DenyReason.RECOVERING
     # ...the holder resumes its epoch (from an earlier run: below the floor)...
     join(new, 2, "s", 1.0, depth=0)
     again = granted(new.receive(2, StreamClaim(resume_epoch=first.epoch,
@@ -133,7 +144,8 @@ def test_a_made_up_future_epoch_is_not_resumed() -> None:
     would let it pick epochs (and so fence off the next real stream)."""
     state = TrackerState(CFG, epoch_floor=100)
     join(state, 1, "x")
-    assert denied(state.receive(1, StreamClaim(resume_epoch=10**12, token="t"), 0.0), 1)
+    refused = refusal(state.receive(1, StreamClaim(resume_epoch=10**12, token="t"), 0.0), 1)
+    assert refused is not None and refused.reason is DenyReason.SUPERSEDED
     assert state.lock("lobby") is None
 
 
@@ -192,4 +204,15 @@ def test_shared_mode_sends_one_claim_at_a_time_to_the_store() -> None:
     other = LockRecord("x", "X", "10.0.0.9", 7001, 43, "tok2", "t2", 8.0)
     out = state.remote_lock("lobby", other, 0.4)
     assert (2, StreamerChanged("x", "X", 43, "10.0.0.9", 7001)) in out
-    assert denied(state.receive(2, StreamClaim(), 0.5), 2)
+    refused = refusal(state.receive(2, StreamClaim(), 0.5), 2)
+    assert refused == StreamDenied("x", "X", DenyReason.HELD)
+
+
+def test_a_claim_the_store_cannot_answer_is_refused_in_words_that_fit() -> None:
+    """Redis down (or restarting) while a peer claims: the peer hears why at once."""
+    state = TrackerState(CFG, shared=True, tracker_id="t1")
+    join(state, 1, "s")
+    assert state.receive(1, StreamClaim(sent_at=1.0), 0.1) == []
+    (op,) = state.take_lock_ops()
+    refused = refusal(state.lock_result(op, False, None, 0.2), 1)
+    assert refused == StreamDenied("", "", DenyReason.NO_STORE)

@@ -77,6 +77,7 @@ from protocol import limits
 from protocol.errors import ErrorCode
 from protocol.messages import (
     Bye,
+    DenyReason,
     Error,
     Heartbeat,
     Message,
@@ -105,8 +106,6 @@ from tracker.config import TrackerConfig
 from tracker.room import Peer, Room
 
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
-_RECOVERING = "the previous streamer (the tracker restarted: try again in a few seconds)"
-_NO_STORE = "nobody yet: the trackers' store does not answer, try again in a moment"
 
 Outbound = tuple[int, Message]
 """A message to send on a connection, by connection id."""
@@ -475,8 +474,8 @@ class TrackerState:
             self._mirror(room, record, now, out)
             out.append((c.id, StreamDenied(record.holder_id, record.holder_name)))
         else:
-            out.append((c.id, StreamDenied("", _NO_STORE if op.kind == "claim"
-                                           else "a newer stream")))
+            out.append((c.id, StreamDenied("", "", DenyReason.NO_STORE if op.kind == "claim"
+                                           else DenyReason.SUPERSEDED)))
         return self._flushed(out, now)
 
     def lock_unanswered(self, op: LockOp) -> None:
@@ -736,7 +735,7 @@ class TrackerState:
                 and now < self._recovering_until:
             # Restarted without a store, and this room had a tree (its peers came back
             # with positions): its streamer may be about to resume.
-            out.append((c.id, StreamDenied("", _RECOVERING)))
+            out.append((c.id, StreamDenied("", "", DenyReason.RECOVERING)))
             return
         if self.shared and lock is None:
             # The store decides (another tracker may be granting this room right now).
@@ -786,7 +785,7 @@ class TrackerState:
         remembered = (epoch == room.epoch and room.last_token is not None
                       and room.last_token == msg.token and room.last_holder == peer.id)
         if room.epoch > epoch or not (earlier_run or remembered):
-            out.append((c.id, StreamDenied("", "a newer stream")))
+            out.append((c.id, StreamDenied("", "", DenyReason.SUPERSEDED)))
             return
         token = msg.token if remembered or msg.token else secrets.token_hex(16)
         assert token is not None

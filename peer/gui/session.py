@@ -422,7 +422,17 @@ class SessionView(QWidget):
 
     @pyqtSlot(object)
     def _on_lock_denied(self, event: LockDenied) -> None:
-        self.show_lock_denied(event.holder)
+        if event.holder:
+            self.show_lock_denied(event.holder)
+        else:
+            self.show_lock_unavailable(event.message)
+
+    def show_lock_unavailable(self, message: str) -> None:
+        """Nobody streams, but the tracker cannot grant the lock now: say why, retry."""
+        self.banner.show_message(
+            "error", f"Can't start streaming yet: {message}.",
+            [("retry", "Retry"), ("back", "Back")],
+        )
 
     def show_lock_denied(self, holder: str) -> None:
         """Someone else streams in this room: say who, offer to watch or go back."""
@@ -480,8 +490,11 @@ class SessionView(QWidget):
                 details=message,
             )
         elif kind is FailureKind.LOCK:
-            holder = message.split(" is already streaming")[0] if message else "Someone"
-            self.show_lock_denied(holder)
+            if message and " is already streaming" not in message:
+                self.show_lock_unavailable(message)
+            else:
+                holder = message.split(" is already streaming")[0] if message else "Someone"
+                self.show_lock_denied(holder)
         elif action is Action.START:
             self.banner.show_message(
                 "error", f"Couldn't join the room: {message}",

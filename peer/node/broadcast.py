@@ -142,7 +142,7 @@ class Broadcast:
         except LockDeniedError as exc:
             self._audio.stop_stream()
             frame_source.close()
-            self._emit(LockDenied(holder=exc.holder))
+            self._emit(LockDenied(holder=exc.holder, message=str(exc)))
             raise
         except TrackerUnreachableError as exc:
             self._audio.stop_stream()

@@ -15,10 +15,11 @@ class TrackerUnreachableError(NodeError):
 
 
 class LockDeniedError(NodeError):
-    """Someone else holds the room's streamer lock."""
+    """The room's streamer lock is not ours: someone else holds it (``holder``), or
+    the tracker cannot grant it right now (``message`` says why; ``holder`` is "")."""
 
-    def __init__(self, holder: str) -> None:
-        super().__init__(f"{holder} is already streaming in this room")
+    def __init__(self, holder: str, message: str | None = None) -> None:
+        super().__init__(message or f"{holder} is already streaming in this room")
         self.holder = holder
 
 

@@ -187,8 +187,11 @@ class StreamEnded(NodeEvent):
 
 @dataclass(frozen=True, slots=True)
 class LockDenied(NodeEvent):
+    """The lock was refused: ``holder`` streams, or ("") ``message`` says why not."""
+
     KIND: ClassVar[str] = "lock_denied"
     holder: str
+    message: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ from protocol.framing import TRACKER_CLIENT_INBOX, FrameDecoder, encode
 from protocol.identity import Identity
 from protocol.messages import (
     Bye,
+    DenyReason,
     Error,
     Heartbeat,
     Message,
@@ -85,6 +86,22 @@ _RETRY_MAX_S = 2.0
 _RETRY_JITTER = 0.3
 # One connection attempt while reconnecting (a restarted tracker answers at once).
 _CONNECT_TIMEOUT_S = 3.0
+
+
+_DENIED_BECAUSE = {
+    DenyReason.RECOVERING: "the tracker restarted and the previous streamer may be "
+                           "coming back: try again in a few seconds",
+    DenyReason.NO_STORE: "the trackers' shared store does not answer, so nobody can "
+                         "start a stream right now: try again in a moment",
+    DenyReason.SUPERSEDED: "a newer stream has replaced ours in this room",
+}
+
+
+def denied_error(answer: StreamDenied) -> LockDeniedError:
+    """The error a refused claim means to the user (the holder's name, or why not)."""
+    if answer.reason is DenyReason.HELD:
+        return LockDeniedError(answer.holder_name or answer.holder_id)
+    return LockDeniedError("", _DENIED_BECAUSE[answer.reason])
 
 
 def _ignore(_: object) -> None:
@@ -336,8 +353,7 @@ class TrackerClient:
             log.info("could not resume the streamer lock yet: %s", exc)
             return  # the link dropped again: the next reconnect tries again
         if isinstance(answer, StreamDenied):
-            log.warning("streamer lock not resumed: %s holds the room",
-                        answer.holder_name or "a newer stream")
+            log.warning("streamer lock not resumed: %s", denied_error(answer))
             self._lose_lock()
             self._token = None
 
@@ -350,7 +366,7 @@ class TrackerClient:
         """
         answer = await self._claim(StreamClaim(sent_at=time.monotonic()), timeout)
         if isinstance(answer, StreamDenied):
-            raise LockDeniedError(answer.holder_name or answer.holder_id)
+            raise denied_error(answer)
         return answer
 
     async def _claim(self, claim: StreamClaim, timeout: float) -> StreamGranted | StreamDenied:
