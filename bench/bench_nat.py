@@ -7,9 +7,11 @@ once the relay receives. Reported per viewer: how its link was made, ready -> jo
 -> first frame, frames and losses over a measuring window; per NAT type the join to
 first frame; and whether NATed peers relay (the tree is not all leaves).
 
-How a link was made is read from both ends' ``reachability``: a parent nobody can dial
-was reached by reversal (it dialled its child); otherwise the child dialled a parent
-that is ``direct`` (public) or ``mapped`` (UPnP).
+How a link was made is read from both ends' ``reachability``: a child and a parent
+that nobody can dial met by a TCP hole punch the tracker coordinated (nothing else can
+link them); a parent nobody can dial was reached by reversal (it dialled its child);
+otherwise the child dialled a parent that is ``direct`` (public) or ``mapped`` (UPnP).
+Routers drop unasked-for connection attempts silently, as home routers do.
 
 Run (root, needs ip netns, iptables, miniupnpd): ``python -m bench.bench_nat
 [--window 20] [--size 640x360] [--fps 15] [--relay-children 4]``. Writes bench/results/nat.json.
@@ -18,6 +20,7 @@ Run (root, needs ip netns, iptables, miniupnpd): ``python -m bench.bench_nat
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 import uuid
@@ -29,15 +32,18 @@ from tests.support.natlab import Kind, NatLab, natlab_unavailable
 
 VIEWER_KINDS = (Kind.UPNP,) * 3 + (Kind.CONE,) * 3 + (Kind.SYMMETRIC,) * 3
 TIMEOUT_S = 90.0
+# Reachability words of a peer others can dial (reachability.py).
+_DIALABLE = ("direct", "mapped")
 
 
-def _first(events: netns.JsonLines, kind: str) -> dict[str, Any]:
-    return next(e for e in events.lines if e.get("event") == kind)
+def _first(events: netns.JsonLines, kind: str) -> dict[str, Any] | None:
+    return next((e for e in events.lines if e.get("event") == kind), None)
 
 
-def _first_frames(events: netns.JsonLines) -> dict[str, Any]:
+def _first_frames(events: netns.JsonLines) -> dict[str, Any] | None:
     """A relay shows nothing (no first_frame): its first stats with frames instead."""
-    return next(e for e in events.lines if e.get("event") == "stats" and e.get("frames"))
+    return next((e for e in events.lines if e.get("event") == "stats" and e.get("frames")),
+                None)
 
 
 def _stats_at(events: netns.JsonLines, t: float) -> dict[str, Any] | None:
@@ -47,18 +53,18 @@ def _stats_at(events: netns.JsonLines, t: float) -> dict[str, Any] | None:
 
 def run(window_s: float, size: str, fps: float, relay_children: int) -> dict[str, Any]:
     kinds = (Kind.PUBLIC, Kind.PUBLIC, Kind.CONE, *VIEWER_KINDS)
-    with NatLab(kinds) as lab:
+    with NatLab(kinds, drop_unsolicited=True) as lab:
         tracker_host, relay_host, streamer_host, *viewer_hosts = lab.hosts
         _, _, port = netns.start_tracker(tracker_host, "--no-mdns")
         common = ("--room", f"nat-{uuid.uuid4().hex[:8]}", "--tracker",
                   f"{tracker_host.address}:{port}")
         peers: dict[str, tuple[Any, netns.JsonLines, Kind]] = {}
-        _, s_events = netns.start_peer(streamer_host, "--name", "S", *common,
-                                       "--test-pattern", size, "--fps", str(fps))
+        s_proc, s_events = netns.start_peer(streamer_host, "--name", "S", *common,
+                                            "--test-pattern", size, "--fps", str(fps))
         peers["S"] = (streamer_host, s_events, Kind.CONE)
         s_events.next(lambda e: e.get("event") == "ready", timeout=TIMEOUT_S)
-        _, r_events = netns.start_peer(relay_host, "--name", "R", *common, "--relay",
-                                       "--max-children", str(relay_children))
+        r_proc, r_events = netns.start_peer(relay_host, "--name", "R", *common, "--relay",
+                                            "--max-children", str(relay_children))
         peers["R"] = (relay_host, r_events, Kind.PUBLIC)
         r_events.find(lambda e: e.get("event") == "stats" and e.get("frames", 0) > 0,
                       timeout=TIMEOUT_S)
@@ -70,8 +76,16 @@ def run(window_s: float, size: str, fps: float, relay_children: int) -> dict[str
             _, events = netns.start_peer(host, "--name", name, *common, "--watch", *extra)
             peers[name] = (host, events, kind)
         viewers = [n for n in peers if n not in ("S", "R")]
+        deadline = time.time() + TIMEOUT_S
         for name in viewers:
-            peers[name][1].find(lambda e: e.get("event") == "first_frame", timeout=TIMEOUT_S)
+            try:
+                peers[name][1].find(lambda e: e.get("event") == "first_frame",
+                                    timeout=max(1.0, deadline - time.time()))
+            except TimeoutError as exc:
+                print(f"{name}: no picture within {TIMEOUT_S:g} s: {exc}"[:1500])
+                for who, proc in (("S", s_proc), ("R", r_proc)):
+                    print(f"{who} (exit code {proc.poll()}): "
+                          f"{netns.stderr_tail(proc, 6000)}")
         # Let the joins settle, then measure a window.
         settle_until = time.time() + 3.0
         while time.time() < settle_until:
@@ -88,16 +102,21 @@ def run(window_s: float, size: str, fps: float, relay_children: int) -> dict[str
         for name in ["R", *viewers]:
             _, events, kind = peers[name]
             ready = _first(events, "ready")
-            joined = _first(events, "joined")
-            first = _first(events, "first_frame") or _first_frames(events)
+            joined = _first(events, "joined") or {"t": math.nan, "parent": None}
+            first = (_first(events, "first_frame") or _first_frames(events)
+                     or {"t": math.nan})
             a, b = _stats_at(events, t0), _stats_at(events, t1)
             parents = {e["parent"] for e in events.lines if e.get("event") == "joined"}
             parent = (b or {}).get("parent") or joined["parent"]
             frames = (b["frames"] - a["frames"]) if a and b else 0
             lost = (b["lost"] - a["lost"]) if a and b else 0
             parent_reach = reach.get(parent)
-            how = ("reversal (parent dialled)" if parent_reach == "outbound-only"
-                   else f"dialled ({parent_reach} parent)")
+            if parent_reach not in _DIALABLE and reach[name] not in _DIALABLE:
+                how = "hole punch (both behind NAT)"
+            elif parent_reach not in _DIALABLE:
+                how = "reversal (parent dialled)"
+            else:
+                how = f"dialled ({parent_reach} parent)"
             rows.append({
                 "peer": name, "nat": kind.value, "reachability": reach[name],
                 "parent": parent, "link": how, "parents_seen": len(parents),
@@ -120,6 +139,8 @@ def run(window_s: float, size: str, fps: float, relay_children: int) -> dict[str
         "join_to_first_frame_ms_by_nat": {k: {"median": statistics.median(v), "max": max(v)}
                                           for k, v in by_kind.items()},
         "nated_relays": sum(1 for r in rows if r["peer"] != "R" and r["children"] > 0),
+        "links_by_kind": {how: sum(1 for r in rows if r["link"] == how)
+                          for how in sorted({r["link"] for r in rows})},
         "max_loss_pct": max(r["loss_pct"] for r in rows),
     }
 
@@ -145,6 +166,7 @@ def main() -> None:
                 [[k, v["median"], v["max"]]
                  for k, v in result["join_to_first_frame_ms_by_nat"].items()],
                 ["s", ".0f", ".0f"]))
+    print("links: " + ", ".join(f"{k}: {v}" for k, v in result["links_by_kind"].items()))
     print(f"NATed viewers relaying: {result['nated_relays']}; "
           f"max loss {result['max_loss_pct']:.2f} %")
     save("nat", result)

@@ -10,8 +10,8 @@ moment, and both dial from their listening ports at once.
 *As a child.* While we wait for a parent, the tracker's verdict on us is "unreachable"
 and no candidate the room lists has a free slot we could dial, ``want`` picks a peer
 in the tree that nobody can dial either and that has a free slot (shallowest, then
-freest), and we ask the tracker for a punch with it. One request at a time: the next
-only once the tracker answered or ``REQUEST_WAIT_S`` passed; a peer we asked for is
+freest), and we ask the tracker for a punch with it. One at a time: the next request
+only once the punch is over (or, unanswered, ``REQUEST_WAIT_S`` passed); a peer we asked for is
 not asked for again for ``PUNCH_AGAIN_S`` whatever came of it (behind a symmetric NAT
 every punch fails, and the relay or reversal path must get its turn). The answer
 (PunchStart with ``requester``) is taken only for the peer we asked for, while we wait.
@@ -86,7 +86,8 @@ class PunchPlanner:
     def __init__(self, peer_id: str, punch_s: float) -> None:
         self._peer_id = peer_id
         self._punch_s = punch_s
-        self._asked: tuple[str, float] | None = None  # (peer id, answer due by)
+        # (peer id, blocks the next request until, answered): one punch at a time.
+        self._asked: tuple[str, float, bool] | None = None
         self._again: dict[str, float] = {}  # peer id -> not before
         self._plans: dict[str, PunchPlan] = {}
         self._punched: OrderedDict[str, None] = OrderedDict()
@@ -121,7 +122,7 @@ class PunchPlanner:
                 best = p
         if best is None:
             return None
-        self._asked = (best.id, now + REQUEST_WAIT_S)
+        self._asked = (best.id, now + REQUEST_WAIT_S, False)
         self._again[best.id] = now + PUNCH_AGAIN_S
         self.requests += 1
         return best.id
@@ -131,9 +132,10 @@ class PunchPlanner:
         (then punch now, as the child)."""
         asked = self._asked
         if not message.requester or asked is None or asked[0] != message.peer_id \
-                or now >= asked[1]:
+                or now >= asked[1] or asked[2]:
             return False
-        self._asked = None
+        # No other request until this punch is over.
+        self._asked = (asked[0], now + message.start_in_ms / 1000 + self._punch_s, True)
         return True
 
     # --- as a parent -----------------------------------------------------------------
