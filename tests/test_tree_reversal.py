@@ -191,3 +191,30 @@ def test_the_offered_slot_count_is_the_full_fanout() -> None:
     assert any(isinstance(a, act.Close) for a in again)
     assert not any(isinstance(m, (Accept, Redirect)) for m in _sent(again))
     assert all(not isinstance(m, Bye) or m.reason for m in _sent(again))
+
+
+def test_an_offer_we_asked_for_beats_a_dial_under_way() -> None:
+    # A hole punch (punching.py): the child asked for this parent's offer, while its
+    # join round dials a peer that may take a whole connect timeout to fail.
+    busy = TreeState(peer_id="b", name="b", room="lobby", fanout=2, layer=720,
+                     room_view=_CandidateRoom([Candidate("p", "p", "198.51.100.9", 7000)]),
+                     timing=TIMING, now=0.0)
+    busy.offers_from = frozenset({"root", "other"})
+    dial = [a for a in busy.set_streamer("root", 1, 0.0) if isinstance(a, act.Dial)]
+    busy.awaited_offer = "root"
+    # Another offerer's Hello is still declined: only the awaited one wins.
+    other = busy.inbound(0.4, "203.0.113.3")
+    declined = busy.receive(other, Hello(peer_id="other", name="other", room="lobby"), 0.4)
+    assert any(isinstance(a, act.Close) and a.link == other for a in declined)
+    link = busy.inbound(0.5, "203.0.113.2")
+    out = busy.receive(link, Hello(peer_id="root", name="root", room="lobby"), 0.5)
+    closes = [a for a in out if isinstance(a, act.Close)]
+    assert [c.link for c in closes] == [dial[0].link]  # the dial is withdrawn
+    assert [type(m) for m in _sent(out)] == [Hello, JoinRequest]
+    assert busy.awaited_offer is None
+    accept = Accept(path=(), epoch=1, source_width=640, source_height=360, fps=10.0)
+    attached = busy.receive(link, accept, 0.6)
+    assert any(isinstance(a, act.ParentAttached) for a in attached)
+    # The withdrawn dial completing later changes nothing.
+    assert busy.connected(dial[0].link, 0.7) == [act.Close(dial[0].link,
+                                                           "join no longer needed")]

@@ -167,7 +167,7 @@ class Node:
         self._refusals = MembershipRefusals()  # a private room's members refusing us
         # Hole punches: the tracker's invitations become reversal offers (punching.py).
         self._punching = HolePunching(
-            self.peer_id, self._room, self._tasks,
+            tree, self._room, self._tasks,
             listen_port=lambda: self._connections.listen_port,
             offer=lambda candidate, at: driver.apply(tree.offer([candidate], at)),
             adopt=self._connections.adopt, connect_timeout_s=timing.connect_timeout_s)

@@ -14,7 +14,8 @@ PunchStart (``started``). Both dial from their listening ports at the moment giv
   as if the parent had dialled in: connection caps, then TLS as the server, and the
   parent must open with a proof of its id. Its Hello then comes from a peer whose
   offers we take (attached, nobody can dial it: ``offerers``), so the child answers
-  with a JoinRequest and the link is a tree link like any other.
+  with a JoinRequest (even while a dial of its join round is under way: the tree
+  state's ``awaited_offer``) and the link is a tree link like any other.
 
 So a punched link goes through exactly the checks a dialled one does. What fails
 (a symmetric NAT on either side: nothing connects) ends within ``punch_s`` and leaves
@@ -34,6 +35,7 @@ from peer.node.punch import punch
 from peer.node.punch_plan import PunchPlanner
 from peer.node.room import DirectoryRoom
 from peer.node.tasks import TaskSet
+from peer.node.tree.state import TreeState
 from peer.node.tree_driver import now
 from protocol import Candidate, PunchStart
 
@@ -48,7 +50,7 @@ class HolePunching:
     """Requests, answers and runs hole punches for one node.
 
     Args:
-        peer_id: our id.
+        tree: our tree state (its ``awaited_offer`` names the parent we punch to).
         room: the directory (a ``TrackerDirectory`` punches; others never do).
         tasks: where the child's punches run.
         listen_port: our listening port (the one both sides dial from), None before
@@ -59,18 +61,19 @@ class HolePunching:
         connect_timeout_s: how long a join attempt may take (bounds a punch).
     """
 
-    def __init__(self, peer_id: str, room: DirectoryRoom, tasks: TaskSet, *,
+    def __init__(self, tree: TreeState, room: DirectoryRoom, tasks: TaskSet, *,
                  listen_port: Callable[[], int | None],
                  offer: Callable[[Candidate, float], None],
                  adopt: Callable[[socket.socket], Awaitable[None]],
                  connect_timeout_s: float) -> None:
+        self._tree = tree
         self._room = room
         self._tasks = tasks
         self._listen_port = listen_port
         self._offer = offer
         self._adopt = adopt
         self.punch_s = max(0.5, connect_timeout_s - _TLS_MARGIN_S)
-        self.planner = PunchPlanner(peer_id, self.punch_s)
+        self.planner = PunchPlanner(tree.peer_id, self.punch_s)
         self._hooked: TrackerDirectory | None = None
         self.closing = False
 
@@ -135,6 +138,8 @@ class HolePunching:
         if port is None:
             return
         start = at + message.start_in_ms / 1000
+        # Its offer comes on this connection: take it even if a dial is under way.
+        self._tree.awaited_offer = message.peer_id
         sock = await punch(port, (message.host, message.port), _wall(start),
                            timeout_s=self.punch_s)
         if sock is None:

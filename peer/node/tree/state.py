@@ -304,6 +304,9 @@ class TreeState:
         self._offering: set[LinkId] = set()
         self._offered: dict[str, float] = {}
         self.offers_from: frozenset[str] = frozenset()
+        # A peer whose offer we asked for (a hole punch, punching.py): it beats a dial
+        # still under way, which may take a whole connect timeout to fail.
+        self.awaited_offer: str | None = None
 
     # --- queries -----------------------------------------------------------------
 
@@ -951,6 +954,15 @@ class TreeState:
         """An inbound Hello from a peer whose offers we take: join it if we need to."""
         if link.peer_id not in self.offers_from:
             return []
+        withdrawn: list[Action] = []
+        joining = self._joining
+        if (joining is not None and joining is not link and not self._moving
+                and link.peer_id == self.awaited_offer):
+            self.awaited_offer = None
+            self._joining = None
+            del self._links[joining.id]
+            withdrawn.append(Close(joining.id, "took an offer we asked for",
+                                   Bye(reason="join withdrawn")))
         if (not self._wants_join() or self._joining is not None
                 or link.peer_id in self._avoid):
             if self.attached:
@@ -960,9 +972,9 @@ class TreeState:
         self._joining = link
         link.deadline = now + self.timing.connect_timeout_s
         host, port = self._room.advertised()
-        return [Send(link.id, JoinRequest(layer=self.demand(), listen_host=host,
-                                          listen_port=port,
-                                          sound=self.sound_demand()))]
+        return [*withdrawn, Send(link.id, JoinRequest(layer=self.demand(), listen_host=host,
+                                                      listen_port=port,
+                                                      sound=self.sound_demand()))]
 
     def _consider_moving(self, now: float,
                          candidates: Iterable[Candidate] | None = None) -> list[Action]:
