@@ -39,11 +39,14 @@ class _Station:
         self.station.set_volume(1.0)  # a player: this station plays
         self.seq = 1  # not a re-aiming packet (those come every DELAY_UPDATE_PACKETS)
 
-    def packet(self, transit: float) -> float:
-        """One packet that took ``transit`` to arrive; the delay after it."""
+    def packet(self, transit: float, *, reaim: bool = False) -> float:
+        """One packet that took ``transit`` to arrive (one the station re-aims the
+        delay at, with ``reaim``); the delay after it."""
+        if reaim:
+            self.seq += -self.seq % DELAY_UPDATE_PACKETS
         self.station.received(AudioFrame(1, self.seq, time.time() - transit, OPUS), [])
         self.seq += 1
-        if self.seq % DELAY_UPDATE_PACKETS == 0:
+        if self.seq % DELAY_UPDATE_PACKETS == 0 and not reaim:
             self.seq += 1
         assert self.station.player is not None
         return self.station.player.jitter.delay_s
@@ -67,3 +70,20 @@ def test_the_delay_does_not_fall_while_a_slow_packet_is_remembered() -> None:
     high = s.packet(0.2)
     for _ in range(3 * DELAY_UPDATE_PACKETS):  # re-aimed three times meanwhile
         assert s.packet(0.02) == high
+
+
+def test_sound_waits_for_a_steady_picture_but_not_for_an_overloaded_one() -> None:
+    steady, overloaded = _Station(), _Station()
+    for i in range(60):
+        steady.station.video_shown(0.25 + (i % 3) * 0.005, 0.25)
+        # Frames queued and dropped on a thin link: late by a varying amount.
+        overloaded.station.video_shown(0.12 + (i % 7) * 0.04, 0.25)
+    for s in (steady, overloaded):
+        for _ in range(6):
+            s.packet(0.05)
+        s.packet(0.05, reaim=True)
+    assert steady.station.player is not None and overloaded.station.player is not None
+    assert steady.station.player.jitter.delay_s == pytest.approx(
+        0.255 + DELAY_HEADROOM_S, abs=0.006)
+    assert overloaded.station.player.jitter.delay_s == pytest.approx(
+        _need(0.05) + DELAY_HEADROOM_S, abs=0.003)

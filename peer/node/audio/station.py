@@ -22,9 +22,9 @@ packet needs more than it gives (before the next one is late), then to 20 ms abo
 the need, so that the next slightly slower packet does not move it again; it falls
 only when the need is 40 ms below it. To keep lip sync, it
 is raised to the picture's display delay (``video_shown`` reports it) when the picture
-is slower, but never beyond ``MAX_LIPSYNC_WAIT_S``: when video is late or stalled,
-sound keeps its own pace rather than waiting for it (the offset then shows in the
-stats).
+is slower, but never beyond ``MAX_LIPSYNC_WAIT_S`` and only while the picture's delay
+is steady: when video is late, stalled or overloaded, sound keeps its own pace rather
+than waiting for it (the offset then shows in the stats).
 """
 
 from __future__ import annotations
@@ -66,6 +66,10 @@ TRANSIT_SAMPLES: Final = 750
 VIDEO_SAMPLES: Final = 60
 # A picture report older than this is stale (video stalled or stopped).
 VIDEO_FRESH_S: Final = 1.0
+# Sound waits for the picture only while the picture's delay is steady: its middle 80 %
+# within this (a relayed H.264 picture varies by a decode, ~10-20 ms; under a video
+# overload by hundreds of ms).
+VIDEO_STEADY_SPREAD_S: Final = 0.05
 # The stream "has sound" while packets arrived this recently.
 SOUND_FRESH_S: Final = 1.0
 # The picture's time line moved (see ``_follow``): a jump beyond this is a pause, a
@@ -434,9 +438,16 @@ class AudioStation:
         return percentile(sorted(self._shown), 50)
 
     def _video_delay(self) -> float | None:
+        """The picture's delay to wait for: its median, while the picture is fresh and
+        steady. An overloaded picture path (frames dropped, queued, late by a varying
+        amount) is not waited for: following its swings moved the sound's delay every
+        few seconds, a pause or a skip each time."""
         if not self._video or time.monotonic() - self._video_at > VIDEO_FRESH_S:
             return None
-        return percentile(sorted(self._video), 50)
+        ordered = sorted(self._video)
+        if percentile(ordered, 90) - percentile(ordered, 10) > VIDEO_STEADY_SPREAD_S:
+            return None
+        return percentile(ordered, 50)
 
     def _fan_out(self, data: bytes, children: Iterable[AudioSink]) -> None:
         for child in children:
