@@ -152,6 +152,9 @@ class TrackerDirectory:
         self.on_punch: Callable[[PunchStart], None] | None = None
         # Until then a list without a streamer is "not known yet" (see class docs).
         self._unsure_until = 0.0
+        # Answers worked out from one PeerList (a new list is a new object).
+        self._offerers: tuple[PeerList | None, frozenset[str]] | None = None
+        self._reachable: tuple[PeerList | None, bool] | None = None
         self._client = TrackerClient(
             host, port, peer_id=peer_id, name=name, room=room, listen_host=listen_host,
             listen_port=listen_port, heartbeat_s=heartbeat_s,
@@ -221,11 +224,15 @@ class TrackerDirectory:
 
     def offerers(self) -> frozenset[str]:
         """Listed peers in the tree that nobody can dial: the ones whose offers to be
-        our parent we take."""
+        our parent we take (asked ten times a second: worked out once per list)."""
         peers = self._client.peers
-        return frozenset(p.id for p in (peers.peers if peers else ())
-                         if p.id != self._peer_id and p.depth is not None
-                         and not p.reachable)
+        if self._offerers is not None and self._offerers[0] is peers:
+            return self._offerers[1]
+        found = frozenset(p.id for p in (peers.peers if peers else ())
+                          if p.id != self._peer_id and p.depth is not None
+                          and not p.reachable)
+        self._offerers = (peers, found)
+        return found
 
     def candidates(self) -> list[Candidate]:
         peers = self._client.peers
@@ -269,11 +276,15 @@ class TrackerDirectory:
 
     def reachable(self) -> bool:
         peers = self._client.peers
+        if self._reachable is not None and self._reachable[0] is peers:
+            return self._reachable[1]  # asked ten times a second: once per list
+        found = True  # not listed yet: reachable until the connect-back check says not
         for p in peers.peers if peers else ():
             if p.id == self._peer_id:
-                return p.reachable
-        # Not listed yet: assume reachable until the connect-back check says otherwise.
-        return True
+                found = p.reachable
+                break
+        self._reachable = (peers, found)
+        return found
 
     async def claim(self) -> int:
         granted = await self._client.claim_stream()

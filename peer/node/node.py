@@ -68,6 +68,9 @@ log = logging.getLogger(__name__)
 # child slots, connection reversal): a backlog must show within a few ticks for a
 # child to move down a layer well inside 2 s.
 AUTO_TICK_S = 0.1
+# A settled leaf (attached, dialable, no children) has none of that to watch: its tick,
+# and the wake-up each one costs, comes once a second (a first child waits <= 1 s).
+IDLE_TICK_S = 1.0
 
 
 class Node:
@@ -238,7 +241,7 @@ class Node:
                                  if mapping is not None else None)))
         self._room_watch.live = True
         self._ticks = [Repeating(loop, cfg.timing.stats_interval_s, self._stats_tick),
-                       Repeating(loop, AUTO_TICK_S, self._auto_tick)]
+                       Repeating(loop, self._auto_interval, self._auto_tick)]
         self._room_watch.changed(DirectoryChange.STREAMER)
         self._room_watch.changed(DirectoryChange.PEERS)
         self._driver.start_reporting()
@@ -371,6 +374,11 @@ class Node:
             at, sum(c.counters.video_bytes_out for c in children),
             [c.queued_frames for c in children],
             {c: c.counters.video_overflows for c in children}))
+
+    def _auto_interval(self) -> float:
+        tree = self.tree
+        busy = bool(tree.children) or not tree.attached or not self._room.reachable()
+        return AUTO_TICK_S if busy else IDLE_TICK_S
 
     def _stats_tick(self) -> None:
         pump = self._broadcast.pump

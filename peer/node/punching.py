@@ -80,10 +80,10 @@ class HolePunching:
     def tick(self, at: float, *, waiting: bool) -> None:
         """Ask for a punch if we wait for a parent nobody can give us otherwise."""
         directory = self._directory()
-        if directory is None or self.closing:
-            return
+        if directory is None or self.closing or not waiting or directory.reachable():
+            return  # nothing to ask for (``PunchPlanner.want``): skip the room's lists
         free = sum(1 for c in directory.candidates() if c.free_slots > 0)
-        target = self.planner.want(at, waiting=waiting, reachable=directory.reachable(),
+        target = self.planner.want(at, waiting=waiting, reachable=False,
                                    free_candidates=free, peers=directory.peers())
         if target is not None:
             log.info("asking the tracker for a hole punch with %s", target[:12])

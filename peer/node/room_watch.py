@@ -120,14 +120,19 @@ class RoomWatch:
             return
         tree = self._tree
         tree.offers_from = directory.offerers()
-        self._driver.apply(tree.offer(directory.orphans(), at))
+        reachable = directory.reachable()
+        if not reachable:  # a dialable peer makes no offers (TreeState.offer)
+            self._driver.apply(tree.offer(directory.orphans(), at))
         streamer = directory.streamer()
         waiting = (not tree.attached and self._broadcast.pump is None
                    and streamer is not None and streamer.id != self._peer_id)
         if self._punching is not None:
             self._punching.tick(at, waiting=waiting)
-        why = self._stranded.update(at, waiting=waiting, reachable=directory.reachable(),
-                                    candidates=len(directory.candidates()))
+        # This runs ten times a second on every peer: the candidates (built and
+        # shuffled afresh) are only counted when they can matter.
+        why = self._stranded.update(
+            at, waiting=waiting, reachable=reachable,
+            candidates=len(directory.candidates()) if waiting and not reachable else 0)
         if why is not None:
             self._emit(ErrorRaised(message=why))
 

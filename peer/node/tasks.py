@@ -33,17 +33,25 @@ class TaskSet:
 
 class Repeating:
     """Calls ``tick`` every ``interval_s`` on ``loop`` until cancelled (the next call is
-    set before each one runs, so a tick that raises does not stop the others)."""
+    set before each one runs, so a tick that raises does not stop the others).
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval_s: float,
-                 tick: Callable[[], None]) -> None:
+    ``interval_s`` may be a function: it is asked for the next interval before each
+    tick (a tick with nothing to watch can come less often, and each one is a wake-up).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 interval_s: float | Callable[[], float], tick: Callable[[], None]) -> None:
         self._loop = loop
         self._interval_s = interval_s
         self._tick = tick
-        self._handle = loop.call_later(interval_s, self._run)
+        self._handle = loop.call_later(self._interval(), self._run)
+
+    def _interval(self) -> float:
+        interval = self._interval_s
+        return interval() if callable(interval) else interval
 
     def _run(self) -> None:
-        self._handle = self._loop.call_later(self._interval_s, self._run)
+        self._handle = self._loop.call_later(self._interval(), self._run)
         self._tick()
 
     def cancel(self) -> None:
