@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import time
 from pathlib import Path
@@ -51,6 +52,7 @@ from bench.common import (
     upload_kbps,
     viewer_summary,
 )
+from bench.viewer_cost import smaps_rollup
 from tests.support.procs import Peer
 
 SIZE, FPS, LAYER = "640x360", 10.0, 360
@@ -121,6 +123,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             busy1, total1 = system_cpu()
             cpu = meter.stop()
             rss = [m for v in viewers if (m := rss_mb(v.proc.pid)) is not None]
+            # RSS counts the shared libraries (OpenCV, FFmpeg) in full in every viewer:
+            # PSS shares them out, USS is what one more viewer costs.
+            smaps = [smaps_rollup(v.proc.pid) for v in viewers]
             time.sleep(1.1)
             viewer_cpu = [cpu[v.name] for v in viewers if v.name in cpu]
             summary = viewer_summary(viewers, streamer, t0, t1, latency_from)
@@ -136,6 +141,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "machine_busy_pct": 100.0 * (busy1 - busy0) / max(1, total1 - total0)
                 * (result["cpus"] or 1),
                 "viewer_rss_mb_mean": statistics.mean(rss) if rss else None,
+                "viewer_pss_mb_mean": statistics.mean(m["Pss"] / 1024 for m in smaps)
+                if smaps else None,
+                "viewer_uss_mb_mean": statistics.mean(m["Uss"] / 1024 for m in smaps)
+                if smaps else None,
                 "streamer_fps": median_of(window, "fps"),
                 "streamer_kbps_out": upload_kbps(streamer, t0, t1),
                 "tracker_ping_join_max_ms": join_ping,
@@ -152,6 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 result["failed"] = {"n": n, "reason": "the streamer ended the stream: "
                                     f"{(streamer.last('stream_ended') or {}).get('reason')}"}
                 break
+    result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     rows = result["rows"]
     knee = None
     for row in rows:
@@ -160,20 +170,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             knee = row["n"]
             break
     result["knee_n"] = knee
+    # The bar: every frame the streamer sent in the window reached every viewer
+    # (no sequence gap anywhere, nobody stalled).
+    full = [r["n"] for r in rows if r["delivered"] == 1.0 and r["lost_frames"] == 0
+            and not r["stalled"]]
+    result["full_delivery_n"] = max(full, default=None)
     text = table(
         ["N", "depth", "join s", "delivered %", "worst %", "stalled", "p50 ms", "p95 ms med",
          "p95 ms max", "CPU %/viewer", "streamer %", "tracker %", "peers % total",
-         "machine %", "RSS MB/viewer", "trk ping join ms", "trk ping steady ms"],
+         "machine %", "RSS MB/viewer", "PSS MB/viewer", "USS MB/viewer", "trk ping join ms",
+         "trk ping steady ms"],
         [[r["n"], r["depth_max"], r["join_s"],
           None if r["delivered"] is None else 100 * r["delivered"],
           None if r["delivered_min"] is None else 100 * r["delivered_min"], len(r["stalled"]),
           r["latency_p50_ms_median"], r["latency_p95_ms_median"], r["latency_p95_ms_max"],
           r["viewer_cpu_pct_mean"], r["streamer_cpu_pct"], r["tracker_cpu_pct"],
           r["peers_cpu_pct_total"], r["machine_busy_pct"], r["viewer_rss_mb_mean"],
+          r["viewer_pss_mb_mean"], r["viewer_uss_mb_mean"],
           r["tracker_ping_join_max_ms"], r["tracker_ping_steady_max_ms"]]
          for r in rows],
         ["d", "d", ".1f", ".2f", ".2f", "d", ".1f", ".1f", ".1f", ".2f", ".1f", ".1f", ".0f",
-         ".0f", ".0f", ".0f", ".0f"])
+         ".0f", ".0f", ".0f", ".0f", ".0f", ".0f"])
     result["table"] = text
     print(f"\nscale: headless {SIZE} viewers at {FPS:g} fps, tree (fan-out 4/3), loopback, "
           f"{result['cpus']} CPUs, {seconds:g} s windows")
@@ -184,6 +201,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if knee is None:
             knee = result["knee_n"] = failed["n"]
     print(f"knee: {knee if knee is not None else 'not reached'}")
+    print(f"100 % delivered up to N={result['full_delivery_n']} (load average at start "
+          f"{result['loadavg_at_start']}, at end {result['loadavg_at_end']})")
     save("scale", result, args.out)
     return result
 

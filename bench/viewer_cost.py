@@ -11,8 +11,10 @@ steady window, per viewer, from /proc:
   and proportional (PSS: its share of the shared libraries) figures;
 - what it received (video frames per second, sound kbps).
 
-With ``--profile``, py-spy samples one leaf viewer over the window and the top
-functions (own time, and with what they call) are printed: where its CPU goes.
+With ``--profile``, one leaf and one relay run under cProfile over the window
+(bench/profiled_peer.py; switched on by a signal, so imports and the join are not in
+it) and their top functions are printed: where the CPU goes. cProfile's own overhead
+inflates the total; the shares are what to read. ``--py-spy`` samples a leaf instead.
 
 Run: ``python -m bench.viewer_cost [--viewers 10] [--seconds 15] [--profile]
 [--streamer-args='--no-audio'] [--viewer-args='--no-tls']``. Writes bench/results/viewer_cost.json.
@@ -22,8 +24,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
+import pstats
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,6 +48,8 @@ from bench.common import (
     start_viewers,
     table,
 )
+from bench.profiled_peer import profile_path
+from tests.support.procs import wait_for
 
 SIZE, FPS, LAYER = "640x360", 10.0, 360
 
@@ -127,12 +134,26 @@ def profile(pid: int, seconds: float, top: int = 40) -> dict[str, Any]:
     }
 
 
+def cprofile_top(path: Path, wall: float, top: int = 45) -> list[tuple[str, float, float, float]]:
+    """(function, own ms/s, cumulative ms/s, calls/s), by cumulative time."""
+    stats = pstats.Stats(str(path))
+    rows = []
+    for (filename, line, name), (_, calls, own, cum, _) in stats.stats.items():  # type: ignore[attr-defined]
+        short = "/".join(Path(filename).parts[-2:]) if filename != "~" else ""
+        rows.append((f"{name} ({short}:{line})", 1000 * own / wall, 1000 * cum / wall,
+                     calls / wall))
+    rows.sort(key=lambda r: -r[2])
+    return rows[:top]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--viewers", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--profile", action="store_true",
-                        help="py-spy one leaf viewer over the window")
+                        help="cProfile one leaf and one relay over the window")
+    parser.add_argument("--py-spy", action="store_true",
+                        help="sample one leaf viewer with py-spy over the window")
     parser.add_argument("--streamer-args", default="",
                         help="extra streamer arguments, one string (e.g. '--no-audio')")
     parser.add_argument("--tracker-args", default="",
@@ -151,9 +172,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with bench_session() as s:
         s.start_tracker(*args.tracker_args)
         streamer = start_streamer(s, SIZE, FPS, "--max-children", "4", *args.streamer_args)
+        module: dict[str, Any] = {"module": "bench.profiled_peer"} if args.profile else {}
         viewers = start_viewers(s, [f"v{i}" for i in range(args.viewers)],
                                 "--resolution", str(LAYER), "--max-children", "3",
-                                *args.extra, timeout=90.0, streamer=streamer)
+                                *args.extra, timeout=90.0, streamer=streamer,
+                                **module)
         time.sleep(3.0)  # past the join: moves up, first stats
         pids = {v.name: v.proc.pid for v in viewers}
         st0 = {n: proc_status(p) for n, p in pids.items()}
@@ -163,11 +186,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         spy: dict[str, Any] | None = None
         children = {v.name: (v.last("stats") or {}).get("children", 0) for v in viewers}
         leaves = [v for v in viewers if not children[v.name]]
-        if args.profile and leaves:
+        relays = [v for v in viewers if children[v.name]]
+        profiled = [*leaves[:1], *relays[:1]] if args.profile else []
+        for v in profiled:
+            os.kill(v.proc.pid, signal.SIGUSR1)
+        if args.py_spy and leaves:
             spy = profile(leaves[0].proc.pid, args.seconds)
             spy["viewer"] = leaves[0].name
         else:
             time.sleep(args.seconds)
+        for v in profiled:
+            os.kill(v.proc.pid, signal.SIGUSR2)
         t1 = time.time()
         cpu = meter.stop()
         wall = t1 - t0
@@ -196,6 +225,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "sound_kbps": sound,
             })
         result["streamer_cpu_pct"] = cpu.get("streamer")
+        cprofiles = {}
+        for v in profiled:
+            path = profile_path(v.proc.pid)
+            wait_for(path.exists, 5.0)
+            cprofiles[v.name] = (children[v.name], cprofile_top(path, wall))
+            path.unlink(missing_ok=True)
     result["rows"] = rows
     result["loadavg_at_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
 
@@ -230,6 +265,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("with callees:")
         for f, n in spy["total"]:
             print(f"  {100 * n / max(1, spy['samples']):5.1f} %  {f}")
+    for name, (kids, top) in cprofiles.items():
+        print(f"\ncProfile of {name} ({kids} children), ms of CPU per second of the window "
+              "(own time; with callees):")
+        for fn, own_ms, cum_ms, calls in top:
+            print(f"  {own_ms:6.2f} {cum_ms:6.2f} {calls:7.0f}/s  {fn}")
+    result["cprofile"] = {n: {"children": k, "top": t} for n, (k, t) in cprofiles.items()}
     save("viewer_cost", result, args.out)
     return result
 
