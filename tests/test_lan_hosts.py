@@ -24,6 +24,7 @@ import pytest
 
 from peer.node.errors import ExitCode
 from peer.node.events import StreamEndReason
+from peer.node.lan_directory import LAN_SETTLE_S
 from protocol.identity import Identity
 from tests.support.netns import (
     Host,
@@ -502,7 +503,12 @@ def test_rooms_split_by_a_partition_keep_their_streams_and_newcomers_pick_the_fi
     depths = []
     for _, events in viewers:
         events.find(kind("epoch", epoch=l_started["epoch"]), timeout=START_TIMEOUT_S)
-        depths.append(events.find(frames_flowing, timeout=START_TIMEOUT_S)["depth"])
+        flowing = events.find(frames_flowing, timeout=START_TIMEOUT_S)
+        depths.append(flowing["depth"])
+        # A directory judges claims by when they appear only once it has read the room
+        # for LAN_SETTLE_S (before that, every record is new to it): heal after that.
+        events.find(lambda e, t=flowing["t"]: e.get("event") == "stats" and
+                    e["t"] >= t + LAN_SETTLE_S, timeout=START_TIMEOUT_S)
     assert sorted(depths) == [1, 2], "one viewer relays L's stream to the other"
 
     heal(w_host)
