@@ -76,16 +76,17 @@ def run(window_s: float, size: str, fps: float, relay_children: int) -> dict[str
             _, events = netns.start_peer(host, "--name", name, *common, "--watch", *extra)
             peers[name] = (host, events, kind)
         viewers = [n for n in peers if n not in ("S", "R")]
+        # Read every peer while waiting (a peer whose event pipe fills up stalls).
         deadline = time.time() + TIMEOUT_S
-        for name in viewers:
-            try:
-                peers[name][1].find(lambda e: e.get("event") == "first_frame",
-                                    timeout=max(1.0, deadline - time.time()))
-            except TimeoutError as exc:
-                print(f"{name}: no picture within {TIMEOUT_S:g} s: {exc}"[:1500])
-                for who, proc in (("S", s_proc), ("R", r_proc)):
-                    print(f"{who} (exit code {proc.poll()}): "
-                          f"{netns.stderr_tail(proc, 6000)}")
+        waiting = set(viewers)
+        while waiting and time.time() < deadline:
+            for _, events, _ in peers.values():
+                events.read_for(0.05)
+            waiting = {n for n in waiting if _first(peers[n][1], "first_frame") is None}
+        for name in sorted(waiting):
+            print(f"{name}: no picture within {TIMEOUT_S:g} s")
+            for who, proc in (("S", s_proc), ("R", r_proc)):
+                print(f"{who} (exit code {proc.poll()}): {netns.stderr_tail(proc, 3000)}")
         # Let the joins settle, then measure a window.
         settle_until = time.time() + 3.0
         while time.time() < settle_until:
@@ -130,7 +131,7 @@ def run(window_s: float, size: str, fps: float, relay_children: int) -> dict[str
             })
     by_kind: dict[str, list[float]] = {}
     for row in rows:
-        if row["peer"] != "R":
+        if row["peer"] != "R" and not math.isnan(row["ready_to_first_frame_ms"]):
             by_kind.setdefault(row["nat"], []).append(row["ready_to_first_frame_ms"])
     return {
         "machine": machine(), "size": size, "fps": fps, "window_s": window_s,
@@ -142,6 +143,8 @@ def run(window_s: float, size: str, fps: float, relay_children: int) -> dict[str
         "links_by_kind": {how: sum(1 for r in rows if r["link"] == how)
                           for how in sorted({r["link"] for r in rows})},
         "max_loss_pct": max(r["loss_pct"] for r in rows),
+        "viewers_without_picture": sum(1 for r in rows
+                                       if math.isnan(r["ready_to_first_frame_ms"])),
     }
 
 
@@ -167,7 +170,8 @@ def main() -> None:
                  for k, v in result["join_to_first_frame_ms_by_nat"].items()],
                 ["s", ".0f", ".0f"]))
     print("links: " + ", ".join(f"{k}: {v}" for k, v in result["links_by_kind"].items()))
-    print(f"NATed viewers relaying: {result['nated_relays']}; "
+    print(f"viewers without a picture: {result['viewers_without_picture']}; "
+          f"NATed viewers relaying: {result['nated_relays']}; "
           f"max loss {result['max_loss_pct']:.2f} %")
     save("nat", result)
 
