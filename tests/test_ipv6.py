@@ -259,3 +259,23 @@ async def test_tracker_status_answers_over_ipv6() -> None:
     async with TrackerServer(TrackerConfig(tls=False), host="::1", port=0) as tracker:
         status = await query_status("::1", tracker.address[1], tls=False)
     assert status.store_ok
+
+
+def test_a_shared_listening_port_is_still_refused_when_in_use() -> None:
+    # Peers' listeners allow SO_REUSEPORT (hole punches dial out from them), yet a
+    # second listener on a port in use must fail as before.
+    import socket as _socket
+
+    from peer.lan.listen import listen_socket as _listen
+
+    first = _listen("127.0.0.1", 0, reuse_port=True)
+    try:
+        port = first.getsockname()[1]
+        with pytest.raises(OSError):
+            _listen("127.0.0.1", port, reuse_port=True).close()
+        punch = _socket.socket()
+        punch.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+        punch.bind(("127.0.0.1", port))  # a punch's socket may share it
+        punch.close()
+    finally:
+        first.close()

@@ -49,6 +49,11 @@ def listen_socket(host: str, port: int, *, backlog: int = _BACKLOG,
 
 def _bind(family: int, address: tuple[object, ...], backlog: int, *,
           dual: bool, reuse_port: bool = False) -> socket.socket:
+    if reuse_port and address[1] != 0:
+        # SO_REUSEPORT would let a second listener of ours share a port someone already
+        # listens on (two peers started with one --listen): a plain bind first, so a
+        # port in use is still refused.
+        _bind(family, address, backlog, dual=dual).close()
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
