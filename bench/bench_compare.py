@@ -235,9 +235,7 @@ def start_treecast(s: BenchSession, cell: Cell, codec: str, place: Place) -> Non
     cell.treecast = True
     address, prefix = place.host()
     # Every peer of a loopback run comes from 127.0.0.1: lift the per-address caps.
-    port = s.start_tracker("--max-connections-per-address", "1024",
-                           "--max-room-peers-per-address", "1024", host=address,
-                           prefix=raised(prefix))
+    port = s.start_tracker(host=address, prefix=raised(prefix))
     tracker = f"{address}:{port}"
     fanout = ["--max-children", str(CAPPED_FANOUT)] if place.lan is not None else []
     codec_args = ["--codec", codec] if len(treecast_codecs()) > 1 else []

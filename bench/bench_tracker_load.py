@@ -259,7 +259,7 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
     tracker = subprocess.Popen(
         [sys.executable, "-m", "tracker", "--host", "127.0.0.1", "--port", "0", "--no-mdns",
          "--max-connections", str(n + 100), "--max-connections-per-address", str(n + 100),
-         "--max-peers-per-room", str(n + 10), "--max-room-peers-per-address", str(n + 10),
+         "--max-peers-per-room", str(n + 10),
          # The load speaks plain TCP: this measures the tracker, not TLS (see the doc).
          "--no-tls",
          "--log-level", "WARNING"],

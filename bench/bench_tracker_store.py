@@ -125,7 +125,6 @@ def run_store(store: str, args: argparse.Namespace) -> dict[str, Any]:
         [sys.executable, "-m", "tracker", "--host", "127.0.0.1", "--port", "0", "--no-mdns",
          "--log-level", "WARNING", "--max-connections", str(args.peers + 100),
          "--max-connections-per-address", str(args.peers + 100),
-         "--max-room-peers-per-address", str(args.peers + 10),
          "--max-peers-per-room", str(args.peers + 10), "--no-tls", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

@@ -33,7 +33,7 @@ def _start_tracker_at(s: Session, port: int, *extra: str) -> subprocess.Popen[st
     """A tracker on a fixed port (a restart must come back where peers look)."""
     proc = subprocess.Popen(
         [PYTHON, "-m", "tracker", "--host", "127.0.0.1", "--port", str(port), "--no-mdns",
-         "--max-room-peers-per-address", "256", *extra],
+         *extra],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     s.procs.append(proc)  # ended by the session, by pid
     assert proc.stdout is not None

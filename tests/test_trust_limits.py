@@ -34,7 +34,6 @@ from protocol.framing import (
 from protocol.identity import Identity
 from protocol.messages import (
     Bye,
-    Error,
     Hello,
     MessageType,
     PeerList,
@@ -237,19 +236,26 @@ def _register(state: TrackerState, conn: int, address: str, peer_id: str,
 
 
 def test_a_handful_of_addresses_cannot_fill_a_room() -> None:
-    state = TrackerState(TrackerConfig(max_room_peers_per_address=16))
+    # The attack of the issue: 256 registrations from 4 addresses filled a room of 256.
+    # Rooms now hold max_peers_per_room (20,000) and one address at most
+    # max_connections_per_address (64, a lab behind one NAT): four addresses get 256
+    # members in, and every honest peer after them still gets in.
+    config = TrackerConfig(max_peers_per_room=300)
+    state = TrackerState(config)
     conn = 0
-    for host in range(4):  # the attack of the issue: 256 registrations from 4 addresses
-        for _i in range(64):
+    for host in range(4):
+        for _i in range(100):
             conn += 1
-            _register(state, conn, f"192.0.2.{host}", f"x{conn}")
-    assert len(state.room_peers("lobby")) == 4 * 16
+            if state.connect(conn, f"192.0.2.{host}", 0.0) == []:
+                state.receive(conn, Register(f"x{conn}", "x", "lobby", None, 7000), 0.0)
+    per_address = config.max_connections_per_address
+    assert len(state.room_peers("lobby")) == 4 * per_address
     conn += 1
     out = _register(state, conn, "198.51.100.1", "honest")
     assert isinstance(out[0][1], PeerList)  # an honest peer still gets in
-    refused = _register(state, conn + 1, "192.0.2.0", "one-more")
-    assert [type(m) for _, m in refused] == [Error, Bye]
-    assert refused[1][1].code == ErrorCode.ROOM_FULL  # type: ignore[attr-defined]
+    assert [type(m) for _, m in state.connect(conn + 1, "192.0.2.0", 0.0)] == [Bye]
+    assert 4 * per_address * 70 <= TrackerConfig().max_peers_per_room, (
+        "a room takes hundreds of addresses to fill")
 
 
 def test_connect_back_is_only_aimed_at_the_registering_address() -> None:

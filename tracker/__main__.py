@@ -71,10 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-connections-per-address", type=int,
                         default=defaults.max_connections_per_address, metavar="N",
                         help="(default: %(default)s)")
-    parser.add_argument("--max-room-peers-per-address", type=int,
-                        default=defaults.max_room_peers_per_address, metavar="N",
-                        help="registrations one address may hold in one room "
-                        "(default: %(default)s)")
     parser.add_argument("--max-connections", type=int, default=defaults.max_connections,
                         metavar="N", help="open connections in total (default: %(default)s)")
     parser.add_argument("--full-list-peers", type=int, default=defaults.full_list_peers,
@@ -119,7 +115,6 @@ def main(argv: list[str] | None = None) -> int:
             peer_timeout_s=args.peer_timeout,
             max_peers_per_room=args.max_peers_per_room,
             max_connections_per_address=args.max_connections_per_address,
-            max_room_peers_per_address=args.max_room_peers_per_address,
             max_connections=args.max_connections,
             full_list_peers=args.full_list_peers,
             candidates=args.candidates,

@@ -49,9 +49,6 @@ class TrackerConfig:
         max_connections: open connections in total (file descriptors are finite).
         register_timeout_s: a connection that has not registered this long after it
             opened is closed: idle sockets must not fill ``max_connections``.
-        max_room_peers_per_address: registrations one IP address may hold in one
-            room, so a handful of hosts cannot fill a room. Benchmarks that run many
-            peers on one host raise it.
         max_messages_per_s: token-bucket refill rate per connection. A peer sends ~1
             heartbeat per second plus rare claims; 50/s is far above honest use.
         burst_messages: token-bucket size: short bursts (a reconnect storm of claims
@@ -91,7 +88,6 @@ class TrackerConfig:
     max_connections_per_address: int = 64
     max_connections: int = 4096
     register_timeout_s: float = 5.0
-    max_room_peers_per_address: int = 16
     max_messages_per_s: float = 50.0
     burst_messages: int = 100
     connect_back_timeout_s: float = 2.0
@@ -128,7 +124,6 @@ class TrackerConfig:
         if self.update_interval_s < 0:
             raise ValueError("update_interval_s must not be negative")
         for name in ("max_connections_per_address", "max_connections", "burst_messages",
-                     "max_room_peers_per_address",
                      "max_connect_backs", "max_write_buffer_bytes", "punch_burst"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

@@ -60,8 +60,10 @@ an Error and nothing is sent to the target. The addresses are the tracker's own
 observations, so nobody can aim a peer at a third party's host.
 
 Hostile clients. Connections are capped in total and per address; one that has not
-registered within ``register_timeout_s`` is closed; one address holds at most
-``max_room_peers_per_address`` registrations in a room.
+registered within ``register_timeout_s`` is closed. One address holds at most
+``max_connections_per_address`` connections, so at most that many registrations in a
+room: enough for a lab behind one NAT, and a room (``max_peers_per_room``) takes
+hundreds of addresses to fill.
 """
 
 from __future__ import annotations
@@ -257,8 +259,6 @@ class TrackerState:
         # Connections not registered yet, oldest first (for register_timeout_s).
         self._unregistered: OrderedDict[int, _Conn] = OrderedDict()
         self._per_address: dict[str, int] = {}
-        # Registrations per (room, address): see max_room_peers_per_address.
-        self._room_addresses: dict[tuple[str, str], int] = {}
         self._rooms: dict[str, _Room] = {}
         self._dirty: set[str] = set()
         self._checks: list[ConnectBack] = []
@@ -660,17 +660,8 @@ class TrackerState:
             out.append((c.id, Error(ErrorCode.ROOM_FULL, reason)))
             self._close(c, reason, ErrorCode.ROOM_FULL, now, out)
             return
-        held = self._room_addresses.get((msg.room, c.address), 0)
-        if held >= self.config.max_room_peers_per_address:
-            # A handful of hosts must not be able to fill a room (and its PeerList).
-            reason = (f"room {msg.room!r} already has {held} peers from {c.address} "
-                      f"(at most {self.config.max_room_peers_per_address})")
-            out.append((c.id, Error(ErrorCode.ROOM_FULL, reason)))
-            self._close(c, reason, ErrorCode.ROOM_FULL, now, out)
-            return
         if room is None:
             room = self._rooms[msg.room] = _Room(msg.room)
-        self._room_addresses[(room.name, c.address)] = held + 1
         # Listed and checked at the address the registration came from, never at one it
         # names: otherwise anyone could point viewers (and our connect-back check) at a
         # victim's host:port. A peer that names another address is listed at ours.
@@ -947,11 +938,6 @@ class TrackerState:
         room = self._rooms[peer.room]
         room.remove(peer)
         self._replicate(room, peer, gone=True)
-        key = (room.name, c.address)
-        if self._room_addresses.get(key, 0) > 1:
-            self._room_addresses[key] -= 1
-        else:
-            self._room_addresses.pop(key, None)
         # A holder whose connection dropped (a Bye after StreamRelease has released
         # already) keeps the lock until its lease and grace run out: its process may
         # well go on streaming for that long (it was told so), and it may come back

@@ -54,9 +54,9 @@ class Session:
                       prefix: Sequence[str] | None = None) -> int:
         """Start a tracker (``prefix``, e.g. ``ip netns exec NS``, replaces the session's)."""
         proc = subprocess.Popen(
-            # Every benchmark peer registers from one host: lift the per-address room cap.
+            # Every benchmark peer connects from one host: lift the per-address cap.
             [*self._argv_prefix(prefix), PYTHON, "-m", "tracker", "--host", host, "--port", "0",
-             "--no-mdns", "--max-room-peers-per-address", "256", *extra],
+             "--no-mdns", "--max-connections-per-address", "1024", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.procs.append(proc)
         assert proc.stdout is not None
