@@ -87,3 +87,27 @@ def test_sound_waits_for_a_steady_picture_but_not_for_an_overloaded_one() -> Non
         0.255 + DELAY_HEADROOM_S, abs=0.006)
     assert overloaded.station.player.jitter.delay_s == pytest.approx(
         _need(0.05) + DELAY_HEADROOM_S, abs=0.003)
+
+
+def test_the_delay_falls_only_a_minute_after_it_last_rose(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from peer.node.audio import station as station_module
+
+    clock = {"mono": 1000.0}
+    fake = types.SimpleNamespace(time=time.time, monotonic=lambda: clock["mono"])
+    monkeypatch.setattr(station_module, "time", fake)
+    s = _Station()
+    for _ in range(5):
+        s.packet(0.05)
+    high = s.packet(0.3)  # a spike raises it
+    # Re-aimed again and again while the spike is remembered (750 packets) ...
+    for _ in range(800):
+        clock["mono"] += FRAME_S
+        s.packet(0.05)
+    # ... the spike is forgotten but the rise was under a minute ago: it holds.
+    assert s.packet(0.05, reaim=True) == high
+    clock["mono"] += station_module.DELAY_FALL_AFTER_S
+    assert s.packet(0.05, reaim=True) == pytest.approx(_need(0.05) + DELAY_HEADROOM_S,
+                                                       abs=0.003)

@@ -20,7 +20,7 @@ block, plus a margin. Every change is heard (a 20 ms pause when it grows by half
 block or more, a skip when it shrinks), so it moves seldom: it rises as soon as one
 packet needs more than it gives (before the next one is late), then to 20 ms above
 the need, so that the next slightly slower packet does not move it again; it falls
-only when the need is 40 ms below it. To keep lip sync, it
+only when the need is 40 ms below it and it has not risen for a minute. To keep lip sync, it
 is raised to the picture's display delay (``video_shown`` reports it) when the picture
 is slower, but never beyond ``MAX_LIPSYNC_WAIT_S`` and only while the picture's delay
 is steady: when video is late, stalled or overloaded, sound keeps its own pace rather
@@ -87,6 +87,10 @@ SOUND_GAP_S: Final = 0.1
 DELAY_HEADROOM_S: Final = 0.02
 DELAY_HYSTERESIS_S: Final = 0.02
 DELAY_UPDATE_PACKETS: Final = 25
+# ... and not within this long of a rise: the spikes that raise it (a busy moment at
+# the streamer or here) recur every several seconds, and falling in between made each
+# recurrence a pause again (measured: a rise, a fall 15 s later, the next rise).
+DELAY_FALL_AFTER_S: Final = 60.0
 
 
 class AudioSink(Protocol):
@@ -152,6 +156,7 @@ class AudioStation:
         self._epoch_seen: int | None = None
         self._last_seq: int | None = None
         self._parent_lost = False
+        self._raised_at = float("-inf")  # when the playout delay last rose
         self.dropped = 0
 
     # --- lifecycle ----------------------------------------------------------------
@@ -410,7 +415,12 @@ class AudioStation:
         target = self.playout_delay()
         if transit is not None:
             target = max(target, self._need(transit))
-        if target > current or current - target > DELAY_HEADROOM_S + DELAY_HYSTERESIS_S:
+        now = time.monotonic()
+        if target > current:
+            player.set_delay(target + DELAY_HEADROOM_S)
+            self._raised_at = now
+        elif (current - target > DELAY_HEADROOM_S + DELAY_HYSTERESIS_S
+              and now - self._raised_at > DELAY_FALL_AFTER_S):
             player.set_delay(target + DELAY_HEADROOM_S)
 
     def _need(self, transit: float) -> float:
