@@ -4,18 +4,14 @@ says that nobody there has it."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import threading
-
 import pytest
 
 from peer.gui.bridge import IdentityClaim
 from peer.gui.private import alone_text
-from peer.gui.screenshots import ROOT, subprocess_env, tracker_process
+from peer.gui.screenshots import tracker_process
 from peer.gui.session import SessionView
 from peer.gui.viewer import ViewerView
+from tests.gui.live_peer import live_peer
 
 pytestmark = pytest.mark.slow
 T = 60000  # real processes (and scrypt) on a slow shared machine
@@ -24,35 +20,11 @@ T = 60000  # real processes (and scrypt) on a slow shared machine
 @pytest.fixture
 def private_room():
     """A tracker and a headless streamer in private room "movies" ("open sesame")."""
-    with tracker_process() as tracker:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "peer.node.cli", "--name", "Alice", "--room", "movies",
-             "--secret", "open sesame", "--tracker", f"{tracker[0]}:{tracker[1]}",
-             "--listen", "127.0.0.1:0", "--test-pattern", "640x360", "--fps", "15",
-             "--events", "-"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env=subprocess_env(), cwd=ROOT,
-        )
-        events: list[dict] = []
-
-        def read() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:  # ends at EOF when the process exits
-                if line.startswith("{"):
-                    events.append(json.loads(line))
-
-        reader = threading.Thread(target=read, name="test-peer-events")
-        reader.start()
-        try:
-            yield tracker, events
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            reader.join(10)
+    with tracker_process() as tracker, live_peer(
+            "--name", "Alice", "--room", "movies", "--secret", "open sesame",
+            "--tracker", f"{tracker[0]}:{tracker[1]}", "--listen", "127.0.0.1:0",
+            "--test-pattern", "640x360", "--fps", "15") as (_proc, events):
+        yield tracker, events
 
 
 def open_view(qtbot, win, passphrase: str) -> ViewerView:

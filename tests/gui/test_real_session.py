@@ -3,15 +3,13 @@ the app as viewer, all on loopback."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import threading
+import contextlib
 
 import pytest
 
-from peer.gui.screenshots import ROOT, subprocess_env, tracker_process
+from peer.gui.screenshots import tracker_process
 from peer.gui.viewer import ViewerView
+from tests.gui.live_peer import live_peer
 
 pytestmark = pytest.mark.slow
 T = 30000  # real processes on a slow shared machine
@@ -20,34 +18,11 @@ T = 30000  # real processes on a slow shared machine
 @pytest.fixture
 def live_room():
     """A tracker and a headless streamer on the test pattern; yields (tracker, events)."""
-    with tracker_process() as tracker:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "peer.node.cli", "--name", "Alice",
-             "--tracker", f"{tracker[0]}:{tracker[1]}", "--listen", "127.0.0.1:0",
-             "--test-pattern", "640x360", "--fps", "15", "--chat-stdin", "--events", "-"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True, env=subprocess_env(), cwd=ROOT,
-        )
-        events: list[dict] = []
-
-        def read() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:  # ends at EOF when the process exits
-                if line.startswith("{"):
-                    events.append(json.loads(line))
-
-        reader = threading.Thread(target=read, name="test-peer-events")
-        reader.start()
-        try:
-            yield tracker, proc, events
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            reader.join(10)
+    with tracker_process() as tracker, live_peer(
+            "--name", "Alice", "--tracker", f"{tracker[0]}:{tracker[1]}",
+            "--listen", "127.0.0.1:0", "--test-pattern", "640x360", "--fps", "15",
+            "--chat-stdin", stdin=True) as (proc, events):
+        yield tracker, proc, events
 
 
 def test_app_watches_and_chats_with_a_headless_streamer(qtbot, themed, settings, lan,
@@ -164,11 +139,8 @@ def test_app_pauses_its_file_for_a_headless_viewer(qtbot, themed, settings, lan,
     # Closing at the end ends a watched broadcast: the answer is yes.
     monkeypatch.setattr(streamer_mod, "confirm_end_broadcast", lambda parent, viewers: True)
 
-    with tracker_process() as tracker:
+    with tracker_process() as tracker, contextlib.ExitStack() as viewer:
         win = MainWindow(settings=settings, lan=lan)
-        viewer: subprocess.Popen[str] | None = None
-        reader: threading.Thread | None = None
-        events: list[dict] = []
         try:
             screen = win.start_screen
             screen.name_edit.setText("Alice")
@@ -184,21 +156,9 @@ def test_app_pauses_its_file_for_a_headless_viewer(qtbot, themed, settings, lan,
             qtbot.waitUntil(view.live_button.isEnabled, timeout=T)
             view.live_button.click()
             qtbot.waitUntil(lambda: view.pause_button.isVisible(), timeout=T)
-            viewer = subprocess.Popen(
-                [sys.executable, "-m", "peer.node.cli", "--name", "Bob",
-                 "--tracker", f"{tracker[0]}:{tracker[1]}", "--listen", "127.0.0.1:0",
-                 "--watch", "--events", "-"],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                env=subprocess_env(), cwd=ROOT)
-
-            def read() -> None:
-                assert viewer is not None and viewer.stdout is not None
-                for line in viewer.stdout:
-                    if line.startswith("{"):
-                        events.append(json.loads(line))
-
-            reader = threading.Thread(target=read, name="test-viewer-events")
-            reader.start()
+            _bob, events = viewer.enter_context(live_peer(
+                "--name", "Bob", "--tracker", f"{tracker[0]}:{tracker[1]}",
+                "--listen", "127.0.0.1:0", "--watch"))
             qtbot.waitUntil(lambda: any(e["event"] == "joined" for e in events), timeout=T)
             view.pause_button.click()
             qtbot.waitUntil(lambda: view.paused and view.video.overlay() == "Paused",
@@ -210,15 +170,7 @@ def test_app_pauses_its_file_for_a_headless_viewer(qtbot, themed, settings, lan,
                                         for e in events), timeout=T)
             qtbot.waitUntil(lambda: not view.paused and view.video.overlay() == "", timeout=T)
         finally:
-            if viewer is not None:
-                viewer.terminate()
-                try:
-                    viewer.wait(10)
-                except subprocess.TimeoutExpired:
-                    viewer.kill()
-                    viewer.wait()
-            if reader is not None:
-                reader.join(10)
+            viewer.close()  # Bob ends before the window does
             win.close()
             qtbot.waitUntil(lambda: not win.isVisible() and win.bridge is None, timeout=T)
             win.start_screen.shutdown()
