@@ -51,6 +51,7 @@ from peer.node.tree.state import StreamInfo, TreeState, TreeTiming
 from protocol import Accept, AudioFrame, Candidate, Hello, PathEntry, VideoFrame
 from protocol.identity import Identity
 from tests.support.procs import wait_for
+from tests.support.rooms import FixedRoom
 
 SIZE, FPS, LAYER = "1280x720", 30.0, 720
 WARMUP_S = 3.0
@@ -109,28 +110,6 @@ AUDIO_PPS = 50  # 20 ms Opus packets
 OPUS_BYTES = 160  # ~64 kbit/s stereo
 
 
-class _OneParentRoom:
-    """A room whose only candidate is the relay the measured viewer attaches to."""
-
-    def __init__(self, parent_id: str) -> None:
-        self.parent_id = parent_id
-
-    def candidates(self) -> list[Candidate]:
-        return [Candidate(self.parent_id, "relay", "127.0.0.1", 7000, depth=1, free_slots=1)]
-
-    def subtree(self, peer_id: str, children: set[str]) -> set[str]:
-        return set()
-
-    def is_live_epoch(self, epoch: int, newest: int) -> bool:
-        return epoch >= newest
-
-    def reachable(self) -> bool:
-        return True
-
-    def advertised(self) -> tuple[str | None, int | None]:
-        return None, None
-
-
 def media_auth_cost(seconds: float) -> dict[str, Any]:
     """CPU per second of one 720p30 stream (plus sound) for signing and checking it."""
     width, height = (int(v) for v in SIZE.split("x"))
@@ -151,8 +130,10 @@ def media_auth_cost(seconds: float) -> dict[str, Any]:
     signer = MediaSigner(streamer)
     ann = signer.announcement(1, stream, time.time())
     # A viewer attached below the relay, the way the node's tree gets there.
+    only_the_relay = FixedRoom([Candidate(relay.peer_id, "relay", "127.0.0.1", 7000, depth=1,
+                                          free_slots=1)])
     tree = TreeState(peer_id="viewer", name="viewer", room="bench", fanout=1, layer=LAYER,
-                     room_view=_OneParentRoom(relay.peer_id),
+                     room_view=only_the_relay,
                      timing=TreeTiming(1.0, 5.0, 2.0), now=0.0, signed=True)
     [dial] = [a for a in tree.set_streamer(streamer.peer_id, 1, 0.0) if isinstance(a, Dial)]
     tree.connected(dial.link, 0.0)

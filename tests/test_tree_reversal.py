@@ -7,42 +7,16 @@ from __future__ import annotations
 from peer.node.tree import actions as act
 from peer.node.tree.state import OFFER_AGAIN_S, StreamInfo, TreeState, TreeTiming
 from protocol import Accept, Bye, Candidate, Hello, JoinRequest, Message, Redirect
+from tests.support.rooms import FixedRoom
 
 TIMING = TreeTiming(ping_interval_s=0.25, link_timeout_s=1.0, connect_timeout_s=2.0)
 
 
-class _Room:
-    def __init__(self, reachable: bool) -> None:
-        self._reachable = reachable
-
-    def candidates(self) -> list[Candidate]:
-        return []
-
-    def subtree(self, peer_id: str, children: set[str]) -> set[str]:
-        return set(children)
-
-    def is_live_epoch(self, epoch: int, newest: int) -> bool:
-        return epoch >= newest
-
-    def reachable(self) -> bool:
-        return self._reachable
-
-    def advertised(self) -> tuple[str | None, int | None]:
-        return ("198.51.100.7", 7000) if self._reachable else ("203.0.113.2", 7000)
-
-
-class _CandidateRoom(_Room):
-    def __init__(self, candidates: list[Candidate]) -> None:
-        super().__init__(True)
-        self._candidates = candidates
-
-    def candidates(self) -> list[Candidate]:
-        return list(self._candidates)
-
-
 def _tree(peer_id: str, reachable: bool, fanout: int = 2) -> TreeState:
+    room = FixedRoom(dialable=reachable,
+                     address=("198.51.100.7" if reachable else "203.0.113.2", 7000))
     tree = TreeState(peer_id=peer_id, name=peer_id, room="lobby", fanout=fanout, layer=720,
-                     room_view=_Room(reachable), timing=TIMING, now=0.0)
+                     room_view=room, timing=TIMING, now=0.0)
     tree.set_reachable(reachable, fanout, 0.0)
     return tree
 
@@ -124,7 +98,7 @@ def test_an_unanswered_offer_frees_its_slot_after_the_connect_timeout() -> None:
 
 def test_a_peer_busy_joining_declines_an_offer_at_once() -> None:
     busy = TreeState(peer_id="b", name="b", room="lobby", fanout=2, layer=720,
-                     room_view=_CandidateRoom([Candidate("p", "p", "198.51.100.9", 7000)]),
+                     room_view=FixedRoom([Candidate("p", "p", "198.51.100.9", 7000)]),
                      timing=TIMING, now=0.0)
     busy.offers_from = frozenset({"root"})
     assert any(isinstance(a, act.Dial) for a in busy.set_streamer("root", 1, 0.0))
@@ -167,7 +141,7 @@ def test_a_peer_with_a_parent_ignores_offers() -> None:
 def test_a_join_request_on_an_ordinary_outbound_link_is_still_refused() -> None:
     # An ordinary dial (we joining someone) must not be turned into adopting it.
     joiner = TreeState(peer_id="j", name="j", room="lobby", fanout=2, layer=720,
-                       room_view=_CandidateRoom([Candidate("p", "p", "198.51.100.9", 7000)]),
+                       room_view=FixedRoom([Candidate("p", "p", "198.51.100.9", 7000)]),
                        timing=TIMING, now=0.0)
     dial = joiner.set_streamer("root", 1, 0.1)
     link = next(a.link for a in dial if isinstance(a, act.Dial))
@@ -197,7 +171,7 @@ def test_an_offer_we_asked_for_beats_a_dial_under_way() -> None:
     # A hole punch (punching.py): the child asked for this parent's offer, while its
     # join round dials a peer that may take a whole connect timeout to fail.
     busy = TreeState(peer_id="b", name="b", room="lobby", fanout=2, layer=720,
-                     room_view=_CandidateRoom([Candidate("p", "p", "198.51.100.9", 7000)]),
+                     room_view=FixedRoom([Candidate("p", "p", "198.51.100.9", 7000)]),
                      timing=TIMING, now=0.0)
     busy.offers_from = frozenset({"root", "other"})
     dial = [a for a in busy.set_streamer("root", 1, 0.0) if isinstance(a, act.Dial)]

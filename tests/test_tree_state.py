@@ -29,35 +29,16 @@ from protocol import (
     limits,
 )
 from protocol.limits import NO_VIDEO
+from tests.support.rooms import FixedRoom
 
 TIMING = TreeTiming(ping_interval_s=0.25, link_timeout_s=1.0, connect_timeout_s=2.0)
 RTT_S = 0.02
 
 
-class _Room:
-    def __init__(self, candidates: list[Candidate] | None = None) -> None:
-        self._candidates = candidates or []
-
-    def candidates(self) -> list[Candidate]:
-        return list(self._candidates)
-
-    def subtree(self, peer_id: str, children: set[str]) -> set[str]:
-        return set(children)
-
-    def is_live_epoch(self, epoch: int, newest: int) -> bool:
-        return epoch >= newest
-
-    def reachable(self) -> bool:
-        return True
-
-    def advertised(self) -> tuple[str | None, int | None]:
-        return "10.0.0.9", 9000
-
-
 def _tree(peer_id: str = "me", candidates: list[Candidate] | None = None,
           fanout: int = 2) -> TreeState:
     return TreeState(peer_id=peer_id, name=peer_id, room="lobby", fanout=fanout, layer=720,
-                     room_view=_Room(candidates), timing=TIMING, now=0.0)
+                     room_view=FixedRoom(candidates or []), timing=TIMING, now=0.0)
 
 
 def _sent(actions: list[act.Action]) -> list[object]:

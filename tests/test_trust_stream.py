@@ -50,6 +50,7 @@ from protocol.framing import FRAMING_VERSION
 from protocol.identity import Identity
 from protocol.limits import LAYERS, MAGIC, MAX_DIGEST_CHARS
 from protocol.stream_auth import Announcement, SourceProof
+from tests.support.rooms import FixedRoom
 from tests.support.signed_stream import FakeStreamer
 from tests.test_node_links import StandInDirectory
 
@@ -113,27 +114,12 @@ def _decode(message: Any, meta: dict[str, Any]) -> object:
 # --- which announcements the tree believes --------------------------------------------
 
 
-class _Room:
-    def candidates(self) -> list[Candidate]:
-        return [Candidate("p", "p", "10.0.0.2", 7000, depth=1, free_slots=1)]
-
-    def subtree(self, peer_id: str, children: set[str]) -> set[str]:
-        return set()
-
-    def is_live_epoch(self, epoch: int, newest: int) -> bool:
-        return epoch >= newest
-
-    def reachable(self) -> bool:
-        return True
-
-    def advertised(self) -> tuple[str | None, int | None]:
-        return "10.0.0.9", 7000
-
-
 def _joining(streamer_id: str, *, signed: bool = True) -> tuple[TreeState, int]:
     """A viewer that dialled a parent and sent its JoinRequest; returns the link."""
+    room = FixedRoom([Candidate("p", "p", "10.0.0.2", 7000, depth=1, free_slots=1)],
+                     address=("10.0.0.9", 7000))
     tree = TreeState(peer_id="v", name="v", room="lobby", fanout=2, layer=360,
-                     room_view=_Room(), timing=TIMING, now=0.0, signed=signed)
+                     room_view=room, timing=TIMING, now=0.0, signed=signed)
     [dial] = [a for a in tree.set_streamer(streamer_id, 1, 0.0) if isinstance(a, act.Dial)]
     tree.connected(dial.link, 0.0)
     tree.receive(dial.link, Hello(peer_id="p", name="p", room="lobby"), 0.1)
