@@ -192,3 +192,16 @@ def test_an_offer_we_asked_for_beats_a_dial_under_way() -> None:
     # The withdrawn dial completing later changes nothing.
     assert busy.connected(dial[0].link, 0.7) == [act.Close(dial[0].link,
                                                            "join no longer needed")]
+
+
+def test_a_peer_nobody_can_dial_reports_the_slots_offers_and_punches_can_fill() -> None:
+    # Joiners only dial peers the tracker found reachable, so the slots an undialable
+    # peer reports are for reversal offers and hole punches (punch_plan.py picks by them).
+    root = _nat_root(fanout=3)
+    assert root.fanout == 0  # no joiner is sent here ...
+    root.offer([ORPHAN], 1.0)
+    root.connected(1, 1.0)
+    root.receive(1, Hello(peer_id="v", name="v", room="lobby"), 1.0)
+    out = root.receive(1, JoinRequest(layer=720, listen_host=None, listen_port=None), 1.1)
+    # ... yet it reports its free slots: 3 minus the child it adopted.
+    assert [a.free_slots for a in out if isinstance(a, act.Report)] == [2]
