@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--budget", type=float, default=None, help="seconds for the ramp")
     parser.add_argument("--nice", type=int, default=10,
                         help="niceness of the viewer processes (0: same as the streamer)")
+    parser.add_argument("--join-timeout", type=float, default=90.0,
+                        help="seconds a step's new viewers have to all receive frames")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     sigterm_as_exit()
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             names = [f"v{i}" for i in range(len(viewers), n)]
             try:
                 viewers += start_viewers(s, names, "--resolution", str(LAYER),
-                                         "--max-children", "3", timeout=90.0,
+                                         "--max-children", "3", timeout=args.join_timeout,
                                          streamer=streamer, nice=args.nice)
             except BenchError as exc:
                 reason = str(exc).splitlines()[0]
