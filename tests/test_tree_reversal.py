@@ -4,9 +4,20 @@ child, and the link then works as any other. Two TreeStates, messages passed by 
 
 from __future__ import annotations
 
+from peer.node.directory import TrackerDirectory
 from peer.node.tree import actions as act
 from peer.node.tree.state import OFFER_AGAIN_S, StreamInfo, TreeState, TreeTiming
-from protocol import Accept, Bye, Candidate, Hello, JoinRequest, Message, Redirect
+from protocol import (
+    Accept,
+    Bye,
+    Candidate,
+    Hello,
+    JoinRequest,
+    Message,
+    PeerInfo,
+    PeerList,
+    Redirect,
+)
 from tests.support.rooms import FixedRoom
 
 TIMING = TreeTiming(ping_interval_s=0.25, link_timeout_s=1.0, connect_timeout_s=2.0)
@@ -205,3 +216,66 @@ def test_a_peer_nobody_can_dial_reports_the_slots_offers_and_punches_can_fill() 
     out = root.receive(1, JoinRequest(layer=720, listen_host=None, listen_port=None), 1.1)
     # ... yet it reports its free slots: 3 minus the child it adopted.
     assert [a.free_slots for a in out if isinstance(a, act.Report)] == [2]
+
+
+def _adopt(parent: TreeState, peer_id: str, host: str, now: float) -> int:
+    """``peer_id`` dials ``parent`` from ``host`` and asks to join; returns its link."""
+    link = parent.inbound(now, host)
+    parent.receive(link, Hello(peer_id=peer_id, name=peer_id, room="lobby"), now)
+    parent.receive(link, JoinRequest(layer=720, listen_host=host, listen_port=7000), now)
+    return link
+
+
+def test_a_full_peer_redirects_only_to_children_others_can_dial() -> None:
+    # A public relay full of children behind NATs: redirecting a joiner to them would
+    # cost it a connect timeout each behind routers that drop unasked-for SYNs
+    # (bench_nat); reversal and hole punches reach them through the tracker's lists.
+    relay = _tree("relay", reachable=True, fanout=3)
+    relay.become_root(1, StreamInfo(640, 360, 10.0), 0.0)
+    relay.undialable = frozenset({"nat1", "nat2"})
+    for peer_id, host in (("nat1", "203.0.113.5"), ("pub", "198.51.100.8"),
+                          ("nat2", "203.0.113.6")):
+        _adopt(relay, peer_id, host, 0.1)
+    assert len(relay.children) == 3
+    redirects = []
+    for n in range(4):  # each redirect starts at a different child
+        link = relay.inbound(0.3, "198.51.100.21")
+        relay.receive(link, Hello(peer_id=f"j{n}", name="j", room="lobby"), 0.3)
+        out = relay.receive(link, JoinRequest(layer=720, listen_host="198.51.100.21",
+                                              listen_port=7000), 0.3)
+        redirects += [m for m in _sent(out) if isinstance(m, Redirect)]
+    assert len(redirects) == 4
+    assert all([c.id for c in r.candidates] == ["pub"] for r in redirects)
+    assert redirects[0].candidates[0] == Candidate("pub", "pub", "198.51.100.8", 7000, 1, 1)
+    # Once the room lists the last one as dialable too, it is offered again.
+    relay.undialable = frozenset({"nat1"})
+    link = relay.inbound(0.4, "198.51.100.22")
+    relay.receive(link, Hello(peer_id="k", name="k", room="lobby"), 0.4)
+    out = relay.receive(link, JoinRequest(layer=720, listen_host=None, listen_port=None), 0.4)
+    redirect = next(m for m in _sent(out) if isinstance(m, Redirect))
+    assert sorted(c.id for c in redirect.candidates) == ["nat2", "pub"]
+
+
+def test_a_full_peer_whose_children_nobody_can_dial_redirects_to_none() -> None:
+    relay = _tree("relay", reachable=True, fanout=1)
+    relay.become_root(1, StreamInfo(640, 360, 10.0), 0.0)
+    relay.undialable = frozenset({"nat"})
+    _adopt(relay, "nat", "203.0.113.5", 0.1)
+    link = relay.inbound(0.2, "198.51.100.21")
+    relay.receive(link, Hello(peer_id="j", name="j", room="lobby"), 0.2)
+    out = relay.receive(link, JoinRequest(layer=720, listen_host=None, listen_port=None), 0.2)
+    assert [m for m in _sent(out) if isinstance(m, Redirect)] == [
+        Redirect(candidates=(), reason="full")]
+
+
+def test_the_directory_lists_unchecked_and_unreachable_peers_as_undialable() -> None:
+    directory = TrackerDirectory("127.0.0.1", 1, peer_id="me", name="Me", room="r",
+                                 listen_host=None, listen_port=None, heartbeat_s=1.0,
+                                 on_change=lambda change: None)
+    assert directory.undialable() == frozenset()  # no list yet
+    directory._client._peers = PeerList("r", (  # type: ignore[attr-defined]
+        PeerInfo("s", "S", "203.0.113.9", 7000, 0, 0, False, "streamer"),
+        PeerInfo("relay", "R", "198.51.100.7", 7000, 1, 0, True, "viewer", "s"),
+        PeerInfo("nat", "N", "203.0.113.5", 7000, 2, 3, False, "viewer", "relay"),
+        PeerInfo("new", "New", "203.0.113.6", 7000, None, 0, False)))
+    assert directory.undialable() == frozenset({"s", "nat", "new"})

@@ -154,6 +154,7 @@ class TrackerDirectory:
         self._unsure_until = 0.0
         # Answers worked out from one PeerList (a new list is a new object).
         self._offerers: tuple[PeerList | None, frozenset[str]] | None = None
+        self._undialable: tuple[PeerList | None, frozenset[str]] | None = None
         self._reachable: tuple[PeerList | None, bool] | None = None
         self._client = TrackerClient(
             host, port, peer_id=peer_id, name=name, room=room, listen_host=listen_host,
@@ -232,6 +233,17 @@ class TrackerDirectory:
                           if p.id != self._peer_id and p.depth is not None
                           and not p.reachable)
         self._offerers = (peers, found)
+        return found
+
+    def undialable(self) -> frozenset[str]:
+        """Listed peers the tracker could not dial back (or has not checked yet): a
+        full parent does not redirect joiners to such children (asked ten times a
+        second: worked out once per list)."""
+        peers = self._client.peers
+        if self._undialable is not None and self._undialable[0] is peers:
+            return self._undialable[1]
+        found = frozenset(p.id for p in (peers.peers if peers else ()) if not p.reachable)
+        self._undialable = (peers, found)
         return found
 
     def candidates(self) -> list[Candidate]:

@@ -114,12 +114,14 @@ class RoomWatch:
         self._driver.apply(self._tree.set_streamer(streamer.id, streamer.epoch, at))
 
     def reverse(self, at: float) -> None:
-        """Connection reversal: take offers from undialable parents; make ours."""
+        """Connection reversal: take offers from undialable parents; make ours. Also
+        tells the tree who nobody can dial (its Redirects leave them out)."""
         directory = self._room.directory
         if not isinstance(directory, TrackerDirectory) or not self.live:
             return
         tree = self._tree
         tree.offers_from = directory.offerers()
+        tree.undialable = directory.undialable()
         reachable = directory.reachable()
         if not reachable:  # a dialable peer makes no offers (TreeState.offer)
             self._driver.apply(tree.offer(directory.orphans(), at))

@@ -304,6 +304,12 @@ class TreeState:
         self._offering: set[LinkId] = set()
         self._offered: dict[str, float] = {}
         self.offers_from: frozenset[str] = frozenset()
+        # Peers the room lists as nobody can dial (the tracker's connect-back said so,
+        # or has not said yet); the driver keeps it current. A full peer's Redirect
+        # leaves such children out: behind a router that drops unasked-for SYNs, each
+        # dial to one costs the joiner a whole connect timeout, and a reversal or a
+        # hole punch (the room's lists) reaches it anyway.
+        self.undialable: frozenset[str] = frozenset()
         # A peer whose offer we asked for (a hole punch, punching.py): it beats a dial
         # still under way, which may take a whole connect timeout to fail.
         self.awaited_offer: str | None = None
@@ -1034,13 +1040,16 @@ class TreeState:
         return self._room.subtree(self.peer_id, children) | children
 
     def _child_candidates(self, exclude: str | None = None) -> tuple[Candidate, ...]:
-        """Our children as join candidates, starting at a different child each time:
-        a join storm redirected by a full peer spreads over all its subtrees (breadth
-        first) instead of piling into the first one (a deep chain)."""
+        """Our children that others can dial, as join candidates, starting at a
+        different child each time: a join storm redirected by a full peer spreads over
+        all its subtrees (breadth first) instead of piling into the first one (a deep
+        chain). Children the room lists as undialable are left out (``undialable``);
+        one the room does not list (a large room) is offered, as it always was."""
         depth = (self.depth or 0) + 1
         cands = [Candidate(c.peer_id, c.name, c.listen[0], c.listen[1], depth, 1)
                  for c in self._children
-                 if c.peer_id and c.listen and c.peer_id != exclude]
+                 if c.peer_id and c.listen and c.peer_id != exclude
+                 and c.peer_id not in self.undialable]
         if cands:
             self._redirects += 1
             turn = self._redirects % len(cands)
