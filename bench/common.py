@@ -178,15 +178,21 @@ def streaming(peer: Peer) -> bool:
 # --- /proc --------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process, in seconds (None when it is gone)."""
+def user_sys(pid: int) -> tuple[float, float] | None:
+    """utime and stime of a process, in seconds (None when it is gone)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             data = f.read()
     except OSError:
         return None
     fields = data[data.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14, 15 of stat(5)
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK  # fields 14, 15 of stat(5)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process, in seconds (None when it is gone)."""
+    times = user_sys(pid)
+    return None if times is None else times[0] + times[1]
 
 
 def rss_mb(pid: int) -> float | None:

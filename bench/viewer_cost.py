@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    CLK_TCK,
     CpuMeter,
     bench_session,
     machine,
@@ -47,6 +46,7 @@ from bench.common import (
     start_streamer,
     start_viewers,
     table,
+    user_sys,
 )
 from bench.profiled_peer import profile_path
 from tests.support.procs import wait_for
@@ -82,16 +82,6 @@ def smaps_rollup(pid: int) -> dict[str, int]:
         pass
     out["Uss"] = out.get("Private_Clean", 0) + out.get("Private_Dirty", 0)
     return out
-
-
-def user_sys(pid: int) -> tuple[float, float] | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(")") + 2:].split()
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def received_rates(events: list[dict[str, Any]], t0: float, t1: float) -> tuple[
