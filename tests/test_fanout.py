@@ -143,3 +143,38 @@ def test_one_child_overflowing_sheds_nobody() -> None:
     actions, _ = _run_overflowing(control, root, 2.0, 2.0, 7e6, {slow}, sent, counts)
     assert not [a for a in actions if isinstance(a, act.Close)]
     assert control.uplink.capacity_bps is None
+
+
+def test_a_keyframe_burst_to_three_children_offers_no_fourth_slot_but_sheds_nobody() -> None:
+    # Three 720p children (2.3 Mbit/s each) on an 8 Mbit/s uplink: the first keyframe
+    # backs every queue up for 0.7 s at the uplink's rate. That measures the capacity:
+    # two slots fit its headroom at the layer's cap (2.5 Mbit/s), so no slot is offered,
+    # but the queues absorb the burst (nothing overflows): nobody is shed.
+    root = _root_with_children(3)
+    control = FanoutControl(root, max_children=4)
+    actions, sent = _run(control, 0.0, 2.0, 6.9e6, [0, 0, 0])
+    for start in (2.0, 12.0):
+        burst, sent = _run(control, start, 0.7, 8e6, [UPLINK_BACKLOG_FRAMES + 6] * 3, sent)
+        calm, sent = _run(control, start + 0.7, 9.3, 6.9e6, [0, 0, 0], sent)
+        actions += burst + calm
+    capacity = control.uplink.capacity_bps
+    assert capacity is not None and abs(capacity - 8e6) < 0.5e6
+    assert not [a for a in actions if isinstance(a, act.Close)]
+    assert len(root.children) == 3
+    assert control.fanout(22.0) == 2 and root.fanout == 2
+
+
+def test_slots_count_the_layers_cap_not_the_average() -> None:
+    # 8.5 Mbit/s measured, children averaging 2.3 Mbit/s: at the average three would
+    # fit the headroom; at 720p's cap of 2.5 Mbit/s (a keyframe bursts up to it), two.
+    root = _root_with_children(2)
+    control = FanoutControl(root, max_children=4)
+    actions, sent = _run(control, 0.0, 2.0, 4.6e6, [0, 0])
+    _, sent = _run(control, 2.0, FULL_HOLD_S + 0.2, 8.5e6, [UPLINK_BACKLOG_FRAMES] * 2,
+                   sent)
+    actions, _ = _run(control, 2.7, 2.5, 4.6e6, [0, 0], sent)
+    capacity = control.uplink.capacity_bps
+    assert capacity is not None and int(capacity * HEADROOM // 2.3e6) == 3
+    assert abs(control.uplink.rate_bps() / 2 - 2.3e6) < 0.1e6
+    assert control.fanout(5.2) == 2 and root.fanout == 2
+    assert not [a for a in actions if isinstance(a, act.Close)]

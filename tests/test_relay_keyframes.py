@@ -16,7 +16,7 @@ class Sink:
         self.queue: list[bytes] = []
         self.delivered: list[bytes] = []
 
-    def send_video(self, data: bytes) -> bool:
+    def send_video(self, data: bytes, budget_bytes: int | None = None) -> bool:
         dropped = len(self.queue) >= self.capacity
         if dropped:
             self.queue.pop(0)

@@ -76,7 +76,12 @@ class FanoutControl:
         fanout = self.fanout(now)
         if fanout != tree.fanout and tree.fanout != 0:
             actions += tree.set_reachable(True, fanout, now)
-        if (self.uplink.over(children, self._per_child_bps())
+        # A child is shed only when the uplink is overloaded (queues overflowing, or
+        # behind for longer than a keyframe): a keyframe burst to children the uplink
+        # carries on average is absorbed by their queues, and a shed costs the shed
+        # subtree a gap and a re-join. Offering slots (``fanout``) is stricter.
+        if (self.uplink.overloaded(now)
+                and self.uplink.over(children, self._per_child_bps())
                 and now - self._shed_at >= SHED_INTERVAL_S):
             self._shed_at = now
             log.info("uplink full (%.0f kbit/s): a child moves to a sibling",
@@ -92,13 +97,31 @@ class FanoutControl:
                 return self._max_children
             # A child backed up a moment ago: take no more until the uplink is calm.
             return min(self._max_children, len(self._tree.children))
-        return self.uplink.slots(self._per_child_bps())
+        return self.uplink.slots(self._slot_bps())
 
     def _per_child_bps(self) -> float:
+        """What each child gets now (averaged), or the top layer's cap before any."""
         children = len(self._tree.children)
         rate = self.uplink.rate_bps()
         if children and rate > 0:
             return rate / children
+        return self._top_cap_bps()
+
+    def _slot_bps(self) -> float:
+        """What a child slot must be able to carry: at least its layer's bitrate cap
+        (an H.264 child averages a little under it but bursts up to it for half a
+        second at every keyframe: three 720p children on 8 Mbit/s leave a keyframe
+        0.14 of the uplink to drain in and back every queue up together, two leave
+        0.4), or what each child gets now if that is more (MJPEG has no cap)."""
+        tree = self._tree
+        children = tree.children
+        fps = tree.stream.fps
+        if not children:
+            return max(self._per_child_bps(), self._top_cap_bps())
+        caps = sum(layer_bitrate(tree.child_layer(c), fps) for c in children) / len(children)
+        return max(self._per_child_bps(), float(caps))
+
+    def _top_cap_bps(self) -> float:
         stream = self._tree.stream
         top = self._tree.clamp(max(limits.LAYERS)) if stream.height else DEFAULT_LAYER
         return float(layer_bitrate(top, stream.fps))

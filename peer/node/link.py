@@ -100,6 +100,13 @@ AUDIO_QUEUE_PACKETS = 50
 # link that stays behind still drops (and an auto child moves down a layer before,
 # at a backlog of two frames).
 VIDEO_QUEUE_FRAMES = 8
+# An inter-frame codec's queue is bounded in bytes instead (``send_video``'s budget,
+# which the relay sets to a second of the layer's bitrate cap), never below the eight
+# frames above and never above this many: a keyframe is followed by small P-frames, and
+# while it drains (0.1-0.5 s to one of three 720p children on 8 Mbit/s) more than eight
+# of them arrive, which a frame count took for congestion and dropped, breaking every
+# child's chain at once (docs/PERFORMANCE.md, section 15).
+VIDEO_QUEUE_MAX_FRAMES = 90
 READ_CHUNK_BYTES = 256 * 1024
 # About two 1080p frames: enough to keep a fast link busy between writer wake-ups.
 SEND_BUFFER_BYTES = 512 * 1024
@@ -190,6 +197,7 @@ class PeerLink:
         self.close_reason = ""
         self._control: deque[bytes] = deque()
         self._video: deque[bytes] = deque()
+        self._video_bytes = 0  # what ``_video`` holds
         self._audio: deque[bytes] = deque()
         # The FramePart pieces of the video message being sent, still to write.
         self._parts_out: deque[bytes] = deque()
@@ -268,8 +276,14 @@ class PeerLink:
         self._control.append(data)
         self._wakeup.set()
 
-    def send_video(self, data: bytes) -> bool:
+    def send_video(self, data: bytes, budget_bytes: int | None = None) -> bool:
         """Queue an encoded video frame; drops the oldest queued one when full.
+
+        Args:
+            data: the encoded frame.
+            budget_bytes: the queue is full at ``VIDEO_QUEUE_FRAMES`` frames only once
+                they and ``data`` exceed this many bytes (and always at
+                ``VIDEO_QUEUE_MAX_FRAMES``); None: at ``VIDEO_QUEUE_FRAMES``.
 
         Returns:
             False when a frame had to be dropped to make room.
@@ -277,12 +291,15 @@ class PeerLink:
         if self.closed:
             return True
         dropped = False
-        if len(self._video) >= VIDEO_QUEUE_FRAMES:
-            self._video.popleft()
+        queued = len(self._video)
+        if queued >= VIDEO_QUEUE_MAX_FRAMES or (queued >= VIDEO_QUEUE_FRAMES and (
+                budget_bytes is None or self._video_bytes + len(data) > budget_bytes)):
+            self._video_bytes -= len(self._video.popleft())
             self.counters.frames_dropped += 1
             self.counters.video_overflows += 1
             dropped = True
         self._video.append(data)
+        self._video_bytes += len(data)
         self._wakeup.set()
         return not dropped
 
@@ -295,6 +312,7 @@ class PeerLink:
         """
         dropped = len(self._video)
         self._video.clear()
+        self._video_bytes = 0
         self.counters.frames_dropped += dropped
         return dropped
 
@@ -387,6 +405,7 @@ class PeerLink:
                         data = self._parts_out.popleft()
                     else:
                         data = self._video.popleft()
+                        self._video_bytes -= len(data)
                         piece = self._gate.part_bytes(len(data))
                         if self.remote_parts and len(data) > piece:
                             # Sound and control may go between the pieces.

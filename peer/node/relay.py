@@ -52,6 +52,7 @@ from typing import Final, Protocol
 from peer.node.autolayer import AutoLayer
 from peer.node.codec import CodecError, Image
 from peer.node.codecs.chain import ChainGate
+from peer.node.codecs.h264 import VBV_BUFFER_S, layer_bitrate
 from peer.node.codecs.keyframes import KeyframeThrottle
 from peer.node.errors import MediaError
 from peer.node.media_auth import MediaSigner
@@ -64,13 +65,19 @@ log = logging.getLogger(__name__)
 # A lost request upstream costs a child its picture until the next one: ask again
 # after this long if the keyframe has not come (the parent throttles storms anyway).
 UPSTREAM_REQUEST_S: Final = 0.25
+# A child's queue of an inter-frame codec holds this many VBV buffers of its layer's
+# cap in bytes (one second at 720p: 312 KB): one is what a link at the cap needs to
+# pass x264's bursts without loss; the second covers a link somewhat below the cap
+# (a parent with three 720p children on 8 Mbit/s gives each ~2.5 Mbit/s).
+VIDEO_QUEUE_VBV: Final = 2
 
 
 class ChildSink(Protocol):
     """Where a child's frames go: its link's bounded video queue."""
 
-    def send_video(self, data: bytes) -> bool:
-        """Queue one encoded frame; False when an older one had to be dropped."""
+    def send_video(self, data: bytes, budget_bytes: int | None = None) -> bool:
+        """Queue one encoded frame (``budget_bytes``: bound the queue in bytes, see
+        ``link.PeerLink.send_video``); False when an older one had to be dropped."""
 
     @property
     def queued_frames(self) -> int:
@@ -149,6 +156,7 @@ class Relay:
         self.gate = ChainGate()
         self._feeding = False  # the pipeline has been given every frame of our chain
         self._have: int | None = None
+        self._fps = fps
         self.processor = ReceiveProcessor(fps)
         self._pipeline = ReceivePipeline(executor, self.processor,
                                          on_result=self._received, on_error=self._refused)
@@ -264,6 +272,11 @@ class Relay:
             How many children it was queued for.
         """
         sent = 0
+        # An inter-frame stream's queue is bounded in bytes: twice its VBV buffer (a
+        # link at the layer's cap then never drops a frame x264 let through, keyframes
+        # included); JPEGs keep the plain frame count.
+        budget = (None if frame.codec == "mjpeg" else round(
+            layer_bitrate(frame.layer, self._fps) / 8 * VIDEO_QUEUE_VBV * VBV_BUFFER_S))
         for child in self._children.values():
             if not child.watching:
                 continue
@@ -284,7 +297,7 @@ class Relay:
                 child.dropped += child.sink.clear_video()
             child.sent += 1
             child.keyframes += frame.keyframe
-            if not child.sink.send_video(data):
+            if not child.sink.send_video(data, budget):
                 child.dropped += 1
                 if frame.codec != "mjpeg":
                     # An older frame of this child's chain is gone: what follows it in

@@ -59,6 +59,10 @@ FULL_HOLD_S: Final = 0.5
 # tree fill at once, and if the uplink did not change, the newest is shed again (a
 # re-join, a keyframe for the whole layer). A home uplink rarely grows within minutes.
 FORGET_S: Final = 300.0
+# A backlog held together this long is more than a keyframe (x264's VBV bounds a burst
+# to half a second at the layer's cap; the relay's byte-bounded queue holds two such):
+# the children are sent more than the uplink carries, and one should go elsewhere.
+OVERLOAD_HOLD_S: Final = 1.5
 # Until the capacity is known, no more children are offered until this long has
 # passed without any child backing up.
 CALM_S: Final = 2.0
@@ -80,6 +84,7 @@ class UplinkMeter:
         # Since when the children have been backed up together, the bytes sent then and
         # how many children there were (the byte count is over the current children).
         self._full_since: tuple[float, int, int] | None = None
+        self._overloaded_at = -1e18  # last time queues overflowed or stayed behind long
 
     def rate_bps(self) -> float:
         """Send rate over the window, bits per second (0 until two samples)."""
@@ -116,6 +121,7 @@ class UplinkMeter:
                 self.capacity_bps = rate
                 self._full_at = now
                 self._backed_up_at = now
+                self._overloaded_at = now
                 return
         full = children >= 2 and backed_up >= together
         if (not full or self._full_since is None or self._full_since[2] != children
@@ -127,6 +133,8 @@ class UplinkMeter:
             start, sent_then, _ = self._full_since
             self.capacity_bps = (bytes_sent_total - sent_then) * 8 / (now - start)
             self._full_at = now
+            if now - start >= OVERLOAD_HOLD_S:
+                self._overloaded_at = now
             return
         span = self._sent[-1][0] - self._sent[0][0]
         if span < WINDOW_S / 2:
@@ -141,6 +149,11 @@ class UplinkMeter:
     def calm(self, now: float, seconds: float = CALM_S) -> bool:
         """No child backed up for ``seconds``: the uplink carries what it has."""
         return now - self._backed_up_at >= seconds
+
+    def overloaded(self, now: float) -> bool:
+        """Queues overflowed together, or stayed behind together for
+        ``OVERLOAD_HOLD_S``, within the last ``FULL_HOLD_S``: more than a keyframe."""
+        return now - self._overloaded_at <= FULL_HOLD_S
 
     def over(self, children: int, per_child_bps: float) -> bool:
         """The measured uplink cannot feed ``children`` (one should go elsewhere)."""
