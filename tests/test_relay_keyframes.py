@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
-from peer.node.relay import Relay
-from protocol import VideoFrame
+from peer.node.codecs.h264 import VBV_BUFFER_S, layer_bitrate
+from peer.node.relay import VIDEO_QUEUE_VBV, Relay
+from protocol import VideoFrame, encode
 
 
 class Sink:
@@ -26,6 +28,10 @@ class Sink:
     @property
     def queued_frames(self) -> int:
         return len(self.queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        return sum(len(d) for d in self.queue)
 
     def clear_video(self) -> int:
         n = len(self.queue)
@@ -89,14 +95,20 @@ def test_a_drop_clears_the_queue_and_waits_for_the_next_keyframe() -> None:
     assert relay.child_layer("kid") == 480
 
 
-def test_a_keyframe_supersedes_what_waits_in_the_queue() -> None:
+def test_a_keyframe_supersedes_what_waits_in_the_queue_only_beyond_the_budget() -> None:
     relay = make_relay([], [0.0])
-    sink = Sink(capacity=3)
+    sink = Sink(capacity=10)
     relay.add_child("kid", sink, 480)
     relay.fan_out(frame(480, 1, -1, True), None)
     relay.fan_out(frame(480, 2, 1, False), None)
     relay.fan_out(frame(480, 3, -1, True), None)
-    assert len(sink.queue) == 1  # only the newest keyframe is left to send
+    assert len(sink.queue) == 3  # small: everything queued still goes, nothing lost
+    # A keyframe that does not fit behind the queue (two VBV buffers of 480p's cap)
+    # supersedes it: only the newest keyframe is left to send.
+    budget = round(layer_bitrate(480, 30.0) / 8 * VIDEO_QUEUE_VBV * VBV_BUFFER_S)
+    big = dataclasses.replace(frame(480, 4, -1, True), data=b"k" * budget)
+    relay.fan_out(big, None)
+    assert len(sink.queue) == 1 and sink.queue[0] == encode(big)
 
 
 def test_layer_switch_is_make_before_break() -> None:

@@ -373,6 +373,10 @@ class PeerLink:
     def queued_frames(self) -> int:
         return len(self._video)
 
+    @property
+    def queued_bytes(self) -> int:
+        return self._video_bytes
+
     async def _write_loop(self) -> None:
         try:
             while not self.closed:

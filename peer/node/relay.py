@@ -83,6 +83,10 @@ class ChildSink(Protocol):
     def queued_frames(self) -> int:
         """Frames waiting in the queue."""
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of the frames waiting in the queue."""
+
     def clear_video(self) -> int:
         """Drop every queued frame; returns how many."""
 
@@ -291,9 +295,13 @@ class Relay:
                 continue
             if data is None:
                 data = encode(frame)  # once per frame, shared by its children
-            if frame.keyframe and frame.codec != "mjpeg" and child.sink.queued_frames:
-                # A keyframe of an inter-frame codec makes everything queued before it
-                # pointless (latest wins). JPEGs each stand alone: they stay queued.
+            if (budget is not None and frame.keyframe and child.sink.queued_frames
+                    and child.sink.queued_bytes + len(data) > budget):
+                # A keyframe of an inter-frame codec that does not fit behind what is
+                # queued supersedes it (latest wins; pushing the oldest out instead
+                # would break the chain and clear the keyframe with it). Within the
+                # budget the queued frames go first: they decode, and each one cleared
+                # is a frame the child never sees. JPEGs each stand alone: they stay.
                 child.dropped += child.sink.clear_video()
             child.sent += 1
             child.keyframes += frame.keyframe
