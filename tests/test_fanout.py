@@ -86,9 +86,11 @@ def test_a_leaf_offers_no_slot_whatever_it_measures() -> None:
     assert actions == [] and control.fanout(2.0) == 0
 
 
-def test_keyframe_bursts_to_two_children_shed_nobody() -> None:
+def test_keyframe_bursts_to_two_children_shed_nobody_and_sample_the_uplink() -> None:
     # Two 720p children on an 8 Mbit/s uplink: each keyframe backs both queues up for
-    # a moment. The uplink carries them; nobody is shed and the slots stay offered.
+    # a moment. The uplink carries them; nobody is shed. What it sent meanwhile is a
+    # sample of its rate: a third 720p child (2.5 Mbit/s at the cap) would not fit
+    # its headroom, so no third slot is offered.
     root = _root_with_children(2)
     control = FanoutControl(root, max_children=3)
     actions, sent = _run(control, 0.0, 2.0, 4.6e6, [0, 0])
@@ -98,7 +100,9 @@ def test_keyframe_bursts_to_two_children_shed_nobody() -> None:
         actions += burst + calm
     assert not [a for a in actions if isinstance(a, act.Close)]
     assert control.uplink.capacity_bps is None and len(root.children) == 2
-    assert control.fanout(11.0) == 3
+    burst = control.uplink.burst_bps
+    assert burst is not None and abs(burst - 8e6) < 0.5e6
+    assert control.fanout(11.0) == 2 and root.fanout == 2
 
 
 def _run_overflowing(control: FanoutControl, root: TreeState, start: float, seconds: float,

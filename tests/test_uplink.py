@@ -108,3 +108,24 @@ def test_one_overflowing_child_is_its_path() -> None:
     sent = run(meter, 0.0, 2.0, 7e6, backed_up=0, children=3)
     meter.observe(2.0, sent + 100_000, 0, 3, overflowing=1)
     assert meter.capacity_bps is None
+
+
+def test_a_keyframe_burst_samples_the_uplink_for_slots_but_never_sheds() -> None:
+    # Ticks of 0.1 s (the node's): a keyframe backs two children up for 0.3 s while
+    # the uplink sends 8 Mbit/s. Not full (no capacity), but a sample of the rate:
+    # at 720p's cap two children fit its headroom, a third would not.
+    meter = UplinkMeter(max_children=3)
+    sent, t = 0, 0.0
+    for seconds, bps, backed in ((2.0, 4.6e6, 0), (0.3, 8e6, 2), (2.0, 4.6e6, 0)):
+        end = t + seconds
+        while t < end - 1e-9:
+            sent += int(bps / 8 * 0.1)
+            meter.observe(t, sent, backed, 2)
+            t = round(t + 0.1, 6)
+    assert meter.capacity_bps is None and meter.burst_bps is not None
+    assert abs(meter.burst_bps - 8e6) < 0.5e6
+    assert meter.slots(2.5e6) == 2 and not meter.over(2, 2.5e6)
+    assert not meter.over(3, 2.5e6)  # a burst is no reason to send a child away
+    # Forgotten like a capacity.
+    meter.observe(t + FORGET_S + 1, sent, 0, 2)
+    assert meter.burst_bps is None and meter.slots(2.5e6) == 3

@@ -94,7 +94,8 @@ class FanoutControl:
         feed them; while it is unmeasured, none more while a child backs up."""
         if self.uplink.capacity_bps is None:
             if self.uplink.calm(now):
-                return self._max_children
+                # (bounded by a keyframe burst's sample of the uplink, if one came)
+                return self.uplink.slots(self._slot_bps())
             # A child backed up a moment ago: take no more until the uplink is calm.
             return min(self._max_children, len(self._tree.children))
         return self.uplink.slots(self._slot_bps())

@@ -63,6 +63,10 @@ FORGET_S: Final = 300.0
 # to half a second at the layer's cap; the relay's byte-bounded queue holds two such):
 # the children are sent more than the uplink carries, and one should go elsewhere.
 OVERLOAD_HOLD_S: Final = 1.5
+# A backlog held together this long gives a sample of the uplink's rate (a keyframe
+# to two 720p children on 8 Mbit/s: 0.2-0.3 s): used only to offer no slot the uplink
+# could not carry at the layers' caps, never to shed (two ticks apart: noisy).
+BURST_MIN_S: Final = 0.1
 # Until the capacity is known, no more children are offered until this long has
 # passed without any child backing up.
 CALM_S: Final = 2.0
@@ -85,6 +89,10 @@ class UplinkMeter:
         # how many children there were (the byte count is over the current children).
         self._full_since: tuple[float, int, int] | None = None
         self._overloaded_at = -1e18  # last time queues overflowed or stayed behind long
+        # What the uplink sent while a keyframe backed the children up together (shorter
+        # than FULL_HOLD_S): it bounds the slots offered while the capacity is unknown.
+        self.burst_bps: float | None = None
+        self._burst_at = -1e18
 
     def rate_bps(self) -> float:
         """Send rate over the window, bits per second (0 until two samples)."""
@@ -127,15 +135,22 @@ class UplinkMeter:
         if (not full or self._full_since is None or self._full_since[2] != children
                 or bytes_sent_total < self._full_since[1]):
             self._full_since = (now, bytes_sent_total, children) if full else None
-        elif now - self._full_since[0] >= FULL_HOLD_S:
-            # Backed up all along: the uplink sent all it could since then, and that
-            # is its capacity (the latest sample wins: the uplink may have slowed).
+        else:
             start, sent_then, _ = self._full_since
-            self.capacity_bps = (bytes_sent_total - sent_then) * 8 / (now - start)
-            self._full_at = now
-            if now - start >= OVERLOAD_HOLD_S:
-                self._overloaded_at = now
-            return
+            held = now - start
+            if held >= BURST_MIN_S:
+                # Backed up together since then: the uplink sent all it could.
+                sent_bps = (bytes_sent_total - sent_then) * 8 / held
+                if held >= FULL_HOLD_S:
+                    # Longer than a keyframe takes on an uplink that carries the
+                    # children: that is its capacity (the latest sample wins: the
+                    # uplink may have slowed).
+                    self.capacity_bps = sent_bps
+                    self._full_at = now
+                    if held >= OVERLOAD_HOLD_S:
+                        self._overloaded_at = now
+                    return
+                self.burst_bps, self._burst_at = sent_bps, now
         span = self._sent[-1][0] - self._sent[0][0]
         if span < WINDOW_S / 2:
             return  # too short to measure a rate
@@ -145,6 +160,8 @@ class UplinkMeter:
                 self.capacity_bps = rate  # carried more without backing up
             if self._full_at is not None and now - self._full_at > FORGET_S:
                 self.capacity_bps, self._full_at = None, None
+        if self.burst_bps is not None and now - self._burst_at > FORGET_S:
+            self.burst_bps = None
 
     def calm(self, now: float, seconds: float = CALM_S) -> bool:
         """No child backed up for ``seconds``: the uplink carries what it has."""
@@ -163,10 +180,12 @@ class UplinkMeter:
         """How many children at ``per_child_bps`` this uplink can feed.
 
         Returns:
-            ``max_children`` while the capacity is unknown; otherwise the children
-            that fit in ``HEADROOM`` of it, between 1 and ``max_children``.
+            ``max_children`` while the capacity is unknown (and no keyframe burst
+            sampled it); otherwise the children that fit in ``HEADROOM`` of it,
+            between 1 and ``max_children``.
         """
-        if self.capacity_bps is None or per_child_bps <= 0 or self.max_children == 0:
+        capacity = self.capacity_bps if self.capacity_bps is not None else self.burst_bps
+        if capacity is None or per_child_bps <= 0 or self.max_children == 0:
             return self.max_children
-        fit = int(self.capacity_bps * HEADROOM // per_child_bps)
+        fit = int(capacity * HEADROOM // per_child_bps)
         return max(1, min(self.max_children, fit))
