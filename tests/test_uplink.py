@@ -129,3 +129,17 @@ def test_a_keyframe_burst_samples_the_uplink_for_slots_but_never_sheds() -> None
     # Forgotten like a capacity.
     meter.observe(t + FORGET_S + 1, sent, 0, 2)
     assert meter.burst_bps is None and meter.slots(2.5e6) == 3
+
+
+def test_a_cpu_stall_is_no_sample_of_the_uplink() -> None:
+    # Frames queue up at both children because this peer stalled, not its uplink:
+    # it sent less than its average meanwhile. That says nothing about the uplink.
+    meter = UplinkMeter(max_children=3)
+    sent, t = 0, 0.0
+    for seconds, bps, queued in ((2.0, 4.6e6, 0), (0.4, 1e6, 2), (1.0, 4.6e6, 0)):
+        end = t + seconds
+        while t < end - 1e-9:
+            sent += int(bps / 8 * 0.1)
+            meter.observe(t, sent, 0, 2, bursting=queued)
+            t = round(t + 0.1, 6)
+    assert meter.burst_bps is None and meter.slots(2.5e6) == 3

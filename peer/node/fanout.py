@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 # A child's queue this long means our uplink (or its path) is behind: half the video
 # queue. Two frames is only a keyframe going out (a new child, a switch).
 UPLINK_BACKLOG_FRAMES = 4
+# Every child with this many frames queued: a keyframe going out to all of them, and
+# meanwhile the uplink sends all it can (``UplinkMeter.burst_bps``).
+BURST_BACKLOG_FRAMES = 2
 # At most one child is sent elsewhere per this long (the uplink needs a moment to
 # show the effect).
 SHED_INTERVAL_S = 3.0
@@ -71,7 +74,8 @@ class FanoutControl:
                               if now - t <= FULL_HOLD_S)
         self.uplink.observe(now, video_bytes_out,
                             sum(1 for q in queued_frames if q >= UPLINK_BACKLOG_FRAMES),
-                            children, overflowing)
+                            children, overflowing,
+                            sum(1 for q in queued_frames if q >= BURST_BACKLOG_FRAMES))
         actions: list[Action] = []
         fanout = self.fanout(now)
         if fanout != tree.fanout and tree.fanout != 0:

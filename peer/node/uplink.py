@@ -93,6 +93,7 @@ class UplinkMeter:
         # than FULL_HOLD_S): it bounds the slots offered while the capacity is unknown.
         self.burst_bps: float | None = None
         self._burst_at = -1e18
+        self._burst_since: tuple[float, int, int] | None = None  # as ``_full_since``
 
     def rate_bps(self) -> float:
         """Send rate over the window, bits per second (0 until two samples)."""
@@ -102,7 +103,7 @@ class UplinkMeter:
         return (b1 - b0) * 8 / (t1 - t0) if t1 > t0 else 0.0
 
     def observe(self, now: float, bytes_sent_total: int, backed_up: int, children: int,
-                overflowing: int = 0) -> None:
+                overflowing: int = 0, bursting: int | None = None) -> None:
         """Feed one sample (a few times a second).
 
         Args:
@@ -112,9 +113,13 @@ class UplinkMeter:
             children: children in total.
             overflowing: children whose full queue dropped a frame within the last
                 ``FULL_HOLD_S``.
+            bursting: children with a few frames queued (a keyframe going out);
+                None: as ``backed_up``.
         """
         if backed_up:
             self._backed_up_at = now
+        self._sample_burst(now, bytes_sent_total, backed_up if bursting is None else bursting,
+                           children)
         self._sent.append((now, bytes_sent_total))
         while len(self._sent) > 2 and now - self._sent[0][0] > WINDOW_S:
             self._sent.popleft()
@@ -138,19 +143,15 @@ class UplinkMeter:
         else:
             start, sent_then, _ = self._full_since
             held = now - start
-            if held >= BURST_MIN_S:
-                # Backed up together since then: the uplink sent all it could.
-                sent_bps = (bytes_sent_total - sent_then) * 8 / held
-                if held >= FULL_HOLD_S:
-                    # Longer than a keyframe takes on an uplink that carries the
-                    # children: that is its capacity (the latest sample wins: the
-                    # uplink may have slowed).
-                    self.capacity_bps = sent_bps
-                    self._full_at = now
-                    if held >= OVERLOAD_HOLD_S:
-                        self._overloaded_at = now
-                    return
-                self.burst_bps, self._burst_at = sent_bps, now
+            if held >= FULL_HOLD_S:
+                # Backed up all along, longer than a keyframe takes on an uplink that
+                # carries the children: it sent all it could since then, and that is
+                # its capacity (the latest sample wins: the uplink may have slowed).
+                self.capacity_bps = (bytes_sent_total - sent_then) * 8 / held
+                self._full_at = now
+                if held >= OVERLOAD_HOLD_S:
+                    self._overloaded_at = now
+                return
         span = self._sent[-1][0] - self._sent[0][0]
         if span < WINDOW_S / 2:
             return  # too short to measure a rate
@@ -162,6 +163,25 @@ class UplinkMeter:
                 self.capacity_bps, self._full_at = None, None
         if self.burst_bps is not None and now - self._burst_at > FORGET_S:
             self.burst_bps = None
+
+    def _sample_burst(self, now: float, sent: int, bursting: int, children: int) -> None:
+        """While every child has frames queued (a keyframe to all of them), the uplink
+        sends all it can: over ``BURST_MIN_S`` or more that is a sample of its rate.
+        Only one at least the window's average counts: a stalled CPU also leaves
+        frames queued, but sends less meanwhile."""
+        if children < 2 or bursting < children:
+            self._burst_since = None
+            return
+        if self._burst_since is None or self._burst_since[2] != children \
+                or sent < self._burst_since[1]:
+            self._burst_since = (now, sent, children)
+            return
+        start, sent_then, _ = self._burst_since
+        held = now - start
+        if held >= BURST_MIN_S:
+            rate = (sent - sent_then) * 8 / held
+            if rate >= self.rate_bps():
+                self.burst_bps, self._burst_at = rate, now
 
     def calm(self, now: float, seconds: float = CALM_S) -> bool:
         """No child backed up for ``seconds``: the uplink carries what it has."""
