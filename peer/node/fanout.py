@@ -3,13 +3,15 @@
 Every tick the node reports what its children's queues show (bytes sent so far, how
 many are backed up). The ``UplinkMeter`` turns that into a capacity; from it:
 
-- ``fanout(now)``: ``--max-children`` while the uplink is unmeasured and calm; while
-  unmeasured but a child backed up a moment ago, no more than we have; once measured,
-  as many children as fit at the per-child rate (what each child gets now, or the
-  top layer's bitrate before any child does);
+- ``fanout(now)``: ``--max-children`` while the uplink is unmeasured and calm (fewer
+  if a keyframe burst sampled its rate); while unmeasured but a child backed up a
+  moment ago, no more than we have; once measured, as many children as fit at each
+  child's layer cap (what an H.264 child bursts to at a keyframe), or at what each
+  child gets now if that is more (MJPEG);
 - a change of fanout is told to the tree state (it reports our free slots);
-- when the measured uplink cannot feed the children we have, the newest moves to a
-  sibling (``TreeState.shed_child``), at most one per ``SHED_INTERVAL_S``.
+- when the measured uplink cannot feed the children we have and is overloaded (more
+  than a keyframe backs them up), the newest moves to a sibling
+  (``TreeState.shed_child``), at most one per ``SHED_INTERVAL_S``.
 """
 
 from __future__ import annotations

@@ -33,9 +33,16 @@ again at the next keyframe (docs/PERFORMANCE.md, section 15, capped hosts).
 ``slots(per_child_bps)`` is then how many children of that rate fit in
 ``HEADROOM`` of the capacity (at least one: a peer that was accepted as a relay keeps
 feeding someone), never more than ``max_children``. While the capacity is unknown the
-node offers no new slot until ``CALM_S`` has passed with no child backing up; when the
-measured uplink cannot feed the children it has, the newest is sent to one of its
-siblings (``TreeState.shed_child``).
+node offers no new slot until ``CALM_S`` has passed with no child backing up, and a
+keyframe burst bounds the slots: while every child has a few frames queued the uplink
+sends all it can, and that rate (``burst_bps``) stands in for the capacity when slots
+are offered. It is never a reason to shed: a parent learns from its second 720p
+child's join keyframe that a third does not fit, before it takes one (a third child
+taken and shed later costs that child's subtree a gap and a re-join). When the
+measured uplink cannot feed the children it has and it is ``overloaded`` (queues
+overflowing together, or backed up together for ``OVERLOAD_HOLD_S``: more than a
+keyframe, which the relay's byte-bounded H.264 queues absorb), the newest is sent to
+one of its siblings (``TreeState.shed_child``).
 """
 
 from __future__ import annotations
