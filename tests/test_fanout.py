@@ -3,7 +3,12 @@ children, the uplink fed by hand with virtual time (no links, no clock)."""
 
 from __future__ import annotations
 
-from peer.node.fanout import SHED_INTERVAL_S, UPLINK_BACKLOG_FRAMES, FanoutControl
+from peer.node.fanout import (
+    NEW_CHILD_S,
+    SHED_INTERVAL_S,
+    UPLINK_BACKLOG_FRAMES,
+    FanoutControl,
+)
 from peer.node.tree import actions as act
 from peer.node.tree.state import StreamInfo, TreeState
 from peer.node.uplink import CALM_S, FULL_HOLD_S, HEADROOM
@@ -153,11 +158,12 @@ def test_a_keyframe_burst_to_three_children_offers_no_fourth_slot_but_sheds_nobo
     # Three 720p children (2.3 Mbit/s each) on an 8 Mbit/s uplink: the first keyframe
     # backs every queue up for 0.7 s at the uplink's rate. That measures the capacity:
     # two slots fit its headroom at the layer's cap (2.5 Mbit/s), so no slot is offered,
-    # but the queues absorb the burst (nothing overflows): nobody is shed.
+    # but the queues absorb the burst (nothing overflows): nobody is shed (all three
+    # have been children for longer than NEW_CHILD_S).
     root = _root_with_children(3)
     control = FanoutControl(root, max_children=4)
     actions, sent = _run(control, 0.0, 2.0, 6.9e6, [0, 0, 0])
-    for start in (2.0, 12.0):
+    for start in (2.0 + NEW_CHILD_S, 12.0 + NEW_CHILD_S):
         burst, sent = _run(control, start, 0.7, 8e6, [UPLINK_BACKLOG_FRAMES + 6] * 3, sent)
         calm, sent = _run(control, start + 0.7, 9.3, 6.9e6, [0, 0, 0], sent)
         actions += burst + calm
@@ -165,7 +171,7 @@ def test_a_keyframe_burst_to_three_children_offers_no_fourth_slot_but_sheds_nobo
     assert capacity is not None and abs(capacity - 8e6) < 0.5e6
     assert not [a for a in actions if isinstance(a, act.Close)]
     assert len(root.children) == 3
-    assert control.fanout(22.0) == 2 and root.fanout == 2
+    assert control.fanout(22.0 + NEW_CHILD_S) == 2 and root.fanout == 2
 
 
 def test_slots_count_the_layers_cap_not_the_average() -> None:
@@ -182,3 +188,23 @@ def test_slots_count_the_layers_cap_not_the_average() -> None:
     assert abs(control.uplink.rate_bps() / 2 - 2.3e6) < 0.1e6
     assert control.fanout(5.2) == 2 and root.fanout == 2
     assert not [a for a in actions if isinstance(a, act.Close)]
+
+
+def test_a_newcomer_a_keyframe_burst_shows_does_not_fit_is_sent_on_at_once() -> None:
+    # Two 720p children for a while, then a third joins (taken before any burst said
+    # how much the uplink carries): its join keyframe backs all three up at 8 Mbit/s.
+    # Two fit at the cap: the newcomer, without a subtree yet, goes on at once, before
+    # the uplink is overloaded; the two older children stay.
+    root = _root_with_children(2)
+    control = FanoutControl(root, max_children=4)
+    actions, sent = _run(control, 0.0, NEW_CHILD_S + 1, 4.6e6, [0, 0])
+    link = root.inbound(NEW_CHILD_S + 1, "10.0.0.9")
+    _hello(root, link, "newcomer")
+    root.receive(link, JoinRequest(layer=720, listen_port=7100), NEW_CHILD_S + 1)
+    assert root.children[-1] == link
+    t = NEW_CHILD_S + 1.5
+    _, sent = _run(control, t, 0.5, 6.9e6, [0, 0, 0], sent)
+    burst, sent = _run(control, t + 0.5, 0.3, 8e6, [2, 2, 2], sent)
+    closes = [a for a in actions + burst if isinstance(a, act.Close)]
+    assert len(closes) == 1 and closes[0].link == link and closes[0].reason == "uplink full"
+    assert len(root.children) == 2 and control.uplink.capacity_bps is None

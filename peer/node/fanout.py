@@ -36,6 +36,10 @@ BURST_BACKLOG_FRAMES = 2
 # At most one child is sent elsewhere per this long (the uplink needs a moment to
 # show the effect).
 SHED_INTERVAL_S = 3.0
+# A child this new is sent on when a keyframe burst shows that the uplink cannot
+# carry it (its own join keyframe does, within a second): it has barely started and has
+# no subtree yet. Later, only an overloaded uplink sends a child away.
+NEW_CHILD_S = 3.0
 # Bitrate assumed for a child before any stream says its size.
 DEFAULT_LAYER = 720
 
@@ -55,6 +59,7 @@ class FanoutControl:
         self._shed_at = -SHED_INTERVAL_S
         self._overflows: dict[Hashable, int] = {}  # each child's queue overflows so far
         self._overflowed_at: dict[Hashable, float] = {}  # and when the last one came
+        self._joined_at: dict[Hashable, float] = {}  # when each child was first seen
 
     def tick(self, now: float, video_bytes_out: int, queued_frames: list[int],
              overflows: Mapping[Hashable, int] | None = None) -> list[Action]:
@@ -86,14 +91,29 @@ class FanoutControl:
         # behind for longer than a keyframe): a keyframe burst to children the uplink
         # carries on average is absorbed by their queues, and a shed costs the shed
         # subtree a gap and a re-join. Offering slots (``fanout``) is stricter.
-        if (self.uplink.overloaded(now)
-                and self.uplink.over(children, self._per_child_bps())
-                and now - self._shed_at >= SHED_INTERVAL_S):
+        if (now - self._shed_at >= SHED_INTERVAL_S
+                and ((self.uplink.overloaded(now)
+                      and self.uplink.over(children, self._per_child_bps()))
+                     or self._newest_does_not_fit(now))):
             self._shed_at = now
             log.info("uplink full (%.0f kbit/s): a child moves to a sibling",
                      (self.uplink.capacity_bps or 0) / 1000)
             actions += tree.shed_child(now)
         return actions
+
+    def _newest_does_not_fit(self, now: float) -> bool:
+        """A keyframe burst says our uplink cannot carry the child that joined last
+        (taken before the burst showed it, e.g. two joiners at once)."""
+        kids = self._tree.children
+        for kid in kids:
+            self._joined_at.setdefault(kid, now)
+        for gone in set(self._joined_at) - set(kids):
+            self._joined_at.pop(gone)
+        burst = self.uplink.burst_bps
+        if (len(kids) < 2 or burst is None or self.uplink.capacity_bps is not None
+                or now - self._joined_at[kids[-1]] > NEW_CHILD_S):
+            return False
+        return len(kids) > self.uplink.slots(self._slot_bps())
 
     def fanout(self, now: float) -> int:
         """Children we take: ``--max-children``, fewer when the measured uplink cannot

@@ -188,7 +188,10 @@ class UplinkMeter:
         if held >= BURST_MIN_S:
             rate = (sent - sent_then) * 8 / held
             if rate >= self.rate_bps():
-                self.burst_bps, self._burst_at = rate, now
+                # The highest sample: a burst that began between two ticks reads low,
+                # and too low a figure would cost slots (and newcomers) for nothing.
+                self.burst_bps = max(rate, self.burst_bps or 0.0)
+                self._burst_at = now
 
     def calm(self, now: float, seconds: float = CALM_S) -> bool:
         """No child backed up for ``seconds``: the uplink carries what it has."""
