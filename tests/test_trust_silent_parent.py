@@ -11,7 +11,8 @@ from __future__ import annotations
 from peer.node.tree import actions as act
 from peer.node.tree.state import TreeState, TreeTiming
 from protocol import Accept, Candidate, Hello, PathEntry
-from tests.test_tree_state import _closes, _Room
+from tests.support.rooms import FixedRoom
+from tests.test_tree_state import _closes
 
 TIMING = TreeTiming(ping_interval_s=0.25, link_timeout_s=1.0, connect_timeout_s=2.0,
                     video_timeout_s=2.0)
@@ -19,8 +20,8 @@ TIMING = TreeTiming(ping_interval_s=0.25, link_timeout_s=1.0, connect_timeout_s=
 
 def _attached(now: float = 0.05) -> TreeState:
     tree = TreeState(peer_id="me", name="me", room="lobby", fanout=2, layer=720,
-                     room_view=_Room([Candidate("p", "p", "10.0.0.5", 5000, 0, 1),
-                                      Candidate("q", "q", "10.0.0.6", 5000, 0, 1)]),
+                     room_view=FixedRoom([Candidate("p", "p", "10.0.0.5", 5000, 0, 1),
+                                          Candidate("q", "q", "10.0.0.6", 5000, 0, 1)]),
                      timing=TIMING, now=0.0)
     tree.set_streamer("p", 1, 0.0)
     tree.connected(1, 0.02)
