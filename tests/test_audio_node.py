@@ -40,6 +40,7 @@ from protocol import (
     limits,
 )
 from protocol.framing import FRAMING_VERSION
+from tests.support.links import raw_link_pair
 from tests.support.signed_stream import FakeStreamer
 from tests.test_node_links import StandInDirectory as _LinksDirectory
 from tests.test_node_links import _hello_works
@@ -217,23 +218,8 @@ async def test_garbage_audio_from_the_parent_ends_that_link_with_a_reason() -> N
 
 async def _link_pair() -> tuple[PeerLink, asyncio.StreamReader, asyncio.StreamWriter,
                                 asyncio.Server]:
-    accepted: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = \
-        asyncio.get_running_loop().create_future()
-
-    async def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        accepted.set_result((r, w))
-
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-
-    async def ignore(link: PeerLink, message: Message) -> None:
-        return None
-
-    link = PeerLink(reader, writer, on_message=ignore, on_close=lambda link, why: None,
-                    outbound=True)
-    far_reader, far_writer = await accepted
-    return link, far_reader, far_writer, server
+    pair = await raw_link_pair()
+    return pair.link, pair.far_reader, pair.far_writer, pair.server
 
 
 async def test_sound_goes_before_a_video_backlog_and_video_drops_never_drop_it() -> None:

@@ -29,6 +29,7 @@ from protocol import (
 from protocol.framing import FRAMING_VERSION, HEADER, PARENT_INBOX, PEER_INBOX
 from protocol.messages import MessageType
 from protocol.parts import PartAssembler, split
+from tests.support.links import raw_link_pair
 
 PART = 256  # small pieces keep the boundary sweep fast; the rules do not depend on size
 _JPEG = cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))[1].tobytes()
@@ -149,24 +150,9 @@ def test_a_link_we_did_not_dial_refuses_pieces_at_the_header() -> None:
 async def _link_pair(received: list[Message]) -> tuple[PeerLink, asyncio.StreamWriter,
                                                         asyncio.StreamReader, asyncio.Server]:
     """Our link (outbound: video may come in) and the raw far end of its socket."""
-    accepted: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = \
-        asyncio.get_running_loop().create_future()
-
-    async def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        accepted.set_result((r, w))
-
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-
-    async def keep(link: PeerLink, message: Message) -> None:
-        received.append(message)
-
-    link = PeerLink(reader, writer, on_message=keep, on_close=lambda link, why: None,
-                    outbound=True)
-    far_reader, far_writer = await accepted
-    link.start()
-    return link, far_writer, far_reader, server
+    pair = await raw_link_pair(received)
+    pair.link.start()
+    return pair.link, pair.far_writer, pair.far_reader, pair.server
 
 
 async def _bye(far_reader: asyncio.StreamReader) -> Bye:

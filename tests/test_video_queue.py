@@ -7,26 +7,12 @@ from __future__ import annotations
 import asyncio
 
 from peer.node.link import VIDEO_QUEUE_FRAMES, VIDEO_QUEUE_MAX_FRAMES, PeerLink
-from protocol import Message
+from tests.support.links import raw_link_pair
 
 
 async def _link() -> tuple[PeerLink, asyncio.Server, asyncio.StreamWriter]:
-    accepted: asyncio.Future[asyncio.StreamWriter] = \
-        asyncio.get_running_loop().create_future()
-
-    async def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        accepted.set_result(w)
-
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-
-    async def ignore(link: PeerLink, message: Message) -> None:
-        return None
-
-    link = PeerLink(reader, writer, on_message=ignore, on_close=lambda link, why: None,
-                    outbound=True)
-    return link, server, await accepted
+    pair = await raw_link_pair()
+    return pair.link, pair.server, pair.far_writer
 
 
 async def _close(link: PeerLink, server: asyncio.Server, far: asyncio.StreamWriter) -> None:
