@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from peer.gui.screenshots import ROOT, subprocess_env
+from tests.support.procs import end_process
 
 
 @contextlib.contextmanager
@@ -36,10 +37,5 @@ def live_peer(*cli_args: str, stdin: bool = False
     try:
         yield proc, events
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end_process(proc)
         reader.join(10)

@@ -112,12 +112,27 @@ class Session:
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 5
         for proc in self.procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            end_process(proc, grace=deadline - time.monotonic(), signalled=True)
         self.procs.clear()
+
+
+def end_process(proc: subprocess.Popen[Any], *, grace: float = 10.0, kill: bool = False,
+                signalled: bool = False) -> None:
+    """End ``proc`` by its pid: SIGTERM (SIGKILL with ``kill``: no goodbye), then
+    SIGKILL if it has not exited within ``grace`` seconds; reaps it either way.
+    ``signalled``: the caller has already sent the first signal (to many at once)."""
+    if proc.poll() is not None:
+        return
+    if not signalled:
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
+    try:
+        proc.wait(max(0.1, grace))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @contextmanager

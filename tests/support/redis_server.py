@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from tests.support.procs import end_process
+
 REDIS_SERVER = shutil.which("redis-server")
 _START_TIMEOUT_S = 10.0
 
@@ -65,15 +67,7 @@ class RedisServer:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        if kill:
-            proc.kill()
-        else:
-            proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end_process(proc, kill=kill)
 
     def restart(self) -> None:
         """Kill it and start an empty one on the same port (what a Redis restart
