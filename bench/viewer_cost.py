@@ -11,6 +11,12 @@ steady window, per viewer, from /proc:
   and proportional (PSS: its share of the shared libraries) figures;
 - what it received (video frames per second, sound kbps).
 
+And what a viewer costs to start (the scale benchmark's join waves): the CPU seconds
+and memory of importing the headless peer (``import peer.node.cli`` in a fresh
+interpreter, the median of ``--import-runs``, with which of OpenCV, numpy and PyAV it
+loaded), and each viewer's CPU seconds from its launch to receiving frames (the
+import, TLS handshakes, the join and the first seconds of the stream).
+
 With ``--profile``, one leaf and one relay run under cProfile over the window
 (bench/profiled_peer.py; switched on by a signal, so imports and the join are not in
 it) and their top functions are printed: where the CPU goes. cProfile's own overhead
@@ -26,6 +32,7 @@ import argparse
 import collections
 import os
 import pstats
+import resource
 import shlex
 import shutil
 import signal
@@ -40,6 +47,7 @@ from typing import Any
 from bench.common import (
     CpuMeter,
     bench_session,
+    cpu_seconds,
     machine,
     save,
     sigterm_as_exit,
@@ -82,6 +90,37 @@ def smaps_rollup(pid: int) -> dict[str, int]:
         pass
     out["Uss"] = out.get("Private_Clean", 0) + out.get("Private_Dirty", 0)
     return out
+
+
+_IMPORT_PROBE = """
+import sys
+import peer.node.cli
+heavy = [m for m in ("cv2", "numpy", "av") if m in sys.modules]
+with open("/proc/self/smaps_rollup") as f:
+    kb = {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in f)
+          if k in ("Rss", "Pss", "Private_Clean", "Private_Dirty")}
+print(kb["Rss"], kb["Pss"], kb["Private_Clean"] + kb["Private_Dirty"], ",".join(heavy))
+"""
+
+
+def import_cost(runs: int) -> dict[str, Any]:
+    """CPU seconds (user + system, from wait4) and memory of ``import peer.node.cli``
+    in a fresh interpreter: what every viewer pays before it can join. USS here counts
+    the pages of shared libraries no other process maps (alone on a machine, they are
+    private), so the running viewers' USS (the table) is the figure for one more."""
+    cpu: list[float] = []
+    memory: list[str] = []
+    for _ in range(runs):
+        # Children's usage grows when one is reaped; this is the only child reaped here.
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        memory = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], capture_output=True,
+                                text=True, check=True, timeout=60).stdout.split()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    rss, pss, uss = (int(v) / 1024 for v in memory[:3])
+    return {"runs": runs, "cpu_s": statistics.median(cpu), "cpu_s_all": cpu,
+            "rss_mb": rss, "pss_mb": pss, "uss_mb": uss,
+            "heavy_modules": memory[3].split(",") if len(memory) > 3 else []}
 
 
 def received_rates(events: list[dict[str, Any]], t0: float, t1: float) -> tuple[
@@ -150,6 +189,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="extra tracker arguments, one string (e.g. '--no-tls')")
     parser.add_argument("--viewer-args", default="",
                         help="extra viewer arguments, one string (e.g. '--no-tls')")
+    parser.add_argument("--import-runs", type=int, default=5,
+                        help="fresh interpreters importing the headless peer (0: skip)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     args.extra = shlex.split(args.viewer_args)
@@ -159,6 +200,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"viewers": args.viewers, "seconds": args.seconds,
                               "viewer_args": args.extra,
                               "streamer_args": args.streamer_args, **machine()}
+    if args.import_runs:
+        result["import"] = import_cost(args.import_runs)
     with bench_session() as s:
         s.start_tracker(*args.tracker_args)
         streamer = start_streamer(s, SIZE, FPS, "--max-children", "4", *args.streamer_args)
@@ -167,8 +210,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                 "--resolution", str(LAYER), "--max-children", "3",
                                 *args.extra, timeout=90.0, streamer=streamer,
                                 **module)
-        time.sleep(3.0)  # past the join: moves up, first stats
         pids = {v.name: v.proc.pid for v in viewers}
+        started_cpu = {n: cpu_seconds(p) for n, p in pids.items()}
+        time.sleep(3.0)  # past the join: moves up, first stats
         st0 = {n: proc_status(p) for n, p in pids.items()}
         us0 = {n: user_sys(p) for n, p in pids.items()}
         meter = CpuMeter({**pids, "streamer": streamer.proc.pid}).start()
@@ -213,6 +257,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "anon_mb": smaps.get("Anonymous", 0) / 1024,
                 "fps": fps,
                 "sound_kbps": sound,
+                "start_cpu_s": started_cpu.get(v.name),
             })
         result["streamer_cpu_pct"] = cpu.get("streamer")
         cprofiles = {}
@@ -231,20 +276,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     groups = {"all": rows, "leaves": [r for r in rows if not r["children"]],
               "relays": [r for r in rows if r["children"]]}
     keys = ["cpu_pct", "user_pct", "sys_pct", "wakeups_per_s", "rss_mb", "pss_mb", "uss_mb",
-            "anon_mb", "fps", "sound_kbps", "threads"]
+            "anon_mb", "fps", "sound_kbps", "threads", "start_cpu_s"]
     result["means"] = {g: {k: mean(k, sel) for k in keys} | {"n": len(sel)}
                        for g, sel in groups.items() if sel}
     text = table(["group", "n", "CPU %", "user %", "sys %", "wake-ups/s", "RSS MB", "PSS MB",
-                  "USS MB", "anon MB", "fps in", "sound kbps in", "threads"],
+                  "USS MB", "anon MB", "fps in", "sound kbps in", "threads",
+                  "start CPU s"],
                  [[g, m["n"], *[m[k] for k in keys]] for g, m in result["means"].items()],
                  ["s", "d", ".2f", ".2f", ".2f", ".0f", ".0f", ".0f", ".0f", ".0f", ".1f",
-                  ".1f", ".0f"])
+                  ".1f", ".0f", ".2f"])
     result["table"] = text
     print(f"viewer cost: {args.viewers} headless {SIZE} viewers at {FPS:g} fps, "
           f"{args.seconds:g} s window, args {args.extra}; streamer "
           f"{result['streamer_cpu_pct']:.1f} %; load {result['loadavg_at_start']} -> "
           f"{result['loadavg_at_end']}")
     print(text)
+    if "import" in result:
+        imp = result["import"]
+        print(f"import peer.node.cli: {imp['cpu_s']:.2f} s CPU (median of {imp['runs']}), "
+              f"RSS {imp['rss_mb']:.0f} MB, PSS {imp['pss_mb']:.0f} MB, USS {imp['uss_mb']:.0f} "
+              f"MB; loads {', '.join(imp['heavy_modules']) or 'none of cv2, numpy, av'}")
     if spy is not None:
         result["profile"] = spy
         print(f"\npy-spy of {spy['viewer']}: {spy['samples']} samples on CPU "

@@ -48,6 +48,20 @@ def test_package_imports_without_what_it_must_not_use(package: str, blocked: lis
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_the_headless_peer_starts_without_media_libraries() -> None:
+    """``treecast-peer`` imports OpenCV, numpy and PyAV only when it streams, shows,
+    records, plays or transcodes (their import is most of a viewer's start-up CPU:
+    docs/PERFORMANCE.md, section 5); tests/test_headless_imports.py runs such viewers."""
+    code = "\n".join([
+        "import sys",
+        *(f"sys.modules[{name!r}] = None" for name in ("cv2", "numpy", "av", "PyQt6")),
+        "import peer.node.cli",
+    ])
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_only_one_module_imports_private_zeroconf_modules() -> None:
     allowed = {ROOT / "peer" / "lan" / "zeroconf_internals.py"}
     offenders = [

@@ -21,7 +21,6 @@ import logging
 from collections.abc import Callable
 
 from peer.node.audio.station import AudioStation
-from peer.node.codec import CodecError
 from peer.node.codecs.base import parse_codec
 from peer.node.display import Display
 from peer.node.events import ErrorRaised, Joined, NodeEvent, ParentLost
@@ -29,6 +28,7 @@ from peer.node.gossip import ChatGossip
 from peer.node.intake import VideoIntake
 from peer.node.link import PeerLink
 from peer.node.linktable import LinkTable
+from peer.node.picture import CodecError
 from peer.node.playback import PlaybackState
 from peer.node.relay import Relay
 from peer.node.tree import actions as act

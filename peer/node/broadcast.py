@@ -19,6 +19,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from typing import TYPE_CHECKING
 
 from peer.node.audio.station import AudioStation
 from peer.node.codecs.base import VideoCodec
@@ -35,7 +36,6 @@ from peer.node.events import (
     StreamStarted,
 )
 from peer.node.linktable import LinkTable
-from peer.node.media import FrameSource, PacedCapture, open_source
 from peer.node.media_auth import MediaSigner
 from peer.node.playback import PlaybackState
 from peer.node.pump import StreamEnd, StreamPump
@@ -45,6 +45,11 @@ from peer.node.stats import StreamStats
 from peer.node.tasks import TaskSet
 from peer.node.tree.state import StreamInfo
 from peer.node.tree_driver import TreeDriver, now
+
+if TYPE_CHECKING:
+    # Sources and their capture (OpenCV, numpy, PyAV) are imported when this peer
+    # streams: a viewer never pays their start-up cost.
+    from peer.node.media import FrameSource, PacedCapture
 
 
 class Broadcast:
@@ -96,6 +101,8 @@ class Broadcast:
         Raises:
             MediaError: it cannot be opened (reported as fatal).
         """
+        from peer.node.media import open_source
+
         loop = asyncio.get_running_loop()
         opened: FrameSource | None = None
         try:
@@ -121,6 +128,8 @@ class Broadcast:
         assert directory is not None, "start() first"
         if self.pump is not None:
             return
+        from peer.node.media import PacedCapture, open_source
+
         loop = asyncio.get_running_loop()
         frame_source = opened
         if frame_source is None:

@@ -26,14 +26,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from peer.node import codec
 from peer.node.errors import MediaError
 from peer.node.events import DecodedFrame
-from peer.node.passthrough import H264Recorder
-from peer.node.recording import Recording
+from peer.node.picture import Image
 from peer.node.workers import LatestWorker
 from protocol import VideoFrame
+
+if TYPE_CHECKING:
+    # Resizing (OpenCV) and recording (OpenCV, PyAV) are imported when first used: a
+    # headless peer that neither shows nor records never loads them.
+    from peer.node.passthrough import H264Recorder
+    from peer.node.recording import Recording
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +52,7 @@ class Picture:
     streamer's captured picture (``frame`` None)."""
 
     frame: VideoFrame | None
-    image: codec.Image | None
+    image: Image | None
     seq: int
     epoch: int
     captured_at: float
@@ -107,7 +112,7 @@ class Display:
         """Prepare and deliver ``picture`` (latest wins)."""
         self._worker.submit(picture)
 
-    def received(self, frame: VideoFrame, image: codec.Image | None) -> None:
+    def received(self, frame: VideoFrame, image: Image | None) -> None:
         """A received frame (and its picture, when the transcoder decoded it)."""
         self.show(Picture(frame, image, frame.seq, frame.epoch, frame.captured_at))
 
@@ -117,7 +122,9 @@ class Display:
         if frame is not None and image is not None:
             size = self._want_size(frame)
             if size is not None:
-                image = codec.resize(image, *size)
+                from peer.node.codec import resize
+
+                image = resize(image, *size)
         if image is None or self._on_frame is None:
             return
         height, width = image.shape[:2]
@@ -170,6 +177,8 @@ class Display:
         if old is not None:
             await asyncio.get_running_loop().run_in_executor(None, old.close)
         if path is not None:
+            from peer.node.recording import Recording
+
             self.recording = Recording(path, fps, audio=audio)
 
     async def close(self) -> None:

@@ -10,13 +10,14 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from peer.node.audio.stats import AudioStats
 from protocol.records import TreeLevel
+
+if TYPE_CHECKING:  # a headless viewer never holds a picture: it does not import numpy
+    import numpy as np
+    import numpy.typing as npt
 
 
 def _plain(value: Any) -> Any:

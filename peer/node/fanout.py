@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable, Mapping
 
-from peer.node.codecs.h264 import layer_bitrate
+from peer.node.codecs.rates import layer_bitrate
 from peer.node.tree.actions import Action
 from peer.node.tree.state import TreeState
 from peer.node.uplink import FULL_HOLD_S, UplinkMeter

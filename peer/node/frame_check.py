@@ -14,7 +14,7 @@ size is then checked against the layer here, the same as for JPEG.
 
 from __future__ import annotations
 
-from peer.node.codec import CodecError, jpeg_size
+from peer.node.picture import CodecError, jpeg_size
 from protocol.errors import ErrorCode, RemoteProtocolError
 from protocol.messages import VideoFrame
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from peer.node.codec import Image
 from peer.node.display import Display
 from peer.node.events import EpochSeen, FirstFrame, NodeEvent, Resumed
 from peer.node.media_auth import MediaGuard
+from peer.node.picture import Image
 from peer.node.relay import Relay
 from peer.node.stats import StreamStats
 from peer.node.tree.state import TreeState

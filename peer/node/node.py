@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from peer.node.attachments import Attachments
 from peer.node.audio.station import AudioStation
@@ -46,7 +47,6 @@ from peer.node.identity_file import load_identity
 from peer.node.intake import VideoIntake
 from peer.node.link import PeerLink
 from peer.node.linktable import LinkTable
-from peer.node.media import FrameSource
 from peer.node.media_auth import MediaSigner
 from peer.node.membership import MembershipRefusals
 from peer.node.playback import PlaybackState
@@ -61,6 +61,9 @@ from peer.node.tree.state import TreeState, TreeTiming
 from peer.node.tree_driver import TreeDriver, now
 from protocol import Bye, ErrorCode, KeyframeRequest, Message, PathEntry, limits
 from protocol.addresses import join_host_port
+
+if TYPE_CHECKING:
+    from peer.node.media import FrameSource  # a streamer's (see broadcast.py)
 
 log = logging.getLogger(__name__)
 

@@ -34,15 +34,17 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
-from peer.node import codec
-from peer.node.codec import CodecError, Image
-from peer.node.codecs.bank import EncoderBank
 from peer.node.codecs.base import EncodedFrame, PictureDecoder, VideoCodec, parse_codec
-from peer.node.codecs.decoders import make_decoder
 from peer.node.errors import MediaError
-from peer.node.recording import Recording
+from peer.node.picture import CodecError, Image
+
+if TYPE_CHECKING:
+    # The decoders, encoders and recorders (OpenCV, numpy, PyAV) are imported when the
+    # first frame needs one: a peer that only forwards what it receives never does.
+    from peer.node.codecs.bank import EncoderBank
+    from peer.node.recording import Recording
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +156,9 @@ class ReceiveProcessor:
             return ReceiveResult(frame, None, {}, record_error)
         if stream_codec is VideoCodec.MJPEG and not job.picture and not record_picture:
             # Reduced-size JPEG decode when every target is small (libjpeg's fast path).
-            jpegs = codec.transcode_down(frame.data, frame.width, frame.height, job.lower)
+            from peer.node.codec import transcode_down
+
+            jpegs = transcode_down(frame.data, frame.width, frame.height, job.lower)
             return ReceiveResult(frame, None, {
                 layer: EncodedFrame(layer, e.width, e.height, e.jpeg, True, VideoCodec.MJPEG)
                 for layer, e in jpegs.items()}, record_error)
@@ -183,6 +187,8 @@ class ReceiveProcessor:
         if self._decoder is None or self._decoding != (stream_codec, layer):
             if self._decoder is not None:
                 self._decoder.close()
+            from peer.node.codecs.decoders import make_decoder
+
             self._decoder = make_decoder(stream_codec)
             self._decoding = (stream_codec, layer)
         return self._decoder
@@ -191,6 +197,8 @@ class ReceiveProcessor:
         if self._bank is None or self._bank.codec is not stream_codec:
             if self._bank is not None:
                 self._bank.close()
+            from peer.node.codecs.bank import EncoderBank
+
             self._bank = EncoderBank(stream_codec, self.fps)
         return self._bank
 

@@ -22,16 +22,20 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from peer.node.codecs.bank import EncoderBank
 from peer.node.codecs.base import VideoCodec
 from peer.node.display import Display, Picture
 from peer.node.errors import MediaError
 from peer.node.events import StreamEndReason
-from peer.node.media import CapturedFrame, PacedCapture
 from peer.node.relay import Relay
 from peer.node.stats import StreamStats
 from protocol import VideoFrame
+
+if TYPE_CHECKING:
+    # Only a streamer runs a pump: the capture and the encoders (OpenCV, numpy, PyAV)
+    # are imported when it starts one (see peer.node.broadcast).
+    from peer.node.media import CapturedFrame, PacedCapture
 
 # Progress events (position in the file) at most this often.
 PROGRESS_INTERVAL_S = 0.5
@@ -87,6 +91,8 @@ class StreamPump:
         self.codec = codec
         # One encoder per layer size, kept from frame to frame (H.264 is stateful);
         # touched only by the encode jobs, which run one at a time.
+        from peer.node.codecs.bank import EncoderBank
+
         self._bank = EncoderBank(codec, fps)
         self.keyframes = 0
         self.epoch = epoch

@@ -16,9 +16,9 @@ import os
 import threading
 from typing import Final
 
-from peer.node.codec import Image
 from peer.node.errors import MediaError
 from peer.node.passthrough import FORMAT_BY_EXTENSION, H264Recorder
+from peer.node.picture import Image
 from peer.node.recorder import FOURCC_BY_EXTENSION, Recorder
 
 # H.264 is recorded as received only into these containers.

@@ -47,18 +47,20 @@ import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from peer.node.autolayer import AutoLayer
-from peer.node.codec import CodecError, Image
 from peer.node.codecs.chain import ChainGate
-from peer.node.codecs.h264 import VBV_BUFFER_S, layer_bitrate
 from peer.node.codecs.keyframes import KeyframeThrottle
+from peer.node.codecs.rates import VBV_BUFFER_S, layer_bitrate
 from peer.node.errors import MediaError
 from peer.node.media_auth import MediaSigner
+from peer.node.picture import CodecError, Image
 from peer.node.pipeline import ReceiveJob, ReceivePipeline, ReceiveProcessor, ReceiveResult
-from peer.node.recording import Recording
 from protocol import VideoFrame, encode, limits
+
+if TYPE_CHECKING:
+    from peer.node.recording import Recording
 
 log = logging.getLogger(__name__)
 

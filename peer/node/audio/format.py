@@ -6,10 +6,11 @@ resampled to it at the streamer, every receiver decodes it the same way.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final, TypeAlias
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # relays and silent viewers never touch PCM: they do not import numpy
+    import numpy as np
+    import numpy.typing as npt
 
 # Opus runs internally at 48 kHz; any other rate would be resampled inside libopus.
 SAMPLE_RATE: Final = 48_000
@@ -23,9 +24,11 @@ FRAME_S: Final = FRAME_SAMPLES / SAMPLE_RATE
 BITRATE_BPS: Final = 64_000
 
 # One 20 ms block of interleaved 16-bit PCM: shape (FRAME_SAMPLES, CHANNELS).
-Pcm = npt.NDArray[np.int16]
+Pcm: TypeAlias = "npt.NDArray[np.int16]"
 
 
 def silence(samples: int = FRAME_SAMPLES) -> Pcm:
     """A block of digital silence."""
+    import numpy as np  # only a player calls this (see the import above)
+
     return np.zeros((samples, CHANNELS), np.int16)

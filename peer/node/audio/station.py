@@ -34,23 +34,27 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
-from peer.node.audio.capture import AudioCapture, EncodedAudio
 from peer.node.audio.config import AudioConfig
 from peer.node.audio.events import SoundResumed
 from peer.node.audio.format import FRAME_S
 from peer.node.audio.jitter import DEFAULT_DELAY_S, AudioPacket
-from peer.node.audio.opus import AudioDecodeError
-from peer.node.audio.output import AudioPlayer, DeviceOutput
-from peer.node.audio.source import AudioSource, FileAudioSource, MicSource, NoAudioError
 from peer.node.audio.stats import AudioStats
-from peer.node.audio.tone import ToneSource
 from peer.node.config import CameraSource, FileSource, PatternSource, SourceSpec
 from peer.node.errors import MediaError
 from peer.node.events import NodeEvent
 from peer.node.stats import StreamStats, percentile
 from protocol import AudioFrame, encode
+
+if TYPE_CHECKING:
+    # The encoder, sources and player (PyAV, numpy, OpenCV for the tone's pattern) are
+    # imported where they are first used: a relay or silent viewer only forwards and
+    # counts packets, and would pay ~0.4 s of CPU and ~15 MB at start for them.
+    from peer.node.audio.capture import AudioCapture, EncodedAudio
+    from peer.node.audio.opus import AudioDecodeError
+    from peer.node.audio.output import AudioPlayer, DeviceOutput
+    from peer.node.audio.source import AudioSource
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +175,8 @@ class AudioStation:
         self._loop = loop
         if not self.config.play or self._output is not None:
             return
+        from peer.node.audio.output import DeviceOutput
+
         player = self._ensure_player()
         try:
             self._output = DeviceOutput(player, self._root_offset, self.config.output_device)
@@ -183,6 +189,8 @@ class AudioStation:
 
     def _ensure_player(self) -> AudioPlayer:
         if self.player is None:
+            from peer.node.audio.output import AudioPlayer
+
             self.player = AudioPlayer(DEFAULT_DELAY_S, on_bad_packet=self._bad_from_device)
             self.player.volume = self.config.volume
             self.player.muted = self.config.muted
@@ -221,6 +229,10 @@ class AudioStation:
         cfg = self.config
         if not cfg.enabled:
             return None
+        from peer.node.audio.opus import AudioDecodeError
+        from peer.node.audio.source import FileAudioSource, MicSource, NoAudioError
+        from peer.node.audio.tone import ToneSource
+
         if isinstance(spec, FileSource):
             try:
                 return FileAudioSource(spec.path, cfg.track)
@@ -262,6 +274,8 @@ class AudioStation:
             self._loop = asyncio.get_running_loop()
         self._anchor = anchor
         self._drifts.clear()
+        from peer.node.audio.capture import AudioCapture
+
         self._capture = AudioCapture(self._source, on_packet=self._send_packet,
                                      on_end=self._source_ended, anchor=anchor,
                                      loop_source=self._loop_source)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, Protocol
 
-from peer.node.codec import CodecError, Image
+from peer.node.picture import CodecError, Image
 
 
 class VideoCodec(StrEnum):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from peer.node.codec import CodecError
 from peer.node.codecs.base import PictureDecoder, VideoCodec
 from peer.node.codecs.h264 import H264Decoder
 from peer.node.codecs.mjpeg import MjpegDecoder
+from peer.node.picture import CodecError
 
 
 def make_decoder(codec: VideoCodec) -> PictureDecoder:

@@ -11,7 +11,7 @@ paid at every hop and a keyframe costs 10-20 P-frames of bandwidth:
   would add only 0.1 dB to the benchmark's score and make flat areas blotchier);
 * the picture goes in as studio-range BT.601 4:2:0 with averaged chroma
   (:mod:`peer.node.codecs.yuv`), and the stream says so in its VUI;
-* rate control per layer (``LAYER_BITRATE_BPS``, scaled with the frame rate) as a cap
+* rate control per layer (``rates.LAYER_BITRATE_BPS``, scaled with the frame rate) as a cap
   with a VBV buffer of half a second, so a burst of motion cannot flood a link;
 * keyframes when asked (``keyframe=True`` forces an IDR) and otherwise only every
   ``KEYFRAME_BACKSTOP_S`` as a backstop; no scene-cut keyframes (a cut costs a keyframe
@@ -34,26 +34,20 @@ import av
 import av.error
 import numpy as np
 
-from peer.node.codec import CodecError, Image
 from peer.node.codecs.base import DecodedPicture, VideoCodec
+from peer.node.codecs.rates import VBV_BUFFER_S as VBV_BUFFER_S
+from peer.node.codecs.rates import layer_bitrate as layer_bitrate
 from peer.node.codecs.yuv import bgr_to_i420, i420_to_bgr
+from peer.node.picture import CodecError, Image
 from protocol.h264 import AccessUnit, parse_access_unit
 
 # libav's own logging would print decoder complaints about garbage frames to the
 # console; the node reports them as CodecError once.
 logging.getLogger("libav").setLevel(logging.CRITICAL)
 
-# Bitrate caps at 30 fps by layer. Between the WebRTC simulcast ladder (0.7 / 2.5 / 5
-# Mbit/s for 360p / 720p / 1080p) and Jitsi's H.264 defaults (0.8 / 0.8 / 2 / 4): a
-# 720p child fits a 5 Mbit/s home uplink twice over.
-LAYER_BITRATE_BPS: Final = {360: 600_000, 480: 1_000_000, 720: 2_500_000, 1080: 4_500_000}
-REFERENCE_FPS: Final = 30.0
 # A periodic keyframe only repairs what on-demand keyframes missed (a lost request);
 # every keyframe costs 10-20 P-frames of bits, so they are rare.
 KEYFRAME_BACKSTOP_S: Final = 10.0
-# The VBV buffer in seconds of the cap: short enough that a link never receives more
-# than half a second of bits in a burst, long enough that a keyframe is not starved.
-VBV_BUFFER_S: Final = 0.5
 # AVCOL_RANGE_JPEG: a stream whose VUI says full range (not ours).
 _FULL_RANGE: Final = 2
 PRESET: Final = "superfast"
@@ -62,19 +56,6 @@ PRESET: Final = "superfast"
 # guess BT.709.
 _VUI_PARAMS: Final = ("range=tv", "colorprim=smpte170m", "transfer=smpte170m",
                       "colormatrix=smpte170m", "chromaloc=1")
-
-
-def layer_bitrate(layer: int, fps: float) -> int:
-    """The bitrate cap of a layer at a frame rate, in bits per second.
-
-    Args:
-        layer: nominal layer height; layers between ladder steps take the next lower
-            step's rate (and below 360 the 360 rate).
-        fps: frames per second; the rate scales linearly from ``REFERENCE_FPS``.
-    """
-    steps = [rate for height, rate in sorted(LAYER_BITRATE_BPS.items()) if height <= layer]
-    rate = steps[-1] if steps else LAYER_BITRATE_BPS[min(LAYER_BITRATE_BPS)]
-    return max(50_000, round(rate * fps / REFERENCE_FPS))
 
 
 def _time_base(fps: float) -> Fraction:
