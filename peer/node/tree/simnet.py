@@ -16,7 +16,10 @@ link model instead of sockets:
   nothing the tree reads): a ``PingDue`` marks both ends heard at once when they can
   reach each other, and counts the bytes of a Ping and a Pong;
 - a killed peer's neighbours see EOF one latency later; a frozen peer processes
-  nothing (timers included); a split drops everything between the two sides.
+  nothing (timers included); a split drops everything between the two sides;
+- a stalled peer (its event loop starved for a while) runs nothing until the stall
+  ends, then its overdue timer first and what arrived meanwhile after it, in order:
+  the order asyncio gives a loop that wakes up with a timer due and bytes unread.
 
 Every control byte a peer sends is counted (``Peer.control_bytes``). What a peer
 reports to its directory goes to ``on_report``; the room each peer sees is whatever
@@ -74,6 +77,8 @@ class Peer:
     lost_at: float | None = None  # parent lost, not yet re-attached
     repairs: list[float] = field(default_factory=list)  # parent lost -> re-attached
     armed: float | None = None
+    stalled_until: float = 0.0  # its loop runs nothing before this
+    backlog: list[Callable[[], None]] = field(default_factory=list)  # arrived meanwhile
 
     @property
     def healthy(self) -> bool:
@@ -197,6 +202,21 @@ class SimNet:
         """The process stops (SIGSTOP): sockets stay open, nothing is answered."""
         peer.frozen = True
 
+    def stall(self, peer: Peer, seconds: float) -> None:
+        """The peer's event loop does not run for ``seconds`` (a starved CPU): sockets
+        stay open and the kernel keeps what arrives; nothing is read, no timer runs."""
+        peer.stalled_until = max(peer.stalled_until, self.now + seconds)
+        self.at(peer.stalled_until, lambda: self._resume(peer))
+
+    def _resume(self, peer: Peer) -> None:
+        if not peer.alive or peer.stalled_until > self.now:
+            return  # dead, or a longer stall began meanwhile
+        if peer.armed is not None and peer.armed <= self.now:
+            self._fire(peer, peer.armed)  # the overdue timer runs first ...
+        backlog, peer.backlog = peer.backlog, []
+        for arrived in backlog:  # ... then the readers parse what waited
+            arrived()
+
     def split(self, groups: dict[str, int]) -> None:
         """Peers in different groups can no longer reach each other."""
         for peer_id, group in groups.items():
@@ -263,8 +283,8 @@ class SimNet:
         self.at(due, lambda: self._fire(peer, due))
 
     def _fire(self, peer: Peer, due: float) -> None:
-        if peer.armed != due:
-            return
+        if peer.armed != due or peer.stalled_until > self.now:
+            return  # re-armed meanwhile, or stalled (``_resume`` fires it)
         peer.armed = None
         if not peer.alive:
             return
@@ -311,6 +331,9 @@ class SimNet:
             to = other.peer
             if other.closed or not to.alive or to.frozen or not self._reaches(sender, to):
                 return
+            if to.stalled_until > self.now:
+                to.backlog.append(arrive)  # in the kernel's buffer until it runs
+                return
             handler(other)
         self.at(arrival, arrive)
 
@@ -326,10 +349,26 @@ class SimNet:
         far = other.peer
         if not far.alive or far.frozen or far.group != peer.group:
             return
+        if far.stalled_until > self.now:
+            far.backlog.append(lambda: self._answer(peer, link, far, other.link))
+            return
         now = self.now
         far.tree.heard(other.link, now)
         far.control_bytes += _PONG_BYTES
         peer.tree.heard(link, now)
+
+    def _answer(self, peer: Peer, link: int, far: Peer, far_link: int) -> None:
+        """A stalled peer reads a Ping once it runs again and answers it."""
+        if not far.alive or far.frozen:
+            return
+        far.tree.heard(far_link, self.now)
+        far.control_bytes += _PONG_BYTES
+        if not peer.alive or peer.frozen:
+            return
+        if peer.stalled_until > self.now:
+            peer.backlog.append(lambda: peer.tree.heard(link, self.now))
+        else:
+            peer.tree.heard(link, self.now)
 
     def _close(self, peer: Peer, close: act.Close) -> None:
         end = peer.ends.pop(close.link, None)

@@ -42,6 +42,14 @@ with ``ErrorCode.STREAM_ENDED`` is the end of the stream instead: it is passed d
 and nobody repairs. Leaving on purpose sends each child a Bye naming our parent and
 other candidates.
 
+Stalls. Silence is measured by our own timer, and a starved CPU (a machine running
+more peers than cores, a stop) can hold our loop for seconds: the timer then runs late
+while what the neighbours sent meanwhile waits unread. A tick more than half a ping
+interval late judges nobody: the stall is excused on every link (its silence, its
+deadline and the video allowance move on by the stall) and the next tick, after the
+readers ran, judges. A neighbour that died is still found one timeout and a tick after
+we run again.
+
 Reversal. A peer nobody can dial (behind a NAT) is no join candidate, yet it can dial
 out: ``offer`` dials a reachable peer outside the tree and says Hello; that peer, if it
 needs a parent and takes offers from us (``offers_from``: the driver lists the attached
@@ -648,6 +656,12 @@ class TreeState:
 
     def handle_timer(self, now: float) -> list[Action]:
         """Run whatever is due: deadlines, heartbeats and timeouts, join retries."""
+        stalled = now - self.get_timer()
+        # A tick this late means our own loop stalled: excuse the stall, judge nobody
+        # now (what they sent is still unread), judge at the next tick.
+        judge = stalled <= self.timing.ping_interval_s / 2
+        if not judge:
+            self._excuse_stall(stalled, now)
         actions: list[Action] = []
         ping = now >= self._next_ping
         if ping:
@@ -655,11 +669,14 @@ class TreeState:
         silent_since = now - self.timing.link_timeout_s
         for link in list(self._links.values()):
             if link.deadline is not None:
-                if now >= link.deadline:
+                if judge and now >= link.deadline:
                     why = "join timed out" if link is self._joining else "handshake timed out"
                     actions += self._close(link, why, now)
             elif not ping or link.role is Role.PENDING:
                 continue  # a pending link's deadline covers it
+            elif not judge:
+                if link.role is Role.PARENT:
+                    actions.append(PingDue(link.id))
             elif link.last_heard < silent_since:
                 actions += self._close(
                     link, f"no heartbeat for {self.timing.link_timeout_s:g} s", now,
@@ -684,6 +701,20 @@ class TreeState:
             self._next_move_check = now + MOVE_CHECK_S
             actions += self._consider_moving(now)
         return actions
+
+    def _excuse_stall(self, stalled: float, now: float) -> None:
+        """Our timer runs ``stalled`` seconds late: our own loop did not run (a starved
+        CPU, a stop). Whatever our neighbours sent meanwhile is still unread (in asyncio
+        a reader task parses it one loop iteration after this timer), so silence
+        measured across our stall is ours, not theirs: it counts for no link's
+        timeout, deadline or video allowance. A dead neighbour is still found: one
+        timeout (and a tick) after we run again at most."""
+        for link in self._links.values():
+            link.last_heard = min(now, link.last_heard + stalled)
+            if link.deadline is not None:
+                link.deadline += stalled  # due again at once, after the readers ran
+        if self._video_at is not None:
+            self._video_at = min(now, self._video_at + stalled)
 
     def _silent_parent(self, now: float) -> bool:
         if self._video_at is None or self._video_timeout == math.inf:
