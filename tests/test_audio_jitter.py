@@ -10,6 +10,7 @@ from peer.node.audio.format import FRAME_S
 from peer.node.audio.jitter import (
     CAPACITY_PACKETS,
     MAX_DELAY_S,
+    MAX_STRETCH_S,
     MIN_DELAY_S,
     AudioPacket,
     JitterBuffer,
@@ -174,7 +175,67 @@ def test_silence_after_playing_began_is_counted_but_not_the_wait_before() -> Non
         jb.push(_packet(seq), now=T0)
     assert jb.next_block(_slot(0) - FRAME_S).kind is Playout.WAIT  # not started yet
     assert jb.next_block(_slot(0)).kind is Playout.PLAY
-    jb.delay_s = DELAY + FRAME_S  # the delay grew by a block: one block of silence
+    # The delay rose by more than can be stretched: silence until the packet is due
+    # at the new delay (one pause all the way, not a pause and seconds of stretching).
+    rise = 10 * FRAME_S  # over MAX_STRETCH_S
+    jb.delay_s = DELAY + rise
+    kinds = [jb.next_block(_slot(1) + n * FRAME_S).kind for n in range(12)]
+    waits = round(rise / FRAME_S)
+    assert kinds[:waits] == [Playout.WAIT] * waits and kinds[waits] is Playout.PLAY
+    assert jb.playing_delay_s == pytest.approx(DELAY + rise)
+    assert rise > MAX_STRETCH_S
+    assert (jb.counters.paused, jb.counters.concealed) == (waits, 0)
+
+
+def test_a_rise_of_the_delay_that_can_be_stretched_plays_on() -> None:
+    """The player stretches towards the new delay; the buffer keeps handing out the
+    next packet and reports the delay it is heard at."""
+    jb = JitterBuffer(DELAY)
+    for seq in range(4):
+        jb.push(_packet(seq), now=T0)
+    jb.next_block(_slot(0))
+    jb.delay_s = DELAY + 0.1
+    got = jb.next_block(_slot(1))
+    assert got.kind is Playout.PLAY and got.packet is not None and got.packet.seq == 1
+    assert jb.playing_delay_s == pytest.approx(DELAY)
+    assert jb.cursor_capture == pytest.approx(T0 + 2 * FRAME_S)
+    assert jb.counters.paused == 0
+
+
+def test_a_missing_packet_is_waited_for_while_it_can_still_come_in_time() -> None:
+    """While the delay heard is below the target (still stretching up), a packet not
+    here yet may still make the target: a pause, not concealment."""
+    jb = JitterBuffer(DELAY)
+    jb.push(_packet(0), now=T0)
+    jb.next_block(_slot(0))
+    jb.delay_s = DELAY + 0.05
     assert jb.next_block(_slot(1)).kind is Playout.WAIT
-    assert jb.next_block(_slot(2)).packet.seq == 1  # type: ignore[union-attr]
-    assert (jb.counters.paused, jb.counters.concealed) == (1, 0)
+    jb.push(_packet(1), now=_slot(1))
+    assert jb.next_block(_slot(2)).kind is Playout.PLAY
+    assert (jb.counters.paused, jb.counters.concealed, jb.counters.late) == (1, 0, 0)
+
+
+def test_a_fall_of_the_delay_keeps_the_packets_it_would_have_skipped() -> None:
+    jb = JitterBuffer(DELAY + 0.1)
+    for seq in range(10):
+        jb.push(_packet(seq), now=T0)
+    jb.next_block(T0 + DELAY + 0.1)
+    jb.delay_s = DELAY  # packets 1..4 are past their new slots, but not skipped
+    got = [jb.next_block(T0 + DELAY + 0.1 + n * FRAME_S) for n in range(1, 5)]
+    assert [b.packet.seq for b in got if b.packet] == [1, 2, 3, 4]
+    assert jb.counters.skipped == 0
+    # A late packet is judged by the delay heard, not by the lower target.
+    jb.push(_packet(12), now=T0 + 12 * FRAME_S + DELAY + 0.05)
+    assert jb.counters.late == 0
+
+
+def test_a_device_far_behind_skips_to_what_is_due_now() -> None:
+    """The device stalled (its clock jumped ahead by more than can be caught up by
+    playing faster): skip what is past, as before, and count it."""
+    jb = JitterBuffer(DELAY)
+    for seq in range(60):
+        jb.push(_packet(seq), now=T0)
+    jb.next_block(_slot(0))
+    got = jb.next_block(_slot(1) + 0.5)
+    assert got.packet is not None and got.packet.seq == 26
+    assert jb.counters.skipped == 25 and jb.counters.paused == 0

@@ -2,6 +2,8 @@
 
 ``AudioPlayer`` is what the node talks to: it takes received packets (event loop
 thread) and hands out decoded 20 ms blocks (device thread), with volume and mute.
+It moves the delay sound is heard at towards the jitter buffer's target by playing
+slightly slower or faster (``stretch.py``) instead of pausing or skipping.
 ``DeviceOutput`` drives a PortAudio output stream (sounddevice) whose callback asks
 the player for each block, telling it when the block will be heard: the stream's DAC
 time, converted to the streamer's clock through the node's clock-offset estimate.
@@ -27,6 +29,7 @@ from peer.node.audio.format import CHANNELS, FRAME_S, FRAME_SAMPLES, SAMPLE_RATE
 from peer.node.audio.jitter import AudioPacket, Block, JitterBuffer, Playout
 from peer.node.audio.opus import AudioDecodeError, OpusDecoder
 from peer.node.audio.source import import_sounddevice
+from peer.node.audio.stretch import Stretcher, speed_for, step_for
 from peer.node.errors import MediaError
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,10 @@ FOLLOW_GAIN: Final = 0.02
 # (15 s, as the station remembers transit): sound servers ask in bursts every few
 # periods, and the longest lead counts.
 LEAD_BLOCKS: Final = 750
+# A callback this long after the previous one is a stall of the device thread (the
+# sound server, or this process starved): PortAudio calls every ~20 ms, in bursts of a
+# few blocks at most.
+STALL_S: Final = 0.1
 
 
 class DeviceClock:
@@ -59,12 +66,22 @@ class DeviceClock:
 
     def __init__(self) -> None:
         self._next: float | None = None
+        # Real jumps followed at once: the device heard a block later than counted (it
+        # stalled and played silence of its own: an underrun) or earlier.
+        self.jumps_ahead = 0
+        self.jumps_back = 0
 
     def tick(self, measured: float) -> float:
         """The time the block asked for now will be heard, given the backend's
         ``measured`` estimate (both on the streamer's clock)."""
         expected = self._next
-        if expected is None or abs(measured - expected) > RESYNC_S:
+        if expected is None:
+            expected = measured
+        elif abs(measured - expected) > RESYNC_S:
+            if measured > expected:
+                self.jumps_ahead += 1
+            else:
+                self.jumps_back += 1
             expected = measured
         else:
             expected += FOLLOW_GAIN * (measured - expected)
@@ -86,6 +103,7 @@ class AudioPlayer:
         self._lock = threading.Lock()
         self._jitter = JitterBuffer(delay_s)
         self._decoder = OpusDecoder()
+        self._stretcher = Stretcher()
         self._on_bad_packet = on_bad_packet
         self.volume = 1.0
         self.muted = False
@@ -109,25 +127,50 @@ class AudioPlayer:
         with self._lock:
             self._jitter.reset()
             self._decoder.reset()
+            self._stretcher.clear()
 
     def pull(self, play_at: float) -> Pcm:
         """The 20 ms heard from ``play_at`` (streamer's clock), volume applied."""
         with self._lock:
-            block = self._jitter.next_block(play_at)
-            self.last_block = block
-            if block.packet is None:
-                return silence()
-            try:
-                pcm = self._decoder.decode(block.packet.payload)
-            except AudioDecodeError as exc:
-                if self._on_bad_packet is not None:
-                    self._on_bad_packet(exc)
-                return silence()
+            pcm = self._next_pcm(play_at)
         if self.muted or self.volume <= 0.0:
             return silence()
         if self.volume != 1.0:
             pcm = np.clip(pcm.astype(np.float32) * self.volume, -32768, 32767).astype(np.int16)
         return pcm
+
+    def _next_pcm(self, play_at: float) -> Pcm:
+        jitter, stretcher = self._jitter, self._stretcher
+        step = 0.0
+        cursor = jitter.cursor_capture
+        if cursor is not None:
+            # The delay the next packet would be heard at, against the target.
+            heard = play_at + stretcher.pending_s() - cursor
+            step = step_for(jitter.delay_s - heard)
+        speed = speed_for(step)
+        needed = stretcher.needed(speed)
+        while stretcher.available < needed:
+            heard_at = play_at + stretcher.pending_s() / speed
+            block = jitter.next_block(heard_at)
+            self.last_block = block
+            if block.kind is Playout.WAIT:
+                return stretcher.drain()  # what is left, then silence (a pause)
+            stretcher.append(self._decode(block))
+        if step > 0:
+            jitter.counters.stretched += 1
+        elif step < 0:
+            jitter.counters.compressed += 1
+        return stretcher.take(speed)
+
+    def _decode(self, block: Block) -> Pcm:
+        if block.packet is None:
+            return silence()  # concealment
+        try:
+            return self._decoder.decode(block.packet.payload)
+        except AudioDecodeError as exc:
+            if self._on_bad_packet is not None:
+                self._on_bad_packet(exc)
+            return silence()
 
     @property
     def playing(self) -> bool:
@@ -162,6 +205,14 @@ class DeviceOutput:
         self._clock = DeviceClock()
         self.blocks = 0
         self.failures = 0
+        # The device's own trouble, counted apart from the playout's pauses: blocks
+        # PortAudio flagged as an output underflow (the device ran dry and played
+        # silence of its own), callbacks that came over STALL_S after the previous one,
+        # and the longest such interval.
+        self.underruns = 0
+        self.stalls = 0
+        self.longest_gap_s = 0.0
+        self._last_call: float | None = None
         self._closed = False
         try:
             self._stream = sd.OutputStream(
@@ -175,7 +226,14 @@ class DeviceOutput:
         self.latency_s = float(self._stream.latency) or FALLBACK_LATENCY_S
         self.lead_s = max(self.lead_s, self.latency_s)
 
+    @property
+    def clock_jumps(self) -> tuple[int, int]:
+        """How often the device clock jumped ahead (heard later than counted: the
+        device stalled) and back."""
+        return self._clock.jumps_ahead, self._clock.jumps_back
+
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        self._watch(status)
         try:
             self._fill(outdata, frames, time_info)
         except Exception:  # never raise into PortAudio's thread: play silence instead
@@ -183,6 +241,18 @@ class DeviceOutput:
             if self.failures == 1:
                 log.exception("audio output callback failed")
             outdata.fill(0)
+
+    def _watch(self, status: Any) -> None:
+        """Count the device's underruns and the callback's stalls (device thread)."""
+        called = time.monotonic()
+        if getattr(status, "output_underflow", False):
+            self.underruns += 1
+        if self._last_call is not None:
+            gap = called - self._last_call
+            if gap > STALL_S:
+                self.stalls += 1
+            self.longest_gap_s = max(self.longest_gap_s, gap)
+        self._last_call = called
 
     def _fill(self, outdata: Any, frames: int, time_info: Any) -> None:
         now = time.time()

@@ -16,8 +16,10 @@ The node calls in at a handful of points and keeps no audio logic itself:
 
 Playout delay: a packet must arrive before the device asks for it, so the delay is at
 least the slowest transit of the last 15 s plus how far ahead the device asks for a
-block, plus a margin. Every change is heard (a 20 ms pause when it grows by half a
-block or more, a skip when it shrinks), so it moves seldom: it rises as soon as one
+block, plus a margin. The player reaches a new delay by playing slightly slower or
+faster (1 ms per 20 ms block, ``stretch.py``), not by a pause or a skip; only a change
+over 150 ms is closed at once. Stretched sound is slightly detuned while it lasts, and
+a rise takes time to reach, so the delay still moves seldom: it rises as soon as one
 packet needs more than it gives (before the next one is late), then to 20 ms above
 the need, so that the next slightly slower packet does not move it again; it falls
 only when the need is 40 ms below it and it has not risen for a minute. To keep lip sync, it
@@ -412,7 +414,8 @@ class AudioStation:
         player, offset = self.player, self._root_offset()
         if player is None or self._output is None or offset is None or not self._has_sound():
             return 0.0
-        wait = captured_at + player.jitter.delay_s - (time.time() + offset)
+        # The delay sound is heard at now (it moves towards the target by stretching).
+        wait = captured_at + player.jitter.playing_delay_s - (time.time() + offset)
         return min(max(0.0, wait), MAX_LIPSYNC_WAIT_S)
 
     def _has_sound(self) -> bool:
@@ -496,7 +499,7 @@ class AudioStation:
         counters = self.player.jitter.counters if self.player is not None else None
         delay = None
         if self.player is not None and self._transit:
-            delay = round(self.player.jitter.delay_s * 1000, 1)
+            delay = round(self.player.jitter.playing_delay_s * 1000, 1)
         shown = self._shown_delay()
         offset = None if delay is None or shown is None else round(delay - shown * 1000, 1)
         transit = percentile(sorted(self._transit), 50) if self._transit else None
@@ -513,4 +516,15 @@ class AudioStation:
             transit_ms=None if transit is None else round(transit * 1000, 1),
             av_offset_ms=offset,
             paused=counters.paused if counters else 0,
+            stretched=counters.stretched if counters else 0,
+            compressed=counters.compressed if counters else 0,
+            **self._device_figures(),
         )
+
+    def _device_figures(self) -> dict[str, int]:
+        output = self._output
+        if output is None:
+            return {}
+        ahead, back = output.clock_jumps
+        return {"device_underruns": output.underruns, "device_stalls": output.stalls,
+                "device_jumps_ahead": ahead, "device_jumps_back": back}

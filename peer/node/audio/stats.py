@@ -23,8 +23,18 @@ class AudioStats:
         transit_ms: capture to arrival here, p50.
         av_offset_ms: sound minus picture delay: positive when sound comes after
             the picture. None until both are measured.
-        paused: 20 ms blocks of silence after playing began, not concealment: the
-            delay grew, or the stream stalled (with ``concealed``: every silent block).
+        paused: 20 ms blocks of silence after playing began, not concealment: a
+            packet not yet here that may still come in time, a delay change too large
+            to stretch, a stalled stream (with ``concealed``: every silent block the
+            player chose; the device's own are ``device_underruns``).
+        stretched: blocks played slightly slower so that the delay rose.
+        compressed: blocks played slightly faster so that the delay fell.
+        device_underruns: blocks the output device flagged as an underflow: it ran
+            dry and played silence of its own (PortAudio's status flag).
+        device_stalls: device callbacks more than 100 ms after the previous one.
+        device_jumps_ahead: times the device's clock jumped ahead (a block heard
+            80 ms or more later than counted: the device lost time).
+        device_jumps_back: ... and back.
     """
 
     sound: bool
@@ -39,3 +49,9 @@ class AudioStats:
     transit_ms: float | None
     av_offset_ms: float | None
     paused: int = 0
+    stretched: int = 0
+    compressed: int = 0
+    device_underruns: int = 0
+    device_stalls: int = 0
+    device_jumps_ahead: int = 0
+    device_jumps_back: int = 0
