@@ -6,7 +6,8 @@ makes the rest of the node follow:
 - a child attached: the relay feeds it at its layer, chat offers it our history, and
   a paused stream tells it so (no frames will come to say otherwise);
 - a parent attached: its codec must be one we decode (else the link goes), the
-  relay restarts at its next keyframe (a new parent is a new chain), recording and
+  relay restarts at its next keyframe (a new parent is a new chain; not after a move
+  whose new parent's frames already continue ours, ``handed_over``), recording and
   transcoding follow its frame rate, chat offers our history, the user hears Joined;
 - a parent detached: sound stops, the user hears ParentLost, the intake starts
   counting the outage (or not, when the stream is over).
@@ -102,10 +103,14 @@ class Attachments:
             return
         if self._display.recording is not None:
             self._display.recording.fps = event.accept.fps
-        # A new parent is a new chain: we and our children start at its keyframe.
-        self._relay.restart()
+        if not event.handed_over:
+            # A new parent is a new chain: we and our children start at its keyframe.
+            # (A move's new parent took over where its frames continue ours: they flow
+            # on as they were.)
+            self._relay.restart()
         self._relay.processor.fps = event.accept.fps
-        self._intake.parent_attached()
+        if not event.handed_over:
+            self._intake.parent_attached()
         self._chat.link_up(link, event.peer_id)
         width, height = self._tree.view_size()
         self._emit(Joined(parent=event.name, parent_id=event.peer_id, depth=event.depth,

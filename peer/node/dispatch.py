@@ -79,7 +79,7 @@ class MessageDispatch:
                            root_offset=self._links.root_offset()))
         elif isinstance(message, Pong):
             link.clock.add_sample(message.t0, message.t1, message.t2, time.time())
-            if link_id == tree.parent:
+            if link_id in (tree.parent, tree.incoming):  # (a move's new parent)
                 link.root_offset = message.root_offset
         elif isinstance(message, Chat):
             self._chat.received(link, message)

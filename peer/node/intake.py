@@ -10,6 +10,12 @@ sequence gaps, latency from capture on the root's clock), and ``Relay.forward`` 
 it on and decodes it (in order, once) when this peer shows, records or transcodes;
 decoded pictures come back through ``picture``. The first frame after a join that
 could be shown is reported (``FirstFrame``: how long the picture took).
+
+During a move the new parent's frames come in too (``TreeState.incoming``): they are
+checked like the parent's (against the new parent's path) and held by a ``Splice``
+(handover.py) until they continue what the old parent gave us; then the new parent
+takes over (``take_over``: the tree state switches) and they are passed on, so a
+move loses no frame.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Callable
 
 from peer.node.display import Display
 from peer.node.events import EpochSeen, FirstFrame, NodeEvent, Resumed
+from peer.node.handover import Mark, Splice
 from peer.node.media_auth import MediaGuard
 from peer.node.picture import Image
 from peer.node.relay import Relay
@@ -38,12 +45,17 @@ class VideoIntake:
         root_offset: root clock minus ours, None while unknown.
         emit: reports events.
         refuse: leave our parent for this reason (it sent forged media).
+        take_over: a move's new parent continues our stream: switch to it (the node
+            applies ``TreeState.take_over``).
+        refuse_incoming: give up a move's new parent for this reason (forged media).
         monotonic: the clock outages are measured with.
     """
 
     def __init__(self, tree: TreeState, relay: Relay, display: Display, stats: StreamStats,
                  *, root_offset: Callable[[], float | None], emit: Callable[[NodeEvent], None],
                  refuse: Callable[[str], None],
+                 take_over: Callable[[], None] = lambda: None,
+                 refuse_incoming: Callable[[str], None] = lambda why: None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._tree = tree
         self._relay = relay
@@ -52,7 +64,13 @@ class VideoIntake:
         self._root_offset = root_offset
         self._emit = emit
         self._monotonic = monotonic
+        self._take_over = take_over
+        self._refuse_incoming = refuse_incoming
         self.guard = MediaGuard(tree, refuse)
+        # A move's new parent (its link id) and its frames held until they continue ours.
+        self.splice = Splice()
+        self._splice_link: int | None = None
+        self._mark: Mark | None = None  # the last frame passed on
         self.layer_in: int | None = None  # the layer arriving (max of our subtree's)
         self._epoch_seen = 0
         self._epoch_changes = 0  # streams seen: what the stats fence by, never going back
@@ -63,8 +81,15 @@ class VideoIntake:
         self._awaiting_first: float | None = None
 
     def parent_attached(self) -> None:
-        """A new parent: the next showable frame is reported as the first."""
+        """A new parent: the next showable frame is reported as the first. A move's
+        new parent that took over because the old one was lost passes on what it
+        held, from its keyframe."""
         self._awaiting_first = self._monotonic()
+        if self._splice_link is not None and self._splice_link == self._tree.parent:
+            self._splice_link = None
+            for held in self.splice.release():
+                if self._admit(held):
+                    self._pass(held)
 
     def parent_lost(self, *, stream_over: bool) -> None:
         """Video stops: from now on an outage runs until the next frame."""
@@ -77,12 +102,47 @@ class VideoIntake:
     def frame(self, link_id: int, frame: VideoFrame) -> None:
         """A frame arrived on ``link_id``."""
         tree = self._tree
-        if link_id != tree.parent:
-            return  # only the parent sends video; anything else is ignored
-        if not tree.is_live_epoch(frame.epoch):
-            return  # fenced: a streamer that lost its lock
-        if not self.guard.video(frame):
-            return  # forged (the parent is being left) or a repeat
+        incoming = tree.incoming
+        if incoming != self._splice_link:
+            self._splice_link = incoming  # a move began or ended: start afresh
+            self.splice.reset()
+        if link_id == tree.parent:
+            if self._admit(frame):
+                self._pass(frame)
+                if incoming is not None:
+                    self._switch(self.splice.after_old(self._mark))
+        elif link_id == incoming and incoming is not None:
+            # A move's new parent: checked as the parent's frames are, then held.
+            if not tree.is_live_epoch(frame.epoch):
+                return
+            problem = self.guard.video_problem(frame, tree.incoming_path)
+            if problem is not None:
+                self._refuse_incoming(problem)
+                return
+            self._switch(self.splice.from_new(frame, self._mark))
+        # anything else: only the parent (and a move's new parent) sends video
+
+    def _switch(self, frames: list[VideoFrame] | None) -> None:
+        """The new parent's ``frames`` (perhaps none yet) continue ours: it takes over,
+        then they pass. None: not yet."""
+        if frames is None:
+            return
+        self._take_over()
+        self._splice_link = None
+        for held in frames:
+            if self._admit(held):
+                self._pass(held)
+
+    def _admit(self, frame: VideoFrame) -> bool:
+        """Whether a frame of the parent's is the live stream's, authentic and new."""
+        if not self._tree.is_live_epoch(frame.epoch):
+            return False  # fenced: a streamer that lost its lock
+        return self.guard.video(frame)  # False: forged (the parent is left) or a repeat
+
+    def _pass(self, frame: VideoFrame) -> None:
+        """Count a frame of ours, send it on and show it."""
+        tree = self._tree
+        self._mark = Mark.of(frame)
         tree.frame_epoch(frame.epoch)  # the announced epoch: verified above
         tree.video_arrived(self._monotonic())  # the parent is not silent (issue 13)
         if frame.epoch != self._epoch_seen:

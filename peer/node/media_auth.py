@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 from peer.node.layers import available_layers
 from peer.node.tree.state import StreamInfo, TreeState
-from protocol import AudioFrame, Playback, VideoFrame
+from protocol import AudioFrame, PathEntry, Playback, VideoFrame
 from protocol.identity import Identity
 from protocol.stream_auth import (
     AUDIO_CONTEXT,
@@ -172,7 +172,14 @@ class MediaGuard:
         self._playback_at = message.at
         return True
 
-    def _video_problem(self, frame: VideoFrame) -> str | None:
+    def video_problem(self, frame: VideoFrame, path: tuple[PathEntry, ...]) -> str | None:
+        """Why a frame that came over ``path`` (root .. its sender) is not the
+        streamer's (None: it is): a move's new parent's frames, checked before the
+        new parent is ours."""
+        return self._video_problem(frame, path)
+
+    def _video_problem(self, frame: VideoFrame,
+                       path: tuple[PathEntry, ...] | None = None) -> str | None:
         ann = self._tree.announcement
         if ann is None or frame.epoch != ann.epoch:
             return f"video of epoch {frame.epoch}, not the announced stream's"
@@ -186,7 +193,7 @@ class MediaGuard:
         # which encodes every layer itself), the source a higher layer the streamer
         # signed, and the maker's signature bind this output to that source.
         src = frame.src
-        path = self._tree.path
+        path = self._tree.path if path is None else path
         if src is None or frame.by == ann.streamer_id \
                 or not any(p.id == frame.by for p in path[1:]):
             return "transcoded video from a peer not on our path"

@@ -57,7 +57,7 @@ from peer.node.room import DirectoryRoom, open_directory
 from peer.node.room_watch import RoomWatch
 from peer.node.stats import StreamStats
 from peer.node.tasks import Repeating, TaskSet
-from peer.node.tree.state import TreeState, TreeTiming
+from peer.node.tree.state import MEDIA_HANDOVER_S, TreeState, TreeTiming
 from peer.node.tree_driver import TreeDriver, now
 from protocol import Bye, ErrorCode, KeyframeRequest, Message, PathEntry, limits
 from protocol.addresses import join_host_port
@@ -114,7 +114,7 @@ class Node:
             layer=config.resolution, room_view=self._room,
             timing=TreeTiming(timing.ping_interval_s, timing.link_timeout_s,
                               timing.connect_timeout_s, timing.video_timeout_s),
-            now=now(), signed=True)
+            now=now(), signed=True, handover_s=MEDIA_HANDOVER_S)
         signer = MediaSigner(self.identity)  # our stream and transcodes (issue 13)
         tree.auto = config.auto_resolution
         self.links = links = LinkTable(tree)
@@ -146,7 +146,9 @@ class Node:
             on_record_error=display.recording_failed, signer=signer)
         self._intake = intake = VideoIntake(
             tree, relay, display, self._stats, root_offset=links.root_offset, emit=emit,
-            refuse=lambda why: driver.apply(tree.refuse_parent(why, now())))
+            refuse=lambda why: driver.apply(tree.refuse_parent(why, now())),
+            take_over=lambda: driver.apply(tree.take_over(now())),
+            refuse_incoming=lambda why: driver.apply(tree.refuse_incoming(why, now())))
         self._chat = chat = ChatGossip(ChatRouter(self.identity, config.name),
                                        links.neighbours, emit)
 

@@ -82,13 +82,15 @@ class PeerIdentified:
 @dataclass(frozen=True, slots=True)
 class ParentAttached:
     """We joined: ``link`` is our parent; ``accept`` carries the path, epoch and the
-    stream's size and rate."""
+    stream's size and rate. ``handed_over``: a move whose new parent's media already
+    continues the stream we had (``TreeState.take_over``): nothing restarts."""
 
     link: LinkId
     peer_id: str
     name: str
     depth: int
     accept: Accept
+    handed_over: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,14 @@ Moving up. A repaired subtree lands wherever there was room, often deep. Every
 ``MOVE_CHECK_S`` an attached peer looks at the room's candidates; when one with a
 free slot is at least ``MOVE_GAIN`` levels closer to the root (and not in our
 subtree), it dials it while keeping its parent, and only on Accept (whose path is
-checked as for any join) switches: make before break, so video keeps flowing. A
+checked as for any join) switches: make before break, so video keeps flowing. With
+``handover_s`` (the node; the simulator carries no media) the Accept does not switch
+yet: the new parent is *incoming* (pinged, its path kept current) while the old one
+still feeds us, and the media side calls ``take_over`` once the new parent's frames
+continue the stream we have (its first keyframe, or the same encoder's next frame);
+then the old parent is closed. A new parent whose media does not continue ours within
+``handover_s`` is given up (we stay); an old parent lost meanwhile hands over at
+once, with the new parent's frames from its keyframe on. A
 peer whose depth grows by ``MOVE_GAIN`` or more (a repair moved an ancestor's subtree
 to the bottom of the tree) looks at once instead of at its next check: in a room of
 thousands an ancestor's repair can add a whole subtree's height to everyone below it.
@@ -81,7 +88,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Protocol
 
@@ -144,6 +151,10 @@ MOVE_RETRY_S = 0.5
 # At most this many refused moves within MOVE_REFUSED_S (a hostile redirector cannot
 # keep us dialling).
 MOVE_MAX_REFUSED = 64
+# How long the node's moves wait for the new parent's media to continue ours (its
+# keyframe comes within a few hundred ms: the parent asks upstream for one when a child
+# joins, and the producer serves such requests every 0.5 s at most).
+MEDIA_HANDOVER_S = 3.0
 
 
 class RoomView(Protocol):
@@ -256,11 +267,14 @@ class TreeState:
         timing: the protocol's timers.
         now: the time of creation.
         signed: believe a stream only inside a verified signed announcement.
+        handover_s: a move's new parent becomes ours only when the media side says
+            its frames continue ours (``take_over``), given up after this long; 0:
+            at its Accept (the simulator, which carries no media).
     """
 
     def __init__(self, *, peer_id: str, name: str, room: str, fanout: int, layer: int,
                  room_view: RoomView, timing: TreeTiming, now: float,
-                 signed: bool = False) -> None:
+                 signed: bool = False, handover_s: float = 0.0) -> None:
         self.peer_id = peer_id
         self.name = name
         self.room = room
@@ -298,6 +312,13 @@ class TreeState:
         self._round: _Round | None = None
         self._joining: _Link | None = None
         self._moving = False  # the join in flight is a move of an attached peer
+        # A move's new parent that accepted us, until its media continues ours (see
+        # ``take_over``): its Accept, its latest path, and when we give up on it.
+        self._handover_s = handover_s
+        self._incoming: _Link | None = None
+        self._incoming_accept: Accept | None = None
+        self._incoming_path: tuple[PathEntry, ...] = ()
+        self._incoming_until = math.inf
         self._next_move_check = now + MOVE_CHECK_S
         self._move_refused: dict[str, float] = {}  # peer id -> until when
         self._retry_at: float | None = None
@@ -355,6 +376,16 @@ class TreeState:
     @property
     def parent_id(self) -> str | None:
         return self._parent.peer_id if self._parent is not None else None
+
+    @property
+    def incoming(self) -> LinkId | None:
+        """A move's new parent while the old one still feeds us (see ``take_over``)."""
+        return self._incoming.id if self._incoming is not None else None
+
+    @property
+    def incoming_path(self) -> tuple[PathEntry, ...]:
+        """Root .. the incoming parent (empty when there is none)."""
+        return self._incoming_path if self._incoming is not None else ()
 
     @property
     def children(self) -> list[LinkId]:
@@ -521,6 +552,8 @@ class TreeState:
         if isinstance(message, Redirect):
             return self._on_redirect(link, message, now)
         if isinstance(message, PathUpdate):
+            if link is self._incoming:
+                return self._incoming_path_update(message.path, now)
             return self._set_path(message.path, now) if link is self._parent else []
         if isinstance(message, LayerDemand):
             return self._on_layer_demand(link, message, now)
@@ -576,7 +609,9 @@ class TreeState:
             parent = self._parent
             if streamer_id != previous and parent is not None and len(self._path) == 1 \
                     and self._path[0].id != streamer_id:
-                # A new root: the old root's children move, with their subtrees.
+                # A new root: the old root's children move, with their subtrees (a move
+                # under way was to the old tree).
+                actions += self._drop_incoming("following the new streamer", now)
                 actions += self._close(parent, "following the new streamer", now,
                                        Bye(reason="following the new streamer"))
         return actions + self._pump_join(now)
@@ -592,7 +627,7 @@ class TreeState:
         """We hold the streamer lock: leave our parent, let old children re-join.
         ``announce``: makes our signed announcement for the epoch our frames will
         carry, given to every child in its Accept."""
-        actions: list[Action] = []
+        actions: list[Action] = self._drop_incoming("became the streamer", now)
         if self._parent is not None:
             actions += self._close(self._parent, "became the streamer", now,
                                    Bye(reason="becoming the streamer"))
@@ -652,7 +687,7 @@ class TreeState:
                 due = link.deadline
         if self._retry_at is not None and self._retry_at < due:
             due = self._retry_at
-        return min(due, self._next_move_check)
+        return min(due, self._next_move_check, self._incoming_until)
 
     def handle_timer(self, now: float) -> list[Action]:
         """Run whatever is due: deadlines, heartbeats and timeouts, join retries."""
@@ -700,6 +735,9 @@ class TreeState:
         if now >= self._next_move_check:
             self._next_move_check = now + MOVE_CHECK_S
             actions += self._consider_moving(now)
+        if now >= self._incoming_until:
+            actions += self._drop_incoming("the new parent's video did not continue ours "
+                                           f"within {self._handover_s:g} s", now)
         return actions
 
     def _excuse_stall(self, stalled: float, now: float) -> None:
@@ -816,14 +854,74 @@ class TreeState:
             if self._root or self._stopping or len(accept.path) + MOVE_GAIN > len(self._path):
                 return self._close(link, "move no longer worth it", now,
                                    Bye(reason="join withdrawn"))
+            if self._handover_s > 0:
+                # The old parent feeds us until the new one's media continues ours.
+                link.role = Role.PARENT  # pinged, and timed out when silent
+                link.deadline = None
+                self._incoming = link
+                self._incoming_accept = accept
+                self._incoming_path = accept.path
+                self._incoming_until = now + self._handover_s
+                return []
             # Make before break: the new parent is ours; the old one hears why we go.
-            self._parent = None
-            del self._links[old.id]
-            self.counters.moves += 1
-            actions.append(Close(old.id, "moved closer to the root",
-                                 Bye(reason="moving closer to the root")))
+            actions += self._leave_old_parent(old)
         elif not self._wants_join():
             return self._close(link, "no longer needed", now, Bye(reason="join withdrawn"))
+        return actions + self._attach(link, accept, now)
+
+    def take_over(self, now: float) -> list[Action]:
+        """The incoming parent's frames continue the stream we have (the media side
+        checked): it becomes our parent, and the old one is closed."""
+        link, accept = self._incoming, self._incoming_accept
+        old = self._parent
+        if link is None or accept is None or old is None:
+            return []
+        path = self._incoming_path
+        self._clear_incoming()
+        accept = replace(accept, path=path)
+        return self._leave_old_parent(old) + self._attach(link, accept, now, handed_over=True)
+
+    def refuse_incoming(self, reason: str, now: float) -> list[Action]:
+        """The incoming parent sent forged media: give it up (and avoid it a while)."""
+        link = self._incoming
+        if link is None:
+            return []
+        self.counters.forged_parents += 1
+        if link.peer_id:
+            self._avoid[link.peer_id] = now + AVOID_FORGER_S
+        return self._close(link, reason, now, Bye(reason=reason[:limits.MAX_REASON_CHARS],
+                                                  code=int(ErrorCode.FORGED)))
+
+    def _leave_old_parent(self, old: _Link) -> list[Action]:
+        self._parent = None
+        del self._links[old.id]
+        self.counters.moves += 1
+        return [Close(old.id, "moved closer to the root",
+                      Bye(reason="moving closer to the root"))]
+
+    def _clear_incoming(self) -> None:
+        self._incoming = None
+        self._incoming_accept = None
+        self._incoming_path = ()
+        self._incoming_until = math.inf
+
+    def _drop_incoming(self, reason: str, now: float) -> list[Action]:
+        """Give up a move's new parent (we stay where we are)."""
+        if self._incoming is None:
+            return []
+        return self._close(self._incoming, reason, now, Bye(reason="move withdrawn"))
+
+    def _incoming_path_update(self, path: tuple[PathEntry, ...], now: float) -> list[Action]:
+        if any(p.id == self.peer_id for p in path):
+            self.counters.loops_refused += 1
+            return self._drop_incoming("loop detected", now)
+        self._incoming_path = path
+        return []
+
+    def _attach(self, link: _Link, accept: Accept, now: float, *,
+                handed_over: bool = False) -> list[Action]:
+        """``link`` (which accepted us) becomes our parent."""
+        actions: list[Action] = []
         link.role = Role.PARENT
         link.deadline = None
         self._parent = link
@@ -841,7 +939,7 @@ class TreeState:
             self.stream.codec = accept.codec
         self._demand_sent = None
         actions.append(ParentAttached(link.id, link.peer_id or "", link.name,
-                                      len(accept.path), accept))
+                                      len(accept.path), accept, handed_over))
         actions += self._set_path(accept.path, now)
         actions += self._update_demand()
         if self._signed and accept.ann is not None:
@@ -1017,7 +1115,8 @@ class TreeState:
                          candidates: Iterable[Candidate] | None = None) -> list[Action]:
         """Dial a free place at least MOVE_GAIN levels closer to the root, if the room
         lists one (or ``candidates``, a Redirect's, do); we stay attached meanwhile."""
-        if self._parent is None or self._root or self._stopping or self._joining:
+        if self._parent is None or self._root or self._stopping or self._joining \
+                or self._incoming:
             return []
         depth = len(self._path)
         self._move_refused = {k: t for k, t in self._move_refused.items() if t > now}
@@ -1145,6 +1244,13 @@ class TreeState:
             self._joining = None
             self._moving = False
             return actions + self._pump_join(now)
+        if link is self._incoming:
+            # A move given up (refused media, timed out, gone): we stay; next place soon.
+            self._clear_incoming()
+            if link.candidate is not None:
+                self._move_refused[link.candidate.id] = now + MOVE_REFUSED_S
+            self._next_move_check = min(self._next_move_check, now + MOVE_RETRY_S)
+            return actions
         if link in self._children:
             self._children.remove(link)
             actions.append(ChildDetached(link.id, reason))
@@ -1162,6 +1268,14 @@ class TreeState:
             # A frozen parent may still be listed (or redirected to) for a while:
             # dialling it would cost a whole connect timeout.
             self._avoid[link.peer_id] = now + AVOID_LOST_PARENT_S
+        incoming, accept = self._incoming, self._incoming_accept
+        if incoming is not None and accept is not None and not stream_over:
+            # A move was under way: its new parent is ours now (its media restarts at
+            # its keyframe, which the node may already hold).
+            path = self._incoming_path
+            self._clear_incoming()
+            return actions + self._attach(incoming, replace(accept, path=path), now)
+        actions += self._drop_incoming("the stream ended", now)
         if stream_over:
             # The stream is over: pass it down and wait for the next one.
             for child in list(self._children):
