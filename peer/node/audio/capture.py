@@ -17,6 +17,14 @@ the schedule continues from there, so the two stay on one time line.
 A live source (microphone) is its own clock: each block is stamped with the time its
 first sample entered the device.
 
+Sound is a demand (docs/ARCHITECTURE.md, "Sound demand"): while nobody in the tree asks
+for it (``set_wanted(False)``), blocks are still read on schedule and numbered, but
+neither encoded nor handed to the loop, which would only sign and drop them. ``seq``
+counts the blocks of the time line, sent or not: a listener whose parent was lost
+concealed the silence block by block, and its jitter buffer expects the next packet
+under the number of the block due now, not the one after the last it heard. The first
+packet after a silence comes from a fresh encoder, as at the start of a stream.
+
 Packets cross into asyncio with ``loop.call_soon_threadsafe``; the consumer sends them
 at once (a packet is ~160 bytes), so nothing queues here.
 """
@@ -96,6 +104,10 @@ class AudioCapture:
         self._realign_to: float | None = None  # a new anchor, applied between blocks
         self._video_at = time.monotonic()  # when the picture last moved
         self._mono = time.monotonic
+        # Whether anyone asks for sound (set on the loop, read by the thread: a bool).
+        self._wanted = True
+        self.skipped = 0  # blocks read but not sent: nobody asked for them
+        self.last_block_at = 0.0  # monotonic time of the last block read, sent or not
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the worker thread (once)."""
@@ -116,6 +128,10 @@ class AudioCapture:
         """The picture's position 0 is now at ``anchor`` (wall clock): follow it."""
         with self._lock:
             self._realign_to = anchor
+
+    def set_wanted(self, wanted: bool) -> None:
+        """Whether anyone in the tree asks for sound now (see the module comment)."""
+        self._wanted = wanted
 
     def video_moved(self) -> None:
         """The picture released a frame (it is not paused)."""
@@ -146,7 +162,7 @@ class AudioCapture:
                 self._post(self._on_end, error)
 
     def _play(self) -> None:
-        encoder = OpusEncoder()
+        encoder: OpusEncoder | None = None  # made for the first block sent
         source = self.source
         seq = 0
         position = 0.0  # of the next block in the source (paced sources)
@@ -181,6 +197,14 @@ class AudioCapture:
             captured_at = (source.captured_at if isinstance(source, MicSource)
                            else anchor + position)
             position += FRAME_S
+            self.last_block_at = self._mono()
+            if not self._wanted:
+                encoder = None  # the next packet sent starts a fresh encoder
+                seq += 1
+                self.skipped += 1
+                continue
+            if encoder is None:
+                encoder = OpusEncoder()
             packet = encoder.encode(block)
             self._post(self._on_packet, EncodedAudio(seq, OpusEncoder.stamp(captured_at), packet))
             seq += 1

@@ -267,6 +267,8 @@ class AudioStation:
         at the frame's capture time minus its position in the source."""
         anchor = captured_at - position_s
         if self._capture is not None:
+            # Sound is a demand: the capture encodes only while a child asks for it.
+            self._capture.set_wanted(bool(self._send_to()))
             self._capture.video_moved()
             self._follow(anchor)
             return
@@ -281,6 +283,7 @@ class AudioStation:
         self._capture = AudioCapture(self._source, on_packet=self._send_packet,
                                      on_end=self._source_ended, anchor=anchor,
                                      loop_source=self._loop_source)
+        self._capture.set_wanted(bool(self._send_to()))
         self._capture.start(self._loop)
 
     def _follow(self, anchor: float) -> None:
@@ -322,11 +325,14 @@ class AudioStation:
     def _send_packet(self, packet: EncodedAudio) -> None:
         if self._capture is None:
             return  # stopped meanwhile
+        children = self._send_to()
+        if not children:
+            return  # the last listener left since the capture was told: sign nothing
         data = encode(self._sign(AudioFrame(self._epoch(), packet.seq, packet.captured_at,
                                             packet.packet)))
         self._stats.frame_produced(time.time(), len(data), packet.seq)
         self._last_packet_at = time.monotonic()
-        self._fan_out(data, self._send_to())
+        self._fan_out(data, children)
 
     def _source_ended(self, error: MediaError | None) -> None:
         if error is not None:
@@ -419,7 +425,10 @@ class AudioStation:
         return min(max(0.0, wait), MAX_LIPSYNC_WAIT_S)
 
     def _has_sound(self) -> bool:
-        return time.monotonic() - self._last_packet_at < SOUND_FRESH_S
+        last = self._last_packet_at
+        if self._capture is not None:  # the streamer has sound even when nobody asks
+            last = max(last, self._capture.last_block_at)
+        return time.monotonic() - last < SOUND_FRESH_S
 
     def _aim(self, player: AudioPlayer, transit: float | None, seq: int) -> None:
         """Move the playout delay: up at once when this packet needed more than it
