@@ -19,6 +19,9 @@
    of the video bit rate (a 720p clip with a patch of noise: H.264 near 1 Mbit/s).
    After 10 s to settle, sound at the leaf over the overloaded window: loss, late
    packets, silent blocks (concealed + paused), transit; video frame rate for contrast.
+   How the delay moved (blocks stretched / compressed) and, apart from the player's
+   own silence, the output device's: underruns (PortAudio's flag), callback stalls
+   over 100 ms, device clock jumps.
 
 Run: ``python -m bench.bench_av_sync [--quick] [--seconds 60]``; the overload alone,
 three runs of 60 s: ``--phases overload --overload-seconds 60 --overload-runs 3``
@@ -173,6 +176,8 @@ def sync_and_kill(clip: Path, workdir: Path, seconds: float, play: str | None
                                         if a.get("delay_ms") is not None]),
         "leaf_audio_transit_ms": _median([a["transit_ms"] for a in audio_stats
                                           if a.get("transit_ms") is not None]),
+        "leaf_device_lead_ms": _median([a["device_lead_ms"] for a in audio_stats
+                                        if a.get("device_lead_ms") is not None]),
         "leaf_av_offset_ms": _median([a["av_offset_ms"] for a in audio_stats
                                       if a.get("av_offset_ms") is not None]),
         "leaf_video_latency_ms": _median([e["latency_ms"] for e in steady
@@ -180,6 +185,8 @@ def sync_and_kill(clip: Path, workdir: Path, seconds: float, play: str | None
         "leaf_concealed_steady": _delta(audio_stats, "concealed"),
         "leaf_paused_steady": _delta(audio_stats, "paused"),
         "leaf_late_steady": _delta(audio_stats, "late"),
+        "leaf_skipped_steady": _delta(audio_stats, "skipped"),
+        **_playout_moves(audio_stats, "steady", prefix="leaf_"),
         "leaf_audio_loss_pct": _median([a.get("loss_pct", 0.0) for a in audio_stats]),
         "leaf_audio_kbps": _median([a.get("kbps", 0.0) for a in audio_stats]),
         "relay_cpu_pct_with_sound": {k: round(v, 2) for k, v in cpu.items()},
@@ -308,6 +315,8 @@ def overload(workdir: Path, seconds: float, play: str | None) -> dict[str, Any] 
                                                 if a.get("transit_ms") is not None]),
             "audio_delay_ms_capped": _median([a["delay_ms"] for a in audio
                                               if a.get("delay_ms") is not None]),
+            "device_lead_ms_capped": _median([a["device_lead_ms"] for a in audio
+                                              if a.get("device_lead_ms") is not None]),
             "audio_transit_ms_capped_max": max((a["transit_ms"] for a in audio
                                                 if a.get("transit_ms") is not None),
                                                default=None),
@@ -317,11 +326,29 @@ def overload(workdir: Path, seconds: float, play: str | None) -> dict[str, Any] 
             + (_delta(audio, "paused") or 0),
             "audio_late_capped": _delta(audio, "late"),
             "audio_skipped_capped": _delta(audio, "skipped"),
+            **_playout_moves(audio, "capped"),
             "audio_blocks_capped": round(seconds / 0.02),
             "seconds": seconds,
             "audio_dropped_at_r1": _delta([e.get("audio") or {} for e in
                                            stats_between(peers["r1"], t1, t2)], "dropped"),
         }
+
+
+# How the playout moved its delay (stretching) and what the output device did on its
+# own, counted apart: a device underrun is silence the device made, not the player.
+PLAYOUT_MOVES = ("stretched", "compressed")
+DEVICE_TROUBLE = ("device_underruns", "device_stalls", "device_jumps_ahead",
+                  "device_jumps_back")
+
+
+def _playout_moves(audio_stats: list[dict[str, Any]], window: str, prefix: str = ""
+                   ) -> dict[str, int | None]:
+    out: dict[str, int | None] = {}
+    for key in PLAYOUT_MOVES:
+        out[f"{prefix}audio_{key}_{window}"] = _delta(audio_stats, key)
+    for key in DEVICE_TROUBLE:
+        out[f"{prefix}{key}_{window}"] = _delta(audio_stats, key)
+    return out
 
 
 def _delta(audio_stats: list[dict[str, Any]], key: str) -> int | None:
@@ -402,11 +429,14 @@ def report(result: dict[str, Any]) -> None:
                   sync["kill_gap_recorded_ms"]]],
                 ["d", ".1f", ".1f", ".1f", "d", ".1f", ".1f", ".1f"]))
     print(table(["audio delay ms", "audio transit ms", "A/V offset ms", "video latency ms",
-                 "concealed", "late"],
+                 "concealed", "paused", "late", "stretched", "compressed",
+                 "device underruns"],
                 [[sync["leaf_audio_delay_ms"], sync["leaf_audio_transit_ms"],
                   sync["leaf_av_offset_ms"], sync["leaf_video_latency_ms"],
-                  sync["leaf_concealed_steady"], sync["leaf_late_steady"]]],
-                [".1f", ".1f", ".1f", ".1f", "d", "d"]))
+                  sync["leaf_concealed_steady"], sync["leaf_paused_steady"],
+                  sync["leaf_late_steady"], sync["leaf_audio_stretched_steady"],
+                  sync["leaf_audio_compressed_steady"], sync["leaf_device_underruns_steady"]]],
+                [".1f", ".1f", ".1f", ".1f", "d", "d", "d", "d", "d", "d"]))
     with_sound = sync["relay_cpu_pct_with_sound"]
     without = result.get("relay_cpu_pct_without_sound", {})
     print(table(["relay", "CPU % with sound", "CPU % without"],

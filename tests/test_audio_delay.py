@@ -38,13 +38,14 @@ class _Station:
                                     on_warning=lambda message: None)
         self.station.set_volume(1.0)  # a player: this station plays
         self.seq = 1  # not a re-aiming packet (those come every DELAY_UPDATE_PACKETS)
+        self.wall = time.time  # the clock packets are stamped by (the station's too)
 
     def packet(self, transit: float, *, reaim: bool = False) -> float:
         """One packet that took ``transit`` to arrive (one the station re-aims the
         delay at, with ``reaim``); the delay after it."""
         if reaim:
             self.seq += -self.seq % DELAY_UPDATE_PACKETS
-        self.station.received(AudioFrame(1, self.seq, time.time() - transit, OPUS), [])
+        self.station.received(AudioFrame(1, self.seq, self.wall() - transit, OPUS), [])
         self.seq += 1
         if self.seq % DELAY_UPDATE_PACKETS == 0 and not reaim:
             self.seq += 1
@@ -96,9 +97,12 @@ def test_the_delay_falls_only_a_minute_after_it_last_rose(
     from peer.node.audio import station as station_module
 
     clock = {"mono": 1000.0}
-    fake = types.SimpleNamespace(time=time.time, monotonic=lambda: clock["mono"])
+    # A frozen wall clock too: a transit measured across a descheduled moment of this
+    # process (a loaded machine) must not pass for a slower packet.
+    fake = types.SimpleNamespace(time=lambda: 5000.0, monotonic=lambda: clock["mono"])
     monkeypatch.setattr(station_module, "time", fake)
     s = _Station()
+    s.wall = fake.time
     for _ in range(5):
         s.packet(0.05)
     high = s.packet(0.3)  # a spike raises it

@@ -159,3 +159,20 @@ def test_a_spike_that_raises_the_delay_is_not_heard_as_silence() -> None:
     device.run(3.0)
     assert (counters.paused, counters.concealed, counters.late) == (0, 0, 0)
     assert device.silent_blocks(after=before) == 0
+
+
+def test_the_devices_own_trouble_is_counted_apart() -> None:
+    from peer.node.audio.output import STALL_S, DeviceClock, DeviceWatch
+
+    watch = DeviceWatch()
+    at = 50.0
+    for n in range(10):
+        at += FRAME_S if n != 5 else STALL_S + 0.05  # one stall of the callback
+        watch.call(at, underflow=n == 6)  # PortAudio flags the block after it
+    assert (watch.underruns, watch.stalls) == (1, 1)
+    assert watch.longest_gap_s == pytest.approx(STALL_S + 0.05)
+    clock = DeviceClock()
+    clock.tick(T0)
+    clock.tick(T0 + FRAME_S + 0.3)  # heard 300 ms later than counted: lost time
+    clock.tick(T0 + 2 * FRAME_S + 0.1)  # and back
+    assert (clock.jumps_ahead, clock.jumps_back) == (1, 1)

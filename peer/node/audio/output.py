@@ -89,6 +89,31 @@ class DeviceClock:
         return expected
 
 
+class DeviceWatch:
+    """The output device's own trouble, counted apart from the player's pauses, so
+    that figures say which silence was whose: blocks PortAudio flagged as an output
+    underflow (the device ran dry and played silence of its own), callbacks that came
+    over ``STALL_S`` after the previous one (the device thread or the sound server
+    stalled), and the longest interval between two callbacks."""
+
+    def __init__(self) -> None:
+        self.underruns = 0
+        self.stalls = 0
+        self.longest_gap_s = 0.0
+        self._last: float | None = None
+
+    def call(self, at: float, underflow: bool) -> None:
+        """A callback at ``at`` (monotonic), with PortAudio's underflow flag."""
+        if underflow:
+            self.underruns += 1
+        if self._last is not None:
+            gap = at - self._last
+            if gap > STALL_S:
+                self.stalls += 1
+            self.longest_gap_s = max(self.longest_gap_s, gap)
+        self._last = at
+
+
 class AudioPlayer:
     """Jitter buffer + Opus decoder + volume; safe to use from two threads.
 
@@ -205,14 +230,7 @@ class DeviceOutput:
         self._clock = DeviceClock()
         self.blocks = 0
         self.failures = 0
-        # The device's own trouble, counted apart from the playout's pauses: blocks
-        # PortAudio flagged as an output underflow (the device ran dry and played
-        # silence of its own), callbacks that came over STALL_S after the previous one,
-        # and the longest such interval.
-        self.underruns = 0
-        self.stalls = 0
-        self.longest_gap_s = 0.0
-        self._last_call: float | None = None
+        self.watch = DeviceWatch()  # the device's own trouble, apart from the player's
         self._closed = False
         try:
             self._stream = sd.OutputStream(
@@ -233,7 +251,7 @@ class DeviceOutput:
         return self._clock.jumps_ahead, self._clock.jumps_back
 
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
-        self._watch(status)
+        self.watch.call(time.monotonic(), bool(getattr(status, "output_underflow", False)))
         try:
             self._fill(outdata, frames, time_info)
         except Exception:  # never raise into PortAudio's thread: play silence instead
@@ -241,18 +259,6 @@ class DeviceOutput:
             if self.failures == 1:
                 log.exception("audio output callback failed")
             outdata.fill(0)
-
-    def _watch(self, status: Any) -> None:
-        """Count the device's underruns and the callback's stalls (device thread)."""
-        called = time.monotonic()
-        if getattr(status, "output_underflow", False):
-            self.underruns += 1
-        if self._last_call is not None:
-            gap = called - self._last_call
-            if gap > STALL_S:
-                self.stalls += 1
-            self.longest_gap_s = max(self.longest_gap_s, gap)
-        self._last_call = called
 
     def _fill(self, outdata: Any, frames: int, time_info: Any) -> None:
         now = time.time()

@@ -32,6 +32,7 @@ than waiting for it (the offset then shows in the stats).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -512,7 +513,7 @@ class AudioStation:
         shown = self._shown_delay()
         offset = None if delay is None or shown is None else round(delay - shown * 1000, 1)
         transit = percentile(sorted(self._transit), 50) if self._transit else None
-        return AudioStats(
+        stats = AudioStats(
             sound=sound,
             kbps=round(snap.kbps_in, 1),
             loss_pct=round(snap.loss_pct, 3),
@@ -527,13 +528,13 @@ class AudioStation:
             paused=counters.paused if counters else 0,
             stretched=counters.stretched if counters else 0,
             compressed=counters.compressed if counters else 0,
-            **self._device_figures(),
         )
-
-    def _device_figures(self) -> dict[str, int]:
         output = self._output
         if output is None:
-            return {}
+            return stats
         ahead, back = output.clock_jumps
-        return {"device_underruns": output.underruns, "device_stalls": output.stalls,
-                "device_jumps_ahead": ahead, "device_jumps_back": back}
+        return dataclasses.replace(
+            stats, device_underruns=output.watch.underruns,
+            device_stalls=output.watch.stalls,
+            device_jumps_ahead=ahead, device_jumps_back=back,
+            device_lead_ms=round(output.lead_s * 1000, 1))

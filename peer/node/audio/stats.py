@@ -35,6 +35,8 @@ class AudioStats:
         device_jumps_ahead: times the device's clock jumped ahead (a block heard
             80 ms or more later than counted: the device lost time).
         device_jumps_back: ... and back.
+        device_lead_ms: the longest time in the last 15 s between the device asking
+            for a block and hearing it (part of the playout delay).
     """
 
     sound: bool
@@ -55,3 +57,4 @@ class AudioStats:
     device_stalls: int = 0
     device_jumps_ahead: int = 0
     device_jumps_back: int = 0
+    device_lead_ms: float | None = None
