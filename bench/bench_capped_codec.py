@@ -68,7 +68,9 @@ def hops(crowd: list[Peer], streamer: Peer, t0: float, t1: float) -> list[dict[s
     skipped to the next keyframe. ``keyframes`` are those it received (every forced
     one is served to the whole layer), ``joins`` re-parentings inside the window and
     ``why`` the reasons it lost a parent (from 3 s before the window) and ``lost_at``
-    the seconds into the window at which its stats ticks saw new gaps.
+    the seconds into the window at which its stats ticks saw new gaps; ``timeline``
+    its parent changes from 3 s before the window (seconds into the window: ``+``
+    joined a parent, ``-`` lost one, with the reason).
     """
     peers = {p.name: p for p in [streamer, *crowd]}
     rows = []
@@ -96,8 +98,18 @@ def hops(crowd: list[Peer], streamer: Peer, t0: float, t1: float) -> list[dict[s
             "why": sorted({str(e.get("reason")) for e in v.all("parent_lost")
                            if t0 - 3 <= e["t"] <= t1}),
             "lost_at": lost_at,
+            "timeline": timeline(v, t0, t1),
         })
     return rows
+
+
+def timeline(v: Peer, t0: float, t1: float) -> list[str]:
+    """A viewer's parent changes from 3 s before the window to its end."""
+    marks = [(e["t"], f"{e['t'] - t0:+.1f} +{e.get('parent')}") for e in v.all("joined")
+             if t0 - 3 <= e["t"] <= t1]
+    marks += [(e["t"], f"{e['t'] - t0:+.1f} -{e.get('parent')} ({e.get('reason')})")
+              for e in v.all("parent_lost") if t0 - 3 <= e["t"] <= t1]
+    return [text for _, text in sorted(marks)]
 
 
 def last_join(crowd: list[Peer]) -> float:
@@ -174,12 +186,12 @@ def run(codec: str, clip: str, viewers: int, cap_kbit: int, seconds: float,
 def hop_table(rows: list[dict[str, Any]]) -> str:
     return table(
         ["viewer", "depth", "parent", "children", "frames", "lost", "parent dropped",
-         "dropped to kids", "keyframes", "joins", "why", "lost at s (frames)"],
+         "dropped to kids", "keyframes", "joins", "lost at s (frames)", "parent changes"],
         [[r["viewer"], r.get("depth"), "/".join(r.get("parents", [])), r.get("children"),
           r.get("frames"), r.get("lost"), r.get("parent_dropped"),
           r.get("dropped_to_children"), r.get("keyframes"), r.get("joins"),
-          "; ".join(r.get("why", [])),
-          " ".join(f"{t}({n})" for t, n in r.get("lost_at", []))] for r in rows],
+          " ".join(f"{t}({n})" for t, n in r.get("lost_at", [])),
+          "; ".join(r.get("timeline", []))] for r in rows],
         ["", "", "", "", "", "", "", "", "", "", "", ""])
 
 
@@ -195,6 +207,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="start the window only once no viewer changed parent for S "
                              f"seconds (at most {SETTLE_MAX_S:g} s); 0: 3 s after all "
                              "receive")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="repeat the whole comparison (fresh hosts each time) and "
+                             "print one line per run")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     sigterm_as_exit()
@@ -209,24 +224,46 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["skipped"] = reason
         save("capped_codec", result, args.out)
         return result
-    rows = []
+    series: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="treecast-capped-") as tmp:
         clip = write_clip_file(os.path.join(tmp, "clip.avi"), 1280, 720, 10.0)
-        for codec in args.codecs:
-            rows.append(run(codec, clip, viewers, args.cap_kbit, seconds, args.settle))
-            r = rows[-1]
-            print(f"{codec}: delivered {r['delivered']}, worst {r['delivered_min']}, "
-                  f"stalled {len(r['stalled'])}, keyframes made {r['keyframes_made']}, "
-                  f"streamer dropped {r['streamer_dropped']}, window from "
-                  f"{r['window_after_all_streaming_s']} s after all received "
-                  f"(settled {r['settled']}, re-joins before {r['joins_before_window']})",
-                  flush=True)
-            print(hop_table(r["hops"]), flush=True)
+        for n in range(args.runs):
+            load = os.getloadavg()[0]
+            started = time.strftime("%H:%M", time.gmtime())
+            rows = []
+            for codec in args.codecs:
+                rows.append(run(codec, clip, viewers, args.cap_kbit, seconds, args.settle))
+                r = rows[-1]
+                print(f"run {n + 1}, {codec}: delivered {r['delivered']}, worst "
+                      f"{r['delivered_min']}, stalled {len(r['stalled'])}, keyframes made "
+                      f"{r['keyframes_made']}, streamer dropped {r['streamer_dropped']}, "
+                      f"window from {r['window_after_all_streaming_s']} s after all "
+                      f"received (settled {r['settled']}, re-joins before "
+                      f"{r['joins_before_window']})", flush=True)
+                print(hop_table(r["hops"]), flush=True)
+            series.append({"run": n + 1, "started": started, "load": round(load, 1),
+                           "rows": rows})
+            print(f"\nrun {n + 1} ({started} UTC, load {load:.1f}), capped hosts, 720p30 "
+                  f"camera-like clip, every upload {args.cap_kbit} kbit/s, {viewers} "
+                  f"viewers, {seconds:g} s window"
+                  + (f" once no parent changed for {args.settle:g} s" if args.settle else ""))
+            print(codec_table(rows), flush=True)
+    text = codec_table(series[-1]["rows"])
+    result.update({"rows": series[-1]["rows"], "runs": series, "cap_kbit": args.cap_kbit,
+                   "table": text})
+    if args.runs > 1:
+        result["series_table"] = series_table(series)
+        print("\n" + result["series_table"])
+    save("capped_codec", result, args.out)
+    return result
 
-    def percent(x: float | None) -> float | None:
-        return None if x is None else 100 * x
 
-    text = table(
+def _percent(x: float | None) -> float | None:
+    return None if x is None else 100 * x
+
+
+def codec_table(rows: list[dict[str, Any]]) -> str:
+    return table(
         ["codec", "viewers", "all joined", "window at s", "streamer kids", "streamer kbit/s",
          "viewer kbit/s in", "layers", "depth", "delivered %", "worst %", "stalled",
          "p50 ms", "p95 ms max"],
@@ -234,17 +271,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           r["streamer_children"],
           r["streamer_kbps_out"], r["viewer_kbps_in_median"],
           "/".join(map(str, r["viewer_layers"])), r["depth_max"],
-          percent(r["delivered"]), percent(r["delivered_min"]), len(r["stalled"]),
+          _percent(r["delivered"]), _percent(r["delivered_min"]), len(r["stalled"]),
           r["true_p50_ms_median"], r["true_p95_ms_max"]] for r in rows],
         ["", "d", "", ".1f", "", ".0f", ".0f", "", "d", ".2f", ".2f", "d", ".0f", ".0f"])
-    result.update({"rows": rows, "cap_kbit": args.cap_kbit, "table": text})
-    print(f"\ncapped hosts, 720p30 camera-like clip, every upload {args.cap_kbit} kbit/s, "
-          f"{viewers} viewers, {seconds:g} s window"
-          + (f" once no parent changed for {args.settle:g} s" if args.settle else ""))
-    print(text)
-    save("capped_codec", result, args.out)
-    return result
 
+
+def series_table(series: list[dict[str, Any]]) -> str:
+    """One line per run: each codec's delivered / worst / stalled side by side, and
+    how many parent changes the H.264 window saw."""
+    codecs = [r["codec"] for r in series[0]["rows"]]
+    columns = ["run", "UTC", "load (1 min)"]
+    for codec in codecs:
+        columns += [f"{codec} delivered %", f"{codec} worst %", f"{codec} stalled"]
+    columns += ["h264 re-joins in window"]
+    lines = []
+    for run_ in series:
+        line: list[Any] = [run_["run"], run_["started"], run_["load"]]
+        by_codec = {r["codec"]: r for r in run_["rows"]}
+        for codec in codecs:
+            r = by_codec[codec]
+            line += [_percent(r["delivered"]), _percent(r["delivered_min"]), len(r["stalled"])]
+        h264 = by_codec.get("h264")
+        line.append(sum(h.get("joins", 0) for h in h264["hops"]) if h264 else None)
+        lines.append(line)
+    formats = ["d", "", ".1f"] + [".2f", ".2f", "d"] * len(codecs) + [""]
+    text = table(columns, lines, formats)
+    worst = [r["delivered_min"] for run_ in series for r in run_["rows"]
+             if r["codec"] == "h264" and r["delivered_min"] is not None]
+    if worst:
+        text += (f"\nh264: worst viewer >= 99 % in {sum(w >= 0.99 for w in worst)} of "
+                 f"{len(worst)} runs; mean of the worst {100 * sum(worst) / len(worst):.2f} %")
+    return text
 
 if __name__ == "__main__":
     main()
