@@ -1,9 +1,11 @@
 """Moves are make-before-break for the video too: the old parent feeds us until the new
-parent's frames continue ours, then the new one takes over and no frame is lost.
+parent's frames continue ours, then the new one takes over and no frame is lost. A
+shed child moves the same way, to a place with room.
 
 In memory, with injected times: the splice of two parents' frames (handover.py), the
-tree state's incoming parent (take over, give up, the old parent lost meanwhile), and
-the intake between them with a real tree state and signed frames.
+tree state's incoming parent (take over, give up, the old parent lost meanwhile), a
+shed as a move (the parent's side and the child's), and the intake between them with
+a real tree state and signed frames.
 """
 
 from __future__ import annotations
@@ -14,8 +16,25 @@ from peer.node.handover import HOLD_FRAMES, Mark, Splice, continues
 from peer.node.intake import VideoIntake
 from peer.node.stats import StreamStats
 from peer.node.tree import actions as act
-from peer.node.tree.state import MOVE_REFUSED_S, StreamInfo, TreeState, TreeTiming
-from protocol import Accept, Bye, Candidate, Hello, PathEntry, PathUpdate, VideoFrame
+from peer.node.tree.state import (
+    MOVE_ON_MAX_DIALS,
+    MOVE_REFUSED_S,
+    SHED_GRACE_S,
+    StreamInfo,
+    TreeState,
+    TreeTiming,
+)
+from protocol import (
+    Accept,
+    Bye,
+    Candidate,
+    Hello,
+    JoinRequest,
+    PathEntry,
+    PathUpdate,
+    Redirect,
+    VideoFrame,
+)
 from tests.support.rooms import FixedRoom
 from tests.support.signed_stream import FakeStreamer
 
@@ -219,6 +238,122 @@ def test_without_a_handover_time_a_move_switches_at_accept_as_in_the_simulator()
     tree.receive(dial.link, Hello(peer_id="s", name="s", room="lobby"), 5.0)
     tree.receive(dial.link, Accept(path=_path("root", "s"), epoch=1), 5.05)
     assert tree.parent == dial.link and tree.incoming is None
+
+
+# --- shedding: the child moves on, to a place with room ------------------------------
+
+
+def _parent_of_three(room: list[Candidate], handover_s: float = HANDOVER_S,
+                     ) -> tuple[TreeState, list[int]]:
+    """A root with children a, b and c (c the newest), in ``room``."""
+    tree = TreeState(peer_id="root", name="root", room="lobby", fanout=3, layer=720,
+                     room_view=FixedRoom(room), timing=TIMING, now=0.0,
+                     handover_s=handover_s)
+    tree.become_root(1, StreamInfo(1280, 720, 30.0), 0.0)
+    kids = []
+    for i, name in enumerate("abc"):
+        link = tree.inbound(0.0, f"10.0.0.{i + 2}")
+        tree.receive(link, Hello(peer_id=name, name=name, room="lobby"), 0.1)
+        tree.receive(link, JoinRequest(layer=720, listen_port=7000 + i), 0.1)
+        kids.append(link)
+    return tree, kids
+
+
+def test_a_shed_child_is_asked_to_move_on_to_siblings_with_room_and_fed_meanwhile() -> None:
+    # The room lists sibling a as full, b with room, and x elsewhere with room.
+    room = [Candidate("a", "a", "10.0.0.2", 7000, 1, 0),
+            Candidate("b", "b", "10.0.0.3", 7001, 1, 1),
+            Candidate("x", "x", "10.0.0.9", 7009, 2, 2)]
+    tree, (a, b, c) = _parent_of_three(room)
+    actions = tree.shed_child(1.0)
+    assert not [x for x in actions if isinstance(x, act.Close)]
+    [ask] = [x for x in actions if isinstance(x, act.Send)]
+    assert ask.link == c and isinstance(ask.message, Redirect)
+    assert [h.id for h in ask.message.candidates] == ["b", "x"]
+    assert tree.children == [a, b, c]  # still ours, still fed
+    assert tree.shed_child(1.5) == []  # one at a time: the others stay
+    # It moved on (its Bye) before the grace: nothing more to do.
+    tree.receive(c, Bye(reason="moved on as asked"), 1.6)
+    assert tree.children == [a, b]
+    assert not [x for x in tree.handle_timer(1.0 + SHED_GRACE_S) if isinstance(x, act.Close)]
+
+
+def test_a_shed_child_still_there_after_the_grace_is_closed_with_the_same_places() -> None:
+    tree, (a, b, c) = _parent_of_three([])
+    tree.shed_child(1.0)
+    assert tree.get_timer() <= 1.0 + SHED_GRACE_S
+    tree.heard(a, 2.9)
+    tree.heard(b, 2.9)
+    tree.heard(c, 2.9)
+    [close] = [x for x in tree.handle_timer(1.0 + SHED_GRACE_S) if isinstance(x, act.Close)]
+    assert close.link == c and close.bye is not None
+    assert [h.id for h in close.bye.candidates] == ["a", "b"]  # unlisted: may have room
+    assert tree.children == [a, b]
+
+
+def test_without_a_handover_time_a_shed_closes_at_once_as_in_the_simulator() -> None:
+    tree, (a, b, c) = _parent_of_three([], handover_s=0.0)
+    [close] = [x for x in tree.shed_child(1.0) if isinstance(x, act.Close)]
+    assert close.link == c and tree.children == [a, b]
+
+
+def _shed_child() -> tuple[TreeState, int]:
+    """A viewer at depth 1 (its parent, the root, on link 1)."""
+    tree = TreeState(peer_id="me", name="me", room="lobby", fanout=2, layer=720,
+                     room_view=FixedRoom([Candidate("root", "root", "10.0.0.1", 5000, 0, 1)]),
+                     timing=TIMING, now=0.0, handover_s=HANDOVER_S)
+    tree.set_streamer("root", 1, 0.0)
+    tree.connected(1, 0.02)
+    tree.receive(1, Hello(peer_id="root", name="root", room="lobby"), 0.03)
+    tree.receive(1, Accept(path=_path("root"), epoch=1), 0.05)
+    return tree, 1
+
+
+def test_a_child_asked_to_move_on_dials_the_places_named_and_hands_over_a_level_deeper(
+) -> None:
+    tree, parent = _shed_child()
+    places = (Candidate("b", "b", "10.0.0.3", 7001, 1, 1),
+              Candidate("x", "x", "10.0.0.9", 7009, 2, 2))
+    [dial] = [x for x in tree.receive(parent, Redirect(candidates=places, reason="full"), 1.0)
+              if isinstance(x, act.Dial)]
+    assert dial.candidate.id == "b" and tree.parent == parent
+    # b is full by now: its children come next, before x.
+    tree.connected(dial.link, 1.0)
+    tree.receive(dial.link, Hello(peer_id="b", name="b", room="lobby"), 1.0)
+    kids = (Candidate("b1", "b1", "10.0.0.4", 7004, 2, 1),)
+    [follow] = [x for x in tree.receive(dial.link, Redirect(candidates=kids, reason="full"), 1.1)
+                if isinstance(x, act.Dial)]
+    assert follow.candidate.id == "b1"
+    tree.connected(follow.link, 1.1)
+    tree.receive(follow.link, Hello(peer_id="b1", name="b1", room="lobby"), 1.1)
+    # Two levels deeper than we were: a move up would withdraw; a move on does not.
+    tree.receive(follow.link, Accept(path=_path("root", "b", "b1"), epoch=1), 1.2)
+    assert tree.incoming == follow.link and tree.parent == parent
+    actions = tree.take_over(1.4)
+    [close] = [x for x in actions if isinstance(x, act.Close)]
+    assert close.link == parent and close.bye is not None
+    assert close.bye.reason == "moved on as asked"
+    assert tree.parent == follow.link and tree.depth == 3
+
+
+def test_a_parents_requests_to_move_on_are_bounded() -> None:
+    tree, parent = _shed_child()
+    # A parent naming ever new places that all redirect: at most MOVE_ON_MAX_DIALS dials.
+    fake = tuple(Candidate(f"f{i}", "f", "10.0.0.10", 1000 + i, 1, 1) for i in range(3))
+    dials = [x for x in tree.receive(parent, Redirect(candidates=fake, reason="full"), 1.0)
+             if isinstance(x, act.Dial)]
+    count = 0
+    while dials:
+        count += 1
+        link = dials[0].link
+        tree.connected(link, 1.0)
+        tree.receive(link, Hello(peer_id=f"h{count}", name="h", room="lobby"), 1.0)
+        more = (Candidate(f"g{count}", "g", "10.0.0.11", 2000 + count, 1, 1),)
+        dials = [x for x in tree.receive(link, Redirect(candidates=more, reason="full"), 1.0)
+                 if isinstance(x, act.Dial)]
+    assert count == MOVE_ON_MAX_DIALS and tree.parent == parent
+    # And asking again at once is ignored (at most every few seconds).
+    assert tree.receive(parent, Redirect(candidates=fake, reason="full"), 1.5) == []
 
 
 # --- the intake: a moving viewer loses no frame ---------------------------------------

@@ -75,6 +75,16 @@ A move refused with a Redirect follows it while the level named is still worth i
 (listed free places are often taken by the time we dial); a refused place is not
 dialled for a move again for a while, and the refusals per while are bounded.
 
+Shedding. A parent whose uplink cannot feed all its children sends the newest away
+(``shed_child``) to places with room: its siblings the room lists with free slots,
+else other listed places outside that child's subtree. With ``handover_s`` this is a
+move too: the parent sends the child a ``Redirect`` on its link and keeps feeding it;
+the child dials the places named (following their Redirects, a bounded number of
+dials) while keeping its parent, and hands over as in a move; the parent closes the
+link with a Bye naming the same places only if the child is still there after
+``SHED_GRACE_S`` (a peer that predates this ignores a Redirect from its parent and
+re-joins after that Bye, as it always did).
+
 Fencing. ``epoch`` is the newest stream epoch accepted; the directory decides what is
 live (tracker epochs only grow; on a LAN the tie-break winner may hold a lower one).
 An Accept from a tree of a stale epoch is withdrawn. With ``signed`` (the node; the
@@ -155,6 +165,14 @@ MOVE_MAX_REFUSED = 64
 # keyframe comes within a few hundred ms: the parent asks upstream for one when a child
 # joins, and the producer serves such requests every 0.5 s at most).
 MEDIA_HANDOVER_S = 3.0
+# A child asked to move on (shed) is closed if it is still ours after this long: its
+# handover takes a dial and a keyframe (a few hundred ms); meanwhile it still costs us.
+SHED_GRACE_S = 2.0
+# A shed child tries at most this many places (the ones named, and their Redirects).
+MOVE_ON_MAX_DIALS = 8
+# One parent's requests to move on are followed at most this often (a hostile parent
+# cannot keep us dialling).
+MOVE_ON_AGAIN_S = 3.0
 
 
 class RoomView(Protocol):
@@ -319,6 +337,15 @@ class TreeState:
         self._incoming_accept: Accept | None = None
         self._incoming_path: tuple[PathEntry, ...] = ()
         self._incoming_until = math.inf
+        self._incoming_why = ""  # what the old parent hears when we go
+        # Our parent asked us to move on (a shed): the places still to try, dials so
+        # far, and whether the move in flight is one of those.
+        self._move_on: list[Candidate] = []
+        self._move_on_dials = 0
+        self._moving_on = False
+        self._move_on_asked: tuple[LinkId, float] | None = None  # by which parent, when
+        # Children we asked to move on (link id -> when we close them if still ours).
+        self._shedding: dict[LinkId, float] = {}
         self._next_move_check = now + MOVE_CHECK_S
         self._move_refused: dict[str, float] = {}  # peer id -> until when
         self._retry_at: float | None = None
@@ -587,15 +614,49 @@ class TreeState:
         return self._report()
 
     def shed_child(self, now: float) -> list[Action]:
-        """Our uplink cannot feed all our children: the newest leaves for one of the
-        others (the Bye names them; it re-joins there, a level deeper)."""
-        if len(self._children) < 2:
-            return []
+        """Our uplink cannot feed all our children: the newest moves to a place with
+        room (a sibling the room lists with free slots, a level deeper, else another
+        listed place). With ``handover_s`` it is asked to move on (a Redirect) and fed
+        until it has, for at most ``SHED_GRACE_S``; without, it is closed with a Bye
+        naming those places."""
+        if len(self._children) < 2 or self._shedding:
+            return []  # (one at a time: its leaving changes what the uplink carries)
         child = self._children[-1]
-        hints = self._child_candidates(exclude=child.peer_id)
+        hints = self._shed_hints(child)
+        if self._handover_s > 0:
+            self._shedding[child.id] = now + SHED_GRACE_S
+            return [Send(child.id, Redirect(candidates=hints,
+                                            reason="my uplink is full: move to one of these"))]
         return self._close(child, "uplink full", now,
                            Bye(reason="my uplink is full: join one of these",
                                candidates=hints))
+
+    def _shed_hints(self, child: _Link) -> tuple[Candidate, ...]:
+        """Where a shed child should go: siblings with room (those the room lists as
+        full are left out: landing there, it would be shed again at the next keyframe;
+        one the room does not list may have room), then other places the room lists
+        with free slots, outside its subtree (and not us: we are full)."""
+        listed = {c.id: c for c in self._room.candidates()}
+        siblings = [c for c in self._child_candidates(exclude=child.peer_id)
+                    if c.id not in listed or listed[c.id].free_slots > 0]
+        theirs = self._room.subtree(child.peer_id or "", set()) | {
+            self.peer_id, child.peer_id or "", *(c.id for c in siblings)}
+        others = [c for c in listed.values() if c.free_slots > 0 and c.id not in theirs]
+        return tuple([*siblings, *others][: limits.MAX_CANDIDATES])
+
+    def _shed_due(self, now: float) -> list[Action]:
+        """Children asked to move on that are still ours after the grace: closed."""
+        actions: list[Action] = []
+        for link_id, until in list(self._shedding.items()):
+            child = self._links.get(link_id)
+            if child is None or child.role is not Role.CHILD:
+                del self._shedding[link_id]
+            elif now >= until:
+                del self._shedding[link_id]
+                actions += self._close(child, "uplink full", now,
+                                       Bye(reason="my uplink is full: join one of these",
+                                           candidates=self._shed_hints(child)))
+        return actions
 
     def set_streamer(self, streamer_id: str | None, epoch: int, now: float) -> list[Action]:
         """The directory says who streams (None: nobody) with which epoch."""
@@ -687,7 +748,8 @@ class TreeState:
                 due = link.deadline
         if self._retry_at is not None and self._retry_at < due:
             due = self._retry_at
-        return min(due, self._next_move_check, self._incoming_until)
+        return min(due, self._next_move_check, self._incoming_until,
+                   *self._shedding.values())
 
     def handle_timer(self, now: float) -> list[Action]:
         """Run whatever is due: deadlines, heartbeats and timeouts, join retries."""
@@ -738,6 +800,8 @@ class TreeState:
         if now >= self._incoming_until:
             actions += self._drop_incoming("the new parent's video did not continue ours "
                                            f"within {self._handover_s:g} s", now)
+        if self._shedding:
+            actions += self._shed_due(now)
         return actions
 
     def _excuse_stall(self, stalled: float, now: float) -> None:
@@ -833,6 +897,7 @@ class TreeState:
             return []  # an answer to a join we gave up on; its link is closing
         self._joining = None
         moving, self._moving = self._moving, False
+        moving_on, self._moving_on = self._moving_on, False
         if any(p.id == self.peer_id for p in accept.path):
             self.counters.loops_refused += 1
             return self._close(link, "loop", now, Bye(reason="join withdrawn: loop",
@@ -851,9 +916,12 @@ class TreeState:
         actions: list[Action] = []
         old = self._parent
         if moving and old is not None:
-            if self._root or self._stopping or len(accept.path) + MOVE_GAIN > len(self._path):
+            if self._root or self._stopping or (
+                    not moving_on and len(accept.path) + MOVE_GAIN > len(self._path)):
                 return self._close(link, "move no longer worth it", now,
                                    Bye(reason="join withdrawn"))
+            self._move_on = []
+            why = "moved on as asked" if moving_on else "moved closer to the root"
             if self._handover_s > 0:
                 # The old parent feeds us until the new one's media continues ours.
                 link.role = Role.PARENT  # pinged, and timed out when silent
@@ -862,9 +930,10 @@ class TreeState:
                 self._incoming_accept = accept
                 self._incoming_path = accept.path
                 self._incoming_until = now + self._handover_s
+                self._incoming_why = why
                 return []
             # Make before break: the new parent is ours; the old one hears why we go.
-            actions += self._leave_old_parent(old)
+            actions += self._leave_old_parent(old, why)
         elif not self._wants_join():
             return self._close(link, "no longer needed", now, Bye(reason="join withdrawn"))
         return actions + self._attach(link, accept, now)
@@ -876,10 +945,11 @@ class TreeState:
         old = self._parent
         if link is None or accept is None or old is None:
             return []
-        path = self._incoming_path
+        path, why = self._incoming_path, self._incoming_why
         self._clear_incoming()
         accept = replace(accept, path=path)
-        return self._leave_old_parent(old) + self._attach(link, accept, now, handed_over=True)
+        return self._leave_old_parent(old, why) + self._attach(link, accept, now,
+                                                               handed_over=True)
 
     def refuse_incoming(self, reason: str, now: float) -> list[Action]:
         """The incoming parent sent forged media: give it up (and avoid it a while)."""
@@ -892,12 +962,11 @@ class TreeState:
         return self._close(link, reason, now, Bye(reason=reason[:limits.MAX_REASON_CHARS],
                                                   code=int(ErrorCode.FORGED)))
 
-    def _leave_old_parent(self, old: _Link) -> list[Action]:
+    def _leave_old_parent(self, old: _Link, why: str) -> list[Action]:
         self._parent = None
         del self._links[old.id]
         self.counters.moves += 1
-        return [Close(old.id, "moved closer to the root",
-                      Bye(reason="moving closer to the root"))]
+        return [Close(old.id, why, Bye(reason=why))]
 
     def _clear_incoming(self) -> None:
         self._incoming = None
@@ -980,6 +1049,8 @@ class TreeState:
         return actions
 
     def _on_redirect(self, link: _Link, redirect: Redirect, now: float) -> list[Action]:
+        if link is self._parent:
+            return self._asked_to_move_on(redirect.candidates, now)
         if link is not self._joining:
             return []
         self.counters.redirects += 1
@@ -987,6 +1058,11 @@ class TreeState:
         if self._round is not None and not moving:
             # Depth first: a full peer's children are the nearest free slots we know.
             self._round.queue[:0] = list(redirect.candidates)
+        if self._moving_on:
+            # Asked to move on: a full place's children come next, as in a join (the
+            # close below dials the first of them).
+            self._move_on[:0] = list(redirect.candidates)
+            return self._close(link, "redirected", now, Bye(reason="redirected"))
         actions = self._close(link, "redirected", now, Bye(reason="redirected"))
         if moving:
             # The same for a move, while a level the redirect names is still worth it:
@@ -1110,6 +1186,43 @@ class TreeState:
         return [*withdrawn, Send(link.id, JoinRequest(layer=self.demand(), listen_host=host,
                                                       listen_port=port,
                                                       sound=self.sound_demand()))]
+
+    def _asked_to_move_on(self, candidates: Iterable[Candidate], now: float) -> list[Action]:
+        """Our parent cannot feed us (a shed): move to one of ``candidates`` while it
+        still does (it closes us after a grace)."""
+        parent = self._parent
+        asked = self._move_on_asked
+        if parent is None or (asked is not None and asked[0] == parent.id
+                              and now - asked[1] < MOVE_ON_AGAIN_S):
+            return []
+        self._move_on_asked = (parent.id, now)
+        self._move_on = list(candidates)[: limits.MAX_CANDIDATES]
+        self._move_on_dials = 0
+        return self._next_move_on(now)
+
+    def _next_move_on(self, now: float) -> list[Action]:
+        """Dial the next place our parent asked us to move on to (as a move)."""
+        parent = self._parent
+        if parent is None or self._root or self._stopping or self._joining \
+                or self._incoming:
+            return []
+        excluded = self._subtree() | {self.peer_id, parent.peer_id or ""}
+        while self._move_on and self._move_on_dials < MOVE_ON_MAX_DIALS:
+            candidate = self._move_on.pop(0)
+            if candidate.id in excluded:
+                continue
+            self._move_on_dials += 1
+            self.counters.dials += 1
+            link = self._new_link(now, outbound=True)
+            link.candidate = candidate
+            link.name = candidate.name
+            link.deadline = now + self.timing.connect_timeout_s
+            self._joining = link
+            self._moving = True
+            self._moving_on = True
+            return [Dial(link.id, candidate)]
+        self._move_on = []
+        return []
 
     def _consider_moving(self, now: float,
                          candidates: Iterable[Candidate] | None = None) -> list[Action]:
@@ -1243,6 +1356,9 @@ class TreeState:
                 self._next_move_check = min(self._next_move_check, now + MOVE_RETRY_S)
             self._joining = None
             self._moving = False
+            self._moving_on = False
+            if self._move_on:
+                return actions + self._next_move_on(now)
             return actions + self._pump_join(now)
         if link is self._incoming:
             # A move given up (refused media, timed out, gone): we stay; next place soon.
@@ -1250,15 +1366,17 @@ class TreeState:
             if link.candidate is not None:
                 self._move_refused[link.candidate.id] = now + MOVE_REFUSED_S
             self._next_move_check = min(self._next_move_check, now + MOVE_RETRY_S)
-            return actions
+            return actions + (self._next_move_on(now) if self._move_on else [])
         if link in self._children:
             self._children.remove(link)
+            self._shedding.pop(link.id, None)
             actions.append(ChildDetached(link.id, reason))
             return actions + self._update_demand() + self._report()
         if link is not self._parent:
             return actions
         self._parent = None
         self._demand_sent = None
+        self._move_on = []  # (the Bye's candidates, if any, are preferred below)
         if self._stopping:
             return actions
         self.counters.parents_lost += 1
