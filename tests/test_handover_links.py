@@ -1,11 +1,16 @@
-"""A real node moving closer to the root loses no frame (loopback).
+"""A real node that changes parent loses no frame (loopback): moving up, and shed.
 
-A viewer (the real ``Node``) joins a fake relay listed at depth 3; the fake root is
-listed too, with free slots, so the viewer's next move check (5 s) moves it up two
-levels. Both fakes send the same signed H.264 stream (one encoder's bytes, a keyframe
-every ``KEYFRAME_EVERY`` frames) at 30 fps; as a real parent does, the root sends a
-new child nothing before its next keyframe. Before make-before-break for video, the
-old link closed at the root's Accept and the frames up to that keyframe were lost.
+The viewer is the real ``Node``; its parents are fakes that all send the same signed
+H.264 stream (one encoder's bytes, a keyframe every ``KEYFRAME_EVERY`` frames) at 30
+fps and, as a real parent does, send a new child nothing before its next keyframe.
+
+- Moving up: the viewer joins a fake relay listed at depth 3; the fake root is listed
+  too, with free slots, so its next move check (5 s) moves it up two levels. Before
+  make-before-break for video, the old link closed at the root's Accept and the
+  frames up to that keyframe were lost.
+- Shed: the viewer's parent asks it to move on (a Redirect on its link) to a sibling
+  (which places a parent names is tested in memory, tests/test_handover.py); the
+  sibling's copy of each frame comes after the parent's (one hop more).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from protocol import (
     Hello,
     JoinRequest,
     PathEntry,
+    Redirect,
     VideoFrame,
     encode,
 )
@@ -99,6 +105,10 @@ class FakeParent:
         except (ConnectionError, asyncio.CancelledError):
             return
 
+    def ask_to_move_on(self, places: tuple[Candidate, ...]) -> None:
+        for child in self.children:
+            child.writer.write(encode(Redirect(candidates=places, reason="uplink full")))
+
     def send(self, data: bytes, keyframe: bool) -> None:
         for child in self.children:
             if child.writer.is_closing():
@@ -112,13 +122,17 @@ class FakeParent:
             self.server.close()
 
 
-class TwoPlaces(OneCandidateDirectory):
-    """The fake relay deep in the tree first, then the fake root with room."""
+def _place(parent: FakeParent, free_slots: int = 1) -> Candidate:
+    return Candidate(parent.peer_id, parent.name, "127.0.0.1", parent.port, parent.depth,
+                     free_slots)
 
-    def __init__(self, deep: FakeParent, root: FakeParent) -> None:
+
+class Places(OneCandidateDirectory):
+    """A room listing ``places``, in that order."""
+
+    def __init__(self, *places: Candidate) -> None:
         super().__init__(None, "viewer")
-        self.places = [Candidate(p.peer_id, p.name, "127.0.0.1", p.port, p.depth, 1)
-                       for p in (deep, root)]
+        self.places = list(places)
 
     def candidates(self) -> list[Candidate]:
         return self.places
@@ -136,7 +150,8 @@ async def test_a_viewer_moving_up_keeps_every_frame() -> None:
     events: list[NodeEvent] = []
     viewer = Node(NodeConfig(name="viewer", listen_host="127.0.0.1", resolution=360,
                              timing=Timing(link_timeout_s=5.0), tls=False),
-                  events.append, directory_factory=lambda n: TwoPlaces(deep, root))
+                  events.append,
+                  directory_factory=lambda n: Places(_place(deep), _place(root)))
     await viewer.start()
     try:
         loop = asyncio.get_running_loop()
@@ -159,4 +174,40 @@ async def test_a_viewer_moving_up_keeps_every_frame() -> None:
     finally:
         await viewer.stop()
         for parent in (deep, root):
+            await parent.close()
+
+
+async def test_a_shed_viewer_moves_on_where_its_parent_says_and_keeps_every_frame() -> None:
+    streamer = FakeStreamer(stream=StreamInfo(320, 180, FPS, "h264"), identity=ROOT_KEY)
+    root = FakeParent(ROOT_ID, "root", depth=0)
+    sibling = FakeParent(Identity.generate().peer_id, "sibling", depth=1)
+    for parent in (root, sibling):
+        await parent.start(streamer)
+    count = int(4.0 * FPS)
+    frames = [streamer.video(f) for f in h264_stream(count)]
+    events: list[NodeEvent] = []
+    viewer = Node(NodeConfig(name="viewer", listen_host="127.0.0.1", resolution=360,
+                             timing=Timing(link_timeout_s=5.0), tls=False),
+                  events.append, directory_factory=lambda n: Places(_place(root)))
+    await viewer.start()
+    try:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i, frame in enumerate(frames):
+            await asyncio.sleep(max(0.0, start + i / FPS - loop.time()))
+            if i == count // 3:
+                root.ask_to_move_on((_place(sibling),))  # our uplink is full: go there
+            data = encode(frame)
+            for parent in (root, sibling):  # the sibling's copy comes after (one hop)
+                parent.send(data, frame.keyframe)
+        await asyncio.sleep(0.3)
+        joined = [e for e in events if e.KIND == "joined"]
+        assert [e.parent for e in joined] == ["root", "sibling"], [e.to_json() for e in events]
+        assert not [e for e in events if e.KIND == "parent_lost"]
+        assert [bye.reason for bye in root.byes] == ["moved on as asked"]
+        stats = [e for e in events if e.KIND == "stats"]
+        assert stats and stats[-1].lost == 0, stats[-1].to_json()
+    finally:
+        await viewer.stop()
+        for parent in (root, sibling):
             await parent.close()
