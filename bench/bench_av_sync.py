@@ -25,7 +25,8 @@
 
 Run: ``python -m bench.bench_av_sync [--quick] [--seconds 60]``; the overload alone,
 three runs of 60 s: ``--phases overload --overload-seconds 60 --overload-runs 3``
-(writes bench/results/av_sync_overload.json).
+(writes bench/results/av_sync_overload.json); ``--burn N`` adds N processes spinning
+on the CPU through the overloaded window (the device's own stalls under load).
 Writes bench/results/av_sync.json. Needs pulseaudio for the playout figures (skipped
 without it) and root + iproute2 for the overload (skipped without them).
 """
@@ -39,8 +40,10 @@ import os
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +261,23 @@ def playout_cost_us(packets: int = 3000) -> float:
     return elapsed / packets * 1e6
 
 
-def overload(workdir: Path, seconds: float, play: str | None) -> dict[str, Any] | None:
+@contextlib.contextmanager
+def _cpu_burners(count: int) -> Iterator[None]:
+    """``count`` processes spinning on the CPU (at this process's niceness): a loaded
+    machine, so that the device's own stalls under load show in the figures. Each is
+    ended by its pid."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+             for _ in range(count)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def overload(workdir: Path, seconds: float, play: str | None, burn: int = 0
+             ) -> dict[str, Any] | None:
     from tests.support.netns import Lan, cap_upload, netns_unavailable
 
     reason = netns_unavailable()
@@ -296,10 +315,11 @@ def overload(workdir: Path, seconds: float, play: str | None) -> dict[str, Any] 
         require(cap >= 2 * SOUND_WIRE_KBIT, f"the video ({video_kbps:.0f} kbit/s) is too "
                 "thin to overload a link that still carries the sound", s, [leaf])
         cap_upload(hosts["r1"], cap)
-        time.sleep(OVERLOAD_SETTLE_S)
-        t1 = time.time()
-        time.sleep(seconds)
-        t2 = time.time()
+        with _cpu_burners(burn):
+            time.sleep(OVERLOAD_SETTLE_S)
+            t1 = time.time()
+            time.sleep(seconds)
+            t2 = time.time()
         window = stats_between(leaf, t1, t2)
         audio = [e.get("audio") or {} for e in window]
         return {
@@ -331,6 +351,7 @@ def overload(workdir: Path, seconds: float, play: str | None) -> dict[str, Any] 
             "seconds": seconds,
             "audio_dropped_at_r1": _delta([e.get("audio") or {} for e in
                                            stats_between(peers["r1"], t1, t2)], "dropped"),
+            "cpu_burners": burn,
         }
 
 
@@ -371,6 +392,9 @@ def main() -> None:
                         help="overloaded window per run (default 20 s)")
     parser.add_argument("--overload-runs", type=int, default=1,
                         help="overload runs (each on a fresh tree)")
+    parser.add_argument("--burn", type=int, default=0, metavar="N",
+                        help="N processes spinning on the CPU through the overloaded "
+                        "window (a loaded machine; default none)")
     args = parser.parse_args()
     sigterm_as_exit()
     seconds = 20.0 if args.quick else args.seconds
@@ -404,9 +428,10 @@ def main() -> None:
             for _ in range(max(1, args.overload_runs)):
                 try:
                     with null_sink(workdir) as device:
-                        runs.append(overload(workdir, args.overload_seconds, device))
+                        runs.append(overload(workdir, args.overload_seconds, device,
+                                             args.burn))
                 except PulseUnavailable:
-                    runs.append(overload(workdir, args.overload_seconds, None))
+                    runs.append(overload(workdir, args.overload_seconds, None, args.burn))
                 print("overload:", runs[-1])
             result["overload"] = runs[0]
             if len(runs) > 1:
