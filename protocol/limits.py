@@ -103,6 +103,11 @@ NO_VIDEO = 0
 # 4/s and chat leave plenty of room; the burst absorbs a chat backfill of MAX_CHAT_IDS.
 MAX_LINK_MESSAGES_PER_S = 400
 MAX_LINK_MESSAGES_BURST = 800
+# Pings answered per second on one link: a child pings at most every tick (4/s, while
+# its parent is quiet), so a Pong for each of 400 messages a second would only be
+# CPU spent for a flooder; pings beyond this go unanswered (the pinger's loss).
+MAX_PINGS_ANSWERED_PER_S = 8
+MAX_PINGS_ANSWERED_BURST = 8
 # FramePart pieces per second on one link, counted apart from messages (a reassembled
 # message then counts as one): 4,000 pieces of FRAME_PART_BYTES are 64 MB/s, above any
 # stream, while a sender of tiny pieces is held to that many. The burst is two whole

@@ -147,6 +147,11 @@ class Hello(_Base):
     # (peer/node/link.py). A Hello without the key (an older build) decodes as False
     # and is sent whole messages only.
     parts: bool = True
+    # This build keeps a child that pings only every keepalive while video flows (it
+    # times a child out after a few seconds, peer/node/tree/state.py). A Hello
+    # without the key (an older build drops a child silent for one second) decodes as
+    # False and is pinged every tick as before.
+    slow_pings: bool = True
 
     def to_meta(self) -> Meta:
         check_len("name", self.name, limits.MAX_NAME_CHARS)
@@ -156,6 +161,8 @@ class Hello(_Base):
             meta["member"] = self.member
         if self.parts:
             meta["parts"] = True
+        if self.slow_pings:
+            meta["slow_pings"] = True
         return meta
 
     @classmethod
@@ -168,6 +175,7 @@ class Hello(_Base):
             member=(read_str(meta, "member", limits.MAX_SIGNATURE_CHARS)
                     if "member" in meta else ""),
             parts=read_bool(meta, "parts") if "parts" in meta else False,
+            slow_pings=read_bool(meta, "slow_pings") if "slow_pings" in meta else False,
         )
 
 

@@ -23,6 +23,8 @@ from protocol import (
     Hello,
     JoinRequest,
     Ping,
+    Pong,
+    Redirect,
     VideoFrame,
     encode,
     limits,
@@ -218,6 +220,35 @@ async def test_a_child_asking_above_the_source_gets_the_source_size(layer: int) 
         await writer.drain()
         frame = await _read_until(reader, VideoFrame)
         assert isinstance(frame, VideoFrame) and (frame.width, frame.height) == (640, 360)
+        writer.close()
+    finally:
+        await node.stop()
+
+
+async def test_a_neighbour_pinging_hundreds_a_second_gets_pongs_at_a_bounded_rate() -> None:
+    node, _ = await _node()
+    try:
+        assert node.listen is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.listen[1])
+        flood = 300  # under the link's message limit: it is not cut off, only not answered
+        started = asyncio.get_running_loop().time()
+        writer.write(encode(Hello(peer_id="pinger", name="pinger", room="lobby"))
+                     + encode(Ping(t0=1.0)) * flood + encode(JoinRequest(layer=360)))
+        await writer.drain()
+        decoder = FrameDecoder()
+        kinds: list[type] = []
+        async with asyncio.timeout(20):
+            # Messages on one link are handled in order: the answer to the JoinRequest
+            # (a Redirect: this viewer is not attached) comes after every Ping's.
+            while Redirect not in kinds:
+                data = await reader.read(65536)
+                assert data, "the link was closed"
+                decoder.receive_data(data)
+                kinds += [type(m) for m in decoder]
+        pongs = kinds.count(Pong)
+        elapsed = asyncio.get_running_loop().time() - started
+        assert 1 <= pongs <= limits.MAX_PINGS_ANSWERED_BURST \
+            + limits.MAX_PINGS_ANSWERED_PER_S * elapsed + 1
         writer.close()
     finally:
         await node.stop()

@@ -55,9 +55,10 @@ __all__ = [
     "frame_latency_s",
 ]
 
-# 16 probes at the default 0.25 s ping interval span 4 s: long enough that one of them
-# usually crossed an idle link, short enough to follow clock drift (ppm-level drift
-# moves the offset by microseconds over that span).
+# 16 probes span 16 s at the default keepalive (a child pings its parent once a second
+# while video flows; every 0.25 s while the parent is quiet, then 4 s): long enough
+# that one of them usually crossed an idle link, short enough to follow clock drift
+# (ppm-level drift moves the offset by microseconds over that span).
 DEFAULT_WINDOW = 16
 # The remote's processing time (t2 - t1) is measured on its clock, the whole round
 # trip on ours; float rounding and clock granularity can make a loopback rtt come out

@@ -49,10 +49,12 @@ SourceSpec = FileSource | PatternSource | CameraSource | ScreenSource
 class Timing:
     """Timers of the node. Tests shorten them; defaults suit real networks."""
 
-    ping_interval_s: float = 0.25  # link heartbeat + clock probe
-    link_timeout_s: float = 1.0  # silence after which a neighbour is dead
+    ping_interval_s: float = 0.25  # the tree's tick: a quiet parent is pinged this often
+    link_timeout_s: float = 1.0  # silence after which a parent is dead
     # A parent that sends no video this long while the stream is live is failed.
     video_timeout_s: float = 2.0
+    keepalive_s: float = 1.0  # a child pings at least this often (clock probe too)
+    child_timeout_s: float = 4.0  # silence after which a child is dead
     tracker_heartbeat_s: float = 1.0
     connect_timeout_s: float = 2.0
     stats_interval_s: float = 1.0

@@ -5,7 +5,9 @@ station, chat to the gossip, a child's keyframe request to the relay, the parent
 playback state down to our children; Ping and Pong run the NTP-style clock estimate
 (a Pong from the parent also carries the root's clock, so offsets add up along the
 path). Everything else is the tree protocol's: ``TreeState.receive``. Any message
-counts as hearing from that link (silence past ``link_timeout`` closes it).
+counts as hearing from that link (silence past the tree's timeouts closes it); a
+Pong only as a sign of life (it does not spare the next probe), and Pings are
+answered at most ``limits.MAX_PINGS_ANSWERED_PER_S`` a second per link.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ class MessageDispatch:
             return
         tree = self._tree
         at = now()
-        tree.heard(link_id, at)
+        # A Pong shows the link lives, not that anything flows that would spare a probe.
+        tree.heard(link_id, at, answer=type(message) is Pong)
         if isinstance(message, VideoFrame):
             self._intake.frame(link_id, message)
         elif isinstance(message, AudioFrame):
@@ -75,8 +78,9 @@ class MessageDispatch:
                     and self._intake.guard.audio(message):  # signed by the streamer
                 self._audio.received(message, self._links.sound_children())
         elif isinstance(message, Ping):
-            link.send(Pong(t0=message.t0, t1=time.time(), t2=time.time(),
-                           root_offset=self._links.root_offset()))
+            if link.pongs.take(at):  # a flood of pings is answered at a bounded rate
+                link.send(Pong(t0=message.t0, t1=time.time(), t2=time.time(),
+                               root_offset=self._links.root_offset()))
         elif isinstance(message, Pong):
             link.clock.add_sample(message.t0, message.t1, message.t2, time.time())
             if link_id in (tree.parent, tree.incoming):  # (a move's new parent)

@@ -210,6 +210,9 @@ class PeerLink:
         self._tasks: list[asyncio.Task[None]] = []
         self._bucket = TokenBucket(limits.MAX_LINK_MESSAGES_PER_S,
                                    limits.MAX_LINK_MESSAGES_BURST, time.monotonic())
+        # The Pongs we may still send (the node answers Pings only while it has one).
+        self.pongs = TokenBucket(limits.MAX_PINGS_ANSWERED_PER_S,
+                                 limits.MAX_PINGS_ANSWERED_BURST, time.monotonic())
         sock = writer.get_extra_info("socket")
         self._gate = BacklogGate()
         self._fd: int | None = None

@@ -112,8 +112,12 @@ class Node:
         self.tree = tree = TreeState(
             peer_id=self.peer_id, name=config.name, room=config.room, fanout=config.fanout,
             layer=config.resolution, room_view=self._room,
-            timing=TreeTiming(timing.ping_interval_s, timing.link_timeout_s,
-                              timing.connect_timeout_s, timing.video_timeout_s),
+            timing=TreeTiming(ping_interval_s=timing.ping_interval_s,
+                              link_timeout_s=timing.link_timeout_s,
+                              connect_timeout_s=timing.connect_timeout_s,
+                              video_timeout_s=timing.video_timeout_s,
+                              keepalive_s=timing.keepalive_s,
+                              child_timeout_s=timing.child_timeout_s),
             now=now(), signed=True, handover_s=MEDIA_HANDOVER_S)
         signer = MediaSigner(self.identity)  # our stream and transcodes (issue 13)
         tree.auto = config.auto_resolution

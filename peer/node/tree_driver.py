@@ -128,7 +128,14 @@ class TreeDriver:
 
     def _on_timer(self) -> None:
         self._timer = None
-        self.apply(self.tree.handle_timer(now()))
+        tree = self.tree
+        for link in self._links:
+            # The link stamps every read (a piece of a large frame too, which the
+            # tree hears of only once the frame is whole): a sign of life.
+            link_id = self._links.id_of(link)
+            if link_id is not None:
+                tree.heard(link_id, link.last_heard, answer=True)
+        self.apply(tree.handle_timer(now()))
 
     def _report(self) -> None:
         """Tell the directory where we are."""

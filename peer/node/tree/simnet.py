@@ -14,7 +14,12 @@ link model instead of sockets:
   answers; across a network split nothing answers at all;
 - heartbeats are not scheduled as messages (they are most of the traffic and carry
   nothing the tree reads): a ``PingDue`` marks both ends heard at once when they can
-  reach each other, and counts the bytes of a Ping and a Pong;
+  reach each other (the Pong as an answer only), and counts the bytes of a Ping and
+  a Pong;
+- with ``media`` (the default), video flows: at each of its ticks a peer has just
+  heard from its parent when that parent is attached, runs and still has it as a
+  child (video bytes are not counted: they are not control traffic). A parent that
+  sends video spares its child's probes; a child still pings every keepalive;
 - a killed peer's neighbours see EOF one latency later; a frozen peer processes
   nothing (timers included); a split drops everything between the two sides;
 - a stalled peer (its event loop starved for a while) runs nothing until the stall
@@ -94,12 +99,15 @@ class SimNet:
         loss: probability that a message waits one retransmission more.
         seed: for the loss draws and anything else random.
         on_report: receives (peer, Report) for every position report.
+        media: video flows down the tree (see the module's theory of operation).
     """
 
     def __init__(self, *, timing: TreeTiming, latency_s: float = 0.01, loss: float = 0.0,
                  seed: int = 0,
-                 on_report: Callable[[Peer, act.Report], None] | None = None) -> None:
+                 on_report: Callable[[Peer, act.Report], None] | None = None,
+                 media: bool = True) -> None:
         self.timing = timing
+        self.media = media
         self.latency_s = latency_s
         self.loss = loss
         self.rng = random.Random(seed)
@@ -290,6 +298,8 @@ class SimNet:
             return
         if peer.frozen:
             return  # a stopped process runs no timers
+        if self.media:
+            self._video(peer)
         actions = peer.tree.handle_timer(self.now)
         if len(actions) == 1 and type(actions[0]) is act.PingDue:
             # Most ticks of a large room: a child's heartbeat and nothing else.
@@ -297,6 +307,19 @@ class SimNet:
             self._arm(peer)
             return
         self.apply(peer, actions)
+
+    def _video(self, peer: Peer) -> None:
+        """Video from the parent arrived just now, if the parent sends any."""
+        link = peer.tree.parent
+        end = peer.ends.get(link) if link is not None else None
+        other = end.other if end is not None else None
+        if other is None or other.closed:
+            return
+        parent = other.peer
+        if parent.alive and not parent.frozen and parent.stalled_until <= self.now \
+                and parent.group == peer.group and parent.tree.attached \
+                and other.link in parent.tree.children:
+            peer.tree.heard(link, self.now)  # type: ignore[arg-type]
 
     def _reaches(self, a: Peer, b: Peer) -> bool:
         return a.group == b.group
@@ -355,7 +378,7 @@ class SimNet:
         now = self.now
         far.tree.heard(other.link, now)
         far.control_bytes += _PONG_BYTES
-        peer.tree.heard(link, now)
+        peer.tree.heard(link, now, answer=True)
 
     def _answer(self, peer: Peer, link: int, far: Peer, far_link: int) -> None:
         """A stalled peer reads a Ping once it runs again and answers it."""
@@ -366,9 +389,9 @@ class SimNet:
         if not peer.alive or peer.frozen:
             return
         if peer.stalled_until > self.now:
-            peer.backlog.append(lambda: peer.tree.heard(link, self.now))
+            peer.backlog.append(lambda: peer.tree.heard(link, self.now, answer=True))
         else:
-            peer.tree.heard(link, self.now)
+            peer.tree.heard(link, self.now, answer=True)
 
     def _close(self, peer: Peer, close: act.Close) -> None:
         end = peer.ends.pop(close.link, None)

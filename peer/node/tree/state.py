@@ -200,14 +200,22 @@ class RoomView(Protocol):
 class TreeTiming:
     """The protocol's timers (seconds). Tests and the simulator shorten them."""
 
-    ping_interval_s: float = 0.25  # heartbeat on every link
-    link_timeout_s: float = 1.0  # silence after which a neighbour is dead
+    # The tick: how often silence is judged, and a quiet parent (no video, no control
+    # for this long) is probed with a Ping.
+    ping_interval_s: float = 0.25
+    link_timeout_s: float = 1.0  # a parent silent this long (not a byte) is dead
     connect_timeout_s: float = 2.0  # dial, and then again for the join's answer
     # A parent that answers pings but sends no video this long while the stream is
     # live (and not paused) is failed (see ``video_arrived``); doubled after each such
     # failure in a row, so a source that stalls does not make the whole tree churn.
     # Off unless the adapter reports video (the node does; the simulator has none).
     video_timeout_s: float = math.inf
+    # While video flows the parent is proven alive by it; a child still pings this
+    # often (its own sign of life at the parent, and the clock-offset probe).
+    keepalive_s: float = 1.0
+    # A child silent this long is dead (never less than ``link_timeout_s``): a few
+    # keepalives, so a child starved for seconds is not dropped.
+    child_timeout_s: float = 4.0
 
 
 # However often parents in a row fall silent, one is given at most this long.
@@ -225,7 +233,7 @@ class _Link:
     id: LinkId
     outbound: bool
     opened_at: float
-    last_heard: float
+    last_heard: float  # anything arrived, a Pong included
     remote_host: str | None = None  # the address we see (inbound links)
     candidate: Candidate | None = None  # what we dialled (outbound links)
     connected: bool = False  # outbound: the TCP connection is up
@@ -238,6 +246,9 @@ class _Link:
     listen: tuple[str, int] | None = None  # a child's listen address
     deadline: float | None = None  # when a pending link is closed unless it moved on
     reverse: bool = False  # we dialled to offer ourselves as its parent (reversal)
+    flowed_at: float = -math.inf  # the latest message that was not a Pong
+    pinged_at: float = -math.inf  # our latest Ping on it
+    slow_pings: bool = False  # its Hello: it holds a child that pings each keepalive
 
 
 @dataclass(slots=True)
@@ -546,11 +557,16 @@ class TreeState:
                                           listen_port=port,
                                           sound=self.sound_demand()))]
 
-    def heard(self, link_id: LinkId, now: float) -> None:
-        """Anything arrived on ``link`` (call it for every message, video included)."""
+    def heard(self, link_id: LinkId, now: float, *, answer: bool = False) -> None:
+        """Something arrived on ``link`` at ``now`` (call it for every message, video
+        included). ``answer``: only the Pong to our Ping (or bytes not yet a whole
+        message): the link lives, yet nothing flows on it that would spare a probe."""
         link = self._links.get(link_id)
         if link is not None:
-            link.last_heard = now
+            if now > link.last_heard:
+                link.last_heard = now
+            if not answer:
+                link.flowed_at = now
 
     def link_closed(self, link_id: LinkId, reason: str, now: float) -> list[Action]:
         """The link is gone (EOF, error, failed dial, or we closed it)."""
@@ -569,7 +585,7 @@ class TreeState:
         link = self._links.get(link_id)
         if link is None:
             return []
-        link.last_heard = now
+        link.last_heard = link.flowed_at = now
         if isinstance(message, Hello):
             return self._on_hello(link, message, now)
         if isinstance(message, JoinRequest):
@@ -763,7 +779,9 @@ class TreeState:
         ping = now >= self._next_ping
         if ping:
             self._next_ping = now + self.timing.ping_interval_s
-        silent_since = now - self.timing.link_timeout_s
+        timing = self.timing
+        silent_since = now - timing.link_timeout_s
+        child_timeout = max(timing.child_timeout_s, timing.link_timeout_s)
         for link in list(self._links.values()):
             if link.deadline is not None:
                 if judge and now >= link.deadline:
@@ -771,14 +789,22 @@ class TreeState:
                     actions += self._close(link, why, now)
             elif not ping or link.role is Role.PENDING:
                 continue  # a pending link's deadline covers it
+            elif link.role is Role.CHILD:
+                # Its pings (or anything else) keep a child; it pings at least every
+                # keepalive, so a few missed ones (a child starved for seconds) pass.
+                if judge and link.last_heard < now - child_timeout:
+                    actions += self._close(
+                        link, f"no heartbeat for {child_timeout:g} s", now,
+                        Bye(reason="heartbeat timeout", code=int(ErrorCode.TIMEOUT)))
+            elif link is not self._parent:
+                continue
             elif not judge:
-                if link.role is Role.PARENT:
-                    actions.append(PingDue(link.id))
+                actions += self._probe(link, now)
             elif link.last_heard < silent_since:
                 actions += self._close(
-                    link, f"no heartbeat for {self.timing.link_timeout_s:g} s", now,
+                    link, f"no heartbeat for {timing.link_timeout_s:g} s", now,
                     Bye(reason="heartbeat timeout", code=int(ErrorCode.TIMEOUT)))
-            elif link is self._parent and self._silent_parent(now):
+            elif self._silent_parent(now):
                 # It answers pings but forwards nothing: as good as lost (issue 13).
                 timeout = self._video_timeout
                 self.counters.silent_parents += 1
@@ -786,11 +812,8 @@ class TreeState:
                 actions += self._close(
                     link, f"no video for {timeout:g} s", now,
                     Bye(reason=f"no video for {timeout:g} s", code=int(ErrorCode.TIMEOUT)))
-            elif link.role is Role.PARENT:
-                # Only the child pings: its pings keep it alive at the parent, the
-                # parent's pongs keep the parent alive at the child (and carry the
-                # clock offsets, which only flow down).
-                actions.append(PingDue(link.id))
+            else:
+                actions += self._probe(link, now)
         if self._retry_at is not None and now >= self._retry_at:
             self._retry_at = None
             actions += self._pump_join(now)
@@ -803,6 +826,21 @@ class TreeState:
         if self._shedding:
             actions += self._shed_due(now)
         return actions
+
+    def _probe(self, parent: _Link, now: float) -> list[Action]:
+        """Ping the parent when it is quiet (nothing but Pongs for a tick: no video,
+        a paused room, a frozen parent) and at least every keepalive. Only the child
+        pings: its pings keep it alive at the parent, the parent's Pongs keep a quiet
+        parent alive here and carry the clock offsets, which only flow down. A parent
+        whose Hello did not say it holds slowly pinging children (an older build
+        times a child out after ``link_timeout_s``) is pinged every tick."""
+        tick = self.timing.ping_interval_s
+        keepalive = self.timing.keepalive_s if parent.slow_pings else tick
+        # Half a tick of slack: ticks are ``tick`` apart give or take float rounding.
+        if parent.flowed_at > now - tick and now - parent.pinged_at < keepalive - tick / 2:
+            return []
+        parent.pinged_at = now
+        return [PingDue(parent.id)]
 
     def _excuse_stall(self, stalled: float, now: float) -> None:
         """Our timer runs ``stalled`` seconds late: our own loop did not run (a starved
@@ -849,6 +887,7 @@ class TreeState:
             return self._close(link, "second hello", now, Bye(
                 reason="hello sent twice", code=int(ErrorCode.UNEXPECTED)))
         link.peer_id, link.name = hello.peer_id, hello.name
+        link.slow_pings = hello.slow_pings
         actions: list[Action] = [PeerIdentified(link.id, hello.peer_id, hello.name)]
         if not link.outbound:
             actions.append(Send(link.id, self._hello()))
