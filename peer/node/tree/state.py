@@ -42,13 +42,25 @@ with ``ErrorCode.STREAM_ENDED`` is the end of the stream instead: it is passed d
 and nobody repairs. Leaving on purpose sends each child a Bye naming our parent and
 other candidates.
 
+Heartbeats. Only the child pings, and only as much as it must: a parent sending video
+(or anything but Pongs) within the last tick (``ping_interval_s``) is proven alive by
+it, so the child pings it once a keepalive (``keepalive_s``: the parent's sign of life
+from the child, and the clock-offset probe), and every tick only while it is quiet (a
+paused room, no video wanted, a frozen parent). A parent silent (not a byte, Pongs
+included) for ``link_timeout_s`` is dead: found within that and a tick of its last
+byte, video or not. A child silent for ``child_timeout_s`` (a few keepalives) is dead.
+A parent whose Hello lacks ``slow_pings`` (an older build, which drops a child silent
+for ``link_timeout_s``) is pinged every tick.
+
 Stalls. Silence is measured by our own timer, and a starved CPU (a machine running
 more peers than cores, a stop) can hold our loop for seconds: the timer then runs late
 while what the neighbours sent meanwhile waits unread. A tick more than half a ping
 interval late judges nobody: the stall is excused on every link (its silence, its
-deadline and the video allowance move on by the stall) and the next tick, after the
-readers ran, judges. A neighbour that died is still found one timeout and a tick after
-we run again.
+deadline, the video allowance and a move's handover move on by the stall) and the next
+tick, after the readers ran, judges. A neighbour that died is still found one timeout
+and a tick after we run again. Our neighbours cannot excuse our stall: a parent keeps
+a child silent for up to ``child_timeout_s``, a child leaves a parent silent for
+``link_timeout_s`` (it cannot tell a starved parent from a frozen one).
 
 Reversal. A peer nobody can dial (behind a NAT) is no join candidate, yet it can dial
 out: ``offer`` dials a reachable peer outside the tree and says Hello; that peer, if it
@@ -796,15 +808,15 @@ class TreeState:
                     actions += self._close(
                         link, f"no heartbeat for {child_timeout:g} s", now,
                         Bye(reason="heartbeat timeout", code=int(ErrorCode.TIMEOUT)))
-            elif link is not self._parent:
+            elif link.role is not Role.PARENT:
                 continue
-            elif not judge:
+            elif not judge:  # (our parent, or a move's incoming one: the same rules)
                 actions += self._probe(link, now)
             elif link.last_heard < silent_since:
                 actions += self._close(
                     link, f"no heartbeat for {timing.link_timeout_s:g} s", now,
                     Bye(reason="heartbeat timeout", code=int(ErrorCode.TIMEOUT)))
-            elif self._silent_parent(now):
+            elif link is self._parent and self._silent_parent(now):
                 # It answers pings but forwards nothing: as good as lost (issue 13).
                 timeout = self._video_timeout
                 self.counters.silent_parents += 1
@@ -820,10 +832,10 @@ class TreeState:
         if now >= self._next_move_check:
             self._next_move_check = now + MOVE_CHECK_S
             actions += self._consider_moving(now)
-        if now >= self._incoming_until:
+        if judge and now >= self._incoming_until:
             actions += self._drop_incoming("the new parent's video did not continue ours "
                                            f"within {self._handover_s:g} s", now)
-        if self._shedding:
+        if judge and self._shedding:
             actions += self._shed_due(now)
         return actions
 
@@ -855,6 +867,10 @@ class TreeState:
                 link.deadline += stalled  # due again at once, after the readers ran
         if self._video_at is not None:
             self._video_at = min(now, self._video_at + stalled)
+        # A move's new parent whose media may be among the unread, a shed child that
+        # may have moved on meanwhile: judged at the next tick too.
+        self._incoming_until += stalled
+        self._shedding = {k: until + stalled for k, until in self._shedding.items()}
 
     def _silent_parent(self, now: float) -> bool:
         if self._video_at is None or self._video_timeout == math.inf:
