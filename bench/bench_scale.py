@@ -9,12 +9,17 @@ the tracker), the whole machine's busy CPU (/proc/stat: other users' load includ
 and memory per peer. The ramp stops at the last step, when delivery falls below
 ``STOP_DELIVERED``, or when the time budget is spent.
 
-The viewers run at niceness 10 (``--nice``): on a real network the streamer and the
-tracker have machines of their own, while here a wave of viewer interpreters starting
-at once (each ~0.7 s of CPU to import OpenCV) saturates both cores and would starve
-them. A thread pings the tracker every 0.2 s over its own connection: the worst round
-trip during each join wave and during the steady window show how responsive it stays
-(the streamer's lease renewals wait in the same loop).
+The viewers stand for users on machines of their own, so two things of the harness
+keep one machine from being something no real room is. They run at niceness 10
+(``--nice``): on a real network the streamer and the tracker have machines of their
+own. And they arrive paced (``bench.common.LaunchPacer``): at most ``--launch-rate``
+new viewers a second, each waiting (up to ``--launch-max-wait`` s) while the machine's
+run queue is above ``--run-queue``: dozens of interpreters starting in the same second
+(each ~0.3 s of CPU to import) would starve the viewers already streaming, which in a
+real room run on their own CPUs. A thread pings the tracker every 0.2 s over its own
+TLS connection: the worst round trip during each join wave and during the steady
+window show how responsive it stays (the streamer's lease renewals wait in the same
+loop).
 
 The knee is the first step where delivery falls below 99.5 %, the machine is more than
 90 % busy in steady state, or the session failed while growing to it (a viewer that
@@ -37,6 +42,7 @@ from typing import Any
 from bench.common import (
     BenchError,
     CpuMeter,
+    LaunchPacer,
     TrackerPinger,
     bench_session,
     machine,
@@ -75,15 +81,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--nice", type=int, default=10,
                         help="niceness of the viewer processes (0: same as the streamer)")
     parser.add_argument("--join-timeout", type=float, default=90.0,
-                        help="seconds a step's new viewers have to all receive frames")
+                        help="seconds a step's new viewers have to all receive frames, "
+                             "from the last one's launch")
+    parser.add_argument("--launch-rate", type=float, default=2.0,
+                        help="most new viewers per second (the room's arrival rate)")
+    parser.add_argument("--run-queue", type=float, default=None,
+                        help="a launch waits while the machine's run queue (runnable "
+                             "tasks, 1 s average) is above this (default: 2 per CPU)")
+    parser.add_argument("--launch-max-wait", type=float, default=3.0,
+                        help="longest a launch waits for the run queue, seconds")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     sigterm_as_exit()
     steps = args.steps or (QUICK_STEPS if args.quick else FULL_STEPS)
     seconds = args.seconds or (3.0 if args.quick else 6.0)
     budget = args.budget or (30.0 if args.quick else 130.0)
+    run_queue = args.run_queue if args.run_queue is not None else 2.0 * (os.cpu_count() or 1)
+    pacer = LaunchPacer(args.launch_rate, run_queue, args.launch_max_wait)
     result: dict[str, Any] = {"quick": args.quick, "seconds": seconds, "source": SIZE,
-                              "fps": FPS, "viewer_nice": args.nice, **machine(), "rows": []}
+                              "fps": FPS, "viewer_nice": args.nice,
+                              "launch_rate_per_s": args.launch_rate, "run_queue_max": run_queue,
+                              "launch_max_wait_s": args.launch_max_wait, **machine(),
+                              "rows": []}
     began = time.monotonic()
     with bench_session() as s, contextlib.ExitStack() as stack:
         port = s.start_tracker("--max-connections-per-address", "4096",
@@ -97,12 +116,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if time.monotonic() - began > budget:
                 print(f"time budget ({budget:g} s) spent before N={n}")
                 break
-            started, join_t0 = time.monotonic(), time.time()
+            started, join_t0, waited0 = time.monotonic(), time.time(), pacer.waited_s
             names = [f"v{i}" for i in range(len(viewers), n)]
             try:
                 viewers += start_viewers(s, names, "--resolution", str(LAYER),
                                          "--max-children", "3", timeout=args.join_timeout,
-                                         streamer=streamer, nice=args.nice)
+                                         streamer=streamer, nice=args.nice, pacer=pacer)
             except BenchError as exc:
                 reason = str(exc).splitlines()[0]
                 result["failed"] = {"n": n, "reason": reason,
@@ -135,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             row = {
                 "n": n,
                 "join_s": round(join_s, 2),
+                "launch_waited_s": round(pacer.waited_s - waited0, 1),
                 "viewer_cpu_pct_mean": statistics.mean(viewer_cpu) if viewer_cpu else None,
                 "viewer_cpu_pct_max": max(viewer_cpu, default=None),
                 "streamer_cpu_pct": cpu.get("streamer"),
@@ -164,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                     f"{(streamer.last('stream_ended') or {}).get('reason')}"}
                 break
     result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["tracker_ping_error"] = pinger.error
     rows = result["rows"]
     knee = None
     for row in rows:
@@ -178,11 +199,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             and not r["stalled"]]
     result["full_delivery_n"] = max(full, default=None)
     text = table(
-        ["N", "depth", "join s", "delivered %", "worst %", "stalled", "p50 ms", "p95 ms med",
-         "p95 ms max", "CPU %/viewer", "streamer %", "tracker %", "peers % total",
-         "machine %", "RSS MB/viewer", "PSS MB/viewer", "USS MB/viewer", "trk ping join ms",
-         "trk ping steady ms"],
-        [[r["n"], r["depth_max"], r["join_s"],
+        ["N", "depth", "join s", "launch wait s", "delivered %", "worst %", "stalled",
+         "p50 ms", "p95 ms med", "p95 ms max", "CPU %/viewer", "streamer %", "tracker %",
+         "peers % total", "machine %", "RSS MB/viewer", "PSS MB/viewer", "USS MB/viewer",
+         "trk ping join ms", "trk ping steady ms"],
+        [[r["n"], r["depth_max"], r["join_s"], r["launch_waited_s"],
           None if r["delivered"] is None else 100 * r["delivered"],
           None if r["delivered_min"] is None else 100 * r["delivered_min"], len(r["stalled"]),
           r["latency_p50_ms_median"], r["latency_p95_ms_median"], r["latency_p95_ms_max"],
@@ -191,17 +212,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           r["viewer_pss_mb_mean"], r["viewer_uss_mb_mean"],
           r["tracker_ping_join_max_ms"], r["tracker_ping_steady_max_ms"]]
          for r in rows],
-        ["d", "d", ".1f", ".2f", ".2f", "d", ".1f", ".1f", ".1f", ".2f", ".1f", ".1f", ".0f",
+        ["d", "d", ".1f", ".1f", ".2f", ".2f", "d", ".1f", ".1f", ".1f", ".2f", ".1f", ".1f", ".0f",
          ".0f", ".0f", ".0f", ".0f", ".0f", ".0f"])
     result["table"] = text
     print(f"\nscale: headless {SIZE} viewers at {FPS:g} fps, tree (fan-out 4/3), loopback, "
-          f"{result['cpus']} CPUs, {seconds:g} s windows")
+          f"{result['cpus']} CPUs, {seconds:g} s windows; viewers launched at most "
+          f"{args.launch_rate:g}/s, waiting up to {args.launch_max_wait:g} s while the run "
+          f"queue is above {run_queue:g}")
     print(text)
     if result.get("failed"):
         failed = result["failed"]
         print(f"failed while growing to N={failed['n']}: {failed['reason']}")
         if knee is None:
             knee = result["knee_n"] = failed["n"]
+    if pinger.error:
+        print(f"the tracker pinger stopped early: {pinger.error}")
     print(f"knee: {knee if knee is not None else 'not reached'}")
     print(f"100 % delivered up to N={result['full_delivery_n']} (load average at start "
           f"{result['loadavg_at_start']}, at end {result['loadavg_at_end']})")

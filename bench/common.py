@@ -6,6 +6,7 @@ own with ``python -m bench.<module> [--quick]``; ``bench.run_all`` runs them all
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import json
@@ -25,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from peer.node.errors import ExitCode
-from protocol import FrameDecoder, Ping, ProtocolError, encode
+from peer.trust.tls import client_context, make_proof, remote_public_key
+from protocol import FrameDecoder, Ping, Pong, ProtocolError, Register, encode
+from protocol.identity import Identity
 from tests.support.procs import PYTHON, Peer, Session, wait_for
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -375,29 +378,47 @@ class TrackerPinger:
     """Pings the tracker over its own connection every 0.2 s: its responsiveness.
 
     The tracker answers a Ping from any connection; a slow answer means its event loop
-    was busy (or starved), and the streamer's lease renewals wait just the same.
+    was busy (or starved), and the streamer's lease renewals wait just the same. Over
+    TLS (the tracker's default) the connection opens as a peer's does: the handshake,
+    then a LinkProof of a key of its own (the tracker closes a TLS link whose first
+    message is anything else: before this the pinger spoke plain TCP to a TLS tracker
+    and measured nothing). It registers in a room of its own (``room``), without a
+    listen address, since the tracker closes a connection that has not registered
+    within seconds. ``error`` says why pinging stopped early, if it did.
     """
 
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1", *, tls: bool = True,
+                 room: str = "bench-tracker-ping") -> None:
         self.rtts: list[tuple[float, float]] = []  # (sent at, round trip ms)
+        self.error: str | None = None
         self._stop = threading.Event()
-        self._sock = socket.create_connection((host, port), timeout=30)
+        identity = Identity.generate()
+        sock = socket.create_connection((host, port), timeout=30)
+        if tls:
+            sock = client_context().wrap_socket(sock, server_hostname=None)
+            sock.sendall(encode(make_proof(identity, remote_public_key(sock))))
+        sock.sendall(encode(Register(peer_id=identity.peer_id, name="tracker-pinger",
+                                     room=room, host=None, port=None)))
+        self._sock = sock
         self._thread = threading.Thread(target=self._run, name="tracker-ping", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         decoder = FrameDecoder()
-        with contextlib.suppress(OSError, ProtocolError):
+        try:
             while not self._stop.is_set():
                 sent = time.time()
                 self._sock.sendall(encode(Ping(t0=sent)))
-                while decoder.next_message() is None:
+                while not isinstance(decoder.next_message(), Pong):
                     data = self._sock.recv(65536)
                     if not data:
-                        return
+                        raise ConnectionError("the tracker closed the connection")
                     decoder.receive_data(data)
                 self.rtts.append((sent, (time.time() - sent) * 1000))
                 self._stop.wait(0.2)
+        except (OSError, ProtocolError) as exc:
+            if not self._stop.is_set():
+                self.error = f"{type(exc).__name__}: {exc}"
 
     def max_between(self, t0: float, t1: float) -> float | None:
         return max((ms for sent, ms in self.rtts if t0 <= sent <= t1), default=None)
@@ -418,10 +439,75 @@ def stream_alive(streamer: Peer) -> None:
         raise BenchError(f"the streamer ended the stream: {ended.get('reason')}{detail}")
 
 
+def procs_running() -> int:
+    """Runnable tasks on the machine now (the run queue, this reader included)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("procs_running "):
+                return int(line.split()[1])
+    return 0
+
+
+class LaunchPacer:
+    """When the next viewer may start, for benchmarks whose viewers stand for users on
+    machines of their own.
+
+    One 2-core machine running a room's viewers would, left alone, start them as fast
+    as it can: dozens of interpreters importing at once (~0.3 s of CPU each) starve the
+    viewers already streaming, an artefact of the harness a real room never sees. So a
+    new viewer starts at most every ``1 / rate`` seconds, and while the machine's run
+    queue (``procs_running``, averaged over the last second) is above ``run_queue``,
+    up to ``max_wait_s`` later than that. The run queue is sampled by ``wait``.
+
+    Args:
+        rate: most launches per second.
+        run_queue: the average run queue above which a launch waits (None: no check).
+        max_wait_s: the longest a launch waits for the run queue to fall; a machine
+            that stays busy (a room at its steady-state limit) still gets its viewers.
+        clock: monotonic seconds; runnable: the run queue now, the caller not
+            counted (tests inject both).
+    """
+
+    def __init__(self, rate: float, run_queue: float | None = None,
+                 max_wait_s: float = 3.0, *, clock: Callable[[], float] = time.monotonic,
+                 runnable: Callable[[], int] = lambda: procs_running() - 1) -> None:
+        self.gap_s = 1.0 / rate
+        self.run_queue = run_queue
+        self.max_wait_s = max_wait_s
+        self._clock = clock
+        self._runnable = runnable
+        self._samples: collections.deque[tuple[float, int]] = collections.deque()
+        self._last_launch = -math.inf
+        self.waited_s = 0.0  # total time launches waited for the run queue
+
+    def _sample(self) -> float:
+        now = self._clock()
+        self._samples.append((now, self._runnable()))
+        while self._samples and self._samples[0][0] < now - 1.0:
+            self._samples.popleft()
+        return statistics.mean(n for _, n in self._samples)
+
+    def ready(self) -> bool:
+        """Whether a viewer may start now (call it every ~20 ms while waiting)."""
+        now = self._clock()
+        load = self._sample()
+        due = self._last_launch + self.gap_s
+        if now < due:
+            return False
+        busy = self.run_queue is not None and load > self.run_queue
+        return not busy or now >= due + self.max_wait_s
+
+    def launched(self) -> None:
+        now = self._clock()
+        if self._last_launch > -math.inf:
+            self.waited_s += max(0.0, now - (self._last_launch + self.gap_s))
+        self._last_launch = now
+
+
 def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: int = 4,
                   timeout: float = 90.0, streamer: Peer | None = None, nice: int = 0,
                   ready: Callable[[Peer], bool] | None = None, partial: bool = False,
-                  **kwargs: Any) -> list[Peer]:
+                  pacer: LaunchPacer | None = None, **kwargs: Any) -> list[Peer]:
     """Start viewers (``--watch`` + ``args``) and wait until every one receives frames
     (``ready``, when given, instead: e.g. "has had a picture", for a benchmark that
     measures what happens after). With ``partial``, when ``timeout`` runs out they are
@@ -433,7 +519,9 @@ def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: 
     tracker past the node's 3 s registration timeout (and the streamer's lease renewals
     with it). A viewer that gives up on the tracker anyway (``ExitCode.NO_TRACKER``) is
     started again, up to twice. With ``streamer``, fails at once if the stream ends.
-    ``nice`` runs the viewers at that niceness (see bench_scale).
+    ``nice`` runs the viewers at that niceness (see bench_scale); ``pacer``
+    bounds the launch rate (see ``LaunchPacer``), and ``timeout`` then counts from
+    the last launch.
     """
     if nice:
         kwargs["prefix"] = [*s._argv_prefix(kwargs.get("prefix")), "nice", "-n", str(nice)]
@@ -451,10 +539,16 @@ def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: 
                 viewers[i] = s.start_peer(v.name, "--watch", *args, **kwargs)
 
     for name in names:
-        while starting() >= in_flight and time.monotonic() < deadline:
+        while (starting() >= in_flight or (pacer is not None and not pacer.ready())) \
+                and time.monotonic() < deadline:
             restart_failed()
+            if streamer is not None:
+                stream_alive(streamer)
             time.sleep(0.02)
         viewers.append(s.start_peer(name, "--watch", *args, **kwargs))
+        if pacer is not None:
+            pacer.launched()
+            deadline = time.monotonic() + timeout
 
     started = ready or streaming
 
