@@ -318,7 +318,7 @@ class SimNet:
         parent = other.peer
         if parent.alive and not parent.frozen and parent.stalled_until <= self.now \
                 and parent.group == peer.group and parent.tree.attached \
-                and other.link in parent.tree.children:
+                and parent.tree.is_child(other.link):
             peer.tree.heard(link, self.now)  # type: ignore[arg-type]
 
     def _reaches(self, a: Peer, b: Peer) -> bool:

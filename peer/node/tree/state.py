@@ -441,6 +441,11 @@ class TreeState:
     def children(self) -> list[LinkId]:
         return [c.id for c in self._children]
 
+    def is_child(self, link: LinkId) -> bool:
+        """Whether ``link`` leads to one of our children (no list built: hot path)."""
+        entry = self._links.get(link)
+        return entry is not None and entry.role is Role.CHILD
+
     @property
     def layer(self) -> int:
         return self._layer
