@@ -208,3 +208,29 @@ def test_a_newcomer_a_keyframe_burst_shows_does_not_fit_is_sent_on_at_once() -> 
     closes = [a for a in actions + burst if isinstance(a, act.Close)]
     assert len(closes) == 1 and closes[0].link == link and closes[0].reason == "uplink full"
     assert len(root.children) == 2 and control.uplink.capacity_bps is None
+
+
+def test_a_joiner_above_our_childrens_layer_must_fit_the_uplink_at_its_own_cap() -> None:
+    # Two 360p children on an uplink measured at 4 Mbit/s: slots for four more of
+    # theirs (0.6 Mbit/s each), but not for a 1080p child (4.5 Mbit/s at its cap).
+    root = _tree("root", fanout=4)
+    root.become_root(1, StreamInfo(1920, 1080, 30.0), 0.0)
+    control = FanoutControl(root, max_children=4)
+    root.admits = control.fits
+    for i in range(2):
+        link = root.inbound(0.0, f"10.0.0.{i + 2}")
+        _hello(root, link, f"kid{i}")
+        root.receive(link, JoinRequest(layer=360, listen_port=7000 + i), 0.1)
+    _run(control, 0.0, 2.5, 1.1e6, [0, 0])  # what two 360p children get
+    assert control.fits(1080)  # unknown uplink: the slots offered decide
+    control.uplink.capacity_bps = 4e6
+    assert control.fits(360) and not control.fits(1080) and control.fanout(2.5) == 4
+    big = root.inbound(2.5, "10.0.0.9")
+    _hello(root, big, "big")
+    answer = [a.message for a in root.receive(big, JoinRequest(layer=1080, listen_port=7009),
+                                              2.6) if isinstance(a, act.Send)]
+    assert [type(m).__name__ for m in answer] == ["Redirect"] and len(root.children) == 2
+    small = root.inbound(2.5, "10.0.0.8")
+    _hello(root, small, "small")
+    root.receive(small, JoinRequest(layer=360, listen_port=7008), 2.7)
+    assert len(root.children) == 3

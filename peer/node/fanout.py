@@ -9,6 +9,9 @@ many are backed up). The ``UplinkMeter`` turns that into a capacity; from it:
   child's layer cap (what an H.264 child bursts to at a keyframe), or at what each
   child gets now if that is more (MJPEG);
 - a change of fanout is told to the tree state (it reports our free slots);
+- ``fits(layer)``: whether a joiner at ``layer`` fits next to the children we have
+  (the tree state asks before it accepts one: a free slot counts a child at our
+  children's layers, and a joiner at a higher layer needs more);
 - when the measured uplink cannot feed the children we have and is overloaded (more
   than a keyframe backs them up), the newest moves to a sibling
   (``TreeState.shed_child``), at most one per ``SHED_INTERVAL_S``.
@@ -22,7 +25,7 @@ from collections.abc import Hashable, Mapping
 from peer.node.codecs.rates import layer_bitrate
 from peer.node.tree.actions import Action
 from peer.node.tree.state import TreeState
-from peer.node.uplink import FULL_HOLD_S, UplinkMeter
+from peer.node.uplink import FULL_HOLD_S, HEADROOM, UplinkMeter
 from protocol import limits
 
 log = logging.getLogger(__name__)
@@ -114,6 +117,25 @@ class FanoutControl:
                 or now - self._joined_at[kids[-1]] > NEW_CHILD_S):
             return False
         return len(kids) > self.uplink.slots(self._slot_bps())
+
+    def fits(self, layer: int) -> bool:
+        """Whether a child joining at ``layer`` fits next to the children we have:
+        each counted at its layer's cap (or at the rate each gets now, if more: MJPEG),
+        in ``HEADROOM`` of what the uplink carries (measured, or a keyframe burst's
+        sample). True while neither is known (the slots offered decide), for our
+        first child, and for one that watches nothing (``NO_VIDEO``)."""
+        tree = self._tree
+        capacity = self.uplink.capacity_bps
+        if capacity is None:
+            capacity = self.uplink.burst_bps
+        kids = tree.children
+        if capacity is None or not kids or layer == limits.NO_VIDEO:
+            return True
+        fps = tree.stream.fps
+        each = self._per_child_bps()
+        load = sum(max(each, float(layer_bitrate(tree.child_layer(c), fps))) for c in kids)
+        joiner = max(each, float(layer_bitrate(tree.clamp(layer), fps)))
+        return load + joiner <= capacity * HEADROOM
 
     def fanout(self, now: float) -> int:
         """Children we take: ``--max-children``, fewer when the measured uplink cannot

@@ -124,6 +124,7 @@ class Node:
         self.links = links = LinkTable(tree)
         self._tasks = TaskSet()
         self._fanout = FanoutControl(tree, config.fanout)
+        tree.admits = self._fanout.fits  # a joiner's layer must fit our uplink too
 
         # The media: relay, intake, display, sound.
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="treecast-cpu")

@@ -389,6 +389,11 @@ class TreeState:
         # dial to one costs the joiner a whole connect timeout, and a reversal or a
         # hole punch (the room's lists) reaches it anyway.
         self.undialable: frozenset[str] = frozenset()
+        # Whether our uplink has room for one more child at a layer, next to the ones
+        # we have (the node's ``FanoutControl.fits``: a slot counts a child at its
+        # layer's cap, so a joiner above our children's layers may need more than a
+        # free slot); None: the slot count alone decides.
+        self.admits: Callable[[int], bool] | None = None
         # A peer whose offer we asked for (a hole punch, punching.py): it beats a dial
         # still under way, which may take a whole connect timeout to fail.
         self.awaited_offer: str | None = None
@@ -926,7 +931,8 @@ class TreeState:
             redirect = Redirect(candidates=(), reason="you are my ancestor")
         elif not self.attached or self._stopping:
             redirect = Redirect(candidates=(), reason="not attached to the stream")
-        elif len(self._children) >= (self._full_fanout if link.reverse else self.fanout):
+        elif len(self._children) >= (self._full_fanout if link.reverse else self.fanout) \
+                or (self.admits is not None and not self.admits(request.layer)):
             redirect = Redirect(candidates=self._child_candidates(exclude=link.peer_id),
                                 reason="full")
         else:
