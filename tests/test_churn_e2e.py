@@ -222,3 +222,30 @@ def test_frozen_streamer_is_fenced_by_the_next_epoch() -> None:
             epochs = [e["epoch"] for e in viewer.all("epoch")]
             assert epochs == sorted(epochs), epochs
             assert epochs[-1] == new_epoch
+
+
+def test_a_relay_stopped_for_three_seconds_keeps_its_parent_and_blames_nobody() -> None:
+    # A starved CPU, played by SIGSTOP: the relay's loop runs nothing for 3 s. On
+    # SIGCONT its timer is late and what the root sent meanwhile is unread: it must
+    # not count that as the root's silence (tree/state.py, "Stalls"), and the root
+    # keeps a child for 4 s of silence. Its leaves, which cannot tell a stopped parent
+    # from a frozen one, repair as usual.
+    with session() as s:
+        _, relay, leaves = _build_relay_tree(s)
+        os.kill(relay.proc.pid, signal.SIGSTOP)
+        try:
+            stopped_at = time.monotonic()
+            # The stall itself (not a wait for something to happen): the leaves notice
+            # it meanwhile.
+            assert wait_for(lambda: all(p.last("parent_lost") for p in leaves), 10)
+            time.sleep(max(0.0, 3.0 - (time.monotonic() - stopped_at)))
+        finally:
+            os.kill(relay.proc.pid, signal.SIGCONT)
+        frames = _frames(relay)
+        samples = len(relay.all("stats"))
+        # It goes on receiving from the same parent: no parent lost, none re-joined.
+        assert wait_for(lambda: len(relay.all("stats")) >= samples + 3
+                        and _frames(relay) > frames, 30)
+        assert relay.last("parent_lost") is None, relay.last("parent_lost")
+        assert len(relay.all("joined")) == 1 and _stats(relay).get("parent") == "root"
+        assert wait_for(lambda: all(p.last("resumed") for p in leaves), 30)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -351,3 +352,17 @@ def test_a_refusal_reads_as_who_streams_or_why_nobody_can() -> None:
         error = denied_error(StreamDenied("", "", reason))
         assert error.holder == "" and "already streaming" not in str(error)
     assert "try again" in str(denied_error(StreamDenied("", "", DenyReason.NO_STORE)))
+
+
+async def test_our_own_stall_past_the_silence_is_not_the_trackers(
+        monkeypatch: pytest.MonkeyPatch, peers: Callable[..., Peer]) -> None:
+    monkeypatch.setattr(tc, "_MIN_SILENCE_S", 0.3)
+    a = peers("a", heartbeat_s=0.05)  # silence: 0.3 s
+    await a.client.connect()
+    # A starved CPU: our loop (the tracker's too, it runs in this one) does nothing for
+    # a second, three silence periods. The read's timeout then runs late: that silence
+    # is ours, and the link must survive it.
+    asyncio.get_running_loop().call_soon(time.sleep, 1.0)
+    await asyncio.sleep(0)
+    granted = await a.client.claim_stream()  # a round trip over the same link
+    assert granted.epoch >= 1 and a.closed.items == []

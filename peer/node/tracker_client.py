@@ -13,8 +13,9 @@ streaming on.
 
 Liveness: the tracker only speaks when something changes, so when we have heard
 nothing for a heartbeat interval we add a Ping (answered with a Pong). A link silent
-for ``silence_s`` is dead; EOF, a reset, a Bye or bad bytes end it too. Every network
-await has a timeout.
+for ``silence_s`` is dead (unless the timeout itself ran late: then our own loop
+stalled, and the silence is ours; the tree excuses a stall the same way); EOF, a
+reset, a Bye or bad bytes end it too. Every network await has a timeout.
 
 Riding out a tracker outage. The tracker only does discovery and the lock: media and
 chat never pass through it, so losing it must cost nothing but new joins for a
@@ -476,12 +477,20 @@ class TrackerClient:
         return message
 
     async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 try:
-                    async with asyncio.timeout(self._silence_s):
+                    async with asyncio.timeout(self._silence_s) as silence:
                         message = await self._read_message()
                 except TimeoutError:
+                    deadline = silence.when()
+                    if deadline is not None and loop.time() - deadline > self._heartbeat_s / 2:
+                        # Our own loop stalled past the deadline (a starved CPU): what
+                        # the tracker sent meanwhile is still unread (asyncio reads it
+                        # after this timeout fired). Read on; a dead tracker is still
+                        # found one silence later.
+                        continue
                     self._link_lost(f"tracker silent for {self._silence_s:g} s")
                     return
                 self._last_heard = time.monotonic()
