@@ -99,16 +99,26 @@ def hops(crowd: list[Peer], streamer: Peer, t0: float, t1: float) -> list[dict[s
                            if t0 - 3 <= e["t"] <= t1}),
             "lost_at": lost_at,
             "timeline": timeline(v, t0, t1),
+            # every tree decision, for the viewers that lost frames
+            "trace": timeline(v, t0, t1, trace=True) if d["lost"] else [],
         })
     return rows
 
 
-def timeline(v: Peer, t0: float, t1: float) -> list[str]:
-    """A viewer's parent changes from 3 s before the window to its end."""
+def timeline(v: Peer, t0: float, t1: float, trace: bool = False) -> list[str]:
+    """A viewer's parent changes from 3 s before the window to its end (``trace``: and
+    its tree decisions, from the probe's ``--trace-tree`` lines)."""
     marks = [(e["t"], f"{e['t'] - t0:+.1f} +{e.get('parent')}") for e in v.all("joined")
              if t0 - 3 <= e["t"] <= t1]
     marks += [(e["t"], f"{e['t'] - t0:+.1f} -{e.get('parent')} ({e.get('reason')})")
               for e in v.all("parent_lost") if t0 - 3 <= e["t"] <= t1]
+    if trace:
+        for e in v.all("trace"):
+            if t0 - 3 <= e["t"] <= t1:
+                extra = e.get("reason") or e.get("to") or (
+                    "handed over" if e.get("handed_over") else "")
+                marks.append((e["t"], f"{e['t'] - t0:+.2f} {e['what']} {e.get('peer')}"
+                                      + (f" ({extra})" if extra else "")))
     return [text for _, text in sorted(marks)]
 
 
@@ -135,7 +145,7 @@ def run(codec: str, clip: str, viewers: int, cap_kbit: int, seconds: float,
         crowd: list[Peer] = []
         for i, host in enumerate(viewer_hosts):
             crowd.append(s.start_peer(f"v{i}", "--watch", "--resolution", "720",
-                                      tracker=tracker, listen=f"{host.address}:0",
+                                      "--trace-tree", tracker=tracker, listen=f"{host.address}:0",
                                       prefix=ns(host), module="bench.probe"))
             wait_for(lambda p=crowd[-1]: p.last("joined"), 15, 0.1)
         joined = wait_for(lambda: all(v.last("joined") for v in crowd), 30, 0.25)
@@ -241,6 +251,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       f"received (settled {r['settled']}, re-joins before "
                       f"{r['joins_before_window']})", flush=True)
                 print(hop_table(r["hops"]), flush=True)
+                for h in r["hops"]:
+                    if h.get("trace"):
+                        print(f"{h['viewer']} lost {h['lost']}: " + "; ".join(h["trace"]),
+                              flush=True)
             series.append({"run": n + 1, "started": started, "load": round(load, 1),
                            "rows": rows})
             print(f"\nrun {n + 1} ({started} UTC, load {load:.1f}), capped hosts, 720p30 "

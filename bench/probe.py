@@ -17,6 +17,11 @@ lines, plus once a second a ``probe`` line the node itself does not emit::
   minus the screen. The node emits no event for this; a GUI gets the same callback.
 
 ``--cprofile PATH`` writes a cProfile of the node's thread to PATH at exit.
+
+``--trace-tree`` adds a ``trace`` line for each tree decision that changes a link: a
+dial (``dial``: whom), a close (``close``: whom, why), a parent attached (``attach``:
+whom, ``handed_over``), a Redirect sent on an open link (``redirect``: a shed asking a
+child to move on), and each change of the move's incoming parent (``incoming``).
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ from peer.node.errors import ExitCode, NodeError, exit_code
 from peer.node.events import DecodedFrame
 from peer.node.intake import VideoIntake
 from peer.node.node import Node
-from protocol import VideoFrame
+from peer.node.tree import actions as act
+from peer.node.tree_driver import TreeDriver
+from protocol import Redirect, VideoFrame
 
 
 class Probe:
@@ -76,6 +83,39 @@ class Probe:
 
         VideoIntake.frame = frame  # type: ignore[method-assign]
 
+    def trace_tree(self, node: Node, out: Any) -> None:
+        """Write a ``trace`` line for each link-changing tree action (class-wrapped
+        like ``hook``: one node per probe process)."""
+        original = TreeDriver.apply
+        tree = node.tree
+        seen: list[int | None] = [None]
+
+        def write(what: str, link: int, **extra: Any) -> None:
+            peer = node.links.get(link)
+            line = {"event": "trace", "t": time.time(), "what": what,
+                    "peer": getattr(peer, "name", "?"), **extra}
+            with contextlib.suppress(ValueError, OSError):
+                out.write(json.dumps(line, separators=(",", ":")) + "\n")
+                out.flush()
+
+        def apply(driver: TreeDriver, actions: list[act.Action]) -> None:
+            for a in actions:
+                if isinstance(a, act.Dial):
+                    write("dial", a.link, to=a.candidate.name)
+                elif isinstance(a, act.Close):
+                    write("close", a.link, reason=a.reason)
+                elif isinstance(a, act.ParentAttached):
+                    write("attach", a.link, handed_over=a.handed_over)
+                elif isinstance(a, act.Send) and isinstance(a.message, Redirect) \
+                        and a.link in tree.children:
+                    write("redirect", a.link, to=[c.name for c in a.message.candidates])
+            original(driver, actions)
+            if tree.incoming != seen[0]:
+                seen[0] = tree.incoming
+                write("incoming", tree.incoming or 0)
+
+        TreeDriver.apply = apply  # type: ignore[method-assign,assignment]
+
     def flush(self, out: Any) -> None:
         with self._lock:
             recv, self.recv = self.recv, []
@@ -94,6 +134,8 @@ async def run(args: argparse.Namespace, out: Any) -> int:
     probe = Probe()
     node = Node(config, writer, probe.on_frame if args.probe_decode else None)
     probe.hook(node)
+    if args.trace_tree:
+        probe.trace_tree(node, out)
     stop = stop_on_signals()
     try:
         await node.start()
@@ -118,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-decode", action="store_true",
                         help="decode every frame (as a display would) and report when done")
     parser.add_argument("--cprofile", metavar="PATH", help="profile the node thread")
+    parser.add_argument("--trace-tree", action="store_true",
+                        help="a trace line for each dial, close, attach, shed request")
     args = parser.parse_args(argv)
     if not args.name or args.tracker is None:
         parser.error("--name and --tracker are required")
