@@ -338,6 +338,23 @@ def test_a_child_asked_to_move_on_dials_the_places_named_and_hands_over_a_level_
     assert tree.parent == follow.link and tree.depth == 3
 
 
+def test_a_new_parent_that_asks_us_to_move_on_in_turn_is_given_up_for_its_places() -> None:
+    tree, parent = _shed_child()
+    places = (Candidate("b", "b", "10.0.0.3", 7001, 1, 1),)
+    [dial] = [x for x in tree.receive(parent, Redirect(candidates=places, reason="full"), 1.0)
+              if isinstance(x, act.Dial)]
+    tree.connected(dial.link, 1.0)
+    tree.receive(dial.link, Hello(peer_id="b", name="b", room="lobby"), 1.0)
+    tree.receive(dial.link, Accept(path=_path("root", "b"), epoch=1), 1.1)
+    assert tree.incoming == dial.link
+    # b's join keyframe showed it cannot carry us either: it asks us on.
+    kids = (Candidate("b1", "b1", "10.0.0.4", 7004, 2, 1),)
+    actions = tree.receive(dial.link, Redirect(candidates=kids, reason="full"), 1.3)
+    assert [x.link for x in actions if isinstance(x, act.Close)] == [dial.link]
+    [follow] = [x for x in actions if isinstance(x, act.Dial)]
+    assert follow.candidate.id == "b1" and tree.incoming is None and tree.parent == parent
+
+
 def test_a_parents_requests_to_move_on_are_bounded() -> None:
     tree, parent = _shed_child()
     # A parent naming ever new places that all redirect: at most MOVE_ON_MAX_DIALS dials.

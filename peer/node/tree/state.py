@@ -149,6 +149,8 @@ from protocol import (
 from protocol.fields import WILDCARD_HOSTS as _WILDCARD_HOSTS
 from protocol.stream_auth import Announcement
 
+# What the old parent hears when we leave it for a place it asked us to move on to.
+_MOVED_ON = "moved on as asked"
 # Connection reversal: an orphan we offered ourselves to is not dialled again for this
 # long (it may have found a parent, or not want us).
 OFFER_AGAIN_S = 5.0
@@ -987,7 +989,7 @@ class TreeState:
                 return self._close(link, "move no longer worth it", now,
                                    Bye(reason="join withdrawn"))
             self._move_on = []
-            why = "moved on as asked" if moving_on else "moved closer to the root"
+            why = _MOVED_ON if moving_on else "moved closer to the root"
             if self._handover_s > 0:
                 # The old parent feeds us until the new one's media continues ours.
                 link.role = Role.PARENT  # pinged, and timed out when silent
@@ -1117,6 +1119,13 @@ class TreeState:
     def _on_redirect(self, link: _Link, redirect: Redirect, now: float) -> list[Action]:
         if link is self._parent:
             return self._asked_to_move_on(redirect.candidates, now)
+        if link is self._incoming:
+            # The new parent cannot carry us after all (its uplink showed it at our
+            # join keyframe): give it up (we still have our parent) and, if our parent
+            # asked us to move on, try the places this one names next.
+            if self._incoming_why == _MOVED_ON:
+                self._move_on = list(redirect.candidates)[: limits.MAX_CANDIDATES]
+            return self._drop_incoming("the new parent asked us to move on", now)
         if link is not self._joining:
             return []
         self.counters.redirects += 1
