@@ -64,9 +64,11 @@ class _Device:
         self.now = T0
         self.blocks: list[Pcm] = []
 
-    def run(self, seconds: float, *, stall_s: float = 0.0) -> None:
+    def run(self, seconds: float, *, stall_s: float = 0.0, drift: float = 0.0) -> None:
         """Play ``seconds``, after a stall of the device of ``stall_s`` (packets keep
-        arriving, the device asks for nothing, then its clock has jumped ahead)."""
+        arriving, the device asks for nothing, then its clock has jumped ahead). A
+        ``drift`` > 0: the device's crystal runs that much fast (it asks for blocks
+        that much more often than every 20 ms of our clock)."""
         end = self.now + stall_s
         while self.now < end:
             self._arrive()
@@ -74,7 +76,7 @@ class _Device:
         for _ in range(round(seconds / FRAME_S)):
             self._arrive()
             self.blocks.append(self.player.pull(self.now + 0.02))
-            self.now += FRAME_S
+            self.now += FRAME_S * (1 - drift)
 
     def _arrive(self) -> None:
         while T0 + self.sent * FRAME_S + self.transit <= self.now:
@@ -158,6 +160,22 @@ def test_a_spike_that_raises_the_delay_is_not_heard_as_silence() -> None:
     device.transit = 0.03
     device.run(3.0)
     assert (counters.paused, counters.concealed, counters.late) == (0, 0, 0)
+    assert device.silent_blocks(after=before) == 0
+
+
+@pytest.mark.parametrize("drift", [0.001, -0.001])
+def test_a_device_clock_that_drifts_is_followed_without_silence(drift: float) -> None:
+    """A sound card 0.1 % fast or slow moves the delay heard by 1 ms a second; without
+    stretching, a packet fell half a block off its slot every ~10 s (a pause or a
+    skip). Now small corrections keep the delay at its target."""
+    device = _started()
+    counters = device.player.jitter.counters
+    before = len(device.blocks)
+    device.run(30.0, drift=drift)
+    assert device.player.jitter.playing_delay_s == pytest.approx(DELAY, abs=DEADBAND_S
+                                                                   + 0.001)
+    assert (counters.paused, counters.skipped, counters.concealed) == (0, 0, 0)
+    assert (counters.stretched if drift > 0 else counters.compressed) >= 20
     assert device.silent_blocks(after=before) == 0
 
 
