@@ -243,11 +243,23 @@ def test_without_a_handover_time_a_move_switches_at_accept_as_in_the_simulator()
 # --- shedding: the child moves on, to a place with room ------------------------------
 
 
+class _RootRoom(FixedRoom):
+    """A fixed room that also knows the root's grandchildren (``below``)."""
+
+    def __init__(self, offers: list[Candidate], below: set[str]) -> None:
+        super().__init__(offers)
+        self.below = below
+
+    def subtree(self, peer_id: str, children: set[str]) -> set[str]:
+        return set(children) | (self.below if peer_id == "root" else set())
+
+
 def _parent_of_three(room: list[Candidate], handover_s: float = HANDOVER_S,
-                     ) -> tuple[TreeState, list[int]]:
-    """A root with children a, b and c (c the newest), in ``room``."""
+                     below: frozenset[str] = frozenset()) -> tuple[TreeState, list[int]]:
+    """A root with children a, b and c (c the newest), in ``room``; ``below``: the
+    root's descendants under them."""
     tree = TreeState(peer_id="root", name="root", room="lobby", fanout=3, layer=720,
-                     room_view=FixedRoom(room), timing=TIMING, now=0.0,
+                     room_view=_RootRoom(room, set(below)), timing=TIMING, now=0.0,
                      handover_s=handover_s)
     tree.become_root(1, StreamInfo(1280, 720, 30.0), 0.0)
     kids = []
@@ -260,16 +272,18 @@ def _parent_of_three(room: list[Candidate], handover_s: float = HANDOVER_S,
 
 
 def test_a_shed_child_is_asked_to_move_on_to_siblings_with_room_and_fed_meanwhile() -> None:
-    # The room lists sibling a as full, b with room, and x elsewhere with room.
+    # The room lists sibling a as full, b with room, a's child a1 and x elsewhere with
+    # room: x first (its stream does not come through our full uplink).
     room = [Candidate("a", "a", "10.0.0.2", 7000, 1, 0),
             Candidate("b", "b", "10.0.0.3", 7001, 1, 1),
+            Candidate("a1", "a1", "10.0.0.8", 7008, 2, 1),  # below us (a's child)
             Candidate("x", "x", "10.0.0.9", 7009, 2, 2)]
-    tree, (a, b, c) = _parent_of_three(room)
+    tree, (a, b, c) = _parent_of_three(room, below=frozenset({"a1"}))
     actions = tree.shed_child(1.0)
     assert not [x for x in actions if isinstance(x, act.Close)]
     [ask] = [x for x in actions if isinstance(x, act.Send)]
     assert ask.link == c and isinstance(ask.message, Redirect)
-    assert [h.id for h in ask.message.candidates] == ["b", "x"]
+    assert [h.id for h in ask.message.candidates] == ["b", "x", "a1"]
     assert tree.children == [a, b, c]  # still ours, still fed
     assert tree.shed_child(1.5) == []  # one at a time: the others stay
     # It moved on (its Bye) before the grace: nothing more to do.

@@ -675,13 +675,18 @@ class TreeState:
         """Where a shed child should go: siblings with room (those the room lists as
         full are left out: landing there, it would be shed again at the next keyframe;
         one the room does not list may have room), then other places the room lists
-        with free slots, outside its subtree (and not us: we are full)."""
+        with free slots, outside its subtree (and not us: we are full), those outside
+        our own subtree first."""
         listed = {c.id: c for c in self._room.candidates()}
         siblings = [c for c in self._child_candidates(exclude=child.peer_id)
                     if c.id not in listed or listed[c.id].free_slots > 0]
         theirs = self._room.subtree(child.peer_id or "", set()) | {
             self.peer_id, child.peer_id or "", *(c.id for c in siblings)}
         others = [c for c in listed.values() if c.free_slots > 0 and c.id not in theirs]
+        # Places outside our subtree first: their stream does not wait in our (full)
+        # uplink's queues on its way, as a grandchild's does.
+        ours = self._subtree()
+        others.sort(key=lambda c: c.id in ours)
         return tuple([*siblings, *others][: limits.MAX_CANDIDATES])
 
     def _shed_due(self, now: float) -> list[Action]:
