@@ -129,6 +129,8 @@ class VideoIntake:
             return
         self._take_over()
         self._splice_link = None
+        if self._tree.incoming is not None:
+            return  # the tree did not switch (nothing to pass from a link not ours)
         for held in frames:
             if self._admit(held):
                 self._pass(held)
