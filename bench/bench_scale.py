@@ -35,6 +35,7 @@ import argparse
 import contextlib
 import os
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,29 +44,73 @@ from bench.common import (
     BenchError,
     CpuMeter,
     LaunchPacer,
+    Peer,
     TrackerPinger,
     bench_session,
     machine,
     median_of,
+    procs_running,
     rss_mb,
     save,
     sigterm_as_exit,
     start_streamer,
     start_viewers,
     stats_between,
+    streaming,
     system_cpu,
     table,
     upload_kbps,
     viewer_summary,
 )
 from bench.viewer_cost import smaps_rollup
-from tests.support.procs import Peer
 
 SIZE, FPS, LAYER = "640x360", 10.0, 360
 FULL_STEPS = [16, 32, 64, 96, 128, 160, 192]
 QUICK_STEPS = [8, 16]
 STOP_DELIVERED = 0.95
 WARMUP_S = 2.0
+
+
+def diagnose(viewers: list[Peer]) -> dict[str, Any]:
+    """What the viewers went through, for a failed step: parent losses and joins of
+    everyone, and the last events of those that do not stream."""
+    lost = {v.name: len(v.all("parent_lost")) for v in viewers}
+    stuck = {}
+    for v in viewers:
+        if streaming(v):
+            continue
+        with v.lock:
+            tail = [{k: e.get(k) for k in ("event", "t", "depth", "reason", "fps", "parent")
+                     if k in e} for e in v.events[-8:]]
+        stuck[v.name] = {"alive": v.proc.poll() is None, "joins": len(v.all("joined")),
+                         "parent_lost": lost[v.name], "last_events": tail}
+    return {"parent_lost_total": sum(lost.values()),
+            "viewers_that_lost_a_parent": sum(1 for n in lost.values() if n),
+            "not_streaming": stuck}
+
+
+class Timeline:
+    """The machine's busy CPU and run queue once a second (a thread): when the load
+    rose, next to the steps."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float, int]] = []  # (t, busy % of all, run queue)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="timeline", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        busy0, total0 = system_cpu()
+        cpus = os.cpu_count() or 1
+        while not self._stop.wait(1.0):
+            busy1, total1 = system_cpu()
+            pct = 100.0 * (busy1 - busy0) / max(1, total1 - total0) * cpus
+            self.samples.append((round(time.time(), 1), round(pct), procs_running() - 1))
+            busy0, total0 = busy1, total1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
 
 
 def find_tracker_pid(s: Any) -> int | None:
@@ -90,6 +135,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "tasks, 1 s average) is above this (default: 2 per CPU)")
     parser.add_argument("--launch-max-wait", type=float, default=3.0,
                         help="longest a launch waits for the run queue, seconds")
+    parser.add_argument("--joining", type=int, default=4,
+                        help="most viewers launched and not yet receiving frames at once")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     sigterm_as_exit()
@@ -110,6 +157,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tracker_pid = find_tracker_pid(s)
         pinger = TrackerPinger(port)
         stack.callback(pinger.close)
+        timeline = Timeline()
+        stack.callback(timeline.close)
         streamer = start_streamer(s, SIZE, FPS, "--max-children", "4")
         viewers: list[Peer] = []
         for n in steps:
@@ -117,16 +166,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print(f"time budget ({budget:g} s) spent before N={n}")
                 break
             started, join_t0, waited0 = time.monotonic(), time.time(), pacer.waited_s
+            result.setdefault("step_started_at", {})[n] = round(join_t0, 1)
             names = [f"v{i}" for i in range(len(viewers), n)]
             try:
                 viewers += start_viewers(s, names, "--resolution", str(LAYER),
                                          "--max-children", "3", timeout=args.join_timeout,
-                                         streamer=streamer, nice=args.nice, pacer=pacer)
+                                         streamer=streamer, nice=args.nice, pacer=pacer,
+                                         joining=args.joining)
             except BenchError as exc:
                 reason = str(exc).splitlines()[0]
                 result["failed"] = {"n": n, "reason": reason,
                                     "tracker_ping_max_ms": pinger.max_between(join_t0,
-                                                                              time.time())}
+                                                                              time.time()),
+                                    **diagnose([p for name, p in s.peers.items()
+                                                if name != streamer.name])}
                 print(f"N={n}: failed: {reason}", flush=True)
                 break
             join_s = time.monotonic() - started
@@ -171,6 +224,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "streamer_kbps_out": upload_kbps(streamer, t0, t1),
                 "tracker_ping_join_max_ms": join_ping,
                 "tracker_ping_steady_max_ms": pinger.max_between(t0, t1),
+                "parent_lost_total": sum(len(v.all("parent_lost")) for v in viewers),
                 **summary,
             }
             result["rows"].append(row)
@@ -185,6 +239,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 break
     result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["tracker_ping_error"] = pinger.error
+    result["timeline"] = timeline.samples
     rows = result["rows"]
     knee = None
     for row in rows:

@@ -507,7 +507,8 @@ class LaunchPacer:
 def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: int = 4,
                   timeout: float = 90.0, streamer: Peer | None = None, nice: int = 0,
                   ready: Callable[[Peer], bool] | None = None, partial: bool = False,
-                  pacer: LaunchPacer | None = None, **kwargs: Any) -> list[Peer]:
+                  pacer: LaunchPacer | None = None, joining: int | None = None,
+                  **kwargs: Any) -> list[Peer]:
     """Start viewers (``--watch`` + ``args``) and wait until every one receives frames
     (``ready``, when given, instead: e.g. "has had a picture", for a benchmark that
     measures what happens after). With ``partial``, when ``timeout`` runs out they are
@@ -521,7 +522,8 @@ def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: 
     started again, up to twice. With ``streamer``, fails at once if the stream ends.
     ``nice`` runs the viewers at that niceness (see bench_scale); ``pacer``
     bounds the launch rate (see ``LaunchPacer``), and ``timeout`` then counts from
-    the last launch.
+    the last launch; ``joining`` bounds the viewers launched and not yet receiving
+    frames (on machines of their own, one viewer's slow join never slows another's).
     """
     if nice:
         kwargs["prefix"] = [*s._argv_prefix(kwargs.get("prefix")), "nice", "-n", str(nice)]
@@ -538,8 +540,14 @@ def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: 
                 retries[v.name] = retries.get(v.name, 0) + 1
                 viewers[i] = s.start_peer(v.name, "--watch", *args, **kwargs)
 
+    started = ready or streaming
+
+    def still_joining() -> int:
+        return sum(1 for v in viewers if v.proc.poll() is None and not started(v))
+
     for name in names:
-        while (starting() >= in_flight or (pacer is not None and not pacer.ready())) \
+        while (starting() >= in_flight or (pacer is not None and not pacer.ready())
+               or (joining is not None and still_joining() >= joining)) \
                 and time.monotonic() < deadline:
             restart_failed()
             if streamer is not None:
@@ -549,8 +557,6 @@ def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: 
         if pacer is not None:
             pacer.launched()
             deadline = time.monotonic() + timeout
-
-    started = ready or streaming
 
     def all_streaming() -> bool:
         restart_failed()
