@@ -553,6 +553,8 @@ def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: 
             if streamer is not None:
                 stream_alive(streamer)
             time.sleep(0.02)
+        if joining is not None and time.monotonic() >= deadline:
+            break  # the ones joining did not get going in time: fail below, now
         viewers.append(s.start_peer(name, "--watch", *args, **kwargs))
         if pacer is not None:
             pacer.launched()
@@ -567,8 +569,10 @@ def start_viewers(s: BenchSession, names: Sequence[str], *args: str, in_flight: 
     if partial:
         wait_for(all_streaming, max(1.0, deadline - time.monotonic()), 0.25)
         return viewers
-    require(wait_for(all_streaming, max(1.0, deadline - time.monotonic()), 0.25),
-            f"not all of {len(viewers)} viewers receive frames within {timeout:g} s: "
+    require(len(viewers) == len(names) and wait_for(
+                all_streaming, max(1.0, deadline - time.monotonic()), 0.25),
+            f"not all of {len(viewers)} viewers receive frames within {timeout:g} s "
+            f"({len(names) - len(viewers)} more not started): "
             f"{[v.name for v in viewers if not started(v)][:10]}", s,
             [v for v in viewers if not started(v)])
     if retries:
