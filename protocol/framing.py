@@ -39,7 +39,7 @@ from protocol.errors import (
     ProtocolError,
     RemoteProtocolError,
 )
-from protocol.messages import Message, MessageType, Unknown, message_class
+from protocol.messages import Message, MessageType, Unknown, VideoFrame, message_class
 
 HEADER = struct.Struct("!2sBBII")
 _HEADER = HEADER
@@ -223,8 +223,10 @@ class FrameDecoder:
         end = limits.HEADER_BYTES + meta_len + payload_len
         if len(self._buffer) < end:
             return None
-        meta_bytes = bytes(self._buffer[limits.HEADER_BYTES : limits.HEADER_BYTES + meta_len])
-        payload = bytes(self._buffer[limits.HEADER_BYTES + meta_len : end])
+        wire = bytes(self._buffer[:end]) if kind == MessageType.VIDEO_FRAME else None
+        whole = self._buffer if wire is None else wire
+        meta_bytes = bytes(whole[limits.HEADER_BYTES : limits.HEADER_BYTES + meta_len])
+        payload = bytes(whole[limits.HEADER_BYTES + meta_len : end])
         del self._buffer[:end]
         self._header = None
         self.last_message_bytes = end
@@ -232,6 +234,10 @@ class FrameDecoder:
             message = self._build(kind, meta_bytes, payload)
         except ProtocolError as exc:
             raise self._fail(exc) from exc
+        if wire is not None and isinstance(message, VideoFrame):
+            # A relay forwards these very bytes (after verifying the frame) instead of
+            # encoding the frame again for its children: one copy here, none there.
+            object.__setattr__(message, "wire", wire)
         # The next header is checked on the next call, under the policy in force then;
         # if it is bad, this message was still whole and valid (it may be the Bye
         # explaining why) and is delivered first.

@@ -376,6 +376,10 @@ class VideoFrame(_Base):
     sig: str = ""
     by: str = ""
     src: SourceProof | None = None
+    # The exact bytes this frame was decoded from (set by the decoder, never sent as a
+    # field): a relay forwards those instead of encoding the frame again. Not an init
+    # argument, so ``dataclasses.replace`` (a re-signed frame) starts without it.
+    wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def jpeg(self) -> bytes:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 from peer.node.codecs.h264 import VBV_BUFFER_S, layer_bitrate
 from peer.node.relay import VIDEO_QUEUE_VBV, Relay
-from protocol import VideoFrame, encode
+from protocol import VideoFrame, encode, limits
+from protocol.framing import FRAMING_VERSION, HEADER, FrameDecoder
 
 
 class Sink:
@@ -149,3 +151,39 @@ def test_jpegs_stand_alone_a_drop_loses_one_frame_only() -> None:
         relay.fan_out(VideoFrame(1, seq, 0.0, 16, 16, 480, b"\xff\xd8", codec="mjpeg"), None)
     assert len(sink.queue) == 3  # the newest three: nothing cleared, two dropped
     assert relay.child_layer("kid") == 480
+
+
+def _received(message: VideoFrame, extra: dict[str, object]) -> tuple[VideoFrame, bytes]:
+    """``message`` as a parent's bytes (with ``extra`` metadata a re-encoding would
+    drop, so the test tells forwarded bytes from re-encoded ones), decoded."""
+    meta = json.dumps({**message.to_meta(), **extra}, separators=(",", ":")).encode()
+    raw = HEADER.pack(limits.MAGIC, FRAMING_VERSION, message.KIND, len(meta),
+                      len(message.data)) + meta + message.data
+    decoder = FrameDecoder()
+    decoder.receive_data(raw)
+    decoded = decoder.next_message()
+    assert isinstance(decoded, VideoFrame)
+    return decoded, raw
+
+
+def test_a_relay_forwards_the_bytes_it_received_untouched() -> None:
+    relay = make_relay([], [0.0])
+    sink = Sink()
+    relay.add_child("kid", sink, 720)
+    received, raw = _received(dataclasses.replace(
+        frame(720, 1, -1, True), codec="mjpeg"), {"future": 1})
+    assert received.wire == raw and encode(received) != raw
+    assert relay.forward(received, picture=False)
+    assert sink.queue == [raw]  # as read: not encoded again
+
+
+def test_a_changed_frame_is_encoded_again() -> None:
+    received, _ = _received(dataclasses.replace(
+        frame(720, 1, -1, True), codec="mjpeg"), {})
+    resigned = dataclasses.replace(received, sig="x")
+    assert resigned.wire is None  # the relay encodes it; the old bytes are not its own
+    relay = make_relay([], [0.0])
+    sink = Sink()
+    relay.add_child("kid", sink, 720)
+    relay.fan_out(resigned, 720, resigned.wire)
+    assert sink.queue == [encode(resigned)]

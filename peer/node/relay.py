@@ -333,7 +333,9 @@ class Relay:
         """
         self._have = frame.layer
         self.keyframes_in += frame.keyframe
-        self.fan_out(frame, frame.layer)
+        # Untouched forwarding sends the bytes as read (verified by the intake before
+        # this): no encoding per received frame.
+        self.fan_out(frame, frame.layer, frame.wire)
         lower = self.layers(frame.layer) - {frame.layer}
         self.processor.recording = recording
         if not (lower or picture or recording is not None):
