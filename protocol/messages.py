@@ -270,20 +270,32 @@ def _fps(meta: Meta) -> float:
 
 @dataclass(frozen=True, slots=True)
 class PathUpdate(_Base):
-    """My path to the root changed (I re-attached); ``path`` ends with me."""
+    """My path to the root changed (I re-attached); ``path`` ends with me.
+
+    ``repairing``: I lost my parent (or my parent says it is repairing) and I am
+    finding a new one; ``path`` is then the last one I had. My children keep me
+    without video for a bounded while (see TreeState's "Repair notices"); my next
+    PathUpdate without it says I am back. Sent only when true; a peer that predates
+    the field ignores it and sees an unchanged path (absent: False).
+    """
 
     KIND: ClassVar[MessageType] = MessageType.PATH_UPDATE
     path: tuple[PathEntry, ...]
+    repairing: bool = False
 
     def to_meta(self) -> Meta:
-        return {"path": [p.to_meta() for p in self.path]}
+        meta: Meta = {"path": [p.to_meta() for p in self.path]}
+        if self.repairing:
+            meta["repairing"] = True
+        return meta
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> PathUpdate:
         path = read_nested(meta, "path", limits.MAX_PATH_LEN, PathEntry.from_meta)
         if not path:
             raise FieldError("path", "empty")
-        return cls(path=path)
+        repairing = False if meta.get("repairing") is None else read_bool(meta, "repairing")
+        return cls(path=path, repairing=repairing)
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,7 @@ SAMPLES = [
     Accept(PATH, epoch=3, source_width=1280, source_height=720, codec="h264", ann=ANN),
     StreamAnnounce(ANN),
     PathUpdate(PATH),
+    PathUpdate(PATH, repairing=True),  # the sender lost its parent and is repairing
     Playback(4, True, 61_500, 120_000),
     Playback(4, False, 0),
     Playback(4, True, 61_500, 120_000, at=1.7e9, sig="c2ln"),
@@ -366,6 +367,8 @@ def test_exact_error_messages() -> None:
         (MessageType.REGISTER, {"id": "a", "name": "b", "room": "c", "versions": []},
          "field 'versions': expected a non-empty list of integers"),
         (MessageType.ACCEPT, {"path": [], "epoch": 1}, "field 'path': empty"),
+        (MessageType.PATH_UPDATE, {"path": [{"id": "r", "name": "r"}], "repairing": 1},
+         "field 'repairing': expected a boolean"),
         (MessageType.CHAT_HAVE, {"ids": [""]}, "field 'ids': expected a list of chat ids"),
         (MessageType.STREAM_GRANTED, {"epoch": 0, "lease": 1}, "field 'epoch': 0 outside"),
         (MessageType.STREAM_GRANTED, {"epoch": 1, "lease": 0}, "field 'lease': must be positive"),

@@ -52,6 +52,19 @@ byte, video or not. A child silent for ``child_timeout_s`` (a few keepalives) is
 A parent whose Hello lacks ``slow_pings`` (an older build, which drops a child silent
 for ``link_timeout_s``) is pinged every tick.
 
+Repair notices. A relay that loses its parent tells its children at once: a
+``PathUpdate`` flagged ``repairing`` (its last path), and its next PathUpdate (the
+re-attach's) without the flag ends it. Without this every child would fail a relay that
+is alive and repairing as a silent parent once the no-video allowance runs out, and
+re-join elsewhere: one repair would become many. A child whose parent says so does not
+count the silence against it for up to ``REPAIR_GRACE_S`` (the allowance then counts
+from the end of the notice: the re-attached relay still has the whole allowance to feed
+us). Against a parent that claims to repair forever, one parent link is believed once
+per ``REPAIR_GRACE_EVERY_S``: a notice within that of the last believed one changes
+nothing. Heartbeats are untouched (a dead repairing parent is still found by silence),
+and a child that believes the notice passes it down to its own children, who would
+otherwise fail it in turn.
+
 Stalls. Silence is measured by our own timer, and a starved CPU (a machine running
 more peers than cores, a stop) can hold our loop for seconds: the timer then runs late
 while what the neighbours sent meanwhile waits unread. A tick more than half a ping
@@ -234,6 +247,12 @@ class TreeTiming:
 
 # However often parents in a row fall silent, one is given at most this long.
 _MAX_VIDEO_TIMEOUT_S = 30.0
+# A parent that says it is repairing its own path is not failed for sending no video
+# for this long (a repair is a few round trips and a connect timeout or two), and one
+# parent link is believed at most once per REPAIR_GRACE_EVERY_S (a hostile relay that
+# claims to repair forever gets no more than this share of silence).
+REPAIR_GRACE_S = 8.0
+REPAIR_GRACE_EVERY_S = 30.0
 
 
 class Role(Enum):
@@ -263,6 +282,7 @@ class _Link:
     flowed_at: float = -math.inf  # the latest message that was not a Pong
     pinged_at: float = -math.inf  # our latest Ping on it
     slow_pings: bool = False  # its Hello: it holds a child that pings each keepalive
+    repair_grace_at: float = -math.inf  # (a parent) when its repair notice was believed
 
 
 @dataclass(slots=True)
@@ -292,6 +312,7 @@ class TreeCounters:
     loops_refused: int = 0
     parents_lost: int = 0
     silent_parents: int = 0  # parents left for sending no video
+    repair_graces: int = 0  # parents' repair notices believed (their silence excused)
     forged_parents: int = 0  # parents left for sending forged media or announcements
     children_refused: int = 0
     moves: int = 0
@@ -343,6 +364,8 @@ class TreeState:
         self._video_at: float | None = None
         self._video_paused = False
         self._video_timeout = timing.video_timeout_s
+        # Until when the parent's repair notice holds (see "Repair notices").
+        self._repair_grace_until = -math.inf
         self._stopping = False
         self._demand_sent: tuple[int, bool, bool] | None = None
         # Whether this peer itself plays or records sound (the driver says, see
@@ -621,7 +644,9 @@ class TreeState:
         if isinstance(message, PathUpdate):
             if link is self._incoming:
                 return self._incoming_path_update(message.path, now)
-            return self._set_path(message.path, now) if link is self._parent else []
+            if link is not self._parent:
+                return []
+            return self._set_path(message.path, now, repairing=message.repairing)
         if isinstance(message, LayerDemand):
             return self._on_layer_demand(link, message, now)
         if isinstance(message, Bye):
@@ -890,6 +915,8 @@ class TreeState:
         self._shedding = {k: until + stalled for k, until in self._shedding.items()}
 
     def _silent_parent(self, now: float) -> bool:
+        """The parent sent no video for longer than the allowance while some was due.
+        Silence under a parent's repair notice does not count (see "Repair notices")."""
         if self._video_at is None or self._video_timeout == math.inf:
             # Nothing has started the allowance, or none is kept (the timeout is off:
             # it stays off). Cheap tests first: this runs every tick.
@@ -901,7 +928,27 @@ class TreeState:
             return False
         live = (self._streamer_id is not None and self._streamer_id != self.peer_id
                 and not self._video_paused)
-        return live and self._video_at is not None and now - self._video_at > self._video_timeout
+        if not live or self._video_at is None:
+            return False
+        since = max(self._video_at, min(now, self._repair_grace_until))
+        return now - since > self._video_timeout
+
+    def _repair_notice(self, repairing: bool, now: float) -> bool:
+        """The parent's PathUpdate says whether it is repairing: believe a notice if
+        this parent link had none believed for ``REPAIR_GRACE_EVERY_S``; a PathUpdate
+        without the flag ends one (the allowance counts from now). True while one
+        holds: our children are told so too."""
+        parent = self._parent
+        if parent is None:
+            return False
+        if not repairing:
+            self._repair_grace_until = min(self._repair_grace_until, now)
+            return False
+        if now - parent.repair_grace_at >= REPAIR_GRACE_EVERY_S:
+            parent.repair_grace_at = now
+            self._repair_grace_until = now + REPAIR_GRACE_S
+            self.counters.repair_graces += 1
+        return now < self._repair_grace_until
 
     # --- handshake and joining -----------------------------------------------------
 
@@ -1068,6 +1115,7 @@ class TreeState:
         link.deadline = None
         self._parent = link
         self._video_at = now  # the silence allowance starts at attach
+        self._repair_grace_until = -math.inf  # (the old parent's notice is no more)
         self._round = None
         self._retry_at = None
         self._retry_n = 0
@@ -1336,7 +1384,10 @@ class TreeState:
 
     # --- tree maintenance ----------------------------------------------------------
 
-    def _set_path(self, path: tuple[PathEntry, ...], now: float) -> list[Action]:
+    def _set_path(self, path: tuple[PathEntry, ...], now: float, *,
+                  repairing: bool = False) -> list[Action]:
+        """Our parent's path (and whether it says it is repairing) changed: tell our
+        children, with the repair notice when we believe it."""
         if any(p.id == self.peer_id for p in path):
             # Our parent now sits below us: a loop. Drop it and re-join.
             self.counters.loops_refused += 1
@@ -1346,7 +1397,7 @@ class TreeState:
                                Bye(reason="loop detected", code=int(ErrorCode.LOOP)))
         deeper = len(path) - len(self._path) if self._path else 0
         self._path = path
-        update = PathUpdate(path=self._own_path())
+        update = PathUpdate(path=self._own_path(), repairing=self._repair_notice(repairing, now))
         actions: list[Action] = [Send(c.id, update) for c in self._children]
         actions += self._report()
         if deeper >= MOVE_GAIN:
@@ -1481,6 +1532,12 @@ class TreeState:
             self._path = ()
             self._preferred = []
         else:
+            if self._path:
+                # We are alive and repairing: our children must not fail us for the
+                # silence meanwhile (our re-attach's PathUpdate ends the notice).
+                notice = PathUpdate(path=self._own_path(), repairing=True)
+                actions += [Send(child.id, notice) for child in self._children]
+            self._repair_grace_until = -math.inf
             grandparent = self._path[-2] if len(self._path) >= 2 else None
             if grandparent is not None and grandparent.host and grandparent.port:
                 self._preferred.append(Candidate(grandparent.id, grandparent.name,
