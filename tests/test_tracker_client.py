@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import peer.node.tracker_client as tc
 from peer.node.errors import LockDeniedError, TrackerUnreachableError
 from peer.node.tracker_client import TrackerClient, query_room
 from protocol.framing import encode
-from protocol.messages import PeerList, StreamerChanged
+from protocol.messages import Heartbeat, Message, PeerList, StreamerChanged
 from tracker.config import TrackerConfig
 from tracker.server import TrackerServer
 
@@ -226,6 +226,39 @@ async def test_heartbeats_renew_the_lease_and_registration() -> None:
         assert a.closed.items == [] and b.closed.items == []
         await a.client.close()
         await b.client.close()
+
+
+
+async def test_only_the_lock_holder_beats_every_period(tracker: TrackerServer,
+                                                       peers: Callable[..., Peer]) -> None:
+    # A peer without the lock sends its position when it changes; its beat only keeps
+    # the link alive, so it comes every IDLE_BEAT_PERIODS periods. The holder's renews
+    # the lease: every period.
+    a = peers("a", heartbeat_s=0.05)
+    b = peers("b", heartbeat_s=0.05)
+    beats: dict[str, int] = {"a": 0, "b": 0}
+    for name, peer in (("a", a), ("b", b)):
+        sent = peer.client._send
+
+        async def counted(*messages: Message, _name: str = name,
+                          _sent: Callable[..., Awaitable[None]] = sent) -> None:
+            beats[_name] += sum(isinstance(m, Heartbeat) for m in messages)
+            await _sent(*messages)
+
+        peer.client._send = counted  # type: ignore[method-assign]
+    await a.client.connect()
+    await b.client.connect()
+    await a.client.claim_stream()
+    start = dict(beats)
+
+    async def watch() -> None:
+        while beats["a"] - start["a"] < 12:
+            await asyncio.sleep(0.01)  # polls a condition; the beats set the pace
+
+    await asyncio.wait_for(watch(), 30.0)
+    a_beats, b_beats = beats["a"] - start["a"], beats["b"] - start["b"]
+    assert 1 <= b_beats <= a_beats // tc.IDLE_BEAT_PERIODS + 1
+    assert a.closed.items == [] and b.closed.items == []
 
 
 # --- the link ending -----------------------------------------------------------------------

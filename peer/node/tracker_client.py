@@ -79,6 +79,12 @@ _READ_BYTES = 64 * 1024
 # However short the heartbeat, give a loaded machine this long before calling the
 # tracker dead for silence (EOF and resets are noticed at once anyway).
 _MIN_SILENCE_S = 5.0
+# A peer that holds no streamer lock beats every this many periods: its position goes
+# to the tracker at once when it changes (``set_position``), so the beat only keeps
+# the registration and the link alive (the tracker's idle timeout and our silence
+# limit are both at least five periods). The lock holder beats every period: each
+# beat renews its lease. Halves the messages a room sends its tracker.
+IDLE_BEAT_PERIODS = 2
 # How long writing may stall (tracker not reading) before the link counts as broken.
 _WRITE_TIMEOUT_S = 5.0
 # Reconnect backoff: first retry, cap, and the random spread around each delay.
@@ -550,9 +556,13 @@ class TrackerClient:
             self._claim_reply.set_result(answer)
 
     async def _heartbeat_loop(self) -> None:
+        periods = 0
         try:
             while True:
                 await asyncio.sleep(self._heartbeat_s)  # the period, not a sync wait
+                periods += 1
+                if self._epoch is None and periods % IDLE_BEAT_PERIODS:
+                    continue
                 messages: list[Message] = [self._heartbeat()]
                 if time.monotonic() - self._last_heard > self._heartbeat_s:
                     messages.append(Ping(time.monotonic()))  # ask for a sign of life
