@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--import-runs", type=int, default=5,
                         help="fresh interpreters importing the headless peer (0: skip)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--keep-profiles", type=Path, default=None, metavar="DIR",
+                        help="with --profile: keep each viewer's cProfile dump in DIR "
+                             "(<name>.prof, for pstats' callers and callees)")
     args = parser.parse_args(argv)
     args.extra = shlex.split(args.viewer_args)
     args.streamer_args = shlex.split(args.streamer_args)
@@ -265,6 +268,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             path = profile_path(v.proc.pid)
             wait_for(path.exists, 5.0)
             cprofiles[v.name] = (children[v.name], cprofile_top(path, wall))
+            if args.keep_profiles is not None:
+                args.keep_profiles.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, args.keep_profiles / f"{v.name}.prof")
             path.unlink(missing_ok=True)
     result["rows"] = rows
     result["loadavg_at_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
