@@ -1240,10 +1240,7 @@ class TreeState:
             round_.tried.add(candidate.id)
             round_.attempts += 1
             self.counters.dials += 1
-            link = self._new_link(now, outbound=True)
-            link.candidate = candidate
-            link.name = candidate.name
-            link.deadline = now + self.timing.connect_timeout_s
+            link = self._dial_link(candidate, now)
             self._joining = link
             return [Dial(link.id, candidate)]
         # The round is over: wait, then start again with what the room says then.
@@ -1280,11 +1277,8 @@ class TreeState:
             if orphan.id in mine or orphan.id in self._offered:
                 continue
             self._offered[orphan.id] = now + OFFER_AGAIN_S
-            link = self._new_link(now, outbound=True)
+            link = self._dial_link(orphan, now)
             link.reverse = True
-            link.candidate = orphan
-            link.name = orphan.name
-            link.deadline = now + self.timing.connect_timeout_s
             self._offering.add(link.id)
             actions.append(Dial(link.id, orphan))
         return actions
@@ -1341,10 +1335,7 @@ class TreeState:
                 continue
             self._move_on_dials += 1
             self.counters.dials += 1
-            link = self._new_link(now, outbound=True)
-            link.candidate = candidate
-            link.name = candidate.name
-            link.deadline = now + self.timing.connect_timeout_s
+            link = self._dial_link(candidate, now)
             self._joining = link
             self._moving = True
             self._moving_on = True
@@ -1373,10 +1364,7 @@ class TreeState:
                 best = candidate
         if best is None:
             return []
-        link = self._new_link(now, outbound=True)
-        link.candidate = best
-        link.name = best.name
-        link.deadline = now + self.timing.connect_timeout_s
+        link = self._dial_link(best, now)
         self._joining = link
         self._moving = True
         self.counters.dials += 1
@@ -1460,6 +1448,13 @@ class TreeState:
         return [report]
 
     # --- closing -------------------------------------------------------------------
+
+    def _dial_link(self, candidate: Candidate, now: float) -> _Link:
+        """A new outbound link to ``candidate``, due to answer within the connect timeout."""
+        link = self._new_link(now, outbound=True)
+        link.candidate, link.name = candidate, candidate.name
+        link.deadline = now + self.timing.connect_timeout_s
+        return link
 
     def _new_link(self, now: float, *, outbound: bool) -> _Link:
         link = _Link(self._next_id, outbound, opened_at=now, last_heard=now)
