@@ -138,12 +138,12 @@ def _path(*ids: str) -> tuple[PathEntry, ...]:
     return tuple(PathEntry(i, i, "10.0.1.1", 5000) for i in ids)
 
 
-def _moving_tree() -> tuple[TreeState, int, act.Dial]:
+def _moving_tree(handover_s: float = HANDOVER_S) -> tuple[TreeState, int, act.Dial]:
     """A peer at depth 5 (parent on link 1) that dialled a place near the root."""
     near = Candidate("s", "s", "10.0.0.7", 7000, 1, 2)
     tree = TreeState(peer_id="me", name="me", room="lobby", fanout=2, layer=720,
                      room_view=FixedRoom([Candidate("a", "a", "10.0.0.6", 6000, 4, 1), near]),
-                     timing=TIMING, now=0.0, handover_s=HANDOVER_S)
+                     timing=TIMING, now=0.0, handover_s=handover_s)
     tree.set_streamer("root", 1, 0.0)
     tree.connected(1, 0.02)
     tree.receive(1, Hello(peer_id="a", name="a", room="lobby"), 0.03)
@@ -224,18 +224,7 @@ def test_becoming_the_streamer_during_a_move_closes_both_parents() -> None:
 
 
 def test_without_a_handover_time_a_move_switches_at_accept_as_in_the_simulator() -> None:
-    near = Candidate("s", "s", "10.0.0.7", 7000, 1, 2)
-    tree = TreeState(peer_id="me", name="me", room="lobby", fanout=2, layer=720,
-                     room_view=FixedRoom([Candidate("a", "a", "10.0.0.6", 6000, 4, 1), near]),
-                     timing=TIMING, now=0.0)
-    tree.set_streamer("root", 1, 0.0)
-    tree.connected(1, 0.02)
-    tree.receive(1, Hello(peer_id="a", name="a", room="lobby"), 0.03)
-    tree.receive(1, Accept(path=_path("root", "v", "w", "x", "a"), epoch=1), 0.05)
-    tree.heard(1, 5.0)
-    [dial] = [a for a in tree.handle_timer(5.0) if isinstance(a, act.Dial)]
-    tree.connected(dial.link, 5.0)
-    tree.receive(dial.link, Hello(peer_id="s", name="s", room="lobby"), 5.0)
+    tree, _old, dial = _moving_tree(handover_s=0.0)
     tree.receive(dial.link, Accept(path=_path("root", "s"), epoch=1), 5.05)
     assert tree.parent == dial.link and tree.incoming is None
 
