@@ -261,6 +261,31 @@ async def test_only_the_lock_holder_beats_every_period(tracker: TrackerServer,
     assert a.closed.items == [] and b.closed.items == []
 
 
+async def test_a_new_holder_renews_one_period_after_its_grant(
+        tracker: TrackerServer, peers: Callable[..., Peer]) -> None:
+    # A peer without the lock sleeps IDLE_BEAT_PERIODS periods between beats in one
+    # go; a grant restarts that sleep, so the lease is renewed one period after it,
+    # not up to IDLE_BEAT_PERIODS later.
+    period = 2.0
+    a = peers("a", heartbeat_s=period)
+    beat = asyncio.Event()
+    sent = a.client._send
+
+    async def counted(*messages: Message) -> None:
+        if any(isinstance(m, Heartbeat) for m in messages):
+            beat.set()
+        await sent(*messages)
+
+    a.client._send = counted  # type: ignore[method-assign]
+    await a.client.connect()
+    await a.client.claim_stream()
+    granted = time.monotonic()
+    # The loop asleep since connect would beat IDLE_BEAT_PERIODS periods after it.
+    await asyncio.wait_for(beat.wait(), (tc.IDLE_BEAT_PERIODS - 0.25) * period)
+    assert time.monotonic() - granted >= period * 0.9
+    assert a.client.lease_valid() and a.closed.items == []
+
+
 # --- the link ending -----------------------------------------------------------------------
 
 

@@ -237,15 +237,21 @@ def _device(text: str | None) -> str | int | None:
 class EventWriter:
     """Writes one JSON object per line; flushes so readers see events live."""
 
+    # One encoder for every line: ``json.dumps`` with separators builds a new one
+    # each call (a headless viewer writes a stats line every second).
+    _ENCODER = json.JSONEncoder(separators=(",", ":"))
+
     def __init__(self, out: TextIO | None) -> None:
         self._out = out
 
     def __call__(self, event: NodeEvent) -> None:
         if self._out is None:
             return
-        with contextlib.suppress(ValueError, OSError):  # closed pipe at exit
-            self._out.write(json.dumps(event.to_json(), separators=(",", ":")) + "\n")
+        try:
+            self._out.write(self._ENCODER.encode(event.to_json()) + "\n")
             self._out.flush()
+        except (ValueError, OSError):  # closed pipe at exit
+            pass
 
 
 def _read_stdin(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:

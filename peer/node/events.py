@@ -20,9 +20,33 @@ if TYPE_CHECKING:  # a headless viewer never holds a picture: it does not import
     import numpy.typing as npt
 
 
+# Values JSON writes as they are (checked by exact type first: the common case).
+_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None)})
+# Each dataclass's field names, looked up once (``dataclasses.fields`` builds a tuple
+# of Field objects on every call, and a headless viewer writes a stats line a second).
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def _plain(value: Any) -> Any:
+    """``value`` as JSON-ready data: a dataclass as a dict of its fields, a tuple or
+    list as a list, an enum as its value (each recursively), anything else as it is.
+    The same JSON as ``dataclasses.asdict`` gives, without its deep copies."""
+    cls = type(value)
+    if cls in _SCALARS:
+        return value
+    if cls is tuple or cls is list:
+        return [_plain(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
+        return {name: _plain(getattr(value, name)) for name in _field_names(cls)}
     return value
 
 
@@ -42,16 +66,9 @@ class NodeEvent:
     t: float = field(default_factory=time.time, kw_only=True)
 
     def to_json(self) -> dict[str, Any]:
-        data = {"event": self.KIND}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if dataclasses.is_dataclass(value) and not isinstance(value, type):
-                value = dataclasses.asdict(value)
-            elif isinstance(value, tuple):
-                value = [_plain(v) for v in value]
-            elif isinstance(value, Enum):
-                value = value.value
-            data[f.name] = value
+        data: dict[str, Any] = {"event": self.KIND}
+        for name in _field_names(type(self)):
+            data[name] = _plain(getattr(self, name))
         return data
 
 

@@ -70,15 +70,22 @@ class RoomWatch:
         # False until the directory is open and Ready is out (start() catches up
         # then), and again once the node stops.
         self.live = False
+        # The ids the room list marks as --relay peers, taken from the list once per
+        # change (the stats ask every second; the list may hold 200 peers).
+        self._relays: frozenset[str] | None = None
 
     def changed(self, change: DirectoryChange) -> None:
         directory = self._room.directory
+        if change is DirectoryChange.PEERS:
+            self._relays = None
         if directory is None or not self.live:
             return
         at = now()
         tree, apply = self._tree, self._driver.apply
         if change is DirectoryChange.PEERS:
-            self._emit(TreeChanged(peers=directory.tree(), self_id=self._peer_id,
+            peers = directory.tree()
+            self._relays = frozenset(p.id for p in peers if p.relay)
+            self._emit(TreeChanged(peers=peers, self_id=self._peer_id,
                                    room_size=directory.room_size(),
                                    levels=directory.tree_levels()))
             apply(tree.set_reachable(directory.reachable(), self._fanout.fanout(at), at))
@@ -144,8 +151,11 @@ class RoomWatch:
         parent = self._tree.parent_id
         # The room list says who registered as a relay (a large room may not list our
         # parent: then we cannot tell and say outbound-only).
-        relayed = directory is not None and parent is not None and any(
-            p.id == parent and p.relay for p in directory.tree())
+        relayed = False
+        if directory is not None and parent is not None:
+            if self._relays is None:
+                self._relays = frozenset(p.id for p in directory.tree() if p.relay)
+            relayed = parent in self._relays
         tree, punching = self._tree, self._punching
         punched = punching is not None and (punching.punched(parent) or any(
             punching.punched(tree.peer_of(child)[0]) for child in tree.children))

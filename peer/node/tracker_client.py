@@ -83,7 +83,9 @@ _MIN_SILENCE_S = 5.0
 # to the tracker at once when it changes (``set_position``), so the beat only keeps
 # the registration and the link alive (the tracker's idle timeout and our silence
 # limit are both at least five periods). The lock holder beats every period: each
-# beat renews its lease. Halves the messages a room sends its tracker.
+# beat renews its lease. Halves the messages a room sends its tracker; and the loop
+# sleeps the whole interval at once (one wake-up per beat, not per period), restarted
+# when a lock is granted so that the first renewal comes one period after the grant.
 IDLE_BEAT_PERIODS = 2
 # How long writing may stall (tracker not reading) before the link counts as broken.
 _WRITE_TIMEOUT_S = 5.0
@@ -536,6 +538,8 @@ class TrackerClient:
         sent = message.request_sent_at
         claim_pending = self._claim_reply is not None and not self._claim_reply.done()
         if claim_pending and sent in (None, self._claim_sent_at):
+            if self._epoch is None:
+                self._restart_beats()  # a holder renews every period from now on
             self._epoch = message.epoch  # the answer to our claim: a grant or a re-grant
             self._token = message.token or self._token
         elif message.epoch != self._epoch:
@@ -556,19 +560,25 @@ class TrackerClient:
             self._claim_reply.set_result(answer)
 
     async def _heartbeat_loop(self) -> None:
-        periods = 0
         try:
             while True:
-                await asyncio.sleep(self._heartbeat_s)  # the period, not a sync wait
-                periods += 1
-                if self._epoch is None and periods % IDLE_BEAT_PERIODS:
-                    continue
+                beats = 1 if self._epoch is not None else IDLE_BEAT_PERIODS
+                await asyncio.sleep(beats * self._heartbeat_s)  # the period, not a sync wait
                 messages: list[Message] = [self._heartbeat()]
                 if time.monotonic() - self._last_heard > self._heartbeat_s:
                     messages.append(Ping(time.monotonic()))  # ask for a sign of life
                 await self._send(*messages)
         except TrackerUnreachableError:
             return  # _link_lost has reported it
+
+    def _restart_beats(self) -> None:
+        """Start the heartbeat loop afresh (a non-holder's may be asleep for
+        ``IDLE_BEAT_PERIODS`` periods)."""
+        for i, task in enumerate(self._tasks):
+            if task.get_name() == "tracker-heartbeat" and task is not asyncio.current_task():
+                task.cancel()
+                self._tasks[i] = asyncio.create_task(self._heartbeat_loop(),
+                                                     name="tracker-heartbeat")
 
     def _lose_lock(self) -> None:
         self._epoch = None
