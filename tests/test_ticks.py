@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+
+import pytest
 
 from peer.node.tasks import Repeating
 
 
-async def test_a_repeating_tick_asks_for_its_interval_before_every_tick() -> None:
+async def test_a_repeating_tick_asks_for_its_interval_after_every_tick() -> None:
     loop = asyncio.get_running_loop()
     asked: list[float] = []
     ticks: list[int] = []
     done = asyncio.Event()
 
     def interval() -> float:
-        # Slow at first, then fast: each answer sets the wait before the next tick.
+        # Slow at first, then fast: what a tick saw sets the wait before the next one.
         value = 0.001 if len(ticks) >= 1 else 0.002
         asked.append(value)
         return value
@@ -29,9 +32,51 @@ async def test_a_repeating_tick_asks_for_its_interval_before_every_tick() -> Non
         await asyncio.wait_for(done.wait(), 10)
     finally:
         repeating.cancel()
-    # Asked once when started, then once as each tick ran (before it).
-    assert ticks == [2, 3, 4, 5]
-    assert asked[:2] == [0.002, 0.002] and set(asked[2:]) == {0.001}
+    # Asked once when started, then once as each tick ran (after it).
+    assert ticks == [1, 2, 3, 4]
+    assert asked[:1] == [0.002] and set(asked[1:]) == {0.001}
+
+
+class _FakeHandle:
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _FakeLoop:
+    """Only what Repeating uses: call_later, recorded (the test runs the callbacks)."""
+
+    def __init__(self) -> None:
+        self.handles: list[_FakeHandle] = []
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> _FakeHandle:
+        handle = _FakeHandle(callback)
+        self.handles.append(handle)
+        return handle
+
+
+def test_a_tick_that_raises_still_sets_the_next_and_one_that_cancels_does_not() -> None:
+    loop = _FakeLoop()
+    ticks: list[int] = []
+
+    def tick() -> None:
+        ticks.append(1)
+        if len(ticks) == 2:
+            repeating.cancel()
+        raise RuntimeError("a failing tick")
+
+    repeating = Repeating(loop, 0.1, tick)  # type: ignore[arg-type]
+    assert len(loop.handles) == 1
+    with pytest.raises(RuntimeError):
+        loop.handles[-1].callback()
+    assert len(loop.handles) == 2 and not loop.handles[-1].cancelled  # the next is set
+    with pytest.raises(RuntimeError):
+        loop.handles[-1].callback()  # this tick cancels: nothing more is set
+    assert len(loop.handles) == 2 and loop.handles[-1].cancelled
+    assert len(ticks) == 2
 
 
 async def test_a_fixed_interval_still_works() -> None:

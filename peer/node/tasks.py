@@ -33,10 +33,11 @@ class TaskSet:
 
 class Repeating:
     """Calls ``tick`` every ``interval_s`` on ``loop`` until cancelled (the next call is
-    set before each one runs, so a tick that raises does not stop the others).
+    set even when a tick raises, so one failure does not stop the others).
 
-    ``interval_s`` may be a function: it is asked for the next interval before each
-    tick (a tick with nothing to watch can come less often, and each one is a wake-up).
+    ``interval_s`` may be a function: it is asked for the next interval when started
+    and after each tick, so what a tick saw decides how soon the next one comes (a
+    tick with nothing to watch can come less often, and each one is a wake-up).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop,
@@ -44,6 +45,7 @@ class Repeating:
         self._loop = loop
         self._interval_s = interval_s
         self._tick = tick
+        self._cancelled = False
         self._handle = loop.call_later(self._interval(), self._run)
 
     def _interval(self) -> float:
@@ -51,8 +53,12 @@ class Repeating:
         return interval() if callable(interval) else interval
 
     def _run(self) -> None:
-        self._handle = self._loop.call_later(self._interval(), self._run)
-        self._tick()
+        try:
+            self._tick()
+        finally:
+            if not self._cancelled:  # (the tick may have cancelled us)
+                self._handle = self._loop.call_later(self._interval(), self._run)
 
     def cancel(self) -> None:
+        self._cancelled = True
         self._handle.cancel()
