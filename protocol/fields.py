@@ -19,6 +19,8 @@ from protocol import limits
 from protocol.errors import FieldError, LocalProtocolError
 
 __all__ = [
+    "CODEC_NAMES",
+    "MAX_JSON_INT",
     "WILDCARD_HOSTS",
     "Meta",
     "check_len",
@@ -52,6 +54,10 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 # us fail later, when we re-encode the value (a tracker relaying a peer's name).
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
+# The codec names in use, which the readers accept without looking at their letters
+# (every frame names one); other well-formed names are accepted too (see read_codec).
+CODEC_NAMES = frozenset({"h264", "mjpeg"})
+
 # Largest integer a JSON number holds exactly in every implementation (IEEE double).
 MAX_JSON_INT = 2**53
 # Versions a peer may list in Hello/Register; the header's version field is one byte.
@@ -81,6 +87,8 @@ def check_text(key: str, value: str, *, text: bool = False) -> None:
     Raises:
         FieldError: naming ``key``.
     """
+    if value.isascii() and value.isprintable():
+        return  # the usual case (ids, signatures, names): nothing to look for
     if _SURROGATE.search(value):
         raise FieldError(key, "lone surrogate (not valid Unicode text)")
     if not text and control_chars(value):
@@ -243,6 +251,9 @@ def read_codec(meta: Meta, key: str = "cd", default: str = "mjpeg") -> str:
     """
     if meta.get(key) is None:
         return default
+    name = meta[key]
+    if type(name) is str and name in CODEC_NAMES:
+        return name
     name = read_str(meta, key, limits.MAX_CODEC_CHARS, allow_empty=False)
     if not all("a" <= c <= "z" or "0" <= c <= "9" for c in name):
         raise FieldError(key, "codec names are lowercase letters and digits")

@@ -42,6 +42,7 @@ from protocol.errors import (
 from protocol.messages import Message, MessageType, Unknown, VideoFrame, message_class
 
 HEADER = struct.Struct("!2sBBII")
+_JSON = json.JSONDecoder()
 _HEADER = HEADER
 assert _HEADER.size == limits.HEADER_BYTES
 FRAMING_VERSION = 1
@@ -223,11 +224,15 @@ class FrameDecoder:
         end = limits.HEADER_BYTES + meta_len + payload_len
         if len(self._buffer) < end:
             return None
-        wire = bytes(self._buffer[:end]) if kind == MessageType.VIDEO_FRAME else None
-        whole = self._buffer if wire is None else wire
+        buffer = self._buffer
+        wire = None
+        if kind == MessageType.VIDEO_FRAME:
+            # Usually the buffer holds just this frame: one copy, not a slice's two.
+            wire = bytes(buffer) if len(buffer) == end else bytes(buffer[:end])
+        whole = buffer if wire is None else wire
         meta_bytes = bytes(whole[limits.HEADER_BYTES : limits.HEADER_BYTES + meta_len])
         payload = bytes(whole[limits.HEADER_BYTES + meta_len : end])
-        del self._buffer[:end]
+        del buffer[:end]
         self._header = None
         self.last_message_bytes = end
         try:
@@ -284,7 +289,12 @@ class FrameDecoder:
     @staticmethod
     def _build(kind: int, meta_bytes: bytes, payload: bytes) -> Message | Unknown:
         try:
-            meta = json.loads(meta_bytes) if meta_bytes else {}
+            if meta_bytes[:1] == b"{" and meta_bytes[1:2] != b"\0":
+                # What json.loads does with bytes that start so (UTF-8, surrogates
+                # passed through for the field checks to name), minus its detour.
+                meta = _JSON.decode(meta_bytes.decode("utf-8", "surrogatepass"))
+            else:
+                meta = json.loads(meta_bytes) if meta_bytes else {}
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise RemoteProtocolError(f"metadata is not valid JSON: {exc}") from exc
         if not isinstance(meta, dict):

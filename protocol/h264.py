@@ -58,30 +58,40 @@ class AccessUnit:
     size: tuple[int, int] | None
 
 
-def split_nals(data: bytes) -> list[bytes]:
-    """The NAL units of an Annex B stream (start codes removed).
+def nal_spans(data: bytes) -> list[tuple[int, int]]:
+    """Where the NAL units of an Annex B stream lie: ``(start, end)`` offsets into
+    ``data``, start codes excluded (the units are not copied out).
 
     Raises:
         ValueError: no leading start code, an empty NAL unit, or too many of them.
     """
     if not (data.startswith(b"\x00\x00\x01") or data.startswith(b"\x00\x00\x00\x01")):
         raise ValueError("not an H.264 frame: no start code")
-    nals: list[bytes] = []
+    spans: list[tuple[int, int]] = []
+    find = data.find
     pos = data.index(b"\x00\x00\x01") + 3
     while True:
-        nxt = data.find(b"\x00\x00\x01", pos)
+        nxt = find(b"\x00\x00\x01", pos)
         end = len(data) if nxt < 0 else nxt
-        nal = data[pos:end]
-        if nxt >= 0 and nal.endswith(b"\x00"):
-            nal = nal[:-1]  # the leading zero of a 4-byte start code
-        if not nal:
+        if nxt >= 0 and end > pos and data[end - 1] == 0:
+            end -= 1  # the leading zero of a 4-byte start code
+        if end <= pos:
             raise ValueError("malformed H.264 frame: empty NAL unit")
-        nals.append(nal)
-        if len(nals) > MAX_NALS_PER_FRAME:
+        spans.append((pos, end))
+        if len(spans) > MAX_NALS_PER_FRAME:
             raise ValueError(f"malformed H.264 frame: more than {MAX_NALS_PER_FRAME} NAL units")
         if nxt < 0:
-            return nals
+            return spans
         pos = nxt + 3
+
+
+def split_nals(data: bytes) -> list[bytes]:
+    """The NAL units of an Annex B stream (start codes removed).
+
+    Raises:
+        ValueError: no leading start code, an empty NAL unit, or too many of them.
+    """
+    return [data[start:end] for start, end in nal_spans(data)]
 
 
 def parse_access_unit(data: bytes) -> AccessUnit:
@@ -93,20 +103,20 @@ def parse_access_unit(data: bytes) -> AccessUnit:
     """
     types: list[int] = []
     size: tuple[int, int] | None = None
-    for nal in split_nals(data):
-        header = nal[0]
+    for start, end in nal_spans(data):
+        header = data[start]
         if header & 0x80:
             raise ValueError("malformed H.264 frame: forbidden bit set")
         nal_type = header & 0x1F
         if nal_type not in _ALLOWED_NAL_TYPES:
             raise ValueError(f"unsupported H.264 NAL unit type {nal_type}")
         if nal_type == NAL_SPS:
-            sps_size = sps_picture_size(nal)
+            sps_size = sps_picture_size(data[start:end])
             if size is not None and sps_size != size:
                 raise ValueError("malformed H.264 frame: two SPS of different sizes")
             size = sps_size
         types.append(nal_type)
-    if not any(t in (NAL_SLICE, NAL_IDR) for t in types):
+    if NAL_SLICE not in types and NAL_IDR not in types:
         raise ValueError("H.264 frame carries no picture (no slice)")
     keyframe = NAL_IDR in types and NAL_SPS in types and NAL_PPS in types
     return AccessUnit(tuple(types), keyframe, size)

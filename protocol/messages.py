@@ -8,6 +8,7 @@ length. Unknown fields are ignored (newer peers may add some); unknown kinds dec
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar
@@ -15,6 +16,8 @@ from typing import ClassVar
 from protocol import h264, limits, opus
 from protocol.errors import FieldError
 from protocol.fields import (
+    CODEC_NAMES,
+    MAX_JSON_INT,
     Meta,
     check_len,
     check_text,
@@ -417,6 +420,16 @@ class VideoFrame(_Base):
 
     @classmethod
     def from_meta(cls, meta: Meta, payload: bytes) -> VideoFrame:
+        frame = _plain_video(cls, meta, payload)
+        if frame is None:
+            frame = cls._read(meta, payload)
+        if frame.codec == "h264":
+            _check_h264(frame)
+        return frame
+
+    @classmethod
+    def _read(cls, meta: Meta, payload: bytes) -> VideoFrame:
+        """Every field through its reader: the rules, and the error naming the field."""
         if not payload:
             raise FieldError("payload", "video frame without picture data")
         frame = cls(
@@ -439,9 +452,44 @@ class VideoFrame(_Base):
         )
         if frame.prev >= frame.seq:
             raise FieldError("p", f"previous frame {frame.prev} is not before {frame.seq}")
-        if frame.codec == "h264":
-            _check_h264(frame)
         return frame
+
+
+_LAYER_SET = frozenset(limits.LAYERS)
+
+
+def _plain_video(cls: type[VideoFrame], meta: Meta, payload: bytes) -> VideoFrame | None:
+    """A frame whose fields all have the form every current peer sends, checked in one
+    pass (10-20 times a second on every link carrying video); None for anything else.
+
+    It accepts a strict subset of what ``VideoFrame._read`` accepts (same types, ranges
+    and lengths; a float time, a named codec, text that is printable ASCII, no ``src``):
+    whatever it does not accept goes through ``_read``, which refuses it with the
+    field's reason or accepts it (tests/test_protocol_video.py compares the two).
+    """
+    get = meta.get
+    epoch, seq, captured_at = get("e"), get("s"), get("c")
+    width, height, layer = get("w"), get("h"), get("layer")
+    codec, keyframe, prev = get("cd"), get("kf"), get("p", -1)
+    sig, by = get("sig", ""), get("by", "")
+    if not (payload
+            and type(epoch) is int and 0 <= epoch <= MAX_JSON_INT
+            and type(seq) is int and 0 <= seq <= MAX_JSON_INT
+            and type(captured_at) is float and math.isfinite(captured_at)
+            and type(width) is int and 1 <= width <= limits.MAX_DIMENSION_PX
+            and type(height) is int and 1 <= height <= limits.MAX_DIMENSION_PX
+            and type(layer) is int and layer in _LAYER_SET
+            and type(codec) is str and codec in CODEC_NAMES
+            and type(keyframe) is bool
+            and type(prev) is int and ((prev == -1 and "p" not in meta) or 0 <= prev < seq)
+            and type(sig) is str and len(sig) <= limits.MAX_SIGNATURE_CHARS
+            and sig.isascii() and sig.isprintable()
+            and type(by) is str and len(by) <= limits.MAX_ID_CHARS
+            and by.isascii() and by.isprintable()
+            and get("src") is None):
+        return None
+    return cls(epoch, seq, captured_at, width, height, layer, payload, codec, keyframe,
+               prev, sig, by)
 
 
 def _check_h264(frame: VideoFrame) -> None:

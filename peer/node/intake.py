@@ -70,7 +70,8 @@ class VideoIntake:
         # A move's new parent (its link id) and its frames held until they continue ours.
         self.splice = Splice()
         self._splice_link: int | None = None
-        self._mark: Mark | None = None  # the last frame passed on
+        # The last frame passed on (its ``Mark`` is made only while a move needs it).
+        self._last: VideoFrame | None = None
         self.layer_in: int | None = None  # the layer arriving (max of our subtree's)
         self._epoch_seen = 0
         self._epoch_changes = 0  # streams seen: what the stats fence by, never going back
@@ -110,7 +111,7 @@ class VideoIntake:
             if self._admit(frame):
                 self._pass(frame)
                 if incoming is not None:
-                    self._switch(self.splice.after_old(self._mark))
+                    self._switch(self.splice.after_old(self._mark()))
         elif link_id == incoming and incoming is not None:
             # A move's new parent: checked as the parent's frames are, then held.
             if not tree.is_live_epoch(frame.epoch):
@@ -119,8 +120,11 @@ class VideoIntake:
             if problem is not None:
                 self._refuse_incoming(problem)
                 return
-            self._switch(self.splice.from_new(frame, self._mark))
+            self._switch(self.splice.from_new(frame, self._mark()))
         # anything else: only the parent (and a move's new parent) sends video
+
+    def _mark(self) -> Mark | None:
+        return None if self._last is None else Mark.of(self._last)
 
     def _switch(self, frames: list[VideoFrame] | None) -> None:
         """The new parent's ``frames`` (perhaps none yet) continue ours: it takes over,
@@ -144,7 +148,7 @@ class VideoIntake:
     def _pass(self, frame: VideoFrame) -> None:
         """Count a frame of ours, send it on and show it."""
         tree = self._tree
-        self._mark = Mark.of(frame)
+        self._last = frame
         tree.frame_epoch(frame.epoch)  # the announced epoch: verified above
         tree.video_arrived(self._monotonic())  # the parent is not silent (issue 13)
         if frame.epoch != self._epoch_seen:

@@ -437,7 +437,8 @@ class PeerLink:
                 data = await self._reader.read(READ_CHUNK_BYTES)
                 if not data:
                     break
-                self.last_heard = time.monotonic()
+                # One clock read per wake-up: what arrived together arrived then.
+                self.last_heard = at = time.monotonic()
                 self.counters.bytes_in += len(data)
                 decoder.receive_data(data)
                 while (message := decoder.next_message()) is not None:
@@ -447,32 +448,22 @@ class PeerLink:
                         if whole is None:
                             continue
                         message, wire_bytes = whole
-                    if not self._bucket.take(time.monotonic()):
+                    if not self._bucket.take(at):
                         raise RemoteProtocolError(
                             f"more than {limits.MAX_LINK_MESSAGES_PER_S} messages per second",
                             ErrorCode.RATE_LIMITED)
                     if self._guard is not None and not self._guard.admit(message):
                         continue  # the dialler's proof: checked, nothing for the node
-                    if isinstance(message, Unknown):
-                        continue  # a newer peer's kind: skip it on purpose
-                    if (isinstance(message, Hello) and self._room_key is not None
-                            and not hmac.compare_digest(message.member,
-                                                        self._member_proof(mine=False))):
-                        raise RemoteProtocolError(
-                            "not a member of this private room (no proof of its "
-                            "passphrase)", ErrorCode.UNEXPECTED)
-                    if (isinstance(message, Hello) and self.remote_id is not None
-                            and message.peer_id != self.remote_id):
-                        raise RemoteProtocolError(
-                            f"Hello names id {message.peer_id[:12]}... but the link's "
-                            f"key is {self.remote_id[:12]}...", ErrorCode.UNEXPECTED)
-                    if isinstance(message, Hello):
-                        self.remote_parts = message.parts
+                    # Most messages are video: it is asked about first.
                     if isinstance(message, VideoFrame):
                         self.counters.video_bytes_in += wire_bytes
                         check_frame_size(message)
                     elif isinstance(message, AudioFrame):
                         self.counters.audio_bytes_in += wire_bytes
+                    elif isinstance(message, Unknown):
+                        continue  # a newer peer's kind: skip it on purpose
+                    elif isinstance(message, Hello):
+                        self._check_hello(message)
                     await self._on_message(self, message)
                     if self.closed:
                         return
@@ -485,6 +476,24 @@ class PeerLink:
         except asyncio.CancelledError:
             return
         self.close(reason)
+
+    def _check_hello(self, message: Hello) -> None:
+        """A private room's proof, and the id the TLS handshake proved; then whether
+        the neighbour reassembles pieces.
+
+        Raises:
+            RemoteProtocolError: no valid proof of the passphrase, or another id.
+        """
+        if self._room_key is not None and not hmac.compare_digest(
+                message.member, self._member_proof(mine=False)):
+            raise RemoteProtocolError(
+                "not a member of this private room (no proof of its passphrase)",
+                ErrorCode.UNEXPECTED)
+        if self.remote_id is not None and message.peer_id != self.remote_id:
+            raise RemoteProtocolError(
+                f"Hello names id {message.peer_id[:12]}... but the link's "
+                f"key is {self.remote_id[:12]}...", ErrorCode.UNEXPECTED)
+        self.remote_parts = message.parts
 
     def _take_part(self, part: FramePart) -> tuple[VideoFrame, int] | None:
         """Add one received piece; the video frame (and its wire size) once whole.

@@ -277,6 +277,8 @@ class Relay:
         Returns:
             How many children it was queued for.
         """
+        if not self._children:
+            return 0  # a leaf: nothing to decide
         sent = 0
         # An inter-frame stream's queue is bounded in bytes: twice its VBV buffer (a
         # link at the layer's cap then never drops a frame x264 let through, keyframes
@@ -336,7 +338,7 @@ class Relay:
         # Untouched forwarding sends the bytes as read (verified by the intake before
         # this): no encoding per received frame.
         self.fan_out(frame, frame.layer, frame.wire)
-        lower = self.layers(frame.layer) - {frame.layer}
+        lower = self.layers(frame.layer) - {frame.layer} if self._children else set()
         self.processor.recording = recording
         if not (lower or picture or recording is not None):
             # Nothing decodes here; still follow the chain (it tells when the first
