@@ -43,9 +43,6 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from protocol import limits
 from protocol.errors import FieldError
 from protocol.fields import (
@@ -58,7 +55,7 @@ from protocol.fields import (
     read_list,
     read_str,
 )
-from protocol.identity import Identity, IdentityError, public_key_of
+from protocol.identity import Identity, IdentityError, public_key_of, verify_key
 
 __all__ = [
     "ANNOUNCE_CONTEXT",
@@ -118,12 +115,12 @@ def sign_b64(identity: Identity, context: bytes, data: bytes) -> str:
 
 
 @lru_cache(maxsize=256)
-def _public_key(peer_id: str) -> Ed25519PublicKey | None:
+def _public_key(peer_id: str) -> bytes | None:
     # Bounded: a relay sees the streamer and a few transcoding relays; 256 ids of
-    # forged traffic cost at most 256 small key objects.
+    # forged traffic cost at most 256 small keys.
     try:
-        return Ed25519PublicKey.from_public_bytes(public_key_of(peer_id))
-    except (IdentityError, ValueError):
+        return public_key_of(peer_id)
+    except IdentityError:
         return None
 
 
@@ -144,11 +141,7 @@ def verify_b64(peer_id: str, sig: str, context: bytes, data: bytes) -> bool:
     raw = _b64(sig, 64)
     if key is None or raw is None:
         return False
-    try:
-        key.verify(raw, context + data)
-    except InvalidSignature:
-        return False
-    return True
+    return verify_key(key, raw, context, data)
 
 
 @dataclass(frozen=True, slots=True)

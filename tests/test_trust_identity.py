@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import stat
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from protocol.identity import (
     is_peer_id,
     public_key_of,
     verify,
+    verify_key,
 )
+from protocol.stream_auth import VIDEO_CONTEXT, sign_b64, verify_b64
 
 CHAT = b"treecast-chat\0"
 
@@ -51,6 +54,38 @@ def test_signatures_verify_against_the_id_and_nothing_else() -> None:
     assert not verify("not-an-id", sig, CHAT, b"hello")
     forged = mallory.sign(CHAT, b"hello")
     assert not verify(alice.peer_id, forged, CHAT, b"hello")
+
+
+# The neutral point of Ed25519 (y = 1) as a public key, and a "signature" R = that
+# point, S = 0: [S]B == R + [k]A holds for every message k when A is of small order.
+NEUTRAL_KEY = bytes([1]) + bytes(31)
+UNIVERSAL_SIG = NEUTRAL_KEY + bytes(32)
+
+
+def test_a_key_of_small_order_proves_nothing() -> None:
+    # An attacker's id made from the neutral point, with the one signature that fits
+    # every message under it (OpenSSL's cofactorless check accepts it; libsodium,
+    # which checks what we receive, refuses such keys).
+    mallory = Identity.id_of(NEUTRAL_KEY)
+    for message in (b"hello", b"anything at all"):
+        assert not verify(mallory, UNIVERSAL_SIG, CHAT, message)
+        assert not verify_key(NEUTRAL_KEY, UNIVERSAL_SIG, CHAT, message)
+    assert not verify_b64(mallory, base64.b64encode(UNIVERSAL_SIG).decode(), VIDEO_CONTEXT,
+                          b"a frame")
+
+
+def test_a_signature_with_an_unreduced_scalar_is_refused() -> None:
+    # S + L for a valid S is the same point arithmetic, but a second encoding of one
+    # signature (malleability): refused.
+    alice = Identity.generate()
+    sig = alice.sign(CHAT, b"hello")
+    order = 2**252 + 27742317777372353535851937790883648493
+    s = int.from_bytes(sig[32:], "little") + order
+    assert verify(alice.peer_id, sig, CHAT, b"hello")
+    assert not verify(alice.peer_id, sig[:32] + s.to_bytes(32, "little"), CHAT, b"hello")
+    assert not verify_key(alice.public_key, sig, CHAT, b"hello!")
+    assert not verify_key(alice.public_key[:31], sig, CHAT, b"hello")
+    assert verify_b64(alice.peer_id, sign_b64(alice, VIDEO_CONTEXT, b"f"), VIDEO_CONTEXT, b"f")
 
 
 def test_a_key_file_keeps_the_id_between_runs(tmp_path: Path) -> None:
