@@ -19,11 +19,16 @@ frames. So, checked on every ``observe`` (a few times a second):
   Probes revert on backlog, before the queue has to drop, so they cost latency for a
   moment, not frames.
 
+``next_look`` says when the child needs looking at again: at once (the caller's fast
+pace) while a backlog is held or a probe may still fail, at the next probe when one
+is due, otherwise not until its queue shows a backlog (the caller watches that).
+
 Sans-IO: time comes in as ``now``; the caller applies the layer it returns.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Final
 
@@ -118,6 +123,19 @@ class AutoLayer:
             self._move(self._step(+1), now)
             self._probing_since = now
         return self.layer
+
+    def next_look(self, now: float) -> float:
+        """When ``observe`` must run again for nothing to come late: ``now`` while a
+        backlog is held, a probe is in its window or a switch is taking effect
+        (``SETTLE_S``: each moves on what the next look sees); the time of the next
+        probe up when one is possible; infinity when neither (only a backlog or a
+        drop moves the layer then)."""
+        if (self._backlog_since is not None or self._probing_since is not None
+                or now - self._changed_at < SETTLE_S):
+            return now
+        if self.layer < self._top():
+            return max(self._calm_since, self._changed_at, self._started) + self._probe_s
+        return math.inf
 
     def _step(self, direction: int) -> int:
         index = self._layers.index(self.layer) if self.layer in self._layers else 0

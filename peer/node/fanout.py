@@ -14,13 +14,20 @@ many are backed up). The ``UplinkMeter`` turns that into a capacity; from it:
   children's layers, and a joiner at a higher layer needs more);
 - when the measured uplink cannot feed the children we have and is overloaded (more
   than a keyframe backs them up), the newest moves to a sibling
-  (``TreeState.shed_child``), at most one per ``SHED_INTERVAL_S``.
+  (``TreeState.shed_child``), at most one per ``SHED_INTERVAL_S``;
+- ``settled(now)``: nothing to watch closely. Every queue was empty at the last
+  tick, none overflowed within ``FULL_HOLD_S``, no child joined within
+  ``NEW_CHILD_S`` (its join keyframe is the burst that samples the uplink) and the
+  uplink is calm. The node then looks less often (node.py, ``CALM_TICK_S``): a
+  backlog, an overflow or a burst shows in a queue, and the first tick that sees
+  one brings the fast pace back before any hold above has begun.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Mapping
+import math
+from collections.abc import Hashable, Mapping, Sequence
 
 from peer.node.codecs.rates import layer_bitrate
 from peer.node.tree.actions import Action
@@ -46,6 +53,20 @@ NEW_CHILD_S = 3.0
 # Bitrate assumed for a child before any stream says its size.
 DEFAULT_LAYER = 720
 
+# The node's tick (``next_tick_s``). How often children's send queues are looked at
+# (automatic layers, the uplink, our child slots, connection reversal) while anything
+# moves: a backlog must show within a few ticks for a child to move down a layer well
+# inside 2 s, and a keyframe burst (0.2-0.3 s) must span two ticks to sample the uplink.
+AUTO_TICK_S = 0.1
+# While ``settled`` and no automatic layer holds a backlog or probes, this often: what
+# starts a hold shows in a queue, and the first tick that sees it goes back to
+# AUTO_TICK_S (the holds are 0.3 s and longer; a backlog is seen at most this much
+# later). A probe up due sooner brings the tick forward.
+CALM_TICK_S = 0.5
+# A settled leaf (attached, dialable, no children) has none of that to watch: its tick,
+# and the wake-up each one costs, comes once a second (a first child waits <= 1 s).
+IDLE_TICK_S = 1.0
+
 
 class FanoutControl:
     """Child slots that follow the measured uplink.
@@ -61,27 +82,40 @@ class FanoutControl:
         self.uplink = UplinkMeter(max_children)
         self._shed_at = -SHED_INTERVAL_S
         self._overflows: dict[Hashable, int] = {}  # each child's queue overflows so far
-        self._overflowed_at: dict[Hashable, float] = {}  # and when the last one came
+        # When a child's queue last overflowed, while that was within FULL_HOLD_S.
+        self._overflowed_at: dict[Hashable, float] = {}
         self._joined_at: dict[Hashable, float] = {}  # when each child was first seen
+        self._kids: Sequence[Hashable] = []  # the children at the last tick, in order
+        self._last_join_at = -NEW_CHILD_S
+        self._queues_empty = True  # at the last tick
 
-    def tick(self, now: float, video_bytes_out: int, queued_frames: list[int],
+    def tick(self, now: float, video_bytes_out: int, queued_frames: Sequence[int],
              overflows: Mapping[Hashable, int] | None = None) -> list[Action]:
         """What our children's queues show now: total video bytes sent to the current
         children, each one's queued frames and (by child) how many frames its full
         queue has pushed out so far."""
         tree = self._tree
+        kids = tree.children
+        if kids != self._kids:  # a join or a departure: bookkeeping only then
+            self._children_changed(now, kids)
         children = len(queued_frames)
         overflowing = 0
         if overflows is not None:
+            seen = self._overflows
             for key, count in overflows.items():
-                if count > self._overflows.get(key, count):
+                if count > seen.get(key, count):
                     self._overflowed_at[key] = now
-                self._overflows[key] = count
-            for key in set(self._overflows) - set(overflows):
-                self._overflows.pop(key)
-                self._overflowed_at.pop(key, None)
-            overflowing = sum(1 for t in self._overflowed_at.values()
-                              if now - t <= FULL_HOLD_S)
+                seen[key] = count
+            if len(seen) > len(overflows):  # children gone
+                for key in [k for k in seen if k not in overflows]:
+                    seen.pop(key)
+                    self._overflowed_at.pop(key, None)
+            if self._overflowed_at:
+                for key, at in list(self._overflowed_at.items()):
+                    if now - at > FULL_HOLD_S:
+                        del self._overflowed_at[key]
+                overflowing = len(self._overflowed_at)
+        self._queues_empty = not any(queued_frames)
         self.uplink.observe(now, video_bytes_out,
                             sum(1 for q in queued_frames if q >= UPLINK_BACKLOG_FRAMES),
                             children, overflowing,
@@ -104,16 +138,45 @@ class FanoutControl:
             actions += tree.shed_child(now)
         return actions
 
+    def settled(self, now: float) -> bool:
+        """Nothing to watch closely (see the module docstring): the node may look at
+        the queues less often until the next tick says otherwise."""
+        return (self._queues_empty and not self._overflowed_at
+                and now - self._last_join_at >= NEW_CHILD_S and self.uplink.calm(now))
+
+    def next_tick_s(self, now: float, look_at: float = math.inf, *,
+                    seeking: bool = False) -> float:
+        """How long until the node's next tick (after one at ``now``).
+
+        Args:
+            now: the tick that just ran.
+            look_at: when the automatic layers need looking at again
+                (``Relay.observe``).
+            seeking: not attached, or nobody can dial us (joining, reversal offers).
+        """
+        if seeking:
+            return AUTO_TICK_S
+        if not self._kids:
+            return IDLE_TICK_S
+        if not self.settled(now):
+            return AUTO_TICK_S
+        return min(CALM_TICK_S, max(AUTO_TICK_S, look_at - now))
+
+    def _children_changed(self, now: float, kids: Sequence[Hashable]) -> None:
+        for kid in kids:
+            if kid not in self._joined_at:
+                self._joined_at[kid] = now
+                self._last_join_at = now
+        for gone in [k for k in self._joined_at if k not in kids]:
+            self._joined_at.pop(gone)
+        self._kids = kids
+
     def _newest_does_not_fit(self, now: float) -> bool:
         """A keyframe burst says our uplink cannot carry the child that joined last
         (taken before the burst showed it, e.g. two joiners at once)."""
-        kids = self._tree.children
-        for kid in kids:
-            self._joined_at.setdefault(kid, now)
-        for gone in set(self._joined_at) - set(kids):
-            self._joined_at.pop(gone)
-        burst = self.uplink.burst_bps
-        if (len(kids) < 2 or burst is None or self.uplink.capacity_bps is not None
+        kids = self._kids
+        if (len(kids) < 2 or self.uplink.burst_bps is None
+                or self.uplink.capacity_bps is not None
                 or now - self._joined_at[kids[-1]] > NEW_CHILD_S):
             return False
         return len(kids) > self.uplink.slots(self._slot_bps())

@@ -41,7 +41,7 @@ from peer.node.dispatch import MessageDispatch
 from peer.node.display import Display
 from peer.node.errors import MediaError, NodeError
 from peer.node.events import DecodedFrame, ErrorRaised, NodeEvent, Ready, Stopped
-from peer.node.fanout import FanoutControl
+from peer.node.fanout import AUTO_TICK_S, FanoutControl
 from peer.node.gossip import ChatGossip
 from peer.node.identity_file import load_identity
 from peer.node.intake import VideoIntake
@@ -67,13 +67,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# How often children's send queues are looked at (automatic layers, the uplink, our
-# child slots, connection reversal): a backlog must show within a few ticks for a
-# child to move down a layer well inside 2 s.
-AUTO_TICK_S = 0.1
-# A settled leaf (attached, dialable, no children) has none of that to watch: its tick,
-# and the wake-up each one costs, comes once a second (a first child waits <= 1 s).
-IDLE_TICK_S = 1.0
+# A tick due this close is run now (timers fire a little early or late): the auto and
+# stats ticks share one timer, and a leaf's come together (one wake-up a second). The
+# auto tick's pace is ``FanoutControl.next_tick_s`` (fanout.py).
+TICK_SLACK_S = 0.01
 
 
 class Node:
@@ -104,6 +101,7 @@ class Node:
         self._stopping = False
         self._stopped = asyncio.Event()
         self._ticks: list[Repeating] = []
+        self._auto_due = self._stats_due = 0.0  # when each job of the tick is due
         emit = self._emit
         timing = config.timing
 
@@ -250,8 +248,9 @@ class Node:
                          mapped=(f"{mapping.external_host}:{mapping.external_port}"
                                  if mapping is not None else None)))
         self._room_watch.live = True
-        self._ticks = [Repeating(loop, cfg.timing.stats_interval_s, self._stats_tick),
-                       Repeating(loop, self._auto_interval, self._auto_tick)]
+        self._auto_due = now() + AUTO_TICK_S
+        self._stats_due = now() + cfg.timing.stats_interval_s
+        self._ticks = [Repeating(loop, self._next_tick, self._tick)]
         self._room_watch.changed(DirectoryChange.STREAMER)
         self._room_watch.changed(DirectoryChange.PEERS)
         self._driver.start_reporting()
@@ -373,22 +372,41 @@ class Node:
 
     # --- ticks ---------------------------------------------------------------------
 
-    def _auto_tick(self) -> None:
-        """Children's send queues: they move ``auto`` children's layers, and they show
-        what our uplink carries (the child slots we offer follow it)."""
+    def _tick(self) -> None:
+        """The node's one timer: the auto tick and the stats tick, each when due."""
         at = now()
+        auto = at + TICK_SLACK_S >= self._auto_due
+        if at + TICK_SLACK_S >= self._stats_due:
+            self._stats_due = at + self.config.timing.stats_interval_s
+            self._stats_tick()
+        if auto:
+            self._auto_due = at + AUTO_TICK_S  # (if the tick raises)
+            interval = self._auto_interval(at, self._auto_tick(at))
+            self._auto_due = at + interval
+            if interval > AUTO_TICK_S and at + AUTO_TICK_S <= self._stats_due < self._auto_due:
+                # A slow tick comes a little early to share the stats tick's wake-up.
+                self._auto_due = self._stats_due
+
+    def _next_tick(self) -> float:
+        return max(0.0, min(self._auto_due, self._stats_due) - now())
+
+    def _auto_tick(self, at: float) -> float:
+        """Children's send queues: they move ``auto`` children's layers, and they show
+        what our uplink carries (the child slots we offer follow it). Returns when
+        the automatic layers need looking at again."""
         self._room_watch.reverse(at)
-        self._relay.observe(at)
+        look_at = self._relay.observe(at)
         children = self.links.children
         self._driver.apply(self._fanout.tick(
             at, sum(c.counters.video_bytes_out for c in children),
             [c.queued_frames for c in children],
             {c: c.counters.video_overflows for c in children}))
+        return look_at
 
-    def _auto_interval(self) -> float:
-        tree = self.tree
-        busy = bool(tree.children) or not tree.attached or not self._room.reachable()
-        return AUTO_TICK_S if busy else IDLE_TICK_S
+    def _auto_interval(self, at: float, look_at: float) -> float:
+        # Joining, or offering ourselves to orphans (connection reversal): fast.
+        seeking = not self.tree.attached or not self._room.reachable()
+        return self._fanout.next_tick_s(at, look_at, seeking=seeking)
 
     def _stats_tick(self) -> None:
         pump = self._broadcast.pump

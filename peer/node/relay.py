@@ -43,6 +43,7 @@ most once per ``UPSTREAM_REQUEST_S`` per layer.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
@@ -232,11 +233,20 @@ class Relay:
                 wanted.add(child.gate.layer)
         return wanted
 
-    def observe(self, now: float) -> None:
-        """Let every ``auto`` child's backlog move its layer (a few times a second)."""
+    def observe(self, now: float) -> float:
+        """Let every ``auto`` child's backlog move its layer (a few times a second).
+
+        Returns:
+            When they need looking at again (``AutoLayer.next_look``; infinity for
+            none): the node's tick comes no later than that.
+        """
+        look = math.inf
         for child in self._children.values():
-            if child.auto is not None:
-                child.auto.observe(now, child.sink.queued_frames, child.dropped)
+            auto = child.auto
+            if auto is not None:
+                auto.observe(now, child.sink.queued_frames, child.dropped)
+                look = min(look, auto.next_look(now))
+        return look
 
     # --- keyframes -------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ children's queues by it and the fan-out sizes the tree by it: neither needs PyAV
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 # Bitrate caps at 30 fps by layer. Between the WebRTC simulcast ladder (0.7 / 2.5 / 5
@@ -18,6 +19,9 @@ REFERENCE_FPS: Final = 30.0
 VBV_BUFFER_S: Final = 0.5
 
 
+# Asked for every frame fanned out and on every fan-out tick, for a handful of
+# (layer, fps) pairs: each answer is worked out once.
+@functools.lru_cache(maxsize=64)
 def layer_bitrate(layer: int, fps: float) -> int:
     """The bitrate cap of a layer at a frame rate, in bits per second.
 
