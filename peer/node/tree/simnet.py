@@ -16,10 +16,11 @@ link model instead of sockets:
   nothing the tree reads): a ``PingDue`` marks both ends heard at once when they can
   reach each other (the Pong as an answer only), and counts the bytes of a Ping and
   a Pong;
-- with ``media`` (the default), video flows: at each of its ticks a peer has just
+- with ``media`` (the default), video flows: at each of its wake-ups a peer has just
   heard from its parent when that parent is attached, runs and still has it as a
-  child (video bytes are not counted: they are not control traffic). A parent that
-  sends video spares its child's probes; a child still pings every keepalive;
+  child; one that froze, stalled or was split off since sent its last frame then
+  (video bytes are not counted: they are not control traffic). A parent that sends
+  video spares its child's probes; a child still pings every keepalive;
 - a killed peer's neighbours see EOF one latency later; a frozen peer processes
   nothing (timers included); a split drops everything between the two sides;
 - a stalled peer (its event loop starved for a while) runs nothing until the stall
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,6 +85,7 @@ class Peer:
     repairs: list[float] = field(default_factory=list)  # parent lost -> re-attached
     armed: float | None = None
     stalled_until: float = 0.0  # its loop runs nothing before this
+    quiet_since: float = -math.inf  # when it last froze or stalled (its children's video)
     backlog: list[Callable[[], None]] = field(default_factory=list)  # arrived meanwhile
 
     @property
@@ -112,6 +115,7 @@ class SimNet:
         self.loss = loss
         self.rng = random.Random(seed)
         self.now = 0.0
+        self.split_at = -math.inf  # when the latest split began
         self.peers: dict[str, Peer] = {}
         self.by_address: dict[tuple[str, int], Peer] = {}
         self.on_report = on_report
@@ -209,10 +213,13 @@ class SimNet:
     def freeze(self, peer: Peer) -> None:
         """The process stops (SIGSTOP): sockets stay open, nothing is answered."""
         peer.frozen = True
+        peer.quiet_since = self.now
 
     def stall(self, peer: Peer, seconds: float) -> None:
         """The peer's event loop does not run for ``seconds`` (a starved CPU): sockets
         stay open and the kernel keeps what arrives; nothing is read, no timer runs."""
+        if peer.stalled_until <= self.now:
+            peer.quiet_since = self.now
         peer.stalled_until = max(peer.stalled_until, self.now + seconds)
         self.at(peer.stalled_until, lambda: self._resume(peer))
 
@@ -227,6 +234,7 @@ class SimNet:
 
     def split(self, groups: dict[str, int]) -> None:
         """Peers in different groups can no longer reach each other."""
+        self.split_at = self.now
         for peer_id, group in groups.items():
             self.peers[peer_id].group = group
 
@@ -282,11 +290,14 @@ class SimNet:
     # --- the link model ----------------------------------------------------------------
 
     def _arm(self, peer: Peer) -> None:
+        # Like the node's driver: the one timer at the state's latest due time (a
+        # superseded wake-up stays in the heap and is skipped by ``_fire``).
         if not peer.alive:
             return
         due = peer.tree.get_timer()
-        if peer.armed is not None and peer.armed <= due:
-            return  # an earlier wake-up is pending; it re-arms
+        if due == peer.armed or due == math.inf:
+            peer.armed = None if due == math.inf else due
+            return
         peer.armed = due
         self.at(due, lambda: self._fire(peer, due))
 
@@ -316,10 +327,19 @@ class SimNet:
         if other is None or other.closed:
             return
         parent = other.peer
-        if parent.alive and not parent.frozen and parent.stalled_until <= self.now \
-                and parent.group == peer.group and parent.tree.attached \
-                and parent.tree.is_child(other.link):
+        if not (parent.alive and parent.tree.attached and parent.tree.is_child(other.link)):
+            return
+        if not parent.frozen and parent.stalled_until <= self.now \
+                and parent.group == peer.group:
             peer.tree.heard(link, self.now)  # type: ignore[arg-type]
+            return
+        # Its stream stopped since our last wake-up: its last frame came when it froze,
+        # stalled or the network split (not at our previous wake-up: wake-ups are
+        # sparse, while frames come many times a second).
+        stopped = max(parent.quiet_since, self.split_at if parent.group != peer.group
+                      else -math.inf)
+        if stopped > -math.inf:
+            peer.tree.heard(link, min(self.now, stopped))  # type: ignore[arg-type]
 
     def _reaches(self, a: Peer, b: Peer) -> bool:
         return a.group == b.group

@@ -7,7 +7,8 @@ asyncio, no clock. Its driver (the asyncio ``Node``, or the simulator) tells it 
 happened, always with ``now`` from one monotonic clock, and carries out the actions
 each call returns (see actions.py): send a control message, close a link, dial a
 candidate, ping a neighbour, report our position to the directory. ``get_timer()``
-says when ``handle_timer(now)`` is next due, the way aioquic's connection does.
+says when ``handle_timer(now)`` is next due, the way aioquic's connection does (see
+"Timer": when something can become due, not a fixed tick).
 
 Links. Each neighbour link has an integer id. A link starts *pending*; after the
 Hellos (version and room checked) it may become our *parent* (we dialled, sent a
@@ -42,15 +43,30 @@ with ``ErrorCode.STREAM_ENDED`` is the end of the stream instead: it is passed d
 and nobody repairs. Leaving on purpose sends each child a Bye naming our parent and
 other candidates.
 
-Heartbeats. Only the child pings, and only as much as it must: a parent sending video
-(or anything but Pongs) within the last tick (``ping_interval_s``) is proven alive by
-it, so the child pings it once a keepalive (``keepalive_s``: the parent's sign of life
-from the child, and the clock-offset probe), and every tick only while it is quiet (a
-paused room, no video wanted, a frozen parent). A parent silent (not a byte, Pongs
-included) for ``link_timeout_s`` is dead: found within that and a tick of its last
-byte, video or not. A child silent for ``child_timeout_s`` (a few keepalives) is dead.
-A parent whose Hello lacks ``slow_pings`` (an older build, which drops a child silent
-for ``link_timeout_s``) is pinged every tick.
+Heartbeats. Only the child pings, and only as much as it must: any byte from the
+parent (video, control, a Pong) proves it alive. The child pings it once a keepalive
+(``keepalive_s``: the parent's sign of life from the child, and the clock-offset
+probe), and besides when it has been silent for half the link timeout
+(``QUIET_PROBE_SHARE``: a paused room, no video wanted, a repairing or frozen parent),
+so that its Pong has the other half to come; while video flows that probe never comes
+due. A parent silent (not a byte, Pongs included) for ``link_timeout_s`` is dead: found
+at that (and a re-check, see "Stalls"), within a tick of it at most, video or not. A
+child silent for ``child_timeout_s`` (a few keepalives) is dead. A parent whose Hello
+lacks ``slow_pings`` (an older build, which drops a child silent for
+``link_timeout_s``) is pinged every tick.
+
+Timer. There is no fixed tick: ``get_timer()`` is the earliest moment anything can
+become due from the state's facts: each parent's death (its last byte +
+``link_timeout_s``) and next probe (above), each child's death, the pending links'
+deadlines, the no-video allowance's end, the join retry, the move check, a move's
+handover deadline and the shed children's. Bytes only move these later, so the driver
+feeds every frame through ``heard`` without re-arming; at the wake-up it set, the
+state re-computes and names the next moment. A leaf fed video so wakes about twice a
+second (the quiet probe's check half a link timeout after the latest frame, the
+keepalive riding every other one) instead of four times, and a dead neighbour is found
+at its timeout, not at the next tick after it. The tick (``ping_interval_s``) is now a
+grain: an older parent's ping rate, the lateness that counts as a stall, the bound on
+detection.
 
 Repair notices. A relay that loses its parent tells its children at once: a
 ``PathUpdate`` flagged ``repairing`` (its last path), and its next PathUpdate (the
@@ -67,12 +83,19 @@ otherwise fail it in turn.
 
 Stalls. Silence is measured by our own timer, and a starved CPU (a machine running
 more peers than cores, a stop) can hold our loop for seconds: the timer then runs late
-while what the neighbours sent meanwhile waits unread. A tick more than half a ping
-interval late judges nobody: the stall is excused on every link (its silence, its
-deadline, the video allowance and a move's handover move on by the stall) and the next
-tick, after the readers ran, judges. A neighbour that died is still found one timeout
-and a tick after we run again. Our neighbours cannot excuse our stall: a parent keeps
-a child silent for up to ``child_timeout_s``, a child leaves a parent silent for
+while what the neighbours sent meanwhile waits unread (a reader parses it one loop
+iteration after a due timer), and the Pings we owed a quiet parent were not sent. A
+wake-up more than half a tick later than the time the driver was last told
+(``get_timer()``'s latest answer: not a due time re-computed from fresher facts, so a
+wake-up for a probe that frames moved on is no stall) judges nobody: the stall is
+excused on every link (its silence, its deadline, the video allowance and a move's
+handover move on by the stall) and a re-check after the readers ran judges. A stall
+between two wake-ups that ends just after a due time is not late enough to tell, so a
+verdict (any timeout or deadline) is given only by a wake-up that follows another
+within a tick; otherwise it waits for a re-check ``RECHECK_S`` later, when our loop
+has passed once and its readers with it. A neighbour that died is still found one
+timeout and a tick after we run again. Our neighbours cannot excuse our stall: a parent
+keeps a child silent for up to ``child_timeout_s``, a child leaves a parent silent for
 ``link_timeout_s`` (it cannot tell a starved parent from a frozen one).
 
 Reversal. A peer nobody can dial (behind a NAT) is no join candidate, yet it can dial
@@ -227,8 +250,9 @@ class RoomView(Protocol):
 class TreeTiming:
     """The protocol's timers (seconds). Tests and the simulator shorten them."""
 
-    # The tick: how often silence is judged, and a quiet parent (no video, no control
-    # for this long) is probed with a Ping.
+    # The tick: the timer's grain, not its rate (see "Timer"): a parent whose Hello lacks
+    # ``slow_pings`` is pinged this often, a wake-up more than half of it late is our
+    # own stall, and a dead neighbour is found within its timeout and one of it.
     ping_interval_s: float = 0.25
     link_timeout_s: float = 1.0  # a parent silent this long (not a byte) is dead
     connect_timeout_s: float = 2.0  # dial, and then again for the join's answer
@@ -253,6 +277,14 @@ _MAX_VIDEO_TIMEOUT_S = 30.0
 # claims to repair forever gets no more than this share of silence).
 REPAIR_GRACE_S = 8.0
 REPAIR_GRACE_EVERY_S = 30.0
+# A parent silent (not a byte) for this share of the link timeout is probed with a Ping:
+# its Pong has the rest (half a second by default; a round trip is tens of ms) to come.
+# While video flows the probe never comes due: each frame moves it on.
+QUIET_PROBE_SHARE = 0.5
+# A verdict found due at a wake-up with none in the tick before waits this long for a
+# re-check: our loop then passes once, and its readers parse what arrived before the
+# verdict (after our own stall, perhaps everything the neighbour sent meanwhile).
+RECHECK_S = 0.002
 
 
 class Role(Enum):
@@ -279,8 +311,7 @@ class _Link:
     listen: tuple[str, int] | None = None  # a child's listen address
     deadline: float | None = None  # when a pending link is closed unless it moved on
     reverse: bool = False  # we dialled to offer ourselves as its parent (reversal)
-    flowed_at: float = -math.inf  # the latest message that was not a Pong
-    pinged_at: float = -math.inf  # our latest Ping on it
+    pinged_at: float = -math.inf  # our latest Ping on it (a parent: set at attach)
     slow_pings: bool = False  # its Hello: it holds a child that pings each keepalive
     repair_grace_at: float = -math.inf  # (a parent) when its repair notice was believed
 
@@ -398,7 +429,14 @@ class TreeState:
         self._move_refused: dict[str, float] = {}  # peer id -> until when
         self._retry_at: float | None = None
         self._retry_n = 0
-        self._next_ping = now + timing.ping_interval_s
+        # The timer (see "Timer"): when the driver was last told to wake us (inf: not
+        # since the last wake-up), when we last woke, and a re-check asked for.
+        self._armed = math.inf
+        self._woke_at = -math.inf
+        self._recheck_at = -math.inf
+        # Whether our subtree asks for video at all (``demand()`` is not NO_VIDEO):
+        # kept by ``_update_demand``, so the timer need not compute the demand.
+        self._wanting_video = layer != limits.NO_VIDEO
         self._reported: Report | None = None
         self._redirects = 0
         # Connection reversal (see ``offer``): our fanout whatever our reachability,
@@ -606,14 +644,13 @@ class TreeState:
 
     def heard(self, link_id: LinkId, now: float, *, answer: bool = False) -> None:
         """Something arrived on ``link`` at ``now`` (call it for every message, video
-        included). ``answer``: only the Pong to our Ping (or bytes not yet a whole
-        message): the link lives, yet nothing flows on it that would spare a probe."""
+        included; the hot path). ``answer``: only the Pong to our Ping (or bytes not
+        yet a whole message); any byte proves the link alive, so it counts the same
+        (callers still say which it is). Only moves due times later: the driver need
+        not re-arm its timer for it (see "Timer")."""
         link = self._links.get(link_id)
-        if link is not None:
-            if now > link.last_heard:
-                link.last_heard = now
-            if not answer:
-                link.flowed_at = now
+        if link is not None and now > link.last_heard:
+            link.last_heard = now
 
     def link_closed(self, link_id: LinkId, reason: str, now: float) -> list[Action]:
         """The link is gone (EOF, error, failed dial, or we closed it)."""
@@ -632,7 +669,8 @@ class TreeState:
         link = self._links.get(link_id)
         if link is None:
             return []
-        link.last_heard = link.flowed_at = now
+        if now > link.last_heard:
+            link.last_heard = now
         if isinstance(message, Hello):
             return self._on_hello(link, message, now)
         if isinstance(message, JoinRequest):
@@ -664,13 +702,13 @@ class TreeState:
         demand follows upstream at once."""
         self._layer = layer
         self.auto = auto
-        return self._update_demand() + self._report()
+        return self._update_demand(now) + self._report()
 
     def set_sound(self, wanted: bool, now: float) -> list[Action]:
         """Whether this peer itself plays or records sound (it started or stopped
         playing, a recording began or ended); demand follows upstream at once."""
         self._sound = wanted
-        return self._update_demand()
+        return self._update_demand(now)
 
     def set_reachable(self, reachable: bool, fanout: int, now: float) -> list[Action]:
         """Change how many children we take (0 for a peer nobody can dial)."""
@@ -811,62 +849,89 @@ class TreeState:
     # --- timers --------------------------------------------------------------------
 
     def get_timer(self) -> float:
-        """When ``handle_timer`` is next due."""
-        due = self._next_ping
+        """When ``handle_timer`` is next due: the earliest moment anything can become
+        due, from what the state knows now (see "Timer"). The driver arms its one timer
+        at it after every batch; the state keeps it to tell how late a wake-up is."""
+        due = self._retry_at if self._retry_at is not None else math.inf
+        due = min(due, self._next_move_check, self._incoming_until,
+                  *self._shedding.values())
         for link in self._links.values():
-            if link.deadline is not None and link.deadline < due:
-                due = link.deadline
-        if self._retry_at is not None and self._retry_at < due:
-            due = self._retry_at
-        return min(due, self._next_move_check, self._incoming_until,
-                   *self._shedding.values())
+            if link.deadline is not None:
+                if link.deadline < due:
+                    due = link.deadline
+            elif link.role is Role.CHILD:
+                due = min(due, link.last_heard + self._child_timeout())
+            elif link.role is Role.PARENT:  # (our parent, or a move's incoming one)
+                due = min(due, link.last_heard + self.timing.link_timeout_s,
+                          self._probe_due(link))
+        due = min(due, self._video_due())
+        # A verdict waits for its re-check: nothing is run before it.
+        due = max(due, self._recheck_at)
+        self._armed = due
+        return due
 
     def handle_timer(self, now: float) -> list[Action]:
         """Run whatever is due: deadlines, heartbeats and timeouts, join retries."""
-        stalled = now - self.get_timer()
-        # A tick this late means our own loop stalled: excuse the stall, judge nobody
-        # now (what they sent is still unread), judge at the next tick.
-        judge = stalled <= self.timing.ping_interval_s / 2
-        if not judge:
-            self._excuse_stall(stalled, now)
+        tick = self.timing.ping_interval_s
+        # How late this wake-up is against the time the driver was told (none told:
+        # not late). Measured against that, not against a due time recomputed from
+        # fresher facts: a wake-up for something that moved on meanwhile is no stall.
+        late = now - self._armed
+        self._armed = math.inf
+        stalled = late > tick / 2
+        if stalled:
+            # Our own loop stalled: excuse the stall, judge nobody now (what they sent
+            # is still unread), judge at the re-check.
+            self._excuse_stall(late, now)
+        # A verdict needs a wake-up within a tick before this one: our loop has passed
+        # since, and the readers with it (see "Stalls").
+        judge = not stalled and now - self._woke_at <= tick
+        self._woke_at = now
+        self._recheck_at = -math.inf
+        recheck = stalled
         actions: list[Action] = []
-        ping = now >= self._next_ping
-        if ping:
-            self._next_ping = now + self.timing.ping_interval_s
         timing = self.timing
-        silent_since = now - timing.link_timeout_s
-        child_timeout = max(timing.child_timeout_s, timing.link_timeout_s)
+        child_timeout = self._child_timeout()
         for link in list(self._links.values()):
             if link.deadline is not None:
-                if judge and now >= link.deadline:
-                    why = "join timed out" if link is self._joining else "handshake timed out"
-                    actions += self._close(link, why, now)
-            elif not ping or link.role is Role.PENDING:
-                continue  # a pending link's deadline covers it
+                if now >= link.deadline:
+                    if judge:
+                        why = "join timed out" if link is self._joining \
+                            else "handshake timed out"
+                        actions += self._close(link, why, now)
+                    else:
+                        recheck = True
             elif link.role is Role.CHILD:
                 # Its pings (or anything else) keep a child; it pings at least every
                 # keepalive, so a few missed ones (a child starved for seconds) pass.
-                if judge and link.last_heard < now - child_timeout:
-                    actions += self._close(
-                        link, f"no heartbeat for {child_timeout:g} s", now,
-                        Bye(reason="heartbeat timeout", code=int(ErrorCode.TIMEOUT)))
-            elif link.role is not Role.PARENT:
-                continue
-            elif not judge:  # (our parent, or a move's incoming one: the same rules)
-                actions += self._probe(link, now)
-            elif link.last_heard < silent_since:
-                actions += self._close(
-                    link, f"no heartbeat for {timing.link_timeout_s:g} s", now,
-                    Bye(reason="heartbeat timeout", code=int(ErrorCode.TIMEOUT)))
-            elif link is self._parent and self._silent_parent(now):
-                # It answers pings but forwards nothing: as good as lost (issue 13).
-                timeout = self._video_timeout
-                self.counters.silent_parents += 1
-                self._video_timeout = min(2 * timeout, _MAX_VIDEO_TIMEOUT_S)
-                actions += self._close(
-                    link, f"no video for {timeout:g} s", now,
-                    Bye(reason=f"no video for {timeout:g} s", code=int(ErrorCode.TIMEOUT)))
-            else:
+                if now >= link.last_heard + child_timeout:
+                    if judge:
+                        actions += self._close(
+                            link, f"no heartbeat for {child_timeout:g} s", now,
+                            Bye(reason="heartbeat timeout", code=int(ErrorCode.TIMEOUT)))
+                    else:
+                        recheck = True
+            elif link.role is Role.PARENT:  # (our parent, or a move's incoming one)
+                if now >= link.last_heard + timing.link_timeout_s:
+                    if judge:
+                        actions += self._close(
+                            link, f"no heartbeat for {timing.link_timeout_s:g} s", now,
+                            Bye(reason="heartbeat timeout", code=int(ErrorCode.TIMEOUT)))
+                        continue
+                    recheck = True
+                elif link is self._parent and now >= self._video_due():
+                    if judge:
+                        # It answers pings but forwards nothing: as good as lost
+                        # (issue 13).
+                        timeout = self._video_timeout
+                        self.counters.silent_parents += 1
+                        self._video_timeout = min(2 * timeout, _MAX_VIDEO_TIMEOUT_S)
+                        actions += self._close(
+                            link, f"no video for {timeout:g} s", now,
+                            Bye(reason=f"no video for {timeout:g} s",
+                                code=int(ErrorCode.TIMEOUT)))
+                        continue
+                    recheck = True
                 actions += self._probe(link, now)
         if self._retry_at is not None and now >= self._retry_at:
             self._retry_at = None
@@ -874,24 +939,48 @@ class TreeState:
         if now >= self._next_move_check:
             self._next_move_check = now + MOVE_CHECK_S
             actions += self._consider_moving(now)
-        if judge and now >= self._incoming_until:
-            actions += self._drop_incoming("the new parent's video did not continue ours "
-                                           f"within {self._handover_s:g} s", now)
-        if judge and self._shedding:
-            actions += self._shed_due(now)
+        if now >= self._incoming_until:
+            if judge:
+                actions += self._drop_incoming(
+                    "the new parent's video did not continue ours "
+                    f"within {self._handover_s:g} s", now)
+            else:
+                recheck = True
+        if self._shedding and now >= min(self._shedding.values()):
+            if judge:
+                actions += self._shed_due(now)
+            else:
+                recheck = True
+        if recheck:
+            self._recheck_at = now + RECHECK_S
         return actions
 
+    def _child_timeout(self) -> float:
+        return max(self.timing.child_timeout_s, self.timing.link_timeout_s)
+
+    def _probe_due(self, parent: _Link) -> float:
+        """When the parent must next be pinged: a keepalive after our last Ping (every
+        tick for a parent whose Hello lacks ``slow_pings``: an older build times a
+        child out after ``link_timeout_s``), or once it has been silent for the quiet
+        share of the link timeout, so that its Pong still has the rest to come. Any
+        byte from it moves that later (video proves it alive); a Ping still unanswered
+        counts as its last word (one more Ping then, not one per wake-up)."""
+        timing = self.timing
+        keepalive = timing.keepalive_s if parent.slow_pings else timing.ping_interval_s
+        quiet = max(parent.last_heard, parent.pinged_at) \
+            + timing.link_timeout_s * QUIET_PROBE_SHARE
+        return min(parent.pinged_at + keepalive, quiet)
+
     def _probe(self, parent: _Link, now: float) -> list[Action]:
-        """Ping the parent when it is quiet (nothing but Pongs for a tick: no video,
-        a paused room, a frozen parent) and at least every keepalive. Only the child
-        pings: its pings keep it alive at the parent, the parent's Pongs keep a quiet
-        parent alive here and carry the clock offsets, which only flow down. A parent
-        whose Hello did not say it holds slowly pinging children (an older build
-        times a child out after ``link_timeout_s``) is pinged every tick."""
-        tick = self.timing.ping_interval_s
-        keepalive = self.timing.keepalive_s if parent.slow_pings else tick
-        # Half a tick of slack: ticks are ``tick`` apart give or take float rounding.
-        if parent.flowed_at > now - tick and now - parent.pinged_at < keepalive - tick / 2:
+        """Ping the parent when its probe is due (see ``_probe_due``), or its keepalive
+        within half a tick: a wake-up that runs anyway takes it along instead of
+        waking again for it. Only the child pings: its pings keep it alive at the
+        parent, the parent's Pongs keep a quiet parent alive here and carry the clock
+        offsets, which only flow down."""
+        timing = self.timing
+        keepalive = timing.keepalive_s if parent.slow_pings else timing.ping_interval_s
+        if now < self._probe_due(parent) \
+                and now < parent.pinged_at + keepalive - timing.ping_interval_s / 2:
             return []
         parent.pinged_at = now
         return [PingDue(parent.id)]
@@ -899,10 +988,11 @@ class TreeState:
     def _excuse_stall(self, stalled: float, now: float) -> None:
         """Our timer runs ``stalled`` seconds late: our own loop did not run (a starved
         CPU, a stop). Whatever our neighbours sent meanwhile is still unread (in asyncio
-        a reader task parses it one loop iteration after this timer), so silence
-        measured across our stall is ours, not theirs: it counts for no link's
-        timeout, deadline or video allowance. A dead neighbour is still found: one
-        timeout (and a tick) after we run again at most."""
+        a reader task parses it one loop iteration after this timer), and the Pings we
+        owed a quiet parent were not sent, so silence measured across our stall is
+        ours, not theirs: it counts for no link's timeout, deadline or video allowance.
+        A dead neighbour is still found: one timeout (and a tick) after we run again
+        at most."""
         for link in self._links.values():
             link.last_heard = min(now, link.last_heard + stalled)
             if link.deadline is not None:
@@ -910,28 +1000,23 @@ class TreeState:
         if self._video_at is not None:
             self._video_at = min(now, self._video_at + stalled)
         # A move's new parent whose media may be among the unread, a shed child that
-        # may have moved on meanwhile: judged at the next tick too.
+        # may have moved on meanwhile: judged at the re-check too.
         self._incoming_until += stalled
         self._shedding = {k: until + stalled for k, until in self._shedding.items()}
 
-    def _silent_parent(self, now: float) -> bool:
-        """The parent sent no video for longer than the allowance while some was due.
-        Silence under a parent's repair notice does not count (see "Repair notices")."""
-        if self._video_at is None or self._video_timeout == math.inf:
-            # Nothing has started the allowance, or none is kept (the timeout is off:
-            # it stays off). Cheap tests first: this runs every tick.
-            return False
-        if self.demand() == limits.NO_VIDEO:
-            # Nobody here wants video, so none comes: the silence allowance starts
-            # again only once some is due.
-            self._video_at = now if self._video_at is not None else None
-            return False
-        live = (self._streamer_id is not None and self._streamer_id != self.peer_id
-                and not self._video_paused)
-        if not live or self._video_at is None:
-            return False
-        since = max(self._video_at, min(now, self._repair_grace_until))
-        return now - since > self._video_timeout
+    def _video_due(self) -> float:
+        """When the parent has sent no video for longer than the allowance while some
+        was due (inf: none is due, or the allowance is off). Silence under a parent's
+        repair notice does not count (see "Repair notices"): the allowance runs from
+        the notice's end."""
+        if self._video_at is None or self._video_timeout == math.inf \
+                or not self._wanting_video or self._video_paused \
+                or self._streamer_id is None or self._streamer_id == self.peer_id:
+            # Nothing has started the allowance, none is kept (the timeout is off: it
+            # stays off), nobody here wants video (so none comes; the allowance starts
+            # again once some is due), the room is paused, or nothing is live.
+            return math.inf
+        return max(self._video_at, self._repair_grace_until) + self._video_timeout
 
     def _repair_notice(self, repairing: bool, now: float) -> bool:
         """The parent's PathUpdate says whether it is repairing: believe a notice if
@@ -1006,7 +1091,7 @@ class TreeState:
                             ann=self.announcement)
             return [Send(link.id, accept),
                     ChildAttached(link.id, link.peer_id, link.name, link.layer),
-                    *self._update_demand(), *self._report()]
+                    *self._update_demand(now), *self._report()]
         # Refused: the joiner closes after reading the redirect; we close if it lingers.
         self.counters.children_refused += 1
         link.deadline = now + self.timing.connect_timeout_s
@@ -1051,7 +1136,7 @@ class TreeState:
                 self._incoming_path = accept.path
                 self._incoming_until = now + self._handover_s
                 self._incoming_why = why
-                return []
+                return self._first_ping(link, now)
             # Make before break: the new parent is ours; the old one hears why we go.
             actions += self._leave_old_parent(old, why)
         elif not self._wants_join():
@@ -1131,10 +1216,19 @@ class TreeState:
         actions.append(ParentAttached(link.id, link.peer_id or "", link.name,
                                       len(accept.path), accept, handed_over))
         actions += self._set_path(accept.path, now)
-        actions += self._update_demand()
+        actions += self._update_demand(now)
         if self._signed and accept.ann is not None:
             actions += self._adopt(accept.ann)
-        return actions
+        return actions + (self._first_ping(link, now) if self._parent is link else [])
+
+    @staticmethod
+    def _first_ping(link: _Link, now: float) -> list[Action]:
+        """A new parent is pinged at once (unless it was as our incoming one): its Pong
+        starts the clock offsets, and its probes count from here."""
+        if link.pinged_at != -math.inf:
+            return []
+        link.pinged_at = now
+        return [PingDue(link.id)]
 
     def _adopt(self, ann: Announcement) -> list[Action]:
         """A verified announcement: ours now; children hear of a new one."""
@@ -1207,7 +1301,7 @@ class TreeState:
         link.layer, link.auto, link.sound = demand.layer, demand.auto, demand.sound
         changed: list[Action] = [ChildLayerChanged(link.id, self.clamp(demand.layer),
                                                    demand.auto)] if layer_changed else []
-        return changed + self._update_demand()
+        return changed + self._update_demand(now)
 
     def _on_bye(self, link: _Link, bye: Bye, now: float) -> list[Action]:
         if link is self._parent and bye.candidates:
@@ -1418,12 +1512,18 @@ class TreeState:
             cands = cands[turn:] + cands[:turn]
         return tuple(cands[: limits.MAX_CANDIDATES])
 
-    def _update_demand(self) -> list[Action]:
+    def _update_demand(self, now: float) -> list[Action]:
         """Ask the parent for max(own layer, children's layers), and for sound when
         anyone below wants it, when that changes."""
+        demand = self.demand()
+        wanting = demand != limits.NO_VIDEO
+        if wanting and not self._wanting_video and self._video_at is not None:
+            # Video is due again: the silence allowance starts now (none came, rightly,
+            # while nobody here asked for any).
+            self._video_at = max(self._video_at, now)
+        self._wanting_video = wanting
         if self._parent is None:
             return []
-        demand = self.demand()
         # The subtree takes less only when every viewer in it does: a child that asked
         # for a fixed layer gets it whatever our own choice.
         auto = self.auto and all(c.auto for c in self._children)
@@ -1497,7 +1597,7 @@ class TreeState:
             self._children.remove(link)
             self._shedding.pop(link.id, None)
             actions.append(ChildDetached(link.id, reason))
-            return actions + self._update_demand() + self._report()
+            return actions + self._update_demand(now) + self._report()
         if link is not self._parent:
             return actions
         self._parent = None
