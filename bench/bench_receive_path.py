@@ -1,7 +1,7 @@
 """The receive path of one video frame, in process: microseconds of CPU per frame.
 
 What a viewer does for every frame its parent sends, minus the socket and TLS: the
-link's read loop (``PeerLink._read_loop``: framing, rate limit, picture-size check),
+link's receive step (``PeerLink.receive``: framing, rate limit, picture-size check),
 the dispatch, the intake (epoch fence, the streamer's Ed25519 signature, replay
 check, statistics) and the relay's forward (no children: a leaf; ``--children N``:
 a relay queueing the received wire bytes for N children). The stream is the
@@ -20,7 +20,6 @@ Writes bench/results/receive_path.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import time
 from collections.abc import Callable
@@ -82,16 +81,6 @@ class _Writer:
         pass
 
 
-class _Reader:
-    """Hands the link one frame's bytes per read (one TCP wake-up per frame), then EOF."""
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self._chunks = iter(chunks)
-
-    async def read(self, n: int) -> bytes:
-        return next(self._chunks, b"")
-
-
 class _Sink:
     """A child's queue that takes everything (a relay's fan-out, without sockets)."""
 
@@ -148,13 +137,15 @@ class Viewer:
                                         playback=None, emit=lambda event: None)  # type: ignore[arg-type]
 
     def read(self, chunks: list[bytes]) -> None:
-        """Run one link's read loop over ``chunks`` until EOF."""
-        link = PeerLink(_Reader(chunks), _Writer(), on_message=self.dispatch,  # type: ignore[arg-type]
+        """Hand one link ``chunks``, one per call as its transport would (one TCP
+        wake-up per frame)."""
+        link = PeerLink(None, _Writer(), on_message=self.dispatch,  # type: ignore[arg-type]
                         on_close=lambda link, reason: None, outbound=True)
         # The rate limit stays in the path, at a rate this loop cannot reach.
         link._bucket = TokenBucket(1e9, 10**9, time.monotonic())
         self.links.add(1, link)
-        asyncio.run(link._read_loop())
+        for data in chunks:
+            link.receive(data)
         self.links.remove(link)
         assert not self.refused and "protocol error" not in link.close_reason, (
             self.refused, link.close_reason)
@@ -236,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": info,
     }
     print(table(["path", "us per frame"],
-                [["link read loop + dispatch + intake + relay", result["full_us"]],
+                [["link receive + dispatch + intake + relay", result["full_us"]],
                  ["  of which framing and fields (FrameDecoder)", result["decode_us"]],
                  ["  of which digest + signature (MediaGuard)", result["guard_us"]]],
                 ["s", ".1f"]))

@@ -231,7 +231,7 @@ async def _gated_link(hello: Hello | None) -> tuple[PeerLink, GatedWriter]:
     reader = asyncio.StreamReader()
     writer = GatedWriter()
 
-    async def ignore(link: PeerLink, message: Message) -> None:
+    def ignore(link: PeerLink, message: Message) -> None:
         return None
 
     link = PeerLink(reader, writer, on_message=ignore,  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ async def test_a_link_without_pings_takes_its_base_rtt_from_the_kernel() -> None
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", server.sockets[0].getsockname()[1])
 
-    async def ignore(link: PeerLink, message: Message) -> None:
+    def ignore(link: PeerLink, message: Message) -> None:
         return None
 
     link = PeerLink(reader, writer, on_message=ignore, on_close=lambda link, why: None,

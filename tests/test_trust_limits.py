@@ -165,7 +165,7 @@ async def test_a_parent_sending_a_picture_bomb_loses_the_link() -> None:
     closed: list[str] = []
     received: list[object] = []
 
-    async def on_message(link: PeerLink, message: object) -> None:
+    def on_message(link: PeerLink, message: object) -> None:
         received.append(message)
 
     link = PeerLink(reader, writer, on_message=on_message,
@@ -193,7 +193,7 @@ async def test_a_joiner_cannot_send_video_to_the_peer_it_dialled() -> None:
     reader, writer = await asyncio.open_connection(sock=ours)
     closed: list[str] = []
 
-    async def on_message(link: PeerLink, message: object) -> None:
+    def on_message(link: PeerLink, message: object) -> None:
         pass
 
     link = PeerLink(reader, writer, on_message=on_message,

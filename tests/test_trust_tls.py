@@ -68,7 +68,7 @@ async def test_dialling_a_peer_that_holds_another_key_fails() -> None:
         impostor_of = Identity.generate().peer_id  # the id we think we are dialling
         with pytest.raises(AuthenticationError, match="expected peer"):
             await open_link("127.0.0.1", node.listen[1], timeout=WAIT_S,
-                            on_message=lambda link, m: asyncio.sleep(0),
+                            on_message=lambda link, m: None,
                             on_close=lambda link, reason: None,
                             identity=Identity.generate(), expected_id=impostor_of)
     finally:

@@ -61,7 +61,7 @@ class MessageDispatch:
         self._playback = playback
         self._emit = emit
 
-    async def __call__(self, link: PeerLink, message: Message) -> None:
+    def __call__(self, link: PeerLink, message: Message) -> None:
         link_id = self._links.id_of(link)
         if link_id is None:
             return

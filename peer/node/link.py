@@ -51,7 +51,7 @@ import sys
 import termios
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
 
@@ -147,7 +147,9 @@ class LinkCounters:
     audio_dropped: int = 0
 
 
-MessageHandler = Callable[["PeerLink", Message], Awaitable[None]]
+# Called for each message as it is read, in order (synchronously: the handler must not
+# block; what it needs to await it starts as a task).
+MessageHandler = Callable[["PeerLink", Message], None]
 CloseHandler = Callable[["PeerLink", str], None]
 
 
@@ -208,6 +210,7 @@ class PeerLink:
                                         limits.MAX_LINK_PARTS_BURST, time.monotonic())
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._receiver: _Receiver | None = None  # the transport's protocol once started
         self._bucket = TokenBucket(limits.MAX_LINK_MESSAGES_PER_S,
                                    limits.MAX_LINK_MESSAGES_BURST, time.monotonic())
         # The Pongs we may still send (the node answers Pings only while it has one).
@@ -246,8 +249,23 @@ class PeerLink:
         return f"<PeerLink {self.name} {self.role.value} {self.remote}>"
 
     def start(self) -> None:
+        """Start reading and writing.
+
+        Bytes go from the transport straight to the decoder (``_Receiver``), not
+        through the stream reader and a task that awaits it: one frame is one
+        callback, not a callback plus a task switch. What the stream reader already
+        holds (bytes that came before we started) is read first.
+        """
+        transport = self._writer.transport
+        # Any asyncio or uvloop transport can change its protocol (uvloop's are not
+        # asyncio.BaseTransport subclasses); a stand-in without one (a test's
+        # in-memory stream) is read through the stream reader to its end.
+        if hasattr(transport, "set_protocol") and hasattr(transport, "get_protocol"):
+            self._receiver = _Receiver(self, transport.get_protocol())
+            transport.set_protocol(self._receiver)
+            self._reader.feed_eof()  # it gets nothing more: what it holds is all it has
         self._tasks = [
-            asyncio.create_task(self._read_loop(), name=f"link-read {self.remote}"),
+            asyncio.create_task(self._read_stream(), name=f"link-read {self.remote}"),
             asyncio.create_task(self._write_loop(), name=f"link-write {self.remote}"),
         ]
 
@@ -429,53 +447,71 @@ class PeerLink:
 
     # --- receiving ----------------------------------------------------------------
 
-    async def _read_loop(self) -> None:
-        decoder = self._decoder
-        reason = "connection closed by peer"
+    async def _read_stream(self) -> None:
+        """Read the stream reader to its end: what it held when the receiver took over
+        (then the receiver passes on what it held meanwhile, and all after), or, with
+        no receiver, everything."""
         try:
-            while not self.closed:
-                data = await self._reader.read(READ_CHUNK_BYTES)
-                if not data:
-                    break
-                # One clock read per wake-up: what arrived together arrived then.
-                self.last_heard = at = time.monotonic()
-                self.counters.bytes_in += len(data)
-                decoder.receive_data(data)
-                while (message := decoder.next_message()) is not None:
-                    wire_bytes = decoder.last_message_bytes
-                    if isinstance(message, FramePart):
-                        whole = self._take_part(message)
-                        if whole is None:
-                            continue
-                        message, wire_bytes = whole
-                    if not self._bucket.take(at):
-                        raise RemoteProtocolError(
-                            f"more than {limits.MAX_LINK_MESSAGES_PER_S} messages per second",
-                            ErrorCode.RATE_LIMITED)
-                    if self._guard is not None and not self._guard.admit(message):
-                        continue  # the dialler's proof: checked, nothing for the node
-                    # Most messages are video: it is asked about first.
-                    if isinstance(message, VideoFrame):
-                        self.counters.video_bytes_in += wire_bytes
-                        check_frame_size(message)
-                    elif isinstance(message, AudioFrame):
-                        self.counters.audio_bytes_in += wire_bytes
-                    elif isinstance(message, Unknown):
-                        continue  # a newer peer's kind: skip it on purpose
-                    elif isinstance(message, Hello):
-                        self._check_hello(message)
-                    await self._on_message(self, message)
-                    if self.closed:
-                        return
-        except ProtocolError as exc:
-            reason = f"protocol error: {exc.reason}"
-            log.warning("closing link to %s (%s): %s", self.name, self.remote, exc.reason[:200])
-            self._send_now(Bye(reason=exc.reason, code=int(exc.code)))
+            while data := await self._reader.read(READ_CHUNK_BYTES):
+                self.receive(data)
+                if self.closed:
+                    return
         except (ConnectionError, OSError) as exc:
-            reason = f"connection lost: {exc}"
+            self.close(f"connection lost: {exc}")
+            return
         except asyncio.CancelledError:
             return
-        self.close(reason)
+        if self._receiver is not None:
+            self._receiver.release()
+        else:
+            self.close("connection closed by peer")
+
+    def receive(self, data: bytes) -> None:
+        """Bytes read from the neighbour: decode, check and hand on every whole message.
+
+        A ``ProtocolError`` (the decoder's, a check's here, or the handler's) closes
+        the link with a Bye giving the reason, in this one place.
+        """
+        if self.closed:
+            return
+        decoder = self._decoder
+        # One clock read per chunk: what arrived together arrived then.
+        self.last_heard = at = time.monotonic()
+        self.counters.bytes_in += len(data)
+        try:
+            decoder.receive_data(data)
+            while (message := decoder.next_message()) is not None:
+                wire_bytes = decoder.last_message_bytes
+                if isinstance(message, FramePart):
+                    whole = self._take_part(message)
+                    if whole is None:
+                        continue
+                    message, wire_bytes = whole
+                if not self._bucket.take(at):
+                    raise RemoteProtocolError(
+                        f"more than {limits.MAX_LINK_MESSAGES_PER_S} messages per second",
+                        ErrorCode.RATE_LIMITED)
+                if self._guard is not None and not self._guard.admit(message):
+                    continue  # the dialler's proof: checked, nothing for the node
+                # Most messages are video: it is asked about first.
+                if isinstance(message, VideoFrame):
+                    self.counters.video_bytes_in += wire_bytes
+                    check_frame_size(message)
+                elif isinstance(message, AudioFrame):
+                    self.counters.audio_bytes_in += wire_bytes
+                elif isinstance(message, Unknown):
+                    continue  # a newer peer's kind: skip it on purpose
+                elif isinstance(message, Hello):
+                    self._check_hello(message)
+                self._on_message(self, message)
+                if self.closed:
+                    return
+        except ProtocolError as exc:
+            log.warning("closing link to %s (%s): %s", self.name, self.remote, exc.reason[:200])
+            self._send_now(Bye(reason=exc.reason, code=int(exc.code)))
+            self.close(f"protocol error: {exc.reason}")
+        except (ConnectionError, OSError) as exc:
+            self.close(f"connection lost: {exc}")
 
     def _check_hello(self, message: Hello) -> None:
         """A private room's proof, and the id the TLS handshake proved; then whether
@@ -557,6 +593,57 @@ class PeerLink:
         tasks = [t for t in self._tasks if t is not current]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Receiver(asyncio.Protocol):
+    """The transport's protocol once a link has started: received bytes go straight
+    to ``PeerLink.receive``; the end of the connection closes the link.
+
+    The stream protocol it replaced stays informed of everything else (flow control
+    and the connection's loss), so the link's ``StreamWriter`` (``drain``,
+    ``wait_closed``) works as before. Until ``release`` (the stream reader's leftover
+    was read), what arrives is held, in order.
+    """
+
+    def __init__(self, link: PeerLink, streams: asyncio.BaseProtocol) -> None:
+        self._link = link
+        self._streams = streams
+        # Bytes (or the end: a reason) that came before ``release``; None after it.
+        self._held: list[bytes | str] | None = []
+
+    def release(self) -> None:
+        held, self._held = self._held or [], None
+        for item in held:
+            if isinstance(item, str):
+                self._link.close(item)
+            else:
+                self._link.receive(item)
+
+    def data_received(self, data: bytes) -> None:
+        if self._held is None:
+            self._link.receive(data)
+        else:
+            self._held.append(data)
+
+    def eof_received(self) -> bool:
+        self._end("connection closed by peer")
+        return False  # close the transport (TLS has no half-close anyway)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._streams.connection_lost(exc)
+        self._end("connection closed by peer" if exc is None else f"connection lost: {exc}")
+
+    def pause_writing(self) -> None:
+        self._streams.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._streams.resume_writing()
+
+    def _end(self, reason: str) -> None:
+        if self._held is None:
+            self._link.close(reason)
+        else:
+            self._held.append(reason)
 
 
 async def open_link(

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -359,10 +359,10 @@ class Node:
         self._refused(link, reason)
         self._driver.closed(link, reason)
 
-    def _on_message(self, link: PeerLink, message: Message) -> Awaitable[None]:
+    def _on_message(self, link: PeerLink, message: Message) -> None:
         if isinstance(message, Bye):  # a private room's member may be refusing us
             self._refused(link, message.reason)
-        return self._dispatch(link, message)
+        self._dispatch(link, message)
 
     def _refused(self, link: PeerLink, reason: str) -> None:
         why = self._refusals.refused(reason, outbound=link.outbound,

@@ -33,7 +33,7 @@ async def raw_link_pair(received: list[Message] | None = None) -> RawPair:
     port = server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
 
-    async def keep(link: PeerLink, message: Message) -> None:
+    def keep(link: PeerLink, message: Message) -> None:
         if received is not None:
             received.append(message)
 
