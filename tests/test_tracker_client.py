@@ -16,8 +16,8 @@ import pytest
 import peer.node.tracker_client as tc
 from peer.node.errors import LockDeniedError, TrackerUnreachableError
 from peer.node.tracker_client import TrackerClient, query_room
-from protocol.framing import encode
-from protocol.messages import Heartbeat, Message, PeerList, StreamerChanged
+from protocol.framing import FrameDecoder, encode
+from protocol.messages import Heartbeat, Message, PeerList, Ping, StreamerChanged
 from tracker.config import TrackerConfig
 from tracker.server import TrackerServer
 
@@ -284,6 +284,35 @@ async def test_a_new_holder_renews_one_period_after_its_grant(
     await asyncio.wait_for(beat.wait(), (tc.IDLE_BEAT_PERIODS - 0.25) * period)
     assert time.monotonic() - granted >= period * 0.9
     assert a.client.lease_valid() and a.closed.items == []
+
+
+async def test_a_beat_and_its_ping_go_out_in_one_write(
+        tracker: TrackerServer, peers: Callable[..., Peer]) -> None:
+    # The tracker only speaks on changes: a beat after a quiet period carries a Ping,
+    # and both leave in one write (one TLS record, one send).
+    a = peers("a", heartbeat_s=0.05)
+    await a.client.connect()
+    writer = a.client._writer
+    assert writer is not None
+    chunks: list[list[type]] = []
+    both = asyncio.Event()
+    write = writer.write
+
+    def recorded(data: bytes) -> None:
+        decoder = FrameDecoder()
+        decoder.receive_data(bytes(data))
+        kinds = []
+        while (message := decoder.next_message()) is not None:
+            kinds.append(type(message))
+        chunks.append(kinds)
+        if Heartbeat in kinds and Ping in kinds:
+            both.set()
+        write(data)
+
+    writer.write = recorded  # type: ignore[method-assign]
+    await asyncio.wait_for(both.wait(), WAIT_S)
+    assert [Heartbeat, Ping] in chunks
+    assert a.closed.items == []
 
 
 # --- the link ending -----------------------------------------------------------------------

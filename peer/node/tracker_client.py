@@ -457,14 +457,14 @@ class TrackerClient:
         p = self._position
         return Heartbeat(p.depth, p.free_slots, p.parent_id, p.layer, time.monotonic())
 
-    def _write(self, message: Message) -> None:
+    def _write(self, *messages: Message) -> None:
         if self._writer is not None and not self._writer.transport.is_closing():
-            self._writer.write(encode(message))
+            # One write: a heartbeat and its Ping go out as one TLS record, one send.
+            self._writer.write(b"".join(encode(message) for message in messages))
 
     async def _send(self, *messages: Message) -> None:
         self._check_link()
-        for message in messages:
-            self._write(message)
+        self._write(*messages)
         assert self._writer is not None
         try:
             async with asyncio.timeout(_WRITE_TIMEOUT_S):
