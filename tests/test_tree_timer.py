@@ -49,20 +49,21 @@ def _run(tree: TreeState, until: float, *, frames_until: float = 0.0,
     """The node's loop in virtual time: frames every FRAME_S up to ``frames_until``
     (heard between wake-ups, without re-arming), each Ping answered ``pong_s`` later
     (None: never), wake-ups at ``get_timer()``. Returns (wake-ups, actions)."""
-    arrivals: list[float] = []  # when bytes from the parent arrive, unsorted
+    arrivals: list[tuple[float, bool]] = []  # (when, a Pong) from the parent, unsorted
     frame = FRAME_S
     while frame <= frames_until:
-        arrivals.append(frame)
+        arrivals.append((frame, False))
         frame = round(frame + FRAME_S, 6)
     wakes, actions = 0, []
     while (due := tree.get_timer()) <= until and tree.parent is not None:
         arrivals.sort()
-        while arrivals and arrivals[0] <= due:
-            tree.heard(1, arrivals.pop(0))
+        while arrivals and arrivals[0][0] <= due:
+            at, pong = arrivals.pop(0)
+            tree.heard(1, at, answer=pong)
         out = tree.handle_timer(due)
         wakes += 1
         if pong_s is not None and _pings(out):
-            arrivals.append(due + pong_s)
+            arrivals.append((due + pong_s, True))
         actions += out
     return wakes, actions
 
@@ -78,6 +79,16 @@ def test_a_leaf_fed_10_fps_wakes_about_twice_a_second_and_pings_once() -> None:
     assert 1.0 <= wakes / 60.0 <= 2.5
     assert 55 <= _pings(actions) <= 70  # one a keepalive, as before
     assert _closes(actions) == []
+
+
+def test_a_leaf_below_a_quiet_parent_wakes_about_twice_a_second() -> None:
+    # Nothing but Pongs (a paused room): a probe each half link timeout, counted from
+    # the Ping its Pong answers (not from the Pong: that would cost a second wake-up
+    # per probe, one armed before the Pong came and one after).
+    tree = _leaf()
+    wakes, actions = _run(tree, 60.0, pong_s=0.05)
+    assert wakes / 60.0 <= 2.5 and _closes(actions) == []
+    assert 60.0 / HALF - 2 <= _pings(actions) <= 60.0 / HALF + 2
 
 
 def test_a_leaf_below_an_older_parent_still_pings_every_tick() -> None:

@@ -46,14 +46,14 @@ other candidates.
 Heartbeats. Only the child pings, and only as much as it must: any byte from the
 parent (video, control, a Pong) proves it alive. The child pings it once a keepalive
 (``keepalive_s``: the parent's sign of life from the child, and the clock-offset
-probe), and besides when it has been silent for half the link timeout
-(``QUIET_PROBE_SHARE``: a paused room, no video wanted, a repairing or frozen parent),
-so that its Pong has the other half to come; while video flows that probe never comes
-due. A parent silent (not a byte, Pongs included) for ``link_timeout_s`` is dead: found
-at that (and a re-check, see "Stalls"), within a tick of it at most, video or not. A
-child silent for ``child_timeout_s`` (a few keepalives) is dead. A parent whose Hello
-lacks ``slow_pings`` (an older build, which drops a child silent for
-``link_timeout_s``) is pinged every tick.
+probe), and besides when it has been quiet (nothing but Pongs since our latest Ping)
+for half the link timeout (``QUIET_PROBE_SHARE``: a paused room, no video wanted, a
+repairing or frozen parent), so that its Pong has the other half to come; while video
+flows that probe never comes due. A parent silent (not a byte, Pongs included) for
+``link_timeout_s`` is dead: found at that (and a re-check, see "Stalls"), within a
+tick of it at most, video or not. A child silent for ``child_timeout_s`` (a few
+keepalives) is dead. A parent whose Hello lacks ``slow_pings`` (an older build, which
+drops a child silent for ``link_timeout_s``) is pinged every tick.
 
 Timer. There is no fixed tick: ``get_timer()`` is the earliest moment anything can
 become due from the state's facts: each parent's death (its last byte +
@@ -311,6 +311,7 @@ class _Link:
     listen: tuple[str, int] | None = None  # a child's listen address
     deadline: float | None = None  # when a pending link is closed unless it moved on
     reverse: bool = False  # we dialled to offer ourselves as its parent (reversal)
+    flowed_at: float = -math.inf  # the latest message that was not a Pong
     pinged_at: float = -math.inf  # our latest Ping on it (a parent: set at attach)
     slow_pings: bool = False  # its Hello: it holds a child that pings each keepalive
     repair_grace_at: float = -math.inf  # (a parent) when its repair notice was believed
@@ -645,12 +646,16 @@ class TreeState:
     def heard(self, link_id: LinkId, now: float, *, answer: bool = False) -> None:
         """Something arrived on ``link`` at ``now`` (call it for every message, video
         included; the hot path). ``answer``: only the Pong to our Ping (or bytes not
-        yet a whole message); any byte proves the link alive, so it counts the same
-        (callers still say which it is). Only moves due times later: the driver need
-        not re-arm its timer for it (see "Timer")."""
+        yet a whole message): the link lives, yet nothing flows on it that would
+        spare a probe (a quiet parent's next probe counts from the Ping answered, not
+        from its Pong). Only moves due times later: the driver need not re-arm its
+        timer for it (see "Timer")."""
         link = self._links.get(link_id)
-        if link is not None and now > link.last_heard:
-            link.last_heard = now
+        if link is not None:
+            if now > link.last_heard:
+                link.last_heard = now
+            if not answer and now > link.flowed_at:
+                link.flowed_at = now
 
     def link_closed(self, link_id: LinkId, reason: str, now: float) -> list[Action]:
         """The link is gone (EOF, error, failed dial, or we closed it)."""
@@ -671,6 +676,8 @@ class TreeState:
             return []
         if now > link.last_heard:
             link.last_heard = now
+        if now > link.flowed_at:
+            link.flowed_at = now
         if isinstance(message, Hello):
             return self._on_hello(link, message, now)
         if isinstance(message, JoinRequest):
@@ -961,13 +968,16 @@ class TreeState:
     def _probe_due(self, parent: _Link) -> float:
         """When the parent must next be pinged: a keepalive after our last Ping (every
         tick for a parent whose Hello lacks ``slow_pings``: an older build times a
-        child out after ``link_timeout_s``), or once it has been silent for the quiet
-        share of the link timeout, so that its Pong still has the rest to come. Any
-        byte from it moves that later (video proves it alive); a Ping still unanswered
-        counts as its last word (one more Ping then, not one per wake-up)."""
+        child out after ``link_timeout_s``), or once it has been quiet for the quiet
+        share of the link timeout, so that its Pong still has the rest to come.
+        Quiet counts from its latest message but Pongs (video proves it alive and
+        moves the probe on) or our latest Ping, whichever is later: a Pong answers
+        that Ping, and the Pong's own arrival (a round trip later) does not move the
+        probe, or each probe of a quiet parent would cost a second wake-up (one armed
+        before the Pong came, one after)."""
         timing = self.timing
         keepalive = timing.keepalive_s if parent.slow_pings else timing.ping_interval_s
-        quiet = max(parent.last_heard, parent.pinged_at) \
+        quiet = max(parent.flowed_at, parent.pinged_at) \
             + timing.link_timeout_s * QUIET_PROBE_SHARE
         return min(parent.pinged_at + keepalive, quiet)
 
