@@ -14,11 +14,20 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+import pytest
+
 from peer.node.autolayer import AutoLayer
-from peer.node.fanout import AUTO_TICK_S, CALM_TICK_S, IDLE_TICK_S, FanoutControl
+from peer.node.fanout import (
+    AUTO_TICK_S,
+    CALM_TICK_S,
+    IDLE_TICK_S,
+    FanoutControl,
+)
 from peer.node.tree import actions as act
 from peer.node.tree.state import TreeState
+from protocol import JoinRequest
 from tests.test_fanout import _root_with_children
+from tests.test_tree_state import _hello
 
 STEP_S = 0.005
 FPS = 30.0
@@ -69,11 +78,15 @@ class _Run:
 
 
 def _simulate(paced: bool, children: int, rate_bps: float, capacity_bps: float,
-              seconds: float, capacity_at: tuple[float, float] | None = None) -> _Run:
+              seconds: float, capacity_at: tuple[float, float] | None = None,
+              join_at: float | None = None, max_children: int | None = None) -> _Run:
     """``children`` children at ``rate_bps`` each; ``capacity_at``: (time, capacity)
-    from when the uplink changes. The tick is every AUTO_TICK_S, or ``paced``."""
-    root = _root_with_children(children, max_children=children)
-    control = FanoutControl(root, children)
+    from when the uplink changes; ``join_at``: one more child joins then (its join
+    keyframe, to every child, follows 0.1 s later). The tick is every AUTO_TICK_S,
+    or ``paced``: then a join brings it forward (the node's ``_tree_event``)."""
+    max_children = max_children or children
+    root = _root_with_children(children, max_children=max_children)
+    control = FanoutControl(root, max_children)
     uplink = _Uplink(capacity_bps)
     delta = rate_bps / 8 / FPS
     ticks, sheds = 0, []
@@ -82,6 +95,14 @@ def _simulate(paced: bool, children: int, rate_bps: float, capacity_bps: float,
     while t < seconds:
         if capacity_at is not None and t >= capacity_at[0]:
             uplink.capacity_bps = capacity_at[1]
+        if join_at is not None and t >= join_at:
+            join_at = None
+            link = root.inbound(t, "10.0.1.1")
+            _hello(root, link, "joiner")
+            root.receive(link, JoinRequest(layer=720, listen_port=7999), t)
+            next_key = t + 0.1
+            if paced:
+                next_tick = t
         if t >= next_frame:
             key = t >= next_key
             for kid in root.children:
@@ -139,6 +160,22 @@ def test_an_uplink_that_narrows_is_measured_and_shed_as_soon() -> None:
         assert len(run.root.children) == 2
     # Seen at most one calm tick later than every AUTO_TICK_S.
     assert paced.sheds[0] <= fixed.sheds[0] + CALM_TICK_S
+
+
+@pytest.mark.parametrize("join_at", [12.3, 12.35, 12.7])
+def test_a_second_child_joining_a_calm_relay_is_sampled_by_its_join_keyframe(
+        join_at: float) -> None:
+    # One 720p child (2.3 Mbit/s) calm on 8 Mbit/s (one child samples no burst); a
+    # second joins. Its join keyframe backs both up for ~0.3 s: what the uplink sends
+    # then shows that a third 720p child would not fit, before one is taken. At the
+    # calm pace alone that burst can fall between two ticks (0.5 s apart; at these
+    # join times it does): the join brings the tick forward, so it is sampled.
+    for paced in (False, True):
+        run = _simulate(paced, 1, 2.3e6, 8e6, 16.0, join_at=join_at, max_children=3)
+        burst = run.control.uplink.burst_bps
+        assert burst is not None and abs(burst - 8e6) < 0.8e6, (paced, burst)
+        assert run.sheds == [] and len(run.root.children) == 2
+        assert run.control.fanout(16.0) == 2 and run.root.fanout == 2
 
 
 def test_a_leaf_ticks_once_a_second() -> None:

@@ -95,3 +95,24 @@ async def test_a_fixed_interval_still_works() -> None:
     finally:
         repeating.cancel()
     assert len(ticks) >= 2
+
+
+def test_reschedule_asks_again_now_but_not_during_a_tick() -> None:
+    loop = _FakeLoop()
+    due = [1.0]
+
+    def tick() -> None:
+        repeating.reschedule()  # during a tick: the tick's end asks anyway
+
+    repeating = Repeating(loop, lambda: due[0], tick)  # type: ignore[arg-type]
+    assert len(loop.handles) == 1
+    due[0] = 0.0  # something the interval depends on changed: look at once
+    repeating.reschedule()
+    assert len(loop.handles) == 2 and loop.handles[0].cancelled
+    assert not loop.handles[1].cancelled
+    loop.handles[1].callback()
+    # One new call set by the tick's end, none by its reschedule.
+    assert len(loop.handles) == 3 and not loop.handles[2].cancelled
+    repeating.cancel()
+    repeating.reschedule()  # cancelled: nothing more
+    assert len(loop.handles) == 3

@@ -57,6 +57,7 @@ from peer.node.room import DirectoryRoom, open_directory
 from peer.node.room_watch import RoomWatch
 from peer.node.stats import StreamStats
 from peer.node.tasks import Repeating, TaskSet
+from peer.node.tree import actions as act
 from peer.node.tree.state import MEDIA_HANDOVER_S, TreeState, TreeTiming
 from peer.node.tree_driver import TreeDriver, now
 from protocol import Bye, ErrorCode, KeyframeRequest, Message, PathEntry, limits
@@ -165,7 +166,8 @@ class Node:
             on_message=self._on_message,
             on_inbound=lambda link, address: driver.inbound(link, address))
         self._driver = driver = TreeDriver(tree, links, self._connections, self._room,
-                                           self._tasks, on_event=attachments.handle)
+                                           self._tasks, on_event=self._tree_event)
+        self._attachments = attachments
         self._dispatch = MessageDispatch(driver, links, intake=intake, audio=audio, chat=chat,
                                    relay=relay, playback=playback, emit=emit)
 
@@ -380,12 +382,24 @@ class Node:
             self._stats_due = at + self.config.timing.stats_interval_s
             self._stats_tick()
         if auto:
-            self._auto_due = at + AUTO_TICK_S  # (if the tick raises)
+            self._auto_due = marker = at + AUTO_TICK_S  # (if the tick raises)
             interval = self._auto_interval(at, self._auto_tick(at))
+            if self._auto_due != marker:
+                return  # a child attached meanwhile (_tree_event): look again at once
             self._auto_due = at + interval
             if interval > AUTO_TICK_S and at + AUTO_TICK_S <= self._stats_due < self._auto_due:
                 # A slow tick comes a little early to share the stats tick's wake-up.
                 self._auto_due = self._stats_due
+
+    def _tree_event(self, event: act.TreeEvent) -> None:
+        self._attachments.handle(event)
+        if isinstance(event, act.ChildAttached):
+            # Its join keyframe is the burst that samples our uplink (and a first
+            # child makes a leaf a relay): the auto tick comes at once, and at the
+            # fast pace from there (``FanoutControl.settled``: a child is new).
+            self._auto_due = now()
+            if self._ticks:
+                self._ticks[0].reschedule()
 
     def _next_tick(self) -> float:
         return max(0.0, min(self._auto_due, self._stats_due) - now())

@@ -46,6 +46,7 @@ class Repeating:
         self._interval_s = interval_s
         self._tick = tick
         self._cancelled = False
+        self._running = False
         self._handle = loop.call_later(self._interval(), self._run)
 
     def _interval(self) -> float:
@@ -53,11 +54,20 @@ class Repeating:
         return interval() if callable(interval) else interval
 
     def _run(self) -> None:
+        self._running = True
         try:
             self._tick()
         finally:
+            self._running = False
             if not self._cancelled:  # (the tick may have cancelled us)
                 self._handle = self._loop.call_later(self._interval(), self._run)
+
+    def reschedule(self) -> None:
+        """Ask for the interval again now, from now (what it depends on changed).
+        During a tick it does nothing: the interval is asked when the tick ends."""
+        if not self._cancelled and not self._running:
+            self._handle.cancel()
+            self._handle = self._loop.call_later(self._interval(), self._run)
 
     def cancel(self) -> None:
         self._cancelled = True
