@@ -6,6 +6,13 @@ admission.py) before anything else; a refused one hears a Bye with
 handshake costs memory and CPU that a refused connection must not get. An admitted
 link is handed over unstarted (the driver gives it a tree id first).
 
+The listener is a plain accept loop: each accepted socket is admitted while it is still
+a bare socket, and only then becomes a (TLS) transport, which reads from its first
+byte. Upgrading a transport that already reads (``StreamWriter.start_tls``) loses the
+ClientHello whenever it arrived before the upgrade: uvloop starts reading as soon as
+the transport exists, so every inbound handshake would hang (asyncio's own loop only
+got away with it by the order of its callbacks).
+
 Outbound: ``dial`` opens a link to a candidate (TLS: the listener must hold the
 candidate's key). With port mapping on, the home router forwards a port to our
 listener and we register under its external port.
@@ -32,6 +39,7 @@ from peer.node.config import NodeConfig
 from peer.node.errors import NodeError
 from peer.node.link import CloseHandler, MessageHandler, PeerLink, open_link
 from peer.node.portmap import PortMapper, PortMapping
+from peer.node.tasks import TaskSet
 from peer.trust.tls import HANDSHAKE_TIMEOUT_S, LinkGuard, server_context
 from protocol import Bye, Candidate, ErrorCode, encode
 from protocol.addresses import join_host_port, plain_host
@@ -42,6 +50,14 @@ if TYPE_CHECKING:
     from peer.node.punching import HolePunching
 
 log = logging.getLogger(__name__)
+
+ACCEPT_RETRY_S = 1.0
+"""How long the listener rests after accept() failed (out of file descriptors, say),
+rather than spin on a listening socket that stays readable (asyncio's servers do the
+same)."""
+
+READ_LIMIT_BYTES = 2 ** 16
+"""An inbound link's StreamReader limit (asyncio's default, as ``start_server`` had)."""
 
 
 class Connections:
@@ -67,7 +83,9 @@ class Connections:
         self._room_key = link_key(config.room_secret) if config.room_secret else None
         # Inbound connections held at once, in total and per address (hostile hosts).
         self._caps = ConnectionCaps.for_fanout(config.fanout)
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        # The accept loop and the connections it is admitting (handshakes under way).
+        self._accepting = TaskSet()
         self._tls_context: ssl.SSLContext | None = None
         self._portmap: PortMapper | None = None
         self.closing = False
@@ -87,34 +105,27 @@ class Connections:
         """
         cfg = self._config
         try:
-            self._server = await asyncio.start_server(
-                self._accept, sock=listen_socket(cfg.listen_host, cfg.listen_port,
-                                                 reuse_port=True))
+            listener = listen_socket(cfg.listen_host, cfg.listen_port, reuse_port=True)
             self._tls_context = server_context(self._identity) if cfg.tls else None
         except OSError as exc:
             raise NodeError(
                 f"cannot listen on {join_host_port(cfg.listen_host, cfg.listen_port)}: "
                 f"{exc.strerror or exc}") from None
-        sock = self._server.sockets[0].getsockname()
-        return sock[0], sock[1]
+        self._listener = listener
+        self._accepting.spawn(self._accept_loop(listener), "node-accept")
+        address = listener.getsockname()
+        return address[0], address[1]
 
     @property
     def listen_port(self) -> int | None:
         """The port we listen on (punches dial out from it), None when not listening."""
-        if self._server is None or not self._server.sockets:
+        if self._listener is None:
             return None
-        return int(self._server.sockets[0].getsockname()[1])
+        return int(self._listener.getsockname()[1])
 
     async def adopt(self, sock: socket.socket) -> None:
         """Admit a connection made by a hole punch as if our listener had accepted it."""
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=2 ** 16, loop=loop)
-        protocol = asyncio.StreamReaderProtocol(reader, self._accept, loop=loop)
-        try:
-            await loop.connect_accepted_socket(lambda: protocol, sock)
-        except OSError as exc:
-            log.debug("punched connection lost before use: %s", exc)
-            sock.close()
+        await self._admit(sock)
 
     async def map_port(self, listen: tuple[str, int]) -> tuple[str, int]:
         """Ask the home router for a port mapping if configured; the address to register.
@@ -133,11 +144,12 @@ class Connections:
     async def close(self) -> None:
         """Stop listening and give the port mapping back."""
         self.closing = True
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
-            self._server = None
+        # The accept loop and unfinished admissions end here (each releases its slot
+        # and closes its socket); links already handed over are the node's to close.
+        await self._accepting.cancel_all()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._portmap is not None:
             await self._portmap.close()
 
@@ -164,34 +176,55 @@ class Connections:
                                expected_id=candidate.id, room_key=self._room_key,
                                sock=sock)
 
-    async def _accept(self, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        """Accept connections until cancelled; each is admitted in a task of its own
+        (a slow TLS handshake must not hold up the next connection)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(listener)
+            except OSError as exc:
+                log.warning("cannot accept connections: %s", exc)
+                await asyncio.sleep(ACCEPT_RETRY_S)
+                continue
+            self._accepting.spawn(self._admit(sock), "node-admit")
+
+    async def _admit(self, sock: socket.socket) -> None:
+        """An inbound connection (accepted or punched): count it against the caps, then
+        TLS, then hand it over as an unstarted link. It is closed if refused, if the
+        handshake fails, or if we are closing."""
         if self.closing:
-            writer.close()
+            sock.close()
             return
-        peer = writer.get_extra_info("peername")
+        try:
+            peer = sock.getpeername()
+        except OSError:  # gone already (reset before we got to it)
+            sock.close()
+            return
         # One host, one spelling: an IPv4 peer on our dual-stack listener is a.b.c.d.
         address = plain_host(str(peer[0])) if isinstance(peer, tuple) else "?"
         refusal = self._caps.admit(address)
         if refusal is not None:
-            with contextlib.suppress(Exception):
-                writer.write(encode(Bye(reason=refusal,
-                                        code=int(ErrorCode.TOO_MANY_CONNECTIONS))))
-                writer.close()
+            with contextlib.suppress(OSError):  # a full buffer or a reset: it is told no
+                sock.setblocking(False)
+                sock.send(encode(Bye(reason=refusal, code=int(ErrorCode.TOO_MANY_CONNECTIONS))))
+            sock.close()
             return
-        if self._tls_context is not None:
-            try:
-                await writer.start_tls(self._tls_context,
-                                       ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)
-            except (OSError, TimeoutError, ssl.SSLError) as exc:
-                log.debug("TLS handshake with %s failed: %s", address, exc)
-                self._caps.release(address)
-                writer.close()
-                return
-            if self.closing:
-                self._caps.release(address)
-                writer.close()
-                return
+        try:
+            reader, writer = await self._open_streams(sock)
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            log.debug("TLS handshake with %s failed: %r", address, exc)
+            self._caps.release(address)
+            sock.close()  # (a no-op if the transport closed it already)
+            return
+        except BaseException:  # cancelled: we are closing
+            self._caps.release(address)
+            sock.close()
+            raise
+        if self.closing:
+            self._caps.release(address)
+            writer.close()
+            return
         tls = self._config.tls
         link = PeerLink(reader, writer, on_message=self._on_message,
                         on_close=self._on_close, outbound=False,
@@ -199,3 +232,20 @@ class Connections:
                         room_key=self._room_key, own_id=self._identity.peer_id)
         link.admitted_from = address
         self._on_inbound(link, address if address != "?" else None)
+
+    async def _open_streams(self, sock: socket.socket
+                            ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """``sock`` as asyncio streams, after the TLS handshake when links are TLS.
+
+        Raises:
+            OSError, TimeoutError, ssl.SSLError: the handshake failed or timed out.
+        """
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=READ_LIMIT_BYTES, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        context = self._tls_context
+        # The loop closes the socket if the handshake fails, by its own timeout too.
+        transport, _ = await loop.connect_accepted_socket(
+            lambda: protocol, sock, ssl=context,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if context is not None else None)
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
