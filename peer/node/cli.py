@@ -17,6 +17,7 @@ import sys
 import threading
 from typing import TextIO
 
+from peer.node import loops
 from peer.node.audio.config import AudioConfig
 from peer.node.config import (
     CameraSource,
@@ -346,7 +347,7 @@ def _list_tracker_rooms(host: str, port: int, fingerprint: str | None = None,
     from peer.node.tracker_client import query_rooms
 
     try:
-        rooms = asyncio.run(query_rooms(host, port, tls=tls, fingerprint=fingerprint))
+        rooms = loops.run(query_rooms(host, port, tls=tls, fingerprint=fingerprint))
     except NodeError as exc:
         print(f"treecast-peer: {exc}", file=sys.stderr)
         return exit_code(exc)
@@ -365,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         from peer.lan.browser import format_sessions, list_lan
 
-        print(format_sessions(asyncio.run(list_lan())))
+        print(format_sessions(loops.run(list_lan())))
         return ExitCode.OK
     if not args.name:
         parser.error("--name is required")
@@ -384,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             parser.error(f"cannot write events to {args.events}: {exc.strerror}")
     try:
-        return asyncio.run(run(args, config, EventWriter(out)))
+        return loops.run(run(args, config, EventWriter(out)))
     except KeyboardInterrupt:
         return ExitCode.OK
     finally:

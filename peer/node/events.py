@@ -83,6 +83,8 @@ class Ready(NodeEvent):
     # external HOST:PORT forwarded to ``listen``.
     reachability: str = "checking"
     mapped: str | None = None
+    # The event loop implementation: "uvloop" or "asyncio" (peer/node/loops.py).
+    loop: str = "asyncio"
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ from peer.node.identity_file import load_identity
 from peer.node.intake import VideoIntake
 from peer.node.link import PeerLink
 from peer.node.linktable import LinkTable
+from peer.node.loops import loop_name
 from peer.node.media_auth import MediaSigner
 from peer.node.membership import MembershipRefusals
 from peer.node.playback import PlaybackState
@@ -248,7 +249,8 @@ class Node:
         self._emit(Ready(id=self.peer_id, listen=join_host_port(*self.listen),
                          name=directory.own_name(),
                          mapped=(f"{mapping.external_host}:{mapping.external_port}"
-                                 if mapping is not None else None)))
+                                 if mapping is not None else None),
+                         loop=loop_name(loop)))
         self._room_watch.live = True
         self._auto_due = now() + AUTO_TICK_S
         self._stats_due = now() + cfg.timing.stats_interval_s

@@ -17,6 +17,8 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
+from peer.node.loops import new_event_loop
+
 T = TypeVar("T")
 
 # How long start() waits for the loop to run. A healthy thread is ready in
@@ -48,7 +50,8 @@ class NodeThread:
         Args:
             name: the thread's name (shows in tracebacks and leak checks).
         """
-        self.loop = asyncio.new_event_loop()
+        # uvloop where installed, as for the headless peer (peer/node/loops.py).
+        self.loop = new_event_loop()
         self.ready = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
