@@ -242,3 +242,33 @@ def test_a_stall_that_ends_just_after_a_due_time_does_not_fail_a_quiet_parent() 
         tree.heard(1, recheck + 0.02, answer=True)
     _, actions = _run(tree, 20.0, pong_s=0.02)
     assert _closes(actions) == []
+
+
+def test_a_stream_that_comes_back_starts_the_video_allowance_afresh() -> None:
+    # The directory said nobody streams for a while (no video due, none came), then
+    # the streamer is back: the no-video allowance counts from then, so the timer is
+    # not armed for a moment already past (which would look like our own stall) and
+    # the parent gets the whole allowance to feed us.
+    timing = TreeTiming(ping_interval_s=0.25, link_timeout_s=1.0, connect_timeout_s=2.0,
+                        video_timeout_s=2.0)
+    tree = TreeState(peer_id="me", name="me", room="lobby", fanout=2, layer=720,
+                     room_view=FixedRoom([Candidate("p", "p", "10.0.0.5", 5000, 0, 1)]),
+                     timing=timing, now=0.0)
+    tree.set_streamer("p", 1, 0.0)
+    tree.connected(1, 0.02)
+    tree.receive(1, Hello(peer_id="p", name="p", room="lobby"), 0.04)
+    tree.receive(1, Accept(path=(PathEntry("p", "p"),), epoch=1), 0.05)
+    tree.set_streamer(None, 1, 0.5)
+    t = 0.5
+    while (t := tree.get_timer()) <= 10.0:
+        tree.heard(1, t, answer=True)  # it answers every probe at once: alive
+        assert _closes(tree.handle_timer(t)) == []
+    tree.set_streamer("p", 1, 10.0)
+    assert tree.get_timer() >= 10.0
+    closes: list[act.Close] = []
+    while not closes:
+        t = tree.get_timer()
+        tree.heard(1, t, answer=True)
+        closes = _closes(tree.handle_timer(t))
+    assert closes[0].reason == "no video for 2 s"
+    assert 12.0 <= t <= 12.0 + RECHECK_S

@@ -778,6 +778,12 @@ class TreeState:
         actions: list[Action] = []
         previous = self._streamer_id
         self._streamer_id = streamer_id
+        if previous in (None, self.peer_id) and streamer_id not in (None, self.peer_id) \
+                and self._video_at is not None:
+            # Video is due from our parent again: the silence allowance starts now (and
+            # the timer is never armed for a moment already past, which would look
+            # like our own stall).
+            self._video_at = max(self._video_at, now)
         if streamer_id is not None:
             # The directory is the authority on the current epoch (on a LAN the
             # tie-break winner may hold the lower one).
