@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from protocol.errors import ErrorCode, RemoteProtocolError
@@ -130,6 +132,39 @@ def test_pushes_are_coalesced_per_interval() -> None:
     assert (peers["b"].depth, peers["b"].parent_id, peers["b"].layer) == (1, "a", 720)
     # Nothing else pending (only the idle timers: a was last heard at 1.1).
     assert state.get_timer() == pytest.approx(11.1)
+
+
+def test_a_large_whole_listed_room_is_pushed_less_often() -> None:
+    # A whole list costs each of N peers O(N) to read: a room of 100 peers at 50
+    # records per peer per second is pushed at most every 2 s, however many join.
+    state = TrackerState(TrackerConfig(update_interval_s=0.5, list_records_per_s=50.0,
+                                       max_connections_per_address=200))
+    for i in range(100):
+        join(state, i + 1, f"p{i}", now=0.0)
+    state.handle_timer(0.0)
+    pushed_at = []
+    t = 0.0
+    while t < 10.0:
+        t = round(t + 0.1, 1)
+        out = join(state, 1000 + int(t * 10), f"late{t}", now=t)  # a join every 0.1 s
+        out += state.handle_timer(t)
+        if any(c == 1 and isinstance(m, PeerList) for c, m in out):
+            pushed_at.append(t)
+    gaps = [b - a for a, b in itertools.pairwise(pushed_at)]
+    # The room grows from 101 to 200 peers: the gap grows from ~2 s to ~4 s.
+    assert len(pushed_at) >= 3 and min(gaps) >= 2.0 - 1e-9
+    small = new_state()
+    join(small, 1, "a")
+    join(small, 2, "b", now=1.0)
+    small.receive(1, Heartbeat(depth=0, free_slots=4), 1.1)
+    assert small.get_timer() == pytest.approx(1.5)  # a small room: update_interval_s
+
+
+def test_config_push_interval() -> None:
+    cfg = TrackerConfig(update_interval_s=0.5, list_records_per_s=50.0)
+    assert cfg.push_interval_s(10) == 0.5 and cfg.push_interval_s(200) == 4.0
+    with pytest.raises(ValueError):
+        TrackerConfig(list_records_per_s=0)
 
 
 def test_unchanged_heartbeat_pushes_nothing() -> None:

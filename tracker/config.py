@@ -59,6 +59,11 @@ class TrackerConfig:
             make the tracker open unbounded outgoing connections.
         update_interval_s: at most one PeerList push per room per interval: heartbeats
             of a busy room coalesce into one update instead of one per change.
+        list_records_per_s: a whole list costs each of a room's N peers O(N) to read
+            (parse, directory, its GUI's tree), so a room is pushed at most every
+            N / this seconds (never more often than ``update_interval_s``): each peer
+            reads about this many records a second however many join, where one push
+            per change would cost the room O(N^2) while it grows.
         max_write_buffer_bytes: a connection whose unsent output grows past this does
             not read what we send (stuck or hostile) and is dropped; room for a few
             full PeerLists.
@@ -93,6 +98,7 @@ class TrackerConfig:
     connect_back_timeout_s: float = 2.0
     max_connect_backs: int = 32
     update_interval_s: float = 0.5
+    list_records_per_s: float = 50.0
     max_write_buffer_bytes: int = 4 * 1024 * 1024
     punch_requests_per_s: float = 2.0
     punch_invites_per_s: float = 4.0
@@ -114,7 +120,7 @@ class TrackerConfig:
         for name in ("lease_s", "peer_timeout_s", "max_messages_per_s",
                      "connect_back_timeout_s", "refresh_s", "settled_refresh_s",
                      "register_timeout_s", "punch_requests_per_s",
-                     "punch_invites_per_s"):
+                     "punch_invites_per_s", "list_records_per_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
         if self.lease_grace_s < 0:
@@ -127,3 +133,7 @@ class TrackerConfig:
                      "max_connect_backs", "max_write_buffer_bytes", "punch_burst"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+
+    def push_interval_s(self, room_size: int) -> float:
+        """The least time between two pushes of a whole-listed room of this size."""
+        return max(self.update_interval_s, room_size / self.list_records_per_s)

@@ -18,9 +18,12 @@ reachability result, a new streamer) bumps the room's version.
 
 Small rooms (up to ``full_list_peers``) are listed whole, as one PeerList object
 shared by everyone. Pushes are coalesced: the first change after a quiet period is
-pushed at once, later ones at most once per ``update_interval_s``; a peer that
-already saw the current version (the newcomer, who got a PeerList as its reply) is
-skipped. The work per push is bounded by ``full_list_peers``.
+pushed at once, later ones at most once per ``update_interval_s``, and a room of N
+peers at most once per N / ``list_records_per_s`` seconds (each push costs each of
+its N peers O(N) to read: a room growing by joins would cost O(N^2) a second with a
+push per change); a peer that already saw the current version (the newcomer, who got
+a PeerList as its reply) is skipped. The work per push is bounded by
+``full_list_peers``.
 
 Large rooms are never listed whole and a change pushes nothing: each peer gets its own
 bounded PeerList (itself, the streamer, ``candidates`` join candidates picked for it,
@@ -402,7 +405,8 @@ class TrackerState:
             if lock is not None and (first is None or lock.expires_at < first):
                 first = lock.expires_at
         for name in self._dirty:
-            due = self._rooms[name].last_push + self.config.update_interval_s
+            room = self._rooms[name]
+            due = room.last_push + self.config.push_interval_s(len(room))
             if first is None or due < first:
                 first = due
         return first
@@ -957,7 +961,7 @@ class TrackerState:
                 # (_refresh_due) picks the change up.
                 self._dirty.discard(name)
                 continue
-            if now < room.last_push + self.config.update_interval_s:
+            if now < room.last_push + self.config.push_interval_s(len(room)):
                 continue  # pushed recently: handle_timer sends it when the interval ends
             self._dirty.discard(name)
             room.last_push = now
