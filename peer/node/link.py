@@ -2,9 +2,13 @@
 
 Theory of operation
 -------------------
-A link owns a reader task and a writer task. The reader feeds a ``FrameDecoder`` and
-hands each message to the node's handler; a ``ProtocolError`` is caught here, in one
-place: the link sends a Bye carrying the reason and closes. Nothing else is affected.
+A started link takes over its transport's reading (``_Receiver``): each chunk the
+transport reads goes straight to ``PeerLink.receive``, which feeds a ``FrameDecoder``
+and hands each message to the node's handler, in the transport's own callback (no
+stream reader buffering it, no task woken to read it: a frame costs one callback).
+What the stream reader held from before ``start`` is read first. A ``ProtocolError``
+is caught in ``receive``, in one place: the link sends a Bye carrying the reason and
+closes. Nothing else is affected. A writer task sends.
 
 The writer serves three queues: control messages (chat, pings, demand, bye) first, in
 order and never dropped, then audio (its own small drop-oldest queue: a video backlog
