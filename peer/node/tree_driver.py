@@ -137,9 +137,10 @@ class TreeDriver:
         tree = self.tree
         at = now()
         if 0.0 < self._timer_at - at <= _EARLY_S:
-            # A loop that keeps its timers in whole milliseconds (uvloop) may run one
-            # a little early; the state compares exactly, so it would find nothing
-            # due and name the same instant again: a second wake-up for nothing.
+            # A loop that keeps its timers in whole milliseconds (uvloop as shipped;
+            # loops.py's rounds up) may run one a little early; the state compares
+            # exactly, so it would find nothing due and name the same instant again:
+            # a second wake-up for nothing.
             at = self._timer_at
         for link in self._links:
             # The link stamps every read (a piece of a large frame too, which the
