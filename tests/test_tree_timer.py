@@ -44,6 +44,18 @@ def _leaf(*, slow_pings: bool = True) -> TreeState:
     return tree
 
 
+def _root_with_a_child_joined_at(t: float) -> tuple[TreeState, int]:
+    """A streaming root and the link id of one child that joined at ``t`` and has
+    said nothing since."""
+    root = TreeState(peer_id="me", name="me", room="lobby", fanout=2, layer=720,
+                     room_view=FixedRoom([]), timing=TIMING, now=0.0)
+    root.become_root(1, StreamInfo(1280, 720, 30.0), 0.0)
+    child = root.inbound(t, "10.0.0.7")
+    root.receive(child, Hello(peer_id="c", name="c", room="lobby"), t)
+    root.receive(child, JoinRequest(layer=720), t)
+    return root, child
+
+
 def _run(tree: TreeState, until: float, *, frames_until: float = 0.0,
          pong_s: float | None = 0.0) -> tuple[int, list[act.Action]]:
     """The node's loop in virtual time: frames every FRAME_S up to ``frames_until``
@@ -162,12 +174,7 @@ def test_a_dead_parent_is_found_within_link_timeout_and_a_tick_of_its_last_byte(
 
 
 def test_a_silent_child_is_found_at_its_timeout_by_a_root_that_rarely_wakes() -> None:
-    root = TreeState(peer_id="me", name="me", room="lobby", fanout=2, layer=720,
-                     room_view=FixedRoom([]), timing=TIMING, now=0.0)
-    root.become_root(1, StreamInfo(1280, 720, 30.0), 0.0)
-    child = root.inbound(0.1, "10.0.0.7")
-    root.receive(child, Hello(peer_id="c", name="c", room="lobby"), 0.1)
-    root.receive(child, JoinRequest(layer=720), 0.1)
+    root, child = _root_with_a_child_joined_at(0.1)
     wakes, closes = 0, []
     while root.children:
         due = root.get_timer()
@@ -187,12 +194,7 @@ def test_a_re_check_that_runs_a_little_late_is_no_stall() -> None:
     # not a stall) and, the first in a while, waits for a re-check; that runs 50 ms
     # late. Against the time it was armed for that is no stall (the child's own due
     # time is 0.15 s past by then, which must not count): the child is judged.
-    root = TreeState(peer_id="me", name="me", room="lobby", fanout=2, layer=720,
-                     room_view=FixedRoom([]), timing=TIMING, now=0.0)
-    root.become_root(1, StreamInfo(1280, 720, 30.0), 0.0)
-    child = root.inbound(0.1, "10.0.0.7")
-    root.receive(child, Hello(peer_id="c", name="c", room="lobby"), 0.1)
-    root.receive(child, JoinRequest(layer=720), 0.1)
+    root, child = _root_with_a_child_joined_at(0.1)
     due = root.get_timer()
     assert due == 0.1 + TIMING.child_timeout_s
     assert _closes(root.handle_timer(due + 0.1)) == []  # waits for the re-check
