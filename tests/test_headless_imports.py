@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.support.procs import Peer, session, wait_for
+from tests.support.procs import Peer, session, start_bare_chain, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -24,18 +24,7 @@ def _fps_since(peer: Peer, t: float) -> list[float]:
 
 def test_a_relay_and_a_leaf_stream_without_media_libraries() -> None:
     with session() as s:
-        s.start_tracker()
-        root = s.start_peer("root", "--test-pattern", "320x180", "--fps", "10",
-                            "--max-children", "1")
-        assert wait_for(lambda: root.last("stream_started"), 30), root.events
-        relay = s.start_peer("relay", "--watch", "--max-children", "1",
-                             module="tests.support.bare_peer")
-        assert wait_for(lambda: (relay.last("joined") or {}).get("depth") == 1, 30), \
-            relay.events[-5:]
-        leaf = s.start_peer("leaf", "--watch", "--max-children", "0",
-                            module="tests.support.bare_peer")
-        assert wait_for(lambda: (leaf.last("joined") or {}).get("depth") == 2, 30), \
-            leaf.events[-5:]
+        _, relay, leaf = start_bare_chain(s)
         since = time.time()
         # Three stats ticks each after both joined: frames keep arriving at both.
         assert wait_for(lambda: all(len(_fps_since(p, since)) >= 3 for p in (relay, leaf)),

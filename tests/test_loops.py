@@ -25,7 +25,7 @@ from peer.node.link import PeerLink, open_link
 from peer.node.runner import NodeThread
 from protocol import Bye, ErrorCode, FrameDecoder
 from protocol.identity import Identity
-from tests.support.procs import session, wait_for
+from tests.support.procs import session, start_bare_chain, wait_for
 
 try:
     import uvloop
@@ -235,20 +235,9 @@ def test_a_connection_over_the_cap_hears_a_plain_bye_and_costs_no_handshake(
 def test_a_relay_and_a_leaf_stream_on_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(loops.ENV_VAR, raising=False)  # the peers' default
     with session() as s:
-        s.start_tracker()
-        root = s.start_peer("root", "--test-pattern", "320x180", "--fps", "10",
-                            "--max-children", "1")
-        assert wait_for(lambda: root.last("stream_started"), 30), root.events
         # Headless viewers as the scale benchmark runs them; the leaf joins under the
         # relay, so both accept a TLS link (root and relay) and both dial one.
-        relay = s.start_peer("relay", "--watch", "--max-children", "1",
-                             module="tests.support.bare_peer")
-        assert wait_for(lambda: (relay.last("joined") or {}).get("depth") == 1, 30), \
-            relay.events[-5:]
-        leaf = s.start_peer("leaf", "--watch", "--max-children", "0",
-                            module="tests.support.bare_peer")
-        assert wait_for(lambda: (leaf.last("joined") or {}).get("depth") == 2, 30), \
-            leaf.events[-5:]
+        root, relay, leaf = start_bare_chain(s)
         for peer in (root, relay, leaf):
             assert (peer.last("ready") or {}).get("loop") == "uvloop", peer.name
         since = time.time()

@@ -157,3 +157,23 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.1
 
 
 __all__ = ["Peer", "Session", "session", "wait_for"]
+
+
+def start_bare_chain(s: Session) -> tuple[Peer, Peer, Peer]:
+    """A tracker, a streaming root (320x180 at 10 fps, one child) and two headless
+    viewers as the scale benchmark runs them (tests/support/bare_peer.py), joined in a
+    chain: root -> relay -> leaf. Returns (root, relay, leaf) once the leaf is at
+    depth 2."""
+    s.start_tracker()
+    root = s.start_peer("root", "--test-pattern", "320x180", "--fps", "10",
+                        "--max-children", "1")
+    assert wait_for(lambda: root.last("stream_started"), 30), root.events
+    relay = s.start_peer("relay", "--watch", "--max-children", "1",
+                         module="tests.support.bare_peer")
+    assert wait_for(lambda: (relay.last("joined") or {}).get("depth") == 1, 30), \
+        relay.events[-5:]
+    leaf = s.start_peer("leaf", "--watch", "--max-children", "0",
+                        module="tests.support.bare_peer")
+    assert wait_for(lambda: (leaf.last("joined") or {}).get("depth") == 2, 30), \
+        leaf.events[-5:]
+    return root, relay, leaf
